@@ -1,0 +1,1 @@
+"""The local runtime's adapters: no account, no network."""

@@ -1,0 +1,122 @@
+"""Filesystem blob store: key -> file under a root folder. Writes are atomic (temp + rename).
+
+Stage-in hard-links when source and sandbox share a filesystem (no copy), else copies;
+stage-out renames (no copy) when asked to move.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+from chalicelib.errors import NotFoundError
+
+
+def check_key(key: str) -> str:
+    if not key or key.startswith("/") or "\x00" in key or ".." in key.split("/"):
+        raise ValueError(f"unsafe blob key {key!r}: keys are relative and never contain '..'")
+    return key
+
+
+class FsBlobStore:
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        os.makedirs(self.root, exist_ok=True)
+
+    def path(self, key: str) -> str:
+        return os.path.join(self.root, check_key(key))
+
+    def _tmp_beside(self, final: str) -> str:
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(final))
+        os.close(fd)
+        return tmp
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        final = self.path(key)
+        tmp = self._tmp_beside(final)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            _unlink(tmp)
+            raise
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            with open(self.path(key), "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            raise NotFoundError(f"no blob {key!r} under {self.root}") from None
+
+    def put_file(self, key: str, path: str, move: bool = False) -> int:
+        final = self.path(key)
+        size = os.path.getsize(path)
+        if move:
+            try:
+                os.makedirs(os.path.dirname(final), exist_ok=True)
+                os.replace(path, final)
+                return size
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+        tmp = self._tmp_beside(final)
+        try:
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, final)
+        except BaseException:
+            _unlink(tmp)
+            raise
+        return size
+
+    def get_file(self, key: str, dest: str) -> int:
+        src = self.path(key)
+        try:
+            size = os.path.getsize(src)
+        except FileNotFoundError:
+            raise NotFoundError(f"no blob {key!r} under {self.root}") from None
+        os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+        try:
+            os.link(src, dest)
+        except OSError:
+            shutil.copyfile(src, dest)
+        return size
+
+    def exists(self, key: str) -> bool:
+        return os.path.isfile(self.path(key))
+
+    def size(self, key: str) -> int:
+        try:
+            return os.path.getsize(self.path(key))
+        except FileNotFoundError:
+            raise NotFoundError(f"no blob {key!r} under {self.root}") from None
+
+    def list(self, prefix: str) -> Iterator[str]:
+        base = self.root
+        start = os.path.join(base, os.path.dirname(prefix)) if "/" in prefix else base
+        for dirpath, _dirs, files in os.walk(start):
+            for name in files:
+                if name.startswith(".tmp-"):
+                    continue
+                key = os.path.relpath(os.path.join(dirpath, name), base).replace(os.sep, "/")
+                if key.startswith(prefix):
+                    yield key
+
+    def delete_prefix(self, prefix: str) -> int:
+        keys = list(self.list(prefix))
+        for key in keys:
+            _unlink(self.path(key))
+        return len(keys)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,291 @@
+"""SQLite state store (WAL). One transaction per coordinator step: crash-safe as a unit.
+
+Tables: runs; tasks (PK run_id, task_id); done_edges (which parents a child has counted, so a
+redelivered completion never decrements twice); counts (tasks per state per run, kept in the
+same transaction as every state change, so `counts` is O(states), not O(tasks)).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from chalicelib.engine.records import RUN_MUTABLE, TASK_MUTABLE, RunRecord, TaskRecord
+from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
+from chalicelib.errors import NotFoundError, StateConflictError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+  run_id TEXT PRIMARY KEY, name TEXT NOT NULL, state TEXT NOT NULL, created_at REAL NOT NULL,
+  finished_at REAL, task_count INTEGER NOT NULL, spec_key TEXT NOT NULL, options TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_time ON runs(created_at);
+CREATE TABLE IF NOT EXISTS tasks (
+  run_id TEXT NOT NULL, task_id TEXT NOT NULL, state TEXT NOT NULL, attempt INTEGER NOT NULL,
+  placement TEXT NOT NULL, pending INTEGER NOT NULL, max_attempts INTEGER NOT NULL,
+  lease_expires REAL, not_before REAL, started_at REAL, finished_at REAL, exit_code INTEGER,
+  reason TEXT, result TEXT, seq INTEGER NOT NULL,
+  PRIMARY KEY (run_id, task_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks(run_id, state);
+CREATE INDEX IF NOT EXISTS tasks_by_lease ON tasks(lease_expires) WHERE lease_expires IS NOT NULL;
+CREATE TABLE IF NOT EXISTS done_edges (
+  run_id TEXT NOT NULL, child TEXT NOT NULL, parent TEXT NOT NULL,
+  PRIMARY KEY (run_id, child, parent)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counts (
+  run_id TEXT NOT NULL, state TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (run_id, state)
+) WITHOUT ROWID;
+"""
+
+_TASK_COLS = (
+    "run_id, task_id, state, attempt, placement, pending, max_attempts, lease_expires, not_before, "
+    "started_at, finished_at, exit_code, reason, result"
+)
+
+
+def _task(row: Sequence[Any]) -> TaskRecord:
+    return TaskRecord(
+        run_id=row[0], task_id=row[1], state=TaskState(row[2]), attempt=row[3], placement=row[4],
+        pending=row[5], max_attempts=row[6], lease_expires=row[7], not_before=row[8],
+        started_at=row[9], finished_at=row[10], exit_code=row[11], reason=row[12],
+        result=json.loads(row[13]) if row[13] else {},
+    )
+
+
+def _run(row: Sequence[Any]) -> RunRecord:
+    return RunRecord(
+        run_id=row[0], name=row[1], state=RunState(row[2]), created_at=row[3], finished_at=row[4],
+        task_count=row[5], spec_key=row[6], options=json.loads(row[7]),
+    )
+
+
+def _db_value(key: str, value: Any) -> Any:
+    if key == "result":
+        return json.dumps(value, separators=(",", ":")) if value else None
+    if key == "options":
+        return json.dumps(value)
+    if isinstance(value, TaskState | RunState):
+        return value.value
+    return value
+
+
+class SqliteStateStore:
+    """StateStore on one SQLite file. Safe across processes (SQLite locking) and threads."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=OFF")
+        self._db.executescript(_SCHEMA)
+        self._depth = 0
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ---- transactions -------------------------------------------------------------------
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._depth = 0
+                self._db.execute("ROLLBACK")
+                raise
+            self._depth = 0
+            self._db.execute("COMMIT")
+
+    _tx = batch
+
+    # ---- runs ---------------------------------------------------------------------------
+
+    def create_run(self, run: RunRecord, tasks: Sequence[TaskRecord]) -> None:
+        with self._tx():
+            exists = self._db.execute("SELECT 1 FROM runs WHERE run_id=?", (run.run_id,)).fetchone()
+            if exists:
+                raise StateConflictError(f"run {run.run_id} already exists", self.get_run(run.run_id))
+            self._db.execute(
+                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?)",
+                (run.run_id, run.name, run.state.value, run.created_at, run.finished_at,
+                 run.task_count, run.spec_key, json.dumps(run.options)),
+            )
+            self._db.executemany(
+                f"INSERT INTO tasks ({_TASK_COLS}, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    (t.run_id, t.task_id, t.state.value, t.attempt, t.placement, t.pending,
+                     t.max_attempts, t.lease_expires, t.not_before, t.started_at, t.finished_at,
+                     t.exit_code, t.reason, _db_value("result", t.result), i)
+                    for i, t in enumerate(tasks)
+                ),
+            )
+            per_state: dict[str, int] = {}
+            for t in tasks:
+                per_state[t.state.value] = per_state.get(t.state.value, 0) + 1
+            self._db.executemany(
+                "INSERT INTO counts VALUES (?,?,?)", ((run.run_id, s, n) for s, n in per_state.items())
+            )
+
+    def get_run(self, run_id: str) -> RunRecord:
+        row = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no run {run_id!r} in {self.path}; `updraft runs` lists them")
+        return _run(row)
+
+    def list_runs(self, limit: int = 50, state: RunState | None = None) -> list[RunRecord]:
+        if state is None:
+            rows = self._db.execute("SELECT * FROM runs ORDER BY created_at DESC, run_id DESC LIMIT ?", (limit,))
+        else:
+            rows = self._db.execute(
+                "SELECT * FROM runs WHERE state=? ORDER BY created_at DESC, run_id DESC LIMIT ?", (state.value, limit)
+            )
+        return [_run(r) for r in rows.fetchall()]
+
+    def update_run(self, run_id: str, expect: Collection[RunState], changes: Mapping[str, Any]) -> RunRecord:
+        bad = set(changes) - RUN_MUTABLE
+        if bad:
+            raise ValueError(f"run fields {sorted(bad)} cannot be changed")
+        with self._tx():
+            cur = self.get_run(run_id)
+            if cur.state not in expect:
+                raise StateConflictError(f"run {run_id} is {cur.state}, expected one of {sorted(expect)}", cur)
+            sets = ", ".join(f"{k}=?" for k in changes)
+            self._db.execute(
+                f"UPDATE runs SET {sets} WHERE run_id=?",
+                (*(_db_value(k, v) for k, v in changes.items()), run_id),
+            )
+            return self.get_run(run_id)
+
+    # ---- tasks --------------------------------------------------------------------------
+
+    def get_task(self, run_id: str, task_id: str) -> TaskRecord:
+        row = self._db.execute(
+            f"SELECT {_TASK_COLS} FROM tasks WHERE run_id=? AND task_id=?", (run_id, task_id)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no task {task_id!r} in run {run_id!r}")
+        return _task(row)
+
+    def list_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> list[TaskRecord]:
+        if states is None:
+            rows = self._db.execute(f"SELECT {_TASK_COLS} FROM tasks WHERE run_id=? ORDER BY seq", (run_id,))
+        else:
+            marks = ",".join("?" * len(states))
+            rows = self._db.execute(
+                f"SELECT {_TASK_COLS} FROM tasks WHERE run_id=? AND state IN ({marks}) ORDER BY seq",
+                (run_id, *(s.value for s in states)),
+            )
+        return [_task(r) for r in rows.fetchall()]
+
+    def _move_count(self, run_id: str, old: str, new: str) -> None:
+        if old == new:
+            return
+        self._db.execute("UPDATE counts SET n=n-1 WHERE run_id=? AND state=?", (run_id, old))
+        self._db.execute(
+            "INSERT INTO counts VALUES (?,?,1) ON CONFLICT(run_id, state) DO UPDATE SET n=n+1",
+            (run_id, new),
+        )
+
+    def update_task(
+        self, run_id: str, task_id: str, expect_states: Collection[TaskState],
+        expect_attempt: int | None, changes: Mapping[str, Any],
+    ) -> TaskRecord:
+        bad = set(changes) - TASK_MUTABLE
+        if bad:
+            raise ValueError(f"task fields {sorted(bad)} cannot be changed")
+        with self._tx():
+            row = self._db.execute(
+                "SELECT state, attempt FROM tasks WHERE run_id=? AND task_id=?", (run_id, task_id)
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"no task {task_id!r} in run {run_id!r}")
+            state, attempt = row
+            if TaskState(state) not in expect_states or (expect_attempt is not None and attempt != expect_attempt):
+                raise StateConflictError(
+                    f"task {task_id} is {state} at attempt {attempt}; expected "
+                    f"{sorted(s.value for s in expect_states)} at attempt {expect_attempt}",
+                    self.get_task(run_id, task_id),
+                )
+            sets = ", ".join(f"{k}=?" for k in changes)
+            self._db.execute(
+                f"UPDATE tasks SET {sets} WHERE run_id=? AND task_id=?",
+                (*(_db_value(k, v) for k, v in changes.items()), run_id, task_id),
+            )
+            if "state" in changes:
+                self._move_count(run_id, state, _db_value("state", changes["state"]))
+            return self.get_task(run_id, task_id)
+
+    def complete_parent(self, run_id: str, parent_id: str, child_ids: Sequence[str]) -> list[TaskRecord]:
+        ready: list[TaskRecord] = []
+        with self._tx():
+            for child in child_ids:
+                inserted = self._db.execute(
+                    "INSERT OR IGNORE INTO done_edges VALUES (?,?,?)", (run_id, child, parent_id)
+                ).rowcount
+                if inserted:
+                    row = self._db.execute(
+                        "UPDATE tasks SET pending=pending-1 WHERE run_id=? AND task_id=? RETURNING pending, state",
+                        (run_id, child),
+                    ).fetchone()
+                    if row and row[0] <= 0 and row[1] == TaskState.WAITING.value:
+                        self._db.execute(
+                            "UPDATE tasks SET state=? WHERE run_id=? AND task_id=?",
+                            (TaskState.READY.value, run_id, child),
+                        )
+                        self._move_count(run_id, TaskState.WAITING.value, TaskState.READY.value)
+                rec = self._db.execute(
+                    f"SELECT {_TASK_COLS} FROM tasks WHERE run_id=? AND task_id=? AND state=?",
+                    (run_id, child, TaskState.READY.value),
+                ).fetchone()
+                if rec is not None:
+                    ready.append(_task(rec))
+        return ready
+
+    def reset_task(
+        self, run_id: str, task_id: str, state: TaskState, attempt: int, done_parents: Sequence[str],
+        pending: int, max_attempts: int,
+    ) -> TaskRecord:
+        with self._tx():
+            old = self.get_task(run_id, task_id)
+            self._db.execute("DELETE FROM done_edges WHERE run_id=? AND child=?", (run_id, task_id))
+            self._db.executemany(
+                "INSERT INTO done_edges VALUES (?,?,?)", ((run_id, task_id, p) for p in done_parents)
+            )
+            self._db.execute(
+                "UPDATE tasks SET state=?, attempt=?, pending=?, max_attempts=?, lease_expires=NULL, "
+                "not_before=NULL, started_at=NULL, finished_at=NULL, exit_code=NULL, reason=NULL, "
+                "result=NULL WHERE run_id=? AND task_id=?",
+                (state.value, attempt, pending, max_attempts, run_id, task_id),
+            )
+            self._move_count(run_id, old.state.value, state.value)
+            return self.get_task(run_id, task_id)
+
+    def counts(self, run_id: str) -> dict[str, int]:
+        rows = self._db.execute("SELECT state, n FROM counts WHERE run_id=? AND n>0", (run_id,))
+        return dict(rows.fetchall())
+
+    def expired_leases(self, now: float, limit: int = 500) -> list[TaskRecord]:
+        marks = ",".join("?" * len(IN_FLIGHT))
+        rows = self._db.execute(
+            f"SELECT {_TASK_COLS} FROM tasks WHERE lease_expires IS NOT NULL AND lease_expires < ? "
+            f"AND state IN ({marks}) LIMIT ?",
+            (now, *(s.value for s in IN_FLIGHT), limit),
+        )
+        return [_task(r) for r in rows.fetchall()]

@@ -1,0 +1,269 @@
+"""The coordinator: one event handler, as the coordinator Lambda runs it.
+
+`Coordinator.handle(events)` reads and writes only through the StateStore's conditional
+operations and returns the instructions (launch, schedule, kill, run finished) for the shell
+around it to apply: SQS + Lambda + ECS in the cloud, pools and timers locally.
+
+Safe with duplicates, reordering and several instances handling the same run at once:
+
+    coordinator A                     store                      coordinator B
+    succeeded(t1, attempt 1) --> t1 RUNNING->SUCCEEDED (ok)
+                                                   <-- succeeded(t1, attempt 1) (duplicate)
+                                 t1 RUNNING->SUCCEEDED fails: state is SUCCEEDED, same attempt
+    complete_parent(t1, [c])  --> c.pending 1->0, c READY          B re-runs complete_parent:
+                                                                   (t1, c) already counted, no-op,
+    dispatch c: READY->DISPATCHED (ok) -> Launch                   returns c READY; dispatch
+                                                                   READY->DISPATCHED fails: no-op
+
+Every step is idempotent, so a coordinator that crashes between two writes is repaired by the
+redelivery of the event it was handling (SQS re-delivers an unacknowledged batch).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.engine import events as ev
+from chalicelib.engine.backoff import Backoff
+from chalicelib.engine.records import TaskRecord
+from chalicelib.engine.spec import RunSpec, SpecCache
+from chalicelib.engine.states import (
+    DONE_OK,
+    IN_FLIGHT,
+    NOT_STARTED,
+    SPILL_REASONS,
+    TERMINAL_TASK,
+    Reason,
+    RunState,
+    TaskState,
+)
+from chalicelib.errors import StateConflictError
+from chalicelib.ports import Clock, StateStore, SystemClock
+from chalicelib.workflow.graph import descendants
+from chalicelib.workflow.model import Placement
+
+Instructions = list[ev.Launch | ev.Schedule | ev.Kill | ev.RunFinished]
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    backoff: Backoff = field(default_factory=Backoff)
+    lease_grace_s: float = 30.0  # added to a function task's timeout for its dispatch lease
+    container_queue_lease_s: float = 6 * 3600.0  # a container task may wait in the queue this long
+    min_schedule_s: float = 0.001  # retries due sooner than this are dispatched at once
+
+
+class Coordinator:
+    def __init__(
+        self,
+        store: StateStore,
+        specs: SpecCache,
+        clock: Clock | None = None,
+        config: CoordinatorConfig | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.specs = specs
+        self.clock = clock or SystemClock()
+        self.config = config or CoordinatorConfig()
+        self.rng = rng or random.Random()
+        self._handlers: dict[type[ev.Event], Callable[[Any, Instructions, set[str]], None]] = {
+            ev.Start: self._on_start,
+            ev.TaskStarted: self._on_started,
+            ev.Heartbeat: self._on_heartbeat,
+            ev.TaskSucceeded: self._on_succeeded,
+            ev.TaskFailed: self._on_failed,
+            ev.LeaseExpired: self._on_lease_expired,
+            ev.DispatchDue: self._on_dispatch_due,
+            ev.Cancel: self._on_cancel,
+        }
+
+    # ---- entry point --------------------------------------------------------------------
+
+    def handle(self, batch: Iterable[ev.Event]) -> Instructions:
+        """Apply a batch of events; returns what to launch, schedule, kill or report."""
+        out: Instructions = []
+        touched: set[str] = set()
+        with self.store.batch():
+            for event in batch:
+                self._handlers[type(event)](event, out, touched)
+            for run_id in sorted(touched):
+                self._maybe_finish(run_id, out)
+        return out
+
+    # ---- handlers -----------------------------------------------------------------------
+
+    def _on_start(self, e: ev.Start, out: Instructions, touched: set[str]) -> None:
+        if self.store.get_run(e.run_id).state is not RunState.RUNNING:
+            return
+        now = self.clock.now()
+        for rec in self.store.list_tasks(e.run_id, [TaskState.READY]):
+            if rec.not_before is not None and rec.not_before - now > self.config.min_schedule_s:
+                out.append(ev.Schedule(ev.DispatchDue(e.run_id, rec.task_id, rec.attempt), rec.not_before - now))
+            else:
+                self._dispatch(rec, out)
+        touched.add(e.run_id)  # a run whose tasks were all cached finishes here
+
+    def _on_started(self, e: ev.TaskStarted, out: Instructions, touched: set[str]) -> None:
+        changes = {"state": TaskState.RUNNING, "started_at": e.at, "lease_expires": e.at + e.lease_s}
+        self._try_update(e.run_id, e.task_id, [TaskState.DISPATCHED], e.attempt, changes)
+
+    def _on_heartbeat(self, e: ev.Heartbeat, out: Instructions, touched: set[str]) -> None:
+        changes = {"lease_expires": self.clock.now() + e.lease_s}
+        self._try_update(e.run_id, e.task_id, IN_FLIGHT, e.attempt, changes)
+
+    def _on_succeeded(self, e: ev.TaskSucceeded, out: Instructions, touched: set[str]) -> None:
+        result = dict(e.result)
+        changes: dict[str, Any] = {
+            "state": TaskState.CACHED if e.cached else TaskState.SUCCEEDED,
+            "finished_at": result.get("finished_at", self.clock.now()),
+            "exit_code": result.get("exit_code", 0),
+            "result": result,
+            "lease_expires": None,
+            "reason": None,
+        }
+        if "started_at" in result:
+            changes["started_at"] = result["started_at"]
+        try:
+            self.store.update_task(e.run_id, e.task_id, IN_FLIGHT, e.attempt, changes)
+        except StateConflictError as conflict:
+            cur = conflict.current
+            # A redelivered completion of the attempt that won: finish its propagation, which
+            # a crashed coordinator may have left half done. Anything else is a stale no-op.
+            if not (isinstance(cur, TaskRecord) and cur.state in DONE_OK and cur.attempt == e.attempt):
+                return
+        touched.add(e.run_id)
+        spec = self.specs.get(e.run_id)
+        children = spec.graph.children.get(e.task_id, ())
+        if children:
+            for ready in self.store.complete_parent(e.run_id, e.task_id, children):
+                self._dispatch(ready, out)
+
+    def _on_failed(self, e: ev.TaskFailed, out: Instructions, touched: set[str]) -> None:
+        self._fail(e.run_id, e.task_id, e.attempt, e.reason, dict(e.result), out, touched)
+
+    def _on_lease_expired(self, e: ev.LeaseExpired, out: Instructions, touched: set[str]) -> None:
+        try:
+            rec = self.store.get_task(e.run_id, e.task_id)
+        except Exception:  # noqa: BLE001 - a lease event for an unknown task is a stale no-op
+            return
+        now = self.clock.now()
+        if rec.state not in IN_FLIGHT or rec.attempt != e.attempt:
+            return
+        if rec.lease_expires is not None and rec.lease_expires > now:
+            return  # a heartbeat extended it after the sweeper looked
+        result = {"log_tail": "the task's lease expired: its worker or function stopped reporting"}
+        self._fail(e.run_id, e.task_id, e.attempt, Reason.LEASE_EXPIRED, result, out, touched)
+
+    def _on_dispatch_due(self, e: ev.DispatchDue, out: Instructions, touched: set[str]) -> None:
+        rec = self.store.get_task(e.run_id, e.task_id)
+        if rec.state is TaskState.READY and rec.attempt == e.attempt:
+            self._dispatch(rec, out)
+
+    def _on_cancel(self, e: ev.Cancel, out: Instructions, touched: set[str]) -> None:
+        now = self.clock.now()
+        try:
+            self.store.update_run(e.run_id, [RunState.RUNNING], {"state": RunState.CANCELLED, "finished_at": now})
+        except StateConflictError as conflict:
+            cur = getattr(conflict.current, "state", None)
+            if cur is not RunState.CANCELLED:
+                return
+        live = [s for s in TaskState if s not in TERMINAL_TASK]
+        for rec in self.store.list_tasks(e.run_id, live):
+            changes = {"state": TaskState.CANCELLED, "reason": Reason.CANCELLED.value, "finished_at": now,
+                       "lease_expires": None}
+            if self._try_update(e.run_id, rec.task_id, [rec.state], rec.attempt, changes) and rec.state in IN_FLIGHT:
+                out.append(ev.Kill(e.run_id, rec.task_id, rec.attempt, rec.placement))
+        out.append(ev.RunFinished(e.run_id, RunState.CANCELLED.value))
+
+    # ---- steps --------------------------------------------------------------------------
+
+    def _fail(
+        self, run_id: str, task_id: str, attempt: int, reason: str, result: dict[str, Any],
+        out: Instructions, touched: set[str],
+    ) -> None:
+        spec = self.specs.get(run_id)
+        task = spec.tasks[task_id]
+        try:
+            rec = self.store.get_task(run_id, task_id)
+        except Exception:  # noqa: BLE001
+            return
+        if rec.attempt != attempt:
+            return  # a late event from an older attempt
+        if rec.state is TaskState.FAILED:
+            self._mark_upstream_failed(run_id, spec, task_id)  # redelivery: finish propagation
+            touched.add(run_id)
+            return
+        if rec.state not in IN_FLIGHT:
+            return
+        now = self.clock.now()
+        spill = (reason in SPILL_REASONS and rec.placement == "function" and task.placement is Placement.AUTO)
+        if spill or attempt < rec.max_attempts:
+            failures = attempt - (rec.max_attempts - task.retries - 1)
+            delay = 0.0 if spill else self.config.backoff.delay(max(1, failures), self.rng)
+            changes = {
+                "state": TaskState.READY, "attempt": attempt + 1, "not_before": now + delay,
+                "lease_expires": None, "reason": reason, "result": result,
+                "placement": "container" if spill else rec.placement,
+                "max_attempts": rec.max_attempts + (1 if spill else 0),
+            }
+            new = self._try_update(run_id, task_id, IN_FLIGHT, attempt, changes)
+            if new is None:
+                return
+            if delay > self.config.min_schedule_s:
+                out.append(ev.Schedule(ev.DispatchDue(run_id, task_id, attempt + 1), delay))
+            else:
+                self._dispatch(new, out)
+            return
+        changes = {
+            "state": TaskState.FAILED, "finished_at": now, "reason": reason, "result": result,
+            "lease_expires": None, "exit_code": result.get("exit_code"),
+        }
+        if self._try_update(run_id, task_id, IN_FLIGHT, attempt, changes) is None:
+            return
+        touched.add(run_id)
+        self._mark_upstream_failed(run_id, spec, task_id)
+
+    def _mark_upstream_failed(self, run_id: str, spec: RunSpec, task_id: str) -> None:
+        now = self.clock.now()
+        changes = {
+            "state": TaskState.UPSTREAM_FAILED, "reason": Reason.UPSTREAM.value, "finished_at": now,
+            "result": {"failed_parent": task_id},
+        }
+        for tid in descendants(spec.graph, [task_id]):
+            self._try_update(run_id, tid, NOT_STARTED, None, changes)
+
+    def _dispatch(self, rec: TaskRecord, out: Instructions) -> None:
+        task = self.specs.get(rec.run_id).tasks[rec.task_id]
+        now = self.clock.now()
+        if rec.placement == "function":
+            lease = task.resources.timeout_s + self.config.lease_grace_s
+        else:
+            lease = self.config.container_queue_lease_s
+        changes = {"state": TaskState.DISPATCHED, "lease_expires": now + lease, "not_before": None}
+        if self._try_update(rec.run_id, rec.task_id, [TaskState.READY], rec.attempt, changes) is not None:
+            out.append(ev.Launch(rec.run_id, rec.task_id, rec.attempt, rec.placement))
+
+    def _maybe_finish(self, run_id: str, out: Instructions) -> None:
+        counts = self.store.counts(run_id)
+        if any(n for state, n in counts.items() if TaskState(state) not in TERMINAL_TASK):
+            return
+        bad = sum(n for state, n in counts.items() if TaskState(state) not in DONE_OK)
+        final = RunState.FAILED if bad else RunState.SUCCEEDED
+        try:
+            self.store.update_run(run_id, [RunState.RUNNING], {"state": final, "finished_at": self.clock.now()})
+        except StateConflictError:
+            return
+        out.append(ev.RunFinished(run_id, final.value))
+
+    def _try_update(
+        self, run_id: str, task_id: str, states: Sequence[TaskState] | frozenset[TaskState],
+        attempt: int | None, changes: dict[str, Any],
+    ) -> TaskRecord | None:
+        try:
+            return self.store.update_task(run_id, task_id, states, attempt, changes)
+        except StateConflictError:
+            return None

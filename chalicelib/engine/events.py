@@ -1,0 +1,142 @@
+"""Events the coordinator handles, and the instructions it returns.
+
+Events arrive at least once and in any order; every handler is a no-op on a duplicate or a
+late event. They serialise to small JSON dicts (SQS bodies, Lambda destinations).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = ""
+    run_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class Start(Event):
+    """Dispatch every READY task of the run (after submit or resume)."""
+
+    kind: ClassVar[str] = "start"
+
+
+@dataclass(frozen=True)
+class TaskStarted(Event):
+    kind: ClassVar[str] = "started"
+    task_id: str
+    attempt: int
+    at: float
+    lease_s: float
+
+
+@dataclass(frozen=True)
+class Heartbeat(Event):
+    kind: ClassVar[str] = "heartbeat"
+    task_id: str
+    attempt: int
+    lease_s: float
+
+
+@dataclass(frozen=True)
+class TaskSucceeded(Event):
+    kind: ClassVar[str] = "succeeded"
+    task_id: str
+    attempt: int
+    result: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False
+
+
+@dataclass(frozen=True)
+class TaskFailed(Event):
+    kind: ClassVar[str] = "failed"
+    task_id: str
+    attempt: int
+    reason: str
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LeaseExpired(Event):
+    kind: ClassVar[str] = "lease_expired"
+    task_id: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class DispatchDue(Event):
+    """A retry's backoff is over: dispatch this attempt if it is still the current one."""
+
+    kind: ClassVar[str] = "dispatch_due"
+    task_id: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Cancel(Event):
+    kind: ClassVar[str] = "cancel"
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (Start, TaskStarted, Heartbeat, TaskSucceeded, TaskFailed, LeaseExpired, DispatchDue, Cancel)
+}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """Parse an event dict; raises ValueError naming what is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError("event must be a JSON object")
+    kind = data.get("kind")
+    cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ValueError(f"unknown event kind {kind!r}; known: {sorted(EVENT_TYPES)}")
+    fields = {k: v for k, v in data.items() if k != "kind"}
+    try:
+        return cls(**fields)
+    except TypeError as exc:
+        raise ValueError(f"bad {kind} event: {exc}") from exc
+
+
+# ---- instructions: what the shell around the coordinator must do --------------------------
+
+@dataclass(frozen=True)
+class Launch:
+    """Run `attempt` of a task on `placement` (it is already DISPATCHED in the store)."""
+
+    run_id: str
+    task_id: str
+    attempt: int
+    placement: str
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Deliver `event` to the coordinator after `delay_s` seconds."""
+
+    event: Event
+    delay_s: float
+
+
+@dataclass(frozen=True)
+class Kill:
+    """Stop the given attempt if it is running (cancel)."""
+
+    run_id: str
+    task_id: str
+    attempt: int
+    placement: str
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    run_id: str
+    state: str
+
+
+Instruction = Launch | Schedule | Kill | RunFinished

@@ -1,0 +1,86 @@
+"""Creating a run from a validated workflow, and resuming one.
+
+Both write through the StateStore only; the caller then sends a Start event.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from chalicelib.engine.placement import initial_placement
+from chalicelib.engine.records import RunRecord, TaskRecord
+from chalicelib.engine.spec import RunSpec, spec_key
+from chalicelib.engine.states import DONE_OK, TERMINAL_RUN, RunState, TaskState
+from chalicelib.errors import StateConflictError
+from chalicelib.ports import BlobStore, StateStore
+from chalicelib.workflow.formats import native
+
+
+def new_run_id(now: float | None = None) -> str:
+    """Sortable by time, unique without coordination: 20261121-221800-3f9a1c2b."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now if now is not None else time.time()))
+    return f"{stamp}-{os.urandom(4).hex()}"
+
+
+def task_records(run_id: str, spec: RunSpec) -> list[TaskRecord]:
+    records = []
+    for task in spec.workflow.tasks:
+        pending = len(spec.graph.parents[task.id])
+        records.append(TaskRecord(
+            run_id=run_id, task_id=task.id,
+            state=TaskState.READY if pending == 0 else TaskState.WAITING,
+            attempt=1, placement=initial_placement(task), pending=pending,
+            max_attempts=task.retries + 1,
+        ))
+    return records
+
+
+def create_run(
+    spec: RunSpec, store: StateStore, blobs: BlobStore, now: float,
+    options: dict[str, Any] | None = None, run_id: str | None = None,
+) -> RunRecord:
+    """Store the spec, then the run and its tasks. The workflow must be validated already."""
+    run_id = run_id or new_run_id(now)
+    key = spec_key(run_id)
+    blobs.put_bytes(key, native.dump(spec.workflow, indent=None).encode("utf-8"))
+    run = RunRecord(
+        run_id=run_id, name=spec.workflow.name, state=RunState.RUNNING, created_at=now,
+        task_count=len(spec.workflow.tasks), spec_key=key, options=dict(options or {}),
+    )
+    store.create_run(run, task_records(run_id, spec))
+    return run
+
+
+def resume_run(run_id: str, spec: RunSpec, store: StateStore, allow_running: bool = False) -> int:
+    """Reset every task that did not succeed so the run can go on; returns how many.
+
+    Tasks that SUCCEEDED or were CACHED are kept. Each reset task gets a new attempt number
+    (fencing off events of the old one) and a fresh retry budget. A RUNNING run is resumed
+    only when the caller knows its previous owner is gone (`allow_running`).
+    """
+    run = store.get_run(run_id)
+    if run.state is RunState.SUCCEEDED:
+        return 0
+    if run.state not in TERMINAL_RUN and not allow_running:
+        raise StateConflictError(f"run {run_id} is still RUNNING; cancel it first or wait", run)
+    records = {r.task_id: r for r in store.list_tasks(run_id)}
+    ok = {tid for tid, r in records.items() if r.state in DONE_OK}
+    reset = 0
+    with store.batch():
+        for task in spec.workflow.tasks:
+            rec = records[task.id]
+            if rec.state in DONE_OK:
+                continue
+            parents = spec.graph.parents[task.id]
+            done = [p for p in parents if p in ok]
+            pending = len(parents) - len(done)
+            attempt = rec.attempt + 1
+            store.reset_task(
+                run_id, task.id, TaskState.READY if pending == 0 else TaskState.WAITING,
+                attempt, done, pending, attempt + task.retries,
+            )
+            reset += 1
+        store.update_run(run_id, list(RunState), {"state": RunState.RUNNING, "finished_at": None})
+    return reset

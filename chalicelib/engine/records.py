@@ -1,0 +1,62 @@
+"""The records the state store keeps: one per run, one per task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.engine.states import RunState, TaskState
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    name: str
+    state: RunState
+    created_at: float
+    task_count: int
+    spec_key: str
+    finished_at: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "name": self.name, "state": self.state.value,
+            "created_at": self.created_at, "finished_at": self.finished_at,
+            "task_count": self.task_count, "spec_key": self.spec_key, "options": self.options,
+        }
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """Dynamic state of one task. The static spec (command, files) lives in the run's spec."""
+
+    run_id: str
+    task_id: str
+    state: TaskState
+    attempt: int
+    placement: str
+    pending: int
+    max_attempts: int = 1
+    lease_expires: float | None = None
+    not_before: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.task_id, "state": self.state.value, "attempts": self.attempt,
+            "placement": self.placement, "started_at": self.started_at,
+            "finished_at": self.finished_at, "exit_code": self.exit_code, "reason": self.reason,
+        }
+
+
+# The fields of a TaskRecord that `StateStore.update_task` may change.
+TASK_MUTABLE = frozenset({
+    "state", "attempt", "placement", "lease_expires", "not_before", "started_at",
+    "finished_at", "exit_code", "reason", "result", "max_attempts",
+})
+RUN_MUTABLE = frozenset({"state", "finished_at", "options"})

@@ -1,0 +1,124 @@
+"""The ports the engine and runner talk through. Adapters live in chalicelib/backends/*.
+
+Every adapter of a port passes the same contract suite (tests/contract/).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, runtime_checkable
+
+from chalicelib.engine.events import Event, Launch
+from chalicelib.engine.records import RunRecord, TaskRecord
+from chalicelib.engine.states import RunState, TaskState
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """Run and task records with atomic, conditional transitions.
+
+    Every write that changes a task is conditional on its current state and attempt, so a
+    duplicate or late event cannot overwrite newer state. Losing the condition raises
+    StateConflictError carrying the current record.
+    """
+
+    def create_run(self, run: RunRecord, tasks: Sequence[TaskRecord]) -> None:
+        """Store a new run and all its tasks. Raises StateConflictError if the run exists."""
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """Raises NotFoundError."""
+
+    def list_runs(self, limit: int = 50, state: RunState | None = None) -> list[RunRecord]:
+        """Newest first."""
+
+    def update_run(self, run_id: str, expect: Collection[RunState], changes: Mapping[str, Any]) -> RunRecord:
+        """Apply `changes` if the run's state is in `expect`; returns the new record."""
+
+    def get_task(self, run_id: str, task_id: str) -> TaskRecord:
+        """Raises NotFoundError."""
+
+    def list_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> list[TaskRecord]:
+        """Tasks of a run, optionally only those in `states`."""
+
+    def update_task(
+        self,
+        run_id: str,
+        task_id: str,
+        expect_states: Collection[TaskState],
+        expect_attempt: int | None,
+        changes: Mapping[str, Any],
+    ) -> TaskRecord:
+        """Apply `changes` if state is in `expect_states` and attempt matches (None: any)."""
+
+    def complete_parent(self, run_id: str, parent_id: str, child_ids: Sequence[str]) -> list[TaskRecord]:
+        """Count `parent_id` as finished for each child, at most once per (parent, child).
+
+        The decrement that brings a WAITING child's pending count to zero makes it READY.
+        Returns the children that are READY now (made READY by this call or earlier), so a
+        redelivered completion re-dispatches a child a crashed coordinator left READY.
+        """
+
+    def reset_task(
+        self, run_id: str, task_id: str, state: TaskState, attempt: int, done_parents: Sequence[str],
+        pending: int, max_attempts: int,
+    ) -> TaskRecord:
+        """Unconditionally reset a task for `resume` (the run is not RUNNING then)."""
+
+    def counts(self, run_id: str) -> dict[str, int]:
+        """Number of tasks in each state."""
+
+    def expired_leases(self, now: float, limit: int = 500) -> list[TaskRecord]:
+        """In-flight tasks (DISPATCHED/RUNNING) whose lease ran out, across runs."""
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Group the writes of one coordinator step (one transaction where the backend can)."""
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Files by key (run data, logs, specs). Keys are '/'-separated, never absolute."""
+
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    def get_bytes(self, key: str) -> bytes:
+        """Raises NotFoundError."""
+
+    def put_file(self, key: str, path: str, move: bool = False) -> int:
+        """Store a local file; with move=True the adapter may consume `path`. Returns bytes."""
+
+    def get_file(self, key: str, dest: str) -> int:
+        """Write the object to local path `dest` (parents created). Returns bytes."""
+
+    def exists(self, key: str) -> bool: ...
+
+    def size(self, key: str) -> int:
+        """Raises NotFoundError."""
+
+    def list(self, prefix: str) -> Iterator[str]: ...
+
+    def delete_prefix(self, prefix: str) -> int: ...
+
+
+class Launcher(Protocol):
+    """Starts task attempts on one kind of compute (function pool / container pool)."""
+
+    def launch(self, requests: Sequence[Launch]) -> None: ...
+
+    def kill(self, run_id: str, task_id: str, attempt: int) -> None: ...
+
+
+class EventSink(Protocol):
+    """Where events for the coordinator go (an in-memory queue locally, SQS in the cloud)."""
+
+    def send(self, events: Sequence[Event], delay_s: float = 0.0) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()

@@ -1,0 +1,1 @@
+"""Workflow model, validation, graph algorithms and file formats."""

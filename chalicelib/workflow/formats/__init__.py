@@ -1,0 +1,89 @@
+"""Workflow file formats, auto-detected by content.
+
+Each format module offers `NAME`, `sniff(data) -> bool` and a `load_*` entry used here.
+Formats that are not JSON (Makeflow's make syntax) sniff the raw text.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+from chalicelib.errors import FormatError, Problem
+from chalicelib.workflow.formats import native
+from chalicelib.workflow.model import Workflow
+
+JsonLoader = Callable[[Any, str | None, str], Workflow]
+TextLoader = Callable[[str, str | None, str], Workflow]
+
+# (name, sniff, loader) for JSON formats, most specific first. Importer modules add theirs.
+JSON_FORMATS: list[tuple[str, Callable[[Any], bool], JsonLoader]] = []
+# (name, sniff(text), loader) for non-JSON formats.
+TEXT_FORMATS: list[tuple[str, Callable[[str], bool], TextLoader]] = []
+
+
+def _register_builtin() -> None:
+    try:  # importers live in sibling modules; each registers itself when present
+        from chalicelib.workflow.formats import registry  # noqa: F401
+    except ImportError:
+        pass
+    if not any(name == native.NAME for name, _, _ in JSON_FORMATS):
+        JSON_FORMATS.append(
+            (native.NAME, native.sniff, lambda data, base, src: native.from_data(data, base, src))
+        )
+
+
+def format_names() -> list[str]:
+    _register_builtin()
+    return [n for n, _, _ in JSON_FORMATS] + [n for n, _, _ in TEXT_FORMATS]
+
+
+def read_text(path: str) -> str:
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError([Problem(f"not UTF-8 text (byte {exc.start})")], path) from exc
+
+
+def loads(text: str, source: str = "<workflow>", fmt: str | None = None, base_dir: str | None = None) -> Workflow:
+    """Parse workflow text in any supported format (auto-detected unless `fmt` is given)."""
+    _register_builtin()
+    names = format_names()
+    if fmt is not None and fmt not in names:
+        raise FormatError([Problem(f"unknown format {fmt!r}; known: {', '.join(names)}")], source)
+    data: Any = None
+    json_error: json.JSONDecodeError | None = None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        json_error = exc
+    if json_error is None:
+        for name, sniff, loader in JSON_FORMATS:
+            if (fmt is None and sniff(data)) or fmt == name:
+                return loader(data, base_dir, source)
+    for name, sniff_text, text_loader in TEXT_FORMATS:
+        if (fmt is None and sniff_text(text)) or fmt == name:
+            return text_loader(text, base_dir, source)
+    if json_error is not None and text.lstrip()[:1] in ("{", "["):
+        raise FormatError(
+            [Problem(f"invalid JSON at line {json_error.lineno} column {json_error.colno}: {json_error.msg}")],
+            source,
+        )
+    raise FormatError(
+        [Problem(f"not a workflow in any known format ({', '.join(names)}); pass --format to choose one")],
+        source,
+    )
+
+
+def load(path: str, fmt: str | None = None) -> Workflow:
+    """Read a workflow file of any supported format."""
+    if not os.path.isfile(path):
+        raise FormatError([Problem("no such file")], path)
+    return loads(read_text(path), source=path, fmt=fmt, base_dir=os.path.dirname(os.path.abspath(path)))

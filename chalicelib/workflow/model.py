@@ -1,0 +1,91 @@
+"""The workflow model every format is imported into.
+
+Values are frozen: a Workflow is built once (by a format reader), validated, and then only read.
+Paths are POSIX, relative to the run's data root.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class Placement(enum.StrEnum):
+    FUNCTION = "function"
+    CONTAINER = "container"
+    AUTO = "auto"
+    LOCAL = "local"  # Makeflow's LOCAL: run on the coordinator's host (container pool locally)
+
+
+@dataclass(frozen=True)
+class Resources:
+    memory_mb: int = 1024
+    cpus: float = 1.0
+    disk_mb: int = 512
+    timeout_s: float = 900.0
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "memory_mb": self.memory_mb,
+            "cpus": self.cpus,
+            "disk_mb": self.disk_mb,
+            "timeout_s": self.timeout_s,
+        }
+
+
+@dataclass(frozen=True)
+class Task:
+    """One command-line task.
+
+    Exactly one of `command` (argv, run without a shell) and `shell` (a string run by
+    /bin/sh -c) is set.
+    """
+
+    id: str
+    command: tuple[str, ...] = ()
+    shell: str | None = None
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    resources: Resources = field(default_factory=Resources)
+    placement: Placement = Placement.FUNCTION
+    retries: int = 0
+    env: Mapping[str, str] = field(default_factory=dict)
+    type: str = ""
+    deps: tuple[str, ...] = ()
+    hints: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def task_type(self) -> str:
+        """The task's type (for reports and the planner): explicit, else the program's name."""
+        if self.type:
+            return self.type
+        if self.command:
+            return self.command[0].rsplit("/", 1)[-1]
+        if self.shell:
+            return self.shell.split(None, 1)[0].rsplit("/", 1)[-1] if self.shell.split() else "sh"
+        return "task"
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """An external input: its path in the data root and where it comes from.
+
+    `source` is None (look in the run's --data folder), a local path, or an s3:// URI.
+    """
+
+    path: str
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Workflow:
+    name: str
+    tasks: tuple[Task, ...]
+    inputs: tuple[InputFile, ...] = ()
+    description: str = ""
+    base_dir: str | None = None  # folder the workflow file came from (resolves relative sources)
+
+    def task_map(self) -> dict[str, Task]:
+        return {t.id: t for t in self.tasks}

@@ -1,0 +1,139 @@
+"""Validation: collect every problem, each with its task id and field, then raise once.
+
+A rejected workflow writes nothing anywhere: callers validate before touching any store.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import PurePosixPath
+
+from chalicelib.errors import Problem, WorkflowError
+from chalicelib.workflow import limits
+from chalicelib.workflow.graph import build_graph, find_cycle
+from chalicelib.workflow.model import Placement, Task, Workflow
+
+DEFAULT_MAX_TASKS = 250_000
+MAX_ID_LENGTH = 200
+MAX_RETRIES = 20
+_ID_RE = re.compile(r"^[^\s/\\\x00-\x1f\x7f]+$")
+
+
+def path_problem(path: str) -> str | None:
+    """Why `path` is not a safe relative data path, or None if it is."""
+    if not isinstance(path, str) or not path:
+        return "path is empty"
+    if "\x00" in path:
+        return f"path {path!r} contains a NUL byte"
+    if path.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", path):
+        return f"path {path!r} is absolute; use a path relative to the run's data root"
+    if "\\" in path:
+        return f"path {path!r} contains a backslash; use '/' separators"
+    parts = PurePosixPath(path).parts
+    if ".." in parts:
+        return f"path {path!r} contains '..'; paths must stay inside the run's data root"
+    if path in (".", "./") or not parts:
+        return f"path {path!r} names the data root itself, not a file"
+    return None
+
+
+def _task_problems(task: Task) -> Iterator[Problem]:
+    tid = task.id
+    if not isinstance(tid, str) or not tid:
+        yield Problem("task id is empty", None, "id")
+        return
+    if len(tid) > MAX_ID_LENGTH:
+        yield Problem(f"task id is {len(tid)} characters; at most {MAX_ID_LENGTH}", tid[:40] + "…", "id")
+    elif not _ID_RE.match(tid):
+        yield Problem("task id may not contain whitespace, '/', '\\' or control characters", tid, "id")
+    if bool(task.command) == (task.shell is not None):
+        yield Problem("give exactly one of 'command' (an argv list) and 'shell' (a string)", tid, "command")
+    elif task.command and not all(isinstance(a, str) for a in task.command):
+        yield Problem("every argv element must be a string", tid, "command")
+    elif task.shell is not None and not task.shell.strip():
+        yield Problem("'shell' is empty", tid, "shell")
+    for field_name, paths in (("inputs", task.inputs), ("outputs", task.outputs)):
+        for path in paths:
+            why = path_problem(path)
+            if why:
+                yield Problem(why, tid, field_name)
+    if len(set(task.outputs)) != len(task.outputs):
+        yield Problem("an output is listed twice", tid, "outputs")
+    for path in set(task.inputs) & set(task.outputs):
+        yield Problem(f"{path!r} is both an input and an output of the same task", tid, "inputs")
+    yield from _resource_problems(task)
+    if not 0 <= task.retries <= MAX_RETRIES:
+        yield Problem(f"retries must be between 0 and {MAX_RETRIES}, got {task.retries}", tid, "retries")
+
+
+def _resource_problems(task: Task) -> Iterator[Problem]:
+    tid, res = task.id, task.resources
+    if res.memory_mb <= 0 or res.cpus <= 0 or res.disk_mb <= 0 or res.timeout_s <= 0:
+        yield Problem("memory_mb, cpus, disk_mb and timeout_s must all be positive", tid, "resources")
+        return
+    if task.placement is Placement.FUNCTION:
+        yield from _over_limits(task, limits.FUNCTION, "or set placement to 'container' or 'auto'")
+    elif task.placement in (Placement.CONTAINER, Placement.AUTO, Placement.LOCAL):
+        yield from _over_limits(task, limits.CONTAINER, "the largest container cannot run it")
+
+
+def _over_limits(task: Task, lim: limits.PlacementLimits, fix: str) -> Iterator[Problem]:
+    res, tid, where = task.resources, task.id, f"{lim.name} limit"
+    if lim.max_timeout_s is not None and res.timeout_s > lim.max_timeout_s:
+        yield Problem(f"timeout_s {res.timeout_s:g} exceeds the {where} of {lim.max_timeout_s:g} s; {fix}", tid, "resources.timeout_s")
+    if res.memory_mb > lim.max_memory_mb:
+        yield Problem(f"memory_mb {res.memory_mb} exceeds the {where} of {lim.max_memory_mb} MB; {fix}", tid, "resources.memory_mb")
+    if res.disk_mb > lim.max_disk_mb:
+        yield Problem(f"disk_mb {res.disk_mb} exceeds the {where} of {lim.max_disk_mb} MB; {fix}", tid, "resources.disk_mb")
+    if res.cpus > lim.max_cpus:
+        yield Problem(f"cpus {res.cpus:g} exceeds the {where} of {lim.max_cpus:g}; {fix}", tid, "resources.cpus")
+
+
+def problems(workflow: Workflow, max_tasks: int = DEFAULT_MAX_TASKS) -> list[Problem]:
+    """Every problem with the workflow (empty when it is valid)."""
+    found: list[Problem] = []
+    if not workflow.tasks:
+        found.append(Problem("the workflow has no tasks", None, "tasks"))
+        return found
+    if len(workflow.tasks) > max_tasks:
+        found.append(
+            Problem(f"the workflow has {len(workflow.tasks)} tasks; the limit is {max_tasks} "
+                    "(raise it with UPDRAFT_MAX_TASKS)", None, "tasks")
+        )
+        return found
+    ids: set[str] = set()
+    for task in workflow.tasks:
+        if task.id in ids:
+            found.append(Problem("duplicate task id", task.id, "id"))
+        ids.add(task.id)
+        found.extend(_task_problems(task))
+    producer: dict[str, str] = {}
+    for task in workflow.tasks:
+        for out in task.outputs:
+            first = producer.setdefault(out, task.id)
+            if first != task.id:
+                found.append(Problem(f"output {out!r} is also produced by task {first!r}", task.id, "outputs"))
+        for dep in task.after:
+            if dep not in ids:
+                found.append(Problem(f"'after' names unknown task {dep!r}", task.id, "after"))
+            elif dep == task.id:
+                found.append(Problem("a task cannot come after itself", task.id, "after"))
+    for inp in workflow.inputs:
+        why = path_problem(inp.path)
+        if why:
+            found.append(Problem(why, None, "inputs"))
+        elif inp.path in producer:
+            found.append(Problem(f"external input {inp.path!r} is also produced by task {producer[inp.path]!r}", producer[inp.path], "outputs"))
+    cycle = find_cycle(build_graph(workflow))
+    if cycle:
+        found.append(Problem("dependency cycle: " + " -> ".join(cycle), cycle[0], "after/inputs"))
+    return found
+
+
+def validate(workflow: Workflow, source: str | None = None, max_tasks: int = DEFAULT_MAX_TASKS) -> Workflow:
+    """Return the workflow unchanged, or raise WorkflowError listing every problem."""
+    found = problems(workflow, max_tasks)
+    if found:
+        raise WorkflowError(found, source)
+    return workflow
