@@ -1,0 +1,253 @@
+"""Execute one task attempt, enforcing its limits, and turn the result into an engine event.
+
+`Attempt` is split into prepare / start / check / finish so the local function pool can run
+many attempts from one thread; `run_task` strings them together for the task function and
+the Fargate worker.
+
+Limits: the timeout is wall time from start; memory is the resident set of the task's whole
+process tree, sampled while it runs and checked against the kernel's peak for the main
+process at exit; disk is the sandbox's size (TMPDIR points inside it, like Lambda's /tmp).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.engine.events import TaskFailed, TaskSucceeded
+from chalicelib.engine.states import Reason
+from chalicelib.ports import BlobStore
+from chalicelib.runner.keys import log_key
+from chalicelib.runner.procs import dir_size_bytes, tree_rss_kb
+from chalicelib.runner.sandbox import Sandbox, StageError
+from chalicelib.workflow.model import Task
+
+LOG_TAIL_BYTES = 4096
+DISK_CHECK_EVERY_S = 2.0
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    run_id: str
+    task_id: str
+    attempt: int
+    task: Task
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    event: TaskSucceeded | TaskFailed
+    started_at: float
+
+    @property
+    def ok(self) -> bool:
+        return isinstance(self.event, TaskSucceeded)
+
+
+def _task_env(req: TaskRequest, sandbox: Sandbox, base: Mapping[str, str]) -> dict[str, str]:
+    env = dict(base)
+    env.update(req.task.env)
+    env["TMPDIR"] = sandbox.tmp_path
+    env["UPDRAFT_RUN_ID"] = req.run_id
+    env["UPDRAFT_TASK_ID"] = req.task_id
+    env["UPDRAFT_ATTEMPT"] = str(req.attempt)
+    return env
+
+
+def argv_of(task: Task) -> list[str]:
+    if task.shell is not None:
+        return ["/bin/sh", "-c", task.shell]
+    return list(task.command)
+
+
+@dataclass
+class Attempt:
+    """One attempt from sandbox creation to its outcome."""
+
+    req: TaskRequest
+    sandbox: Sandbox
+    bytes_in: int
+    timeout_s: float
+    memory_kb: int
+    disk_bytes: int
+    base_env: Mapping[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    pidfd: int = -1
+    started_at: float = 0.0
+    deadline: float = 0.0
+    peak_rss_kb: int = 0
+    kill_reason: str | None = None
+    kill_detail: str = ""
+    next_disk_check: float = 0.0
+    stage_error: StageError | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def prepare(
+        cls, req: TaskRequest, blobs: BlobStore, workroot: str,
+        sources: Mapping[str, str] | None = None, base_env: Mapping[str, str] | None = None,
+    ) -> Attempt:
+        res = req.task.resources
+        sandbox = Sandbox.create(workroot, req.run_id, req.task_id, req.attempt)
+        att = cls(
+            req=req, sandbox=sandbox, bytes_in=0, timeout_s=res.timeout_s,
+            memory_kb=res.memory_mb * 1024, disk_bytes=res.disk_mb * 1024 * 1024,
+            base_env=os.environ if base_env is None else base_env,
+        )
+        try:
+            att.bytes_in = sandbox.stage_in(blobs, req.run_id, req.task.inputs, sources)
+        except StageError as exc:
+            att.stage_error = exc
+        return att
+
+    def start(self) -> None:
+        """Spawn the command (no shell unless the task asked for one) in its own session."""
+        self.started_at = time.time()
+        self.deadline = time.monotonic() + self.timeout_s
+        self.next_disk_check = time.monotonic() + DISK_CHECK_EVERY_S
+        if self.stage_error is not None:
+            return
+        os.mkdir(self.sandbox.tmp_path)
+        for out in self.req.task.outputs:  # tools expect the folders of their outputs to exist
+            parent = os.path.dirname(out)
+            if parent:
+                os.makedirs(os.path.join(self.sandbox.root, parent), exist_ok=True)
+        with open(self.sandbox.log_path, "wb") as log:
+            try:
+                self.proc = subprocess.Popen(
+                    argv_of(self.req.task), cwd=self.sandbox.root, stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=subprocess.STDOUT, env=_task_env(self.req, self.sandbox, self.base_env),
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                self.stage_error = StageError(Reason.LAUNCH.value, f"could not start {argv_of(self.req.task)[0]!r}: {exc}")
+                return
+        self.pidfd = os.pidfd_open(self.proc.pid)
+
+    def check(self, now_mono: float | None = None) -> None:
+        """Enforce the limits on a running attempt; kills it (once) when one is exceeded."""
+        if self.proc is None or self.kill_reason is not None:
+            return
+        now = time.monotonic() if now_mono is None else now_mono
+        if now >= self.deadline:
+            self.kill(Reason.TIMEOUT.value, f"killed after its timeout of {self.timeout_s:g} s")
+            return
+        rss = tree_rss_kb(self.proc.pid)
+        self.peak_rss_kb = max(self.peak_rss_kb, rss)
+        if rss > self.memory_kb:
+            self.kill(Reason.OOM.value, f"used {rss // 1024} MB, over its memory limit of {self.memory_kb // 1024} MB")
+            return
+        if now >= self.next_disk_check:
+            self.next_disk_check = now + DISK_CHECK_EVERY_S
+            used = dir_size_bytes(self.sandbox.root)
+            if used > self.disk_bytes:
+                self.kill(Reason.DISK_QUOTA.value, f"wrote {used >> 20} MB, over its disk limit of {self.disk_bytes >> 20} MB")
+
+    def kill(self, reason: str, detail: str) -> None:
+        self.kill_reason, self.kill_detail = reason, detail
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def reap(self) -> tuple[int, int]:
+        """Wait for the process; returns (exit code, peak RSS KiB of the main process)."""
+        assert self.proc is not None
+        _, status, usage = os.wait4(self.proc.pid, 0)
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+        try:  # descendants that outlived the main process belong to the attempt too
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        return self.proc.returncode, usage.ru_maxrss
+
+    def finish(self, blobs: BlobStore, exit_code: int | None, maxrss_kb: int) -> TaskOutcome:
+        """Check outputs, stage them out, store the log, and build the completion event."""
+        req, sandbox = self.req, self.sandbox
+        finished = time.time()
+        self.peak_rss_kb = max(self.peak_rss_kb, maxrss_kb)
+        result: dict[str, Any] = {
+            "exit_code": exit_code, "started_at": self.started_at, "finished_at": finished,
+            "duration_s": round(finished - self.started_at, 6), "bytes_in": self.bytes_in,
+            "bytes_out": 0, "peak_rss_mb": round(self.peak_rss_kb / 1024, 1),
+        }
+        reason, detail = self._failure(exit_code)
+        if reason is None:
+            try:
+                result["bytes_out"] = sandbox.stage_out(blobs, req.run_id, req.task.outputs)
+            except StageError as exc:
+                reason, detail = exc.reason, str(exc)
+        tail = self._store_log(blobs, result)
+        sandbox.remove()
+        if reason is None:
+            return TaskOutcome(TaskSucceeded(req.run_id, req.task_id, req.attempt, result), self.started_at)
+        result["log_tail"] = (detail + "\n" + tail).strip() if tail else detail
+        return TaskOutcome(TaskFailed(req.run_id, req.task_id, req.attempt, reason, result), self.started_at)
+
+    def _failure(self, exit_code: int | None) -> tuple[str | None, str]:
+        if self.stage_error is not None:
+            return self.stage_error.reason, str(self.stage_error)
+        if self.kill_reason is not None:
+            return self.kill_reason, self.kill_detail
+        if exit_code is not None and self.peak_rss_kb > self.memory_kb:
+            return Reason.OOM.value, f"peak memory {self.peak_rss_kb // 1024} MB exceeded its limit of {self.memory_kb // 1024} MB"
+        if exit_code != 0:
+            how = f"killed by signal {-exit_code}" if exit_code is not None and exit_code < 0 else f"exited with code {exit_code}"
+            return Reason.NONZERO_EXIT.value, f"the command {how}"
+        missing, unsafe = self.sandbox.check_outputs(self.req.task.outputs)
+        if unsafe:
+            return Reason.UNSAFE_OUTPUT.value, f"outputs are symlinks leading outside the sandbox: {unsafe}"
+        if missing:
+            return Reason.MISSING_OUTPUT.value, f"exited 0 but did not write declared output(s): {missing}"
+        used = dir_size_bytes(self.sandbox.root)
+        if used > self.disk_bytes:
+            return Reason.DISK_QUOTA.value, f"wrote {used >> 20} MB, over its disk limit of {self.disk_bytes >> 20} MB"
+        return None, ""
+
+    def _store_log(self, blobs: BlobStore, result: dict[str, Any]) -> str:
+        path = self.sandbox.log_path
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            return ""
+        if size == 0:
+            os.unlink(path)
+            return ""
+        with open(path, "rb") as fh:
+            fh.seek(max(0, size - LOG_TAIL_BYTES))
+            tail = fh.read().decode("utf-8", "replace")
+        key = log_key(self.req.run_id, self.req.task_id, self.req.attempt)
+        try:
+            blobs.put_file(key, path, move=True)
+            result["log_key"] = key
+        except Exception:  # noqa: BLE001,S110 - losing a log must not lose the result
+            pass
+        return tail
+
+
+def run_task(
+    req: TaskRequest, blobs: BlobStore, workroot: str, sources: Mapping[str, str] | None = None,
+    sample_s: float = 0.2,
+) -> TaskOutcome:
+    """Run one attempt to completion (blocking). Never raises for a task's own failure."""
+    att = Attempt.prepare(req, blobs, workroot, sources)
+    att.start()
+    if att.proc is None:
+        return att.finish(blobs, None, 0)
+    while True:
+        ready, _, _ = select.select([att.pidfd], [], [], sample_s)
+        if ready:
+            break
+        att.check()
+    code, maxrss = att.reap()
+    return att.finish(blobs, code, maxrss)
