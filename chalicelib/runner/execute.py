@@ -11,12 +11,14 @@ process at exit; disk is the sandbox's size (TMPDIR points inside it, like Lambd
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 import select
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,10 +154,8 @@ class Attempt:
     def kill(self, reason: str, detail: str) -> None:
         self.kill_reason, self.kill_detail = reason, detail
         if self.proc is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def reap(self) -> tuple[int, int]:
         """Wait for the process; returns (exit code, peak RSS KiB of the main process)."""
@@ -175,7 +175,10 @@ class Attempt:
         """Check outputs, stage them out, store the log, and build the completion event."""
         req, sandbox = self.req, self.sandbox
         finished = time.time()
-        self.peak_rss_kb = max(self.peak_rss_kb, maxrss_kb)
+        # The kernel's peak for a vfork'ed child includes the spawner's memory at exec time,
+        # so it only counts when it is above the spawner's own peak; else rely on sampling.
+        if maxrss_kb > resource.getrusage(resource.RUSAGE_SELF).ru_maxrss:
+            self.peak_rss_kb = max(self.peak_rss_kb, maxrss_kb)
         result: dict[str, Any] = {
             "exit_code": exit_code, "started_at": self.started_at, "finished_at": finished,
             "duration_s": round(finished - self.started_at, 6), "bytes_in": self.bytes_in,
@@ -230,20 +233,26 @@ class Attempt:
         try:
             blobs.put_file(key, path, move=True)
             result["log_key"] = key
-        except Exception:  # noqa: BLE001,S110 - losing a log must not lose the result
+        except Exception:  # noqa: S110 - losing a log must not lose the result
             pass
         return tail
 
 
 def run_task(
     req: TaskRequest, blobs: BlobStore, workroot: str, sources: Mapping[str, str] | None = None,
-    sample_s: float = 0.2,
+    sample_s: float = 0.2, on_start: Callable[[Attempt], None] | None = None,
 ) -> TaskOutcome:
-    """Run one attempt to completion (blocking). Never raises for a task's own failure."""
+    """Run one attempt to completion (blocking). Never raises for a task's own failure.
+
+    `on_start` is called once the process runs (to report TaskStarted, or to remember the
+    attempt so a signal handler can kill it).
+    """
     att = Attempt.prepare(req, blobs, workroot, sources)
     att.start()
     if att.proc is None:
         return att.finish(blobs, None, 0)
+    if on_start is not None:
+        on_start(att)
     while True:
         ready, _, _ = select.select([att.pidfd], [], [], sample_s)
         if ready:

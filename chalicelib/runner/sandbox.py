@@ -58,7 +58,7 @@ class Sandbox:
                     total += _link_or_copy(source[len("file://"):], dest)
                 else:
                     total += blobs.get_file(source or data_key(run_id, path), dest)
-            except Exception as exc:  # noqa: BLE001 - any stage-in failure is reported as such
+            except Exception as exc:
                 raise StageError("STAGE_IN", f"could not stage input {path!r}: {exc}") from exc
         return total
 
@@ -86,7 +86,7 @@ class Sandbox:
                 full = os.path.realpath(full)
             try:
                 total += blobs.put_file(data_key(run_id, path), full, move=True)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise StageError("STAGE_OUT", f"could not store output {path!r}: {exc}") from exc
         return total
 

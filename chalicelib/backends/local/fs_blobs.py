@@ -6,6 +6,7 @@ stage-out renames (no copy) when asked to move.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -116,7 +117,5 @@ class FsBlobStore:
 
 
 def _unlink(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -1,0 +1,130 @@
+"""Local container pool: worker processes (chalicelib.backends.local.container_worker) fed
+through a queue, the local stand-in for Fargate workers fed through SQS. Workers start on
+first use; each runs one task at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from chalicelib.engine.events import Event, Launch, event_from_dict
+
+
+@dataclass
+class _Worker:
+    proc: subprocess.Popen[bytes]
+    current: Launch | None = None
+    buffer: bytes = field(default=b"")
+
+
+class ContainerPool:
+    def __init__(
+        self, blob_root: str, workroot: str, workers: int, selector: selectors.BaseSelector,
+        emit: Callable[[Event], None],
+    ) -> None:
+        self.blob_root = blob_root
+        self.workroot = workroot
+        self.size = max(1, workers)
+        self.selector = selector
+        self.emit = emit
+        self.queue: deque[Launch] = deque()
+        self.workers: list[_Worker] = []
+
+    @property
+    def busy(self) -> int:
+        return len(self.queue) + sum(1 for w in self.workers if w.current is not None)
+
+    def submit(self, launch: Launch) -> None:
+        self.queue.append(launch)
+        self._fill()
+
+    def _spawn(self) -> _Worker:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chalicelib.backends.local.container_worker",
+             "--blobs", self.blob_root, "--workroot", self.workroot],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
+        )
+        worker = _Worker(proc)
+        assert proc.stdout is not None
+        os.set_blocking(proc.stdout.fileno(), False)
+        self.selector.register(proc.stdout.fileno(), selectors.EVENT_READ, (self._on_output, worker))
+        self.workers.append(worker)
+        return worker
+
+    def _fill(self) -> None:
+        while self.queue:
+            idle = next((w for w in self.workers if w.current is None and w.proc.poll() is None), None)
+            if idle is None and len(self.workers) < self.size:
+                idle = self._spawn()
+            if idle is None:
+                return
+            launch = self.queue.popleft()
+            idle.current = launch
+            assert idle.proc.stdin is not None
+            line = {"run_id": launch.run_id, "task_id": launch.task_id, "attempt": launch.attempt}
+            idle.proc.stdin.write((json.dumps(line) + "\n").encode())
+            idle.proc.stdin.flush()
+
+    def _on_output(self, worker: _Worker) -> None:
+        assert worker.proc.stdout is not None
+        fd = worker.proc.stdout.fileno()
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        if not chunk:  # the worker died: its task is lost, report it so it can be retried
+            self.selector.unregister(fd)
+            self.workers.remove(worker)
+            worker.proc.wait()
+            if worker.current is not None:
+                lost = worker.current
+                from chalicelib.engine.events import TaskFailed
+
+                self.emit(TaskFailed(lost.run_id, lost.task_id, lost.attempt, "LEASE_EXPIRED",
+                                     {"log_tail": f"container worker exited with {worker.proc.returncode}"}))
+            self._fill()
+            return
+        worker.buffer += chunk
+        *lines, worker.buffer = worker.buffer.split(b"\n")
+        for line in lines:
+            if not line.strip():
+                continue
+            event = event_from_dict(json.loads(line))
+            self.emit(event)
+            if event.kind in ("succeeded", "failed"):
+                worker.current = None
+        self._fill()
+
+    def kill(self, run_id: str, task_id: str, attempt: int) -> None:
+        self.queue = deque(q for q in self.queue if (q.run_id, q.task_id, q.attempt) != (run_id, task_id, attempt))
+        for w in self.workers:
+            c = w.current
+            if c is not None and (c.run_id, c.task_id, c.attempt) == (run_id, task_id, attempt):
+                w.proc.send_signal(signal.SIGUSR1)
+
+    def shutdown(self) -> None:
+        self.queue.clear()
+        for w in self.workers:
+            try:
+                self.selector.unregister(w.proc.stdout.fileno())  # type: ignore[union-attr]
+            except (KeyError, ValueError):
+                pass
+            if w.proc.stdin:
+                w.proc.stdin.close()
+            if w.current is not None:
+                w.proc.send_signal(signal.SIGTERM)
+        for w in self.workers:
+            try:
+                w.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait()
+        self.workers.clear()

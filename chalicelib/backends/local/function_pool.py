@@ -1,0 +1,87 @@
+"""Local function pool: runs attempts as child processes of the runtime, with the function
+limits (timeout, memory, /tmp quota, concurrency) enforced, so what runs here runs on Lambda.
+
+Children are watched through pidfds registered on the runtime's selector: no thread per
+task, no polling for exits; limits are sampled every `sample_s`.
+"""
+
+from __future__ import annotations
+
+import selectors
+import time
+from collections import deque
+from collections.abc import Callable
+
+from chalicelib.engine.events import Event, TaskStarted
+from chalicelib.ports import BlobStore
+from chalicelib.runner.execute import Attempt, TaskRequest
+
+EmitFn = Callable[[Event], None]
+
+
+class FunctionPool:
+    def __init__(
+        self, blobs: BlobStore, workroot: str, slots: int, selector: selectors.BaseSelector, emit: EmitFn,
+        sample_s: float = 0.2,
+    ) -> None:
+        self.blobs = blobs
+        self.workroot = workroot
+        self.slots = max(1, slots)
+        self.selector = selector
+        self.emit = emit
+        self.sample_s = sample_s
+        self.queue: deque[TaskRequest] = deque()
+        self.running: dict[tuple[str, str, int], Attempt] = {}
+        self._next_sample = 0.0
+
+    @property
+    def busy(self) -> int:
+        return len(self.running) + len(self.queue)
+
+    def submit(self, req: TaskRequest) -> None:
+        self.queue.append(req)
+        self._fill()
+
+    def _fill(self) -> None:
+        while self.queue and len(self.running) < self.slots:
+            req = self.queue.popleft()
+            att = Attempt.prepare(req, self.blobs, self.workroot)
+            att.start()
+            if att.proc is None:  # stage-in or launch failed: report at once
+                self.emit(att.finish(self.blobs, None, 0).event)
+                continue
+            self.running[(req.run_id, req.task_id, req.attempt)] = att
+            self.emit(TaskStarted(req.run_id, req.task_id, req.attempt, att.started_at, att.timeout_s + 30.0))
+            self.selector.register(att.pidfd, selectors.EVENT_READ, (self._on_exit, att))
+
+    def _on_exit(self, att: Attempt) -> None:
+        self.selector.unregister(att.pidfd)
+        code, maxrss = att.reap()
+        req = att.req
+        del self.running[(req.run_id, req.task_id, req.attempt)]
+        self.emit(att.finish(self.blobs, code, maxrss).event)
+        self._fill()
+
+    def check_limits(self) -> None:
+        now = time.monotonic()
+        if now < self._next_sample:
+            return
+        self._next_sample = now + self.sample_s
+        for att in list(self.running.values()):
+            att.check(now)
+
+    def next_check_in(self) -> float | None:
+        if not self.running:
+            return None
+        return max(0.0, self._next_sample - time.monotonic())
+
+    def kill(self, run_id: str, task_id: str, attempt: int) -> None:
+        att = self.running.get((run_id, task_id, attempt))
+        if att is not None:
+            att.kill("CANCELLED", "cancelled")
+        self.queue = deque(r for r in self.queue if (r.run_id, r.task_id, r.attempt) != (run_id, task_id, attempt))
+
+    def kill_all(self) -> None:
+        self.queue.clear()
+        for att in self.running.values():
+            att.kill("CANCELLED", "cancelled")

@@ -1,0 +1,315 @@
+"""The local runtime: the coordinator driven by a single-threaded event loop, with SQLite
+state, filesystem blobs, a function pool and a container pool. No account, no network.
+
+Work dir layout (default ./.updraft, env UPDRAFT_HOME):
+    state.db                      SQLite (WAL): runs, tasks, counters
+    blobs/runs/<run>/workflow.json  the run's spec (native format)
+    blobs/runs/<run>/data/<path>    inputs and every task's outputs
+    blobs/runs/<run>/logs/<task>.<attempt>.log
+    sandbox/                      per-attempt sandboxes (removed when the attempt ends)
+    locks/<run>.lock              held (flock) by the process executing the run
+
+Killing the process at any moment loses nothing: `resume` re-runs what did not succeed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import heapq
+import os
+import selectors
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from chalicelib.backends.local.container_pool import ContainerPool
+from chalicelib.backends.local.fs_blobs import FsBlobStore
+from chalicelib.backends.local.function_pool import FunctionPool
+from chalicelib.backends.local.sqlite_state import SqliteStateStore
+from chalicelib.engine import events as ev
+from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
+from chalicelib.engine.lifecycle import create_run, new_run_id, resume_run
+from chalicelib.engine.records import RunRecord
+from chalicelib.engine.spec import RunSpec, SpecCache
+from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
+from chalicelib.errors import MissingInputsError, StateConflictError, UpdraftError
+from chalicelib.runner.execute import TaskRequest
+from chalicelib.runner.keys import data_key
+from chalicelib.workflow.graph import external_inputs
+from chalicelib.workflow.model import Workflow
+from chalicelib.workflow.validate import validate
+
+ProgressFn = Callable[[dict[str, int], int], None]
+
+
+def default_workdir() -> str:
+    return os.environ.get("UPDRAFT_HOME", os.path.join(os.getcwd(), ".updraft"))
+
+
+@dataclass
+class RuntimeOptions:
+    concurrency: int = field(default_factory=lambda: os.cpu_count() or 2)
+    container_workers: int = field(default_factory=lambda: os.cpu_count() or 2)
+    coordinator: CoordinatorConfig = field(default_factory=CoordinatorConfig)
+    progress_every_s: float = 0.1
+
+
+class RunBusyError(UpdraftError):
+    exit_code = 2
+
+
+class LocalRuntime:
+    def __init__(self, workdir: str | None = None, options: RuntimeOptions | None = None) -> None:
+        self.workdir = os.path.abspath(workdir or default_workdir())
+        os.makedirs(os.path.join(self.workdir, "locks"), exist_ok=True)
+        self.options = options or RuntimeOptions()
+        self.store = SqliteStateStore(os.path.join(self.workdir, "state.db"))
+        self.blob_root = os.path.join(self.workdir, "blobs")
+        self.blobs = FsBlobStore(self.blob_root)
+        self.sandbox_root = os.path.join(self.workdir, "sandbox")
+        self.specs = SpecCache.from_blobs(self.blobs)
+        self.coordinator = Coordinator(self.store, self.specs, config=self.options.coordinator)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ---- submit -------------------------------------------------------------------------
+
+    def _input_sources(self, workflow: Workflow, data_dir: str | None) -> dict[str, str]:
+        """Local file for each external input; raises MissingInputsError naming every gap."""
+        declared = {f.path: f.source for f in workflow.inputs}
+        base = data_dir or workflow.base_dir or os.getcwd()
+        found: dict[str, str] = {}
+        missing: list[str] = []
+        for path in external_inputs(workflow):
+            source = declared.get(path)
+            if source is not None and "://" in source and not source.startswith("file://"):
+                missing.append(f"{path} (source {source}: remote sources need the AWS runtime)")
+                continue
+            if source is not None:
+                local = source[len("file://"):] if source.startswith("file://") else source
+                local = local if os.path.isabs(local) else os.path.join(workflow.base_dir or os.getcwd(), local)
+            else:
+                local = os.path.join(base, path)
+            if os.path.isfile(local):
+                found[path] = os.path.abspath(local)
+            else:
+                missing.append(f"{path} (looked for {local})")
+        if missing:
+            raise MissingInputsError(missing, data_dir or base)
+        return found
+
+    def submit(self, workflow: Workflow, data_dir: str | None = None, source: str | None = None) -> RunRecord:
+        """Validate, check inputs, stage them, store the run. Writes nothing if any step fails."""
+        validate(workflow, source)
+        sources = self._input_sources(workflow, data_dir)
+        spec = RunSpec.of(workflow)
+        now = time.time()
+        run_id = new_run_id(now)
+        try:
+            for path, local in sources.items():
+                key = data_key(run_id, path)
+                if not _same_fs_link(local, self.blobs.path(key)):
+                    self.blobs.put_file(key, local)
+            run = create_run(spec, self.store, self.blobs, now, {"data_dir": data_dir, "source": source}, run_id)
+        except BaseException:
+            self.blobs.delete_prefix(f"runs/{run_id}/")
+            raise
+        self.specs.put(run_id, spec)
+        return run
+
+    # ---- execute ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def owning(self, run_id: str) -> Iterator[None]:
+        """Hold the run's lock while executing it; fails if another live process holds it."""
+        path = os.path.join(self.workdir, "locks", f"{run_id}.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = os.pread(fd, 32, 0).decode().strip() or "?"
+                raise RunBusyError(f"run {run_id} is being executed by process {pid}; "
+                                   f"`updraft cancel {run_id}` stops it") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            os.close(fd)
+
+    def owner_pid(self, run_id: str) -> int | None:
+        """PID of the live process executing the run, if any."""
+        path = os.path.join(self.workdir, "locks", f"{run_id}.lock")
+        if not os.path.exists(path):
+            return None
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = os.pread(fd, 32, 0).decode().strip()
+                return int(text) if text.isdigit() else None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+    def run(self, run_id: str, progress: ProgressFn | None = None) -> RunRecord:
+        with self.owning(run_id):
+            return _Loop(self, run_id, progress).run()
+
+    def resume(self, run_id: str, progress: ProgressFn | None = None) -> RunRecord:
+        with self.owning(run_id):
+            spec = self.specs.get(run_id)
+            resume_run(run_id, spec, self.store, allow_running=True)
+            return _Loop(self, run_id, progress).run()
+
+    def cancel(self, run_id: str) -> RunRecord:
+        """Cancel a run: signal its live owner, or cancel it in the store directly."""
+        pid = self.owner_pid(run_id)
+        if pid is not None:
+            os.kill(pid, signal.SIGINT)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and self.owner_pid(run_id) is not None:
+                time.sleep(0.05)
+            return self.store.get_run(run_id)
+        self.coordinator.handle([ev.Cancel(run_id)])
+        return self.store.get_run(run_id)
+
+
+def _same_fs_link(src: str, dest: str) -> bool:
+    """Hard-link an input into the blob store when on the same filesystem (no copy)."""
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    try:
+        os.link(src, dest)
+        return True
+    except OSError:
+        return False
+
+
+class _Loop:
+    """One run's event loop: coordinator steps, pool callbacks, timers, signals."""
+
+    def __init__(self, rt: LocalRuntime, run_id: str, progress: ProgressFn | None) -> None:
+        self.rt = rt
+        self.run_id = run_id
+        self.progress = progress
+        self.events: list[ev.Event] = []
+        self.timers: list[tuple[float, int, ev.Event]] = []
+        self.seq = 0
+        self.finished: str | None = None
+        self.interrupted = False
+        self.selector = selectors.DefaultSelector()
+        workers = rt.options.container_workers
+        self.functions = FunctionPool(rt.blobs, rt.sandbox_root, rt.options.concurrency, self.selector, self.events.append)
+        self.containers = ContainerPool(rt.blob_root, rt.sandbox_root, workers, self.selector, self.events.append)
+
+    def run(self) -> RunRecord:
+        rfd, wfd = os.pipe()
+        os.set_blocking(rfd, False)
+        os.set_blocking(wfd, False)
+        self.selector.register(rfd, selectors.EVENT_READ, (self._on_signal, rfd))
+        old_wakeup = signal.set_wakeup_fd(wfd)
+        old_int = signal.signal(signal.SIGINT, self._interrupt)
+        old_term = signal.signal(signal.SIGTERM, self._interrupt)
+        try:
+            self.events.append(ev.Start(self.run_id))
+            self._loop()
+        finally:
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, old_term)
+            signal.set_wakeup_fd(old_wakeup)
+            self.functions.kill_all()
+            self.containers.shutdown()
+            self.selector.close()
+            os.close(rfd)
+            os.close(wfd)
+        return self.rt.store.get_run(self.run_id)
+
+    def _interrupt(self, _signum: int, _frame: object) -> None:
+        self.interrupted = True
+
+    def _on_signal(self, fd: int) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(fd, 512)
+
+    def _busy(self) -> bool:
+        return bool(self.functions.busy or self.containers.busy)
+
+    def _apply(self, instructions: list[ev.Launch | ev.Schedule | ev.Kill | ev.RunFinished]) -> None:
+        for ins in instructions:
+            if isinstance(ins, ev.Launch):
+                task = self.rt.specs.get(ins.run_id).tasks[ins.task_id]
+                if ins.placement == "function":
+                    self.functions.submit(TaskRequest(ins.run_id, ins.task_id, ins.attempt, task))
+                else:
+                    self.containers.submit(ins)
+            elif isinstance(ins, ev.Schedule):
+                self.seq += 1
+                heapq.heappush(self.timers, (time.monotonic() + ins.delay_s, self.seq, ins.event))
+            elif isinstance(ins, ev.Kill):
+                self.functions.kill(ins.run_id, ins.task_id, ins.attempt)
+                self.containers.kill(ins.run_id, ins.task_id, ins.attempt)
+            elif isinstance(ins, ev.RunFinished) and ins.run_id == self.run_id:
+                self.finished = ins.state
+
+    def _repair_stall(self) -> None:
+        """Nothing runs, nothing is due, yet the run is not finished: find out why."""
+        store = self.rt.store
+        run = store.get_run(self.run_id)
+        if run.state is not RunState.RUNNING:
+            self.finished = run.state.value
+            return
+        orphans = store.list_tasks(self.run_id, IN_FLIGHT)
+        ready = store.list_tasks(self.run_id, [TaskState.READY])
+        if not orphans and not ready:
+            raise StateConflictError(
+                f"run {self.run_id} stalled with counts {store.counts(self.run_id)}: no task can run. "
+                "This is a bug; `updraft resume` retries what did not succeed.", run)
+        self.events.extend(ev.LeaseExpired(self.run_id, r.task_id, r.attempt) for r in orphans)
+        if ready:
+            self.events.append(ev.Start(self.run_id))
+
+    def _loop(self) -> None:
+        next_progress = 0.0
+        cancel_sent = False
+        idle_repairs = 0
+        while True:
+            if self.interrupted and not cancel_sent:
+                cancel_sent = True
+                self.events.append(ev.Cancel(self.run_id))
+            if self.events:
+                batch, self.events[:] = list(self.events), []
+                self._apply(self.rt.coordinator.handle(batch))
+                idle_repairs = 0
+            now = time.monotonic()
+            while self.timers and self.timers[0][0] <= now:
+                self.events.append(heapq.heappop(self.timers)[2])
+            if self.progress is not None and now >= next_progress:
+                next_progress = now + self.rt.options.progress_every_s
+                self.progress(self.rt.store.counts(self.run_id), 0)
+            if self.events:
+                continue
+            if self.finished is not None and not self._busy():
+                return
+            if not self._busy() and not self.timers and self.finished is None:
+                idle_repairs += 1
+                if idle_repairs > 3:
+                    raise StateConflictError(f"run {self.run_id} is not progressing", None)
+                self._repair_stall()
+                continue
+            timeout = 0.5
+            if self.timers:
+                timeout = min(timeout, max(0.0, self.timers[0][0] - now))
+            check = self.functions.next_check_in()
+            if check is not None:
+                timeout = min(timeout, check)
+            if self.progress is not None:
+                timeout = min(timeout, max(0.0, next_progress - now))
+            for key, _mask in self.selector.select(timeout):
+                callback, arg = key.data
+                callback(arg)
+            self.functions.check_limits()
