@@ -1,0 +1,358 @@
+"""The `updraft` command.
+
+Exit codes: 0 success (run SUCCEEDED / file valid), 1 run not successful, 2 usage or
+validation error. Errors a user can fix print one clear message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from chalicelib.errors import UpdraftError
+
+STATE_ORDER = ["WAITING", "READY", "DISPATCHED", "RUNNING", "SUCCEEDED", "CACHED", "FAILED", "UPSTREAM_FAILED",
+               "CANCELLED"]
+
+
+def _print_json(obj: Any, out: TextIO = sys.stdout) -> None:
+    out.write(json.dumps(obj, indent=None, separators=(",", ":"), sort_keys=False) + "\n")
+
+
+def _runtime(args: argparse.Namespace) -> Any:
+    from chalicelib.backends.local.runtime import LocalRuntime, RuntimeOptions
+
+    opts = RuntimeOptions()
+    if getattr(args, "concurrency", None):
+        opts.concurrency = args.concurrency
+        opts.container_workers = args.concurrency
+    return LocalRuntime(args.workdir, opts)
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from chalicelib.workflow.formats import load
+
+    return load(args.file, getattr(args, "format", None))
+
+
+# ---- progress -----------------------------------------------------------------------------
+
+class Progress:
+    """A one-line live display on a terminal: a bar and counts per state."""
+
+    def __init__(self, total: int, stream: TextIO) -> None:
+        self.total = total
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self.started = time.monotonic()
+
+    def __call__(self, counts: dict[str, int], _unused: int = 0) -> None:
+        if not self.enabled:
+            return
+        done = sum(counts.get(s, 0) for s in ("SUCCEEDED", "CACHED", "FAILED", "UPSTREAM_FAILED", "CANCELLED"))
+        width = 30
+        fill = int(width * done / self.total) if self.total else width
+        parts = " ".join(f"{s.lower()}={counts[s]}" for s in STATE_ORDER if counts.get(s))
+        line = f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} {parts} {time.monotonic() - self.started:.1f}s"
+        self.stream.write(line[:200].ljust(80))
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# ---- commands -----------------------------------------------------------------------------
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from chalicelib.workflow.graph import summarize
+    from chalicelib.workflow.validate import validate
+
+    wf = validate(_load(args), args.file)
+    s = summarize(wf)
+    print(f"{args.file}: valid, {s.tasks} tasks, {s.edges} edges, {s.levels} levels")
+    if s.external_inputs:
+        print(f"external inputs ({len(s.external_inputs)}):")
+        for path in s.external_inputs:
+            print(f"  {path}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from chalicelib.workflow.graph import summarize
+    from chalicelib.workflow.validate import validate
+
+    s = summarize(validate(_load(args), args.file))
+    if args.json:
+        _print_json(s.to_dict())
+        return 0
+    print(f"workflow        {s.name}")
+    print(f"tasks           {s.tasks}")
+    print(f"edges           {s.edges}")
+    print(f"levels          {s.levels}")
+    print(f"max width       {s.max_width}")
+    print(f"critical path   {s.critical_path_length} tasks")
+    print("task types      " + ", ".join(f"{k} x{v}" for k, v in s.task_types.items()))
+    print(f"external inputs {len(s.external_inputs)}")
+    for path in s.external_inputs[:20]:
+        print(f"  {path}")
+    if len(s.external_inputs) > 20:
+        print(f"  ... and {len(s.external_inputs) - 20} more")
+    return 0
+
+
+def _finish_report(rt: Any, run_id: str, wall: float, as_json: bool) -> int:
+    run = rt.store.get_run(run_id)
+    counts = rt.store.counts(run_id)
+    if as_json:
+        _print_json({"run_id": run_id, "state": run.state.value, "counts": counts, "wall_s": round(wall, 3)})
+    else:
+        _summary_table(rt, run_id, wall)
+    return 0 if run.state.value == "SUCCEEDED" else 1
+
+
+def _summary_table(rt: Any, run_id: str, wall: float) -> None:
+    run = rt.store.get_run(run_id)
+    tasks = rt.store.list_tasks(run_id)
+    spec = rt.specs.get(run_id)
+    by_type: dict[str, dict[str, float]] = {}
+    for rec in tasks:
+        ttype = spec.tasks[rec.task_id].task_type
+        row = by_type.setdefault(ttype, {"n": 0, "ok": 0, "bad": 0, "time": 0.0})
+        row["n"] += 1
+        row["ok" if rec.state.value in ("SUCCEEDED", "CACHED") else "bad"] += 1
+        row["time"] += float(rec.result.get("duration_s") or 0.0)
+    print(f"run {run_id}  {run.state.value}  {len(tasks)} tasks in {wall:.2f} s")
+    print(f"  {'task type':<24} {'tasks':>6} {'ok':>6} {'not ok':>6} {'task time s':>12}")
+    for ttype, row in sorted(by_type.items()):
+        print(f"  {ttype[:24]:<24} {int(row['n']):>6} {int(row['ok']):>6} {int(row['bad']):>6} {row['time']:>12.2f}")
+    failed = [r for r in tasks if r.state.value == "FAILED"]
+    for rec in failed[:10]:
+        print(f"  FAILED {rec.task_id} (attempt {rec.attempt}): {rec.reason}")
+        tail = str(rec.result.get("log_tail", "")).strip().splitlines()[-5:]
+        for line in tail:
+            print(f"    | {line}")
+    if failed:
+        print(f"  logs: updraft logs {run_id} TASK --workdir {rt.workdir}")
+    print(f"  outputs: {os.path.join(rt.blob_root, 'runs', run_id, 'data')}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from chalicelib.workflow.validate import validate
+
+    wf = _load(args)
+    if getattr(args, "replay", False):
+        from chalicelib.workflow.replay import to_replay
+
+        wf = to_replay(wf, time_scale=args.time_scale, size_scale=args.size_scale)
+    validate(wf, args.file)
+    rt = _runtime(args)
+    try:
+        run = rt.submit(wf, args.data, args.file)
+        return _execute(rt, run.run_id, run.task_count, args, resume=False)
+    finally:
+        rt.close()
+
+
+def _execute(rt: Any, run_id: str, total: int, args: argparse.Namespace, resume: bool) -> int:
+    progress = Progress(total, sys.stderr)
+    if progress.enabled and not args.json:
+        sys.stderr.write(f"run {run_id}: {total} tasks (workdir {rt.workdir})\n")
+    started = time.monotonic()
+    try:
+        if resume:
+            rt.resume(run_id, progress if progress.enabled else None)
+        else:
+            rt.run(run_id, progress if progress.enabled else None)
+    finally:
+        progress.close()
+    return _finish_report(rt, run_id, time.monotonic() - started, args.json)
+
+
+def _latest_run(rt: Any) -> str:
+    from chalicelib.errors import NotFoundError
+
+    runs = rt.store.list_runs(limit=1)
+    if not runs:
+        raise NotFoundError(f"no runs in {rt.workdir}; start one with `updraft run FILE`")
+    return str(runs[0].run_id)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    rt = _runtime(args)
+    try:
+        run_id = args.run or _latest_run(rt)
+        run = rt.store.get_run(run_id)
+        tasks = rt.store.list_tasks(run_id)
+        counts = rt.store.counts(run_id)
+        if args.json:
+            _print_json({
+                "run_id": run_id, "state": run.state.value, "counts": counts,
+                "created_at": run.created_at, "finished_at": run.finished_at,
+                "tasks": [t.to_dict() for t in tasks],
+            })
+            return 0
+        ordered = " ".join(f"{s}={counts[s]}" for s in STATE_ORDER if counts.get(s))
+        print(f"run {run_id} ({run.name}): {run.state.value}  {ordered}")
+        print(f"  {'task':<32} {'state':<16} {'try':>3} {'placement':<10} {'secs':>8} reason")
+        for t in tasks:
+            dur = t.result.get("duration_s")
+            secs = f"{dur:.2f}" if isinstance(dur, int | float) else ""
+            print(f"  {t.task_id[:32]:<32} {t.state.value:<16} {t.attempt:>3} {t.placement:<10} {secs:>8} {t.reason or ''}")
+        return 0
+    finally:
+        rt.close()
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from chalicelib.errors import NotFoundError
+    from chalicelib.runner.keys import log_key
+
+    rt = _runtime(args)
+    try:
+        rec = rt.store.get_task(args.run, args.task)
+        attempts = [args.attempt] if args.attempt else list(range(1, rec.attempt + 1))
+        shown = 0
+        for attempt in attempts:
+            key = log_key(args.run, args.task, attempt)
+            if rt.blobs.exists(key):
+                if len(attempts) > 1:
+                    print(f"==> attempt {attempt} <==")
+                sys.stdout.write(rt.blobs.get_bytes(key).decode("utf-8", "replace"))
+                shown += 1
+        if not shown:
+            tail = rec.result.get("log_tail")
+            if tail:
+                print(tail)
+            elif rec.state.value in ("WAITING", "READY", "DISPATCHED", "RUNNING"):
+                raise NotFoundError(f"task {args.task} is {rec.state.value}; its log is stored when it ends")
+            else:
+                print(f"(task {args.task} printed nothing)")
+        return 0
+    finally:
+        rt.close()
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    rt = _runtime(args)
+    try:
+        run = rt.store.get_run(args.run)
+        return _execute(rt, run.run_id, run.task_count, args, resume=True)
+    finally:
+        rt.close()
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    rt = _runtime(args)
+    try:
+        run = rt.cancel(args.run)
+        print(f"run {run.run_id}: {run.state.value}")
+        return 0
+    finally:
+        rt.close()
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    rt = _runtime(args)
+    try:
+        runs = rt.store.list_runs(limit=args.limit)
+        rows = []
+        for r in runs:
+            rows.append({**r.to_dict(), "counts": rt.store.counts(r.run_id)})
+        if args.json:
+            _print_json(rows)
+            return 0
+        for row in rows:
+            done = sum(v for k, v in row["counts"].items() if k in ("SUCCEEDED", "CACHED"))
+            created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["created_at"]))
+            print(f"{row['run_id']}  {row['state']:<10} {done:>6}/{row['task_count']:<6} {created}  {row['name']}")
+        return 0
+    finally:
+        rt.close()
+
+
+# ---- parser -------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="updraft", description="Run scientific workflows, locally or on AWS.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_: str, workdir: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        if workdir:
+            p.add_argument("--workdir", default=None, help="work dir (default ./.updraft or $UPDRAFT_HOME)")
+        return p
+
+    p = add("run", "run a workflow on the local runtime")
+    p.add_argument("file")
+    p.add_argument("--data", default=None, help="folder holding the workflow's external inputs")
+    p.add_argument("--format", default=None, help="input format (default: detected from content)")
+    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    p.add_argument("--concurrency", type=int, default=None, help="parallel tasks (default: cores)")
+    p.add_argument("--replay", action="store_true", help="replay recorded runtimes and sizes instead of commands")
+    p.add_argument("--time-scale", type=float, default=None, help="replay: multiply recorded runtimes")
+    p.add_argument("--size-scale", type=float, default=None, help="replay: multiply recorded file sizes")
+    p.set_defaults(func=cmd_run)
+
+    p = add("validate", "check a workflow file; exit 0 if valid, 2 if not", workdir=False)
+    p.add_argument("file")
+    p.add_argument("--format", default=None)
+    p.set_defaults(func=cmd_validate)
+
+    p = add("show", "describe a workflow: tasks, edges, levels, width, critical path, inputs", workdir=False)
+    p.add_argument("file")
+    p.add_argument("--format", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = add("status", "a run and each of its tasks (default: the latest run)")
+    p.add_argument("run", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = add("logs", "print a task's output (every attempt, or one)")
+    p.add_argument("run")
+    p.add_argument("task")
+    p.add_argument("--attempt", type=int, default=None)
+    p.set_defaults(func=cmd_logs)
+
+    p = add("resume", "re-run what did not succeed; reuse what did")
+    p.add_argument("run")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--concurrency", type=int, default=None)
+    p.set_defaults(func=cmd_resume)
+
+    p = add("cancel", "cancel a run (stops its running tasks)")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_cancel)
+
+    p = add("runs", "list runs, newest first")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UpdraftError as exc:
+        sys.stderr.write(f"updraft: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("updraft: interrupted\n")
+        return 1
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
