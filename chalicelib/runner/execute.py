@@ -15,8 +15,8 @@ import contextlib
 import os
 import resource
 import select
+import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +32,54 @@ from chalicelib.workflow.model import Task
 
 LOG_TAIL_BYTES = 4096
 DISK_CHECK_EVERY_S = 2.0
+
+
+@dataclass
+class Proc:
+    pid: int
+    returncode: int | None = None
+
+
+_WHICH: dict[tuple[str, str], str] = {}
+
+
+def _resolve(program: str, path_var: str) -> str:
+    """The executable for argv[0], searched on the task's own PATH (cached)."""
+    if "/" in program:
+        return program
+    key = (program, path_var)
+    found = _WHICH.get(key)
+    if found is None:
+        found = shutil.which(program, path=path_var)
+        if found is None:
+            raise FileNotFoundError(f"{program!r} not found on PATH ({path_var})")
+        _WHICH[key] = found
+    return found
+
+
+def spawn(argv: list[str], env: dict[str, str], cwd: str, log_path: str) -> Proc:
+    """Start argv in `cwd`, in a new session, stdout+stderr to `log_path`, stdin from /dev/null.
+
+    posix_spawn (vfork+exec in glibc) costs about half of subprocess.Popen's fork+exec,
+    which matters for thousands of short tasks. posix_spawn cannot chdir the child on
+    Python 3.11, so the caller's cwd is switched around the call: the runtimes that use
+    this are single-threaded and use absolute paths only.
+    """
+    exe = _resolve(argv[0], env.get("PATH", os.defpath))
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_DUP2, log, 1),
+        (os.POSIX_SPAWN_DUP2, log, 2),
+    ]
+    here = os.getcwd()
+    try:
+        os.chdir(cwd)
+        pid = os.posix_spawn(exe, argv, env, file_actions=actions, setsid=True)
+    finally:
+        os.chdir(here)
+        os.close(log)
+    return Proc(pid)
 
 
 @dataclass(frozen=True)
@@ -79,7 +127,7 @@ class Attempt:
     memory_kb: int
     disk_bytes: int
     base_env: Mapping[str, str]
-    proc: subprocess.Popen[bytes] | None = None
+    proc: Proc | None = None
     pidfd: int = -1
     started_at: float = 0.0
     deadline: float = 0.0
@@ -94,9 +142,10 @@ class Attempt:
     def prepare(
         cls, req: TaskRequest, blobs: BlobStore, workroot: str,
         sources: Mapping[str, str] | None = None, base_env: Mapping[str, str] | None = None,
+        sandbox: Sandbox | None = None,
     ) -> Attempt:
         res = req.task.resources
-        sandbox = Sandbox.create(workroot, req.run_id, req.task_id, req.attempt)
+        sandbox = sandbox or Sandbox.create(workroot, req.run_id, req.task_id, req.attempt)
         att = cls(
             req=req, sandbox=sandbox, bytes_in=0, timeout_s=res.timeout_s,
             memory_kb=res.memory_mb * 1024, disk_bytes=res.disk_mb * 1024 * 1024,
@@ -115,21 +164,17 @@ class Attempt:
         self.next_disk_check = time.monotonic() + DISK_CHECK_EVERY_S
         if self.stage_error is not None:
             return
-        os.mkdir(self.sandbox.tmp_path)
         for out in self.req.task.outputs:  # tools expect the folders of their outputs to exist
             parent = os.path.dirname(out)
             if parent:
                 os.makedirs(os.path.join(self.sandbox.root, parent), exist_ok=True)
-        with open(self.sandbox.log_path, "wb") as log:
-            try:
-                self.proc = subprocess.Popen(
-                    argv_of(self.req.task), cwd=self.sandbox.root, stdin=subprocess.DEVNULL,
-                    stdout=log, stderr=subprocess.STDOUT, env=_task_env(self.req, self.sandbox, self.base_env),
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                self.stage_error = StageError(Reason.LAUNCH.value, f"could not start {argv_of(self.req.task)[0]!r}: {exc}")
-                return
+        argv = argv_of(self.req.task)
+        env = _task_env(self.req, self.sandbox, self.base_env)
+        try:
+            self.proc = spawn(argv, env, self.sandbox.root, self.sandbox.log_path)
+        except OSError as exc:
+            self.stage_error = StageError(Reason.LAUNCH.value, f"could not start {argv[0]!r}: {exc}")
+            return
         self.pidfd = os.pidfd_open(self.proc.pid)
 
     def check(self, now_mono: float | None = None) -> None:
@@ -224,7 +269,6 @@ class Attempt:
         except OSError:
             return ""
         if size == 0:
-            os.unlink(path)
             return ""
         with open(path, "rb") as fh:
             fh.seek(max(0, size - LOG_TAIL_BYTES))

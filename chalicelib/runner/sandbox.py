@@ -27,7 +27,12 @@ class StageError(Exception):
 
 @dataclass
 class Sandbox:
+    """`create` makes a fresh folder per attempt; `slot` makes one folder that a pool slot
+    reuses, emptied between attempts (like a warm Lambda's /tmp, and far cheaper than
+    creating and removing folders for every short task)."""
+
     root: str
+    reusable: bool = False
 
     @classmethod
     def create(cls, workroot: str, run_id: str, task_id: str, attempt: int) -> Sandbox:
@@ -35,7 +40,16 @@ class Sandbox:
         if os.path.exists(root):  # a crashed earlier try of the same attempt
             shutil.rmtree(root, ignore_errors=True)
         os.makedirs(root)
+        os.mkdir(os.path.join(root, TMP_NAME))
         return cls(root)
+
+    @classmethod
+    def slot(cls, workroot: str, name: str) -> Sandbox:
+        box = cls(os.path.join(workroot, "slots", name), reusable=True)
+        if os.path.exists(box.root):
+            shutil.rmtree(box.root, ignore_errors=True)
+        os.makedirs(box.tmp_path)
+        return box
 
     @property
     def log_path(self) -> str:
@@ -91,10 +105,23 @@ class Sandbox:
         return total
 
     def remove(self) -> None:
-        try:
-            os.rmdir(self.root)  # the common case: everything staged out already
-        except OSError:
+        """After an attempt: delete a per-attempt folder, or empty a slot for the next one."""
+        if not self.reusable:
             shutil.rmtree(self.root, ignore_errors=True)
+            return
+        _empty(self.root, keep={TMP_NAME, LOG_NAME})
+        _empty(self.tmp_path, keep=set())
+
+
+def _empty(folder: str, keep: set[str]) -> None:
+    with os.scandir(folder) as it:
+        for entry in it:
+            if entry.name in keep:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
 
 
 def _link_or_copy(src: str, dest: str) -> int:

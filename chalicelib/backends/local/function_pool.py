@@ -7,6 +7,7 @@ task, no polling for exits; limits are sampled every `sample_s`.
 
 from __future__ import annotations
 
+import os
 import selectors
 import time
 from collections import deque
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from chalicelib.engine.events import Event, TaskStarted
 from chalicelib.ports import BlobStore
 from chalicelib.runner.execute import Attempt, TaskRequest
+from chalicelib.runner.sandbox import Sandbox
 
 EmitFn = Callable[[Event], None]
 
@@ -33,6 +35,8 @@ class FunctionPool:
         self.queue: deque[TaskRequest] = deque()
         self.running: dict[tuple[str, str, int], Attempt] = {}
         self._next_sample = 0.0
+        self.base_env = dict(os.environ)  # copied once: os.environ decodes on every read
+        self.free: list[Sandbox] = [Sandbox.slot(workroot, f"fn-{os.getpid()}-{i}") for i in range(self.slots)]
 
     @property
     def busy(self) -> int:
@@ -45,10 +49,12 @@ class FunctionPool:
     def _fill(self) -> None:
         while self.queue and len(self.running) < self.slots:
             req = self.queue.popleft()
-            att = Attempt.prepare(req, self.blobs, self.workroot)
+            box = self.free.pop()
+            att = Attempt.prepare(req, self.blobs, self.workroot, base_env=self.base_env, sandbox=box)
             att.start()
             if att.proc is None:  # stage-in or launch failed: report at once
                 self.emit(att.finish(self.blobs, None, 0).event)
+                self.free.append(box)
                 continue
             self.running[(req.run_id, req.task_id, req.attempt)] = att
             self.emit(TaskStarted(req.run_id, req.task_id, req.attempt, att.started_at, att.timeout_s + 30.0))
@@ -60,6 +66,7 @@ class FunctionPool:
         req = att.req
         del self.running[(req.run_id, req.task_id, req.attempt)]
         self.emit(att.finish(self.blobs, code, maxrss).event)
+        self.free.append(att.sandbox)
         self._fill()
 
     def check_limits(self) -> None:

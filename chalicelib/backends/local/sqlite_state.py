@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS tasks (
   run_id TEXT NOT NULL, task_id TEXT NOT NULL, state TEXT NOT NULL, attempt INTEGER NOT NULL,
   placement TEXT NOT NULL, pending INTEGER NOT NULL, max_attempts INTEGER NOT NULL,
   lease_expires REAL, not_before REAL, started_at REAL, finished_at REAL, exit_code INTEGER,
-  reason TEXT, result TEXT, seq INTEGER NOT NULL,
+  reason TEXT, result TEXT, seq INTEGER NOT NULL, prev_state TEXT,
   PRIMARY KEY (run_id, task_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks(run_id, state);
@@ -86,6 +86,7 @@ class SqliteStateStore:
         self._db.execute("PRAGMA foreign_keys=OFF")
         self._db.executescript(_SCHEMA)
         self._depth = 0
+        self._deltas: dict[tuple[str, str], int] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -108,9 +109,15 @@ class SqliteStateStore:
                 yield
             except BaseException:
                 self._depth = 0
+                self._deltas.clear()
                 self._db.execute("ROLLBACK")
                 raise
             self._depth = 0
+            try:
+                self._flush_counts()
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
             self._db.execute("COMMIT")
 
     _tx = batch
@@ -139,9 +146,8 @@ class SqliteStateStore:
             per_state: dict[str, int] = {}
             for t in tasks:
                 per_state[t.state.value] = per_state.get(t.state.value, 0) + 1
-            self._db.executemany(
-                "INSERT INTO counts VALUES (?,?,?)", ((run.run_id, s, n) for s, n in per_state.items())
-            )
+            for state, n in per_state.items():
+                self._deltas[(run.run_id, state)] = self._deltas.get((run.run_id, state), 0) + n
 
     def get_run(self, run_id: str) -> RunRecord:
         row = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
@@ -195,12 +201,20 @@ class SqliteStateStore:
         return [_task(r) for r in rows.fetchall()]
 
     def _move_count(self, run_id: str, old: str, new: str) -> None:
+        """Record a state change; counts are written once per transaction, not per task."""
         if old == new:
             return
-        self._db.execute("UPDATE counts SET n=n-1 WHERE run_id=? AND state=?", (run_id, old))
-        self._db.execute(
-            "INSERT INTO counts VALUES (?,?,1) ON CONFLICT(run_id, state) DO UPDATE SET n=n+1",
-            (run_id, new),
+        d = self._deltas
+        d[(run_id, old)] = d.get((run_id, old), 0) - 1
+        d[(run_id, new)] = d.get((run_id, new), 0) + 1
+
+    def _flush_counts(self) -> None:
+        if not self._deltas:
+            return
+        rows = [(run_id, state, n) for (run_id, state), n in self._deltas.items() if n]
+        self._deltas.clear()
+        self._db.executemany(
+            "INSERT INTO counts VALUES (?,?,?) ON CONFLICT(run_id, state) DO UPDATE SET n=n+excluded.n", rows
         )
 
     def update_task(
@@ -210,27 +224,28 @@ class SqliteStateStore:
         bad = set(changes) - TASK_MUTABLE
         if bad:
             raise ValueError(f"task fields {sorted(bad)} cannot be changed")
+        marks = ",".join("?" * len(expect_states))
+        sets = ", ".join(f"{k}=?" for k in changes)
+        where = f"run_id=? AND task_id=? AND state IN ({marks})"
+        params: list[Any] = [_db_value(k, v) for k, v in changes.items()]
+        params += [run_id, task_id, *(s.value for s in expect_states)]
+        if expect_attempt is not None:
+            where += " AND attempt=?"
+            params.append(expect_attempt)
         with self._tx():
             row = self._db.execute(
-                "SELECT state, attempt FROM tasks WHERE run_id=? AND task_id=?", (run_id, task_id)
+                f"UPDATE tasks SET prev_state=state, {sets} WHERE {where} RETURNING {_TASK_COLS}, prev_state",
+                params,
             ).fetchone()
             if row is None:
-                raise NotFoundError(f"no task {task_id!r} in run {run_id!r}")
-            state, attempt = row
-            if TaskState(state) not in expect_states or (expect_attempt is not None and attempt != expect_attempt):
+                cur = self.get_task(run_id, task_id)  # raises NotFoundError for an unknown task
                 raise StateConflictError(
-                    f"task {task_id} is {state} at attempt {attempt}; expected "
+                    f"task {task_id} is {cur.state} at attempt {cur.attempt}; expected "
                     f"{sorted(s.value for s in expect_states)} at attempt {expect_attempt}",
-                    self.get_task(run_id, task_id),
+                    cur,
                 )
-            sets = ", ".join(f"{k}=?" for k in changes)
-            self._db.execute(
-                f"UPDATE tasks SET {sets} WHERE run_id=? AND task_id=?",
-                (*(_db_value(k, v) for k, v in changes.items()), run_id, task_id),
-            )
-            if "state" in changes:
-                self._move_count(run_id, state, _db_value("state", changes["state"]))
-            return self.get_task(run_id, task_id)
+            self._move_count(run_id, row[-1], row[2])
+            return _task(row)
 
     def complete_parent(self, run_id: str, parent_id: str, child_ids: Sequence[str]) -> list[TaskRecord]:
         ready: list[TaskRecord] = []
@@ -245,11 +260,13 @@ class SqliteStateStore:
                         (run_id, child),
                     ).fetchone()
                     if row and row[0] <= 0 and row[1] == TaskState.WAITING.value:
-                        self._db.execute(
-                            "UPDATE tasks SET state=? WHERE run_id=? AND task_id=?",
+                        rec = self._db.execute(
+                            f"UPDATE tasks SET state=? WHERE run_id=? AND task_id=? RETURNING {_TASK_COLS}",
                             (TaskState.READY.value, run_id, child),
-                        )
+                        ).fetchone()
                         self._move_count(run_id, TaskState.WAITING.value, TaskState.READY.value)
+                        ready.append(_task(rec))
+                        continue
                 rec = self._db.execute(
                     f"SELECT {_TASK_COLS} FROM tasks WHERE run_id=? AND task_id=? AND state=?",
                     (run_id, child, TaskState.READY.value),
@@ -278,8 +295,11 @@ class SqliteStateStore:
             return self.get_task(run_id, task_id)
 
     def counts(self, run_id: str) -> dict[str, int]:
-        rows = self._db.execute("SELECT state, n FROM counts WHERE run_id=? AND n>0", (run_id,))
-        return dict(rows.fetchall())
+        rows = dict(self._db.execute("SELECT state, n FROM counts WHERE run_id=?", (run_id,)).fetchall())
+        for (rid, state), n in self._deltas.items():
+            if rid == run_id:
+                rows[state] = rows.get(state, 0) + n
+        return {state: n for state, n in rows.items() if n > 0}
 
     def expired_leases(self, now: float, limit: int = 500) -> list[TaskRecord]:
         marks = ",".join("?" * len(IN_FLIGHT))

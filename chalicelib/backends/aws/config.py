@@ -1,0 +1,115 @@
+"""Settings of the AWS runtime: resource names, shard counts, worker timings, and limits.
+
+Explicit arguments beat environment variables (all prefixed `UPDRAFT_`), which beat the
+defaults below. Nothing else in `backends/aws` reads the environment.
+
+Hard limits of the services, read from the AWS documentation on 2026-11-01:
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from chalicelib.errors import ConfigError
+
+# ---- service limits (AWS documentation, read 2026-11-01) ----------------------------------
+SQS_MAX_DELAY_S = 900  # DelaySeconds of one message
+SQS_MAX_BATCH = 10  # entries of one SendMessageBatch / DeleteMessageBatch
+SQS_MAX_WAIT_S = 20  # long-poll wait of one ReceiveMessage
+SQS_MAX_VISIBILITY_S = 43_200  # 12 h, from the time the message was received
+DYNAMODB_MAX_BATCH_WRITE = 25  # items of one BatchWriteItem
+DYNAMODB_MAX_BATCH_GET = 100  # keys of one BatchGetItem
+S3_MAX_DELETE = 1000  # keys of one DeleteObjects
+LAMBDA_MAX_ASYNC_PAYLOAD = 256 * 1024  # bytes of an InvocationType=Event payload
+
+# ---- environment variables ---------------------------------------------------------------
+ENV_PREFIX = "UPDRAFT_"
+ENV = {
+    "region": "UPDRAFT_REGION",
+    "endpoint_url": "UPDRAFT_AWS_ENDPOINT_URL",
+    "table": "UPDRAFT_TABLE",
+    "bucket": "UPDRAFT_BUCKET",
+    "blob_prefix": "UPDRAFT_BLOB_PREFIX",
+    "events_queue": "UPDRAFT_EVENTS_QUEUE",
+    "container_queue": "UPDRAFT_CONTAINER_QUEUE",
+    "task_function": "UPDRAFT_TASK_FUNCTION",
+    "ecs_cluster": "UPDRAFT_ECS_CLUSTER",
+    "ecs_service": "UPDRAFT_ECS_SERVICE",
+    "max_workers": "UPDRAFT_MAX_WORKERS",
+    "task_shards": "UPDRAFT_TASK_SHARDS",
+    "counter_shards": "UPDRAFT_COUNTER_SHARDS",
+    "worker_idle_s": "UPDRAFT_WORKER_IDLE_S",
+    "worker_lease_s": "UPDRAFT_WORKER_LEASE_S",
+    "workroot": "UPDRAFT_WORKROOT",
+    "multipart_threshold_mb": "UPDRAFT_MULTIPART_THRESHOLD_MB",
+    "stuck_run_after_s": "UPDRAFT_STUCK_RUN_AFTER_S",
+}
+
+
+@dataclass(frozen=True)
+class AwsConfig:
+    """Names of the app's resources and the knobs of its adapters.
+
+    Queue settings take a name or a full queue URL (names are resolved once per process).
+    """
+
+    region: str | None = None  # None: the session's default region
+    endpoint_url: str | None = None  # an emulator's URL (tests); None for AWS itself
+    table: str = "updraft"
+    bucket: str = "updraft-data"
+    blob_prefix: str = ""  # prepended to every blob key, e.g. "updraft/"
+    events_queue: str = "updraft-events"
+    container_queue: str = "updraft-container-tasks"
+    task_function: str = "updraft-dev-task"
+    ecs_cluster: str = "updraft"
+    ecs_service: str = "updraft-worker"
+    max_workers: int = 10  # upper bound of the worker service's desired count
+    task_shards: int = 32  # partitions a run's task items are spread over (dynamodb_state)
+    counter_shards: int = 4  # partitions a run's state counters are spread over
+    worker_idle_s: float = 300.0  # a worker exits after this long without a message
+    worker_lease_s: float = 180.0  # a container task's lease; heartbeats renew it at 1/3
+    workroot: str = "/tmp/updraft"  # sandboxes of the task function and the worker
+    multipart_threshold_mb: int = 64  # files above this are uploaded in parts
+    stuck_run_after_s: float = 900.0  # sweeper re-counts a run whose counters are this quiet
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> AwsConfig:
+        """Defaults, then `UPDRAFT_*` variables from `env` (default os.environ), then overrides."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        types = {f.name: f.type for f in fields(cls)}
+        for name, var in ENV.items():
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            values[name] = _convert(name, var, raw, str(types[name]))
+        if "region" not in values:
+            region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+            if region:
+                values["region"] = region
+        cfg = replace(cls(), **values)
+        cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        if self.task_shards < 1 or self.counter_shards < 1:
+            raise ConfigError("UPDRAFT_TASK_SHARDS and UPDRAFT_COUNTER_SHARDS must be at least 1")
+        if self.max_workers < 0:
+            raise ConfigError("UPDRAFT_MAX_WORKERS must be 0 or more")
+        if self.worker_lease_s < 3:
+            raise ConfigError("UPDRAFT_WORKER_LEASE_S must be at least 3 seconds")
+
+
+def _convert(name: str, var: str, raw: str, type_name: str) -> Any:
+    try:
+        if "int" in type_name:
+            return int(raw)
+        if "float" in type_name:
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not a number; set it to one (setting {name!r})") from None
+    return raw

@@ -1,0 +1,165 @@
+"""Measured runtimes of finished tasks: what the performance model learns from.
+
+A `Sample` is one finished attempt of one task: its type, where it ran and with how much CPU and
+memory, how long it took, how many bytes it moved, and its peak memory. Attempts that hit a
+limit (TIMEOUT, OOM) are kept too, marked not ok: they say a size was too small.
+
+`HistoryStore` is the port; `JsonlHistoryStore` keeps one JSON line per sample in a file under
+the work dir (appends are single writes, so concurrent runs do not interleave lines). A DynamoDB
+store is a follow-up: it needs the AWS adapters (chalicelib/backends/aws).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from chalicelib.engine.records import TaskRecord
+from chalicelib.engine.states import Reason, TaskState
+from chalicelib.workflow.model import Workflow
+
+HISTORY_FILE = "planner-history.jsonl"
+LIMIT_REASONS = frozenset({Reason.TIMEOUT.value, Reason.OOM.value})
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One finished attempt.
+
+    `env` is "local" (the local runtime: CPU not throttled, `vcpus` None), "function" or
+    "container". `vcpus` is the CPU the attempt had: a function's share of its memory, a
+    container's vCPUs.
+    """
+
+    task_type: str
+    env: str
+    duration_s: float
+    memory_mb: int
+    vcpus: float | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    peak_rss_mb: float | None = None
+    ok: bool = True
+    reason: str | None = None
+    workflow: str = ""
+    at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Sample:
+        return cls(
+            task_type=str(data["task_type"]), env=str(data["env"]), duration_s=float(data["duration_s"]),
+            memory_mb=int(data["memory_mb"]),
+            vcpus=None if data.get("vcpus") is None else float(data["vcpus"]),
+            bytes_in=int(data.get("bytes_in") or 0), bytes_out=int(data.get("bytes_out") or 0),
+            peak_rss_mb=None if data.get("peak_rss_mb") is None else float(data["peak_rss_mb"]),
+            ok=bool(data.get("ok", True)), reason=data.get("reason"),
+            workflow=str(data.get("workflow", "")), at=float(data.get("at", 0.0)),
+        )
+
+
+class HistoryStore(Protocol):
+    def add(self, samples: Sequence[Sample]) -> None:
+        """Record samples (at least once; a duplicate only nudges an average)."""
+
+    def samples(self, task_types: Collection[str] | None = None) -> list[Sample]:
+        """Stored samples, oldest first, optionally only of `task_types`."""
+
+
+class MemoryHistoryStore:
+    def __init__(self, samples: Iterable[Sample] = ()) -> None:
+        self._samples = list(samples)
+
+    def add(self, samples: Sequence[Sample]) -> None:
+        self._samples.extend(samples)
+
+    def samples(self, task_types: Collection[str] | None = None) -> list[Sample]:
+        return [s for s in self._samples if task_types is None or s.task_type in task_types]
+
+
+class JsonlHistoryStore:
+    """Samples as JSON lines in one file. Unreadable lines (a torn write) are skipped.
+
+    Reading keeps the newest `keep_per_type` samples of each type, so an old file cannot make
+    planning slow.
+    """
+
+    def __init__(self, path: str, keep_per_type: int = 500) -> None:
+        self.path = path
+        self.keep_per_type = keep_per_type
+
+    @classmethod
+    def in_workdir(cls, workdir: str) -> JsonlHistoryStore:
+        return cls(os.path.join(workdir, HISTORY_FILE))
+
+    def add(self, samples: Sequence[Sample]) -> None:
+        if not samples:
+            return
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        data = "".join(json.dumps(s.to_dict(), separators=(",", ":")) + "\n" for s in samples).encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
+    def samples(self, task_types: Collection[str] | None = None) -> list[Sample]:
+        if not os.path.exists(self.path):
+            return []
+        by_type: dict[str, list[Sample]] = {}
+        with open(self.path, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    sample = Sample.from_dict(json.loads(line))
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if task_types is None or sample.task_type in task_types:
+                    kept = by_type.setdefault(sample.task_type, [])
+                    kept.append(sample)
+                    if len(kept) > 2 * self.keep_per_type:
+                        del kept[: len(kept) - self.keep_per_type]
+        out = [s for kept in by_type.values() for s in kept[-self.keep_per_type:]]
+        out.sort(key=lambda s: s.at)
+        return out
+
+
+def samples_from_run(
+    workflow: Workflow, records: Iterable[TaskRecord], env: str = "local", function_mb_per_vcpu: float = 1769.0,
+) -> list[Sample]:
+    """Samples from a finished run's task records (SUCCEEDED, and limit failures).
+
+    `env` names where "container" and "function" placements ran: "local" for the local
+    runtime (unthrottled CPU), "cloud" for Lambda/Fargate (CPU from the size).
+    """
+    tasks = workflow.task_map()
+    now = time.time()
+    out: list[Sample] = []
+    for rec in records:
+        task = tasks.get(rec.task_id)
+        result = rec.result or {}
+        if task is None or "duration_s" not in result:
+            continue
+        ok = rec.state is TaskState.SUCCEEDED
+        if not ok and not (rec.state is TaskState.FAILED and rec.reason in LIMIT_REASONS):
+            continue
+        res = task.resources
+        vcpus: float | None = None
+        where = "local"
+        if env != "local":
+            where = rec.placement
+            vcpus = res.memory_mb / function_mb_per_vcpu if rec.placement == "function" else res.cpus
+        out.append(Sample(
+            task_type=task.task_type, env=where, duration_s=float(result["duration_s"]),
+            memory_mb=res.memory_mb, vcpus=vcpus, bytes_in=int(result.get("bytes_in") or 0),
+            bytes_out=int(result.get("bytes_out") or 0),
+            peak_rss_mb=float(result["peak_rss_mb"]) if result.get("peak_rss_mb") is not None else None,
+            ok=ok, reason=None if ok else rec.reason, workflow=workflow.name,
+            at=float(result.get("finished_at") or rec.finished_at or now),
+        ))
+    return out

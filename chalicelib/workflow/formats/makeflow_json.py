@@ -1,0 +1,184 @@
+"""Makeflow JSON workflows (JX already expanded): rules, categories, environment.
+
+Each rule has `command`, `inputs`, `outputs` (a file is a string or an object naming it),
+`local_job`, `category`, `resources` {cores, memory, disk, wall-time} and `environment`.
+A rule's resources and environment override its category's, which override the default
+category's and the workflow's `environment`. `define` holds the values the JX was expanded
+from and is not needed once expanded. Sub-workflows and file renaming are rejected.
+Two spellings seen in real files and ignored by Makeflow itself are read as meant, and
+said so: `output` for `outputs` and `local job` for `local_job`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from chalicelib.errors import Problem, WorkflowError
+from chalicelib.workflow.formats.makeflow_rules import DEFAULT_CATEGORY, Rule, build
+from chalicelib.workflow.model import Workflow
+
+NAME = "makeflow-json"
+_ALIASES = {"output": "outputs", "input": "inputs", "local job": "local_job"}
+_KNOWN = {"command", "inputs", "outputs", "local_job", "category", "resources", "environment",
+          "allocation", "variables"}
+_RESOURCE_KEYS = {"cores": "cores", "memory": "memory_mb", "disk": "disk_mb",
+                  "wall-time": "wall_time_s", "wall_time": "wall_time_s"}
+
+
+def sniff(data: Any) -> bool:
+    return isinstance(data, dict) and isinstance(data.get("rules"), list)
+
+
+class _Reader:
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.problems: list[Problem] = []
+        self.aliased: dict[str, list[str]] = {}
+        self.ignored: dict[str, list[str]] = {}
+
+    def fail(self, where: str, message: str) -> None:
+        self.problems.append(Problem(f"{where}: {message}"))
+
+    def env(self, value: Any, where: str) -> dict[str, str]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.fail(where, "environment must be an object of strings")
+            return {}
+        out: dict[str, str] = {}
+        for k, v in value.items():
+            if isinstance(v, str | int | float) and not isinstance(v, bool):
+                out[str(k)] = str(v)
+            else:
+                self.fail(where, f"environment {k!r} must be a string")
+        return out
+
+    def resources(self, value: Any, where: str) -> dict[str, float]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.fail(where, "resources must be an object")
+            return {}
+        out: dict[str, float] = {}
+        for key, v in value.items():
+            if key not in _RESOURCE_KEYS:
+                continue  # gpus, mpi-processes: nothing to map them to
+            if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0:
+                if v > 0:
+                    out[_RESOURCE_KEYS[key]] = float(v)
+            else:
+                self.fail(where, f"resources.{key} must be a number")
+        return out
+
+    def files(self, value: Any, where: str, key: str) -> list[str]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.fail(where, f"{key} must be a list")
+            return []
+        out: list[str] = []
+        for item in value:
+            if isinstance(item, str):
+                out.append(item)
+            elif isinstance(item, dict):
+                name = item.get("dag_name", item.get("name"))
+                remote = item.get("task_name", item.get("source"))
+                if not isinstance(name, str):
+                    self.fail(where, f"a file in {key} has no 'dag_name' or 'name'")
+                elif remote not in (None, name):
+                    self.fail(where, f"file {name!r} is renamed to {remote!r} in the task: "
+                                     "file renaming is not supported")
+                else:
+                    out.append(name)
+            else:
+                self.fail(where, f"{key} entries must be strings or objects, got {item!r}")
+        return out
+
+    def categories(self) -> dict[str, tuple[dict[str, float], dict[str, str]]]:
+        raw = self.data.get("categories") or {}
+        if not isinstance(raw, dict):
+            self.fail("categories", "must be an object")
+            return {}
+        out = {}
+        for name, cat in raw.items():
+            where = f"categories[{name!r}]"
+            cat = cat if isinstance(cat, dict) else {}
+            out[str(name)] = (self.resources(cat.get("resources"), where),
+                              self.env(cat.get("environment"), where))
+        return out
+
+    def rule(self, raw: Any, index: int, default: str,
+             cats: Mapping[str, tuple[dict[str, float], dict[str, str]]],
+             top_env: dict[str, str]) -> Rule | None:
+        where = f"rules[{index}]"
+        if not isinstance(raw, dict):
+            self.fail(where, "a rule must be an object")
+            return None
+        raw = dict(raw)
+        for alias, key in _ALIASES.items():
+            if alias in raw and key not in raw:
+                raw[key] = raw.pop(alias)
+                self.aliased.setdefault(f"{alias!r} as {key!r}", []).append(where)
+        for key in raw:
+            if key not in _KNOWN and key not in ("workflow", "makeflow", "args"):
+                self.ignored.setdefault(str(key), []).append(where)
+        command = raw.get("command")
+        if "workflow" in raw or "makeflow" in raw:
+            self.fail(where, "sub-workflow rules (workflow/makeflow) are not supported; "
+                             "import the sub-workflow on its own")
+            return None
+        if not isinstance(command, str):
+            self.fail(where, "a rule needs a 'command' string")
+            return None
+        where = f"{where} ({command[:60]!r})"
+        category = raw.get("category") if isinstance(raw.get("category"), str) else default
+        res: dict[str, float] = {}
+        env = dict(top_env)
+        for cat in dict.fromkeys([default, category]):
+            cat_res, cat_env = cats.get(cat, ({}, {}))
+            res.update(cat_res)
+            env.update(cat_env)
+        res.update(self.resources(raw.get("resources"), where))
+        env.update(self.env(raw.get("environment"), where))
+        return Rule(
+            where=where, command=command,
+            inputs=self.files(raw.get("inputs"), where, "inputs"),
+            outputs=self.files(raw.get("outputs"), where, "outputs"),
+            local=raw.get("local_job") is True, category=category,
+            cores=res.get("cores"), memory_mb=res.get("memory_mb"), disk_mb=res.get("disk_mb"),
+            wall_time_s=res.get("wall_time_s"), env=env,
+        )
+
+    def notes(self) -> list[str]:
+        out = []
+        for what, wheres in self.aliased.items():
+            out.append(f"read {what} (Makeflow ignores the misspelling) in {_few(wheres)}")
+        for key, wheres in self.ignored.items():
+            out.append(f"ignored unknown key {key!r} in {_few(wheres)}")
+        return out
+
+
+def _few(items: list[str], limit: int = 5) -> str:
+    shown = ", ".join(w.split(" (")[0] for w in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def load(data: Any, base_dir: str | None = None, source: str | None = None,
+         kind: str = "Makeflow JSON") -> Workflow:
+    """Import expanded Makeflow JSON, or raise WorkflowError naming the rules (rules[N])."""
+    if not sniff(data):
+        raise WorkflowError([Problem("a Makeflow JSON workflow is an object with a 'rules' list")],
+                            source)
+    reader = _Reader(data)
+    default = data.get("default_category")
+    default = default if isinstance(default, str) else DEFAULT_CATEGORY
+    cats = reader.categories()
+    top_env = reader.env(data.get("environment"), "environment")
+    rules = [r for i, raw in enumerate(data["rules"])
+             if (r := reader.rule(raw, i, default, cats, top_env)) is not None]
+    name = os.path.basename(source).split(".")[0] if source else "makeflow"
+    return build(rules, name=name or "makeflow", summary=f"imported from {kind} {name!r}",
+                 source=source, base_dir=base_dir, problems=reader.problems,
+                 notes=reader.notes())
