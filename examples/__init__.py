@@ -1,0 +1,1 @@
+"""Real workflows with their deterministic data generators (Montage, BLAST, ...)."""

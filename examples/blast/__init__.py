@@ -1,0 +1,1 @@
+"""BLAST example: a synthetic nucleotide database, planted queries, split -> blastn -> merge."""
