@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.errors import WorkflowError
+from chalicelib.workflow.formats import loads
+from chalicelib.workflow.validate import problems, validate
+
+
+def wf(tasks: list[dict], **top: object):
+    return loads(__import__("json").dumps({"name": "t", "tasks": tasks, **top}))
+
+
+def messages(tasks: list[dict], **top: object) -> list[str]:
+    return [str(p) for p in problems(wf(tasks, **top))]
+
+
+def test_valid_workflow_has_no_problems() -> None:
+    assert messages([{"id": "a", "command": ["true"], "outputs": ["x"]},
+                     {"id": "b", "command": ["cat", "x"], "inputs": ["x"]}]) == []
+
+
+def test_cycle_is_reported_with_its_path() -> None:
+    found = messages([
+        {"id": "a", "command": ["true"], "inputs": ["z"], "outputs": ["x"]},
+        {"id": "b", "command": ["true"], "inputs": ["x"], "outputs": ["y"]},
+        {"id": "c", "command": ["true"], "inputs": ["y"], "outputs": ["z"]},
+    ])
+    cycle = [m for m in found if "cycle" in m]
+    assert cycle == ["task 'a', field 'after/inputs': dependency cycle: a -> b -> c -> a"]
+
+
+def test_all_problems_are_collected_each_with_its_task() -> None:
+    found = messages([
+        {"id": "a", "command": ["true"], "outputs": ["/etc/passwd"]},
+        {"id": "a", "command": ["true"]},
+        {"id": "b", "command": ["true"], "after": ["nope"], "outputs": ["../up"]},
+        {"id": "c", "shell": "x", "command": ["y"]},
+        {"id": "d", "command": ["true"], "outputs": ["o"]},
+        {"id": "e", "command": ["true"], "outputs": ["o"]},
+        {"id": "f", "command": ["true"], "resources": {"timeout_s": 1000, "memory_mb": 20000}},
+    ])
+    joined = "\n".join(found)
+    assert "task 'a', field 'outputs': path '/etc/passwd' is absolute" in joined
+    assert "task 'a', field 'id': duplicate task id" in joined
+    assert "task 'b', field 'after': 'after' names unknown task 'nope'" in joined
+    assert "task 'b', field 'outputs': path '../up' contains '..'" in joined
+    assert "task 'c', field 'command': give exactly one of" in joined
+    assert "task 'e', field 'outputs': output 'o' is also produced by task 'd'" in joined
+    assert "task 'f', field 'resources.timeout_s': timeout_s 1000 exceeds the function limit of 900 s" in joined
+    assert "task 'f', field 'resources.memory_mb': memory_mb 20000 exceeds the function limit" in joined
+    assert len(found) == 8
+
+
+def test_container_placement_lifts_function_limits() -> None:
+    assert messages([{"id": "f", "command": ["true"], "placement": "container",
+                      "resources": {"timeout_s": 7200, "memory_mb": 20000}}]) == []
+
+
+def test_validate_raises_with_every_problem_listed() -> None:
+    with pytest.raises(WorkflowError) as exc:
+        validate(wf([{"id": "a", "command": ["true"], "after": ["x", "y"]}]), "w.json")
+    assert len(exc.value.problems) == 2
+    assert str(exc.value).startswith("w.json: workflow is invalid (2 problem(s)):")
+
+
+def test_shape_errors_name_task_and_field() -> None:
+    with pytest.raises(WorkflowError) as exc:
+        wf([{"id": "a", "command": "echo hi", "retries": "3", "resources": {"memory_mb": "big"}}])
+    text = str(exc.value)
+    assert "task 'a', field 'command': 'command' is an argv list; use 'shell'" in text
+    assert "task 'a', field 'retries': must be a whole number" in text
+    assert "task 'a', field 'resources.memory_mb': must be a number" in text
+
+
+def test_task_limit_is_configurable() -> None:
+    w = wf([{"id": f"t{i}", "command": ["true"]} for i in range(11)])
+    assert "the workflow has 11 tasks; the limit is 10" in str(problems(w, max_tasks=10)[0])
+
+
+def test_ids_with_slash_or_space_are_rejected() -> None:
+    found = messages([{"id": "a/b", "command": ["true"]}, {"id": "c d", "command": ["true"]}])
+    assert len(found) == 2 and all("may not contain" in m for m in found)
