@@ -208,8 +208,11 @@ class _Importer:
             else:
                 args.append(text)
         ptype = exe.rsplit("/", 1)[-1]
-        redirects = [(op, executor.get(key)) for op, key in ((">", "stdout"), ("2>", "stderr"))]
-        redirects = [(op, f) for op, f in redirects if isinstance(f, str) and f]
+        redirects: list[tuple[str, str]] = []
+        for op, key in ((">", "stdout"), ("2>", "stderr")):
+            target = executor.get(key)
+            if isinstance(target, str) and target:
+                redirects.append((op, target))
         extra = [f for _, f in redirects]
         if executor.get("shell") is True:
             text = " ".join([exe, *args])

@@ -182,3 +182,26 @@ def load(data: Any, base_dir: str | None = None, source: str | None = None,
     return build(rules, name=name or "makeflow", summary=f"imported from {kind} {name!r}",
                  source=source, base_dir=base_dir, problems=reader.problems,
                  notes=reader.notes())
+
+
+JX_NAME = "makeflow-jx"
+
+
+def sniff_jx(text: str) -> bool:
+    """JX text: an object (after comments) with a `rules` key, that is not plain JSON."""
+    for line in text.splitlines():
+        body = line.strip()
+        if body and not body.startswith("#"):
+            return body.startswith("{") and '"rules"' in text
+    return False
+
+
+def load_jx_text(text: str, base_dir: str | None = None, source: str | None = None) -> Workflow:
+    """Evaluate a JX workflow (see jx.py for what is supported), then import it as JSON."""
+    from chalicelib.workflow.formats import jx
+
+    try:
+        data = jx.evaluate_workflow(text)
+    except jx.JXError as exc:
+        raise WorkflowError([Problem(f"line {exc.line}: {exc.message}")], source) from exc
+    return load(data, base_dir, source, kind="Makeflow JX")

@@ -26,7 +26,7 @@ def clean_id(name: str) -> str:
     """A valid task id for `name`: bad characters become '_', long names keep a digest."""
     text = _BAD_ID_CHARS.sub("_", name.strip()) or "task"
     if len(text) > MAX_ID_LENGTH:
-        digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:10]
+        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:10]
         text = text[: MAX_ID_LENGTH - 11] + "~" + digest
     return text
 

@@ -141,10 +141,8 @@ class _Importer:
         ttype = program if isinstance(program, str) and program else (
             raw.category or _ID_SUFFIX.sub("", raw.name) or "task")
         exe = ttype.rsplit("/", 1)[-1]
-        if args and args[0].rsplit("/", 1)[-1] == exe:
-            argv = args  # Makeflow traces record argv[0] among the arguments
-        else:
-            argv = [ttype, *args]
+        # Makeflow traces record argv[0] among the arguments; Pegasus traces do not.
+        argv = args if args and args[0].rsplit("/", 1)[-1] == exe else [ttype, *args]
         if any(a in _SHELL_OPS for a in argv):
             return (), " ".join(a if a in _SHELL_OPS else shlex.quote(a) for a in argv), ttype
         return tuple(argv), None, ttype
