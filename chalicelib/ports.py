@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from chalicelib.engine.events import Event, Launch
@@ -113,6 +114,42 @@ class EventSink(Protocol):
     """Where events for the coordinator go (an in-memory queue locally, SQS in the cloud)."""
 
     def send(self, events: Sequence[Event], delay_s: float = 0.0) -> None: ...
+
+
+@dataclass(frozen=True)
+class QueueMessage:
+    """A received message: its body, the handle to ack/extend/release it, and how many times
+    it has been received (1 on first delivery)."""
+
+    body: str
+    receipt: str
+    receive_count: int = 1
+    message_id: str = ""
+
+
+@runtime_checkable
+class MessageQueue(Protocol):
+    """An at-least-once queue with visibility timeouts (SQS in the cloud, memory locally).
+
+    A received message is invisible for `visibility_s`; it comes back unless deleted. After
+    the queue's maximum receive count it moves to the dead-letter queue instead.
+    """
+
+    def send(self, bodies: Sequence[str], delay_s: float = 0.0) -> None: ...
+
+    def receive(self, max_messages: int = 1, wait_s: float = 0.0, visibility_s: float | None = None) -> list[QueueMessage]:
+        """Up to `max_messages`, waiting at most `wait_s` for the first one."""
+
+    def delete(self, messages: Sequence[QueueMessage]) -> None: ...
+
+    def extend(self, message: QueueMessage, visibility_s: float) -> None:
+        """Keep a message invisible for `visibility_s` more seconds (a worker's heartbeat)."""
+
+    def release(self, message: QueueMessage) -> None:
+        """Make a message visible again now (a worker that stops without finishing)."""
+
+    def backlog(self) -> int:
+        """Messages waiting or in flight (approximate), for scaling workers."""
 
 
 class Clock(Protocol):

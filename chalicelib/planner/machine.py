@@ -123,133 +123,146 @@ class FunctionPool:
         return []
 
 
-@dataclass
+@dataclass(eq=False)
 class _Worker:
-    wid: int
-    cpus: float
-    memory_mb: int
+    size: tuple[float, int]  # (vCPU, memory MB)
     born: float  # RunTask time: billing starts
     ready_at: float
-    busy: Hashable | None = None
+    busy: bool = False
     idle_since: float | None = None
     stopped: float | None = None
 
 
+Size = tuple[float, int]
+
+
 class ContainerPool:
-    """Fargate workers fed by one FIFO queue.
+    """Fargate workers fed by one queue.
 
     Elastic (default): a worker has the size of the task that made it start (rounded to a
-    valid Fargate size) and takes only tasks of that size; the pool starts one when queued
-    tasks of a size outnumber its booting workers, up to `max_workers` alive; idle workers stop
-    after the keep-alive. Fixed (`platform.fixed_workers`): pre-started always-on workers take
-    any task.
+    valid Fargate size) and takes only tasks of that size, oldest first; the pool starts one
+    when queued tasks of a size outnumber its booting workers, up to `max_workers` alive
+    (stopping an idle worker of another size to make room); idle workers stop after the
+    keep-alive. Fixed (`platform.fixed_workers`): pre-started always-on workers take any task.
     """
 
     def __init__(self, platform: Platform, usage: Usage) -> None:
         self.platform = platform
         self.usage = usage
-        self.queue: deque[tuple[Job, tuple[float, int]]] = deque()
-        self.workers: list[_Worker] = []
+        self.fixed = platform.fixed_workers
+        self.queues: dict[Size, deque[Job]] = {}
+        self.idle: dict[Size, list[_Worker]] = {}  # booted and idle, most recently idle last
+        self.booting: dict[Size, int] = {}
+        self.workers: list[_Worker] = []  # alive
         self.by_job: dict[Hashable, _Worker] = {}
+        self._expiry: list[tuple[float, int, _Worker]] = []  # (idle_since + keep-alive, tiebreak, worker)
+        self._seq = itertools.count()
         self._timers: list[float] = []
-        self._ids = itertools.count()
-        fixed = platform.fixed_workers
-        if fixed is not None:
-            for _ in range(fixed.count):
-                self.workers.append(_Worker(next(self._ids), fixed.cpus, fixed.memory_mb, 0.0, 0.0, idle_since=0.0))
+        self._sizes: dict[tuple[float, int], Size] = {}
+        if self.fixed is not None:
+            size = (self.fixed.cpus, self.fixed.memory_mb)
+            for _ in range(self.fixed.count):
+                w = _Worker(size, 0.0, 0.0, idle_since=0.0)
+                self.workers.append(w)
+                self.idle.setdefault(size, []).append(w)
 
-    def size_of(self, job: Job) -> tuple[float, int]:
-        fixed = self.platform.fixed_workers
-        if fixed is not None:
-            return fixed.cpus, fixed.memory_mb
-        return fargate_size(max(job.cpus, 0.25), job.memory_mb)
-
-    def _alive(self) -> list[_Worker]:
-        return [w for w in self.workers if w.stopped is None]
+    def size_of(self, job: Job) -> Size:
+        if self.fixed is not None:
+            return self.fixed.cpus, self.fixed.memory_mb
+        key = (job.cpus, job.memory_mb)
+        size = self._sizes.get(key)
+        if size is None:
+            size = self._sizes[key] = fargate_size(max(job.cpus, 0.25), job.memory_mb)
+        return size
 
     def _expire(self, t: float) -> None:
-        if self.platform.fixed_workers is not None:
-            return
-        keep = self.platform.worker_keepalive_s
-        expired = False
-        for w in self.workers:
-            if w.stopped is None and w.busy is None and w.idle_since is not None and w.idle_since + keep <= t:
-                self._stop(w, w.idle_since + keep)
-                expired = True
-        if expired:
-            self.workers = self._alive()
+        heap = self._expiry
+        while heap and heap[0][0] <= t:
+            at, _, w = heapq.heappop(heap)
+            if w.stopped is None and not w.busy and w.idle_since is not None and w.idle_since + self.keep <= t:
+                self._stop(w, at)
+
+    @property
+    def keep(self) -> float:
+        return self.platform.worker_keepalive_s
 
     def _stop(self, w: _Worker, t: float) -> None:
         w.stopped = t
+        self.workers.remove(w)
+        idle = self.idle.get(w.size)
+        if idle is not None and w in idle:
+            idle.remove(w)
         lifetime = t - w.born
         self.usage.worker_s += lifetime
         self.usage.container_cost += self.platform.prices.containers.task_cost(
-            w.cpus, w.memory_mb, lifetime, self.platform.arch)
+            w.size[0], w.size[1], lifetime, self.platform.arch)
 
     def _assign(self, w: _Worker, job: Job, t: float) -> Start:
-        w.busy = job.key
+        w.busy = True
         w.idle_since = None
         self.by_job[job.key] = w
-        return Start(job, max(t, w.ready_at) + self.platform.latencies.container_poll_s, w.cpus, w.memory_mb)
+        return Start(job, max(t, w.ready_at) + self.platform.latencies.container_poll_s, w.size[0], w.size[1])
 
-    def _take_queued(self, w: _Worker, t: float) -> Start | None:
-        for i, (job, size) in enumerate(self.queue):
-            if self.platform.fixed_workers is not None or size == (w.cpus, w.memory_mb):
-                del self.queue[i]
-                return self._assign(w, job, t)
+    def _set_idle(self, w: _Worker, t: float) -> Start | None:
+        """`w` is free at t: it takes the oldest queued task of its size, or waits."""
+        queue = self.queues.get(w.size)
+        if queue:
+            return self._assign(w, queue.popleft(), t)
+        w.busy = False
+        w.idle_since = t
+        self.idle.setdefault(w.size, []).append(w)
+        if self.fixed is None:
+            heapq.heappush(self._expiry, (t + self.keep, next(self._seq), w))
         return None
 
     def submit(self, job: Job, t: float) -> list[Start]:
         self._expire(t)
         size = self.size_of(job)
-        fixed = self.platform.fixed_workers is not None
-        for w in self.workers:
-            if (w.stopped is None and w.busy is None and w.ready_at <= t
-                    and (fixed or (w.cpus, w.memory_mb) == size)):
-                return [self._assign(w, job, t)]
-        self.queue.append((job, size))
-        if not fixed:
+        idle = self.idle.get(size)
+        if idle:
+            return [self._assign(idle.pop(), job, t)]
+        self.queues.setdefault(size, deque()).append(job)
+        if self.fixed is None:
             self._scale(size, t)
         return []
 
-    def _scale(self, size: tuple[float, int], t: float) -> None:
-        booting = sum(1 for w in self._alive() if w.ready_at > t and w.busy is None and (w.cpus, w.memory_mb) == size)
-        queued = sum(1 for _, s in self.queue if s == size)
-        while queued > booting:
-            alive = self._alive()
-            if len(alive) >= self.platform.max_workers:
-                spare = [w for w in alive if w.busy is None and w.ready_at <= t and (w.cpus, w.memory_mb) != size]
+    def _scale(self, size: Size, t: float) -> None:
+        queued = len(self.queues.get(size, ()))
+        while queued > self.booting.get(size, 0):
+            if len(self.workers) >= self.platform.max_workers:
+                spare = [w for ws in self.idle.values() for w in ws if w.size != size]
                 if not spare:
                     return
-                self._stop(spare[0], t)  # make room for the size the backlog needs
+                self._stop(min(spare, key=lambda w: w.idle_since or 0.0), t)  # room for the backlog's size
             ready = t + self.platform.latencies.container_start_s
-            self.workers.append(_Worker(next(self._ids), size[0], size[1], t, ready))
+            self.workers.append(_Worker(size, t, ready))
+            self.booting[size] = self.booting.get(size, 0) + 1
             self.usage.workers_started += 1
             self._timers.append(ready)
-            booting += 1
 
     def tick(self, t: float) -> list[Start]:
-        """Booted workers take queued tasks."""
+        """Workers that finished booting take queued tasks."""
         self._expire(t)
         out = []
-        for w in self._alive():
-            if w.busy is None and w.ready_at <= t and w.idle_since is None:
-                w.idle_since = w.ready_at
-                start = self._take_queued(w, t)
+        for w in self.workers:
+            if not w.busy and w.idle_since is None and w.ready_at <= t:
+                self.booting[w.size] -= 1
+                start = self._set_idle(w, w.ready_at)
                 if start is not None:
                     out.append(start)
         return out
 
     def finish(self, key: Hashable, t: float) -> list[Start]:
+        self._expire(t)
         w = self.by_job.pop(key)
-        w.busy = None
-        w.idle_since = t
-        start = self._take_queued(w, t)
-        if start is None and self.queue and self.platform.fixed_workers is None:
-            # queued tasks of another size: this worker's slot may be what they wait for
-            self._expire(t)
-            self._scale(self.queue[0][1], t)
-        return [start] if start is not None else []
+        start = self._set_idle(w, t)
+        if start is not None:
+            return [start]
+        if self.fixed is None and len(self.workers) >= self.platform.max_workers:
+            for size, queue in self.queues.items():  # tasks of another size may wait for a slot
+                if queue and size != w.size:
+                    self._scale(size, t)
+        return []
 
     def timers(self) -> list[float]:
         out, self._timers = self._timers, []
@@ -258,9 +271,8 @@ class ContainerPool:
     def close(self, t: float) -> None:
         """The run ended at `t`: the service scales to zero; bill every worker."""
         self._expire(t)
-        for w in self.workers:
-            if w.stopped is None:
-                self._stop(w, max(t, w.born))
+        for w in list(self.workers):
+            self._stop(w, max(t, w.born))
 
 
 @dataclass

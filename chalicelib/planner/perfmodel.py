@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from chalicelib.planner.history import Sample
-from chalicelib.workflow.model import Task
+from chalicelib.workflow.model import Task, Workflow
 
 DEFAULT_RUNTIME_S = 30.0
 MIN_VCPUS = 1e-3
@@ -36,6 +36,24 @@ PEAK_MB_HINTS = ("peak_mb", "peak_memory_mb", "memory_peak_mb")
 PEAK_BYTES_HINTS = ("memory_bytes", "peak_memory_bytes")
 THREADS_HINTS = ("threads", "cores")
 AVG_CPU_HINTS = ("avg_cpu", "avg_cpu_percent")  # percent of one core, as WfCommons' avgCPU
+
+
+SIZE_HINT_PREFIX = "size:"  # hints["size:<path>"] = bytes, on a file's producer (or its consumers)
+
+
+def file_sizes(workflow: Workflow) -> dict[str, float]:
+    """Bytes of every file whose size some task's hints record."""
+    sizes: dict[str, float] = {}
+    for task in workflow.tasks:
+        for key, value in task.hints.items():
+            if key.startswith(SIZE_HINT_PREFIX) and value >= 0:
+                sizes[key[len(SIZE_HINT_PREFIX):]] = float(value)
+    return sizes
+
+
+def _summed(paths: tuple[str, ...], sizes: Mapping[str, float]) -> float | None:
+    known = [sizes[p] for p in paths if p in sizes]
+    return sum(known) if known else None
 
 
 def _hint(task: Task, names: tuple[str, ...]) -> float | None:
@@ -151,11 +169,15 @@ class PerfModel:
                 types[name] = model
         return cls(types=types, prior_weight=prior_weight, default_runtime_s=default_runtime_s)
 
-    def demand(self, task: Task) -> Demand:
+    def demand(self, task: Task, sizes: Mapping[str, float] | None = None) -> Demand:
+        """Predicted demand of `task`; `sizes` (file_sizes of its workflow) gives its bytes."""
         model = self.types.get(task.task_type)
         threads = hinted_threads(task) or (model.threads if model else 1.0)
         bytes_in = _hint(task, BYTES_IN_HINTS)
         bytes_out = _hint(task, BYTES_OUT_HINTS)
+        if sizes:
+            bytes_in = _summed(task.inputs, sizes) if bytes_in is None else bytes_in
+            bytes_out = _summed(task.outputs, sizes) if bytes_out is None else bytes_out
         hint_runtime = _hint(task, RUNTIME_HINTS)
         hint_work = None if hint_runtime is None else hint_runtime * threads
         peak = hinted_peak_mb(task)

@@ -1,0 +1,99 @@
+"""The cloud runtime's parts, wired from one AwsConfig and built on first use.
+
+A Lambda function only builds what its handler touches: the task function never creates a
+coordinator, the API never creates a launcher. `current()` is the per-process instance the
+app's handlers share; tests build their own with an injected session and clients.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from chalicelib.backends.aws.clients import AwsClients
+from chalicelib.backends.aws.config import AwsConfig
+from chalicelib.backends.aws.dynamodb_state import DynamoStateStore
+from chalicelib.backends.aws.launchers import ContainerLauncher, FunctionLauncher, WorkerScaler
+from chalicelib.backends.aws.s3_blobs import S3BlobStore
+from chalicelib.backends.aws.shell import CloudShell
+from chalicelib.backends.aws.sqs_queues import QueueEventSink, SqsQueue
+from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
+from chalicelib.engine.spec import SpecCache
+
+
+@dataclass
+class Cloud:
+    config: AwsConfig
+    clients: AwsClients
+    clock: Callable[[], float] = time.time
+    coordinator_config: CoordinatorConfig = field(default_factory=CoordinatorConfig)
+
+    @classmethod
+    def from_env(cls, session: Any = None, overrides: dict[str, Any] | None = None, **config: Any) -> Cloud:
+        cfg = AwsConfig.from_env(**config)
+        return cls(cfg, AwsClients(cfg, session=session, overrides=overrides))
+
+    @cached_property
+    def store(self) -> DynamoStateStore:
+        return DynamoStateStore(self.config, self.clients)
+
+    @cached_property
+    def blobs(self) -> S3BlobStore:
+        return S3BlobStore(self.config, self.clients)
+
+    @cached_property
+    def specs(self) -> SpecCache:
+        return SpecCache.from_blobs(self.blobs)
+
+    @cached_property
+    def events_queue(self) -> SqsQueue:
+        return SqsQueue(self.config.events_queue, self.clients)
+
+    @cached_property
+    def container_queue(self) -> SqsQueue:
+        return SqsQueue(self.config.container_queue, self.clients)
+
+    @cached_property
+    def sink(self) -> QueueEventSink:
+        return QueueEventSink(self.events_queue, self.clock)
+
+    @cached_property
+    def scaler(self) -> WorkerScaler:
+        return WorkerScaler(self.config, self.clients, self.container_queue)
+
+    @cached_property
+    def coordinator(self) -> Coordinator:
+        return Coordinator(self.store, self.specs, config=self.coordinator_config)
+
+    @cached_property
+    def shell(self) -> CloudShell:
+        launchers = {
+            "function": FunctionLauncher(self.config, self.clients),
+            "container": ContainerLauncher(self.container_queue, self.scaler),
+        }
+        return CloudShell(self.store, self.blobs, self.specs, self.sink, launchers, self.clock)  # type: ignore[arg-type]
+
+
+_lock = threading.Lock()
+_current: Cloud | None = None
+
+
+def current() -> Cloud:
+    """The process's Cloud, from the environment (built once per warm function)."""
+    global _current
+    if _current is None:
+        with _lock:
+            if _current is None:
+                _current = Cloud.from_env()
+    return _current
+
+
+def install(cloud: Cloud | None) -> None:
+    """Replace the process's Cloud (tests); None rebuilds it from the environment next time."""
+    global _current
+    with _lock:
+        _current = cloud

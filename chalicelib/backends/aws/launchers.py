@@ -1,0 +1,116 @@
+"""Starting task attempts in the cloud.
+
+Function placement: an asynchronous Invoke (InvocationType=Event) of the task function with
+the attempt's ids. Lambda queues it and retries nothing (MaximumRetryAttempts=0 in the
+deployment); the function's OnFailure destination is the events queue, so a crash, timeout
+or out-of-memory kill still reaches the coordinator as a TaskFailed.
+
+Container placement: a message on the container queue, then the worker service is scaled
+to the queue's backlog (bounded by max_workers). Workers exit when idle and protect
+themselves from scale-in while busy.
+
+Kill: a function cannot be stopped once invoked (Lambda has no such API); it runs to its end
+and its completion is ignored, because the cancelled attempt is no longer the task's
+current one. A queued container message is dropped by the worker that receives it, since
+the worker claims the attempt before running it and a cancelled task cannot be claimed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from chalicelib.backends.aws.clients import AwsClients
+from chalicelib.backends.aws.config import AwsConfig
+from chalicelib.backends.aws.messages import task_payload
+from chalicelib.engine.events import Launch
+from chalicelib.errors import UpdraftError
+from chalicelib.ports import MessageQueue
+
+
+class LaunchError(UpdraftError):
+    """Some attempts could not be started; each is listed with the service's error."""
+
+    def __init__(self, failed: list[tuple[Launch, str]]) -> None:
+        self.failed = failed
+        lines = "; ".join(f"{launch.task_id}#{launch.attempt}: {why}" for launch, why in failed[:5])
+        super().__init__(f"{len(failed)} attempt(s) could not be started: {lines}")
+
+
+class FunctionLauncher:
+    def __init__(self, config: AwsConfig, clients: AwsClients, parallelism: int = 16) -> None:
+        self.function = config.task_function
+        self.clients = clients
+        self.parallelism = parallelism
+
+    def _invoke(self, launch: Launch) -> str | None:
+        try:
+            resp = self.clients.lambda_.invoke(
+                FunctionName=self.function, InvocationType="Event",
+                Payload=json.dumps(task_payload(launch)).encode("utf-8"),
+            )
+        except Exception as exc:  # noqa: BLE001 - reported per attempt as a LAUNCH failure
+            return f"{type(exc).__name__}: {exc}"
+        status = int(resp.get("StatusCode", 202))
+        return None if status == 202 else f"Invoke returned status {status}"
+
+    def launch(self, requests: Sequence[Launch]) -> None:
+        if not requests:
+            return
+        if len(requests) == 1:
+            errors = [self._invoke(requests[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.parallelism, len(requests))) as pool:
+                errors = list(pool.map(self._invoke, requests))
+        failed = [(launch, err) for launch, err in zip(requests, errors, strict=True) if err is not None]
+        if failed:
+            raise LaunchError(failed)
+
+    def kill(self, run_id: str, task_id: str, attempt: int) -> None:
+        """Functions cannot be stopped; the attempt's late completion is a harmless no-op."""
+
+
+class WorkerScaler:
+    """Keeps the worker service's desired count at the container queue's backlog."""
+
+    def __init__(self, config: AwsConfig, clients: AwsClients, queue: MessageQueue) -> None:
+        self.config = config
+        self.clients = clients
+        self.queue = queue
+        self._desired: int | None = None
+
+    def current(self) -> int:
+        resp = self.clients.ecs.describe_services(cluster=self.config.ecs_cluster, services=[self.config.ecs_service])
+        services = resp.get("services", [])
+        if not services:
+            raise UpdraftError(f"ECS service {self.config.ecs_service!r} not found in cluster "
+                               f"{self.config.ecs_cluster!r}; set UPDRAFT_ECS_CLUSTER / UPDRAFT_ECS_SERVICE")
+        return int(services[0].get("desiredCount", 0))
+
+    def scale(self, refresh: bool = False) -> int:
+        """Set desired = min(max_workers, backlog); returns it. Calls ECS only on a change."""
+        want = min(self.config.max_workers, self.queue.backlog())
+        if refresh or self._desired is None:
+            self._desired = self.current()
+        if want != self._desired:
+            self.clients.ecs.update_service(cluster=self.config.ecs_cluster, service=self.config.ecs_service,
+                                            desiredCount=want)
+            self._desired = want
+        return want
+
+
+class ContainerLauncher:
+    def __init__(self, queue: MessageQueue, scaler: WorkerScaler | None) -> None:
+        self.queue = queue
+        self.scaler = scaler
+
+    def launch(self, requests: Sequence[Launch]) -> None:
+        if not requests:
+            return
+        self.queue.send([json.dumps(task_payload(r), separators=(",", ":")) for r in requests])
+        if self.scaler is not None:
+            self.scaler.scale()
+
+    def kill(self, run_id: str, task_id: str, attempt: int) -> None:
+        """Nothing to do: the worker that receives the message cannot claim a cancelled task."""

@@ -1,0 +1,108 @@
+"""What travels between the functions: message bodies on the events queue, the task
+function's payload and its return value, and the Lambda destination records wrapping them.
+
+Bodies carry ids only (never a spec), so every message is far below SQS's 256 KB.
+
+Events-queue bodies are one of:
+- an engine event dict ({"kind": "succeeded", "run_id": ..., ...});
+- {"kind": "deferred", "due": <epoch>, "event": {...}}: a timer longer than SQS's 900 s
+  delay, re-sent by the coordinator's shell until due;
+- a Lambda destination record of the task function ({"requestContext": ..., ...}):
+  on success its responsePayload is {"delivered": bool, "event": {...}} - the function sends
+  its completion itself and returns it too, so the record is only a backup, ignored when the
+  function's own send went through; on failure (crash, timeout, out of memory) it becomes a
+  TaskFailed with the reason read from Lambda's error.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.engine.events import Event, Launch, TaskFailed, event_from_dict
+from chalicelib.engine.states import Reason
+
+
+def event_body(event: Event) -> str:
+    return json.dumps(event.to_dict(), separators=(",", ":"))
+
+
+def deferred_body(event: Event, due: float) -> str:
+    return json.dumps({"kind": "deferred", "due": due, "event": event.to_dict()}, separators=(",", ":"))
+
+
+def task_payload(launch: Launch) -> dict[str, Any]:
+    """What the task function and the worker receive: which attempt of which task to run."""
+    return {"run_id": launch.run_id, "task_id": launch.task_id, "attempt": launch.attempt}
+
+
+def parse_task_payload(data: Any) -> tuple[str, str, int]:
+    """(run_id, task_id, attempt) of a task payload; raises ValueError naming what is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError("a task payload is a JSON object with run_id, task_id and attempt")
+    try:
+        run_id, task_id, attempt = data["run_id"], data["task_id"], int(data["attempt"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"bad task payload {data!r}: needs run_id, task_id and attempt ({exc})") from None
+    if not isinstance(run_id, str) or not isinstance(task_id, str):
+        raise ValueError(f"bad task payload {data!r}: run_id and task_id are strings")
+    return run_id, task_id, attempt
+
+
+def task_result(event: Event | None, delivered: bool) -> dict[str, Any]:
+    """The task function's return value (what its OnSuccess destination carries)."""
+    return {"delivered": delivered, "event": event.to_dict() if event is not None else None}
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded events-queue body: an event to handle now, one to defer, or nothing."""
+
+    event: Event | None
+    due: float | None = None
+    note: str = ""
+
+
+def decode(body: str) -> Decoded:
+    """Decode one events-queue body; raises ValueError for anything unreadable."""
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"message body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("message body must be a JSON object")
+    if "requestContext" in data and "requestPayload" in data:
+        return _destination(data)
+    if data.get("kind") == "deferred":
+        return Decoded(event_from_dict(data.get("event")), due=float(data.get("due", 0.0)))
+    return Decoded(event_from_dict(data))
+
+
+def _destination(data: dict[str, Any]) -> Decoded:
+    condition = str(data.get("requestContext", {}).get("condition", ""))
+    response = data.get("responsePayload")
+    if condition == "Success":
+        if not isinstance(response, dict) or response.get("event") is None:
+            return Decoded(None, note="the invocation ran nothing (a duplicate delivery)")
+        if response.get("delivered"):
+            return Decoded(None, note="the function delivered its event itself")
+        return Decoded(event_from_dict(response["event"]))
+    run_id, task_id, attempt = parse_task_payload(data.get("requestPayload"))
+    error = response if isinstance(response, dict) else {}
+    etype, message = str(error.get("errorType", "")), str(error.get("errorMessage", response or ""))
+    result = {"log_tail": f"the task function failed ({condition}): {etype}: {message}".strip(),
+              "lambda_error": etype}
+    return Decoded(TaskFailed(run_id, task_id, attempt, lambda_failure_reason(etype, message), result))
+
+
+def lambda_failure_reason(error_type: str, message: str) -> str:
+    """Map Lambda's error of a crashed task function to a failure reason (timeouts and
+    out-of-memory kills are the ones an `auto` task spills to a container for)."""
+    if "Task timed out" in message or error_type in ("Sandbox.Timedout", "Runtime.Timeout"):
+        return Reason.TIMEOUT.value
+    if error_type == "Runtime.OutOfMemory" or "signal: killed" in message or "MemoryError" in error_type:
+        return Reason.OOM.value
+    if "No space left on device" in message:
+        return Reason.DISK_QUOTA.value
+    return Reason.LAUNCH.value

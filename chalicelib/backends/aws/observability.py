@@ -1,0 +1,106 @@
+"""Logs, metrics and traces with Powertools, created on first use.
+
+- Logger: JSON lines; the task function and the worker bind run_id, task_id and attempt for
+  the whole invocation, the coordinator passes them per line.
+- Metrics (namespace Updraft, embedded metric format): ColdStart, TasksStarted,
+  TasksSucceeded, TasksFailed (dimension reason), TaskDuration (seconds), flushed at the end
+  of every invocation.
+- Tracer: one subsegment per handler invocation (X-Ray; disabled outside Lambda).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from typing import Any
+
+SERVICE = "updraft"
+NAMESPACE = "Updraft"
+
+
+class Observability:
+    def __init__(self, service: str = SERVICE, namespace: str = NAMESPACE) -> None:
+        self.service = service
+        self.namespace = namespace
+        self._cold = True
+        self._bound: list[str] = []
+
+    @cached_property
+    def logger(self) -> Any:
+        from aws_lambda_powertools import Logger
+
+        logger = Logger(service=self.service)
+        # the engine's and the adapters' stdlib loggers write through the same JSON handler
+        for name in ("updraft",):
+            child = logging.getLogger(name)
+            child.handlers = list(logger._logger.handlers)
+            child.setLevel(logger.log_level)
+            child.propagate = False
+        return logger
+
+    @cached_property
+    def metrics(self) -> Any:
+        from aws_lambda_powertools import Metrics
+
+        return Metrics(namespace=self.namespace, service=self.service)
+
+    @cached_property
+    def tracer(self) -> Any:
+        from aws_lambda_powertools import Tracer
+
+        return Tracer(service=self.service)
+
+    @contextmanager
+    def invocation(self, handler: str) -> Iterator[None]:
+        """Wrap one handler invocation: cold-start metric, trace subsegment, metric flush."""
+        from aws_lambda_powertools.metrics import MetricUnit
+
+        if self._cold:
+            self._cold = False
+            self.metrics.add_metric(name="ColdStart", unit=MetricUnit.Count, value=1)
+        self.logger.append_keys(handler=handler)
+        try:
+            with self.tracer.provider.in_subsegment(f"## {handler}"):
+                yield
+        finally:
+            self.unbind()
+            self.metrics.flush_metrics(raise_on_empty_metrics=False)
+
+    def bind(self, **keys: Any) -> None:
+        """Put these keys (run_id, task_id, attempt) on every log line until unbind()."""
+        self.logger.append_keys(**keys)
+        self._bound.extend(keys)
+
+    def unbind(self) -> None:
+        if self._bound:
+            self.logger.remove_keys(self._bound)
+            self._bound = []
+
+    def count(self, name: str, value: float = 1, **dimensions: str) -> None:
+        from aws_lambda_powertools.metrics import MetricUnit
+
+        if dimensions:  # a metric with its own dimensions goes out as its own EMF document
+            from aws_lambda_powertools.metrics import single_metric
+
+            with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=self.namespace) as metric:
+                for key, dim in dimensions.items():
+                    metric.add_dimension(name=key, value=dim)
+            return
+        self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+    def seconds(self, name: str, value: float) -> None:
+        from aws_lambda_powertools.metrics import MetricUnit
+
+        self.metrics.add_metric(name=name, unit=MetricUnit.Seconds, value=value)
+
+
+_obs: Observability | None = None
+
+
+def obs() -> Observability:
+    global _obs
+    if _obs is None:
+        _obs = Observability()
+    return _obs

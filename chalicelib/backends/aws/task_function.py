@@ -1,0 +1,80 @@
+"""The task function: runs one attempt of a function-placed task.
+
+Invoked asynchronously by the coordinator with {run_id, task_id, attempt}:
+  1. load the run's spec (cached while the function is warm);
+  2. claim the attempt (claims.py) - a duplicate delivery stops here, having run nothing;
+  3. run it through the runner, with the timeout capped to the invocation's remaining time
+     so that a too-long task fails as TIMEOUT (and spills to a container if `auto`) instead
+     of being killed by Lambda mid-stage-out;
+  4. send the completion to the events queue and return it as well: the OnSuccess
+     destination carries the return value, marked delivered=True when step 4's send went
+     through, so the coordinator only acts on it if our own send failed.
+A crash or a Lambda timeout raises out of here: the OnFailure destination turns it into a
+TaskFailed (messages.py).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from typing import Any
+
+from chalicelib.backends.aws.claims import claim
+from chalicelib.backends.aws.components import Cloud
+from chalicelib.backends.aws.messages import parse_task_payload, task_result
+from chalicelib.backends.aws.observability import Observability
+from chalicelib.engine.events import TaskSucceeded
+from chalicelib.engine.spec import RunSpec
+from chalicelib.runner import TaskRequest, run_task
+from chalicelib.workflow.model import Task
+
+REPORT_MARGIN_S = 20.0  # kept back from the invocation's time to stage out and report
+LEASE_GRACE_S = 30.0
+
+
+def input_sources(spec: RunSpec) -> dict[str, str]:
+    """Where each external input is read from (s3:// URIs fixed at submit time)."""
+    return {f.path: f.source for f in spec.workflow.inputs if f.source}
+
+
+def capped(task: Task, remaining_s: float | None) -> Task:
+    if remaining_s is None:
+        return task
+    budget = max(1.0, remaining_s - REPORT_MARGIN_S)
+    if task.resources.timeout_s <= budget:
+        return task
+    return replace(task, resources=replace(task.resources, timeout_s=budget))
+
+
+def handle_task(payload: Any, cloud: Cloud, obs: Observability, remaining_s: float | None = None) -> dict[str, Any]:
+    run_id, task_id, attempt = parse_task_payload(payload)
+    obs.bind(run_id=run_id, task_id=task_id, attempt=attempt)
+    spec = cloud.specs.get(run_id)
+    task = capped(spec.tasks[task_id], remaining_s)
+    now = cloud.clock()
+    if claim(cloud.store, run_id, task_id, attempt, now, task.resources.timeout_s + LEASE_GRACE_S) is None:
+        obs.logger.info("attempt already claimed or no longer current: nothing to run")
+        return task_result(None, delivered=False)
+    obs.count("TasksStarted")
+    workroot = os.path.join(cloud.config.workroot, "fn")
+    outcome = run_task(TaskRequest(run_id, task_id, attempt, task), cloud.blobs, workroot, input_sources(spec))
+    record_outcome(obs, outcome.event)
+    try:
+        cloud.sink.send([outcome.event])
+        delivered = True
+    except Exception:  # noqa: BLE001 - the OnSuccess destination delivers it instead
+        obs.logger.exception("could not send the completion; the destination record carries it")
+        delivered = False
+    return task_result(outcome.event, delivered)
+
+
+def record_outcome(obs: Observability, event: Any) -> None:
+    duration = event.result.get("duration_s")
+    if isinstance(duration, int | float):
+        obs.seconds("TaskDuration", float(duration))
+    if isinstance(event, TaskSucceeded):
+        obs.count("TasksSucceeded")
+        obs.logger.info("task succeeded", extra={"duration_s": duration})
+    else:
+        obs.count("TasksFailed")
+        obs.logger.info("task failed: %s", event.reason, extra={"duration_s": duration})

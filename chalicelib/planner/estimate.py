@@ -1,0 +1,123 @@
+"""The planner's fast estimate of a plan: makespan and cost, without the engine.
+
+A DAG walker drives the same `Machine` (pools, latencies, prices) the simulator uses, with the
+coordinator's timing: a finished task's event reaches the coordinator after `event_s`, its step
+takes `coordinator_s`, and a function launch takes `invoke_s` more. On a run without failures
+the simulator's makespan is the same up to event-ordering ties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from chalicelib.planner.costs import ControlPlane, Cost
+from chalicelib.planner.machine import EventHeap, Job, Machine, Usage
+from chalicelib.planner.perfmodel import Demand, PerfModel, file_sizes
+from chalicelib.planner.plans import FUNCTION, Choice
+from chalicelib.planner.platform import Platform
+from chalicelib.workflow.graph import build_graph
+from chalicelib.workflow.model import Task, Workflow
+
+
+class Problem:
+    """A workflow prepared for planning: tasks by index, edges, predicted demands."""
+
+    def __init__(self, workflow: Workflow, perf: PerfModel, platform: Platform) -> None:
+        self.workflow = workflow
+        self.platform = platform
+        self.tasks: list[Task] = list(workflow.tasks)
+        self.index = {t.id: i for i, t in enumerate(self.tasks)}
+        graph = build_graph(workflow)
+        self.children = [[self.index[c] for c in graph.children[t.id]] for t in self.tasks]
+        self.nparents = [len(graph.parents[t.id]) for t in self.tasks]
+        self.edges = graph.edge_count
+        sizes = file_sizes(workflow)
+        self.demands: list[Demand] = [perf.demand(t, sizes) for t in self.tasks]
+        self.types: list[str] = [t.task_type for t in self.tasks]
+        self._jobs: dict[tuple[int, Choice], Job] = {}
+        self.runs: dict[tuple[int, Choice], tuple[float, bool]] = {}
+
+    def job(self, i: int, choice: Choice, slowdown: float = 1.0, key: object = None) -> Job:
+        if key is None and slowdown == 1.0:
+            cached = self._jobs.get((i, choice))
+            if cached is None:
+                cached = self._jobs[(i, choice)] = self._job(i, choice, 1.0, i)
+            return cached
+        return self._job(i, choice, slowdown, i if key is None else key)
+
+    def _job(self, i: int, choice: Choice, slowdown: float, key: object) -> Job:
+        task = self.tasks[i]
+        return Job(
+            key=key, placement=choice.placement, memory_mb=choice.memory_mb,
+            cpus=choice.cpus, demand=self.demands[i], objects_in=len(task.inputs),
+            objects_out=len(task.outputs), timeout_s=task.resources.timeout_s,
+            disk_mb=choice.disk_mb or task.resources.disk_mb, slowdown=slowdown,
+        )
+
+    def control_plane(self, choices: Sequence[Choice]) -> ControlPlane:
+        return ControlPlane.typical(
+            tasks=len(self.tasks), edges=self.edges,
+            container_tasks=sum(1 for c in choices if c.placement != FUNCTION),
+            objects_in=sum(len(t.inputs) for t in self.tasks),
+            objects_out=sum(len(t.outputs) for t in self.tasks),
+        )
+
+
+@dataclass(frozen=True)
+class Estimate:
+    makespan_s: float
+    cost: Cost
+    usage: Usage
+    limit_hits: int  # tasks the model says hit a limit of their slot (the plan is unsafe)
+
+
+def estimate(problem: Problem, choices: Sequence[Choice]) -> Estimate:
+    """Predicted makespan and cost of running every task i on choices[i]."""
+    platform = problem.platform
+    lat = platform.latencies
+    machine = Machine(platform)
+    heap = EventHeap()
+    pending = list(problem.nparents)
+    children = problem.children
+    after_event = lat.event_s + lat.coordinator_s
+
+    def launch_delay(i: int) -> float:
+        return lat.invoke_s if choices[i].placement == FUNCTION else 0.0
+
+    for i, n in enumerate(pending):
+        if n == 0:
+            heap.push(lat.coordinator_s + launch_delay(i), (0, i))
+    last = 0.0
+    hits = 0
+    runs = problem.runs  # (task, choice) -> (seconds from its start, hits a limit): memoised
+    while len(heap):
+        t, item = heap.pop()
+        kind, i = cast(tuple[int, int], item)
+        if kind == 0:  # submit
+            starts = machine.submit(problem.job(i, choices[i]), t)
+        elif kind == 1:  # a worker booted
+            starts = machine.tick(t)
+        else:  # end
+            starts = machine.finish(i, t)
+            last = max(last, t)
+            for c in children[i]:
+                pending[c] -= 1
+                if pending[c] == 0:
+                    heap.push(t + after_event + launch_delay(c), (0, c))
+        for start in starts:
+            j = cast(int, start.job.key)
+            key = (j, choices[j])
+            run = runs.get(key)
+            if run is None:
+                out = machine.outcome(start)
+                run = runs[key] = (out.end - start.at, out.reason is not None)
+            hits += run[1]
+            heap.push(start.at + run[0], (2, j))
+        for tm in machine.timers():
+            heap.push(tm, (1, -1))
+    makespan = last + after_event if problem.tasks else 0.0
+    usage = machine.close(makespan)
+    cost = Cost.of(usage.function_cost, usage.container_cost, problem.control_plane(choices), platform.prices)
+    return Estimate(makespan, cost, usage, hits)
