@@ -58,7 +58,8 @@ class Progress:
         width = 30
         fill = int(width * done / self.total) if self.total else width
         parts = " ".join(f"{s.lower()}={counts[s]}" for s in STATE_ORDER if counts.get(s))
-        line = f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} {parts} {time.monotonic() - self.started:.1f}s"
+        elapsed = time.monotonic() - self.started
+        line = f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} {parts} {elapsed:.1f}s"
         self.stream.write(line[:200].ljust(80))
         self.stream.flush()
 
@@ -204,7 +205,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         for t in tasks:
             dur = t.result.get("duration_s")
             secs = f"{dur:.2f}" if isinstance(dur, int | float) else ""
-            print(f"  {t.task_id[:32]:<32} {t.state.value:<16} {t.attempt:>3} {t.placement:<10} {secs:>8} {t.reason or ''}")
+            print(f"  {t.task_id[:32]:<32} {t.state.value:<16} {t.attempt:>3} {t.placement:<10} {secs:>8} "
+                  f"{t.reason or ''}")
         return 0
     finally:
         rt.close()

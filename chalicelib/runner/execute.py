@@ -100,9 +100,9 @@ class TaskOutcome:
         return isinstance(self.event, TaskSucceeded)
 
 
-def _task_env(req: TaskRequest, sandbox: Sandbox, base: Mapping[str, str]) -> dict[bytes, bytes]:
+def _task_env(req: TaskRequest, sandbox: Sandbox, base: Mapping[Any, Any]) -> dict[bytes, bytes]:
     """The task's environment, as bytes: posix_spawn then skips encoding every variable."""
-    env = {os.fsencode(k): os.fsencode(v) for k, v in base.items()} if not _is_encoded(base) else dict(base)
+    env: dict[bytes, bytes] = dict(base) if isinstance(base, EncodedEnv) else dict(EncodedEnv.of(base))
     env.update((os.fsencode(k), os.fsencode(v)) for k, v in req.task.env.items())
     env[b"TMPDIR"] = os.fsencode(sandbox.tmp_path)
     env[b"UPDRAFT_RUN_ID"] = req.run_id.encode()
@@ -111,16 +111,16 @@ def _task_env(req: TaskRequest, sandbox: Sandbox, base: Mapping[str, str]) -> di
     return env
 
 
-def _is_encoded(env: Mapping[Any, Any]) -> bool:
-    return isinstance(env, EncodedEnv)
-
-
 class EncodedEnv(dict[bytes, bytes]):
     """An environment encoded once (for pools that spawn thousands of tasks)."""
 
     @classmethod
     def of(cls, env: Mapping[str, str]) -> EncodedEnv:
         return cls((os.fsencode(k), os.fsencode(v)) for k, v in env.items())
+
+
+def _over_disk(used: int, limit: int) -> str:
+    return f"wrote {used >> 20} MB, over its disk limit of {limit >> 20} MB"
 
 
 def argv_of(task: Task) -> list[str]:
@@ -207,7 +207,7 @@ class Attempt:
             self.next_disk_check = now + DISK_CHECK_EVERY_S
             used = dir_size_bytes(self.sandbox.root)
             if used > self.disk_bytes:
-                self.kill(Reason.DISK_QUOTA.value, f"wrote {used >> 20} MB, over its disk limit of {self.disk_bytes >> 20} MB")
+                self.kill(Reason.DISK_QUOTA.value, _over_disk(used, self.disk_bytes))
 
     def kill(self, reason: str, detail: str) -> None:
         self.kill_reason, self.kill_detail = reason, detail
@@ -223,10 +223,9 @@ class Attempt:
         if self.pidfd >= 0:
             os.close(self.pidfd)
             self.pidfd = -1
-        try:  # descendants that outlived the main process belong to the attempt too
+        # descendants that outlived the main process belong to the attempt too
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         return self.proc.returncode, usage.ru_maxrss
 
     def finish(self, blobs: BlobStore, exit_code: int | None, maxrss_kb: int) -> TaskOutcome:
@@ -261,9 +260,13 @@ class Attempt:
         if self.kill_reason is not None:
             return self.kill_reason, self.kill_detail
         if exit_code is not None and self.peak_rss_kb > self.memory_kb:
-            return Reason.OOM.value, f"peak memory {self.peak_rss_kb // 1024} MB exceeded its limit of {self.memory_kb // 1024} MB"
+            peak, limit = self.peak_rss_kb // 1024, self.memory_kb // 1024
+            return Reason.OOM.value, f"peak memory {peak} MB exceeded its limit of {limit} MB"
         if exit_code != 0:
-            how = f"killed by signal {-exit_code}" if exit_code is not None and exit_code < 0 else f"exited with code {exit_code}"
+            if exit_code is not None and exit_code < 0:
+                how = f"killed by signal {-exit_code}"
+            else:
+                how = f"exited with code {exit_code}"
             return Reason.NONZERO_EXIT.value, f"the command {how}"
         missing, unsafe = self.sandbox.check_outputs(self.req.task.outputs)
         if unsafe:
@@ -272,7 +275,7 @@ class Attempt:
             return Reason.MISSING_OUTPUT.value, f"exited 0 but did not write declared output(s): {missing}"
         used = dir_size_bytes(self.sandbox.root)
         if used > self.disk_bytes:
-            return Reason.DISK_QUOTA.value, f"wrote {used >> 20} MB, over its disk limit of {self.disk_bytes >> 20} MB"
+            return Reason.DISK_QUOTA.value, _over_disk(used, self.disk_bytes)
         return None, ""
 
     def _store_log(self, blobs: BlobStore, result: dict[str, Any]) -> str:

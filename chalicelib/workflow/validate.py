@@ -80,14 +80,16 @@ def _resource_problems(task: Task) -> Iterator[Problem]:
 
 def _over_limits(task: Task, lim: limits.PlacementLimits, fix: str) -> Iterator[Problem]:
     res, tid, where = task.resources, task.id, f"{lim.name} limit"
-    if lim.max_timeout_s is not None and res.timeout_s > lim.max_timeout_s:
-        yield Problem(f"timeout_s {res.timeout_s:g} exceeds the {where} of {lim.max_timeout_s:g} s; {fix}", tid, "resources.timeout_s")
-    if res.memory_mb > lim.max_memory_mb:
-        yield Problem(f"memory_mb {res.memory_mb} exceeds the {where} of {lim.max_memory_mb} MB; {fix}", tid, "resources.memory_mb")
-    if res.disk_mb > lim.max_disk_mb:
-        yield Problem(f"disk_mb {res.disk_mb} exceeds the {where} of {lim.max_disk_mb} MB; {fix}", tid, "resources.disk_mb")
-    if res.cpus > lim.max_cpus:
-        yield Problem(f"cpus {res.cpus:g} exceeds the {where} of {lim.max_cpus:g}; {fix}", tid, "resources.cpus")
+    checks = [
+        ("timeout_s", res.timeout_s, lim.max_timeout_s, " s"),
+        ("memory_mb", res.memory_mb, lim.max_memory_mb, " MB"),
+        ("disk_mb", res.disk_mb, lim.max_disk_mb, " MB"),
+        ("cpus", res.cpus, lim.max_cpus, ""),
+    ]
+    for name, value, limit, unit in checks:
+        if limit is not None and value > limit:
+            msg = f"{name} {value:g} exceeds the {where} of {limit:g}{unit}; {fix}"
+            yield Problem(msg, tid, f"resources.{name}")
 
 
 def problems(workflow: Workflow, max_tasks: int = DEFAULT_MAX_TASKS) -> list[Problem]:
@@ -124,7 +126,8 @@ def problems(workflow: Workflow, max_tasks: int = DEFAULT_MAX_TASKS) -> list[Pro
         if why:
             found.append(Problem(why, None, "inputs"))
         elif inp.path in producer:
-            found.append(Problem(f"external input {inp.path!r} is also produced by task {producer[inp.path]!r}", producer[inp.path], "outputs"))
+            owner = producer[inp.path]
+            found.append(Problem(f"external input {inp.path!r} is also produced by task {owner!r}", owner, "outputs"))
     cycle = find_cycle(build_graph(workflow))
     if cycle:
         found.append(Problem("dependency cycle: " + " -> ".join(cycle), cycle[0], "after/inputs"))

@@ -23,8 +23,8 @@ def test_fan_out_fan_in_passes_files(tmp_path: Path) -> None:
     tasks += [{"id": f"sq{i}", "shell": f"echo $(( $(cat part{i}) * $(cat part{i}) )) > sq{i}",
                "inputs": [f"part{i}"], "outputs": [f"sq{i}"], "placement": "container" if i % 2 else "function"}
               for i in range(6)]
-    tasks.append({"id": "sum", "shell": "cat sq* | awk '{s += $1} END {print s}' > total", "inputs": [f"sq{i}" for i in range(6)],
-                  "outputs": ["total"]})
+    tasks.append({"id": "sum", "shell": "cat sq* | awk '{s += $1} END {print s}' > total",
+                  "inputs": [f"sq{i}" for i in range(6)], "outputs": ["total"]})
     wf = write_workflow(tmp_path / "fan.json", tasks)
     code, out = run_json(wf, tmp_path / "wd")
     assert code == 0, out

@@ -106,7 +106,7 @@ def test_retry_with_backoff_then_success(tmp_path: Path) -> None:
     assert h.store.get_task(h.rid, "a").attempt == 2
     assert launched(h.handle(sched[0].event)) == ["a"]
     out2 = h.fail("a", 2)
-    delay2 = [i for i in out2 if isinstance(i, ev.Schedule)][0].delay_s
+    delay2 = next(i for i in out2 if isinstance(i, ev.Schedule)).delay_s
     assert 1.0 <= delay2 <= 2.0  # exponential
     h.handle(ev.DispatchDue(h.rid, "a", 3))
     h.ok("a", 3)

@@ -6,6 +6,7 @@ import array
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -232,7 +233,7 @@ def test_fits_reader_rejects_a_file_without_end(tmp_path: Path) -> None:
         fitsread.read(str(tmp_path / "bad.fits"))
 
 
-def _image(width: int, height: int, value) -> fitsread.Image:  # type: ignore[no-untyped-def]
+def _image(width: int, height: int, value: Callable[[int, int], float]) -> fitsread.Image:
     pixels = array.array("d", [value(x, y) for y in range(1, height + 1) for x in range(1, width + 1)])
     return fitsread.Image({}, width, height, pixels)
 

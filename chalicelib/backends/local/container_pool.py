@@ -5,6 +5,7 @@ first use; each runs one task at a time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -113,10 +114,8 @@ class ContainerPool:
     def shutdown(self) -> None:
         self.queue.clear()
         for w in self.workers:
-            try:
+            with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(w.proc.stdout.fileno())  # type: ignore[union-attr]
-            except (KeyError, ValueError):
-                pass
             if w.proc.stdin:
                 w.proc.stdin.close()
             if w.current is not None:

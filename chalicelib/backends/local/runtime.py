@@ -203,9 +203,9 @@ class _Loop:
         self.finished: str | None = None
         self.interrupted = False
         self.selector = selectors.DefaultSelector()
-        workers = rt.options.container_workers
-        self.functions = FunctionPool(rt.blobs, rt.sandbox_root, rt.options.concurrency, self.selector, self.events.append)
-        self.containers = ContainerPool(rt.blob_root, rt.sandbox_root, workers, self.selector, self.events.append)
+        opts, emit = rt.options, self.events.append
+        self.functions = FunctionPool(rt.blobs, rt.sandbox_root, opts.concurrency, self.selector, emit)
+        self.containers = ContainerPool(rt.blob_root, rt.sandbox_root, opts.container_workers, self.selector, emit)
 
     def run(self) -> RunRecord:
         rfd, wfd = os.pipe()

@@ -26,10 +26,8 @@ TEXT_FORMATS: list[tuple[str, Callable[[str], bool], TextLoader]] = []
 
 
 def _register_builtin() -> None:
-    try:  # importers live in sibling modules; each registers itself when present
-        from chalicelib.workflow.formats import registry  # noqa: F401
-    except ImportError:
-        pass
+    # importers live in sibling modules; `registry` adds them to the tables above
+    from chalicelib.workflow.formats import registry  # noqa: F401
     if not any(name == native.NAME for name, _, _ in JSON_FORMATS):
         JSON_FORMATS.append(
             (native.NAME, native.sniff, lambda data, base, src: native.from_data(data, base, src))

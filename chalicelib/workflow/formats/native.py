@@ -214,7 +214,8 @@ def parse(text: str, base_dir: str | None = None, source: str | None = None) -> 
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise FormatError([Problem(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")], source) from exc
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise FormatError([Problem(f"invalid JSON at {where}: {exc.msg}")], source) from exc
     return from_data(data, base_dir, source)
 
 
