@@ -345,5 +345,8 @@ class EventHeap:
     def peek_time(self) -> float | None:
         return self._heap[0][0] if self._heap else None
 
+    def peek(self) -> object:
+        return self._heap[0][2]
+
     def __len__(self) -> int:
         return len(self._heap)
