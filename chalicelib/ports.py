@@ -137,7 +137,9 @@ class MessageQueue(Protocol):
 
     def send(self, bodies: Sequence[str], delay_s: float = 0.0) -> None: ...
 
-    def receive(self, max_messages: int = 1, wait_s: float = 0.0, visibility_s: float | None = None) -> list[QueueMessage]:
+    def receive(
+        self, max_messages: int = 1, wait_s: float = 0.0, visibility_s: float | None = None
+    ) -> list[QueueMessage]:
         """Up to `max_messages`, waiting at most `wait_s` for the first one."""
 
     def delete(self, messages: Sequence[QueueMessage]) -> None: ...

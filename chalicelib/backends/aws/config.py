@@ -46,6 +46,9 @@ ENV = {
     "workroot": "UPDRAFT_WORKROOT",
     "multipart_threshold_mb": "UPDRAFT_MULTIPART_THRESHOLD_MB",
     "stuck_run_after_s": "UPDRAFT_STUCK_RUN_AFTER_S",
+    "max_tasks": "UPDRAFT_MAX_TASKS",
+    "api_auth": "UPDRAFT_API_AUTH",
+    "sweep_minutes": "UPDRAFT_SWEEP_MINUTES",
 }
 
 
@@ -74,6 +77,13 @@ class AwsConfig:
     workroot: str = "/tmp/updraft"  # sandboxes of the task function and the worker
     multipart_threshold_mb: int = 64  # files above this are uploaded in parts
     stuck_run_after_s: float = 900.0  # sweeper re-counts a run whose counters are this quiet
+    max_tasks: int = 250_000  # largest workflow accepted
+    api_auth: str = "iam"  # "iam" (SigV4-signed requests only) or "none" (behind your own auth)
+    sweep_minutes: int = 2  # how often the sweeper runs
+
+    @property
+    def events_queue_name(self) -> str:
+        return self.events_queue.rstrip("/").rsplit("/", 1)[-1]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> AwsConfig:
@@ -100,6 +110,8 @@ class AwsConfig:
             raise ConfigError("UPDRAFT_TASK_SHARDS and UPDRAFT_COUNTER_SHARDS must be at least 1")
         if self.max_workers < 0:
             raise ConfigError("UPDRAFT_MAX_WORKERS must be 0 or more")
+        if self.api_auth not in ("iam", "none"):
+            raise ConfigError(f"UPDRAFT_API_AUTH must be 'iam' or 'none', got {self.api_auth!r}")
         if self.worker_lease_s < 3:
             raise ConfigError("UPDRAFT_WORKER_LEASE_S must be at least 3 seconds")
 

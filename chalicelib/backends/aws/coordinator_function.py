@@ -34,7 +34,7 @@ def handle_batch(raw_event: dict[str, Any], cloud: Cloud) -> dict[str, Any]:
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     with processor(records=raw_event.get("Records", []), handler=parse):
         processor.process()
-    failures: list[str] = [f["itemIdentifier"] for f in processor.response()["batchItemFailures"]]
+    failures: list[str] = [str(f["itemIdentifier"]) for f in processor.response()["batchItemFailures"]]
     now = cloud.clock()
     events: list[tuple[str, Event]] = []
     for message_id, item in decoded:
@@ -43,7 +43,7 @@ def handle_batch(raw_event: dict[str, Any], cloud: Cloud) -> dict[str, Any]:
         if item.due is not None and item.due > now + DUE_SLACK_S:
             try:
                 cloud.sink.send([item.event], item.due - now)
-            except Exception:  # noqa: BLE001 - redelivered by SQS
+            except Exception:
                 log.exception("could not re-defer a timer")
                 failures.append(message_id)
             continue
@@ -59,13 +59,13 @@ def run_coordinator(events: list[tuple[str, Event]], cloud: Cloud) -> list[str]:
     try:
         cloud.shell.apply(cloud.coordinator.handle([e for _, e in events]))
         return []
-    except Exception:  # noqa: BLE001 - isolate the event that fails
+    except Exception:
         log.exception("batch of %d events failed; retrying them one by one", len(events))
     failed: list[str] = []
     for message_id, event in events:
         try:
             cloud.shell.apply(cloud.coordinator.handle([event]))
-        except Exception:  # noqa: BLE001 - reported to SQS, which redelivers it
+        except Exception:
             log.exception("event failed: %s", event.kind, extra={"run_id": event.run_id,
                                                                  "task_id": getattr(event, "task_id", None)})
             failed.append(message_id)

@@ -478,7 +478,8 @@ class DynamoStateStore:
 
         def one(shard: int) -> list[dict[str, Any]]:
             e = x.Expr()
-            cond = f"{e.n('pk')} = {e.v(x.text(task_pk(run_id, shard)))} AND begins_with({e.n('sk')}, {e.v(x.text(TASK_PREFIX))})"
+            cond = (f"{e.n('pk')} = {e.v(x.text(task_pk(run_id, shard)))} "
+                    f"AND begins_with({e.n('sk')}, {e.v(x.text(TASK_PREFIX))})")
             filters = []
             if states is not None:
                 filters.append(_state_condition(e, states))

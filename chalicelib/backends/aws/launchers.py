@@ -50,7 +50,7 @@ class FunctionLauncher:
                 FunctionName=self.function, InvocationType="Event",
                 Payload=json.dumps(task_payload(launch)).encode("utf-8"),
             )
-        except Exception as exc:  # noqa: BLE001 - reported per attempt as a LAUNCH failure
+        except Exception as exc:
             return f"{type(exc).__name__}: {exc}"
         status = int(resp.get("StatusCode", 202))
         return None if status == 202 else f"Invoke returned status {status}"

@@ -75,7 +75,10 @@ def decode(body: str) -> Decoded:
     if "requestContext" in data and "requestPayload" in data:
         return _destination(data)
     if data.get("kind") == "deferred":
-        return Decoded(event_from_dict(data.get("event")), due=float(data.get("due", 0.0)))
+        inner = data.get("event")
+        if not isinstance(inner, dict):
+            raise ValueError("a deferred message needs an 'event' object")
+        return Decoded(event_from_dict(inner), due=float(data.get("due", 0.0)))
     return Decoded(event_from_dict(data))
 
 

@@ -30,14 +30,12 @@ class Observability:
     @cached_property
     def logger(self) -> Any:
         from aws_lambda_powertools import Logger
+        from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 
         logger = Logger(service=self.service)
-        # the engine's and the adapters' stdlib loggers write through the same JSON handler
-        for name in ("updraft",):
-            child = logging.getLogger(name)
-            child.handlers = list(logger._logger.handlers)
-            child.setLevel(logger.log_level)
-            child.propagate = False
+        # the adapters' stdlib loggers (updraft.*) write through the same JSON formatter
+        logging.getLogger("updraft")
+        copy_config_to_registered_loggers(source_logger=logger, include={"updraft"})
         return logger
 
     @cached_property

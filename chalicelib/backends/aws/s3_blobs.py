@@ -15,6 +15,7 @@ in another bucket and are read from there directly.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -131,8 +132,11 @@ class S3BlobStore:
         return int(head["ContentLength"])
 
     def list(self, prefix: str) -> Iterator[str]:
-        bucket, name = self._where(prefix) if prefix.startswith("s3://") else (self.bucket, self.prefix + prefix)
-        strip = len(self.prefix) if not prefix.startswith("s3://") else 0
+        if prefix.startswith("s3://"):  # another location: keys are yielded as they are there
+            bucket, _, name = prefix[len("s3://"):].partition("/")
+            strip = 0
+        else:
+            bucket, name, strip = self.bucket, self.prefix + prefix, len(self.prefix)
         paginator = self._s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=bucket, Prefix=name):
             for obj in page.get("Contents", []):
@@ -148,7 +152,5 @@ class S3BlobStore:
 
 
 def _unlink(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -69,7 +69,7 @@ class CloudShell:
             self.launchers[_kind(placement)].launch(group)
         except LaunchError as exc:
             self._launch_failed(exc.failed)
-        except Exception as exc:  # noqa: BLE001 - the whole group failed (e.g. queue unreachable)
+        except Exception as exc:
             self._launch_failed([(launch, f"{type(exc).__name__}: {exc}") for launch in group])
 
     def _launch_failed(self, failed: list[tuple[ev.Launch, str]]) -> None:
@@ -96,7 +96,7 @@ class CloudShell:
     def _finish(self, done: ev.RunFinished) -> None:
         try:
             write_manifest(done.run_id, self.store, self.blobs, self.specs.get(done.run_id))
-        except Exception:  # noqa: BLE001 - the sweeper writes missing manifests later
+        except Exception:
             log.exception("could not write the manifest", extra={"run_id": done.run_id})
         log.info("run finished: %s", done.state, extra={"run_id": done.run_id})
 

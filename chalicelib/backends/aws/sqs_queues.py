@@ -63,7 +63,9 @@ class SqsQueue:
                     raise QueueSendError(f"SQS refused {len(entries)} message(s) for {self.url}: {resp['Failed']}")
                 time.sleep(0.1)
 
-    def receive(self, max_messages: int = 1, wait_s: float = 0.0, visibility_s: float | None = None) -> list[QueueMessage]:
+    def receive(
+        self, max_messages: int = 1, wait_s: float = 0.0, visibility_s: float | None = None
+    ) -> list[QueueMessage]:
         kwargs: dict[str, Any] = {
             "QueueUrl": self.url, "MaxNumberOfMessages": max(1, min(SQS_MAX_BATCH, max_messages)),
             "WaitTimeSeconds": int(min(SQS_MAX_WAIT_S, max(0.0, wait_s))),
@@ -73,8 +75,8 @@ class SqsQueue:
             kwargs["VisibilityTimeout"] = _visibility(visibility_s)
         resp = self.clients.sqs.receive_message(**kwargs)
         return [
-            QueueMessage(m["Body"], m["ReceiptHandle"], int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
-                         m.get("MessageId", ""))
+            QueueMessage(m["Body"], m["ReceiptHandle"],
+                         int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)), m.get("MessageId", ""))
             for m in resp.get("Messages", [])
         ]
 
@@ -92,7 +94,8 @@ class SqsQueue:
             QueueUrl=self.url, ReceiptHandle=message.receipt, VisibilityTimeout=_visibility(visibility_s))
 
     def release(self, message: QueueMessage) -> None:
-        self.clients.sqs.change_message_visibility(QueueUrl=self.url, ReceiptHandle=message.receipt, VisibilityTimeout=0)
+        self.clients.sqs.change_message_visibility(
+            QueueUrl=self.url, ReceiptHandle=message.receipt, VisibilityTimeout=0)
 
     def backlog(self) -> int:
         names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]

@@ -62,7 +62,7 @@ def handle_task(payload: Any, cloud: Cloud, obs: Observability, remaining_s: flo
     try:
         cloud.sink.send([outcome.event])
         delivered = True
-    except Exception:  # noqa: BLE001 - the OnSuccess destination delivers it instead
+    except Exception:
         obs.logger.exception("could not send the completion; the destination record carries it")
         delivered = False
     return task_result(outcome.event, delivered)

@@ -67,7 +67,9 @@ class MemoryQueue:
             out.append(QueueMessage(entry.body, entry.receipt, entry.receive_count, entry.message_id))
         return out
 
-    def receive(self, max_messages: int = 1, wait_s: float = 0.0, visibility_s: float | None = None) -> list[QueueMessage]:
+    def receive(
+        self, max_messages: int = 1, wait_s: float = 0.0, visibility_s: float | None = None
+    ) -> list[QueueMessage]:
         visibility = self.visibility_s if visibility_s is None else visibility_s
         deadline = self._clock() + wait_s
         with self._cond:

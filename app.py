@@ -1,0 +1,119 @@
+"""Updraft on AWS: the Chalice app. Wiring only - each handler parses its event, calls
+chalicelib.backends.aws, and returns. docs/aws.md describes what each one does.
+
+    POST /runs, GET /runs, GET /runs/{id}, GET /runs/{id}/tasks,
+    POST /runs/{id}/cancel, POST /runs/{id}/resume          (IAM auth by default)
+    submit       S3 upload under submit/ starts a run
+    coordinator  SQS batches of events -> state transitions, launches
+    task         runs one function-placed task attempt (async Invoke)
+    sweeper      expired leases, quiet runs, missing manifests, worker scaling
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Chalice, IAMAuthorizer, Rate, Response
+
+from chalicelib.backends.aws import api
+from chalicelib.backends.aws.components import current
+from chalicelib.backends.aws.config import AwsConfig
+from chalicelib.backends.aws.coordinator_function import handle_batch
+from chalicelib.backends.aws.observability import obs
+from chalicelib.backends.aws.sweeper import sweep
+from chalicelib.backends.aws.task_function import handle_task
+from chalicelib.errors import FormatError, Problem, UpdraftError
+
+app = Chalice(app_name="updraft")
+settings = AwsConfig.from_env()  # resource names for the triggers below (deploy and cold start)
+auth = IAMAuthorizer() if settings.api_auth == "iam" else None
+TEXT_TYPES = ["application/json", "text/plain", "application/octet-stream", "application/x-makeflow"]
+
+
+@app.middleware("all")
+def observe(event: Any, get_response: Callable[[Any], Any]) -> Any:
+    with obs().invocation(type(event).__name__):
+        return get_response(event)
+
+
+def _reply(call: Callable[[], api.Reply]) -> Response:
+    try:
+        status, body = call()
+    except UpdraftError as exc:
+        status, body = api.error_body(exc)
+    return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
+
+
+def _request() -> Any:
+    request = app.current_request
+    assert request is not None  # set by Chalice for every HTTP invocation
+    return request
+
+
+def _params() -> dict[str, str]:
+    return dict(_request().query_params or {})
+
+
+@app.route("/runs", methods=["POST"], authorizer=auth, content_types=TEXT_TYPES)
+def post_runs() -> Response:
+    request = _request()
+    raw = request.raw_body or b""
+    raw = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
+    body: Any = None
+    if "json" in (request.headers.get("content-type") or "application/json"):
+        try:
+            body = json.loads(raw) if raw.strip() else None
+        except ValueError as exc:
+            problem = FormatError([Problem(f"the body is not valid JSON: {exc}")], "<request>")
+            return _reply(lambda: api.error_body(problem))
+    return _reply(lambda: api.post_run(current(), body, raw))
+
+
+@app.route("/runs", methods=["GET"], authorizer=auth)
+def get_runs() -> Response:
+    return _reply(lambda: api.list_runs(current(), _params()))
+
+
+@app.route("/runs/{run_id}", methods=["GET"], authorizer=auth)
+def get_run(run_id: str) -> Response:
+    return _reply(lambda: api.get_run(current(), run_id))
+
+
+@app.route("/runs/{run_id}/tasks", methods=["GET"], authorizer=auth)
+def get_tasks(run_id: str) -> Response:
+    return _reply(lambda: api.get_tasks(current(), run_id, _params()))
+
+
+@app.route("/runs/{run_id}/cancel", methods=["POST"], authorizer=auth)
+def cancel_run(run_id: str) -> Response:
+    return _reply(lambda: api.cancel_run(current(), run_id))
+
+
+@app.route("/runs/{run_id}/resume", methods=["POST"], authorizer=auth)
+def resume_run(run_id: str) -> Response:
+    return _reply(lambda: api.resume(current(), run_id))
+
+
+@app.on_s3_event(bucket=settings.bucket, prefix=api.SUBMIT_PREFIX, events=["s3:ObjectCreated:*"], name="submit")
+def on_upload(event: Any) -> dict[str, Any]:
+    status, body = api.s3_upload(current(), event.bucket, event.key)
+    return {"status": status, **body}
+
+
+@app.on_sqs_message(queue=settings.events_queue_name, batch_size=10, maximum_batching_window_in_seconds=1,
+                    name="coordinator")
+def coordinator(event: Any) -> dict[str, Any]:
+    return handle_batch(event.to_dict(), current())
+
+
+@app.lambda_function(name="task")
+def task(event: Any, context: Any) -> dict[str, Any]:
+    remaining = context.get_remaining_time_in_millis() / 1000.0 if context is not None else None
+    return handle_task(event, current(), obs(), remaining)
+
+
+@app.schedule(Rate(settings.sweep_minutes, unit=Rate.MINUTES), name="sweeper")
+def sweeper(event: Any) -> dict[str, object]:
+    return sweep(current()).to_dict()

@@ -1,0 +1,97 @@
+"""Create the app's resources where there is no CloudFormation: an emulator (moto,
+LocalStack) or a scratch account. The CloudFormation template in .chalice/ describes the
+same resources for real deployments.
+
+    python -m chalicelib.backends.aws.provision        # names from UPDRAFT_* variables
+
+Idempotent for the queues and the bucket; the table and the ECS service are created once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.backends.aws.clients import AwsClients, error_code
+from chalicelib.backends.aws.config import AwsConfig
+from chalicelib.backends.aws.dynamodb_state import create_table
+
+MAX_RECEIVES = 5  # deliveries before a message goes to the dead-letter queue
+EVENTS_VISIBILITY_S = 6 * 60  # six times the coordinator's timeout, as AWS advises for triggers
+CONTAINER_VISIBILITY_S = 120  # workers extend it while they run a task
+DLQ_RETENTION_S = 14 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    events_queue_url: str
+    container_queue_url: str
+    events_dlq_url: str
+    container_dlq_url: str
+
+
+def provision(config: AwsConfig, clients: AwsClients | None = None) -> Provisioned:
+    clients = clients or AwsClients(config)
+    _table(config, clients)
+    _bucket(config, clients)
+    events, events_dlq = _queue_pair(clients, config.events_queue_name, EVENTS_VISIBILITY_S)
+    container_name = config.container_queue.rstrip("/").rsplit("/", 1)[-1]
+    container, container_dlq = _queue_pair(clients, container_name, CONTAINER_VISIBILITY_S)
+    _ecs(config, clients)
+    return Provisioned(events, container, events_dlq, container_dlq)
+
+
+def _table(config: AwsConfig, clients: AwsClients) -> None:
+    try:
+        create_table(clients, config.table)
+    except Exception as exc:
+        if error_code(exc) != "ResourceInUseException":
+            raise
+
+
+def _bucket(config: AwsConfig, clients: AwsClients) -> None:
+    kwargs: dict[str, Any] = {"Bucket": config.bucket}
+    region = config.region or clients.session.region_name
+    if region and region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    try:
+        clients.s3.create_bucket(**kwargs)
+    except Exception as exc:
+        if error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+
+
+def _queue_pair(clients: AwsClients, name: str, visibility_s: int) -> tuple[str, str]:
+    sqs = clients.sqs
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_S)})
+    dlq_url = dlq["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)})
+    queue = sqs.create_queue(QueueName=name, Attributes={
+        "VisibilityTimeout": str(visibility_s), "RedrivePolicy": redrive})
+    return str(queue["QueueUrl"]), str(dlq_url)
+
+
+def _ecs(config: AwsConfig, clients: AwsClients) -> None:
+    ecs = clients.ecs
+    ecs.create_cluster(clusterName=config.ecs_cluster)
+    found = ecs.describe_services(cluster=config.ecs_cluster, services=[config.ecs_service]).get("services", [])
+    if any(s.get("status") == "ACTIVE" for s in found):
+        return
+    family = f"{config.ecs_service}-task"
+    ecs.register_task_definition(
+        family=family, requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="1024", memory="4096",
+        containerDefinitions=[{"name": "worker", "image": "updraft-worker:latest", "essential": True,
+                               "stopTimeout": 120}],
+    )
+    ecs.create_service(cluster=config.ecs_cluster, serviceName=config.ecs_service, taskDefinition=family,
+                       desiredCount=0, launchType="FARGATE")
+
+
+def main() -> None:
+    print(provision(AwsConfig.from_env()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Starting a run in the cloud: from an API request or an upload under submit/.
+
+Order matters: parse, validate, check that every external input exists, and only then write
+(spec to S3, run and tasks to DynamoDB, a Start event). A rejected submission writes nothing
+and lists every problem.
+
+External inputs are read straight from S3 by the tasks: each one is either declared with an
+s3:// source in the workflow, or found under the request's `data` prefix
+(s3://bucket/prefix/ + its path). The stored spec names the source of every one of them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from chalicelib.backends.aws.components import Cloud
+from chalicelib.engine.events import Start
+from chalicelib.engine.lifecycle import create_run, new_run_id
+from chalicelib.engine.records import RunRecord
+from chalicelib.engine.spec import RunSpec
+from chalicelib.errors import FormatError, MissingInputsError, Problem
+from chalicelib.workflow import formats
+from chalicelib.workflow.graph import external_inputs
+from chalicelib.workflow.model import InputFile, Workflow
+from chalicelib.workflow.validate import validate
+
+_REQUEST_KEYS = {"workflow", "s3", "format", "data", "name"}
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A workflow to run: its text (or an s3:// reference to it) and the run's options."""
+
+    text: str | None = None
+    uri: str | None = None
+    source: str = "<request>"
+    fmt: str | None = None
+    data: str | None = None  # s3://bucket/prefix/ holding the external inputs
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def request_submission(body: Any, raw: bytes | None = None) -> Submission:
+    """A Submission from a POST /runs body.
+
+    The body is a workflow document in any supported format, or an object
+    {"workflow": <document or text> | "s3": "s3://bucket/key", "format", "data"}; a non-JSON
+    body (a Makeflow file) is taken as the document's text.
+    """
+    if body is None:
+        if not raw:
+            raise FormatError([Problem("the request has no body: send a workflow document")], "<request>")
+        return Submission(text=_decode(raw, "<request>"))
+    if isinstance(body, dict) and ("s3" in body or "workflow" in body):
+        unknown = sorted(set(body) - _REQUEST_KEYS)
+        if unknown:
+            raise FormatError([Problem(f"unknown request field(s) {unknown}; known: {sorted(_REQUEST_KEYS)}")],
+                              "<request>")
+        fmt, data = body.get("format"), body.get("data")
+        for key, value in (("format", fmt), ("data", data)):
+            if value is not None and not isinstance(value, str):
+                raise FormatError([Problem("must be a string", None, key)], "<request>")
+        if data is not None:
+            _check_prefix(data)
+        if "s3" in body:
+            uri = body["s3"]
+            if not isinstance(uri, str) or not uri.startswith("s3://"):
+                raise FormatError([Problem("must be an s3://bucket/key URI", None, "s3")], "<request>")
+            return Submission(uri=uri, source=uri, fmt=fmt, data=data, options={"source": uri, "data": data})
+        doc = body["workflow"]
+        text = doc if isinstance(doc, str) else json.dumps(doc)
+        return Submission(text=text, fmt=fmt, data=data, options={"source": "api", "data": data})
+    return Submission(text=json.dumps(body), options={"source": "api"})
+
+
+def _check_prefix(data: str) -> None:
+    if not data.startswith("s3://") or not data[len("s3://"):].split("/", 1)[0]:
+        raise FormatError([Problem("must be an s3://bucket/prefix/ URI", None, "data")], "<request>")
+
+
+def _decode(raw: bytes, source: str) -> str:
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError([Problem(f"not UTF-8 text (byte {exc.start})")], source) from None
+
+
+def load_workflow(sub: Submission, cloud: Cloud) -> Workflow:
+    """Parse and validate (raises WorkflowError listing every problem)."""
+    text = sub.text
+    if text is None:
+        assert sub.uri is not None
+        try:
+            text = _decode(cloud.blobs.get_bytes(sub.uri), sub.source)
+        except ValueError as exc:
+            raise FormatError([Problem(str(exc), None, "s3")], sub.source) from None
+    workflow = formats.loads(text, source=sub.source, fmt=sub.fmt)
+    return validate(workflow, sub.source, max_tasks=cloud.config.max_tasks)
+
+
+def resolve_inputs(workflow: Workflow, data: str | None, cloud: Cloud) -> Workflow:
+    """The workflow with an s3:// source for each external input; raises MissingInputsError."""
+    declared = {f.path: f.source for f in workflow.inputs}
+    sources: dict[str, str] = {}
+    problems: list[str] = []
+    from_prefix: list[str] = []
+    for path in external_inputs(workflow):
+        source = declared.get(path)
+        if source is not None and source.startswith("s3://"):
+            sources[path] = source
+        elif source is not None:
+            problems.append(f"{path} (source {source}: the cloud runtime reads inputs from s3:// URIs only)")
+        elif data is not None:
+            sources[path] = data.rstrip("/") + "/" + path
+            from_prefix.append(path)
+        else:
+            problems.append(f"{path} (no source: give it an s3:// source, or pass 'data': 's3://bucket/prefix/')")
+    listed: set[str] = set()
+    if from_prefix and data is not None:
+        bucket = data[len("s3://"):].split("/", 1)[0]
+        listed = {f"s3://{bucket}/{key}" for key in cloud.blobs.list(data)}
+    explicit = [p for p in sources if p not in from_prefix]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        found = dict(zip(explicit, pool.map(lambda p: cloud.blobs.exists(sources[p]), explicit), strict=True))
+    for path in from_prefix:
+        if sources[path] not in listed:
+            problems.append(f"{path} (looked for {sources[path]})")
+    problems.extend(f"{path} (looked for {sources[path]})" for path, ok in found.items() if not ok)
+    if problems:
+        raise MissingInputsError(problems, data or "the workflow's declared sources")
+    inputs = tuple(InputFile(path, src) for path, src in sources.items())
+    return replace(workflow, inputs=inputs)
+
+
+def submit(sub: Submission, cloud: Cloud) -> RunRecord:
+    """Validate, check inputs, store the run, start it. Writes nothing if any check fails."""
+    workflow = resolve_inputs(load_workflow(sub, cloud), sub.data, cloud)
+    spec = RunSpec.of(workflow)
+    now = cloud.clock()
+    run_id = new_run_id(now)
+    try:
+        run = create_run(spec, cloud.store, cloud.blobs, now, dict(sub.options), run_id)
+    except BaseException:
+        cloud.blobs.delete_prefix(f"runs/{run_id}/")
+        raise
+    cloud.specs.put(run_id, spec)
+    cloud.sink.send([Start(run_id)])
+    return run
