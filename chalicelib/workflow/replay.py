@@ -27,6 +27,7 @@ import os
 import sys
 from dataclasses import dataclass, replace
 
+from chalicelib.errors import ConfigError
 from chalicelib.workflow.formats.names import IdAllocator
 from chalicelib.workflow.graph import (
     build_graph,
@@ -88,7 +89,8 @@ def choose_scales(
     """Fill in scales left as None (see the module docstring); check given ones."""
     for name, value in (("time_scale", time_scale), ("size_scale", size_scale)):
         if value is not None and not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+            raise ConfigError(f"{name} must be a number >= 0, got {value!r} "
+                              f"(--{name.replace('_', '-')})")
     graph = build_graph(workflow)
     order = topological_order(graph) or list(graph.ids)
     runtimes = {t.id: runtime_of(t, default_runtime_s) for t in workflow.tasks}
@@ -118,7 +120,7 @@ def launch_argv(python: str, launcher: str) -> list[str]:
         return [python, "-m", MODULE]
     if launcher == "file":
         return [python, "-I", "-S", task_file()]
-    raise ValueError(f"launcher must be 'file' or 'module', got {launcher!r}")
+    raise ConfigError(f"launcher must be 'file' or 'module', got {launcher!r}")
 
 
 def _argv(head: list[str], sleep_s: float, writes: list[tuple[int, str]]) -> tuple[str, ...]:

@@ -30,3 +30,19 @@ def register() -> None:
 
 
 register()
+
+
+def detect(text: str) -> str | None:
+    """The name of the format `formats.loads` would read `text` as, or None."""
+    import json
+
+    formats.format_names()  # makes sure native is registered too
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    else:
+        for name, sniff, _ in formats.JSON_FORMATS:
+            if sniff(data):
+                return name
+    return next((name for name, sniff_text, _ in formats.TEXT_FORMATS if sniff_text(text)), None)
