@@ -190,8 +190,9 @@ class _Importer:
             function = proc.raw.get("function")
             if function in _NOOP_FUNCTIONS:
                 return ("true",), None, [], proc.name
-            self.fail(f"calls the JavaScript function {function!r} and has no config.executor: "
-                      "only command-line processes can be imported", proc.name, "config")
+            self.fail(f"has no config.executor command to run (its function is {function!r}, "
+                      "JavaScript run inside HyperFlow): only command-line processes can be "
+                      "imported", proc.name, "config")
             return ("true",), None, [], proc.name
         exe = executor.get("executable")
         args_raw = executor.get("args", [])
