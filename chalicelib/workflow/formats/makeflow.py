@@ -77,7 +77,7 @@ def sniff(text: str) -> bool:
                   if ln.strip() and not ln.strip().startswith("#")), "")
     if first[:1] in ("{", "["):
         return False
-    lines = text.splitlines()[:_SNIFF_LINES]
+    lines = [line for _, line in _logical_lines("\n".join(text.splitlines()[:_SNIFF_LINES]))]
     for i, line in enumerate(lines):
         if not _is_rule_head(line):
             continue

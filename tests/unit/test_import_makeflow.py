@@ -1,0 +1,146 @@
+"""Makeflow make syntax: rules, variables, categories, LOCAL, directives; errors name lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chalicelib.errors import WorkflowError
+from chalicelib.workflow import formats
+from chalicelib.workflow.formats import makeflow
+from chalicelib.workflow.model import Placement, Workflow
+
+
+def load(text: str) -> Workflow:
+    return formats.loads(text, source="flow.mf")
+
+
+def rejected(text: str) -> str:
+    with pytest.raises(WorkflowError) as err:
+        load(text)
+    return str(err.value)
+
+
+def test_rules_become_shell_tasks_with_files_and_edges() -> None:
+    w = load("a.txt: in.txt\n\tsort in.txt > a.txt\n\nb.txt c.txt: a.txt\n\tLOCAL split a.txt\n")
+    a, b = w.tasks
+    assert (a.id, a.shell, a.inputs, a.outputs) == ("a.txt", "sort in.txt > a.txt",
+                                                   ("in.txt",), ("a.txt",))
+    assert a.command == () and a.placement is Placement.AUTO
+    assert b.id == "b.txt" and b.outputs == ("b.txt", "c.txt") and b.shell == "split a.txt"
+    assert b.placement is Placement.LOCAL and b.inputs == ("a.txt",)
+    assert w.name == "flow"
+
+
+def test_variables_are_substituted_in_files_and_commands_but_not_in_single_quotes() -> None:
+    text = ("TOOL=./bin/tool\nOPTS=-a 1\nOPTS+=-b 2\nEXT=dat\n"
+            "out.$EXT: $(TOOL) in.${EXT}\n\t$TOOL $OPTS '$HOME' \"$EXT\" $UNKNOWN > out.$EXT\n")
+    (t,) = load(text).tasks
+    assert t.outputs == ("out.dat",) and t.inputs == ("bin/tool", "in.dat")
+    assert t.shell == "./bin/tool -a 1 -b 2 '$HOME' \"dat\" $UNKNOWN > out.dat"
+    assert t.env == {"TOOL": "./bin/tool", "OPTS": "-a 1 -b 2", "EXT": "dat"}
+    assert "$UNKNOWN (line 6)" in load(text).description
+
+
+def test_categories_carry_resources_and_fall_back_to_the_default_category() -> None:
+    text = ("MEMORY=2048\n"
+            "CATEGORY=\"sim\"\nCORES=4\nDISK=600\nWALL_TIME=120\n"
+            "s.out: s.in\n\tsimulate\n"
+            "CATEGORY=analysis\nCORES=2\n"
+            "a.out: s.out\n\tanalyze\n"
+            "CATEGORY=sim\n"
+            "t.out: s.in\n\tsimulate again\n")
+    s, a, t = load(text).tasks
+    assert (s.type, s.resources.cpus, s.resources.memory_mb, s.resources.disk_mb,
+            s.resources.timeout_s) == ("sim", 4, 2048, 600, 120)
+    assert (a.type, a.resources.cpus, a.resources.memory_mb, a.resources.disk_mb) == (
+        "analysis", 2, 2048, 512)
+    assert (t.resources.cpus, t.resources.disk_mb) == (4, 600)  # back in "sim"
+    assert "CORES" not in s.env and "CATEGORY" not in s.env
+
+
+def test_rule_local_variables_apply_to_that_rule_only() -> None:
+    text = ("X=global\n"
+            "one: \n@X=local\n\techo $X > one\n"
+            "two: \n\techo $X > two\n")
+    one, two = load(text).tasks
+    assert one.shell == "echo local > one" and one.env["X"] == "local"
+    assert two.shell == "echo global > two" and two.env["X"] == "global"
+
+
+def test_directives_size_and_makeflow_resources() -> None:
+    text = (".SIZE big.in 2G\n.SIZE mid.out 1500\n"
+            "mid.out: big.in\n.MAKEFLOW CORES 3\n.MAKEFLOW CATEGORY heavy\n\tcrunch\n"
+            "end.out: mid.out\n\tfinish\n")
+    mid, end = load(text).tasks
+    assert mid.hints == {"size:mid.out": 1500, "size:big.in": 2 * 1024**3}
+    assert mid.resources.cpus == 3 and mid.type == "heavy"
+    assert end.hints == {}  # mid.out is not a workflow input
+
+
+def test_export_puts_variables_in_the_environment() -> None:
+    text = "export LANG=C\nexport HOME\nout: \n\tlocale > out\n"
+    w = load(text)
+    assert w.tasks[0].env == {"LANG": "C"}
+    assert "exported without a value" in w.description and "HOME" in w.description
+
+
+def test_blank_tab_lines_comments_and_continuations() -> None:
+    text = ("# a comment\n\nout: a \\\n   b # trailing comment\n\t\n# between\n"
+            "\t cmd a b > out # not part of the command\n")
+    (t,) = load(text).tasks
+    assert t.inputs == ("a", "b") and t.shell == "cmd a b > out"
+
+
+def test_batch_local_variable_makes_rules_local() -> None:
+    (t,) = load("BATCH_LOCAL=true\nout:\n\techo > out\n").tasks
+    assert t.placement is Placement.LOCAL
+
+
+def test_absolute_and_parent_paths_are_mapped_and_said() -> None:
+    w = load("out: /usr/bin/perl ../shared/x\n\tperl x > out\n")
+    assert w.tasks[0].inputs == ("_abs/usr/bin/perl", "_up/shared/x")
+    assert "'/usr/bin/perl' -> '_abs/usr/bin/perl'" in w.description
+
+
+def test_task_ids_come_from_first_targets_and_stay_unique() -> None:
+    w = load("x/y z: \n\tmake x/y z\nx_y: \n\tmake x_y\n")
+    assert [t.id for t in w.tasks] == ["x_y", "x_y-2"]
+
+
+@pytest.mark.parametrize(
+    ("text", "phrases"),
+    [
+        ("out: $MISSING\n\tcat > out\n", ["line 1", "'MISSING' is not defined"]),
+        ("out: in\n\nother: in\n\tx\n", ["line 1", "no command"]),
+        ("out: in\n\tcat in > out\n\tsecond\n", ["line 3", "outside a rule"]),
+        ("out: in\n\tcp in out\nout: in2\n\tcp in2 out\n",
+         ["line 3", "'out' is also made by the rule at line 1"]),
+        ("out->o: in\n\tcp in o\n", ["line 1", "renaming 'out->o'"]),
+        ("out: sub.mf\n\tMAKEFLOW sub.mf\n", ["line 2", "nested makeflows"]),
+        (".UMBRELLA SPEC x.json\nout:\n\tx\n", ["line 1", "unsupported directive '.UMBRELLA'"]),
+        (".SIZE out lots\nout:\n\tx\n", ["line 1", "'lots'"]),
+        ("CORES=many\nout:\n\tx\n", ["line 3", "CORES must be a number"]),
+        ("hello world\nout:\n\tx\n", ["line 1", "not a rule, a variable or a directive"]),
+        ("out: out\n\ttouch out\n", ["line 1", "both a source and a target"]),
+    ],
+)
+def test_errors_name_the_source_line(text: str, phrases: list[str]) -> None:
+    message = rejected(text)
+    for phrase in phrases:
+        assert phrase in message
+
+
+def test_sniff_needs_a_rule_with_an_indented_command() -> None:
+    assert makeflow.sniff("X=1\n\nout: in\n\tcat in > out\n")
+    assert not makeflow.sniff("Title: a document\n\nSome text: more text\n")
+    assert not makeflow.sniff('{\n"rules": [\n\t{"command": "x"}]}\n')
+
+
+def test_snpexp_reads_variables_and_mostly_local_rules(shared_workflows: Path) -> None:
+    w = formats.load(str(shared_workflows / "makeflow/makeflow-examples/snpexp/snpexp.mf"))
+    assert sum(t.placement is Placement.LOCAL for t in w.tasks) == 25
+    task = w.task_map()["out.2R"]  # its command follows a tab-only line
+    assert task.shell is not None and task.shell.startswith("./jexec.py -classpath Aligner.jar:")
+    assert task.shell.endswith(">& out.2R") and "samtools" in w.task_map()["2847.fa.fai"].inputs
