@@ -1,0 +1,305 @@
+"""StateStore contract: the same behaviours on SQLite and on DynamoDB (moto)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chalicelib.engine.records import RunRecord, TaskRecord
+from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
+from chalicelib.errors import NotFoundError, StateConflictError
+from chalicelib.ports import StateStore
+
+W, R, D, RUN = TaskState.WAITING, TaskState.READY, TaskState.DISPATCHED, TaskState.RUNNING
+
+
+def run_record(run_id: str = "r1", created: float = 100.0, n: int = 0) -> RunRecord:
+    return RunRecord(run_id, f"wf-{run_id}", RunState.RUNNING, created, n, f"runs/{run_id}/workflow.json")
+
+
+def task(run_id: str, tid: str, pending: int = 0, placement: str = "function", max_attempts: int = 1) -> TaskRecord:
+    return TaskRecord(run_id, tid, R if pending == 0 else W, 1, placement, pending, max_attempts)
+
+
+def make_run(store: StateStore, run_id: str, parents: dict[str, list[str]], created: float = 100.0) -> None:
+    tasks = [task(run_id, t, len(ps)) for t, ps in parents.items()]
+    store.create_run(run_record(run_id, created, len(tasks)), tasks)
+
+
+def diamond(store: StateStore, run_id: str = "r1") -> None:
+    make_run(store, run_id, {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]})
+
+
+def test_implements_the_port(store: Any) -> None:
+    assert isinstance(store, StateStore)
+
+
+def test_create_then_read_back(store: StateStore) -> None:
+    diamond(store)
+    run = store.get_run("r1")
+    assert (run.name, run.state, run.task_count) == ("wf-r1", RunState.RUNNING, 4)
+    assert run.spec_key == "runs/r1/workflow.json"
+    d = store.get_task("r1", "d")
+    assert (d.state, d.attempt, d.pending, d.placement, d.max_attempts) == (W, 1, 2, "function", 1)
+    assert [t.task_id for t in store.list_tasks("r1")] == ["a", "b", "c", "d"]  # submission order
+
+
+def test_creating_an_existing_run_is_a_conflict_that_names_it(store: StateStore) -> None:
+    diamond(store)
+    with pytest.raises(StateConflictError) as err:
+        store.create_run(run_record("r1"), [task("r1", "x")])
+    assert isinstance(err.value.current, RunRecord) and err.value.current.run_id == "r1"
+    assert {t.task_id for t in store.list_tasks("r1")} == {"a", "b", "c", "d"}
+
+
+def test_unknown_run_and_task_are_not_found(store: StateStore) -> None:
+    with pytest.raises(NotFoundError):
+        store.get_run("nope")
+    diamond(store)
+    with pytest.raises(NotFoundError):
+        store.get_task("r1", "nope")
+    with pytest.raises(NotFoundError):
+        store.update_task("r1", "nope", [R], None, {"state": D})
+
+
+def test_runs_are_listed_newest_first_and_by_state(store: StateStore) -> None:
+    for i, rid in enumerate(["old", "mid", "new"]):
+        make_run(store, rid, {"a": []}, created=100.0 + i)
+    store.update_run("mid", [RunState.RUNNING], {"state": RunState.FAILED, "finished_at": 200.0})
+    assert [r.run_id for r in store.list_runs()] == ["new", "mid", "old"]
+    assert [r.run_id for r in store.list_runs(limit=2)] == ["new", "mid"]
+    assert [r.run_id for r in store.list_runs(state=RunState.RUNNING)] == ["new", "old"]
+    assert [r.run_id for r in store.list_runs(state=RunState.FAILED)] == ["mid"]
+
+
+def test_run_update_is_conditional_on_its_state(store: StateStore) -> None:
+    diamond(store)
+    done = store.update_run("r1", [RunState.RUNNING], {"state": RunState.SUCCEEDED, "finished_at": 5.0,
+                                                      "options": {"k": [1, 2]}})
+    assert (done.state, done.finished_at, done.options) == (RunState.SUCCEEDED, 5.0, {"k": [1, 2]})
+    with pytest.raises(StateConflictError) as err:
+        store.update_run("r1", [RunState.RUNNING], {"state": RunState.FAILED})
+    assert err.value.current.state is RunState.SUCCEEDED  # type: ignore[union-attr]
+    again = store.update_run("r1", list(RunState), {"state": RunState.RUNNING, "finished_at": None})
+    assert (again.state, again.finished_at) == (RunState.RUNNING, None)
+    with pytest.raises(ValueError):
+        store.update_run("r1", [RunState.RUNNING], {"name": "renamed"})
+
+
+def test_task_transition_is_conditional_on_state_and_attempt(store: StateStore) -> None:
+    diamond(store)
+    new = store.update_task("r1", "a", [R], 1, {"state": D, "lease_expires": 50.0})
+    assert (new.state, new.lease_expires, new.attempt) == (D, 50.0, 1)
+    assert store.get_task("r1", "a") == new
+    with pytest.raises(StateConflictError) as err:  # duplicate: the state moved on
+        store.update_task("r1", "a", [R], 1, {"state": D})
+    assert err.value.current == new
+    with pytest.raises(StateConflictError):  # wrong attempt
+        store.update_task("r1", "a", [D], 2, {"state": RUN})
+    assert store.update_task("r1", "a", [D], None, {"state": RUN}).state is RUN  # None: any attempt
+
+
+def test_a_late_event_of_an_old_attempt_cannot_overwrite_the_new_one(store: StateStore) -> None:
+    make_run(store, "r1", {"a": []})
+    store.update_task("r1", "a", [R], 1, {"state": D})
+    store.update_task("r1", "a", [D], 1, {"state": R, "attempt": 2, "reason": "TIMEOUT"})  # retry
+    store.update_task("r1", "a", [R], 2, {"state": D})
+    with pytest.raises(StateConflictError) as err:
+        store.update_task("r1", "a", IN_FLIGHT, 1, {"state": TaskState.SUCCEEDED})
+    assert (err.value.current.state, err.value.current.attempt) == (D, 2)  # type: ignore[union-attr]
+
+
+def test_task_fields_round_trip_and_none_clears_them(store: StateStore) -> None:
+    make_run(store, "r1", {"a": []})
+    result = {"exit_code": 0, "duration_s": 1.25, "log_key": "runs/r1/logs/a.1.log", "nested": {"x": [1, "y"]}}
+    rec = store.update_task("r1", "a", [R], 1, {
+        "state": TaskState.SUCCEEDED, "started_at": 10.5, "finished_at": 12.0, "exit_code": 0,
+        "result": result, "lease_expires": 99.0, "placement": "container", "max_attempts": 3,
+    })
+    got = store.get_task("r1", "a")
+    assert got == rec and got.result == result and got.placement == "container" and got.max_attempts == 3
+    cleared = store.update_task("r1", "a", [TaskState.SUCCEEDED], 1, {"lease_expires": None, "result": {}})
+    assert cleared.lease_expires is None and store.get_task("r1", "a").lease_expires is None
+    assert store.get_task("r1", "a").result == {}
+    with pytest.raises(ValueError):
+        store.update_task("r1", "a", [TaskState.SUCCEEDED], 1, {"pending": 0})
+
+
+def test_the_last_parent_makes_the_child_ready_exactly_once(store: StateStore) -> None:
+    diamond(store)
+    assert [t.task_id for t in store.complete_parent("r1", "a", ["b", "c"])] == ["b", "c"]
+    assert store.complete_parent("r1", "b", ["d"]) == []
+    assert store.get_task("r1", "d").state is W
+    assert store.complete_parent("r1", "b", ["d"]) == []  # redelivered: not counted twice
+    assert store.get_task("r1", "d").pending == 1
+    ready = store.complete_parent("r1", "c", ["d"])
+    assert [(t.task_id, t.state, t.pending) for t in ready] == [("d", R, 0)]
+    assert store.get_task("r1", "d").state is R
+
+
+def test_a_redelivered_completion_returns_children_still_ready(store: StateStore) -> None:
+    diamond(store)
+    store.complete_parent("r1", "a", ["b", "c"])
+    store.update_task("r1", "b", [R], 1, {"state": D})
+    again = store.complete_parent("r1", "a", ["b", "c"])
+    assert [t.task_id for t in again] == ["c"]  # b was dispatched meanwhile; c is still READY
+    assert store.get_task("r1", "c").pending == 0
+
+
+def test_unknown_children_are_ignored(store: StateStore) -> None:
+    diamond(store)
+    assert [t.task_id for t in store.complete_parent("r1", "a", ["ghost", "b"])] == ["b"]
+
+
+def test_a_child_with_many_parents_counts_each_once(store: StateStore) -> None:
+    parents = [f"p{i}" for i in range(70)]  # above the DynamoDB adapter's inline limit
+    make_run(store, "r1", {**{p: [] for p in parents}, "merge": parents})
+    for p in parents[:-1]:
+        assert store.complete_parent("r1", p, ["merge"]) == []
+    assert store.complete_parent("r1", parents[0], ["merge"]) == []  # duplicate
+    assert store.get_task("r1", "merge").pending == 1
+    assert [t.task_id for t in store.complete_parent("r1", parents[-1], ["merge"])] == ["merge"]
+    assert store.counts("r1")[R.value] == 71
+    assert [t.task_id for t in store.complete_parent("r1", parents[-1], ["merge"])] == ["merge"]
+
+
+@pytest.mark.parametrize("n_parents", [12, 70])
+def test_concurrent_completions_make_the_child_ready_once(store: StateStore, n_parents: int) -> None:
+    parents = [f"p{i}" for i in range(n_parents)]
+    make_run(store, "r1", {**{p: [] for p in parents}, "merge": parents})
+    seen: list[list[str]] = []
+    workers = 8
+    barrier = threading.Barrier(workers)
+
+    def finish(mine: list[str]) -> None:
+        barrier.wait()
+        for p in mine:
+            seen.append([t.task_id for t in store.complete_parent("r1", p, ["merge"])])
+            seen.append([t.task_id for t in store.complete_parent("r1", p, ["merge"])])  # duplicate
+
+    threads = [threading.Thread(target=finish, args=(parents[i::workers],)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    merge = store.get_task("r1", "merge")
+    assert (merge.state, merge.pending) == (R, 0)
+    assert any(seen)
+    assert store.counts("r1") == {R.value: n_parents + 1}  # WAITING -> READY counted exactly once
+
+
+def test_counts_follow_every_transition(store: StateStore) -> None:
+    diamond(store)
+    assert store.counts("r1") == {R.value: 1, W.value: 3}
+    with store.batch():
+        store.update_task("r1", "a", [R], 1, {"state": D})
+        store.update_task("r1", "a", [D], 1, {"state": RUN})
+        store.update_task("r1", "a", [RUN], 1, {"state": TaskState.SUCCEEDED})
+        store.complete_parent("r1", "a", ["b", "c"])
+        assert store.counts("r1") == {TaskState.SUCCEEDED.value: 1, R.value: 2, W.value: 1}
+    store.update_task("r1", "b", [R], 1, {"state": TaskState.CANCELLED})
+    assert store.counts("r1") == {TaskState.SUCCEEDED.value: 1, R.value: 1, W.value: 1,
+                                  TaskState.CANCELLED.value: 1}
+
+
+def test_tasks_are_listed_by_state(store: StateStore) -> None:
+    diamond(store)
+    store.complete_parent("r1", "a", ["b", "c"])
+    store.update_task("r1", "b", [R], 1, {"state": D})
+    assert [t.task_id for t in store.list_tasks("r1", [R])] == ["a", "c"]
+    assert [t.task_id for t in store.list_tasks("r1", [W])] == ["d"]
+    assert [t.task_id for t in store.list_tasks("r1", [W, D])] == ["b", "d"]
+    assert store.list_tasks("r1", [TaskState.FAILED]) == []
+
+
+def test_reset_task_restores_a_consistent_waiting_task(store: StateStore) -> None:
+    diamond(store)
+    store.complete_parent("r1", "a", ["b", "c"])
+    store.complete_parent("r1", "b", ["d"])
+    store.update_task("r1", "c", [R], 1, {"state": TaskState.FAILED, "reason": "NONZERO_EXIT", "exit_code": 2})
+    reset = store.reset_task("r1", "d", W, 2, ["b"], 1, 3)
+    assert (reset.state, reset.attempt, reset.pending, reset.max_attempts) == (W, 2, 1, 3)
+    assert reset.reason is None and reset.exit_code is None
+    assert store.complete_parent("r1", "b", ["d"]) == []  # b stays counted
+    assert [t.task_id for t in store.complete_parent("r1", "c", ["d"])] == ["d"]
+    c = store.reset_task("r1", "c", R, 2, ["a"], 0, 1)
+    assert (c.state, c.attempt, c.reason, c.exit_code) == (R, 2, None, None)
+    assert store.counts("r1") == {R.value: 4}
+
+
+def test_reset_of_a_many_parent_task_keeps_only_the_done_parents(store: StateStore) -> None:
+    parents = [f"p{i}" for i in range(66)]
+    make_run(store, "r1", {**{p: [] for p in parents}, "merge": parents})
+    for p in parents[:10]:
+        store.complete_parent("r1", p, ["merge"])
+    store.reset_task("r1", "merge", W, 2, parents[:3], 63, 1)
+    assert store.complete_parent("r1", parents[1], ["merge"]) == []  # still counted
+    store.complete_parent("r1", parents[5], ["merge"])  # no longer counted: counts again
+    assert store.get_task("r1", "merge").pending == 62
+
+
+def test_expired_leases_are_the_in_flight_tasks_past_their_lease(store: StateStore) -> None:
+    make_run(store, "r1", {"a": [], "b": [], "c": [], "d": []})
+    store.update_task("r1", "a", [R], 1, {"state": D, "lease_expires": 10.0})
+    store.update_task("r1", "b", [R], 1, {"state": RUN, "lease_expires": 20.0})
+    store.update_task("r1", "c", [R], 1, {"state": D, "lease_expires": 99.0})
+    store.update_task("r1", "d", [R], 1, {"state": TaskState.SUCCEEDED, "lease_expires": 1.0})
+    assert sorted(t.task_id for t in store.expired_leases(now=30.0)) == ["a", "b"]
+    assert store.expired_leases(now=5.0) == []
+
+
+def test_batch_groups_writes_and_nests(store: StateStore) -> None:
+    make_run(store, "r1", {"a": [], "b": []})
+    with store.batch():
+        with store.batch():
+            store.update_task("r1", "a", [R], 1, {"state": D})
+        store.update_task("r1", "b", [R], 1, {"state": D})
+    assert store.counts("r1") == {D.value: 2}
+
+
+_RUN_IDS = itertools.count()
+
+
+# ---- property: any completion order, with duplicates, readies each child exactly once ----------
+
+@st.composite
+def dags(draw: st.DrawFn) -> dict[str, list[str]]:
+    n = draw(st.integers(min_value=2, max_value=9))
+    parents: dict[str, list[str]] = {}
+    for i in range(n):
+        earlier = [f"t{j}" for j in range(i)]
+        parents[f"t{i}"] = sorted(draw(st.sets(st.sampled_from(earlier), max_size=3))) if earlier else []
+    return parents
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(graph=dags(), data=st.data())
+def test_any_completion_order_readies_children_exactly_when_their_parents_are_done(
+    store: StateStore, graph: dict[str, list[str]], data: st.DataObject,
+) -> None:
+    run_id = f"p{next(_RUN_IDS)}"
+    make_run(store, run_id, graph)
+    children: dict[str, list[str]] = {t: [] for t in graph}
+    for t, ps in graph.items():
+        for p in ps:
+            children[p].append(t)
+    done: set[str] = set()
+    order = data.draw(st.permutations(list(graph)))
+    for t in order:
+        if not set(graph[t]) <= done:
+            continue
+        done.add(t)
+        repeats = data.draw(st.integers(1, 2))  # a duplicate delivery now and then
+        for _ in range(repeats):
+            store.complete_parent(run_id, t, children[t])
+    for t, ps in graph.items():
+        rec = store.get_task(run_id, t)
+        assert rec.pending == len(set(ps) - done)
+        assert rec.state is (R if set(ps) <= done else W)
+    counts = store.counts(run_id)
+    assert counts.get(R.value, 0) == sum(1 for t, ps in graph.items() if set(ps) <= done)
