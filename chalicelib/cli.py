@@ -31,6 +31,9 @@ def _runtime(args: argparse.Namespace) -> Any:
     if getattr(args, "concurrency", None):
         opts.concurrency = args.concurrency
         opts.container_workers = args.concurrency
+    if getattr(args, "no_cache", False):
+        opts.memoize = False
+    opts.rerun = tuple(getattr(args, "rerun", None) or ())
     return LocalRuntime(args.workdir, opts)
 
 
@@ -82,6 +85,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"external inputs ({len(s.external_inputs)}):")
         for path in s.external_inputs:
             print(f"  {path}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from chalicelib.workflow.convert import convert
+
+    text = convert(args.file, to=args.to, fmt=args.format)
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        sys.stderr.write(f"{args.file}: written to {args.output} ({args.to})\n")
     return 0
 
 
@@ -176,6 +192,19 @@ def _execute(rt: Any, run_id: str, total: int, args: argparse.Namespace, resume:
     return _finish_report(rt, run_id, time.monotonic() - started, args.json)
 
 
+def cache_metrics(tasks: Sequence[Any]) -> dict[str, int]:
+    """A run's cache figures: hits and misses, bytes from the origin and from the cache."""
+    out = {"hits": 0, "misses": 0, "bytes_from_origin": 0, "bytes_from_cache": 0, "memo_hits": 0,
+           "tasks_executed": 0}
+    for t in tasks:
+        c = t.result.get("cache") or {}
+        for k in ("hits", "misses", "bytes_from_origin", "bytes_from_cache"):
+            out[k] += int(c.get(k, 0))
+        out["memo_hits"] += c.get("memo") == "hit"
+        out["tasks_executed"] += t.state.value in ("SUCCEEDED", "FAILED") and c.get("memo") != "hit"
+    return out
+
+
 def _latest_run(rt: Any) -> str:
     from chalicelib.errors import NotFoundError
 
@@ -196,6 +225,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             _print_json({
                 "run_id": run_id, "state": run.state.value, "counts": counts,
                 "created_at": run.created_at, "finished_at": run.finished_at,
+                "cache": cache_metrics(tasks),
                 "tasks": [t.to_dict() for t in tasks],
             })
             return 0
@@ -279,6 +309,34 @@ def cmd_runs(args: argparse.Namespace) -> int:
         rt.close()
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from chalicelib.backends.local.runtime import default_workdir
+    from chalicelib.cache.cas import ContentStore
+    from chalicelib.cache.memo import MemoIndex
+
+    root = os.path.join(os.path.abspath(args.workdir or default_workdir()), "cache")
+    cas = ContentStore(root)
+    if args.action == "prune":
+        removed = cas.evict(int((args.max_mb or 0) * 1024 * 1024))
+        print(f"removed {len(removed)} object(s), {sum(e.size for e in removed) / 1e6:.1f} MB; "
+              f"{cas.total_bytes() / 1e6:.1f} MB left in {root}")
+        return 0
+    entries = sorted(cas.entries(), key=lambda e: -e.used_at)
+    memo = MemoIndex(os.path.join(root, "memo")).count()
+    if args.json:
+        _print_json({"root": root, "objects": len(entries), "bytes": sum(e.size for e in entries),
+                     "memoized_results": memo,
+                     **({"entries": [e.__dict__ for e in entries]} if args.action == "ls" else {})})
+        return 0
+    if args.action == "ls":
+        for e in entries:
+            used = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.used_at))
+            print(f"{e.sha256[:16]}  {e.size:>12}  {used}")
+    print(f"{len(entries)} object(s), {sum(e.size for e in entries) / 1e6:.1f} MB, "
+          f"{memo} memoized result(s) in {root}")
+    return 0
+
+
 # ---- parser -------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -297,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default=None, help="input format (default: detected from content)")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     p.add_argument("--concurrency", type=int, default=None, help="parallel tasks (default: cores)")
+    p.add_argument("--no-cache", action="store_true", help="run every task; neither reuse nor keep results")
+    p.add_argument("--rerun", action="append", metavar="PATTERN",
+                   help="always run tasks whose id or type matches (fnmatch; repeatable)")
     p.add_argument("--replay", action="store_true", help="replay recorded runtimes and sizes instead of commands")
     p.add_argument("--time-scale", type=float, default=None, help="replay: multiply recorded runtimes")
     p.add_argument("--size-scale", type=float, default=None, help="replay: multiply recorded file sizes")
@@ -313,6 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
 
+    p = add("convert", "write a workflow (HyperFlow, WfCommons, Makeflow, ...) in another format",
+            workdir=False)
+    p.add_argument("file")
+    p.add_argument("--to", default="native", choices=["native"], help="output format (default: native)")
+    p.add_argument("--format", default=None, help="input format (default: detected from content)")
+    p.add_argument("-o", "--output", default=None, help="write here instead of standard output")
+    p.set_defaults(func=cmd_convert)
+
     p = add("status", "a run and each of its tasks (default: the latest run)")
     p.add_argument("run", nargs="?")
     p.add_argument("--json", action="store_true")
@@ -326,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("resume", "re-run what did not succeed; reuse what did")
     p.add_argument("run")
+    p.add_argument("--no-cache", action="store_true")
     p.add_argument("--json", action="store_true")
     p.add_argument("--concurrency", type=int, default=None)
     p.set_defaults(func=cmd_resume)
@@ -333,6 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("cancel", "cancel a run (stops its running tasks)")
     p.add_argument("run")
     p.set_defaults(func=cmd_cancel)
+
+    p = add("cache", "the dependency cache: ls (objects), du (size), prune (to a size)")
+    p.add_argument("action", choices=["ls", "du", "prune"])
+    p.add_argument("--max-mb", type=float, default=None, help="prune: keep at most this much (default 0: all)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_cache)
 
     p = add("runs", "list runs, newest first")
     p.add_argument("--limit", type=int, default=50)

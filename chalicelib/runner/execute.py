@@ -22,10 +22,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib.cache.memo import image_id, memo_key
+from chalicelib.cache.stage import TaskCache, dep_hashes
 from chalicelib.engine.events import TaskFailed, TaskSucceeded
 from chalicelib.engine.states import Reason
 from chalicelib.ports import BlobStore
-from chalicelib.runner.keys import log_key
+from chalicelib.runner.keys import data_key, log_key
 from chalicelib.runner.procs import dir_size_bytes, tree_rss_kb
 from chalicelib.runner.sandbox import Sandbox, StageError
 from chalicelib.workflow.model import Task
@@ -84,10 +86,16 @@ def spawn(argv: list[str], env: Mapping[bytes, bytes], cwd: str, log_path: str) 
 
 @dataclass(frozen=True)
 class TaskRequest:
+    """One attempt to run. `input_hashes` are the content hashes of inputs that the
+    producers reported (they let the cache and memoization skip work); `reuse` False forces
+    execution even when a memoized result exists (`--rerun`)."""
+
     run_id: str
     task_id: str
     attempt: int
     task: Task
+    input_hashes: Mapping[str, str] = field(default_factory=dict)
+    reuse: bool = True
 
 
 @dataclass(frozen=True)
@@ -150,12 +158,15 @@ class Attempt:
     next_disk_check: float = 0.0
     stage_error: StageError | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    cache: TaskCache | None = None
+    memo_key: str | None = None
+    restored: dict[str, str] | None = None  # outputs published from a memoized result
 
     @classmethod
     def prepare(
         cls, req: TaskRequest, blobs: BlobStore, workroot: str,
         sources: Mapping[str, str] | None = None, base_env: Mapping[Any, Any] | None = None,
-        sandbox: Sandbox | None = None,
+        sandbox: Sandbox | None = None, cache: TaskCache | None = None,
     ) -> Attempt:
         res = req.task.resources
         sandbox = sandbox or Sandbox.create(workroot, req.run_id, req.task_id, req.attempt)
@@ -164,18 +175,56 @@ class Attempt:
             memory_kb=res.memory_mb * 1024, disk_bytes=res.disk_mb * 1024 * 1024,
             base_env=os.environ if base_env is None else base_env,
         )
+        att.cache = cache.fork() if cache is not None else None
         try:
-            att.bytes_in = sandbox.stage_in(blobs, req.run_id, req.task.inputs, sources)
+            att._stage(blobs, sources)
         except StageError as exc:
             att.stage_error = exc
         return att
+
+    def _stage(self, blobs: BlobStore, sources: Mapping[str, str] | None) -> None:
+        """Stage inputs and deps; with memoization, first try to reuse a stored result."""
+        req, cache, task = self.req, self.cache, self.req.task
+        if cache is None:
+            self.bytes_in, _ = self.sandbox.stage_in(blobs, req.run_id, task.inputs, sources)
+            return
+        known = dict(req.input_hashes)
+        deps: dict[str, str] = {}
+        if cache.memo is not None and req.reuse and all(p in known for p in task.inputs):
+            deps = dep_hashes(task.deps)  # hashing local deps is cheap next to running the task
+            self.memo_key = memo_key(task, {p: known[p] for p in task.inputs}, deps, self._image())
+            if self._reuse(blobs):
+                return
+        self.bytes_in, hashes = self.sandbox.stage_in(blobs, req.run_id, task.inputs, sources, cache, known)
+        deps = self.sandbox.stage_deps(task.deps, cache) if task.deps else {}
+        if cache.memo is not None:
+            known.update(hashes)
+            self.memo_key = memo_key(task, {p: known[p] for p in task.inputs if p in known}, deps, self._image())
+            cache.stats.memo = "miss" if req.reuse else "rerun"
+            if req.reuse:
+                self._reuse(blobs)
+
+    def _reuse(self, blobs: BlobStore) -> bool:
+        """Publish a memoized result for `memo_key` if there is one whose objects are all cached."""
+        cache, run_id = self.cache, self.req.run_id
+        assert cache is not None and cache.memo is not None and self.memo_key is not None
+        hit = cache.memo.get(self.memo_key)
+        if hit is None or cache.restore(hit["outputs"], blobs, lambda p: data_key(run_id, p)) is None:
+            return False
+        self.restored = dict(hit["outputs"])
+        cache.stats.memo = "hit"
+        return True
+
+    def _image(self) -> str:
+        path = self.base_env.get(b"PATH") if isinstance(self.base_env, EncodedEnv) else self.base_env.get("PATH")
+        return image_id(self.req.task, os.fsdecode(path) if path is not None else None)
 
     def start(self) -> None:
         """Spawn the command (no shell unless the task asked for one) in its own session."""
         self.started_at = time.time()
         self.deadline = time.monotonic() + self.timeout_s
         self.next_disk_check = time.monotonic() + DISK_CHECK_EVERY_S
-        if self.stage_error is not None:
+        if self.stage_error is not None or self.restored is not None:
             return
         for out in self.req.task.outputs:  # tools expect the folders of their outputs to exist
             parent = os.path.dirname(out)
@@ -241,18 +290,37 @@ class Attempt:
             "duration_s": round(finished - self.started_at, 6), "bytes_in": self.bytes_in,
             "bytes_out": 0, "peak_rss_mb": round(self.peak_rss_kb / 1024, 1),
         }
+        if self.cache is not None:
+            result["cache"] = self.cache.stats.to_dict()
+        if self.restored is not None:  # a memoized result: nothing ran
+            result.update(exit_code=0, duration_s=0.0, outputs=self.restored, peak_rss_mb=0.0)
+            sandbox.remove()
+            return TaskOutcome(TaskSucceeded(req.run_id, req.task_id, req.attempt, result, cached=True),
+                               self.started_at)
         reason, detail = self._failure(exit_code)
         if reason is None:
             try:
-                result["bytes_out"] = sandbox.stage_out(blobs, req.run_id, req.task.outputs)
+                result["bytes_out"], result["outputs"] = sandbox.stage_out(
+                    blobs, req.run_id, req.task.outputs, self.cache)
             except StageError as exc:
                 reason, detail = exc.reason, str(exc)
         tail = self._store_log(blobs, result)
         sandbox.remove()
         if reason is None:
+            self._remember(result)
             return TaskOutcome(TaskSucceeded(req.run_id, req.task_id, req.attempt, result), self.started_at)
         result["log_tail"] = (detail + "\n" + tail).strip() if tail else detail
         return TaskOutcome(TaskFailed(req.run_id, req.task_id, req.attempt, reason, result), self.started_at)
+
+    def _remember(self, result: dict[str, Any]) -> None:
+        if self.cache is None or self.cache.memo is None or self.memo_key is None:
+            return
+        if len(result.get("outputs", {})) != len(self.req.task.outputs):
+            return
+        self.cache.memo.put(self.memo_key, {
+            "outputs": result.get("outputs", {}), "task_type": self.req.task.task_type,
+            "duration_s": result["duration_s"], "peak_rss_mb": result["peak_rss_mb"],
+        })
 
     def _failure(self, exit_code: int | None) -> tuple[str | None, str]:
         if self.stage_error is not None:
@@ -300,14 +368,14 @@ class Attempt:
 
 def run_task(
     req: TaskRequest, blobs: BlobStore, workroot: str, sources: Mapping[str, str] | None = None,
-    sample_s: float = 0.2, on_start: Callable[[Attempt], None] | None = None,
+    sample_s: float = 0.2, on_start: Callable[[Attempt], None] | None = None, cache: TaskCache | None = None,
 ) -> TaskOutcome:
     """Run one attempt to completion (blocking). Never raises for a task's own failure.
 
     `on_start` is called once the process runs (to report TaskStarted, or to remember the
     attempt so a signal handler can kill it).
     """
-    att = Attempt.prepare(req, blobs, workroot, sources)
+    att = Attempt.prepare(req, blobs, workroot, sources, cache=cache)
     att.start()
     if att.proc is None:
         return att.finish(blobs, None, 0)

@@ -12,6 +12,8 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from chalicelib.cache.hashing import file_sha256
+from chalicelib.cache.stage import TaskCache
 from chalicelib.ports import BlobStore
 from chalicelib.runner.keys import data_key
 
@@ -60,21 +62,42 @@ class Sandbox:
         return os.path.join(self.root, TMP_NAME)
 
     def stage_in(
-        self, blobs: BlobStore, run_id: str, paths: tuple[str, ...], sources: Mapping[str, str] | None = None
-    ) -> int:
-        """Place each input at its relative path; returns bytes staged."""
+        self, blobs: BlobStore, run_id: str, paths: tuple[str, ...], sources: Mapping[str, str] | None = None,
+        cache: TaskCache | None = None, known: Mapping[str, str] | None = None,
+    ) -> tuple[int, dict[str, str]]:
+        """Place each input at its relative path (through the cache when given).
+
+        Returns (bytes staged, {path: sha256} of the inputs whose content is known).
+        """
         total = 0
+        hashes: dict[str, str] = {}
         for path in paths:
             dest = os.path.join(self.root, path)
             source = sources.get(path) if sources else None
             try:
                 if source is not None and source.startswith("file://"):
                     total += _link_or_copy(source[len("file://"):], dest)
+                elif cache is not None:
+                    sha, size = cache.stage_blob(blobs, source or data_key(run_id, path), dest,
+                                                 (known or {}).get(path))
+                    hashes[path] = sha
+                    total += size
                 else:
                     total += blobs.get_file(source or data_key(run_id, path), dest)
             except Exception as exc:
                 raise StageError("STAGE_IN", f"could not stage input {path!r}: {exc}") from exc
-        return total
+        return total, hashes
+
+    def stage_deps(self, deps: tuple[str, ...], cache: TaskCache) -> dict[str, str]:
+        """Stage implicit dependencies (tools, databases) through the cache; {name: sha256}."""
+        hashes: dict[str, str] = {}
+        for entry in deps:
+            name, source = parse_dep(entry)
+            try:
+                hashes.update(cache.stage_dep(name, source, os.path.join(self.root, name)))
+            except Exception as exc:
+                raise StageError("STAGE_IN", f"could not stage dependency {entry!r}: {exc}") from exc
+        return hashes
 
     def check_outputs(self, outputs: tuple[str, ...]) -> tuple[list[str], list[str]]:
         """(missing, unsafe) declared outputs."""
@@ -92,17 +115,22 @@ class Sandbox:
                 missing.append(path)
         return missing, unsafe
 
-    def stage_out(self, blobs: BlobStore, run_id: str, outputs: tuple[str, ...]) -> int:
+    def stage_out(
+        self, blobs: BlobStore, run_id: str, outputs: tuple[str, ...], cache: TaskCache | None = None
+    ) -> tuple[int, dict[str, str]]:
+        """Store each output (adding it to the cache when given); (bytes, {path: sha256})."""
         total = 0
+        hashes: dict[str, str] = {}
         for path in outputs:
             full = os.path.join(self.root, path)
             if os.path.islink(full):  # inside the sandbox (checked): publish the file it names
                 full = os.path.realpath(full)
             try:
+                hashes[path] = cache.add_output(full) if cache is not None else file_sha256(full)
                 total += blobs.put_file(data_key(run_id, path), full, move=True)
             except Exception as exc:
                 raise StageError("STAGE_OUT", f"could not store output {path!r}: {exc}") from exc
-        return total
+        return total, hashes
 
     def remove(self) -> None:
         """After an attempt: delete a per-attempt folder, or empty a slot for the next one."""
@@ -122,6 +150,15 @@ def _empty(folder: str, keep: set[str]) -> None:
                 shutil.rmtree(entry.path, ignore_errors=True)
             else:
                 os.unlink(entry.path)
+
+
+def parse_dep(entry: str) -> tuple[str, str]:
+    """'NAME=SOURCE' or 'SOURCE' (named by its basename) -> (name in the sandbox, source)."""
+    name, sep, source = entry.partition("=")
+    if not sep or "://" in name:
+        source = entry
+        name = os.path.basename(entry.rstrip("/"))
+    return name, source
 
 
 def _link_or_copy(src: str, dest: str) -> int:

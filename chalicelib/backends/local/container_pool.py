@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chalicelib.engine.events import Event, Launch, event_from_dict
+from chalicelib.runner.execute import TaskRequest
 
 
 @dataclass
@@ -29,28 +30,29 @@ class _Worker:
 class ContainerPool:
     def __init__(
         self, blob_root: str, workroot: str, workers: int, selector: selectors.BaseSelector,
-        emit: Callable[[Event], None],
+        emit: Callable[[Event], None], worker_args: list[str] | None = None,
     ) -> None:
         self.blob_root = blob_root
         self.workroot = workroot
         self.size = max(1, workers)
         self.selector = selector
         self.emit = emit
-        self.queue: deque[Launch] = deque()
+        self.worker_args = list(worker_args or [])
+        self.queue: deque[tuple[Launch, TaskRequest]] = deque()
         self.workers: list[_Worker] = []
 
     @property
     def busy(self) -> int:
         return len(self.queue) + sum(1 for w in self.workers if w.current is not None)
 
-    def submit(self, launch: Launch) -> None:
-        self.queue.append(launch)
+    def submit(self, launch: Launch, req: TaskRequest) -> None:
+        self.queue.append((launch, req))
         self._fill()
 
     def _spawn(self) -> _Worker:
         proc = subprocess.Popen(
             [sys.executable, "-m", "chalicelib.backends.local.container_worker",
-             "--blobs", self.blob_root, "--workroot", self.workroot],
+             "--blobs", self.blob_root, "--workroot", self.workroot, *self.worker_args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
         )
         worker = _Worker(proc)
@@ -67,10 +69,11 @@ class ContainerPool:
                 idle = self._spawn()
             if idle is None:
                 return
-            launch = self.queue.popleft()
+            launch, req = self.queue.popleft()
             idle.current = launch
             assert idle.proc.stdin is not None
-            line = {"run_id": launch.run_id, "task_id": launch.task_id, "attempt": launch.attempt}
+            line = {"run_id": launch.run_id, "task_id": launch.task_id, "attempt": launch.attempt,
+                    "input_hashes": dict(req.input_hashes), "reuse": req.reuse}
             idle.proc.stdin.write((json.dumps(line) + "\n").encode())
             idle.proc.stdin.flush()
 
@@ -105,7 +108,8 @@ class ContainerPool:
         self._fill()
 
     def kill(self, run_id: str, task_id: str, attempt: int) -> None:
-        self.queue = deque(q for q in self.queue if (q.run_id, q.task_id, q.attempt) != (run_id, task_id, attempt))
+        target = (run_id, task_id, attempt)
+        self.queue = deque(q for q in self.queue if (q[0].run_id, q[0].task_id, q[0].attempt) != target)
         for w in self.workers:
             c = w.current
             if c is not None and (c.run_id, c.task_id, c.attempt) == (run_id, task_id, attempt):

@@ -16,6 +16,9 @@ import sys
 from typing import Any
 
 from chalicelib.backends.local.fs_blobs import FsBlobStore
+from chalicelib.cache.cas import ContentStore
+from chalicelib.cache.memo import MemoIndex
+from chalicelib.cache.stage import TaskCache
 from chalicelib.engine.events import TaskStarted
 from chalicelib.engine.spec import SpecCache
 from chalicelib.runner.execute import Attempt, TaskRequest, run_task
@@ -35,7 +38,7 @@ def _write(out: Any, payload: dict[str, Any]) -> None:
     out.flush()
 
 
-def serve(blob_root: str, workroot: str) -> None:
+def serve(blob_root: str, workroot: str, cache: TaskCache | None = None) -> None:
     blobs = FsBlobStore(blob_root)
     specs = SpecCache.from_blobs(blobs)
     out = sys.stdout
@@ -46,7 +49,8 @@ def serve(blob_root: str, workroot: str) -> None:
             continue
         msg = json.loads(line)
         task = specs.get(msg["run_id"]).tasks[msg["task_id"]]
-        req = TaskRequest(msg["run_id"], msg["task_id"], int(msg["attempt"]), task)
+        req = TaskRequest(msg["run_id"], msg["task_id"], int(msg["attempt"]), task,
+                          msg.get("input_hashes") or {}, bool(msg.get("reuse", True)))
 
         def started(att: Attempt) -> None:
             _current.append(att)
@@ -54,7 +58,7 @@ def serve(blob_root: str, workroot: str) -> None:
             event = TaskStarted(r.run_id, r.task_id, r.attempt, att.started_at, att.timeout_s + 60)
             _write(out, event.to_dict())
 
-        outcome = run_task(req, blobs, workroot, on_start=started)
+        outcome = run_task(req, blobs, workroot, on_start=started, cache=cache)
         _current.clear()
         _write(out, outcome.event.to_dict())
 
@@ -63,9 +67,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--blobs", required=True)
     parser.add_argument("--workroot", required=True)
+    parser.add_argument("--cache", default=None, help="content store folder (the shared volume)")
+    parser.add_argument("--no-memo", action="store_true", help="neither reuse nor keep task results")
     args = parser.parse_args(argv)
     os.makedirs(args.workroot, exist_ok=True)
-    serve(args.blobs, args.workroot)
+    cache = None
+    if args.cache:
+        memo = None if args.no_memo else MemoIndex(os.path.join(args.cache, "memo"))
+        cache = TaskCache(ContentStore(args.cache), memo)
+    serve(args.blobs, args.workroot, cache)
 
 
 if __name__ == "__main__":

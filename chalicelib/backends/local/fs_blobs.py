@@ -69,7 +69,11 @@ class FsBlobStore:
                     raise
         tmp = self._tmp_beside(final)
         try:
-            shutil.copyfile(path, tmp)
+            try:  # a hard link when on the same filesystem (cached objects are never written)
+                os.unlink(tmp)
+                os.link(path, tmp)
+            except OSError:
+                shutil.copyfile(path, tmp)
             os.replace(tmp, final)
         except BaseException:
             _unlink(tmp)

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from chalicelib.cache.stage import TaskCache
 from chalicelib.engine.events import Event, TaskStarted
 from chalicelib.ports import BlobStore
 from chalicelib.runner.execute import Attempt, EncodedEnv, TaskRequest
@@ -24,7 +25,7 @@ EmitFn = Callable[[Event], None]
 class FunctionPool:
     def __init__(
         self, blobs: BlobStore, workroot: str, slots: int, selector: selectors.BaseSelector, emit: EmitFn,
-        sample_s: float = 0.2,
+        sample_s: float = 0.2, cache: TaskCache | None = None,
     ) -> None:
         self.blobs = blobs
         self.workroot = workroot
@@ -32,6 +33,7 @@ class FunctionPool:
         self.selector = selector
         self.emit = emit
         self.sample_s = sample_s
+        self.cache = cache
         self.queue: deque[TaskRequest] = deque()
         self.running: dict[tuple[str, str, int], Attempt] = {}
         self._next_sample = 0.0
@@ -50,7 +52,8 @@ class FunctionPool:
         while self.queue and len(self.running) < self.slots:
             req = self.queue.popleft()
             box = self.free.pop()
-            att = Attempt.prepare(req, self.blobs, self.workroot, base_env=self.base_env, sandbox=box)
+            att = Attempt.prepare(req, self.blobs, self.workroot, base_env=self.base_env, sandbox=box,
+                                  cache=self.cache)
             att.start()
             if att.proc is None:  # stage-in or launch failed: report at once
                 self.emit(att.finish(self.blobs, None, 0).event)

@@ -15,7 +15,9 @@ Killing the process at any moment loses nothing: `resume` re-runs what did not s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
+import fnmatch
 import heapq
 import os
 import selectors
@@ -28,6 +30,9 @@ from chalicelib.backends.local.container_pool import ContainerPool
 from chalicelib.backends.local.fs_blobs import FsBlobStore
 from chalicelib.backends.local.function_pool import FunctionPool
 from chalicelib.backends.local.sqlite_state import SqliteStateStore
+from chalicelib.cache.cas import ContentStore
+from chalicelib.cache.memo import MemoIndex
+from chalicelib.cache.stage import TaskCache
 from chalicelib.engine import events as ev
 from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
 from chalicelib.engine.lifecycle import create_run, new_run_id, resume_run
@@ -37,8 +42,9 @@ from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
 from chalicelib.errors import MissingInputsError, StateConflictError, UpdraftError
 from chalicelib.runner.execute import TaskRequest
 from chalicelib.runner.keys import data_key
+from chalicelib.runner.sandbox import parse_dep
 from chalicelib.workflow.graph import external_inputs
-from chalicelib.workflow.model import Workflow
+from chalicelib.workflow.model import Task, Workflow
 from chalicelib.workflow.validate import validate
 
 ProgressFn = Callable[[dict[str, int], int], None]
@@ -54,6 +60,10 @@ class RuntimeOptions:
     container_workers: int = field(default_factory=lambda: os.cpu_count() or 2)
     coordinator: CoordinatorConfig = field(default_factory=CoordinatorConfig)
     progress_every_s: float = 0.1
+    memoize: bool = True  # reuse results of tasks whose inputs, command and tools are unchanged
+    rerun: tuple[str, ...] = ()  # task id or type patterns that always run (fnmatch)
+    dependency_cache: bool = True  # stage inputs and deps through the content store
+    cache_max_mb: int = field(default_factory=lambda: int(os.environ.get("UPDRAFT_CACHE_MAX_MB", "20480")))
 
 
 class RunBusyError(UpdraftError):
@@ -71,6 +81,20 @@ class LocalRuntime:
         self.sandbox_root = os.path.join(self.workdir, "sandbox")
         self.specs = SpecCache.from_blobs(self.blobs)
         self.coordinator = Coordinator(self.store, self.specs, config=self.options.coordinator)
+        self.cache_root = os.path.join(self.workdir, "cache")
+        self.task_cache: TaskCache | None = None
+        if self.options.dependency_cache:
+            memo = MemoIndex(os.path.join(self.cache_root, "memo")) if self.options.memoize else None
+            self.task_cache = TaskCache(ContentStore(self.cache_root), memo)
+
+    def reuse(self, task: Task) -> bool:
+        """False when --rerun names the task (by id or type)."""
+        return not any(fnmatch.fnmatchcase(task.id, p) or fnmatch.fnmatchcase(task.task_type, p)
+                       for p in self.options.rerun)
+
+    def trim_cache(self) -> None:
+        if self.task_cache is not None:
+            self.task_cache.cas.evict(self.options.cache_max_mb * 1024 * 1024)
 
     def close(self) -> None:
         self.store.close()
@@ -101,9 +125,32 @@ class LocalRuntime:
             raise MissingInputsError(missing, data_dir or base)
         return found
 
+    def _resolve_deps(self, workflow: Workflow) -> Workflow:
+        """Make each task's local dependency sources absolute; refuse missing ones."""
+        base = workflow.base_dir or os.getcwd()
+        missing: list[str] = []
+        tasks = []
+        for task in workflow.tasks:
+            resolved = []
+            for entry in task.deps:
+                name, source = parse_dep(entry)
+                if "://" in source:
+                    missing.append(f"{entry} (task {task.id}: remote dependencies need the AWS runtime)")
+                    continue
+                full = source if os.path.isabs(source) else os.path.join(base, source)
+                if not os.path.exists(full):
+                    missing.append(f"{entry} (task {task.id}: looked for {full})")
+                resolved.append(f"{name}={os.path.abspath(full)}")
+            tasks.append(dataclasses.replace(task, deps=tuple(resolved)) if task.deps else task)
+        if missing:
+            raise MissingInputsError(missing, base)
+        return dataclasses.replace(workflow, tasks=tuple(tasks))
+
     def submit(self, workflow: Workflow, data_dir: str | None = None, source: str | None = None) -> RunRecord:
         """Validate, check inputs, stage them, store the run. Writes nothing if any step fails."""
         validate(workflow, source)
+        if any(t.deps for t in workflow.tasks):
+            workflow = self._resolve_deps(workflow)
         sources = self._input_sources(workflow, data_dir)
         spec = RunSpec.of(workflow)
         now = time.time()
@@ -159,13 +206,19 @@ class LocalRuntime:
 
     def run(self, run_id: str, progress: ProgressFn | None = None) -> RunRecord:
         with self.owning(run_id):
-            return _Loop(self, run_id, progress).run()
+            try:
+                return _Loop(self, run_id, progress).run()
+            finally:
+                self.trim_cache()
 
     def resume(self, run_id: str, progress: ProgressFn | None = None) -> RunRecord:
         with self.owning(run_id):
             spec = self.specs.get(run_id)
             resume_run(run_id, spec, self.store, allow_running=True)
-            return _Loop(self, run_id, progress).run()
+            try:
+                return _Loop(self, run_id, progress).run()
+            finally:
+                self.trim_cache()
 
     def cancel(self, run_id: str) -> RunRecord:
         """Cancel a run: signal its live owner, or cancel it in the store directly."""
@@ -203,9 +256,24 @@ class _Loop:
         self.finished: str | None = None
         self.interrupted = False
         self.selector = selectors.DefaultSelector()
-        opts, emit = rt.options, self.events.append
-        self.functions = FunctionPool(rt.blobs, rt.sandbox_root, opts.concurrency, self.selector, emit)
-        self.containers = ContainerPool(rt.blob_root, rt.sandbox_root, opts.container_workers, self.selector, emit)
+        opts, emit = rt.options, self._emit
+        self.functions = FunctionPool(rt.blobs, rt.sandbox_root, opts.concurrency, self.selector, emit,
+                                      cache=rt.task_cache)
+        worker_args = ["--cache", rt.cache_root] if rt.task_cache is not None else []
+        if rt.task_cache is not None and rt.task_cache.memo is None:
+            worker_args.append("--no-memo")
+        self.containers = ContainerPool(rt.blob_root, rt.sandbox_root, opts.container_workers, self.selector, emit,
+                                        worker_args)
+        # content hashes of the run's files, from the producers' results: they let the cache
+        # and memoization recognise inputs without reading them
+        self.hashes: dict[str, str] = {}
+        for rec in rt.store.list_tasks(run_id, [TaskState.SUCCEEDED, TaskState.CACHED]):
+            self.hashes.update(rec.result.get("outputs") or {})
+
+    def _emit(self, event: ev.Event) -> None:
+        if isinstance(event, ev.TaskSucceeded):
+            self.hashes.update(event.result.get("outputs") or {})
+        self.events.append(event)
 
     def run(self) -> RunRecord:
         rfd, wfd = os.pipe()
@@ -243,10 +311,12 @@ class _Loop:
         for ins in instructions:
             if isinstance(ins, ev.Launch):
                 task = self.rt.specs.get(ins.run_id).tasks[ins.task_id]
+                known = {p: self.hashes[p] for p in task.inputs if p in self.hashes}
+                req = TaskRequest(ins.run_id, ins.task_id, ins.attempt, task, known, self.rt.reuse(task))
                 if ins.placement == "function":
-                    self.functions.submit(TaskRequest(ins.run_id, ins.task_id, ins.attempt, task))
+                    self.functions.submit(req)
                 else:
-                    self.containers.submit(ins)
+                    self.containers.submit(ins, req)
             elif isinstance(ins, ev.Schedule):
                 self.seq += 1
                 heapq.heappush(self.timers, (time.monotonic() + ins.delay_s, self.seq, ins.event))

@@ -1,0 +1,1 @@
+"""Content-addressed dependency cache and task-result memoization."""

@@ -1,0 +1,92 @@
+"""Task-result memoization: a task whose key has a stored result is not run again.
+
+The key hashes what determines the outputs and nothing else: the command (argv or shell
+text), the task's own environment, the identity of the tool image (UPDRAFT_IMAGE_ID, else the
+content hash of the program the command starts), the content hashes of the inputs and deps,
+and the output names. No run id, no absolute paths, no mtimes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+from chalicelib.cache.hashing import file_sha256
+from chalicelib.workflow.model import Task
+
+_image_ids: dict[str, str] = {}
+
+
+def image_id(task: Task, path_var: str | None = None) -> str:
+    """Identity of the software that runs the task."""
+    explicit = os.environ.get("UPDRAFT_IMAGE_ID")
+    if explicit:
+        return explicit
+    program = "/bin/sh" if task.shell is not None else (task.command[0] if task.command else "")
+    found = program if "/" in program else shutil.which(program, path=path_var or os.environ.get("PATH"))
+    if not found:
+        return f"missing:{program}"
+    if found not in _image_ids:
+        try:
+            _image_ids[found] = "sha256:" + file_sha256(os.path.realpath(found))
+        except OSError:
+            return f"unreadable:{program}"
+    return _image_ids[found]
+
+
+def memo_key(
+    task: Task, input_hashes: Mapping[str, str], dep_hashes: Mapping[str, str], image: str
+) -> str:
+    payload = {
+        "v": 1,
+        "argv": list(task.command),
+        "shell": task.shell,
+        "env": sorted(task.env.items()),
+        "image": image,
+        "inputs": sorted(input_hashes.items()),
+        "deps": sorted(dep_hashes.items()),
+        "outputs": sorted(task.outputs),
+    }
+    blob = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+class MemoIndex:
+    """key -> {"outputs": {path: sha256}, ...} as one small JSON file per key."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        os.makedirs(self.root, exist_ok=True)
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.root, key[:2], f"{key}.json")
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        try:
+            with open(self._path(key), encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and isinstance(data.get("outputs"), dict) else None
+
+    def put(self, key: str, record: Mapping[str, Any]) -> None:
+        final = self._path(key)
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(final))
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(dict(record), fh, separators=(",", ":"))
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def count(self) -> int:
+        return sum(len(files) for _, _, files in os.walk(self.root))

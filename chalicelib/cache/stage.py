@@ -1,0 +1,126 @@
+"""How the runner uses the cache: inputs and deps go through the content store, outputs are
+added to it, and memoized results replace execution.
+
+Tiers: the shared volume (this ContentStore: EFS in the cloud, a folder locally) in front of
+the origin (the blob store, or the dep's source). A Lambda's own /tmp is a second
+ContentStore in front of EFS when configured (`local_tier`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.cache.cas import ContentStore
+from chalicelib.cache.hashing import file_sha256, tree_manifest
+from chalicelib.cache.memo import MemoIndex
+from chalicelib.ports import BlobStore
+
+
+def dep_hashes(deps: tuple[str, ...]) -> dict[str, str]:
+    """{name: sha256} of local dependencies without staging them (same names as stage_dep)."""
+    from chalicelib.runner.sandbox import parse_dep
+
+    out: dict[str, str] = {}
+    for entry in deps:
+        name, source = parse_dep(entry)
+        if os.path.isdir(source):
+            out.update({f"{name}/{rel}": sha for rel, sha in tree_manifest(source).items()})
+        else:
+            out[name] = file_sha256(source)
+    return out
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    bytes_from_origin: int = 0
+    bytes_from_cache: int = 0
+    memo: str = "off"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hits": self.hits, "misses": self.misses, "bytes_from_origin": self.bytes_from_origin,
+                "bytes_from_cache": self.bytes_from_cache, "memo": self.memo}
+
+
+@dataclass
+class TaskCache:
+    """The cache as one task attempt sees it. `memo` None: results are neither reused nor kept."""
+
+    cas: ContentStore
+    memo: MemoIndex | None = None
+    local_tier: ContentStore | None = None
+    stats: CacheStats = field(default_factory=CacheStats)
+
+    def fork(self) -> TaskCache:
+        """A copy with fresh per-attempt stats."""
+        return TaskCache(self.cas, self.memo, self.local_tier)
+
+    def _fetch(self, sha: str, fetch_origin: Any, size_hint: int | None = None) -> str:
+        """Make `sha` present in the nearest tier; returns the path of the object to link."""
+        if self.local_tier is not None and self.local_tier.has(sha):
+            self.stats.hits += 1
+            return self.local_tier.path(sha)
+        fetched = self.cas.fetch(sha, fetch_origin)
+        if fetched:
+            self.stats.misses += 1
+            self.stats.bytes_from_origin += os.path.getsize(self.cas.path(sha))
+        else:
+            self.stats.hits += 1
+        if self.local_tier is not None:
+            self.local_tier.fetch(sha, lambda tmp: shutil.copyfile(self.cas.path(sha), tmp))
+            return self.local_tier.path(sha)
+        return self.cas.path(sha)
+
+    def _place(self, obj: str, dest: str) -> int:
+        os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+        try:
+            os.link(obj, dest)
+        except OSError:
+            shutil.copyfile(obj, dest)
+        size = os.path.getsize(dest)
+        self.stats.bytes_from_cache += size
+        return size
+
+    def stage_blob(self, blobs: BlobStore, key: str, dest: str, sha: str | None) -> tuple[str, int]:
+        """Stage a blob-store object into `dest` through the cache; returns (sha, bytes)."""
+        if sha is None:  # unknown content: fetch it directly, then learn its hash
+            size = blobs.get_file(key, dest)
+            self.stats.misses += 1
+            self.stats.bytes_from_origin += size
+            return file_sha256(dest), size
+        obj = self._fetch(sha, lambda tmp: blobs.get_file(key, tmp))
+        return sha, self._place(obj, dest)
+
+    def stage_dep(self, name: str, source: str, dest: str) -> dict[str, str]:
+        """Stage a dependency (a local file or folder) at `dest`; returns {name: sha}."""
+        if os.path.isdir(source):
+            manifest = tree_manifest(source)
+            for rel, sha in manifest.items():
+                src = os.path.join(source, rel)
+                obj = self._fetch(sha, lambda tmp, src=src: shutil.copyfile(src, tmp))
+                self._place(obj, os.path.join(dest, rel))
+            return {f"{name}/{rel}": sha for rel, sha in manifest.items()}
+        sha = file_sha256(source)
+        obj = self._fetch(sha, lambda tmp: shutil.copyfile(source, tmp))
+        self._place(obj, dest)
+        return {name: sha}
+
+    def add_output(self, path: str) -> str:
+        """Add a finished output to the shared store (hard link when possible); returns sha."""
+        sha, _ = self.cas.add_file(path)
+        return sha
+
+    def restore(self, outputs: Mapping[str, str], blobs: BlobStore, key_of: Any) -> int | None:
+        """Publish memoized outputs into the blob store; None if an object was evicted."""
+        if not all(self.cas.has(sha) for sha in outputs.values()):
+            return None
+        total = 0
+        for path, sha in outputs.items():
+            total += blobs.put_file(key_of(path), self.cas.path(sha))
+        self.stats.bytes_from_cache += total
+        return total
