@@ -187,6 +187,7 @@ class Attempt:
         req, cache, task = self.req, self.cache, self.req.task
         if cache is None:
             self.bytes_in, _ = self.sandbox.stage_in(blobs, req.run_id, task.inputs, sources)
+            self.bytes_in += self.sandbox.copy_deps(task.deps)
             return
         known = dict(req.input_hashes)
         deps: dict[str, str] = {}

@@ -88,6 +88,24 @@ class Sandbox:
                 raise StageError("STAGE_IN", f"could not stage input {path!r}: {exc}") from exc
         return total, hashes
 
+    def copy_deps(self, deps: tuple[str, ...]) -> int:
+        """Without a cache: copy each dependency from its source, every time (the baseline)."""
+        total = 0
+        for entry in deps:
+            name, source = parse_dep(entry)
+            dest = os.path.join(self.root, name)
+            try:
+                if os.path.isdir(source):
+                    shutil.copytree(source, dest, dirs_exist_ok=True)
+                    total += dir_size(dest)
+                else:
+                    os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+                    shutil.copyfile(source, dest)
+                    total += os.path.getsize(dest)
+            except Exception as exc:
+                raise StageError("STAGE_IN", f"could not copy dependency {entry!r}: {exc}") from exc
+        return total
+
     def stage_deps(self, deps: tuple[str, ...], cache: TaskCache) -> dict[str, str]:
         """Stage implicit dependencies (tools, databases) through the cache; {name: sha256}."""
         hashes: dict[str, str] = {}
@@ -150,6 +168,10 @@ def _empty(folder: str, keep: set[str]) -> None:
                 shutil.rmtree(entry.path, ignore_errors=True)
             else:
                 os.unlink(entry.path)
+
+
+def dir_size(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
 
 def parse_dep(entry: str) -> tuple[str, str]:

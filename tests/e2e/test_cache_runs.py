@@ -103,3 +103,19 @@ def test_cache_commands(tmp_path: Path) -> None:
     # the memoized result's object is gone, so the task runs again instead of being restored
     code, out = run_json(wf, tmp_path / "wd")
     assert code == 0 and out["counts"] == {"SUCCEEDED": 1}
+
+
+def test_deps_are_staged_without_the_cache_too(tmp_path: Path) -> None:
+    (tmp_path / "tooldir").mkdir()
+    (tmp_path / "tooldir" / "run.sh").write_text("echo from-dep > out\n")
+    wf = write_workflow(tmp_path / "d.json", [
+        {"id": "a", "shell": "sh tools/run.sh", "deps": ["tools=tooldir"], "outputs": ["out"]}])
+    from chalicelib.backends.local.runtime import LocalRuntime, RuntimeOptions
+    from chalicelib.workflow.formats import load
+
+    rt = LocalRuntime(str(tmp_path / "wd"), RuntimeOptions(dependency_cache=False))
+    run = rt.submit(load(str(wf)))
+    assert rt.run(run.run_id).state.value == "SUCCEEDED"
+    assert (tmp_path / "wd" / "blobs" / "runs" / run.run_id / "data" / "out").read_text() == "from-dep\n"
+    rec = rt.store.get_task(run.run_id, "a")
+    assert rec.result["bytes_in"] == len("echo from-dep > out\n")
