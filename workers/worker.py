@@ -1,0 +1,200 @@
+"""The Fargate worker: a thin loop around the runner (chalicelib.runner).
+
+    python -m workers.worker [--idle-s 300] [--lease-s 180]     (names from UPDRAFT_* variables)
+
+Loop: long-poll the container queue for one message {run_id, task_id, attempt}; claim the
+attempt (DISPATCHED -> RUNNING, conditional: a duplicate message or a cancelled task is
+dropped without running anything); run it; send the completion to the events queue; delete
+the message. While the task runs, a heartbeat every lease/3 extends the message's
+visibility and the attempt's lease; if the lease was taken away (cancel, or the sweeper
+retried it), the task is killed.
+
+SIGTERM (scale-in, deploy): stop polling; a running task is killed, un-claimed
+(RUNNING -> DISPATCHED) and its message made visible again at once, so another worker runs
+it. A worker exits 0 after `idle_s` without a message; while busy it protects itself from
+ECS scale-in (task scale-in protection), so the scaler only stops idle workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import threading
+import time
+import urllib.request
+from typing import Any
+
+from chalicelib.backends.aws.claims import claim, renew, unclaim
+from chalicelib.backends.aws.components import Cloud
+from chalicelib.backends.aws.messages import parse_task_payload
+from chalicelib.backends.aws.observability import Observability, obs
+from chalicelib.backends.aws.task_function import input_sources, record_outcome
+from chalicelib.engine.states import Reason
+from chalicelib.ports import MessageQueue, QueueMessage
+from chalicelib.runner import TaskRequest, run_task
+from chalicelib.runner.execute import Attempt
+
+POLL_WAIT_S = 20.0
+
+
+class Worker:
+    def __init__(self, cloud: Cloud, observe: Observability, idle_s: float | None = None,
+                 lease_s: float | None = None, poll_wait_s: float = POLL_WAIT_S) -> None:
+        self.cloud = cloud
+        self.obs = observe
+        self.idle_s = cloud.config.worker_idle_s if idle_s is None else idle_s
+        self.lease_s = cloud.config.worker_lease_s if lease_s is None else lease_s
+        self.poll_wait_s = poll_wait_s
+        self.queue: MessageQueue = cloud.container_queue
+        self.workroot = os.path.join(cloud.config.workroot, "worker")
+        self.stopping = threading.Event()
+        self._attempt: Attempt | None = None
+        self._killed_for_stop = False
+        self._protection = ScaleInProtection(cloud)
+        self.tasks_run = 0
+
+    # ---- loop -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        last_work = time.monotonic()
+        while not self.stopping.is_set():
+            wait = min(self.poll_wait_s, max(0.0, self.idle_s - (time.monotonic() - last_work)))
+            messages = self.queue.receive(1, wait_s=wait, visibility_s=self.lease_s)
+            if messages and self.stopping.is_set():  # SIGTERM came during the long poll
+                self.queue.release(messages[0])
+                break
+            if not messages:
+                if time.monotonic() - last_work >= self.idle_s:
+                    self.obs.logger.info("idle for %.0f s: exiting", self.idle_s)
+                    return 0
+                continue
+            try:
+                with self.obs.invocation("worker"):
+                    self.handle(messages[0])
+            except Exception:  # the attempt's lease runs out and the sweeper retries it
+                self.obs.logger.exception("could not process a container message")
+            last_work = time.monotonic()
+        return 0
+
+    def stop(self, *_: Any) -> None:
+        """SIGTERM: stop polling; kill a running task, which is then handed back."""
+        self.stopping.set()
+        att = self._attempt
+        if att is not None:
+            self._killed_for_stop = True
+            att.kill(Reason.CANCELLED.value, "the worker was stopped (SIGTERM); the task goes back to the queue")
+
+    # ---- one message ----------------------------------------------------------------------
+
+    def handle(self, msg: QueueMessage) -> None:
+        try:
+            run_id, task_id, attempt = parse_task_payload(json.loads(msg.body))
+        except ValueError as exc:  # left for the dead-letter queue after a few receives
+            self.obs.logger.error("unreadable container message: %s", exc)
+            return
+        self.obs.bind(run_id=run_id, task_id=task_id, attempt=attempt)
+        spec = self.cloud.specs.get(run_id)
+        task = spec.tasks[task_id]
+        store, now = self.cloud.store, self.cloud.clock()
+        if claim(store, run_id, task_id, attempt, now, self.lease_s) is None:
+            self.obs.logger.info("attempt already claimed or no longer current: message dropped")
+            self.queue.delete([msg])
+            return
+        self.obs.count("TasksStarted")
+        self._killed_for_stop = False
+        beat = Heartbeat(self, msg, run_id, task_id, attempt)
+        self._protection.set(True)
+        beat.start()
+        try:
+            outcome = run_task(TaskRequest(run_id, task_id, attempt, task), self.cloud.blobs, self.workroot,
+                               input_sources(spec), on_start=self._started)
+        finally:
+            beat.stop()
+            self._attempt = None
+            self._protection.set(False)
+        if self._killed_for_stop:
+            queued_lease = self.cloud.coordinator_config.container_queue_lease_s
+            unclaim(store, run_id, task_id, attempt, self.cloud.clock(), queued_lease)
+            self.queue.release(msg)
+            self.obs.logger.info("stopped: task handed back to the queue")
+            return
+        record_outcome(self.obs, outcome.event)
+        self.cloud.sink.send([outcome.event])
+        self.queue.delete([msg])
+        self.tasks_run += 1
+
+    def _started(self, att: Attempt) -> None:
+        self._attempt = att
+        if self.stopping.is_set():  # SIGTERM arrived while staging in
+            self.stop()
+
+
+class Heartbeat:
+    """Every lease/3: extend the message's visibility and the attempt's lease."""
+
+    def __init__(self, worker: Worker, msg: QueueMessage, run_id: str, task_id: str, attempt: int) -> None:
+        self.worker, self.msg = worker, msg
+        self.ids = (run_id, task_id, attempt)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        w = self.worker
+        while not self._done.wait(w.lease_s / 3):
+            try:
+                w.queue.extend(self.msg, w.lease_s)
+                if not renew(w.cloud.store, *self.ids, w.cloud.clock(), w.lease_s):
+                    att = w._attempt
+                    if att is not None:  # cancelled, or retried elsewhere: stop the work
+                        att.kill(Reason.CANCELLED.value, "the attempt is no longer current (cancelled or retried)")
+                    return
+            except Exception:  # a missed beat is retried; the lease has slack
+                w.obs.logger.exception("heartbeat failed")
+
+
+class ScaleInProtection:
+    """ECS task scale-in protection while busy (only when running on ECS)."""
+
+    def __init__(self, cloud: Cloud) -> None:
+        self.cloud = cloud
+        self._task_arn: str | None = None
+        self._uri = os.environ.get("ECS_CONTAINER_METADATA_URI_V4")
+
+    def set(self, on: bool) -> None:
+        if not self._uri:
+            return
+        try:
+            if self._task_arn is None:
+                with urllib.request.urlopen(f"{self._uri}/task", timeout=2) as resp:  # noqa: S310 - ECS agent
+                    self._task_arn = json.load(resp)["TaskARN"]
+            kwargs: dict[str, Any] = {"expiresInMinutes": 24 * 60} if on else {}
+            self.cloud.clients.ecs.update_task_protection(
+                cluster=self.cloud.config.ecs_cluster, tasks=[self._task_arn], protectionEnabled=on, **kwargs)
+        except Exception:  # protection is an optimisation; leases keep work safe
+            obs().logger.exception("could not set scale-in protection")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--idle-s", type=float, default=None, help="exit after this long without work")
+    parser.add_argument("--lease-s", type=float, default=None, help="a running task's lease")
+    parser.add_argument("--poll-wait-s", type=float, default=POLL_WAIT_S, help="long-poll wait")
+    args = parser.parse_args(argv)
+    worker = Worker(Cloud.from_env(), obs(), args.idle_s, args.lease_s, args.poll_wait_s)
+    signal.signal(signal.SIGTERM, worker.stop)
+    code = worker.run()
+    worker.cloud.store.flush()
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
