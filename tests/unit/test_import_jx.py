@@ -9,7 +9,7 @@ import pytest
 from chalicelib.errors import WorkflowError
 from chalicelib.workflow import formats
 from chalicelib.workflow.formats import jx
-from chalicelib.workflow.formats.makeflow_json import sniff_jx
+from chalicelib.workflow.formats.makeflow_json import load_jx_text, sniff_jx
 
 
 def ev(text: str, **env: Any) -> Any:
@@ -103,3 +103,8 @@ def test_jx_errors_reach_the_user_with_the_line() -> None:
 def test_a_huge_range_is_refused() -> None:
     with pytest.raises(jx.JXError):
         ev("range(100000000)")
+
+
+def test_absurd_nesting_is_an_error_not_a_crash() -> None:
+    with pytest.raises(WorkflowError, match="nested too deeply"):
+        load_jx_text('{"rules": ' + "[" * 5000 + "]" * 5000 + ', "x": y}', source="deep.jx")

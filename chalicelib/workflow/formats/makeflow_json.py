@@ -204,4 +204,6 @@ def load_jx_text(text: str, base_dir: str | None = None, source: str | None = No
         data = jx.evaluate_workflow(text)
     except jx.JXError as exc:
         raise WorkflowError([Problem(f"line {exc.line}: {exc.message}")], source) from exc
+    except RecursionError as exc:
+        raise WorkflowError([Problem("JX expressions are nested too deeply")], source) from exc
     return load(data, base_dir, source, kind="Makeflow JX")
