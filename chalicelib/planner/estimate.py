@@ -8,12 +8,13 @@ the simulator's makespan is the same up to event-ordering ties.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
 from chalicelib.planner.costs import ControlPlane, Cost
-from chalicelib.planner.machine import EventHeap, Job, Machine, Usage
+from chalicelib.planner.machine import Job, Machine, Usage
 from chalicelib.planner.perfmodel import Demand, PerfModel, file_sizes
 from chalicelib.planner.plans import FUNCTION, Choice
 from chalicelib.planner.platform import Platform
@@ -78,34 +79,38 @@ def estimate(problem: Problem, choices: Sequence[Choice]) -> Estimate:
     platform = problem.platform
     lat = platform.latencies
     machine = Machine(platform)
-    heap = EventHeap()
+    functions, containers = machine.functions, machine.containers
+    jobs = [problem.job(i, c) for i, c in enumerate(choices)]
+    on_function = [c.placement == FUNCTION for c in choices]
     pending = list(problem.nparents)
     children = problem.children
     after_event = lat.event_s + lat.coordinator_s
-
-    def launch_delay(i: int) -> float:
-        return lat.invoke_s if choices[i].placement == FUNCTION else 0.0
-
+    invoke = lat.invoke_s
+    heap: list[tuple[float, int, int, int]] = []  # (time, sequence, kind, task)
+    seq = 0
     for i, n in enumerate(pending):
         if n == 0:
-            heap.push(lat.coordinator_s + launch_delay(i), (0, i))
+            seq += 1
+            heap.append((lat.coordinator_s + (invoke if on_function[i] else 0.0), seq, _SUBMIT, i))
+    heapq.heapify(heap)
+    push, pop = heapq.heappush, heapq.heappop
     last = 0.0
     hits = 0
     runs = problem.runs  # (task, choice) -> (seconds from its start, hits a limit): memoised
-    while len(heap):
-        t, item = heap.pop()
-        kind, i = cast(tuple[int, int], item)
-        if kind == 0:  # submit
-            starts = machine.submit(problem.job(i, choices[i]), t)
-        elif kind == 1:  # a worker booted
-            starts = machine.tick(t)
-        else:  # end
-            starts = machine.finish(i, t)
-            last = max(last, t)
+    while heap:
+        t, _, kind, i = pop(heap)
+        if kind == _SUBMIT:
+            starts = functions.submit(jobs[i], t) if on_function[i] else containers.submit(jobs[i], t)
+        elif kind == _BOOTED:
+            starts = containers.tick(t)
+        else:
+            starts = functions.finish(i, t) if on_function[i] else containers.finish(i, t)
+            last = t
             for c in children[i]:
                 pending[c] -= 1
                 if pending[c] == 0:
-                    heap.push(t + after_event + launch_delay(c), (0, c))
+                    seq += 1
+                    push(heap, (t + after_event + (invoke if on_function[c] else 0.0), seq, _SUBMIT, c))
         for start in starts:
             j = cast(int, start.job.key)
             key = (j, choices[j])
@@ -114,10 +119,16 @@ def estimate(problem: Problem, choices: Sequence[Choice]) -> Estimate:
                 out = machine.outcome(start)
                 run = runs[key] = (out.end - start.at, out.reason is not None)
             hits += run[1]
-            heap.push(start.at + run[0], (2, j))
-        for tm in machine.timers():
-            heap.push(tm, (1, -1))
+            seq += 1
+            push(heap, (start.at + run[0], seq, _END, j))
+        if containers.has_timers():
+            for tm in containers.timers():
+                seq += 1
+                push(heap, (tm, seq, _BOOTED, -1))
     makespan = last + after_event if problem.tasks else 0.0
     usage = machine.close(makespan)
     cost = Cost.of(usage.function_cost, usage.container_cost, problem.control_plane(choices), platform.prices)
     return Estimate(makespan, cost, usage, hits)
+
+
+_SUBMIT, _BOOTED, _END = 0, 1, 2

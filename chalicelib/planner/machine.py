@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from chalicelib.planner.perfmodel import Demand
 from chalicelib.planner.platform import Platform
@@ -38,9 +40,11 @@ class Job:
     slowdown: float = 1.0  # the simulator's noise: true runtime / predicted
 
 
-@dataclass(frozen=True)
-class Start:
-    """A job got its slot: its own code begins at `at` with `vcpus` and `memory_mb`."""
+class Start(NamedTuple):
+    """A job got its slot: its own code begins at `at` with `vcpus` and `memory_mb`.
+
+    (A NamedTuple rather than a dataclass: the estimator makes a million of them per plan.)
+    """
 
     job: Job
     at: float
@@ -84,40 +88,58 @@ class FunctionPool:
         self.queue: deque[Job] = deque()
         self.idle: dict[int, list[float]] = {}  # memory size -> free-since times, oldest first
         self.started: dict[Hashable, Start] = {}
+        self._rates: dict[tuple[int, int], float] = {}  # (memory, /tmp) -> dollars per billed second
+        lat, prices = platform.latencies, platform.prices.functions
+        self._cold, self._warm, self._ttl = lat.function_cold_s, lat.function_warm_s, lat.function_idle_ttl_s
+        self._init = lat.function_cold_s if prices.init_billed else 0.0
+        self._limit = platform.function_concurrency
+        self._mb_per_vcpu, self._max_vcpus = prices.mb_per_vcpu, prices.max_vcpus
 
     def submit(self, job: Job, t: float) -> list[Start]:
-        if self.running < self.platform.function_concurrency:
+        if self.running < self._limit:
             return [self._start(job, t)]
         self.queue.append(job)
         return []
 
     def _start(self, job: Job, t: float) -> Start:
-        lat = self.platform.latencies
         free = self.idle.get(job.memory_mb)
         cold = True
-        if free and free[-1] + lat.function_idle_ttl_s >= t:
-            free.pop()
-            cold = False
-        elif free:
-            free.clear()  # the newest is expired, so all are
+        if free:
+            if free[-1] + self._ttl >= t:
+                free.pop()
+                cold = False
+            else:
+                free.clear()  # the newest is expired, so all are
         self.running += 1
-        start = Start(job, t + (lat.function_cold_s if cold else lat.function_warm_s),
-                      self.platform.prices.functions.vcpus(job.memory_mb), job.memory_mb, cold)
+        vcpus = min(self._max_vcpus, job.memory_mb / self._mb_per_vcpu)
+        start = Start(job, t + (self._cold if cold else self._warm), vcpus, job.memory_mb, cold)
         self.started[job.key] = start
         self.usage.invocations += 1
-        self.usage.cold_starts += int(cold)
+        self.usage.cold_starts += cold
         return start
+
+    def _rate(self, memory_mb: int, disk_mb: int) -> float:
+        key = (memory_mb, disk_mb)
+        rate = self._rates.get(key)
+        if rate is None:
+            prices = self.platform.prices.functions
+            tmp_mb = min(disk_mb, prices.max_tmp_mb)
+            per_s = prices.invocation_cost(memory_mb, 1.0, self.platform.arch, tmp_mb) - prices.per_request
+            rate = self._rates[key] = per_s
+        return rate
 
     def finish(self, key: Hashable, t: float) -> list[Start]:
         start = self.started.pop(key)
-        prices = self.platform.prices.functions
-        init = self.platform.latencies.function_cold_s if (start.cold and prices.init_billed) else 0.0
-        billed = max(0.0, t - start.at) + init
-        self.usage.function_cost += prices.invocation_cost(
-            start.memory_mb, billed, self.platform.arch, tmp_mb=min(start.job.disk_mb, prices.max_tmp_mb))
-        self.usage.function_gb_s += billed * start.memory_mb / 1024.0
+        billed = math.ceil(((t - start.at) + (self._init if start.cold else 0.0)) * 1000.0) / 1000.0  # 1 ms
+        usage = self.usage
+        usage.function_cost += self.platform.prices.functions.per_request + billed * self._rate(
+            start.memory_mb, start.job.disk_mb)
+        usage.function_gb_s += billed * start.memory_mb / 1024.0
         self.running -= 1
-        self.idle.setdefault(start.memory_mb, []).append(t)
+        free = self.idle.get(start.memory_mb)
+        if free is None:
+            free = self.idle[start.memory_mb] = []
+        free.append(t)
         if self.queue:
             return [self._start(self.queue.popleft(), t)]
         return []
@@ -267,6 +289,9 @@ class ContainerPool:
     def timers(self) -> list[float]:
         out, self._timers = self._timers, []
         return out
+
+    def has_timers(self) -> bool:
+        return bool(self._timers)
 
     def close(self, t: float) -> None:
         """The run ended at `t`: the service scales to zero; bill every worker."""

@@ -110,8 +110,10 @@ class Planner:
         self.members: dict[str, list[int]] = {name: [] for name in self.type_names}
         for i, name in enumerate(p.types):
             self.members[name].append(i)
-        self._cache: dict[tuple[Choice, ...], Estimate] = {}
+        self._cache: dict[tuple[Choice, ...], Estimate] = {}  # policies in type order -> estimate
+        self._by_type: dict[tuple[str, Choice], list[tuple[int, Choice]]] = {}
         self._resolved: dict[tuple[int, Choice], Choice] = {}
+        self._searched: dict[tuple[Objective, tuple[str, ...]], tuple[dict[str, Choice], bool]] = {}
 
     # ---- hard limits ------------------------------------------------------------------------
 
@@ -256,19 +258,34 @@ class Planner:
                 cost += prices.functions.invocation_cost(c.memory_mb, run, self.platform.arch, c.disk_mb or 512)
             else:
                 cost += run * prices.containers.rate_per_s(c.cpus, c.memory_mb, self.platform.arch)
+        if policy.placement == CONTAINER and self.platform.fixed_workers is None:
+            # at least one worker boots (billed) and idles through its keep-alive
+            c = self._container(self.members[name][0], policy.cpus, policy.memory_mb)
+            cost += ((lat.container_start_s + self.platform.worker_keepalive_s)
+                     * prices.containers.rate_per_s(c.cpus, c.memory_mb, self.platform.arch))
         return _Option(policy, duration + startup, cost)
 
     # ---- evaluation ---------------------------------------------------------------------------
 
     def assignment(self, policies: dict[str, Choice]) -> list[Choice]:
-        return [self.resolve(i, policies[name]) for i, name in enumerate(self.problem.types)]
+        out: list[Choice] = [policies[self.type_names[0]]] * len(self.problem.tasks)
+        for name in self.type_names:
+            for i, c in self._resolved_type(name, policies[name]):
+                out[i] = c
+        return out
+
+    def _resolved_type(self, name: str, policy: Choice) -> list[tuple[int, Choice]]:
+        key = (name, policy)
+        got = self._by_type.get(key)
+        if got is None:
+            got = self._by_type[key] = [(i, self.resolve(i, policy)) for i in self.members[name]]
+        return got
 
     def evaluate(self, policies: dict[str, Choice]) -> Estimate:
-        choices = tuple(self.assignment(policies))
-        got = self._cache.get(choices)
+        key = tuple(policies[n] for n in self.type_names)
+        got = self._cache.get(key)
         if got is None:
-            got = estimate(self.problem, choices)
-            self._cache[choices] = got
+            got = self._cache[key] = estimate(self.problem, self.assignment(policies))
         return got
 
     def plan_of(self, name: str, policies: dict[str, Choice], meets: bool = True, note: str = "") -> Plan:
@@ -284,21 +301,52 @@ class Planner:
     # ---- search -------------------------------------------------------------------------------
 
     def plan(self, objective: Objective, kinds: Sequence[str] = KINDS, name: str | None = None) -> Plan:
-        opts = {n: self.options(n, kinds) for n in self.type_names}
+        """The best plan found for `objective` using only `kinds` of placement.
+
+        With both kinds, the function-only and container-only searches are starting points too,
+        so the hybrid plan is never worse than the single-kind ones.
+        """
         label = name or objective.label()
+        found = [self._search(objective, kinds)]
+        if len(kinds) > 1:
+            found += [self._search(objective, (kind,)) for kind in kinds]
+        policies, ok = min(found, key=lambda f: self._rank(objective, f[0]))
+        note = ""
+        if not ok:
+            m, c = self._score(policies)
+            note = (f"cannot meet the deadline; the fastest plan takes {m:,.0f} s" if objective.kind == "deadline"
+                    else f"over budget; the cheapest plan costs {dollars(c)}")
+        return self.plan_of(label, policies, ok, note)
+
+    def _search(self, objective: Objective, kinds: Sequence[str]) -> tuple[dict[str, Choice], bool]:
+        key = (objective, tuple(kinds))
+        got = self._searched.get(key)
+        if got is None:
+            got = self._searched[key] = self._search_once(objective, kinds)
+        return got
+
+    def _search_once(self, objective: Objective, kinds: Sequence[str]) -> tuple[dict[str, Choice], bool]:
+        opts = {n: self.options(n, kinds) for n in self.type_names}
         if objective.kind == "cost":
-            return self.plan_of(label, self._cheapest(opts))
+            return self._cheapest(opts), True
         if objective.kind == "makespan":
-            return self.plan_of(label, self._fastest(opts))
+            return self._fastest(opts), True
         assert objective.value is not None
         if objective.kind == "deadline":
-            policies, ok = self._deadline(opts, objective.value)
-            fastest = self.evaluate(policies).makespan_s
-            note = "" if ok else f"cannot meet the deadline; the fastest plan takes {fastest:,.0f} s"
-            return self.plan_of(label, policies, ok, note)
-        policies, ok = self._budget(opts, objective.value)
-        note = "" if ok else f"over budget; the cheapest plan costs {dollars(self.evaluate(policies).cost.total)}"
-        return self.plan_of(label, policies, ok, note)
+            return self._deadline(opts, objective.value)
+        return self._budget(opts, objective.value)
+
+    def _rank(self, objective: Objective, policies: dict[str, Choice]) -> tuple[float, ...]:
+        """Sort key: smaller is better for `objective`."""
+        m, c = self._score(policies)
+        if objective.kind == "cost":
+            return (c, m)
+        if objective.kind == "makespan":
+            return (m, c)
+        assert objective.value is not None
+        if objective.kind == "deadline":
+            return (0.0, c, m) if m <= objective.value else (1.0, m, c)
+        return (0.0, m, c) if c <= objective.value else (1.0, c, m)
 
     def fixed(self, name: str, policy: Callable[[str], Choice]) -> Plan:
         """A plan giving every type the same kind of policy (baselines)."""
@@ -308,61 +356,84 @@ class Planner:
         est = self.evaluate(policies)
         return est.makespan_s, est.cost.total
 
-    def _moves(self, opts: dict[str, list[_Option]], cur: dict[str, Choice]) -> Iterable[dict[str, Choice]]:
-        """One type's policy one step cheaper or dearer, or to its cheapest or fastest option."""
+    def _moves(
+        self, opts: dict[str, list[_Option]], cur: dict[str, Choice], direction: str,
+    ) -> Iterable[dict[str, Choice]]:
+        """Plans with one type's policy changed, `direction` "cheaper" or "faster" in isolation:
+        a size down or up, the cheapest or fastest of each kind, or the other kind's option
+        of about the same speed."""
         for n in self.type_names:
-            options = opts[n]
-            at = next((k for k, o in enumerate(options) if o.policy == cur[n]), 0)
-            fastest = min(range(len(options)), key=lambda k: (options[k].duration_s, options[k].cost))
-            for k in sorted({at - 1, at + 1, 0, fastest} - {at}):
-                if 0 <= k < len(options):
-                    yield {**cur, n: options[k].policy}
+            now = cur[n]
+            here = next((o for o in opts[n] if o.policy == now), None)
+            targets: dict[Choice, _Option] = {}
+            for kind in KINDS:
+                same = [o for o in opts[n] if o.policy.placement == kind]  # cheapest (slowest) first
+                if not same:
+                    continue
+                picks = [same[0], same[-1]]
+                if kind == now.placement:
+                    k = next((k for k, o in enumerate(same) if o.policy == now), None)
+                    if k is not None:
+                        picks += [same[j] for j in (k - 1, k + 1) if 0 <= j < len(same)]
+                elif here is not None:
+                    picks.append(min(same, key=lambda o: abs(o.duration_s - here.duration_s)))
+                targets.update((o.policy, o) for o in picks)
+            moves = []
+            for policy, o in targets.items():
+                if policy == now:
+                    continue
+                if here is not None and direction == "cheaper" and o.cost >= here.cost:
+                    continue
+                if here is not None and direction == "faster" and o.duration_s >= here.duration_s:
+                    continue
+                gain = 0.0 if here is None else (
+                    o.duration_s - here.duration_s if direction == "faster" else o.cost - here.cost)
+                moves.append((gain, policy))
+            for _, policy in sorted(moves):
+                yield {**cur, n: policy}
 
     def _descend(
-        self, opts: dict[str, list[_Option]], cur: dict[str, Choice],
-        better: Callable[[tuple[float, float], tuple[float, float]], bool], rounds: int = 3,
+        self, opts: dict[str, list[_Option]], cur: dict[str, Choice], direction: str,
+        better: Callable[[tuple[float, float], tuple[float, float]], bool],
     ) -> dict[str, Choice]:
-        """Best-improvement moves of one type's policy while `better(new, current)`."""
-        for _ in range(rounds):
-            now = self._score(cur)
-            best, best_score = None, now
-            for cand in self._moves(opts, cur):
-                s = self._score(cand)
-                if better(s, best_score):
-                    best, best_score = cand, s
-            if best is None:
+        """First-improvement local search: take the first move `better` likes, and go on."""
+        for _ in range(MAX_ROUNDS):
+            score = self._score(cur)
+            for cand in self._moves(opts, cur, direction):
+                if better(self._score(cand), score):
+                    cur = cand
+                    break
+            else:
                 break
-            cur = best
         return cur
 
     def _cheapest(self, opts: dict[str, list[_Option]]) -> dict[str, Choice]:
         start = {n: opts[n][0].policy for n in self.type_names}
-        return self._descend(opts, start, lambda new, old: new[1] < old[1] - 1e-12 or (
-            new[1] <= old[1] + 1e-12 and new[0] < old[0] * (1 - MAKESPAN_SLACK)), rounds=MAX_ROUNDS)
+        return self._descend(opts, start, "any", lambda new, old: new[1] < old[1] - 1e-12)
 
     def _fastest(self, opts: dict[str, list[_Option]]) -> dict[str, Choice]:
         start = {n: min(opts[n], key=lambda o: (o.duration_s, o.cost)).policy for n in self.type_names}
-        start = self._descend(opts, start, lambda new, old: new[0] < old[0] * (1 - 1e-6), rounds=MAX_ROUNDS)
         limit = self._score(start)[0] * (1 + MAKESPAN_SLACK)
-        return self._descend(opts, start, lambda new, old: new[0] <= limit and new[1] < old[1] - 1e-12,
-                             rounds=MAX_ROUNDS)
+        return self._descend(opts, start, "cheaper", lambda new, old: new[0] <= limit and new[1] < old[1] - 1e-12)
 
     def _deadline(self, opts: dict[str, list[_Option]], deadline: float) -> tuple[dict[str, Choice], bool]:
-        """GAIN from the cheapest plan, and the fastest plan made cheaper: the cheaper that meets D."""
+        """The fastest plan made cheaper, and GAIN from the cheapest: the cheaper that meets D."""
         fastest = self._fastest(opts)
         if self._score(fastest)[0] > deadline:
             return fastest, False
-        found = [self._descend(opts, fastest, lambda new, old: new[0] <= deadline and new[1] < old[1] - 1e-12,
-                               rounds=MAX_ROUNDS)]
+
+        def cheaper_in_time(new: tuple[float, float], old: tuple[float, float]) -> bool:
+            return new[0] <= deadline and new[1] < old[1] - 1e-12
+
+        found = [self._descend(opts, fastest, "cheaper", cheaper_in_time)]
         cur = self._cheapest(opts)
-        while True:
+        for _ in range(MAX_ROUNDS):
             m, c = self._score(cur)
             if m <= deadline:
-                found.append(self._descend(
-                    opts, cur, lambda new, old: new[0] <= deadline and new[1] < old[1] - 1e-12, rounds=MAX_ROUNDS))
+                found.append(self._descend(opts, cur, "cheaper", cheaper_in_time))
                 break
             best, best_key = None, None
-            for cand in self._moves(opts, cur):
+            for cand in self._moves(opts, cur, "faster"):
                 m2, c2 = self._score(cand)
                 if m2 >= m - 1e-9:
                     continue
@@ -376,21 +447,23 @@ class Planner:
         return min(found, key=lambda p: self._score(p)[1]), True
 
     def _budget(self, opts: dict[str, list[_Option]], budget: float) -> tuple[dict[str, Choice], bool]:
-        """LOSS from the fastest plan, and the cheapest plan made faster: the faster within B."""
+        """The cheapest plan made faster, and LOSS from the fastest: the faster within B."""
         cheapest = self._cheapest(opts)
         if self._score(cheapest)[1] > budget:
             return cheapest, False
-        found = [self._descend(opts, cheapest, lambda new, old: new[1] <= budget and new[0] < old[0] * (1 - 1e-6),
-                               rounds=MAX_ROUNDS)]
+
+        def faster_in_budget(new: tuple[float, float], old: tuple[float, float]) -> bool:
+            return new[1] <= budget and new[0] < old[0] * (1 - 1e-6)
+
+        found = [self._descend(opts, cheapest, "faster", faster_in_budget)]
         cur = self._fastest(opts)
-        while True:
+        for _ in range(MAX_ROUNDS):
             m, c = self._score(cur)
             if c <= budget:
-                found.append(self._descend(
-                    opts, cur, lambda new, old: new[1] <= budget and new[0] < old[0] * (1 - 1e-6), rounds=MAX_ROUNDS))
+                found.append(self._descend(opts, cur, "faster", faster_in_budget))
                 break
             best, best_key = None, None
-            for cand in self._moves(opts, cur):
+            for cand in self._moves(opts, cur, "cheaper"):
                 m2, c2 = self._score(cand)
                 if c2 >= c - 1e-12:
                     continue
