@@ -100,7 +100,8 @@ class Planner:
     def __init__(self, workflow: Workflow, perf: PerfModel | None = None, platform: Platform | None = None) -> None:
         self.workflow = workflow
         self.platform = platform or Platform()
-        self.problem = Problem(workflow, perf or PerfModel(), self.platform)
+        self.perf = perf or PerfModel()
+        self.problem = Problem(workflow, self.perf, self.platform)
         p = self.problem
         self._need = [self._need_mb(i) for i in range(len(p.tasks))]
         self._disk = [self._disk_mb(i) for i in range(len(p.tasks))]
