@@ -117,3 +117,28 @@ def task(event: Any, context: Any) -> dict[str, Any]:
 @app.schedule(Rate(settings.sweep_minutes, unit=Rate.MINUTES), name="sweeper")
 def sweeper(event: Any) -> dict[str, object]:
     return sweep(current()).to_dict()
+
+
+# ---- dashboard (chalicelib/ui, docs/observability.md) ------------------------------------------
+# GET / serves the static dashboard page; it holds no data, so it needs no auth. The page reads
+# the routes above and these two, which are authorized like every other data route.
+
+@app.route("/", methods=["GET"])
+def dashboard() -> Response:
+    from chalicelib.ui.page import page_html
+
+    return Response(body=page_html(), status_code=200, headers={"Content-Type": "text/html; charset=utf-8"})
+
+
+@app.route("/runs/{run_id}/graph", methods=["GET"], authorizer=auth)
+def get_graph(run_id: str) -> Response:
+    from chalicelib.ui.views import graph_reply
+
+    return _reply(lambda: graph_reply(current(), run_id))
+
+
+@app.route("/runs/{run_id}/tasks/{task_id}", methods=["GET"], authorizer=auth)
+def get_task(run_id: str, task_id: str) -> Response:
+    from chalicelib.ui.views import task_reply
+
+    return _reply(lambda: task_reply(current(), run_id, task_id))

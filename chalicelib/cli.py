@@ -243,9 +243,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from chalicelib.errors import NotFoundError
+    from chalicelib.errors import ConfigError, NotFoundError
     from chalicelib.runner.keys import log_key
+    from chalicelib.ui.commands import cmd_cloud_logs, wants_cloud_logs
 
+    if wants_cloud_logs(args):
+        return cmd_cloud_logs(args)
+    if args.task is None:
+        raise ConfigError("name the task: updraft logs RUN TASK (or read a deployed run's lines with --stage STAGE)")
     rt = _runtime(args)
     try:
         rec = rt.store.get_task(args.run, args.task)
@@ -387,10 +392,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
-    p = add("logs", "print a task's output (every attempt, or one)")
+    p = add("logs", "print a task's output (every attempt, or one); a deployed run's lines with --stage/--api")
     p.add_argument("run")
-    p.add_argument("task")
+    p.add_argument("task", nargs="?")
     p.add_argument("--attempt", type=int, default=None)
+    from chalicelib.ui.commands import add_log_options
+
+    add_log_options(p)
     p.set_defaults(func=cmd_logs)
 
     p = add("resume", "re-run what did not succeed; reuse what did")
@@ -414,6 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
+    from chalicelib.ui.commands import add_commands
+
+    add_commands(sub, add)  # report, ui, submit, watch (chalicelib/ui/commands.py)
     return parser
 
 

@@ -1,0 +1,101 @@
+"""Execute a local run in its own process, so submit and resume return at once.
+
+    python -m chalicelib.ui.executor RUN_ID --workdir DIR [--concurrency N]
+
+`start()` spawns it detached (own session; output in <workdir>/executor/<run>.log) and returns
+only once the process holds the run's lock, so a caller that looks right after sees an owner:
+a RUNNING run without one is a run nobody executes (a crash), not one still starting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from chalicelib.errors import UpdraftError
+
+START_TIMEOUT_S = 20.0
+REPO_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+class ExecutorError(UpdraftError):
+    """The executor process did not start; carries the end of its output."""
+
+
+def log_path(workdir: str, run_id: str) -> str:
+    return os.path.join(workdir, "executor", f"{run_id}.log")
+
+
+def start(workdir: str, run_id: str, concurrency: int | None = None,
+          timeout_s: float = START_TIMEOUT_S) -> int:
+    """Spawn the executor for `run_id`; returns its pid once it owns the run."""
+    from chalicelib.backends.local.runtime import LocalRuntime
+
+    path = log_path(workdir, run_id)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    cmd = [sys.executable, "-m", "chalicelib.ui.executor", run_id, "--workdir", workdir]
+    if concurrency:
+        cmd += ["--concurrency", str(concurrency)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with open(path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True, close_fds=True)
+    rt = LocalRuntime(workdir)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            owner = rt.owner_pid(run_id)
+            if owner == proc.pid:
+                return proc.pid
+            if proc.poll() is not None:
+                # it may have finished already (a tiny run): then the run is no longer RUNNING
+                if rt.store.get_run(run_id).state.value != "RUNNING":
+                    return proc.pid
+                raise ExecutorError(f"the executor of run {run_id} exited with code {proc.returncode}:\n"
+                                    f"{_tail(path)}")
+            time.sleep(0.02)
+    finally:
+        rt.close()
+    proc.kill()
+    raise ExecutorError(f"the executor of run {run_id} did not start within {timeout_s:.0f} s; see {path}")
+
+
+def _tail(path: str, lines: int = 15) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return "".join(fh.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from chalicelib.backends.local.runtime import LocalRuntime, RuntimeOptions
+
+    parser = argparse.ArgumentParser(prog="python -m chalicelib.ui.executor")
+    parser.add_argument("run_id")
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--concurrency", type=int, default=None)
+    args = parser.parse_args(argv)
+    opts = RuntimeOptions()
+    if args.concurrency:
+        opts.concurrency = opts.container_workers = args.concurrency
+    rt = LocalRuntime(args.workdir, opts)
+    try:
+        run = rt.run(args.run_id)
+    except UpdraftError as exc:
+        sys.stderr.write(f"updraft executor: {exc}\n")
+        return exc.exit_code
+    finally:
+        rt.close()
+    print(f"run {run.run_id}: {run.state.value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
