@@ -21,6 +21,7 @@ from chalicelib.cache.hashing import file_sha256
 from chalicelib.workflow.model import Task
 
 _image_ids: dict[str, str] = {}
+_which: dict[tuple[str, str | None], str | None] = {}
 
 
 def image_id(task: Task, path_var: str | None = None) -> str:
@@ -29,7 +30,10 @@ def image_id(task: Task, path_var: str | None = None) -> str:
     if explicit:
         return explicit
     program = "/bin/sh" if task.shell is not None else (task.command[0] if task.command else "")
-    found = program if "/" in program else shutil.which(program, path=path_var or os.environ.get("PATH"))
+    path_var = path_var or os.environ.get("PATH")
+    if (program, path_var) not in _which:
+        _which[(program, path_var)] = program if "/" in program else shutil.which(program, path=path_var)
+    found = _which[(program, path_var)]
     if not found:
         return f"missing:{program}"
     if found not in _image_ids:

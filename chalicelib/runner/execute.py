@@ -191,14 +191,15 @@ class Attempt:
             return
         known = dict(req.input_hashes)
         deps: dict[str, str] = {}
-        if cache.memo is not None and req.reuse and all(p in known for p in task.inputs):
+        memoize = cache.memo is not None and bool(task.outputs)  # nothing to reuse without outputs
+        if memoize and req.reuse and all(p in known for p in task.inputs):
             deps = dep_hashes(task.deps)  # hashing local deps is cheap next to running the task
             self.memo_key = memo_key(task, {p: known[p] for p in task.inputs}, deps, self._image())
             if self._reuse(blobs):
                 return
         self.bytes_in, hashes = self.sandbox.stage_in(blobs, req.run_id, task.inputs, sources, cache, known)
         deps = self.sandbox.stage_deps(task.deps, cache) if task.deps else {}
-        if cache.memo is not None:
+        if memoize:
             known.update(hashes)
             self.memo_key = memo_key(task, {p: known[p] for p in task.inputs if p in known}, deps, self._image())
             cache.stats.memo = "miss" if req.reuse else "rerun"

@@ -62,6 +62,8 @@ def loads(text: str, source: str = "<workflow>", fmt: str | None = None, base_di
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         json_error = exc
+    except RecursionError:
+        raise FormatError([Problem("JSON nested too deeply to be a workflow")], source) from None
     if json_error is None:
         for name, sniff, loader in JSON_FORMATS:
             if (fmt is None and sniff(data)) or fmt == name:
