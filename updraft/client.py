@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from chalicelib.errors import (
     ConfigError,
+    MissingInputsError,
     NotFoundError,
     Problem,
     StateConflictError,
@@ -188,6 +189,10 @@ def _error(status: int, body: Mapping[str, Any]) -> UpdraftError:
     if status == 400 and isinstance(body.get("problems"), list):
         problems = [Problem(str(p.get("message", "")), p.get("task_id"), p.get("field")) for p in body["problems"]]
         return WorkflowError(problems, body.get("source"))
+    if status == 400 and isinstance(body.get("missing"), list):
+        missing = MissingInputsError([str(m) for m in body["missing"]], "the run's data")
+        missing.args = (message,)  # the server's own wording, which names where it looked
+        return missing
     if status == 404:
         return NotFoundError(message)
     if status == 409:
