@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from chalicelib.planner.history import Sample
 from chalicelib.workflow.model import Task, Workflow
@@ -149,30 +149,41 @@ def fit_type(samples: Iterable[Sample], threads: float = 1.0) -> TypeModel | Non
     )
 
 
-@dataclass(frozen=True)
 class PerfModel:
-    types: Mapping[str, TypeModel] = field(default_factory=dict)
-    prior_weight: float = 2.0
-    default_runtime_s: float = DEFAULT_RUNTIME_S
+    """Predicts each task's Demand from history (per task type) and the task's hints.
+
+    Types are fitted lazily for the thread count of the task asking: a local run of a
+    two-thread program used two cores, so its work is twice its duration.
+    """
+
+    def __init__(
+        self, samples: Iterable[Sample] = (), prior_weight: float = 2.0,
+        default_runtime_s: float = DEFAULT_RUNTIME_S,
+    ) -> None:
+        self.samples: dict[str, list[Sample]] = {}
+        for s in samples:
+            self.samples.setdefault(s.task_type, []).append(s)
+        self.prior_weight = prior_weight
+        self.default_runtime_s = default_runtime_s
+        self._fits: dict[tuple[str, float], TypeModel | None] = {}
 
     @classmethod
     def learn(
         cls, samples: Iterable[Sample], prior_weight: float = 2.0, default_runtime_s: float = DEFAULT_RUNTIME_S,
     ) -> PerfModel:
-        by_type: dict[str, list[Sample]] = {}
-        for s in samples:
-            by_type.setdefault(s.task_type, []).append(s)
-        types = {}
-        for name, group in by_type.items():
-            model = fit_type(group)
-            if model is not None:
-                types[name] = model
-        return cls(types=types, prior_weight=prior_weight, default_runtime_s=default_runtime_s)
+        return cls(samples, prior_weight, default_runtime_s)
+
+    def type_model(self, task_type: str, threads: float = 1.0) -> TypeModel | None:
+        key = (task_type, threads)
+        if key not in self._fits:
+            group = self.samples.get(task_type)
+            self._fits[key] = fit_type(group, threads) if group else None
+        return self._fits[key]
 
     def demand(self, task: Task, sizes: Mapping[str, float] | None = None) -> Demand:
         """Predicted demand of `task`; `sizes` (file_sizes of its workflow) gives its bytes."""
-        model = self.types.get(task.task_type)
-        threads = hinted_threads(task) or (model.threads if model else 1.0)
+        threads = hinted_threads(task) or 1.0
+        model = self.type_model(task.task_type, threads)
         bytes_in = _hint(task, BYTES_IN_HINTS)
         bytes_out = _hint(task, BYTES_OUT_HINTS)
         if sizes:

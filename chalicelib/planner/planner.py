@@ -218,11 +218,14 @@ class Planner:
         return first if self.platform.fixed_workers is not None else self._container(i, self._threads(i))
 
     def _best_function(self, i: int, memory_mb: float) -> Choice:
-        """A task fixed to functions: the smallest size >= memory_mb that fits, else the largest."""
+        """A task fixed to functions: the smallest size >= memory_mb that fits, else the largest
+        function there is (the plan's note says the task is at risk)."""
         for m in FUNCTION_SIZES:
             if m >= memory_mb and self.function_ok(i, m):
                 return Choice(FUNCTION, m, 0.0, self._disk_of(i))
-        return Choice(FUNCTION, max(FUNCTION_SIZES[-1], self._need[i]), 0.0, self._disk_of(i))
+        fn = self.platform.prices.functions
+        disk = min(self._disk_of(i), fn.max_tmp_mb)
+        return Choice(FUNCTION, fn.max_memory_mb, 0.0, disk if disk > self.problem.tasks[i].resources.disk_mb else 0)
 
     def _threads(self, i: int) -> float:
         return min(CONTAINER_CPUS[-1], max(0.25, self.problem.demands[i].threads))

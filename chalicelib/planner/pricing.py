@@ -48,7 +48,7 @@ class LambdaPrices:
     max_tmp_mb: int = 10_240
     async_payload_bytes: int = 1_048_576  # asynchronous Invoke payload: 1 MB (sync: 6 MB)
     mb_per_vcpu: float = 1769.0  # CPU share grows with memory: 1 vCPU at 1,769 MB ...
-    max_vcpus: float = 6.0  # ... 6 vCPUs at 10,240 MB
+    max_vcpus: float = 6.0  # ... up to 6 vCPUs (at 10,240 MB; the model's share there is 5.8)
     default_concurrency: int = 1000  # account-level concurrent executions (a soft quota)
     read_on: str = READ_ON
 
@@ -67,15 +67,15 @@ class LambdaPrices:
         return _by_arch(arch, self.per_gb_s_x86_64, self.per_gb_s_arm64)
 
 
-# Fargate task sizes: vCPU -> (min memory MB, max memory MB, step MB). ECS task size table.
-FARGATE_SIZES: dict[float, tuple[int, int, int]] = {
-    0.25: (512, 2048, 512),  # 0.5, 1, 2 GB
-    0.5: (1024, 4096, 1024),
-    1.0: (2048, 8192, 1024),
-    2.0: (4096, 16384, 1024),
-    4.0: (8192, 30720, 1024),
-    8.0: (16384, 61440, 4096),
-    16.0: (32768, 122880, 8192),
+# Fargate task sizes: vCPU -> valid memory sizes (MB). ECS task size table.
+FARGATE_SIZES: dict[float, tuple[int, ...]] = {
+    0.25: (512, 1024, 2048),
+    0.5: tuple(range(1024, 4097, 1024)),
+    1.0: tuple(range(2048, 8193, 1024)),
+    2.0: tuple(range(4096, 16385, 1024)),
+    4.0: tuple(range(8192, 30721, 1024)),
+    8.0: tuple(range(16384, 61441, 4096)),
+    16.0: tuple(range(32768, 122881, 8192)),
 }
 
 
@@ -114,17 +114,18 @@ def fargate_size(cpus: float, memory_mb: float) -> tuple[float, int]:
 
     Raises ValueError when no Fargate size is that large (16 vCPU / 120 GB).
     """
-    for vcpu, (lo, hi, step) in FARGATE_SIZES.items():
-        if vcpu + 1e-9 < cpus or memory_mb > hi:
+    for vcpu, sizes in FARGATE_SIZES.items():
+        if vcpu + 1e-9 < cpus:
             continue
-        mem = lo if memory_mb <= lo else lo + math.ceil((memory_mb - lo) / step) * step
-        return vcpu, int(mem)
+        for mem in sizes:
+            if mem >= memory_mb:
+                return vcpu, mem
     raise ValueError(f"no Fargate size has {cpus} vCPU and {memory_mb:.0f} MB (largest: 16 vCPU, 120 GB)")
 
 
 def fargate_pairs() -> list[tuple[float, int]]:
     """Every valid Fargate (vCPU, memory MB) pair."""
-    return [(vcpu, mem) for vcpu, (lo, hi, step) in FARGATE_SIZES.items() for mem in range(lo, hi + 1, step)]
+    return [(vcpu, mem) for vcpu, sizes in FARGATE_SIZES.items() for mem in sizes]
 
 
 @dataclass(frozen=True)
