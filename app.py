@@ -3,7 +3,7 @@ chalicelib.backends.aws, and returns. docs/aws.md describes what each one does.
 
     POST /runs, GET /runs, GET /runs/{id}, GET /runs/{id}/tasks,
     POST /runs/{id}/cancel, POST /runs/{id}/resume          (IAM auth by default)
-    submit       S3 upload under submit/ starts a run
+    submit       S3 upload under submit/ starts a run (directly, or via UPDRAFT_SUBMIT_QUEUE)
     coordinator  SQS batches of events -> state transitions, launches
     task         runs one function-placed task attempt (async Invoke)
     sweeper      expired leases, quiet runs, missing manifests, worker scaling
@@ -96,10 +96,20 @@ def resume_run(run_id: str) -> Response:
     return _reply(lambda: api.resume(current(), run_id))
 
 
-@app.on_s3_event(bucket=settings.bucket, prefix=api.SUBMIT_PREFIX, events=["s3:ObjectCreated:*"], name="submit")
-def on_upload(event: Any) -> dict[str, Any]:
-    status, body = api.s3_upload(current(), event.bucket, event.key)
-    return {"status": status, **body}
+if settings.submit_queue:  # S3 notifies a queue (infra/stack.yaml): no bucket <-> function cycle
+
+    @app.on_sqs_message(queue=settings.submit_queue_name, batch_size=1, name="submit")
+    def on_upload_notice(event: Any) -> dict[str, Any]:
+        replies = [api.s3_upload(current(), bucket, key)
+                   for record in event for bucket, key in api.s3_notice_objects(record.body)]
+        return {"submitted": [{"status": status, **body} for status, body in replies]}
+
+else:
+
+    @app.on_s3_event(bucket=settings.bucket, prefix=api.SUBMIT_PREFIX, events=["s3:ObjectCreated:*"], name="submit")
+    def on_upload(event: Any) -> dict[str, Any]:
+        status, body = api.s3_upload(current(), event.bucket, event.key)
+        return {"status": status, **body}
 
 
 @app.on_sqs_message(queue=settings.events_queue_name, batch_size=10, maximum_batching_window_in_seconds=1,

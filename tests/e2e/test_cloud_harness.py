@@ -45,6 +45,27 @@ from tests.contract.awskit import FAKE_ENV, fake_credentials
 REPO = Path(__file__).resolve().parents[2]
 
 
+# Every AWS operation the handlers make, and the IAM action that allows it (S3's HEAD and
+# ListObjectsV2 are authorised by GetObject and ListBucket).
+IAM_ACTIONS: dict[tuple[str, str], str] = {
+    ("dynamodb", op): f"dynamodb:{op}"
+    for op in ("GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem", "BatchWriteItem")
+} | {
+    ("dynamodb", "TransactWriteItems"): "dynamodb:PutItem",
+    ("s3", "GetObject"): "s3:GetObject", ("s3", "HeadObject"): "s3:GetObject",
+    ("s3", "PutObject"): "s3:PutObject", ("s3", "UploadPart"): "s3:PutObject",
+    ("s3", "CreateMultipartUpload"): "s3:PutObject", ("s3", "CompleteMultipartUpload"): "s3:PutObject",
+    ("s3", "ListObjectsV2"): "s3:ListBucket", ("s3", "DeleteObjects"): "s3:DeleteObject",
+    ("sqs", "SendMessage"): "sqs:SendMessage", ("sqs", "SendMessageBatch"): "sqs:SendMessage",
+    ("sqs", "ReceiveMessage"): "sqs:ReceiveMessage", ("sqs", "DeleteMessage"): "sqs:DeleteMessage",
+    ("sqs", "DeleteMessageBatch"): "sqs:DeleteMessage", ("sqs", "GetQueueUrl"): "sqs:GetQueueUrl",
+    ("sqs", "GetQueueAttributes"): "sqs:GetQueueAttributes",
+    ("sqs", "ChangeMessageVisibility"): "sqs:ChangeMessageVisibility",
+    ("lambda", "Invoke"): "lambda:InvokeFunction",
+    ("ecs", "DescribeServices"): "ecs:DescribeServices", ("ecs", "UpdateService"): "ecs:UpdateService",
+}
+
+
 # ---- a counting moto server ------------------------------------------------------------------
 
 def classify(environ: dict[str, Any]) -> tuple[str, str]:
@@ -381,7 +402,8 @@ class EmulatedCloud:
                              f"{self.get(f'/runs/{run_id}').json_body}\n{self.worker_log()[-3000:]}")
 
     def sweep(self) -> dict[str, Any]:
-        return dict(self.client.lambda_.invoke("sweeper", {}).payload)
+        event = self.client.events.generate_cw_event("aws.events", "Scheduled Event", {}, [], region="us-east-1")
+        return dict(self.client.lambda_.invoke("sweeper", event).payload)
 
 
 def _pop_random(items: deque[dict[str, Any]], rng: random.Random) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import json
 import logging
 import posixpath
 from typing import Any
+from urllib.parse import unquote_plus
 
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.submit import Submission, request_submission, submit
@@ -145,6 +146,18 @@ def s3_upload(cloud: Cloud, bucket: str, key: str) -> Reply:
             "manifest": cloud.blobs.uri(f"runs/{run.run_id}/manifest.json")}
     _put_json(cloud, bucket, key + ".run.json", body)
     return 202, body
+
+
+def s3_notice_objects(body: str) -> list[tuple[str, str]]:
+    """(bucket, key) of each object an S3 event notification (as an SQS body) announces."""
+    data = json.loads(body)
+    objects = []
+    for record in data.get("Records", []) if isinstance(data, dict) else []:
+        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+            continue
+        s3 = record.get("s3", {})
+        objects.append((s3["bucket"]["name"], unquote_plus(s3["object"]["key"])))
+    return objects  # s3:TestEvent and other notices announce nothing
 
 
 def _put_json(cloud: Cloud, bucket: str, key: str, body: dict[str, Any]) -> None:

@@ -49,6 +49,7 @@ ENV = {
     "max_tasks": "UPDRAFT_MAX_TASKS",
     "api_auth": "UPDRAFT_API_AUTH",
     "sweep_minutes": "UPDRAFT_SWEEP_MINUTES",
+    "submit_queue": "UPDRAFT_SUBMIT_QUEUE",
 }
 
 
@@ -80,10 +81,15 @@ class AwsConfig:
     max_tasks: int = 250_000  # largest workflow accepted
     api_auth: str = "iam"  # "iam" (SigV4-signed requests only) or "none" (behind your own auth)
     sweep_minutes: int = 2  # how often the sweeper runs
+    submit_queue: str = ""  # uploads under submit/ notify this queue; "" = a direct S3 trigger
 
     @property
     def events_queue_name(self) -> str:
         return self.events_queue.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def submit_queue_name(self) -> str:
+        return self.submit_queue.rstrip("/").rsplit("/", 1)[-1]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> AwsConfig:

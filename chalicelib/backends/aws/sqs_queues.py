@@ -98,7 +98,8 @@ class SqsQueue:
             QueueUrl=self.url, ReceiptHandle=message.receipt, VisibilityTimeout=0)
 
     def backlog(self) -> int:
-        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                 "ApproximateNumberOfMessagesDelayed"]
         attrs = self.clients.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=names)["Attributes"]
         return sum(int(attrs.get(n, 0)) for n in names)
 

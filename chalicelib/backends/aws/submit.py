@@ -126,12 +126,18 @@ def resolve_inputs(workflow: Workflow, data: str | None, cloud: Cloud) -> Workfl
         bucket = data[len("s3://"):].split("/", 1)[0]
         listed = {f"s3://{bucket}/{key}" for key in cloud.blobs.list(data)}
     explicit = [p for p in sources if p not in from_prefix]
+
+    def check(path: str) -> str | None:
+        try:
+            return None if cloud.blobs.exists(sources[path]) else f"{path} (looked for {sources[path]})"
+        except Exception as exc:  # e.g. AccessDenied on another account's bucket
+            return f"{path} (cannot read {sources[path]}: {exc})"
+
     with ThreadPoolExecutor(max_workers=16) as pool:
-        found = dict(zip(explicit, pool.map(lambda p: cloud.blobs.exists(sources[p]), explicit), strict=True))
+        problems.extend(p for p in pool.map(check, explicit) if p)
     for path in from_prefix:
         if sources[path] not in listed:
             problems.append(f"{path} (looked for {sources[path]})")
-    problems.extend(f"{path} (looked for {sources[path]})" for path, ok in found.items() if not ok)
     if problems:
         raise MissingInputsError(problems, data or "the workflow's declared sources")
     inputs = tuple(InputFile(path, src) for path, src in sources.items())

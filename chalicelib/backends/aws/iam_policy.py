@@ -1,0 +1,94 @@
+"""Least-privilege IAM policies of the app's functions, from the resource names of a stage.
+
+    python -m chalicelib.backends.aws.iam_policy dev      # rewrites .chalice/policy-dev.json
+
+Each statement names one resource of the stage (its table and indexes, its bucket, its two
+queues, its task function, its worker service) and only the actions the code calls; the
+account and region are wildcards so one file serves any account. tests/unit/test_app_policy.py
+checks the committed files against this generator and against the calls the handlers make.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from chalicelib.backends.aws.config import AwsConfig
+
+APP_NAME = "updraft"  # app_name in .chalice/config.json
+CONTROL_ACTIONS = {
+    "table": ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem",
+              "dynamodb:UpdateItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem"],
+    "objects": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+    "bucket": ["s3:ListBucket"],
+    "events": ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+               "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
+    "containers": ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
+    "function": ["lambda:InvokeFunction"],
+    "service": ["ecs:DescribeServices", "ecs:UpdateService"],
+    "logs": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+    "xray": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+}
+
+
+def _name(value: str) -> str:
+    return value.rstrip("/").rsplit("/", 1)[-1]
+
+
+def control_policy(cfg: AwsConfig, function_prefix: str = "updraft-", bucket: str | None = None) -> dict[str, Any]:
+    """The policy of the API, coordinator, submit and sweeper functions (and the task
+    function when it shares their role). `bucket` defaults to cfg.bucket's name; the log
+    groups are those of functions named `function_prefix`*."""
+    table = f"arn:aws:dynamodb:*:*:table/{cfg.table}"
+    bucket = f"arn:aws:s3:::{bucket or cfg.bucket}"
+    queue = "arn:aws:sqs:*:*:{}"
+    statements = [
+        ("State", CONTROL_ACTIONS["table"], [table, f"{table}/index/*"]),
+        ("Objects", CONTROL_ACTIONS["objects"], [f"{bucket}/*"]),
+        ("Listing", CONTROL_ACTIONS["bucket"], [bucket]),
+        ("Events", CONTROL_ACTIONS["events"], [queue.format(_name(cfg.events_queue))]),
+        ("ContainerTasks", CONTROL_ACTIONS["containers"], [queue.format(_name(cfg.container_queue))]),
+        ("TaskFunction", CONTROL_ACTIONS["function"], [f"arn:aws:lambda:*:*:function:{cfg.task_function}"]),
+        ("WorkerService", CONTROL_ACTIONS["service"],
+         [f"arn:aws:ecs:*:*:service/{cfg.ecs_cluster}/{cfg.ecs_service}"]),
+        ("Logs", CONTROL_ACTIONS["logs"], [f"arn:aws:logs:*:*:log-group:/aws/lambda/{function_prefix}*"]),
+        ("Traces", CONTROL_ACTIONS["xray"], ["*"]),  # X-Ray actions take no resource
+    ]
+    if cfg.submit_queue:
+        statements.append(("SubmitQueue", ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                                           "sqs:ChangeMessageVisibility"], [queue.format(_name(cfg.submit_queue))]))
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources}
+        for sid, actions, resources in statements
+    ]}
+
+
+def stage_env(stage: str, config_path: Path) -> dict[str, str]:
+    """The environment a stage's functions get from .chalice/config.json."""
+    data = json.loads(config_path.read_text())
+    return {**data.get("environment_variables", {}), **data["stages"][stage].get("environment_variables", {})}
+
+
+def stage_policy(stage: str, config_path: Path) -> dict[str, Any]:
+    """The stage's policy. Its bucket is named by the stack (<table>-<account>-<region>) and set
+    at deploy time (UPDRAFT_BUCKET), so config.json leaves it out and the policy names the
+    stage's bucket pattern."""
+    env = stage_env(stage, config_path)
+    cfg = AwsConfig.from_env(env)
+    prefix = f"{APP_NAME}-{stage}-"
+    return control_policy(cfg, prefix, bucket=None if "UPDRAFT_BUCKET" in env else f"{APP_NAME}-{stage}-*")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = argv if argv is not None else sys.argv[1:]
+    chalice_dir = Path(__file__).resolve().parents[3] / ".chalice"
+    for stage in args or ["dev", "prod"]:
+        out = chalice_dir / f"policy-{stage}.json"
+        out.write_text(json.dumps(stage_policy(stage, chalice_dir / "config.json"), indent=2) + "\n")
+        print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

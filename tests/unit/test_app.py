@@ -1,0 +1,248 @@
+"""The Chalice app's routes and S3 trigger, through chalice.test.Client, on moto."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from chalice.test import Client
+
+from chalicelib.backends.aws.components import Cloud, install
+from chalicelib.engine.states import RunState, TaskState
+from tests.contract.awskit import make_cloud, mocked_aws
+
+
+@dataclass
+class App:
+    client: Client
+    cloud: Cloud
+
+    def post(self, path: str, body: Any = None, raw: str | None = None, ctype: str = "application/json") -> Any:
+        data = raw if raw is not None else json.dumps(body)
+        return self.client.http.post(path, body=data, headers={"content-type": ctype})
+
+    def events(self) -> list[dict[str, Any]]:
+        """Take every message off the events queue."""
+        msgs = self.cloud.events_queue.receive(10, visibility_s=30)
+        self.cloud.events_queue.delete(msgs)
+        return [json.loads(m.body) for m in msgs]
+
+    def stored_objects(self) -> list[str]:
+        return list(self.cloud.blobs.list("runs/"))
+
+
+@pytest.fixture
+def app() -> Iterator[App]:
+    with mocked_aws():
+        cloud, _ = make_cloud(task_shards=4)
+        install(cloud)
+        import app as app_module
+
+        with Client(app_module.app) as client:
+            yield App(client, cloud)
+        install(None)
+
+
+def wf(*tasks: dict[str, Any], **top: Any) -> dict[str, Any]:
+    return {"name": "t", "tasks": list(tasks), **top}
+
+
+ECHO = {"id": "a", "command": ["sh", "-c", "echo hi > a.txt"], "outputs": ["a.txt"]}
+CAT = {"id": "b", "command": ["cat", "a.txt"], "inputs": ["a.txt"]}
+
+
+# ---- POST /runs --------------------------------------------------------------------------------
+
+def test_post_runs_accepts_a_workflow_and_starts_it(app: App) -> None:
+    resp = app.post("/runs", wf(ECHO, CAT))
+    assert resp.status_code == 202
+    run_id = resp.json_body["run_id"]
+    assert resp.json_body["task_count"] == 2 and resp.json_body["links"]["self"] == f"/runs/{run_id}"
+    assert app.cloud.store.get_run(run_id).state is RunState.RUNNING
+    assert app.cloud.blobs.exists(f"runs/{run_id}/workflow.json")
+    assert app.events() == [{"kind": "start", "run_id": run_id}]
+
+
+def test_post_runs_accepts_other_formats_as_text(app: App) -> None:
+    resp = app.post("/runs", raw="out.txt:\n\techo hi > out.txt\n", ctype="text/plain")
+    assert resp.status_code == 202, resp.json_body
+    assert resp.json_body["task_count"] == 1
+
+
+def test_post_runs_accepts_a_reference_to_a_workflow_in_s3(app: App) -> None:
+    app.cloud.blobs.put_bytes("uploads/wf.json", json.dumps(wf(ECHO)).encode())
+    resp = app.post("/runs", {"s3": f"s3://{app.cloud.config.bucket}/uploads/wf.json"})
+    assert resp.status_code == 202, resp.json_body
+    missing = app.post("/runs", {"s3": f"s3://{app.cloud.config.bucket}/uploads/none.json"})
+    assert missing.status_code == 404 and "none.json" in missing.json_body["message"]
+
+
+def test_an_invalid_workflow_gets_every_problem_and_stores_nothing(app: App) -> None:
+    bad = wf({"id": "a", "command": "not-a-list"},
+             {"id": "b", "command": ["x"], "outputs": ["/abs"], "resources": {"memory_mb": 999999}},
+             {"id": "c", "command": ["x"], "after": ["ghost"]})
+    resp = app.post("/runs", bad)
+    assert resp.status_code == 400
+    body = resp.json_body
+    assert body["error"] == "invalid workflow"
+    where = {(p["task_id"], p["field"]) for p in body["problems"]}
+    assert ("a", "command") in where
+    resp2 = app.post("/runs", wf({"id": "b", "command": ["x"], "outputs": ["/abs"], "resources": {"memory_mb": 999999}},
+                                 {"id": "c", "command": ["x"], "after": ["ghost"]}))
+    fields = {(p["task_id"], p["field"]) for p in resp2.json_body["problems"]}
+    assert {("b", "outputs"), ("b", "resources.memory_mb"), ("c", "after")} <= fields
+    assert app.cloud.store.list_runs() == [] and app.stored_objects() == [] and app.events() == []
+
+
+def test_a_body_that_is_not_json_is_a_bad_request(app: App) -> None:
+    resp = app.post("/runs", raw='{"tasks": [', ctype="application/json")
+    assert resp.status_code == 400 and "not valid JSON" in resp.json_body["message"]
+    assert app.post("/runs", {"workflow": wf(ECHO), "bogus": 1}).status_code == 400
+    assert app.post("/runs", {"s3": "http://not-s3"}).status_code == 400
+    assert app.post("/runs", {"workflow": wf(ECHO), "data": "/local/dir"}).status_code == 400
+
+
+def test_missing_inputs_are_listed_and_nothing_is_stored(app: App) -> None:
+    resp = app.post("/runs", {"workflow": wf({"id": "b", "command": ["cat", "in.txt"], "inputs": ["in.txt"]})})
+    assert resp.status_code == 400 and resp.json_body["error"] == "missing inputs"
+    assert any("in.txt" in m for m in resp.json_body["missing"])
+    bucket = app.cloud.config.bucket
+    resp = app.post("/runs", {"workflow": wf({"id": "b", "command": ["cat", "in.txt"], "inputs": ["in.txt"]}),
+                              "data": f"s3://{bucket}/inputs/"})
+    assert resp.status_code == 400
+    assert app.cloud.store.list_runs() == [] and app.stored_objects() == []
+
+
+def test_inputs_under_the_data_prefix_are_found_and_recorded_in_the_spec(app: App) -> None:
+    bucket = app.cloud.config.bucket
+    app.cloud.blobs.put_bytes("inputs/in.txt", b"x")
+    resp = app.post("/runs", {"workflow": wf({"id": "b", "command": ["cat", "in.txt"], "inputs": ["in.txt"]}),
+                              "data": f"s3://{bucket}/inputs/"})
+    assert resp.status_code == 202, resp.json_body
+    spec = json.loads(app.cloud.blobs.get_bytes(f"runs/{resp.json_body['run_id']}/workflow.json"))
+    assert spec["inputs"] == [{"path": "in.txt", "source": f"s3://{bucket}/inputs/in.txt"}]
+
+
+# ---- reading runs ---------------------------------------------------------------------------
+
+def test_get_runs_lists_newest_first_with_state_filter_and_limit(app: App) -> None:
+    ids = [app.post("/runs", wf(ECHO)).json_body["run_id"] for _ in range(3)]
+    app.cloud.store.update_run(ids[0], [RunState.RUNNING], {"state": RunState.FAILED, "finished_at": 1e10})
+    listed = app.client.http.get("/runs").json_body["runs"]
+    assert {r["run_id"] for r in listed} == set(ids)
+    assert [r["run_id"] for r in app.client.http.get("/runs?state=failed").json_body["runs"]] == [ids[0]]
+    assert len(app.client.http.get("/runs?limit=1").json_body["runs"]) == 1
+    assert app.client.http.get("/runs?state=sleepy").status_code == 400
+    assert app.client.http.get("/runs?limit=many").status_code == 400
+
+
+def test_get_run_has_state_counts_and_timings(app: App) -> None:
+    run_id = app.post("/runs", wf(ECHO, CAT)).json_body["run_id"]
+    body = app.client.http.get(f"/runs/{run_id}").json_body
+    assert body["state"] == "RUNNING" and body["counts"] == {"READY": 1, "WAITING": 1}
+    assert body["timings"]["created_at"] > 0 and body["timings"]["elapsed_s"] >= 0
+    missing = app.client.http.get("/runs/nope")
+    assert missing.status_code == 404 and "nope" in missing.json_body["message"]
+
+
+def test_get_tasks_filters_by_state(app: App) -> None:
+    run_id = app.post("/runs", wf(ECHO, CAT)).json_body["run_id"]
+    all_tasks = app.client.http.get(f"/runs/{run_id}/tasks").json_body
+    assert [t["id"] for t in all_tasks["tasks"]] == ["a", "b"] and not all_tasks["truncated"]
+    ready = app.client.http.get(f"/runs/{run_id}/tasks?state=ready").json_body["tasks"]
+    assert [(t["id"], t["state"]) for t in ready] == [("a", "READY")]
+    both = app.client.http.get(f"/runs/{run_id}/tasks?state=READY,WAITING&limit=1").json_body
+    assert both["count"] == 2 and both["truncated"] and len(both["tasks"]) == 1
+    assert app.client.http.get(f"/runs/{run_id}/tasks?state=NAPPING").status_code == 400
+    assert app.client.http.get("/runs/nope/tasks").status_code == 404
+
+
+# ---- cancel and resume ----------------------------------------------------------------------
+
+def test_cancel_queues_a_cancel_event(app: App) -> None:
+    run_id = app.post("/runs", wf(ECHO)).json_body["run_id"]
+    app.events()
+    resp = app.client.http.post(f"/runs/{run_id}/cancel")
+    assert resp.status_code == 202 and resp.json_body["state"] == "CANCELLING"
+    assert app.events() == [{"kind": "cancel", "run_id": run_id}]
+    app.cloud.store.update_run(run_id, [RunState.RUNNING], {"state": RunState.CANCELLED})
+    assert app.client.http.post(f"/runs/{run_id}/cancel").status_code == 409
+    assert app.client.http.post("/runs/nope/cancel").status_code == 404
+
+
+def test_resume_resets_what_did_not_succeed_and_restarts(app: App) -> None:
+    run_id = app.post("/runs", wf(ECHO, CAT)).json_body["run_id"]
+    assert app.client.http.post(f"/runs/{run_id}/resume").status_code == 409  # still RUNNING
+    store = app.cloud.store
+    store.update_task(run_id, "a", [TaskState.READY], 1, {"state": TaskState.FAILED, "reason": "NONZERO_EXIT"})
+    store.update_task(run_id, "b", [TaskState.WAITING], 1, {"state": TaskState.UPSTREAM_FAILED})
+    store.update_run(run_id, [RunState.RUNNING], {"state": RunState.FAILED, "finished_at": 1e10})
+    app.events()
+    resp = app.client.http.post(f"/runs/{run_id}/resume")
+    assert resp.status_code == 202 and resp.json_body["reset_tasks"] == 2
+    a = store.get_task(run_id, "a")
+    assert (a.state, a.attempt, a.reason) == (TaskState.READY, 2, None)
+    assert store.get_run(run_id).state is RunState.RUNNING
+    assert app.events() == [{"kind": "start", "run_id": run_id}]
+    store.update_run(run_id, [RunState.RUNNING], {"state": RunState.SUCCEEDED})
+    assert app.client.http.post(f"/runs/{run_id}/resume").status_code == 409
+    assert app.client.http.post("/runs/nope/resume").status_code == 404
+
+
+# ---- S3 trigger ---------------------------------------------------------------------------------
+
+def upload(app: App, key: str, data: bytes) -> Any:
+    bucket = app.cloud.config.bucket
+    app.cloud.blobs.put_bytes(key, data)
+    return app.client.lambda_.invoke("submit", app.client.events.generate_s3_event(bucket, key)).payload
+
+
+def test_an_upload_under_submit_starts_a_run_and_says_so_beside_it(app: App) -> None:
+    app.cloud.blobs.put_bytes("submit/job/data/in.txt", b"hello")
+    out = upload(app, "submit/job/workflow.json",
+                 json.dumps(wf({"id": "b", "command": ["cat", "in.txt"], "inputs": ["in.txt"]})).encode())
+    assert out["status"] == 202, out
+    receipt = json.loads(app.cloud.blobs.get_bytes("submit/job/workflow.json.run.json"))
+    assert receipt["run_id"] == out["run_id"] and receipt["manifest"].endswith(f"runs/{out['run_id']}/manifest.json")
+    assert app.cloud.store.get_run(out["run_id"]).options["source"].endswith("submit/job/workflow.json")
+
+
+def test_an_invalid_upload_gets_an_error_object_beside_it(app: App) -> None:
+    out = upload(app, "submit/bad.json", json.dumps(wf({"id": "a", "command": "oops"})).encode())
+    assert out["status"] == 400
+    error = json.loads(app.cloud.blobs.get_bytes("submit/bad.json.error.json"))
+    assert error["error"] == "invalid workflow" and error["problems"][0]["task_id"] == "a"
+    garbage = upload(app, "submit/garbage.json", b"\x00\x01 not a workflow")
+    assert garbage["status"] == 400 and app.cloud.blobs.exists("submit/garbage.json.error.json")
+    assert app.cloud.store.list_runs() == []
+
+
+def test_receipts_inputs_and_other_prefixes_are_ignored(app: App) -> None:
+    for key in ("submit/x.json.error.json", "submit/x.json.run.json", "submit/job/data/in.txt", "other/wf.json"):
+        assert upload(app, key, b"{}")["status"] == 204
+    assert app.cloud.store.list_runs() == []
+
+
+def test_uploads_can_arrive_through_the_submit_queue(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    import app as app_module
+
+    monkeypatch.setenv("UPDRAFT_SUBMIT_QUEUE", "updraft-submit")
+    try:
+        importlib.reload(app_module)
+        app.cloud.blobs.put_bytes("submit/q.json", json.dumps(wf(ECHO)).encode())
+        notice = {"Records": [{"eventName": "ObjectCreated:Put", "s3": {
+            "bucket": {"name": app.cloud.config.bucket}, "object": {"key": "submit/q.json"}}}]}
+        with Client(app_module.app) as client:
+            event = client.events.generate_sqs_event([json.dumps(notice), json.dumps({"Event": "s3:TestEvent"})],
+                                                     queue_name="updraft-submit")
+            out = client.lambda_.invoke("submit", event).payload
+        assert [s["status"] for s in out["submitted"]] == [202]
+        assert app.cloud.store.get_run(out["submitted"][0]["run_id"]).task_count == 1
+    finally:
+        monkeypatch.delenv("UPDRAFT_SUBMIT_QUEUE")
+        importlib.reload(app_module)

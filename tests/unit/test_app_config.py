@@ -1,0 +1,80 @@
+"""Deployment settings: .chalice/config.json, the IAM policy files, and AwsConfig."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from chalice.config import Config
+
+from chalicelib.backends.aws.config import AwsConfig
+from chalicelib.backends.aws.iam_policy import stage_env, stage_policy
+from chalicelib.errors import ConfigError
+from tests.e2e.test_cloud_harness import IAM_ACTIONS, classify
+
+CHALICE = Path(__file__).resolve().parents[2] / ".chalice"
+STAGES = ["dev", "prod"]
+
+def allowed_actions(stage: str) -> set[str]:
+    policy = json.loads((CHALICE / f"policy-{stage}.json").read_text())
+    return {a for st in policy["Statement"] for a in st["Action"]}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_sets_memory_and_timeout_per_function(stage: str) -> None:
+    data = json.loads((CHALICE / "config.json").read_text())
+    config = Config(chalice_stage=stage, config_from_disk=data)
+    timeouts = {fn: config.scope(stage, fn).lambda_timeout for fn in
+                ("api_handler", "coordinator", "task", "submit", "sweeper")}
+    assert timeouts == {"api_handler": 29, "coordinator": 60, "task": 900, "submit": 900, "sweeper": 300}
+    assert config.scope(stage, "task").lambda_memory_size >= 3008
+    assert all(config.scope(stage, fn).lambda_memory_size for fn in timeouts)
+    assert config.scope(stage, "coordinator").iam_policy_file == f"policy-{stage}.json"
+    assert config.scope(stage, "coordinator").autogen_policy is False
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_policy_files_are_what_the_generator_writes(stage: str) -> None:
+    committed = json.loads((CHALICE / f"policy-{stage}.json").read_text())
+    assert committed == stage_policy(stage, CHALICE / "config.json"), \
+        "run: python -m chalicelib.backends.aws.iam_policy"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_policies_name_only_the_stages_resources(stage: str) -> None:
+    cfg = AwsConfig.from_env(stage_env(stage, CHALICE / "config.json"))
+    policy = json.loads((CHALICE / f"policy-{stage}.json").read_text())
+    for statement in policy["Statement"]:
+        for resource in statement["Resource"]:
+            if statement["Sid"] == "Traces":
+                assert resource == "*"
+                continue
+            assert f"updraft-{stage}" in resource, (statement["Sid"], resource)
+            assert resource.count("*") <= 3  # partition-wide wildcards only for account/region/suffix
+    other = "prod" if stage == "dev" else "dev"
+    assert f"updraft-{other}" not in json.dumps(policy)
+    assert cfg.table == f"updraft-{stage}"
+
+
+def test_the_policy_allows_every_operation_the_handlers_make() -> None:
+    """The e2e harness checks that every operation a real run makes is in IAM_ACTIONS."""
+    assert classify({"HTTP_X_AMZ_TARGET": "DynamoDB_20120810.UpdateItem"}) == ("dynamodb", "UpdateItem")
+    for stage in STAGES:
+        allowed = allowed_actions(stage)
+        missing = {op: action for op, action in IAM_ACTIONS.items() if action not in allowed}
+        assert not missing, missing
+
+
+def test_config_takes_arguments_over_environment_over_defaults() -> None:
+    env = {"UPDRAFT_TABLE": "from-env", "UPDRAFT_TASK_SHARDS": "8", "AWS_REGION": "eu-west-1"}
+    cfg = AwsConfig.from_env(env, table="explicit")
+    assert (cfg.table, cfg.task_shards, cfg.region, cfg.bucket) == ("explicit", 8, "eu-west-1", "updraft-data")
+    assert AwsConfig.from_env({}).table == "updraft"
+
+
+@pytest.mark.parametrize(("var", "value"), [("UPDRAFT_TASK_SHARDS", "many"), ("UPDRAFT_TASK_SHARDS", "0"),
+                                            ("UPDRAFT_API_AUTH", "cookies"), ("UPDRAFT_WORKER_LEASE_S", "1")])
+def test_bad_settings_name_the_variable(var: str, value: str) -> None:
+    with pytest.raises(ConfigError, match="UPDRAFT_"):
+        AwsConfig.from_env({var: value})
