@@ -353,8 +353,17 @@ class Planner:
         return (0.0, m, c) if c <= objective.value else (1.0, c, m)
 
     def fixed(self, name: str, policy: Callable[[str], Choice]) -> Plan:
-        """A plan giving every type the same kind of policy (baselines)."""
+        """A plan giving each type `policy(type)`, resolved per task by the hard limits."""
         return self.plan_of(name, {n: policy(n) for n in self.type_names})
+
+    def from_choices(self, name: str, choose: Callable[[int], Choice], note: str = "") -> Plan:
+        """A plan of `choose(i)` for every task i, as is (no hard-limit resolution), with its estimate."""
+        choices = [choose(i) for i in range(len(self.problem.tasks))]
+        est = estimate(self.problem, choices)
+        if est.limit_hits:
+            note = (note + "; " if note else "") + f"{est.limit_hits} task(s) predicted to hit a limit"
+        return Plan(name=name, choices={t.id: c for t, c in zip(self.problem.tasks, choices, strict=True)},
+                    makespan_s=est.makespan_s, cost=est.cost, note=note)
 
     def _score(self, policies: dict[str, Choice]) -> tuple[float, float]:
         est = self.evaluate(policies)

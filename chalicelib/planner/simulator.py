@@ -29,7 +29,7 @@ from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
 from chalicelib.engine.lifecycle import create_run
 from chalicelib.engine.records import RunRecord, TaskRecord
 from chalicelib.engine.spec import RunSpec, SpecCache
-from chalicelib.engine.states import TERMINAL_TASK, RunState, TaskState
+from chalicelib.engine.states import IN_FLIGHT, TERMINAL_TASK, RunState, TaskState
 from chalicelib.errors import NotFoundError
 from chalicelib.planner.costs import ControlPlane, Cost, dollars
 from chalicelib.planner.estimate import Problem
@@ -40,6 +40,7 @@ from chalicelib.planner.platform import Platform
 from chalicelib.workflow.model import Workflow
 
 RUN_ID = "sim"
+STALE = "STALE"  # a container message whose attempt is no longer current: dropped unrun
 LIST_ITEM_BYTES = 300  # a task item as the coordinator reads it (for read units of a query)
 
 
@@ -327,16 +328,28 @@ class Simulation:
         lat = self.platform.latencies
         for start in starts:
             task_id, attempt = cast(tuple[str, int], start.job.key)
+            if start.job.placement != "function" and not self._claim(task_id, attempt):
+                self.heap.push(start.at, _End(start, STALE, 0.0))  # the worker drops the message
+                continue
             started = ev.TaskStarted(RUN_ID, task_id, attempt, start.at, start.job.timeout_s + 60.0)
             self.heap.push(start.at + lat.event_s, _Deliver((started,)))
             out = self.machine.outcome(start)
             self.heap.push(out.end, _End(start, out.reason, out.compute_s))
+
+    def _claim(self, task_id: str, attempt: int) -> bool:
+        """A container worker claims the attempt before running it (a conditional write); a
+        message of an attempt that is no longer current is dropped."""
+        self.store.write_units += 1
+        rec = self.store.inner.get_task(RUN_ID, task_id)
+        return rec.attempt == attempt and rec.state in IN_FLIGHT
 
     def _ended(self, item: _End, t: float) -> None:
         start = item.start
         job = start.job
         task_id, attempt = cast(tuple[str, int], job.key)
         self._started(self.machine.finish(job.key, t))
+        if item.reason == STALE:
+            return
         self.s3_gets += job.objects_in
         demand = job.demand
         result = {
