@@ -54,6 +54,7 @@ class CoordinatorConfig:
     lease_grace_s: float = 30.0  # added to a function task's timeout for its dispatch lease
     container_queue_lease_s: float = 6 * 3600.0  # a container task may wait in the queue this long
     min_schedule_s: float = 0.001  # retries due sooner than this are dispatched at once
+    lost_worker_retries: int = 2  # extra attempts when a worker or function vanished (lease expired)
 
 
 class Coordinator:
@@ -201,14 +202,22 @@ class Coordinator:
             return
         now = self.clock.now()
         spill = (reason in SPILL_REASONS and rec.placement == "function" and task.placement is Placement.AUTO)
-        if spill or attempt < rec.max_attempts:
+        # A vanished worker is not the task's fault: it gets extra attempts of its own, bounded so
+        # that a task that kills every worker it lands on still ends FAILED.
+        lost_so_far = int(rec.result.get("lost_workers", 0)) if rec.result else 0
+        lost = reason == Reason.LEASE_EXPIRED and lost_so_far < self.config.lost_worker_retries
+        if lost:
+            result = {**result, "lost_workers": lost_so_far + 1}
+        elif lost_so_far:
+            result = {**result, "lost_workers": lost_so_far}
+        if spill or lost or attempt < rec.max_attempts:
             failures = attempt - (rec.max_attempts - task.retries - 1)
             delay = 0.0 if spill else self.config.backoff.delay(max(1, failures), self.rng)
             changes = {
                 "state": TaskState.READY, "attempt": attempt + 1, "not_before": now + delay,
                 "lease_expires": None, "reason": reason, "result": result,
                 "placement": "container" if spill else rec.placement,
-                "max_attempts": rec.max_attempts + (1 if spill else 0),
+                "max_attempts": rec.max_attempts + (1 if spill or lost else 0),
             }
             new = self._try_update(run_id, task_id, IN_FLIGHT, attempt, changes)
             if new is None:

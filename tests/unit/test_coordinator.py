@@ -229,3 +229,33 @@ def test_random_event_storm_ends_consistent(tmp_path: Path) -> None:
     assert set(seen_launch.values()) == {1}
     assert h.store.counts(h.rid) == {"SUCCEEDED": 40}
     assert h.run_state() is RunState.SUCCEEDED
+
+
+def test_lost_workers_get_bounded_extra_attempts(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [T("a")])  # no retries of its own
+    h.co.config = CoordinatorConfig(backoff=Backoff(0.0, 0.0), lost_worker_retries=2)
+    h.start()
+    for attempt in (1, 2):
+        h.handle(ev.TaskStarted(h.rid, "a", attempt, h.clock.now(), 5.0))
+        h.clock.t += 6
+        h.handle(ev.LeaseExpired(h.rid, "a", attempt))
+        assert h.state("a") in (TaskState.READY, TaskState.DISPATCHED)
+    h.handle(ev.TaskStarted(h.rid, "a", 3, h.clock.now(), 5.0))
+    h.clock.t += 6
+    out = h.handle(ev.LeaseExpired(h.rid, "a", 3))
+    rec = h.store.get_task(h.rid, "a")
+    assert (rec.state, rec.reason, rec.attempt) == (TaskState.FAILED, "LEASE_EXPIRED", 3)
+    assert ev.RunFinished(h.rid, "FAILED") in out
+
+
+def test_a_lost_worker_does_not_use_up_the_tasks_own_retries(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [T("a", retries=1)])
+    h.co.config = CoordinatorConfig(backoff=Backoff(0.0, 0.0))
+    h.start()
+    h.handle(ev.TaskStarted(h.rid, "a", 1, h.clock.now(), 5.0))
+    h.clock.t += 6
+    h.handle(ev.LeaseExpired(h.rid, "a", 1))
+    h.fail("a", 2)  # a real failure: its one retry is still there
+    assert h.store.get_task(h.rid, "a").attempt == 3
+    h.ok("a", 3)
+    assert h.run_state() is RunState.SUCCEEDED
