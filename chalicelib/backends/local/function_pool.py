@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable
@@ -38,6 +39,7 @@ class FunctionPool:
         self.running: dict[tuple[str, str, int], Attempt] = {}
         self._next_sample = 0.0
         self.base_env = EncodedEnv.of(os.environ)  # encoded once, not per task
+        _remove_dead_slots(workroot)
         self.free: list[Sandbox] = [Sandbox.slot(workroot, f"fn-{os.getpid()}-{i}") for i in range(self.slots)]
 
     @property
@@ -101,3 +103,14 @@ class FunctionPool:
         self.queue.clear()
         for att in self.running.values():
             att.kill("CANCELLED", "cancelled")
+
+
+def _remove_dead_slots(workroot: str) -> None:
+    """Slots of a runtime that was killed (kill -9) are never emptied by it: remove them."""
+    root = os.path.join(workroot, "slots")
+    if not os.path.isdir(root):
+        return
+    for name in os.listdir(root):
+        pid = name.split("-")[1] if name.startswith("fn-") and name.count("-") >= 2 else ""
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
