@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import os
 import random
@@ -110,6 +111,7 @@ class CountingServer:
         self._lock = threading.Lock()
         self._ddb = threading.Lock()
         self._app = DomainDispatcherApplication(create_backend_app)
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -335,7 +337,7 @@ class EmulatedCloud:
             return False
         pending = self.fake_lambda.pending
         payload = pending.popleft() if not self.delivery.shuffle else _pop_random(pending, self.rng)
-        if self.rng.random() < self.delivery.duplicate_rate:
+        if self._duplicate(self.tally.duplicate_invocations):
             pending.append(dict(payload))  # Lambda delivers this async event twice
             self.tally.duplicate_invocations += 1
         self.tally.task_invocations += 1
@@ -376,10 +378,15 @@ class EmulatedCloud:
             sqs.delete_message_batch(QueueUrl=self.made.events_queue_url, Entries=[
                 {"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(chunk)])
         for r in done:  # redeliver some processed records, as SQS may
-            if not r.get("_echoed") and self.rng.random() < self.delivery.duplicate_rate:
+            if not r.get("_echoed") and self._duplicate(self.tally.duplicate_records):
                 self._echo.append({**r, "_echoed": True})
                 self.tally.duplicate_records += 1
         return True
+
+    def _duplicate(self, so_far: int) -> bool:
+        """Randomly at the configured rate, and surely once early on when the rate is not 0."""
+        rate = self.delivery.duplicate_rate
+        return rate > 0 and (so_far == 0 or self.rng.random() < rate)
 
     def run_until_done(self, run_id: str, timeout_s: float = 300.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
