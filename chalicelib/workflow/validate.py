@@ -5,6 +5,7 @@ A rejected workflow writes nothing anywhere: callers validate before touching an
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
@@ -18,6 +19,12 @@ DEFAULT_MAX_TASKS = 250_000
 MAX_ID_LENGTH = 200
 MAX_RETRIES = 20
 _ID_RE = re.compile(r"^[^\s/\\\x00-\x1f\x7f]+$")
+
+
+def task_limit() -> int:
+    """Most tasks one workflow may have: UPDRAFT_MAX_TASKS, else DEFAULT_MAX_TASKS."""
+    raw = os.environ.get("UPDRAFT_MAX_TASKS", "")
+    return int(raw) if raw.isdigit() else DEFAULT_MAX_TASKS
 
 
 def path_problem(path: str) -> str | None:
@@ -99,9 +106,11 @@ def _over_limits(task: Task, lim: limits.PlacementLimits, fix: str) -> Iterator[
             yield Problem(msg, tid, f"resources.{name}")
 
 
-def problems(workflow: Workflow, max_tasks: int = DEFAULT_MAX_TASKS) -> list[Problem]:
+def problems(workflow: Workflow, max_tasks: int | None = None) -> list[Problem]:
     """Every problem with the workflow (empty when it is valid)."""
     found: list[Problem] = []
+    if max_tasks is None:
+        max_tasks = task_limit()
     if not workflow.tasks:
         found.append(Problem("the workflow has no tasks", None, "tasks"))
         return found
@@ -141,7 +150,7 @@ def problems(workflow: Workflow, max_tasks: int = DEFAULT_MAX_TASKS) -> list[Pro
     return found
 
 
-def validate(workflow: Workflow, source: str | None = None, max_tasks: int = DEFAULT_MAX_TASKS) -> Workflow:
+def validate(workflow: Workflow, source: str | None = None, max_tasks: int | None = None) -> Workflow:
     """Return the workflow unchanged, or raise WorkflowError listing every problem."""
     found = problems(workflow, max_tasks)
     if found:
