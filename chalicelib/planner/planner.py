@@ -31,12 +31,13 @@ import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from chalicelib.errors import UpdraftError
 from chalicelib.planner.costs import dollars
 from chalicelib.planner.estimate import Estimate, Problem, estimate
 from chalicelib.planner.perfmodel import PerfModel
-from chalicelib.planner.plans import CONTAINER, FUNCTION, Choice, Plan
+from chalicelib.planner.plans import CONTAINER, FUNCTION, Choice, Plan, Policy, Split
 from chalicelib.planner.platform import Platform
 from chalicelib.planner.pricing import fargate_size
 from chalicelib.workflow.model import Placement, Workflow
@@ -48,6 +49,8 @@ DISK_MARGIN = 1.2
 FUNCTION_TIME_MARGIN = 0.8
 CONTAINER_TIME_MARGIN = 0.9
 MAKESPAN_SLACK = 0.01
+MIN_SPLIT_TASKS = 4  # a type this big may be split between a function and a container
+SPLIT_SHARES = (0.25, 0.5, 0.75)
 MAX_ROUNDS = 40  # moves of a local search (each round evaluates a few moves per task type)
 KINDS = (FUNCTION, CONTAINER)
 
@@ -91,7 +94,7 @@ class Objective:
 
 @dataclass(frozen=True)
 class _Option:
-    policy: Choice
+    policy: Policy
     duration_s: float  # isolated: the type's summed predicted run time incl. start-up
     cost: float  # isolated: the type's summed compute cost
 
@@ -111,10 +114,15 @@ class Planner:
         self.members: dict[str, list[int]] = {name: [] for name in self.type_names}
         for i, name in enumerate(p.types):
             self.members[name].append(i)
-        self._cache: dict[tuple[Choice, ...], Estimate] = {}  # policies in type order -> estimate
-        self._by_type: dict[tuple[str, Choice], list[tuple[int, Choice]]] = {}
-        self._resolved: dict[tuple[int, Choice], Choice] = {}
-        self._searched: dict[tuple[Objective, tuple[str, ...]], tuple[dict[str, Choice], bool]] = {}
+        self._cache: dict[tuple[Policy, ...], Estimate] = {}  # policies in type order -> estimate
+        self._by_type: dict[tuple[str, Policy], list[tuple[int, Choice]]] = {}
+        self._resolved: dict[tuple[int, Policy], Choice] = {}
+        # each task's place in its type by predicted work, most first (a Split's order)
+        self._work_rank: dict[int, int] = {}
+        for name in self.type_names:
+            by_work = sorted(self.members[name], key=lambda i: (-p.demands[i].work_s, i))
+            self._work_rank.update((i, r) for r, i in enumerate(by_work))
+        self._searched: dict[tuple[Objective, tuple[str, ...]], tuple[dict[str, Policy], bool]] = {}
 
     # ---- hard limits ------------------------------------------------------------------------
 
@@ -184,7 +192,7 @@ class Planner:
     def _disk_of(self, i: int) -> int:
         return self._disk[i] if self._disk[i] > self.problem.tasks[i].resources.disk_mb else 0
 
-    def resolve(self, i: int, policy: Choice) -> Choice:
+    def resolve(self, i: int, policy: Policy) -> Choice:
         """What task i runs on under its type's `policy` (the nearest size that fits)."""
         key = (i, policy)
         got = self._resolved.get(key)
@@ -193,7 +201,10 @@ class Planner:
             self._resolved[key] = got
         return got
 
-    def _resolve(self, i: int, policy: Choice) -> Choice:
+    def _resolve(self, i: int, policy: Policy) -> Choice:
+        if isinstance(policy, Split):
+            n = len(self.members[self.problem.types[i]])
+            return self.resolve(i, policy.first if self._work_rank[i] < round(policy.share * n) else policy.rest)
         task = self.problem.tasks[i]
         if task.placement is Placement.LOCAL:
             return Choice(CONTAINER, task.resources.memory_mb, task.resources.cpus, self._disk_of(i))
@@ -242,18 +253,24 @@ class Planner:
         if CONTAINER in kinds:
             raw += [Choice(CONTAINER, fargate_size(c, need)[1], c) for c in CONTAINER_CPUS if need <= 122_880]
         out: list[_Option] = []
+        fronts: dict[str, list[_Option]] = {}
         for kind in kinds:
-            scored = [self._isolated(name, p) for p in raw if p.placement == kind]
-            out += _pareto(scored)
+            fronts[kind] = _pareto([self._isolated(name, p) for p in raw if p.placement == kind])
+            out += fronts[kind]
+        if len(members) >= MIN_SPLIT_TASKS and fronts.get(FUNCTION) and fronts.get(CONTAINER):
+            fns = [cast(Choice, o.policy) for o in fronts[FUNCTION]]
+            box = cast(Choice, fronts[CONTAINER][0].policy)
+            picks = sorted({fns[0], fns[len(fns) // 2], fns[-1]})
+            out += _pareto([self._isolated(name, Split(f, box, share)) for f in picks for share in SPLIT_SHARES])
         if not out:  # e.g. a type fixed to containers asked to run on functions only
             out = _pareto([self._isolated(name, p) for p in (Choice(FUNCTION, 1769), self._container(members[0], 1))])
         out.sort(key=lambda o: (o.cost, o.duration_s))
         return out
 
-    def _isolated(self, name: str, policy: Choice) -> _Option:
+    def _isolated(self, name: str, policy: Policy) -> _Option:
         lat, prices = self.platform.latencies, self.platform.prices
         duration = cost = 0.0
-        startup = lat.function_cold_s if policy.placement == FUNCTION else lat.container_start_s
+        startup = lat.function_cold_s if policy.placement != CONTAINER else lat.container_start_s
         for i in self.members[name]:
             c = self.resolve(i, policy)
             run = self.run_s(i, c)
@@ -262,37 +279,38 @@ class Planner:
                 cost += prices.functions.invocation_cost(c.memory_mb, run, self.platform.arch, c.disk_mb or 512)
             else:
                 cost += run * prices.containers.rate_per_s(c.cpus, c.memory_mb, self.platform.arch)
-        if policy.placement == CONTAINER and self.platform.fixed_workers is None:
+        box = policy.rest if isinstance(policy, Split) else policy
+        if box.placement == CONTAINER and self.platform.fixed_workers is None:
             # at least one worker boots (billed) and idles through its keep-alive
-            c = self._container(self.members[name][0], policy.cpus, policy.memory_mb)
+            c = self._container(self.members[name][0], box.cpus, box.memory_mb)
             cost += ((lat.container_start_s + self.platform.worker_keepalive_s)
                      * prices.containers.rate_per_s(c.cpus, c.memory_mb, self.platform.arch))
         return _Option(policy, duration + startup, cost)
 
     # ---- evaluation ---------------------------------------------------------------------------
 
-    def assignment(self, policies: dict[str, Choice]) -> list[Choice]:
-        out: list[Choice] = [policies[self.type_names[0]]] * len(self.problem.tasks)
+    def assignment(self, policies: dict[str, Policy]) -> list[Choice]:
+        out: list[Choice] = [Choice(FUNCTION, 0)] * len(self.problem.tasks)
         for name in self.type_names:
             for i, c in self._resolved_type(name, policies[name]):
                 out[i] = c
         return out
 
-    def _resolved_type(self, name: str, policy: Choice) -> list[tuple[int, Choice]]:
+    def _resolved_type(self, name: str, policy: Policy) -> list[tuple[int, Choice]]:
         key = (name, policy)
         got = self._by_type.get(key)
         if got is None:
             got = self._by_type[key] = [(i, self.resolve(i, policy)) for i in self.members[name]]
         return got
 
-    def evaluate(self, policies: dict[str, Choice]) -> Estimate:
+    def evaluate(self, policies: dict[str, Policy]) -> Estimate:
         key = tuple(policies[n] for n in self.type_names)
         got = self._cache.get(key)
         if got is None:
             got = self._cache[key] = estimate(self.problem, self.assignment(policies))
         return got
 
-    def plan_of(self, name: str, policies: dict[str, Choice], meets: bool = True, note: str = "") -> Plan:
+    def plan_of(self, name: str, policies: dict[str, Policy], meets: bool = True, note: str = "") -> Plan:
         choices = self.assignment(policies)
         est = self.evaluate(policies)
         if est.limit_hits:
@@ -322,14 +340,14 @@ class Planner:
                     else f"over budget; the cheapest plan costs {dollars(c)}")
         return self.plan_of(label, policies, ok, note)
 
-    def _search(self, objective: Objective, kinds: Sequence[str]) -> tuple[dict[str, Choice], bool]:
+    def _search(self, objective: Objective, kinds: Sequence[str]) -> tuple[dict[str, Policy], bool]:
         key = (objective, tuple(kinds))
         got = self._searched.get(key)
         if got is None:
             got = self._searched[key] = self._search_once(objective, kinds)
         return got
 
-    def _search_once(self, objective: Objective, kinds: Sequence[str]) -> tuple[dict[str, Choice], bool]:
+    def _search_once(self, objective: Objective, kinds: Sequence[str]) -> tuple[dict[str, Policy], bool]:
         opts = {n: self.options(n, kinds) for n in self.type_names}
         if objective.kind == "cost":
             return self._cheapest(opts), True
@@ -340,7 +358,7 @@ class Planner:
             return self._deadline(opts, objective.value)
         return self._budget(opts, objective.value)
 
-    def _rank(self, objective: Objective, policies: dict[str, Choice]) -> tuple[float, ...]:
+    def _rank(self, objective: Objective, policies: dict[str, Policy]) -> tuple[float, ...]:
         """Sort key: smaller is better for `objective`."""
         m, c = self._score(policies)
         if objective.kind == "cost":
@@ -352,7 +370,7 @@ class Planner:
             return (0.0, c, m) if m <= objective.value else (1.0, m, c)
         return (0.0, m, c) if c <= objective.value else (1.0, c, m)
 
-    def fixed(self, name: str, policy: Callable[[str], Choice]) -> Plan:
+    def fixed(self, name: str, policy: Callable[[str], Policy]) -> Plan:
         """A plan giving each type `policy(type)`, resolved per task by the hard limits."""
         return self.plan_of(name, {n: policy(n) for n in self.type_names})
 
@@ -365,21 +383,21 @@ class Planner:
         return Plan(name=name, choices={t.id: c for t, c in zip(self.problem.tasks, choices, strict=True)},
                     makespan_s=est.makespan_s, cost=est.cost, note=note)
 
-    def _score(self, policies: dict[str, Choice]) -> tuple[float, float]:
+    def _score(self, policies: dict[str, Policy]) -> tuple[float, float]:
         est = self.evaluate(policies)
         return est.makespan_s, est.cost.total
 
     def _moves(
-        self, opts: dict[str, list[_Option]], cur: dict[str, Choice], direction: str,
-    ) -> Iterable[dict[str, Choice]]:
+        self, opts: dict[str, list[_Option]], cur: dict[str, Policy], direction: str,
+    ) -> Iterable[dict[str, Policy]]:
         """Plans with one type's policy changed, `direction` "cheaper" or "faster" in isolation:
         a size down or up, the cheapest or fastest of each kind, or the other kind's option
         of about the same speed."""
         for n in self.type_names:
             now = cur[n]
             here = next((o for o in opts[n] if o.policy == now), None)
-            targets: dict[Choice, _Option] = {}
-            for kind in KINDS:
+            targets: dict[Policy, _Option] = {}
+            for kind in (*KINDS, Split.placement):
                 same = [o for o in opts[n] if o.policy.placement == kind]  # cheapest (slowest) first
                 if not same:
                     continue
@@ -402,13 +420,13 @@ class Planner:
                 gain = 0.0 if here is None else (
                     o.duration_s - here.duration_s if direction == "faster" else o.cost - here.cost)
                 moves.append((gain, policy))
-            for _, policy in sorted(moves):
+            for _, policy in sorted(moves, key=lambda m: m[0]):
                 yield {**cur, n: policy}
 
     def _descend(
-        self, opts: dict[str, list[_Option]], cur: dict[str, Choice], direction: str,
+        self, opts: dict[str, list[_Option]], cur: dict[str, Policy], direction: str,
         better: Callable[[tuple[float, float], tuple[float, float]], bool],
-    ) -> dict[str, Choice]:
+    ) -> dict[str, Policy]:
         """First-improvement local search: take the first move `better` likes, and go on."""
         for _ in range(MAX_ROUNDS):
             score = self._score(cur)
@@ -420,16 +438,16 @@ class Planner:
                 break
         return cur
 
-    def _cheapest(self, opts: dict[str, list[_Option]]) -> dict[str, Choice]:
+    def _cheapest(self, opts: dict[str, list[_Option]]) -> dict[str, Policy]:
         start = {n: opts[n][0].policy for n in self.type_names}
         return self._descend(opts, start, "any", lambda new, old: new[1] < old[1] - 1e-12)
 
-    def _fastest(self, opts: dict[str, list[_Option]]) -> dict[str, Choice]:
+    def _fastest(self, opts: dict[str, list[_Option]]) -> dict[str, Policy]:
         start = {n: min(opts[n], key=lambda o: (o.duration_s, o.cost)).policy for n in self.type_names}
         limit = self._score(start)[0] * (1 + MAKESPAN_SLACK)
         return self._descend(opts, start, "cheaper", lambda new, old: new[0] <= limit and new[1] < old[1] - 1e-12)
 
-    def _deadline(self, opts: dict[str, list[_Option]], deadline: float) -> tuple[dict[str, Choice], bool]:
+    def _deadline(self, opts: dict[str, list[_Option]], deadline: float) -> tuple[dict[str, Policy], bool]:
         """The fastest plan made cheaper, and GAIN from the cheapest: the cheaper that meets D."""
         fastest = self._fastest(opts)
         if self._score(fastest)[0] > deadline:
@@ -459,7 +477,7 @@ class Planner:
             cur = best
         return min(found, key=lambda p: self._score(p)[1]), True
 
-    def _budget(self, opts: dict[str, list[_Option]], budget: float) -> tuple[dict[str, Choice], bool]:
+    def _budget(self, opts: dict[str, list[_Option]], budget: float) -> tuple[dict[str, Policy], bool]:
         """The cheapest plan made faster, and LOSS from the fastest: the faster within B."""
         cheapest = self._cheapest(opts)
         if self._score(cheapest)[1] > budget:

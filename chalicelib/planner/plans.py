@@ -14,7 +14,7 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from chalicelib.errors import Problem, WorkflowError
 from chalicelib.planner.costs import Cost, dollars
@@ -53,10 +53,36 @@ class Choice:
 
 
 @dataclass(frozen=True)
+class Split:
+    """A task type divided: the `share` of its tasks with the most work on `first`, the rest on
+    `rest` (one always-on worker, say, takes what it can and functions take the others)."""
+
+    first: Choice
+    rest: Choice
+    share: float
+    placement: ClassVar[str] = "split"
+
+    def label(self) -> str:
+        return f"{self.share:.0%} {self.first.label()}, the rest {self.rest.label()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"split": self.share, "first": self.first.to_dict(), "rest": self.rest.to_dict()}
+
+
+Policy = Choice | Split
+
+
+def policy_from_dict(data: Mapping[str, Any]) -> Policy:
+    if "split" in data:
+        return Split(Choice.from_dict(data["first"]), Choice.from_dict(data["rest"]), float(data["split"]))
+    return Choice.from_dict(data)
+
+
+@dataclass(frozen=True)
 class Plan:
     name: str
     choices: Mapping[str, Choice]  # task id -> choice
-    by_type: Mapping[str, Choice] = field(default_factory=dict)  # the policy of each task type
+    by_type: Mapping[str, Policy] = field(default_factory=dict)  # the policy of each task type
     makespan_s: float = 0.0  # predicted
     cost: Cost = field(default_factory=Cost)  # predicted
     meets: bool = True  # the objective's constraint (deadline, budget) is met
@@ -89,7 +115,7 @@ class Plan:
             return cls(
                 name=str(data.get("name", "plan")),
                 choices={str(k): Choice.from_dict(v) for k, v in dict(data["choices"]).items()},
-                by_type={str(k): Choice.from_dict(v) for k, v in dict(data.get("by_type") or {}).items()},
+                by_type={str(k): policy_from_dict(v) for k, v in dict(data.get("by_type") or {}).items()},
                 makespan_s=float(data.get("makespan_s", 0.0)),
                 cost=Cost(**{k: float(v) for k, v in cost.items() if k != "total"}),
                 meets=bool(data.get("meets", True)), note=str(data.get("note", "")),

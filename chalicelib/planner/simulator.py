@@ -398,7 +398,8 @@ class Simulation:
 
 def simulate(
     workflow: Workflow, plan: Plan | None = None, platform: Platform | None = None, perf: PerfModel | None = None,
-    noise: float = 0.0, seed: int = 0, keep_tasks: bool = False,
+    noise: float = 0.0, seed: int = 0, keep_tasks: bool = False, config: CoordinatorConfig | None = None,
 ) -> SimResult:
     """Simulate `workflow` run as `plan` places it (as declared when None); see the module doc."""
-    return Simulation(workflow, plan, platform, perf, noise=noise, seed=seed, keep_tasks=keep_tasks).run()
+    return Simulation(workflow, plan, platform, perf, noise=noise, seed=seed, keep_tasks=keep_tasks,
+                      config=config).run()
