@@ -425,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     from chalicelib.ui.commands import add_commands
 
     add_commands(sub, add)  # report, ui, submit, watch (chalicelib/ui/commands.py)
+    from chalicelib.planner.commands import add_commands as add_planner_commands
+
+    add_planner_commands(sub, add)  # plan, simulate (chalicelib/planner/commands.py)
     return parser
 
 

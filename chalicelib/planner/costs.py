@@ -84,6 +84,6 @@ def dollars(x: float) -> str:
         return f"${x:,.0f}"
     if x >= 1:
         return f"${x:.2f}"
-    if x >= 0.1 or x == 0:
+    if x >= 0.01 or x == 0:
         return f"${x:.4f}"
     return f"${x:.3g}" if x >= 0.001 else f"${x:.2g}"

@@ -8,7 +8,7 @@ import pytest
 from chalicelib.errors import WorkflowError
 from chalicelib.planner import make_plan, plan_table
 from chalicelib.planner.planner import CONTAINER, FUNCTION, Objective, PlanError, Planner
-from chalicelib.planner.plans import Choice, Plan, apply_plan
+from chalicelib.planner.plans import Choice, Plan, Split, apply_plan
 from chalicelib.planner.pricing import PRICES, fargate_pairs
 from chalicelib.planner.simulator import simulate
 from chalicelib.workflow.formats import load
@@ -229,3 +229,15 @@ def test_plan_table_shows_every_type_and_the_single_kind_plans() -> None:
     assert "objective: deadline 120 s" in text and "prices us-east-1 read 2026-11-21" in text
     for word in ("split", "work", "merge", "chosen", "all-function", "all-container", "runtimes from: hint 8"):
         assert word in text
+
+
+def test_a_split_policy_puts_the_longest_share_of_a_type_on_its_first_choice() -> None:
+    wf = Workflow("split", tuple(_t(f"w{i}", float(i + 1), ttype="work") for i in range(8)))
+    planner = Planner(wf)
+    split = Split(Choice(FUNCTION, 1769), Choice(CONTAINER, 512, 0.25), 0.5)
+    plan = planner.fixed("half", lambda _: split)
+    on_functions = sorted(t for t, c in plan.choices.items() if c.placement == FUNCTION)
+    assert on_functions == ["w4", "w5", "w6", "w7"]
+    again = Plan.from_dict(__import__("json").loads(plan.dumps()))
+    assert again.by_type == {"work": split}
+    assert split.label() == "50% function 1769 MB, the rest container 0.25 vCPU/0.5 GB"
