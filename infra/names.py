@@ -22,11 +22,11 @@ MOUNT_PATH = "/mnt/updraft"  # where the task function and the workers see the E
 # CloudFormation limits (AWS documentation, read 2026-11-01)
 TEMPLATE_BODY_MAX = 51_200  # bytes of TemplateBody in CreateStack/UpdateStack
 
-_STAGE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
+STAGE_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,15}$")  # also the template's Stage and AppName
 
 
 def check_stage(stage: str) -> str:
-    if not _STAGE.match(stage):
+    if not STAGE_PATTERN.match(stage):
         raise DeployError(f"stage {stage!r} must be lower-case letters, digits and hyphens, start with a "
                           "letter and be at most 16 characters (it becomes part of resource names)")
     return stage
