@@ -111,6 +111,8 @@ def test_a_finished_run_shows_counts_dag_gantt_and_a_task_log(browser: Any, site
     assert browser.find_element(By.ID, "btn-cancel").get_attribute("disabled") is not None
     rows = {r.get_attribute("data-task"): r for r in browser.find_elements(By.CSS_SELECTOR, "#tasks-table tbody tr")}
     assert set(rows) == {"split", "left", "right", "join"}
+    cells = [td.text for td in rows["left"].find_elements(By.TAG_NAME, "td")]
+    assert cells[:5] == ["left", "work", "SUCCEEDED", "1", "function"]  # the type comes from the graph
     rows["right"].click()
     until(lambda: "right-broke" in text(browser, "task-log"), what="the failed task's log tail")
     assert "NONZERO_EXIT" in text(browser, "task-meta") and "exit 4" in text(browser, "task-meta")
