@@ -26,7 +26,7 @@ from chalicelib.backends.aws.sweeper import sweep
 from chalicelib.backends.aws.task_function import handle_task
 from chalicelib.errors import FormatError, Problem, UpdraftError
 
-app = Chalice(app_name="updraft")
+app = Chalice(app_name="updraft", configure_logs=False)  # Powertools formats the "updraft" logger
 settings = AwsConfig.from_env()  # resource names for the triggers below (deploy and cold start)
 auth = IAMAuthorizer() if settings.api_auth == "iam" else None
 TEXT_TYPES = ["application/json", "text/plain", "application/octet-stream", "application/x-makeflow"]

@@ -58,7 +58,8 @@ IAM_ACTIONS: dict[tuple[str, str], str] = {
     ("s3", "CreateMultipartUpload"): "s3:PutObject", ("s3", "CompleteMultipartUpload"): "s3:PutObject",
     ("s3", "ListObjectsV2"): "s3:ListBucket", ("s3", "DeleteObjects"): "s3:DeleteObject",
     ("sqs", "SendMessage"): "sqs:SendMessage", ("sqs", "SendMessageBatch"): "sqs:SendMessage",
-    ("sqs", "ReceiveMessage"): "sqs:ReceiveMessage", ("sqs", "DeleteMessage"): "sqs:DeleteMessage",
+    ("sqs", "ReceiveMessage"): "sqs:ReceiveMessage", ("sqs", "ReceiveMessage(empty)"): "sqs:ReceiveMessage",
+    ("sqs", "DeleteMessage"): "sqs:DeleteMessage",
     ("sqs", "DeleteMessageBatch"): "sqs:DeleteMessage", ("sqs", "GetQueueUrl"): "sqs:GetQueueUrl",
     ("sqs", "GetQueueAttributes"): "sqs:GetQueueAttributes",
     ("sqs", "ChangeMessageVisibility"): "sqs:ChangeMessageVisibility",
@@ -126,6 +127,15 @@ class CountingServer:
         with self._lock:
             self.counts[(service, op)] += 1
             self.by_caller[(caller, service, op)] += 1
+        if service == "sqs" and op == "ReceiveMessage":
+            out = list(self._app(environ, start_response))
+            if b'"Messages"' not in b"".join(out):  # an empty poll: a fixed cost, not a per-task one
+                with self._lock:
+                    self.counts[(service, op)] -= 1
+                    self.by_caller[(caller, service, op)] -= 1
+                    self.counts[(service, "ReceiveMessage(empty)")] += 1
+                    self.by_caller[(caller, service, "ReceiveMessage(empty)")] += 1
+            return out
         if service != "dynamodb":
             return self._app(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -241,6 +251,7 @@ class Delivery:
     shuffle: bool = False
     hold_back_rate: float = 0.0
     seed: int = 1
+    invocations_per_round: int = 1  # async invocations run before each coordinator batch
 
 
 @dataclass
@@ -392,7 +403,9 @@ class EmulatedCloud:
         deadline = time.monotonic() + timeout_s
         idle_since = time.monotonic()
         while time.monotonic() < deadline:
-            busy = self.deliver_invocation()
+            busy = False
+            for _ in range(self.delivery.invocations_per_round):
+                busy = self.deliver_invocation() or busy
             busy = self.deliver_batch() or busy
             for proc in self.workers:
                 if proc.poll() is not None:

@@ -295,3 +295,13 @@ def test_the_sweeper_writes_missing_manifests(h: Harness) -> None:
     report = sweep(h)
     assert report["manifests"] == [run_id]
     assert json.loads(h.cloud.blobs.get_bytes(f"runs/{run_id}/manifest.json"))["state"] == "CANCELLED"
+
+
+def test_without_partial_batch_responses_a_failure_fails_the_batch(h: Harness) -> None:
+    from chalicelib.backends.aws.coordinator_function import BatchFailedError
+
+    h.cloud.config = h.cloud.config.__class__(**{**h.cloud.config.__dict__, "partial_batch": 0})
+    run_id = h.submit(ECHO)
+    with pytest.raises(BatchFailedError):
+        h.coordinate([h.take()[0], "not json"])
+    assert h.cloud.store.get_task(run_id, "a").state is TaskState.DISPATCHED  # the good one was applied

@@ -50,6 +50,7 @@ ENV = {
     "api_auth": "UPDRAFT_API_AUTH",
     "sweep_minutes": "UPDRAFT_SWEEP_MINUTES",
     "submit_queue": "UPDRAFT_SUBMIT_QUEUE",
+    "partial_batch": "UPDRAFT_PARTIAL_BATCH",
 }
 
 
@@ -82,6 +83,9 @@ class AwsConfig:
     api_auth: str = "iam"  # "iam" (SigV4-signed requests only) or "none" (behind your own auth)
     sweep_minutes: int = 2  # how often the sweeper runs
     submit_queue: str = ""  # uploads under submit/ notify this queue; "" = a direct S3 trigger
+    # 1: the coordinator's event source mapping has ReportBatchItemFailures and failed events are
+    # reported one by one; 0: any failure fails the whole batch (safe without that setting)
+    partial_batch: int = 1
 
     @property
     def events_queue_name(self) -> str:

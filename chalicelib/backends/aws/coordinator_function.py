@@ -7,6 +7,10 @@
    per batch, not per event. If that raises, each event is retried alone, and only the ones
    that still fail are reported, so one poisoned event cannot hold back the others.
 Everything the coordinator does is idempotent, so a redelivered batch is harmless.
+
+Partial failures only work when the event source mapping has FunctionResponseTypes
+[ReportBatchItemFailures] (Chalice cannot set it; see docs/aws.md): without it Lambda deletes
+the whole batch whatever we return. UPDRAFT_PARTIAL_BATCH=0 makes any failure raise instead.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.messages import Decoded, decode
 from chalicelib.engine.events import Event
+from chalicelib.errors import UpdraftError
 
 log = logging.getLogger("updraft.coordinator")
 
@@ -49,7 +54,13 @@ def handle_batch(raw_event: dict[str, Any], cloud: Cloud) -> dict[str, Any]:
             continue
         events.append((message_id, item.event))
     failures.extend(run_coordinator(events, cloud))
+    if failures and not cloud.config.partial_batch:
+        raise BatchFailedError(f"{len(failures)} of {len(decoded)} events failed; the batch is redelivered")
     return {"batchItemFailures": [{"itemIdentifier": m} for m in dict.fromkeys(failures)]}
+
+
+class BatchFailedError(UpdraftError):
+    """Some events failed and partial batch responses are off: SQS redelivers the batch."""
 
 
 def run_coordinator(events: list[tuple[str, Event]], cloud: Cloud) -> list[str]:
