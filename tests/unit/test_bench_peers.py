@@ -188,16 +188,21 @@ def test_makeflow_refuses_what_it_would_misread() -> None:
                                                                "outputs": ["o"]}]}))
 
 
+@pytest.mark.parametrize("wildcard", [True, False])
 @pytest.mark.parametrize("name", ["fan", "chain", "layered", "blast", "montage"])
-def test_snakefile_encodes_the_same_dag(name: str) -> None:
+def test_snakefile_encodes_the_same_dag(name: str, wildcard: bool) -> None:
     doc = docs()[name]
     tasks = translate.translate(doc)
-    rules = snakemake_writer.parse(snakemake_writer.render(tasks))
+    text = snakemake_writer.render(tasks, wildcard)
+    rules = snakemake_writer.parse(text)
     assert rules[0]["name"] == "all"
-    assert sorted(rules[0]["input"]) == sorted(o for t in tasks for o in t.outputs)  # type: ignore[type-var]
-    named = [(str(r["id"]), list(r["input"]), list(r["output"])) for r in rules[1:]]  # type: ignore[call-overload]
+    assert sorted(rules[0]["input"]) == sorted(o for t in tasks for o in t.outputs)
+    assert len(rules) == len(tasks) + 1
+    named = [(str(r["id"]), list(r["input"]), list(r["output"])) for r in rules[1:]]
     assert edges_from_files(named) == updraft_edges(doc)
-    assert {str(r["id"]): r["shell"] for r in rules[1:]} == {t.id: t.line for t in tasks}
+    shells = {str(r["id"]): r["shell"] for r in rules[1:]}
+    assert shells == {t.id: t.line for t in tasks}
+    assert ("rule marker_task:" in text) == (wildcard and name in ("fan", "chain", "layered"))
 
 
 def test_snakefile_doubles_braces_so_snakemake_formats_them_back() -> None:
