@@ -5,8 +5,9 @@ memory, how long it took, how many bytes it moved, and its peak memory. Attempts
 limit (TIMEOUT, OOM) are kept too, marked not ok: they say a size was too small.
 
 `HistoryStore` is the port; `JsonlHistoryStore` keeps one JSON line per sample in a file under
-the work dir (appends are single writes, so concurrent runs do not interleave lines). A DynamoDB
-store is a follow-up: it needs the AWS adapters (chalicelib/backends/aws).
+the work dir (appends are single writes, so concurrent runs do not interleave lines);
+history_dynamodb.DynamoDbHistoryStore keeps them in the deployment's table. One suite
+(tests/unit/test_planner_history_stores.py) runs on both.
 """
 
 from __future__ import annotations
