@@ -8,7 +8,7 @@ import pytest
 
 from infra.cfn import Stacks
 from tests.contract.awskit import mocked_aws
-from tests.deploy.moto_gaps import fill_efs_gaps
+from tests.deploy.moto_gaps import DeletingClient, fill_efs_gaps, fill_lambda_gaps
 
 REGION = "us-east-1"
 
@@ -19,6 +19,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     import boto3.session
 
     fill_efs_gaps(monkeypatch)
+    fill_lambda_gaps(monkeypatch)
     with mocked_aws():
         yield boto3.session.Session(region_name=REGION)
 
@@ -31,7 +32,7 @@ def said() -> list[str]:
 @pytest.fixture
 def stacks(aws: Any, said: list[str]) -> Stacks:
     """Stack operations that never sleep (moto finishes every operation at once)."""
-    return Stacks(aws.client("cloudformation"), say=said.append, sleep=lambda s: None, poll_s=0)
+    return Stacks(DeletingClient(aws.client("cloudformation")), say=said.append, sleep=lambda s: None, poll_s=0)
 
 
 @pytest.fixture

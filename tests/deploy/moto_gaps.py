@@ -5,6 +5,13 @@
 - AWS::EFS::FileSystem and AWS::EFS::AccessPoint have no `Arn` attribute there; moto already
   computes the same ARN AWS returns, so `!GetAtt X.Arn` gets it.
 
+- A Lambda function's FileSystemConfigs and EphemeralStorage are dropped by moto's
+  UpdateFunctionConfiguration; the shim keeps them, as Lambda does.
+- moto's DeleteStack cannot delete VPC endpoints, the gateway attachment or route tables, so
+  it raises DependencyViolation for the VPC after it has dropped the stack; AWS deletes them
+  and reports the outcome through the stack's status. `DeletingClient` turns that error
+  into the AWS behaviour (the stack is gone).
+
 Types moto skips altogether (AWS::SQS::QueuePolicy, AWS::S3::BucketPolicy,
 AWS::Lambda::EventInvokeConfig) and the bucket properties its CloudFormation ignores
 (NotificationConfiguration, LifecycleConfiguration) are checked from the template instead.
@@ -31,3 +38,42 @@ def fill_efs_gaps(monkeypatch: pytest.MonkeyPatch) -> None:
     for cls in (efs.AccessPoint, efs.FileSystem):
         monkeypatch.setattr(cls, "get_cfn_attribute", _arn, raising=False)
         monkeypatch.setattr(cls, "has_cfn_attr", classmethod(lambda cls, attr: attr == "Arn"), raising=False)
+
+
+def fill_lambda_gaps(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.awslambda.models import LambdaFunction
+
+    kept = ("FileSystemConfigs", "EphemeralStorage")
+    update, get = LambdaFunction.update_configuration, LambdaFunction.get_configuration
+
+    def update_configuration(self: Any, config_updates: dict[str, Any]) -> dict[str, Any]:
+        for key in kept:
+            if key in config_updates:
+                setattr(self, f"_gap_{key}", config_updates[key])
+        return update(self, config_updates)
+
+    def get_configuration(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        config = get(self, *args, **kwargs)
+        config.update({key: getattr(self, f"_gap_{key}") for key in kept if hasattr(self, f"_gap_{key}")})
+        return config
+
+    monkeypatch.setattr(LambdaFunction, "update_configuration", update_configuration)
+    monkeypatch.setattr(LambdaFunction, "get_configuration", get_configuration)
+
+
+class DeletingClient:
+    """A CloudFormation client whose delete_stack behaves as in AWS when moto cannot finish."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def delete_stack(self, **kwargs: Any) -> Any:
+        try:
+            return self._client.delete_stack(**kwargs)
+        except Exception as exc:
+            if "DependencyViolation" not in str(exc):
+                raise
+            return {}

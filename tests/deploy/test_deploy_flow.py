@@ -1,0 +1,127 @@
+"""scripts/deploy and scripts/destroy end to end in moto, with `chalice deploy/delete`
+replaced by a stand-in that creates/deletes the task function from the Chalice config the
+way Chalice does (moto cannot run Chalice's deployer against itself from a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra import chalice_config
+from infra.cfn import Stacks
+from infra.deploy import deploy
+from infra.destroy import destroy
+from infra.errors import RefusedError
+from infra.names import MOUNT_PATH, stack_name
+from infra.task_function import EPHEMERAL_MB
+
+STAGE = "ci"
+
+
+class FakeChalice:
+    """`chalice deploy|delete --stage S`: the task function as the config describes it."""
+
+    def __init__(self, session: Any, config_path: Path) -> None:
+        self.session, self.config_path = session, config_path
+        self.calls: list[list[str]] = []
+        self.envs: list[dict[str, str]] = []
+
+    @property
+    def deployed(self) -> Path:
+        return self.config_path.parent / "deployed" / f"{STAGE}.json"
+
+    def __call__(self, args: Sequence[str], env: dict[str, str]) -> int:
+        self.calls.append(list(args))
+        self.envs.append(env)
+        entry = json.loads(self.config_path.read_text())["stages"][STAGE]
+        name = entry["environment_variables"]["UPDRAFT_TASK_FUNCTION"]
+        lam = self.session.client("lambda")
+        if args[0] == "deploy":
+            task = entry["lambda_functions"]["task"]
+            if not self.deployed.exists():
+                lam.create_function(
+                    FunctionName=name, Runtime="python3.12", Handler="app.task", Role=task["iam_role_arn"],
+                    Code={"ZipFile": make_zip({"app.py": "x = 1\n"})}, Layers=task.get("layers", []),
+                    VpcConfig={"SubnetIds": task["subnet_ids"], "SecurityGroupIds": task["security_group_ids"]})
+                self.deployed.parent.mkdir(exist_ok=True)
+                self.deployed.write_text("{}")
+        elif args[0] == "delete":
+            lam.delete_function(FunctionName=name)
+            self.deployed.unlink()
+        return 0
+
+
+def make_zip(files: dict[str, str]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def layer_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "dist"
+    folder.mkdir()
+    (folder / "montage.zip").write_bytes(make_zip({"bin/mImgtbl": "#!/bin/sh\n"}))
+    return folder
+
+
+def run_deploy(aws: Any, stacks: Stacks, config_path: Path, layer_dir: Path, chalice: FakeChalice,
+               said: list[str]) -> dict[str, str]:
+    return deploy(STAGE, aws, {}, config_path=config_path, layer_dir=layer_dir, chalice=chalice,
+                  say=said.append, stacks=stacks, sleep=lambda s: None)
+
+
+def test_deploy_builds_a_working_stage_and_is_repeatable(aws: Any, stacks: Stacks, config_path: Path,
+                                                        layer_dir: Path, said: list[str]) -> None:
+    chalice = FakeChalice(aws, config_path)
+    outputs = run_deploy(aws, stacks, config_path, layer_dir, chalice, said)
+    assert chalice.calls == [["deploy", "--stage", STAGE]]
+    assert chalice.envs[0]["AWS_DEFAULT_REGION"] == "us-east-1"
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in aws.client("cloudformation").describe_stacks(
+        StackName=stack_name(STAGE))["Stacks"][0]["Parameters"]}
+    assert params["TaskFunctionDeployed"] == "true"  # destinations requested once the function existed
+    fn = aws.client("lambda").get_function_configuration(FunctionName=outputs["TaskFunctionName"])
+    assert fn["FileSystemConfigs"] == [{"Arn": outputs["AccessPointArn"], "LocalMountPath": MOUNT_PATH}]
+    assert fn["EphemeralStorage"] == {"Size": EPHEMERAL_MB}
+    (layer,) = json.loads(config_path.read_text())["stages"][STAGE]["lambda_functions"]["task"]["layers"]
+    assert ":layer:updraft-ci-montage:" in layer
+    assert [f["Layers"] for f in [fn]] and fn["Layers"][0]["Arn"] == layer
+
+    said.clear()
+    run_deploy(aws, stacks, config_path, layer_dir, chalice, said)
+    assert any("unchanged" in line for line in said), said  # the same zip is not republished
+    assert any("already set" in line for line in said), said
+    assert json.loads(config_path.read_text())["stages"][STAGE]["lambda_functions"]["task"]["layers"] == [layer]
+
+
+def test_destroy_refuses_to_lose_data_then_removes_everything(aws: Any, stacks: Stacks, config_path: Path,
+                                                              layer_dir: Path, said: list[str]) -> None:
+    chalice = FakeChalice(aws, config_path)
+    outputs = run_deploy(aws, stacks, config_path, layer_dir, chalice, said)
+    aws.client("s3").put_object(Bucket=outputs["BucketName"], Key="runs/r1/data/mosaic.fits", Body=b"x")
+    asked: list[bool] = []
+
+    with pytest.raises(RefusedError, match="--delete-data"):
+        destroy(STAGE, aws, config_path=config_path, chalice=chalice, say=said.append, stacks=stacks,
+                sleep=lambda s: None, ask=lambda: asked.append(True))
+    assert asked == [] and chalice.calls[-1][0] == "deploy"  # nothing deleted, nobody asked
+    assert stacks.status(stack_name(STAGE)) is not None
+
+    destroy(STAGE, aws, delete_data=True, config_path=config_path, chalice=chalice, say=said.append,
+            stacks=stacks, sleep=lambda s: None, ask=lambda: asked.append(True))
+    assert asked == [True]
+    assert chalice.calls[-1] == ["delete", "--stage", STAGE]
+    assert stacks.status(stack_name(STAGE)) is None
+    assert aws.client("lambda").list_layers()["Layers"] == []
+    config = json.loads(config_path.read_text())
+    assert chalice_config.stack_record(config, STAGE) is None
+    assert "UPDRAFT_TABLE" not in config["stages"].get(STAGE, {}).get("environment_variables", {})
