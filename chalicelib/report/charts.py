@@ -60,28 +60,19 @@ def gantt(run: RunData, rows: str = "type") -> bytes:
     the task could run (its last parent finished) to when it started: queueing, retries, backoff.
     """
     lane_list, where = lanes(run, rows)
-    fig = _figure(12.0, _clamp(1.4 + 0.24 * len(lane_list), 3.0, 40.0))
+    fig = _figure(12.0, _clamp(1.4 + 0.24 * len(lane_list), 3.0, 24.0))
     ax = fig.add_subplot()
     t0, wall = run.created_at, max(run.wall_s, 1e-3)
     min_w = wall * 0.003
     drawn = [t for t in run.tasks if t.id in where]
-    _wait_lines(ax, run, drawn, where, t0)
+    if len(drawn) <= DETAIL_LIMIT:
+        _wait_lines(ax, run, drawn, where, t0)
     groups: dict[tuple[str, str], list[TaskRow]] = {}
     for t in drawn:
         kind = "cached" if t.cached else "failed" if t.failed or t.state == "CANCELLED" else "ok"
         groups.setdefault((t.placement, kind), []).append(t)
     for (placement, kind), tasks in sorted(groups.items()):
-        colour = PLACEMENT_COLOURS.get(placement, OTHER_COLOUR)
-        lefts = [(t.started_at or t0) - t0 for t in tasks]
-        widths = [max(min_w, ((t.finished_at if t.finished_at is not None else run.end) - (t.started_at or t0)))
-                  for t in tasks]
-        ys = [where[t.id] for t in tasks]
-        style: dict[str, Any] = {"color": colour, "height": 0.72, "linewidth": 0.6, "edgecolor": "white"}
-        if kind == "cached":
-            style.update(alpha=0.55, hatch="////", edgecolor=colour)
-        elif kind == "failed":
-            style.update(hatch="xxx", edgecolor=FAILED_EDGE, linewidth=1.2)
-        ax.barh(ys, widths, left=lefts, **style)
+        _bars(ax, tasks, where, t0, run.end, min_w, placement, kind)
     _markers(ax, drawn, where, t0, run.end)
     _lane_axis(ax, lane_list)
     ax.set_xlim(0, wall * 1.02)
@@ -89,6 +80,26 @@ def gantt(run: RunData, rows: str = "type") -> bytes:
     ax.set_title(f"{run.name or run.run_id}: {len(drawn)} task attempts, {run.state}, {wall:.1f} s", loc="left")
     _gantt_legend(ax, run, drawn)
     return _png(fig)
+
+
+def _bars(ax: Any, tasks: list[TaskRow], where: dict[str, int], t0: float, end: float, min_w: float,
+          placement: str, kind: str) -> None:
+    """One collection of rectangles per style: thousands of bars draw as fast as a few."""
+    from matplotlib.collections import PolyCollection
+
+    colour = PLACEMENT_COLOURS.get(placement, OTHER_COLOUR)
+    verts = []
+    for t in tasks:
+        left = (t.started_at or t0) - t0
+        right = left + max(min_w, (t.finished_at if t.finished_at is not None else end) - (t.started_at or t0))
+        y = where[t.id]
+        verts.append([(left, y - 0.36), (right, y - 0.36), (right, y + 0.36), (left, y + 0.36)])
+    style: dict[str, Any] = {"facecolors": colour, "edgecolors": "white", "linewidths": 0.6}
+    if kind == "cached":
+        style.update(alpha=0.55, hatch="////", edgecolors=colour)
+    elif kind == "failed":
+        style.update(hatch="xxx", edgecolors=FAILED_EDGE, linewidths=1.2)
+    ax.add_collection(PolyCollection(verts, **style))
 
 
 def _wait_lines(ax: Any, run: RunData, drawn: list[TaskRow], where: dict[str, int], t0: float) -> None:
@@ -103,19 +114,28 @@ def _wait_lines(ax: Any, run: RunData, drawn: list[TaskRow], where: dict[str, in
         ax.add_collection(LineCollection(segments, colors="#8c8c8c", linewidths=0.8, linestyles="dotted"))
 
 
+DETAIL_LIMIT = 500  # above this many bars, per-task marks would only be ink: keep the essential ones
+LABEL_LIMIT = 40
+
+
 def _markers(ax: Any, drawn: list[TaskRow], where: dict[str, int], t0: float, end: float) -> None:
+    crowded = len(drawn) > DETAIL_LIMIT
     failed = [t for t in drawn if t.failed]
     if failed:
         ax.scatter([(t.finished_at or end) - t0 for t in failed], [where[t.id] for t in failed],
-                   marker="x", color=FAILED_EDGE, s=28, linewidths=1.6, zorder=3)
+                   marker="x", color=FAILED_EDGE, s=12 if crowded else 28, linewidths=1.2 if crowded else 1.6, zorder=3)
     cached = [t for t in drawn if t.cached]
-    if cached:
+    if cached and not crowded:
         ax.scatter([(t.started_at or t0) - t0 for t in cached], [where[t.id] for t in cached],
                    marker="D", color="black", s=14, zorder=3)
     retried = [t for t in drawn if t.retried]
-    for t in retried[:200]:  # beyond that, labels would only be ink
-        ax.annotate(f"try {t.attempts}", ((t.started_at or t0) - t0, where[t.id]), xytext=(-2, 0),
-                    textcoords="offset points", ha="right", va="center", fontsize=7, color="#333333")
+    if len(retried) <= LABEL_LIMIT:
+        for t in retried:
+            ax.annotate(f"try {t.attempts}", ((t.started_at or t0) - t0, where[t.id]), xytext=(-2, 0),
+                        textcoords="offset points", ha="right", va="center", fontsize=7, color="#333333")
+    else:
+        ax.scatter([(t.started_at or t0) - t0 for t in retried], [where[t.id] for t in retried],
+                   marker=">", color="#333333", s=10, zorder=3)
 
 
 def _lane_axis(ax: Any, lane_list: list[Any]) -> None:
@@ -147,9 +167,13 @@ def _gantt_legend(ax: Any, run: RunData, drawn: list[TaskRow]) -> None:
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="////", label="cached"))
     if any(t.failed or t.state == "CANCELLED" for t in drawn):
         handles.append(Patch(facecolor="white", edgecolor=FAILED_EDGE, hatch="xxx", label="failed / cancelled"))
-    if any(t.retried for t in drawn):
+    retried = sum(t.retried for t in drawn)
+    if retried and retried <= LABEL_LIMIT:
         handles.append(Line2D([], [], linestyle="none", marker="$n$", color="#333333", label="try n: retried"))
-    handles.append(Line2D([], [], color="#8c8c8c", linestyle="dotted", label="ready, not yet started"))
+    elif retried:
+        handles.append(Line2D([], [], linestyle="none", marker=">", color="#333333", label="retried"))
+    if len(drawn) <= DETAIL_LIMIT:
+        handles.append(Line2D([], [], color="#8c8c8c", linestyle="dotted", label="ready, not yet started"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
 
 

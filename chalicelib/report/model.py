@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 OK_STATES = frozenset({"SUCCEEDED", "CACHED"})
@@ -78,7 +79,7 @@ class RunData:
     tasks: tuple[TaskRow, ...]
     now: float | None = None  # when the data was read (ends the bars of running tasks)
 
-    @property
+    @cached_property
     def end(self) -> float:
         """The right edge of the timeline: the run's finish, else the last event, else now."""
         if self.finished_at is not None:
@@ -100,14 +101,18 @@ class RunData:
             out[t.state] = out.get(t.state, 0) + 1
         return out
 
-    def by_id(self) -> dict[str, TaskRow]:
+    @cached_property
+    def _index(self) -> dict[str, TaskRow]:
         return {t.id: t for t in self.tasks}
+
+    def by_id(self) -> dict[str, TaskRow]:
+        return dict(self._index)
 
     def ready_at(self, task: TaskRow) -> float | None:
         """When its last parent finished (the run's start for a root): the earliest it could run."""
         if not task.parents:
             return self.created_at
-        index = self.by_id()
+        index = self._index
         ends = [index[p].finished_at for p in task.parents if p in index]
         if any(e is None for e in ends) or not ends:
             return None

@@ -98,7 +98,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
         if self.source:
-            self.send_header("X-Updraft-Source", self.source)
+            self.send_header("X-Updraft-Source", self.source.encode("ascii", "replace").decode("ascii"))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
