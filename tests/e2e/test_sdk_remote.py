@@ -159,6 +159,31 @@ def test_submit_wait_tasks_graph_and_log_through_signed_requests(cloud: tuple[Em
     assert page.status_code == 200 and "<title>Updraft</title>" in page.body.decode()
 
 
+def test_the_dashboard_proxy_signs_what_the_browser_cannot(cloud: tuple[EmulatedCloud, ApiGateway]) -> None:
+    """`updraft ui --api URL`: the page on 127.0.0.1, each API call forwarded with SigV4."""
+    import urllib.request
+
+    from chalicelib.ui.server import serve_in_thread
+
+    ec, gateway = cloud
+    ec.cloud.blobs.put_bytes("inputs/n.txt", b"1\n")
+    run_id = client_for(gateway).submit(workflow(), data=f"s3://{ec.cloud.config.bucket}/inputs/")["run_id"]
+    http = requests.Session()
+    http.mount("https://", gateway)
+    server, base = serve_in_thread(RemoteTransport(URL, http=http), 0, URL)
+    try:
+        with urllib.request.urlopen(base + f"runs/{run_id}/graph", timeout=30) as resp:  # 127.0.0.1 only
+            graph = json.loads(resp.read())
+            assert resp.headers["X-Updraft-Source"] == URL
+        assert [n["id"] for n in graph["tasks"]] == ["double", "show"]
+        with urllib.request.urlopen(base, timeout=30) as resp:
+            assert "<title>Updraft</title>" in resp.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert ("GET", f"/runs/{run_id}/graph") in gateway.seen  # it reached the app, signed and checked
+
+
 def test_cancel_then_resume_a_deployed_run(cloud: tuple[EmulatedCloud, ApiGateway]) -> None:
     ec, gateway = cloud
     client = client_for(gateway)

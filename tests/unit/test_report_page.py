@@ -93,3 +93,16 @@ def test_missing_matplotlib_names_the_pip_command(monkeypatch: pytest.MonkeyPatc
         charts.gantt(demo(2))  # type: ignore[arg-type]
     assert f"{sys.executable} -m pip install 'matplotlib>=3.7'" in str(err.value)
     assert err.value.exit_code == 2
+
+
+def test_a_large_run_keeps_its_gantt_within_bounds() -> None:
+    tasks, nodes = [], []
+    for i in range(800):
+        start = (i % 40) * 1.5
+        tasks.append({"id": f"t{i}", "state": "FAILED" if i % 97 == 0 else "SUCCEEDED", "placement": "function",
+                      "attempts": 2 if i % 13 == 0 else 1, "started_at": T0 + start, "finished_at": T0 + start + 1})
+        nodes.append({"id": f"t{i}", "type": f"type{i % 4}", "parents": [], "level": 0})
+    run = from_parts({"run_id": "big", "name": "big", "state": "FAILED", "created_at": T0, "finished_at": T0 + 62},
+                     tasks, {"tasks": nodes})
+    width, height = png_size(charts.gantt(run))
+    assert width == 1320 and 1000 < height <= 24 * charts.DPI  # 80 lanes, capped at 24 inches
