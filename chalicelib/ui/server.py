@@ -56,7 +56,32 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: the terminal shows the URL, not a line per poll
 
+    def _refused(self, post: bool) -> str | None:
+        """Why a request must not reach the API, if it must not.
+
+        The API runs commands (a submitted workflow), so only this machine's own pages may use
+        it: the Host must be the loopback address we listen on (a DNS-rebound name is not), a
+        POST must come from our own origin, and must be JSON, which a cross-site form cannot
+        send without a CORS preflight that this server never grants.
+        """
+        port = int(self.server.server_address[1])  # type: ignore[index]
+        allowed = {f"127.0.0.1:{port}", f"localhost:{port}"}
+        if self.headers.get("Host", "") not in allowed:
+            return "this server answers only requests addressed to 127.0.0.1"
+        if post:
+            origin = self.headers.get("Origin")
+            if origin is not None and origin.removeprefix("http://") not in allowed:
+                return f"cross-site request from {origin} refused"
+            ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            if int(self.headers.get("Content-Length") or 0) and ctype != "application/json":
+                return "send JSON (Content-Type: application/json)"
+        return None
+
     def do_GET(self) -> None:
+        refused = self._refused(post=False)
+        if refused:
+            self._json(403, {"error": "forbidden", "message": refused})
+            return
         url = urlsplit(self.path)
         if url.path in ("/", "/index.html"):
             self._send(200, page_html().encode("utf-8"), "text/html; charset=utf-8")
@@ -67,6 +92,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._api("GET", url.path, dict(parse_qsl(url.query)), None)
 
     def do_POST(self) -> None:
+        refused = self._refused(post=True)
+        if refused:
+            self._json(403, {"error": "forbidden", "message": refused})
+            return
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:

@@ -117,3 +117,31 @@ def test_updraft_ui_serves_on_loopback_and_stops_on_ctrl_c(tmp_path: Path) -> No
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=15) == 0
+
+
+def test_only_this_machines_own_pages_can_use_the_api(served: str) -> None:
+    import http.client
+
+    port = int(served.rsplit(":", 1)[1].strip("/"))
+
+    def raw(method: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request(method, "/runs", body=body or None, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+
+    doc = json.dumps({"workflow": {"name": "x", "tasks": [{"id": "a", "command": ["true"]}]}}).encode()
+    # a page of another site posting a JSON-looking form (no CORS preflight for text/plain)
+    status, body = raw("POST", {"Host": f"127.0.0.1:{port}", "Origin": "http://evil.example",
+                                "Content-Type": "text/plain"}, doc)
+    assert status == 403 and "cross-site" in body
+    status, body = raw("POST", {"Host": f"127.0.0.1:{port}", "Content-Type": "text/plain"}, doc)
+    assert status == 403 and "JSON" in body
+    # a DNS-rebound name pointing at 127.0.0.1
+    status, body = raw("GET", {"Host": f"evil.example:{port}"})
+    assert status == 403 and "127.0.0.1" in body
+    # the page itself (same origin, JSON) is served
+    status, _ = raw("POST", {"Host": f"localhost:{port}", "Origin": f"http://localhost:{port}",
+                             "Content-Type": "application/json"}, b'{"workflow": {"name": "x", "tasks": []}}')
+    assert status == 400  # reached the API: an empty workflow is invalid
+    assert call(served, "GET", "runs") == (200, {"runs": []})
