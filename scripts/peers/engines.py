@@ -219,7 +219,8 @@ ENGINES: tuple[Engine, ...] = (
           synthetic_only=True),
     Updraft("updraft", "Updraft (local)", "`updraft run WF --json --concurrency <cores> --no-cache --workdir <fresh>`"),
     Makeflow("makeflow", "Makeflow", "`makeflow -T local -j <cores>`, one rule per task"),
-    Snakemake("snakemake", "Snakemake", "`snakemake --cores <cores> --scheduler greedy --quiet`, one rule per task"),
+    Snakemake("snakemake", "Snakemake", "`snakemake --cores <cores> --scheduler greedy --quiet`; a rule per "
+              "task, the tasks without outputs share one wildcard rule (1.6x faster than a rule each)"),
     Parsl("parsl", "Parsl (threads)", "`ThreadPoolExecutor(max_threads=<cores>)`, a python_app per task "
           "calling subprocess.run, parents' futures as arguments"),
     Dask("dask-threads", "Dask (threads)", "a dask.delayed per task calling subprocess.run, threaded scheduler, "
