@@ -5,7 +5,8 @@
     3. tool layers                      publish layers/dist/*.zip (layers/build), if any
     4. chalice deploy --stage STAGE     the functions, the API, the queue triggers, the schedule
     5. bootstrap again                  now that the task function exists: its async destinations
-    6. task function                    mount EFS, size /tmp (Chalice has no setting for either)
+    6. what Chalice cannot set          task function: EFS mount, /tmp size; coordinator trigger:
+                                        partial batch failures (infra/postdeploy.py)
 
 Every step is idempotent: run it again after any change. `chalice deploy` runs through
 infra/chalice_cli.py, which pins a runtime Lambda still accepts.
@@ -21,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from infra import chalice_config, layers, task_function, worker_image
+from infra import chalice_config, layers, postdeploy, worker_image
 from infra.bootstrap import bootstrap, build_parser, params_from_args
 from infra.chalice_cli import runtime
 from infra.cli import run, session
@@ -70,8 +71,9 @@ def deploy(stage: str, sess: Any, params: dict[str, str], *, profile: str | None
         raise DeployError(f"chalice deploy failed (exit {code}); fix what it said and run scripts/deploy again")
     say("== 5/6 task function destinations")
     outputs = bootstrap(stage, sess, params, config_path, say=say, stacks=stacks)
-    say("== 6/6 task function EFS mount and /tmp")
-    task_function.configure(sess, outputs, say, sleep=sleep)
+    say("== 6/6 what Chalice cannot set: task function EFS mount and /tmp, coordinator partial batches")
+    postdeploy.configure_task_function(sess, outputs, say, sleep=sleep)
+    postdeploy.enable_partial_batches(sess, stage, outputs, say)
     say(f"stage {stage} deployed: API in .chalice/deployed/{stage}.json, uploads under "
         f"s3://{outputs['BucketName']}/submit/ start runs")
     return outputs

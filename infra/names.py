@@ -17,6 +17,7 @@ CHALICE_CONFIG = REPO / ".chalice" / "config.json"
 
 APP_NAME = "updraft"  # Chalice app_name (app.py); function names are <app>-<stage>-<function>
 TASK_FUNCTION = "task"  # @app.lambda_function(name=...) of the task function in app.py
+COORDINATOR_FUNCTION = "coordinator"  # @app.on_sqs_message(name=...) on the events queue
 MOUNT_PATH = "/mnt/updraft"  # where the task function and the workers see the EFS access point
 
 # CloudFormation limits (AWS documentation, read 2026-11-01)

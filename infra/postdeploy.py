@@ -1,9 +1,13 @@
-"""After `chalice deploy`: mount the EFS cache on the task function and size its /tmp.
+"""After `chalice deploy`: what Chalice has no setting for, set on what it made.
 
-Chalice has no setting for a function's file systems or ephemeral storage, so these two are
-set here, on the function Chalice made (a post-deploy step, docs/deploy.md says why). Chalice
-never sends either field on later deploys, so they stay; this step is idempotent anyway and
-runs after every deploy.
+- the task function: the EFS cache mounted at MOUNT_PATH, and /tmp sized to what a
+  function-placed task may declare (docs/deploy.md says why this is a post-deploy step);
+- the coordinator's SQS trigger: ReportBatchItemFailures, so that the events of a batch the
+  coordinator reports as failed are redelivered instead of deleted with the batch
+  (docs/aws.md, "Deploying").
+
+Chalice never sends these fields on later deploys, so they stay; this step is idempotent
+anyway and runs after every deploy.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 from chalicelib.workflow.limits import FUNCTION
 from infra.errors import DeployError
+from infra.names import APP_NAME, COORDINATOR_FUNCTION
 
 EPHEMERAL_MB = FUNCTION.max_disk_mb  # the /tmp a function-placed task may declare (validation)
 
@@ -38,7 +43,7 @@ def _wait_settled(client: Any, name: str, sleep: Callable[[float], None], timeou
         sleep(3.0)
 
 
-def configure(session: Any, outputs: Mapping[str, str], say: Callable[[str], None] = print,
+def configure_task_function(session: Any, outputs: Mapping[str, str], say: Callable[[str], None] = print,
               ephemeral_mb: int = EPHEMERAL_MB, sleep: Callable[[float], None] = time.sleep,
               timeout_s: float = 600.0) -> bool:
     """Set the task function's EFS mount and /tmp size; returns whether anything changed."""
@@ -66,3 +71,27 @@ def configure(session: Any, outputs: Mapping[str, str], say: Callable[[str], Non
     mounted = ", ".join(f"{m['LocalMountPath']} <- {m['Arn']}" for m in want["FileSystemConfigs"]) or "no EFS"
     say(f"{name}: {mounted}; /tmp {ephemeral_mb} MB")
     return True
+
+
+PARTIAL_BATCHES = "ReportBatchItemFailures"
+
+
+def enable_partial_batches(session: Any, stage: str, outputs: Mapping[str, str],
+                           say: Callable[[str], None] = print) -> bool:
+    """ReportBatchItemFailures on the coordinator's events-queue trigger; returns whether it changed."""
+    client = session.client("lambda")
+    name = f"{APP_NAME}-{stage}-{COORDINATOR_FUNCTION}"
+    queue_arn = session.client("sqs").get_queue_attributes(
+        QueueUrl=outputs["EventsQueueUrl"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    mappings = [m for m in client.list_event_source_mappings(FunctionName=name).get("EventSourceMappings", [])
+                if m.get("EventSourceArn") == queue_arn]
+    if not mappings:
+        raise DeployError(f"{name} has no trigger on {queue_arn}: did `chalice deploy` finish?")
+    changed = False
+    for mapping in mappings:
+        if PARTIAL_BATCHES in (mapping.get("FunctionResponseTypes") or []):
+            continue
+        client.update_event_source_mapping(UUID=mapping["UUID"], FunctionResponseTypes=[PARTIAL_BATCHES])
+        changed = True
+    say(f"{name}: its events-queue trigger {'now reports' if changed else 'reports'} partial batch failures")
+    return changed

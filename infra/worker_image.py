@@ -1,6 +1,7 @@
-"""Build the Fargate worker's image from workers/Dockerfile and push it to the stage's ECR
-repository, as :latest, which the task definition runs (stack parameter WorkerImage empty).
-Workers start from the queue's backlog, so the next ones started run the new image."""
+"""Build the Fargate worker's image from workers/Dockerfile, with the same Debian tools the
+Lambda layers carry (build arg TOOLS), and push it to the stage's ECR repository as :latest,
+which the task definition runs (stack parameter WorkerImage empty). Workers start from the
+queue's backlog, so the next ones started run the new image."""
 
 from __future__ import annotations
 
@@ -12,15 +13,22 @@ from typing import Any
 
 from infra.errors import DeployError
 from infra.names import REPO
+from layers.build_layer import LAYERS
 
 DOCKERFILE = REPO / "workers" / "Dockerfile"
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
+def tools() -> str:
+    """The Debian packages the layers carry: workers run the same programs as functions."""
+    return " ".join(sorted({p for packages in LAYERS.values() for p in packages}))
+
+
 def commands(uri: str, registry: str) -> list[list[str]]:
     return [
         ["docker", "login", "--username", "AWS", "--password-stdin", registry],
-        ["docker", "build", "--platform", "linux/amd64", "-f", str(DOCKERFILE), "-t", uri, str(REPO)],
+        ["docker", "build", "--platform", "linux/amd64", "--build-arg", f"TOOLS={tools()}",
+         "-f", str(DOCKERFILE), "-t", uri, str(REPO)],
         ["docker", "push", uri],
     ]
 

@@ -18,7 +18,7 @@ from infra.deploy import deploy
 from infra.destroy import destroy
 from infra.errors import RefusedError
 from infra.names import MOUNT_PATH, stack_name
-from infra.task_function import EPHEMERAL_MB
+from infra.postdeploy import EPHEMERAL_MB, PARTIAL_BATCHES
 
 STAGE = "ci"
 
@@ -39,19 +39,26 @@ class FakeChalice:
         self.calls.append(list(args))
         self.envs.append(env)
         entry = json.loads(self.config_path.read_text())["stages"][STAGE]
-        name = entry["environment_variables"]["UPDRAFT_TASK_FUNCTION"]
+        env = entry["environment_variables"]
+        name, coordinator = env["UPDRAFT_TASK_FUNCTION"], f"updraft-{STAGE}-coordinator"
         lam = self.session.client("lambda")
-        if args[0] == "deploy":
+        if args[0] == "deploy" and not self.deployed.exists():
             task = entry["lambda_functions"]["task"]
-            if not self.deployed.exists():
-                lam.create_function(
-                    FunctionName=name, Runtime="python3.12", Handler="app.task", Role=task["iam_role_arn"],
-                    Code={"ZipFile": make_zip({"app.py": "x = 1\n"})}, Layers=task.get("layers", []),
-                    VpcConfig={"SubnetIds": task["subnet_ids"], "SecurityGroupIds": task["security_group_ids"]})
-                self.deployed.parent.mkdir(exist_ok=True)
-                self.deployed.write_text("{}")
+            code = {"ZipFile": make_zip({"app.py": "x = 1\n"})}
+            lam.create_function(
+                FunctionName=name, Runtime="python3.12", Handler="app.task", Role=task["iam_role_arn"],
+                Code=code, Layers=task.get("layers", []),
+                VpcConfig={"SubnetIds": task["subnet_ids"], "SecurityGroupIds": task["security_group_ids"]})
+            lam.create_function(FunctionName=coordinator, Runtime="python3.12", Handler="app.coordinator",
+                                Role=task["iam_role_arn"], Code=code)
+            queue_arn = self.session.client("sqs").get_queue_attributes(
+                QueueUrl=env["UPDRAFT_EVENTS_QUEUE"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            lam.create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=coordinator, BatchSize=10)
+            self.deployed.parent.mkdir(exist_ok=True)
+            self.deployed.write_text("{}")
         elif args[0] == "delete":
-            lam.delete_function(FunctionName=name)
+            for fn in (name, coordinator):
+                lam.delete_function(FunctionName=fn)
             self.deployed.unlink()
         return 0
 
@@ -92,6 +99,9 @@ def test_deploy_builds_a_working_stage_and_is_repeatable(aws: Any, stacks: Stack
     fn = aws.client("lambda").get_function_configuration(FunctionName=outputs["TaskFunctionName"])
     assert fn["FileSystemConfigs"] == [{"Arn": outputs["AccessPointArn"], "LocalMountPath": MOUNT_PATH}]
     assert fn["EphemeralStorage"] == {"Size": EPHEMERAL_MB}
+    (mapping,) = aws.client("lambda").list_event_source_mappings(FunctionName="updraft-ci-coordinator")[
+        "EventSourceMappings"]
+    assert mapping["FunctionResponseTypes"] == [PARTIAL_BATCHES]
     (layer,) = json.loads(config_path.read_text())["stages"][STAGE]["lambda_functions"]["task"]["layers"]
     assert ":layer:updraft-ci-montage:" in layer
     assert [f["Layers"] for f in [fn]] and fn["Layers"][0]["Arn"] == layer
@@ -100,6 +110,7 @@ def test_deploy_builds_a_working_stage_and_is_repeatable(aws: Any, stacks: Stack
     run_deploy(aws, stacks, config_path, layer_dir, chalice, said)
     assert any("unchanged" in line for line in said), said  # the same zip is not republished
     assert any("already set" in line for line in said), said
+    assert any("coordinator: its events-queue trigger reports" in line for line in said), said
     assert json.loads(config_path.read_text())["stages"][STAGE]["lambda_functions"]["task"]["layers"] == [layer]
 
 
