@@ -42,8 +42,9 @@ from chalicelib.engine.states import (
 )
 from chalicelib.errors import StateConflictError
 from chalicelib.ports import Clock, StateStore, SystemClock
+from chalicelib.workflow import limits
 from chalicelib.workflow.graph import descendants
-from chalicelib.workflow.model import Placement
+from chalicelib.workflow.model import Placement, Task
 
 Instructions = list[ev.Launch | ev.Schedule | ev.Kill | ev.RunFinished]
 
@@ -210,6 +211,9 @@ class Coordinator:
             result = {**result, "lost_workers": lost_so_far + 1}
         elif lost_so_far:
             result = {**result, "lost_workers": lost_so_far}
+        escalated = self._escalate(task, rec, reason) if spill or reason in SPILL_REASONS else None
+        if escalated or (rec.result or {}).get("resources"):
+            result = {**result, "resources": escalated or rec.result["resources"]}
         if spill or lost or attempt < rec.max_attempts:
             failures = attempt - (rec.max_attempts - task.retries - 1)
             delay = 0.0 if spill else self.config.backoff.delay(max(1, failures), self.rng)
@@ -236,6 +240,18 @@ class Coordinator:
         touched.add(run_id)
         self._mark_upstream_failed(run_id, spec, task_id)
 
+    @staticmethod
+    def _escalate(task: Task, rec: TaskRecord, reason: str) -> dict[str, float] | None:
+        """Bigger memory or disk for the next attempt after running out of it (capped by the
+        container's limits); None when there is nothing to grow."""
+        current = {**task.resources.to_dict(), **((rec.result or {}).get("resources") or {})}
+        grown = dict(current)
+        if reason == Reason.OOM:
+            grown["memory_mb"] = min(2 * current["memory_mb"], limits.CONTAINER.max_memory_mb)
+        elif reason == Reason.DISK_QUOTA:
+            grown["disk_mb"] = min(2 * current["disk_mb"], limits.CONTAINER.max_disk_mb)
+        return {k: v for k, v in grown.items() if v != task.resources.to_dict()[k]} or None
+
     def _mark_upstream_failed(self, run_id: str, spec: RunSpec, task_id: str) -> None:
         now = self.clock.now()
         changes = {
@@ -254,7 +270,8 @@ class Coordinator:
             lease = self.config.container_queue_lease_s
         changes = {"state": TaskState.DISPATCHED, "lease_expires": now + lease, "not_before": None}
         if self._try_update(rec.run_id, rec.task_id, [TaskState.READY], rec.attempt, changes) is not None:
-            out.append(ev.Launch(rec.run_id, rec.task_id, rec.attempt, rec.placement))
+            grown = (rec.result or {}).get("resources") or {}
+            out.append(ev.Launch(rec.run_id, rec.task_id, rec.attempt, rec.placement, dict(grown)))
 
     def _maybe_finish(self, run_id: str, out: Instructions) -> None:
         counts = self.store.counts(run_id)

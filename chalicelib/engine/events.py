@@ -107,12 +107,16 @@ def event_from_dict(data: dict[str, Any]) -> Event:
 
 @dataclass(frozen=True)
 class Launch:
-    """Run `attempt` of a task on `placement` (it is already DISPATCHED in the store)."""
+    """Run `attempt` of a task on `placement` (it is already DISPATCHED in the store).
+
+    `resources` overrides the spec's resources for this attempt (a retry escalated after the
+    task ran out of memory or disk)."""
 
     run_id: str
     task_id: str
     attempt: int
     placement: str
+    resources: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

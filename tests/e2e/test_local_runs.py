@@ -182,3 +182,14 @@ def test_cancel_from_another_process_stops_the_run(tmp_path: Path) -> None:
     assert time.monotonic() - started < 15
     assert proc.returncode == 1 and json.loads(out.strip().splitlines()[-1])["state"] == "CANCELLED"
     assert {t["state"] for t in status(run_id, wd)["tasks"]} == {"CANCELLED"}
+
+
+def test_auto_task_out_of_memory_is_retried_bigger_in_a_container(tmp_path: Path) -> None:
+    hog = [sys.executable, "-c", "import time; x = bytearray(100 * 1024 * 1024); time.sleep(0.5); open('o', 'w')"]
+    wf = write_workflow(tmp_path / "grow.json", [
+        {"id": "hog", "command": hog, "outputs": ["o"], "placement": "auto", "resources": {"memory_mb": 64}}])
+    code, out = run_json(wf, tmp_path / "wd")
+    assert code == 0, out
+    task = status(out["run_id"], tmp_path / "wd")["tasks"][0]
+    # 64 MB on a function: OOM -> retried in a container with 128 MB: enough for ~110 MB
+    assert task["state"] == "SUCCEEDED" and task["placement"] == "container" and task["attempts"] == 2

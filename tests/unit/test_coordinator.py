@@ -259,3 +259,17 @@ def test_a_lost_worker_does_not_use_up_the_tasks_own_retries(tmp_path: Path) -> 
     assert h.store.get_task(h.rid, "a").attempt == 3
     h.ok("a", 3)
     assert h.run_state() is RunState.SUCCEEDED
+
+
+def test_out_of_memory_spill_retries_bigger_in_a_container(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [T("a", placement="auto", retries=1, resources={"memory_mb": 512})])
+    h.co.config = CoordinatorConfig(backoff=Backoff(0.0, 0.0))
+    h.start()
+    out = h.fail("a", 1, "OOM")
+    launch = next(i for i in out if isinstance(i, ev.Launch))
+    assert (launch.placement, launch.resources) == ("container", {"memory_mb": 1024})
+    out = h.fail("a", 2, "OOM")  # its own retry: bigger again
+    launch = next(i for i in out if isinstance(i, ev.Launch))
+    assert launch.resources == {"memory_mb": 2048}
+    h.ok("a", 3)
+    assert h.run_state() is RunState.SUCCEEDED

@@ -73,7 +73,8 @@ class ContainerPool:
             idle.current = launch
             assert idle.proc.stdin is not None
             line = {"run_id": launch.run_id, "task_id": launch.task_id, "attempt": launch.attempt,
-                    "input_hashes": dict(req.input_hashes), "reuse": req.reuse}
+                    "input_hashes": dict(req.input_hashes), "reuse": req.reuse,
+                    "resources": req.task.resources.to_dict()}
             idle.proc.stdin.write((json.dumps(line) + "\n").encode())
             idle.proc.stdin.flush()
 

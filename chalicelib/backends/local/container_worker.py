@@ -9,6 +9,7 @@ SIGUSR1 kills the running task (cancel); SIGTERM kills it and exits.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from chalicelib.cache.stage import TaskCache
 from chalicelib.engine.events import TaskStarted
 from chalicelib.engine.spec import SpecCache
 from chalicelib.runner.execute import Attempt, TaskRequest, run_task
+from chalicelib.workflow.model import Resources
 
 _current: list[Attempt] = []
 
@@ -49,6 +51,8 @@ def serve(blob_root: str, workroot: str, cache: TaskCache | None = None) -> None
             continue
         msg = json.loads(line)
         task = specs.get(msg["run_id"]).tasks[msg["task_id"]]
+        if msg.get("resources"):  # the attempt's own (possibly escalated) resources
+            task = dataclasses.replace(task, resources=Resources(**msg["resources"]))
         req = TaskRequest(msg["run_id"], msg["task_id"], int(msg["attempt"]), task,
                           msg.get("input_hashes") or {}, bool(msg.get("reuse", True)))
 
