@@ -68,11 +68,28 @@ def add_commands(sub: Any, add: AddFn) -> None:
 def add_log_options(p: argparse.ArgumentParser) -> None:
     """`updraft logs` options for a deployed stack (CloudWatch Logs)."""
     p.add_argument("--stage", default=None, help="read CloudWatch Logs of this deployed stage (e.g. dev)")
-    p.add_argument("--api", default=None, metavar="URL", help="read CloudWatch Logs of the stack at this URL")
+    p.add_argument("--api", default=None, metavar="URL",
+                   help="read CloudWatch Logs of the stack at this URL (stage: from .chalice/deployed/)")
     p.add_argument("--app-name", default="updraft", help="the Chalice app name (default updraft)")
     p.add_argument("--log-group", action="append", default=None, help="read these log groups instead")
     p.add_argument("--since", type=float, default=None, metavar="HOURS", help="only lines this recent")
     p.add_argument("--region", default=None)
+
+
+def stage_of_api(url: str, project: str = ".") -> str | None:
+    """The Chalice stage deployed at `url`, from .chalice/deployed/<stage>.json (chalice deploy writes it)."""
+    import glob
+
+    want = url.rstrip("/")
+    for path in sorted(glob.glob(os.path.join(project, ".chalice", "deployed", "*.json"))):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                resources = json.load(fh).get("resources", [])
+        except (OSError, ValueError, AttributeError):
+            continue
+        if any(str(r.get("rest_api_url", "")).rstrip("/") == want for r in resources if isinstance(r, dict)):
+            return os.path.splitext(os.path.basename(path))[0]
+    return None
 
 
 def wants_cloud_logs(args: argparse.Namespace) -> bool:
@@ -84,7 +101,8 @@ def cmd_cloud_logs(args: argparse.Namespace) -> int:
     from updraft.remote import region_from_url
 
     region = args.region or (region_from_url(args.api) if args.api else None)
-    logs = CloudLogs(stage=args.stage or "dev", app_name=args.app_name, groups=args.log_group, region=region)
+    stage = args.stage or (stage_of_api(args.api) if args.api else None) or "dev"
+    logs = CloudLogs(stage=stage, app_name=args.app_name, groups=args.log_group, region=region)
     start = int((time.time() - args.since * 3600) * 1000) if args.since else None
     shown = 0
     for event in logs.events(args.run, args.task, start):

@@ -98,3 +98,16 @@ def test_groups_are_found_by_stage_and_a_missing_stage_is_a_clear_error(logs: An
 def test_local_logs_still_need_a_task() -> None:
     code, _, err = run_cli(RUN, "--workdir", "/nonexistent-updraft-workdir")
     assert code == 2 and "name the task" in err
+
+
+def test_api_url_finds_its_stage_from_chalices_deployed_record(logs: Any, tmp_path: Any,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "https://a1b2c3.execute-api.us-east-1.amazonaws.com/api/"
+    deployed = tmp_path / ".chalice" / "deployed"
+    deployed.mkdir(parents=True)
+    (deployed / "test.json").write_text(json.dumps({"resources": [
+        {"name": "rest_api", "resource_type": "rest_api", "rest_api_url": url}]}))
+    (deployed / "prod.json").write_text(json.dumps({"resources": [{"name": "rest_api", "rest_api_url": "https://x/"}]}))
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_cli(RUN, "work", "--api", url.rstrip("/"))  # region from the URL, stage from the record
+    assert code == 0 and len(out.strip().splitlines()) == 2 and "another stage" not in out
