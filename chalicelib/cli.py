@@ -171,10 +171,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     validate(wf, args.file)
     rt = _runtime(args)
     try:
+        if args.objective or args.deadline is not None or args.budget is not None:
+            from chalicelib.planner import apply_plan, make_plan, perf_model
+
+            plan = make_plan(wf, args.objective, args.deadline, args.budget, perf=perf_model(rt.workdir))
+            wf = apply_plan(wf, plan)
         run = rt.submit(wf, args.data, args.file)
-        return _execute(rt, run.run_id, run.task_count, args, resume=False)
+        code = _execute(rt, run.run_id, run.task_count, args, resume=False)
+        _learn(rt, run.run_id, wf)
+        return code
     finally:
         rt.close()
+
+
+def _learn(rt: Any, run_id: str, wf: Any) -> None:
+    """Feed the finished run's measured tasks to the planner's history (best effort)."""
+    from chalicelib.planner import record_history
+
+    try:
+        record_history(rt.workdir, wf, rt.store.list_tasks(run_id))
+    except OSError as exc:
+        sys.stderr.write(f"updraft: could not record task history: {exc}\n")
 
 
 def _execute(rt: Any, run_id: str, total: int, args: argparse.Namespace, resume: bool) -> int:
@@ -361,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     p.add_argument("--concurrency", type=int, default=None, help="parallel tasks (default: cores)")
     p.add_argument("--no-cache", action="store_true", help="run every task; neither reuse nor keep results")
+    p.add_argument("--objective", choices=["cost", "makespan"], default=None,
+                   help="let the planner place and size every task for this objective")
+    p.add_argument("--deadline", type=float, default=None, help="plan: the cheapest placement finishing in S seconds")
+    p.add_argument("--budget", type=float, default=None, help="plan: the fastest placement costing at most D dollars")
     p.add_argument("--rerun", action="append", metavar="PATTERN",
                    help="always run tasks whose id or type matches (fnmatch; repeatable)")
     p.add_argument("--replay", action="store_true", help="replay recorded runtimes and sizes instead of commands")
