@@ -1,7 +1,8 @@
 """scripts/destroy STAGE: remove the stage - Chalice's functions and API, then the stack.
 
     scripts/destroy dev                  refuses while the bucket or the table holds anything
-    scripts/destroy dev --delete-data    empties the bucket first; the table goes with the stack
+    scripts/destroy dev --delete-data    empties the bucket first and deletes the functions' log
+                                         groups; the table goes with the stack
     scripts/destroy dev --yes            no confirmation prompt (scripts, CI)
 
 Order: `chalice delete` first (it removes the functions that use the stack's role, queues
@@ -24,7 +25,7 @@ from infra.cfn import Stacks, error_code
 from infra.cli import add_common, run, session
 from infra.deploy import ChaliceRunner, aws_env, run_chalice
 from infra.errors import DeployError, RefusedError
-from infra.names import CHALICE_CONFIG, stack_name
+from infra.names import APP_NAME, CHALICE_CONFIG, stack_name
 
 DELETE_TRIES = 4
 RETRY_WAIT_S = 600.0
@@ -71,6 +72,19 @@ def empty_bucket(sess: Any, bucket: str, say: Callable[[str], None]) -> int:
     return removed
 
 
+def delete_function_logs(sess: Any, stage: str, say: Callable[[str], None]) -> int:
+    """The log groups Lambda made for the stage's functions (Chalice does not delete them)."""
+    logs = sess.client("logs")
+    prefix = f"/aws/lambda/{APP_NAME}-{stage}-"
+    names = [g["logGroupName"] for page in logs.get_paginator("describe_log_groups").paginate(
+        logGroupNamePrefix=prefix) for g in page.get("logGroups", [])]
+    for name in names:
+        logs.delete_log_group(logGroupName=name)
+    if names:
+        say(f"deleted {len(names)} function log group(s) under {prefix}")
+    return len(names)
+
+
 def destroy(stage: str, sess: Any, *, delete_data: bool = False, profile: str | None = None,
             config_path: Path = CHALICE_CONFIG, chalice: ChaliceRunner = run_chalice,
             say: Callable[[str], None] = print, stacks: Stacks | None = None,
@@ -99,6 +113,8 @@ def destroy(stage: str, sess: Any, *, delete_data: bool = False, profile: str | 
     if outputs:
         say(f"== delete stack {name}")
         _delete_stack(stacks, name, say, sleep)
+    if delete_data:  # after the stack, which deletes the task function's own log group
+        delete_function_logs(sess, stage, say)
     config = chalice_config.load(config_path)
     chalice_config.save(config_path, chalice_config.remove_stack(config, stage))
     say(f"stage {stage} destroyed; {config_path} no longer names its resources")

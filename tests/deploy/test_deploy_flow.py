@@ -119,6 +119,8 @@ def test_destroy_refuses_to_lose_data_then_removes_everything(aws: Any, stacks: 
     chalice = FakeChalice(aws, config_path)
     outputs = run_deploy(aws, stacks, config_path, layer_dir, chalice, said)
     aws.client("s3").put_object(Bucket=outputs["BucketName"], Key="runs/r1/data/mosaic.fits", Body=b"x")
+    aws.client("logs").create_log_group(logGroupName=f"/aws/lambda/updraft-{STAGE}-coordinator")
+    aws.client("logs").create_log_group(logGroupName="/aws/lambda/someone-else")
     asked: list[bool] = []
 
     with pytest.raises(RefusedError, match="--delete-data"):
@@ -133,6 +135,8 @@ def test_destroy_refuses_to_lose_data_then_removes_everything(aws: Any, stacks: 
     assert chalice.calls[-1] == ["delete", "--stage", STAGE]
     assert stacks.status(stack_name(STAGE)) is None
     assert aws.client("lambda").list_layers()["Layers"] == []
+    groups = [g["logGroupName"] for g in aws.client("logs").describe_log_groups()["logGroups"]]
+    assert groups == ["/aws/lambda/someone-else"]
     config = json.loads(config_path.read_text())
     assert chalice_config.stack_record(config, STAGE) is None
     assert "UPDRAFT_TABLE" not in config["stages"].get(STAGE, {}).get("environment_variables", {})
