@@ -199,7 +199,7 @@ def workflow_cost(units: dict[str, dict[str, float]], tasks: int, edges: int, co
 
 
 def test_orchestration_costs_under_a_fifth_of_step_functions(tmp_path: Path) -> None:
-    results = run_shapes(tmp_path, n=20, fan_in=3, loaded=False)
+    results = run_shapes(tmp_path, n=16, fan_in=2, loaded=True)
     units = model(results)
     sfn = PRICES["sfn_transition"] * SFN_TRANSITIONS_PER_TASK
     text = report(results, "test run")
