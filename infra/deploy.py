@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from infra import chalice_config, layers, postdeploy, worker_image
+from infra import chalice_config, layers, postdeploy, preflight, worker_image
 from infra.bootstrap import bootstrap, build_parser, params_from_args
 from infra.chalice_cli import runtime
 from infra.cli import run, session
@@ -50,6 +50,7 @@ def deploy(stage: str, sess: Any, params: dict[str, str], *, profile: str | None
            config_path: Path = CHALICE_CONFIG, layer_dir: Path | None = layers.DIST, push_worker: bool = False,
            chalice: ChaliceRunner = run_chalice, say: Callable[[str], None] = print,
            stacks: Any = None, sleep: Callable[[float], None] = time.sleep) -> dict[str, str]:
+    preflight.check()
     say(f"== 1/6 stack for stage {stage}")
     outputs = bootstrap(stage, sess, params, config_path, say=say, stacks=stacks)
     say("== 2/6 worker image")
