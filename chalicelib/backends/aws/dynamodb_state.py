@@ -66,8 +66,6 @@ delete and a put), doubling the cost of the hot path.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import random
 import threading
@@ -81,183 +79,44 @@ from typing import Any
 from chalicelib.backends.aws import ddb_expr as x
 from chalicelib.backends.aws.clients import AwsClients, error_code
 from chalicelib.backends.aws.config import DYNAMODB_MAX_BATCH_GET, DYNAMODB_MAX_BATCH_WRITE, AwsConfig
+from chalicelib.backends.aws.dynamodb_items import (
+    ALL_RUNS,
+    GSI_BY_STATE,
+    GSI_BY_TIME,
+    INLINE_FANIN_MAX,
+    RESULT_MAX_BYTES,
+    RUN_SK,
+    TABLE_KEYS,
+    TASK_ATTR,
+    TASK_PREFIX,
+    attr_value,
+    coerce_task_changes,
+    counter_key,
+    create_table,
+    edge_sk,
+    logical_state,
+    parent_tag,
+    run_key,
+    run_record,
+    run_sort_key,
+    shard_of,
+    state_condition,
+    task_pk,
+    task_record,
+)
 from chalicelib.engine.records import RUN_MUTABLE, TASK_MUTABLE, RunRecord, TaskRecord
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
 from chalicelib.errors import NotFoundError, StateConflictError, UpdraftError
 
-INLINE_FANIN_MAX = 64  # parents counted inside the child's item (dp) up to this many
-RESULT_MAX_BYTES = 32 * 1024  # a task result above this keeps its fields but a shorter log tail
+__all__ = ["INLINE_FANIN_MAX", "RESULT_MAX_BYTES", "TABLE_KEYS", "DynamoStateStore", "StoreThrottledError",
+           "create_table"]
+
 BATCH_WRITE_TRIES = 8
 CAS_TRIES = 50
-
-RUN_SK = "RUN"
-COUNTER_SK = "C"
-TASK_PREFIX = "T#"
-EDGE_PREFIX = "E#"
-ALL_RUNS = "RUN"
-GSI_BY_STATE = "by_state"
-GSI_BY_TIME = "by_time"
-
-# The table, as CloudFormation and create_table want it (the template in .chalice/ matches).
-TABLE_KEYS: dict[str, Any] = {
-    "AttributeDefinitions": [
-        {"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk", "rs", "ra", "rk")
-    ],
-    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-    "GlobalSecondaryIndexes": [
-        {
-            "IndexName": GSI_BY_STATE,
-            "KeySchema": [{"AttributeName": "rs", "KeyType": "HASH"}, {"AttributeName": "rk", "KeyType": "RANGE"}],
-            "Projection": {"ProjectionType": "ALL"},
-        },
-        {
-            "IndexName": GSI_BY_TIME,
-            "KeySchema": [{"AttributeName": "ra", "KeyType": "HASH"}, {"AttributeName": "rk", "KeyType": "RANGE"}],
-            "Projection": {"ProjectionType": "ALL"},
-        },
-    ],
-    "BillingMode": "PAY_PER_REQUEST",
-}
 
 
 class StoreThrottledError(UpdraftError):
     """DynamoDB kept refusing a batch write (throttling); nothing was acknowledged as done."""
-
-
-def create_table(clients: AwsClients, name: str) -> None:
-    """Create the table (tests, first deploy without CloudFormation) and wait for it."""
-    ddb = clients.dynamodb
-    ddb.create_table(TableName=name, **TABLE_KEYS)
-    ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
-
-
-# ---- keys ------------------------------------------------------------------------------------
-
-def shard_of(task_id: str, shards: int) -> int:
-    digest = hashlib.blake2b(task_id.encode("utf-8"), digest_size=4).digest()
-    return int.from_bytes(digest, "big") % shards
-
-
-def parent_tag(parent_id: str) -> str:
-    digest = hashlib.blake2b(parent_id.encode("utf-8"), digest_size=8).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-def run_key(run_id: str) -> dict[str, Any]:
-    return {"pk": x.text(f"R#{run_id}"), "sk": x.text(RUN_SK)}
-
-
-def task_pk(run_id: str, shard: int) -> str:
-    return f"R#{run_id}#T{shard:02d}"
-
-
-def counter_key(run_id: str, shard: int) -> dict[str, Any]:
-    return {"pk": x.text(f"R#{run_id}#C{shard}"), "sk": x.text(COUNTER_SK)}
-
-
-def edge_sk(child: str, parent: str) -> str:
-    return f"{EDGE_PREFIX}{child} {parent}"  # task ids never contain whitespace
-
-
-def _run_sort_key(created_at: float, run_id: str) -> str:
-    return f"{created_at:017.6f}#{run_id}"
-
-
-# ---- items <-> records --------------------------------------------------------------------------
-
-_TASK_ATTR = {
-    "state": "st", "attempt": "att", "placement": "pl", "max_attempts": "maxa",
-    "lease_expires": "lease", "not_before": "nb", "started_at": "sa", "finished_at": "fa",
-    "exit_code": "ec", "reason": "rsn", "result": "res",
-}
-_TEXT_FIELDS = {"state", "placement", "reason"}
-
-
-def _logical_state(item: Mapping[str, Any]) -> TaskState:
-    state = TaskState(item["st"]["S"])
-    if state is TaskState.WAITING and (x.unnum(item.get("pend")) or 0) <= 0:
-        return TaskState.READY
-    return state
-
-
-def _task(item: Mapping[str, Any]) -> TaskRecord:
-    run_id = item["pk"]["S"][2:].rsplit("#T", 1)[0]
-    res = x.untext(item.get("res"))
-    ec = x.unnum(item.get("ec"))
-    return TaskRecord(
-        run_id=run_id, task_id=item["sk"]["S"][len(TASK_PREFIX):], state=_logical_state(item),
-        attempt=int(x.unnum(item["att"]) or 0), placement=item["pl"]["S"],
-        pending=int(x.unnum(item["pend"]) or 0), max_attempts=int(x.unnum(item["maxa"]) or 1),
-        lease_expires=x.unnum(item.get("lease")), not_before=x.unnum(item.get("nb")),
-        started_at=x.unnum(item.get("sa")), finished_at=x.unnum(item.get("fa")),
-        exit_code=None if ec is None else int(ec), reason=x.untext(item.get("rsn")),
-        result=json.loads(res) if res else {},
-    )
-
-
-def _run(item: Mapping[str, Any]) -> RunRecord:
-    return RunRecord(
-        run_id=item["pk"]["S"][2:], name=item["name"]["S"], state=RunState(item["rs"]["S"]),
-        created_at=float(x.unnum(item["ct"]) or 0.0), task_count=int(x.unnum(item["tc"]) or 0),
-        spec_key=item["spec"]["S"], finished_at=x.unnum(item.get("fa")),
-        options=json.loads(item["opts"]["S"]) if "opts" in item else {},
-    )
-
-
-def _attr_value(field: str, value: Any) -> dict[str, Any]:
-    if field == "result":
-        return x.text(_result_json(value))
-    if field in _TEXT_FIELDS:
-        return x.text(str(value.value if isinstance(value, TaskState) else value))
-    return x.num(value)
-
-
-def _result_json(result: Mapping[str, Any]) -> str:
-    """The result as stored: compact JSON, with the log tail shortened (and marked) if huge."""
-    raw = json.dumps(result, separators=(",", ":"), sort_keys=True, default=str)
-    if len(raw.encode("utf-8")) <= RESULT_MAX_BYTES:
-        return raw
-    slim = {k: v for k, v in result.items() if k != "log_tail"}
-    slim["result_truncated"] = True
-    tail = str(result.get("log_tail", ""))
-    room = RESULT_MAX_BYTES - len(json.dumps(slim, default=str)) - 256
-    if room > 0:
-        slim["log_tail"] = tail[-room:]
-    raw = json.dumps(slim, separators=(",", ":"), sort_keys=True, default=str)
-    if len(raw.encode("utf-8")) > RESULT_MAX_BYTES:  # the other fields themselves are huge
-        keep = ("exit_code", "started_at", "finished_at", "duration_s", "log_key")
-        raw = json.dumps({**{k: result[k] for k in keep if k in result}, "result_truncated": True},
-                         separators=(",", ":"), sort_keys=True, default=str)
-    return raw
-
-
-def _coerce_task_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(changes)
-    if "state" in out:
-        out["state"] = TaskState(out["state"])
-    if out.get("result") is None and "result" in out:
-        out["result"] = {}
-    return out
-
-
-def _state_condition(e: x.Expr, states: Collection[TaskState]) -> str:
-    """Condition that the item's logical state is one of `states` (READY = WAITING, pend 0)."""
-    wanted = {TaskState(s) for s in states}
-    plain = sorted(s.value for s in wanted - {TaskState.WAITING, TaskState.READY})
-    parts: list[str] = []
-    if plain:
-        parts.append(f"{e.n('st')} IN ({', '.join(e.v(x.text(s)) for s in plain)})")
-    waiting, ready = TaskState.WAITING in wanted, TaskState.READY in wanted
-    if waiting and ready:
-        parts.append(f"{e.n('st')} IN ({e.v(x.text('WAITING'))}, {e.v(x.text('READY'))})")
-    elif ready:
-        parts.append(f"({e.n('st')} = {e.v(x.text('READY'))} OR "
-                     f"({e.n('st')} = {e.v(x.text('WAITING'))} AND {e.n('pend')} <= {e.v(x.num(0))}))")
-    elif waiting:
-        parts.append(f"({e.n('st')} = {e.v(x.text('WAITING'))} AND {e.n('pend')} > {e.v(x.num(0))})")
-    if not parts:
-        return f"attribute_not_exists({e.n('sk')})"  # expecting no state: always fails on a task
-    return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
 
 
 class DynamoStateStore:
@@ -343,7 +202,7 @@ class DynamoStateStore:
     def create_run(self, run: RunRecord, tasks: Sequence[TaskRecord]) -> None:
         existing = self._ddb.get_item(TableName=self.table, Key=run_key(run.run_id), ConsistentRead=True).get("Item")
         if existing is not None:
-            raise StateConflictError(f"run {run.run_id} already exists", _run(existing))
+            raise StateConflictError(f"run {run.run_id} already exists", run_record(existing))
         tshards, cshards = self.config.task_shards, self.config.counter_shards
         self._shards[run.run_id] = (tshards, cshards)
         puts = [{"PutRequest": {"Item": self._task_item(t, i, tshards)}} for i, t in enumerate(tasks)]
@@ -356,7 +215,7 @@ class DynamoStateStore:
         self._batch_write(puts)
         item = {
             **run_key(run.run_id), "name": x.text(run.name), "rs": x.text(run.state.value),
-            "ra": x.text(ALL_RUNS), "rk": x.text(_run_sort_key(run.created_at, run.run_id)),
+            "ra": x.text(ALL_RUNS), "rk": x.text(run_sort_key(run.created_at, run.run_id)),
             "ct": x.num(run.created_at), "tc": x.num(run.task_count), "spec": x.text(run.spec_key),
             "opts": x.jsontext(run.options), "ts": x.num(tshards), "cs": x.num(cshards),
         }
@@ -381,13 +240,13 @@ class DynamoStateStore:
         for name in ("lease_expires", "not_before", "started_at", "finished_at", "exit_code", "reason"):
             value = getattr(t, name)
             if value is not None:
-                item[_TASK_ATTR[name]] = _attr_value(name, value)
+                item[TASK_ATTR[name]] = attr_value(name, value)
         if t.result:
-            item["res"] = _attr_value("result", t.result)
+            item["res"] = attr_value("result", t.result)
         return item
 
     def get_run(self, run_id: str) -> RunRecord:
-        return _run(self._get_run_item(run_id))
+        return run_record(self._get_run_item(run_id))
 
     def list_runs(self, limit: int = 50, state: RunState | None = None) -> list[RunRecord]:
         e = x.Expr()
@@ -402,7 +261,7 @@ class DynamoStateStore:
                 TableName=self.table, IndexName=index, KeyConditionExpression=cond,
                 ScanIndexForward=False, Limit=limit - len(out), **e.kwargs(), **kwargs,
             )
-            out.extend(_run(item) for item in resp.get("Items", []))
+            out.extend(run_record(item) for item in resp.get("Items", []))
             if "LastEvaluatedKey" not in resp:
                 break
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
@@ -444,11 +303,11 @@ class DynamoStateStore:
             old = getattr(exc, "response", {}).get("Item")
             if not old:
                 raise NotFoundError(f"no run {run_id!r} in table {self.table}") from None
-            cur = _run(old)
+            cur = run_record(old)
             raise StateConflictError(
                 f"run {run_id} is {cur.state}, expected one of {sorted(s.value for s in expect)}", cur
             ) from None
-        return _run(resp["Attributes"])
+        return run_record(resp["Attributes"])
 
     # ---- tasks -----------------------------------------------------------------------------
 
@@ -465,10 +324,10 @@ class DynamoStateStore:
         item = self._get_task_item(run_id, task_id)
         if item is None:
             raise NotFoundError(f"no task {task_id!r} in run {run_id!r}")
-        return _task(item)
+        return task_record(item)
 
     def list_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> list[TaskRecord]:
-        return [_task(i) for i in sorted(self._task_items(run_id, states), key=lambda i: int(i["seq"]["N"]))]
+        return [task_record(i) for i in sorted(self._task_items(run_id, states), key=lambda i: int(i["seq"]["N"]))]
 
     def _task_items(
         self, run_id: str, states: Collection[TaskState] | None, consistent: bool = True,
@@ -482,7 +341,7 @@ class DynamoStateStore:
                     f"AND begins_with({e.n('sk')}, {e.v(x.text(TASK_PREFIX))})")
             filters = []
             if states is not None:
-                filters.append(_state_condition(e, states))
+                filters.append(state_condition(e, states))
             if extra_filter is not None:
                 filters.append(extra_filter(e))
             kwargs: dict[str, Any] = {"FilterExpression": " AND ".join(filters)} if filters else {}
@@ -505,18 +364,18 @@ class DynamoStateStore:
         bad = set(changes) - TASK_MUTABLE
         if bad:
             raise ValueError(f"task fields {sorted(bad)} cannot be changed")
-        changes = _coerce_task_changes(changes)
+        changes = coerce_task_changes(changes)
         e = x.Expr()
-        cond = f"attribute_exists({e.n('sk')}) AND {_state_condition(e, expect_states)}"
+        cond = f"attribute_exists({e.n('sk')}) AND {state_condition(e, expect_states)}"
         if expect_attempt is not None:
             cond += f" AND {e.n('att')} = {e.v(x.num(expect_attempt))}"
         sets, removes = [], []
         for field, value in changes.items():
-            attr = e.n(_TASK_ATTR[field])
+            attr = e.n(TASK_ATTR[field])
             if value is None or (field == "result" and not value):
                 removes.append(attr)
             else:
-                sets.append(f"{attr} = {e.v(_attr_value(field, value))}")
+                sets.append(f"{attr} = {e.v(attr_value(field, value))}")
         update = (" SET " + ", ".join(sets) if sets else "") + (" REMOVE " + ", ".join(removes) if removes else "")
         if not update:
             update = f"SET {e.n('att')} = {e.n('att')}"
@@ -530,7 +389,7 @@ class DynamoStateStore:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
             raise self._conflict(run_id, task_id, exc, expect_states, expect_attempt) from None
-        old = _task(resp["Attributes"])
+        old = task_record(resp["Attributes"])
         new = replace(old, **changes)
         if "state" in changes:
             self._count(run_id, old.state, new.state)
@@ -543,7 +402,7 @@ class DynamoStateStore:
         item = getattr(exc, "response", {}).get("Item")
         if not item:
             return NotFoundError(f"no task {task_id!r} in run {run_id!r}")
-        cur = _task(item)
+        cur = task_record(item)
         return StateConflictError(
             f"task {task_id} is {cur.state} at attempt {cur.attempt}; expected "
             f"{sorted(TaskState(s).value for s in expect_states)} at attempt {expect_attempt}", cur,
@@ -582,9 +441,9 @@ class DynamoStateStore:
             if "fan" in old:
                 self._edge_mode.add((run_id, child))
                 return self._count_edge_item(run_id, parent_id, child)
-            return _task(old)  # counted before: a redelivered completion
+            return task_record(old)  # counted before: a redelivered completion
         new = resp["Attributes"]
-        rec = _task(new)
+        rec = task_record(new)
         if new["st"]["S"] == TaskState.WAITING.value and rec.pending == 0:
             self._count(run_id, TaskState.WAITING, TaskState.READY)  # this decrement reached zero
         return rec
@@ -618,10 +477,10 @@ class DynamoStateStore:
                     raise
                 reasons = [r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])]
                 if reasons and reasons[0] == "ConditionalCheckFailed":
-                    return _task(item)  # counted before
+                    return task_record(item)  # counted before
                 time.sleep(random.uniform(0.005, 0.05))  # pend moved under us: read and retry
                 continue
-            rec = _task({**item, "pend": x.num(pend - 1)})
+            rec = task_record({**item, "pend": x.num(pend - 1)})
             if item["st"]["S"] == TaskState.WAITING.value and pend - 1 == 0:
                 self._count(run_id, TaskState.WAITING, TaskState.READY)
             return rec
@@ -651,8 +510,8 @@ class DynamoStateStore:
             TableName=self.table, Key=key, ReturnValues="ALL_NEW",
             UpdateExpression=f"SET {', '.join(sets)} REMOVE {', '.join(removes)}", **e.kwargs(),
         )
-        new = _task(resp["Attributes"])
-        self._count(run_id, _logical_state(old_item), new.state)
+        new = task_record(resp["Attributes"])
+        self._count(run_id, logical_state(old_item), new.state)
         return new
 
     def _reset_edges(self, run_id: str, child: str, pk: str, done_parents: Sequence[str]) -> None:
@@ -715,7 +574,7 @@ class DynamoStateStore:
         """Exact counts from the task items themselves (a full read of the run)."""
         totals: dict[str, int] = {}
         for item in self._task_items(run_id, None):
-            state = _logical_state(item).value
+            state = logical_state(item).value
             totals[state] = totals.get(state, 0) + 1
         return totals
 
@@ -736,15 +595,15 @@ class DynamoStateStore:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
             old = getattr(exc, "response", {}).get("Item")
-            raise StateConflictError(f"run {run_id} is no longer RUNNING", _run(old) if old else None) from None
-        return _run(resp["Attributes"])
+            raise StateConflictError(f"run {run_id} is no longer RUNNING", run_record(old) if old else None) from None
+        return run_record(resp["Attributes"])
 
     def expired_leases(self, now: float, limit: int = 500) -> list[TaskRecord]:
         out: list[TaskRecord] = []
         for run in self.list_runs(limit=10_000, state=RunState.RUNNING):
             items = self._task_items(run.run_id, IN_FLIGHT, consistent=False,
                                      extra_filter=lambda e: f"{e.n('lease')} < {e.v(x.num(now))}")
-            out.extend(_task(i) for i in items)
+            out.extend(task_record(i) for i in items)
             if len(out) >= limit:
                 break
         return out[:limit]
