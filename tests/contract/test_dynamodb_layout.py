@@ -115,3 +115,21 @@ def test_a_wide_fan_in_keeps_the_child_item_small(aws_store: ds.DynamoStateStore
     item = aws_store._get_task_item("w", "merge")
     assert item is not None and item_size(item) < 256 and "dp" not in item
     assert aws_store.get_task("w", "merge").state is TaskState.READY
+
+
+def test_resume_after_a_counter_drift_counts_exactly_again(aws_store: ds.DynamoStateStore) -> None:
+    tasks = [TaskRecord("d", t, TaskState.READY, 1, "function", 0) for t in ("a", "b")]
+    aws_store.create_run(RunRecord("d", "d", RunState.RUNNING, 1.0, 2, "k"), tasks)
+    aws_store.update_task("d", "a", [TaskState.READY], 1, {"state": TaskState.SUCCEEDED})
+    aws_store.update_task("d", "b", [TaskState.READY], 1, {"state": TaskState.FAILED})
+    aws_store._count("d", TaskState.SUCCEEDED, TaskState.READY)  # a crashed coordinator's lost write
+    aws_store.flush()
+    assert aws_store.counts("d") == {"READY": 1, "FAILED": 1}
+    aws_store.finish_recounted("d", RunState.FAILED, aws_store.recount("d"), 5.0)
+    assert aws_store.counts("d") == {"SUCCEEDED": 1, "FAILED": 1}
+    with aws_store.batch():  # what resume_run does
+        aws_store.reset_task("d", "b", TaskState.READY, 2, [], 0, 2)
+        aws_store.update_run("d", list(RunState), {"state": RunState.RUNNING, "finished_at": None})
+    assert aws_store.counts("d") == {"SUCCEEDED": 1, "READY": 1}
+    aws_store.update_task("d", "b", [TaskState.READY], 2, {"state": TaskState.DISPATCHED})
+    assert aws_store.counts("d") == {"SUCCEEDED": 1, "DISPATCHED": 1}

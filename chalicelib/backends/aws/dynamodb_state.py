@@ -285,7 +285,8 @@ class DynamoStateStore:
             else:
                 sets.append(f"{e.n(attr)} = {e.v(x.num(value))}")
         if "state" in changes and RunState(changes["state"]) is RunState.RUNNING:
-            removes.append(e.n("fc"))  # a resumed run counts from its shards again
+            removes.append(e.n("fc"))  # a resumed run counts from its shards again...
+            self._rebase_counters(run_id)  # ...which start from its items' exact counts
         expect_vals = ", ".join(e.v(x.text(RunState(s).value)) for s in expect) or e.v(x.text("-"))
         cond = f"attribute_exists({e.n('sk')}) AND {e.n('rs')} IN ({expect_vals})"
         update = (" SET " + ", ".join(sets) if sets else "") + (" REMOVE " + ", ".join(removes) if removes else "")
@@ -569,6 +570,19 @@ class DynamoStateStore:
         _, cshards = self._run_shards(run_id)
         items = self._batch_get(run_id, [counter_key(run_id, j) for j in range(cshards)])
         return max((float(x.unnum(i.get("at")) or 0.0) for i in items), default=0.0)
+
+    def _rebase_counters(self, run_id: str) -> None:
+        """Set the counter shards to the exact counts of the task items. Only safe while no
+        coordinator works on the run: on resume, before the run is RUNNING again."""
+        exact = self.recount(run_id)
+        with self._lock:
+            self._deltas.pop(run_id, None)  # the recount includes them
+        _, cshards = self._run_shards(run_id)
+        now = x.num(time.time())
+        puts = [{"PutRequest": {"Item": {**counter_key(run_id, j), "v": x.num(0), "at": now,
+                                         **({s: x.num(n) for s, n in exact.items()} if j == 0 else {})}}}
+                for j in range(cshards)]
+        self._batch_write(puts)
 
     def recount(self, run_id: str) -> dict[str, int]:
         """Exact counts from the task items themselves (a full read of the run)."""
