@@ -40,7 +40,8 @@ Guarantees
   counter shard. `counts` sums the shards (one strongly consistent BatchGetItem). A
   coordinator that dies between a transition and its flush leaves the counters showing the
   task in its older state: a run can then look unfinished, never finished early; the sweeper
-  re-counts quiet runs from the task items and finishes them (`recount`, `finish_recounted`).
+  re-counts quiet runs from the task items and finishes them (`recount`, `finish_recounted`);
+  a resumed run's shards restart from its items' exact counts.
 
 Partition arithmetic (per-partition limits: 1,000 write units/s, 3,000 read units/s)
 -------------------------------------------------------------------------------------
@@ -48,12 +49,13 @@ One run at 1,000 task completions per second (the default Lambda concurrency), e
 with E = 2 parents on average, a function task costs on its own item and its children's:
 dispatch 1 + claim 1 + completion 1 + one decrement per incoming edge E = 5 write units
 (items stay under 1 KB). 1,000 tasks/s x 5 = 5,000 WCU/s over S = 32 task partitions =
-~160 WCU/s each (16% of 1,000). Counter shards: one flush per coordinator batch (~1,000
-completion events/s / 10 per batch = 100/s) plus one per claim made outside a batch by the
-task functions (1,000/s): 1,100 WCU/s over C = 4 partitions = 275 each (28%); `counts`
-after every batch reads C items strongly consistent: 100 batches/s x 4 = 400 RCU/s in total,
-100 per partition (3% of 3,000). The run item is written a handful of times per run. Even
-with batches of one event the counter partitions see (1,000 + 1,000)/4 = 500 WCU/s. A
+~160 WCU/s each (16% of 1,000). Counter shards: one flush per coordinator batch (2,000
+events/s - a completion and its destination copy per function task - in batches of 10 =
+200/s) plus one per claim, made outside a batch by the task functions (1,000/s): 1,200 WCU/s
+over C = 4 partitions = 300 each (30%); `counts` after every batch reads C items strongly
+consistent: 200 x 4 = 800 RCU/s in total, 200 per partition (7% of 3,000). The run item is
+written a handful of times per run. Even with batches of one event the counter partitions
+see (2,000 + 1,000)/4 = 750 WCU/s (75%); raise C for more. A
 100,000-task run is 100,000 items of ~0.3-1 KB (the largest is a failed task carrying a 4 KB
 log tail; results are capped at RESULT_MAX_BYTES), far from the 400 KB item limit.
 
