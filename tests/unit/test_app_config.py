@@ -78,3 +78,15 @@ def test_config_takes_arguments_over_environment_over_defaults() -> None:
 def test_bad_settings_name_the_variable(var: str, value: str) -> None:
     with pytest.raises(ConfigError, match="UPDRAFT_"):
         AwsConfig.from_env({var: value})
+
+
+def test_account_and_region_placeholders_are_filled_in_from_sts() -> None:
+    from chalicelib.backends.aws.components import Cloud
+    from tests.contract.awskit import mocked_aws
+
+    with mocked_aws():
+        cloud = Cloud.from_env(env={"UPDRAFT_BUCKET": "updraft-dev-{account}-{region}", "AWS_REGION": "eu-west-1"})
+    assert cloud.config.bucket == "updraft-dev-123456789012-eu-west-1"  # moto's account
+    assert cloud.clients.config.bucket == cloud.config.bucket
+    plain = AwsConfig.from_env({"UPDRAFT_BUCKET": "mine"})
+    assert not plain.needs_account() and plain.resolved("1", "r").bucket == "mine"

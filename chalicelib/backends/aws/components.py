@@ -35,7 +35,12 @@ class Cloud:
     @classmethod
     def from_env(cls, session: Any = None, overrides: dict[str, Any] | None = None, **config: Any) -> Cloud:
         cfg = AwsConfig.from_env(**config)
-        return cls(cfg, AwsClients(cfg, session=session, overrides=overrides))
+        clients = AwsClients(cfg, session=session, overrides=overrides)
+        if cfg.needs_account() or "{region}" in cfg.bucket:
+            account = str(clients.client("sts").get_caller_identity()["Account"])
+            cfg = cfg.resolved(account, cfg.region or str(clients.session.region_name))
+            clients = AwsClients(cfg, session=clients.session, overrides=overrides)
+        return cls(cfg, clients)
 
     @cached_property
     def store(self) -> DynamoStateStore:

@@ -54,6 +54,10 @@ ENV = {
 }
 
 
+NAME_FIELDS = ("table", "bucket", "events_queue", "container_queue", "submit_queue", "task_function",
+               "ecs_cluster", "ecs_service")
+
+
 @dataclass(frozen=True)
 class AwsConfig:
     """Names of the app's resources and the knobs of its adapters.
@@ -86,6 +90,18 @@ class AwsConfig:
     # 1: the coordinator's event source mapping has ReportBatchItemFailures and failed events are
     # reported one by one; 0: any failure fails the whole batch (safe without that setting)
     partial_batch: int = 1
+
+    def needs_account(self) -> bool:
+        return any("{account}" in str(getattr(self, f)) for f in NAME_FIELDS)
+
+    def resolved(self, account: str, region: str) -> AwsConfig:
+        """Names with their {account} and {region} placeholders filled in (a stack names its
+        bucket <app>-<stage>-<account>-<region>, which a static config file cannot know)."""
+        names: dict[str, Any] = {
+            f: str(getattr(self, f)).replace("{account}", account).replace("{region}", region)
+            for f in NAME_FIELDS
+        }
+        return replace(self, **names)
 
     @property
     def events_queue_name(self) -> str:

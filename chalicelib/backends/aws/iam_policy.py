@@ -34,7 +34,9 @@ CONTROL_ACTIONS = {
 
 
 def _name(value: str) -> str:
-    return value.rstrip("/").rsplit("/", 1)[-1]
+    """A resource's name in an ARN; {account}/{region} placeholders match any value."""
+    name = value.rstrip("/").rsplit("/", 1)[-1]
+    return name.replace("{account}", "*").replace("{region}", "*")
 
 
 def control_policy(cfg: AwsConfig, function_prefix: str = "updraft-", bucket: str | None = None) -> dict[str, Any]:
@@ -42,7 +44,7 @@ def control_policy(cfg: AwsConfig, function_prefix: str = "updraft-", bucket: st
     function when it shares their role). `bucket` defaults to cfg.bucket's name; the log
     groups are those of functions named `function_prefix`*."""
     table = f"arn:aws:dynamodb:*:*:table/{cfg.table}"
-    bucket = f"arn:aws:s3:::{bucket or cfg.bucket}"
+    bucket = f"arn:aws:s3:::{_name(bucket or cfg.bucket)}"
     queue = "arn:aws:sqs:*:*:{}"
     statements = [
         ("State", CONTROL_ACTIONS["table"], [table, f"{table}/index/*"]),
@@ -72,13 +74,9 @@ def stage_env(stage: str, config_path: Path) -> dict[str, str]:
 
 
 def stage_policy(stage: str, config_path: Path) -> dict[str, Any]:
-    """The stage's policy. Its bucket is named by the stack (<table>-<account>-<region>) and set
-    at deploy time (UPDRAFT_BUCKET), so config.json leaves it out and the policy names the
-    stage's bucket pattern."""
-    env = stage_env(stage, config_path)
-    cfg = AwsConfig.from_env(env)
-    prefix = f"{APP_NAME}-{stage}-"
-    return control_policy(cfg, prefix, bucket=None if "UPDRAFT_BUCKET" in env else f"{APP_NAME}-{stage}-*")
+    """The stage's policy, from the names in .chalice/config.json (placeholders as wildcards)."""
+    cfg = AwsConfig.from_env(stage_env(stage, config_path))
+    return control_policy(cfg, f"{APP_NAME}-{stage}-")
 
 
 def main(argv: list[str] | None = None) -> None:
