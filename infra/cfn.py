@@ -15,7 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib.backends.aws.clients import error_code
 from infra.errors import DeployError, RefusedError
+
+__all__ = ["Stacks", "error_code", "error_message"]
 
 # resources whose replacement loses data; an update that would replace one is refused
 STATEFUL = {"AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::EFS::FileSystem", "AWS::SQS::Queue"}
@@ -30,11 +33,6 @@ GONE = {"DELETE_COMPLETE"}
 FAILED = {"CREATE_FAILED", "ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED",
           "UPDATE_ROLLBACK_COMPLETE", "UPDATE_ROLLBACK_FAILED", "UPDATE_FAILED",
           "IMPORT_ROLLBACK_COMPLETE", "IMPORT_ROLLBACK_FAILED"}
-
-
-def error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
 def error_message(exc: BaseException) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from infra.cfn import error_code
 from infra.names import APP_NAME, REPO
 
 DIST = REPO / "layers" / "dist"
@@ -35,7 +36,7 @@ def _latest(client: Any, name: str) -> dict[str, Any] | None:
     try:
         versions = client.list_layer_versions(LayerName=name).get("LayerVersions", [])
     except Exception as exc:
-        if type(exc).__name__ == "ResourceNotFoundException":
+        if error_code(exc) == "ResourceNotFoundException":
             return None
         raise
     return max(versions, key=lambda v: int(v["Version"]), default=None)

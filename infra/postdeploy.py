@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from chalicelib.workflow.limits import FUNCTION
+from infra.cfn import error_code
 from infra.errors import DeployError
 from infra.names import APP_NAME, COORDINATOR_FUNCTION
 
@@ -52,7 +53,7 @@ def configure_task_function(session: Any, outputs: Mapping[str, str], say: Calla
     try:
         current = _wait_settled(client, name, sleep, timeout_s)
     except Exception as exc:
-        if type(exc).__name__ == "ResourceNotFoundException":
+        if error_code(exc) == "ResourceNotFoundException":
             raise DeployError(f"{name} does not exist: run `chalice deploy` (scripts/deploy does) first") from None
         raise
     want = wanted_config(outputs, ephemeral_mb)

@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from infra import chalice_config
-from infra.bootstrap import bootstrap
 from infra.cfn import Stacks
 from infra.names import stack_name
+from tests.deploy import conftest
 
 STAGE = "ci"
 
 
 def run_bootstrap(aws: Any, stacks: Stacks, config_path: Path, **params: str) -> dict[str, str]:
-    return bootstrap(STAGE, aws, params, config_path, say=lambda line: None, stacks=stacks)
+    return conftest.run_bootstrap(aws, stacks, config_path, STAGE, **params)
 
 
 def test_bootstrap_again_changes_nothing(aws: Any, stacks: Stacks, config_path: Path) -> None:

@@ -18,17 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3.session
 import pytest
 
-from infra.bootstrap import bootstrap
-from infra.cfn import Stacks
 from infra.chalice_cli import LAMBDA_RUNTIME
 from infra.names import APP_NAME, REPO, TEMPLATE
-from tests.contract.awskit import mocked_aws
 from tests.deploy import templates
+from tests.deploy.conftest import bootstrapped
 from tests.deploy.iam_audit import policy_problems, template_policies
-from tests.deploy.moto_gaps import fill_efs_gaps
 
 STAGE = "dev"  # a stage of the real .chalice/config.json, with its policy file
 Packaged = tuple[dict[str, Any], dict[str, Any], dict[str, str]]
@@ -60,12 +56,8 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Packaged]:
     """(Chalice's template, the merged template, the stack outputs bootstrap wrote)."""
     project = tmp_path_factory.mktemp("project")
     copy_project(project)
-    with pytest.MonkeyPatch.context() as patch, mocked_aws():
-        fill_efs_gaps(patch)
-        session = boto3.session.Session(region_name="us-east-1")
-        stacks = Stacks(session.client("cloudformation"), say=lambda line: None, sleep=lambda s: None, poll_s=0)
-        outputs = bootstrap(STAGE, session, {}, project / ".chalice" / "config.json", say=lambda line: None,
-                            stacks=stacks)
+    with bootstrapped(project / ".chalice" / "config.json", STAGE) as (_, outputs):
+        pass  # the stack is only needed for the outputs bootstrap writes into the config
     alone = chalice_package(project, "out")
     merged = chalice_package(project, "merged", "--merge-template", str(TEMPLATE))
     yield alone, merged, outputs

@@ -24,19 +24,11 @@ from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.config import ENV
 from chalicelib.backends.aws.dynamodb_state import TABLE_KEYS
 from chalicelib.backends.aws.provision import CONTAINER_VISIBILITY_S, EVENTS_VISIBILITY_S, MAX_RECEIVES
-from infra.bootstrap import bootstrap
-from infra.cfn import Stacks
 from infra.names import TEMPLATE, stack_name
-from tests.contract.awskit import mocked_aws
 from tests.deploy import templates
-from tests.deploy.conftest import REGION
-from tests.deploy.moto_gaps import fill_efs_gaps
+from tests.deploy.conftest import bootstrapped
 
 STAGE = "ci"
-
-
-def run_bootstrap(aws: Any, stacks: Stacks, config_path: Path, **params: str) -> dict[str, str]:
-    return bootstrap(STAGE, aws, params, config_path, say=lambda line: None, stacks=stacks)
 
 
 def stage_env(config_path: Path) -> dict[str, str]:
@@ -48,14 +40,9 @@ def stage_env(config_path: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict[str, str], Path]]:
     """One stack shared by the read-only checks (creating it takes seconds in moto)."""
-    import boto3.session
-
     config_path = tmp_path_factory.mktemp("chalice") / "config.json"
-    with pytest.MonkeyPatch.context() as patch, mocked_aws():
-        fill_efs_gaps(patch)
-        session = boto3.session.Session(region_name=REGION)
-        stacks = Stacks(session.client("cloudformation"), say=lambda line: None, sleep=lambda s: None, poll_s=0)
-        yield session, run_bootstrap(session, stacks, config_path), config_path
+    with bootstrapped(config_path, STAGE) as (session, outputs):
+        yield session, outputs, config_path
 
 
 @pytest.fixture
