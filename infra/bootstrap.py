@@ -43,7 +43,7 @@ def function_exists(sess: Any, name: str) -> bool:
 
 def bootstrap(stage: str, sess: Any, params: Mapping[str, str] | None = None,
               config_path: Path = CHALICE_CONFIG, say: Callable[[str], None] = print,
-              stacks: Stacks | None = None) -> dict[str, str]:
+              stacks: Stacks | None = None, allow_replace: bool = False) -> dict[str, str]:
     """Create/update the stack and write the stage's settings; returns the stack's outputs."""
     name = stack_name(stage)
     wanted = {"Stage": stage, "AppName": APP_NAME, **(params or {})}
@@ -51,7 +51,7 @@ def bootstrap(stage: str, sess: Any, params: Mapping[str, str] | None = None,
         # the task function's async destinations need the function: present after `chalice deploy`
         deployed = function_exists(sess, function_name(stage, TASK_FUNCTION))
         wanted["TaskFunctionDeployed"] = "true" if deployed else "false"
-    stacks = stacks or Stacks(sess.client("cloudformation"), say=say)
+    stacks = stacks or Stacks(sess.client("cloudformation"), say=say, allow_replace=allow_replace)
     outputs = stacks.ensure(name, template_body(), wanted, {"updraft:app": APP_NAME, "updraft:stage": stage})
     config = chalice_config.load(config_path)
     chalice_config.save(config_path, chalice_config.apply_stack(config, stage, name, sess.region_name, outputs))
@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-efs", action="store_true",
                         help="keep the task function outside the VPC (no EFS mount, no hourly endpoint charge)")
     parser.add_argument("--config", type=Path, default=CHALICE_CONFIG, help="Chalice config to write")
+    parser.add_argument("--allow-replace", action="store_true",
+                        help="go ahead with an update that replaces the table, bucket, file system or a queue")
     return parser
 
 
@@ -97,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
-        outputs = bootstrap(args.stage, session(args.region, args.profile), params_from_args(args), args.config)
+        outputs = bootstrap(args.stage, session(args.region, args.profile), params_from_args(args), args.config,
+                            allow_replace=args.allow_replace)
         print(f"table {outputs['TableName']}, bucket {outputs['BucketName']}; next: chalice deploy --stage "
               f"{args.stage} (or scripts/deploy {args.stage}, which does both)")
         return 0

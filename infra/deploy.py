@@ -49,10 +49,11 @@ def aws_env(sess: Any, profile: str | None) -> dict[str, str]:
 def deploy(stage: str, sess: Any, params: dict[str, str], *, profile: str | None = None,
            config_path: Path = CHALICE_CONFIG, layer_dir: Path | None = layers.DIST, push_worker: bool = False,
            chalice: ChaliceRunner = run_chalice, say: Callable[[str], None] = print,
-           stacks: Any = None, sleep: Callable[[float], None] = time.sleep) -> dict[str, str]:
+           stacks: Any = None, sleep: Callable[[float], None] = time.sleep,
+           allow_replace: bool = False) -> dict[str, str]:
     preflight.check()
     say(f"== 1/6 stack for stage {stage}")
-    outputs = bootstrap(stage, sess, params, config_path, say=say, stacks=stacks)
+    outputs = bootstrap(stage, sess, params, config_path, say=say, stacks=stacks, allow_replace=allow_replace)
     say("== 2/6 worker image")
     if push_worker:
         worker_image.push(sess, outputs, say)
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         sess = session(args.region, args.profile)
         deploy(args.stage, sess, params_from_args(args), profile=args.profile, config_path=args.config,
-               layer_dir=None if args.no_layers else args.layers, push_worker=args.push_worker)
+               layer_dir=None if args.no_layers else args.layers, push_worker=args.push_worker,
+               allow_replace=args.allow_replace)
         return 0
 
     return run("deploy", body)
