@@ -169,8 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         wf = to_replay(wf, time_scale=args.time_scale, size_scale=args.size_scale)
     validate(wf, args.file)
-    rt = _runtime(args)
-    try:
+    with _runtime(args) as rt:
         if args.objective or args.deadline is not None or args.budget is not None:
             from chalicelib.planner import apply_plan, make_plan, perf_model
 
@@ -180,8 +179,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         code = _execute(rt, run.run_id, run.task_count, args, resume=False)
         _learn(rt, run.run_id, wf)
         return code
-    finally:
-        rt.close()
 
 
 def _learn(rt: Any, run_id: str, wf: Any) -> None:
@@ -232,8 +229,7 @@ def _latest_run(rt: Any) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    rt = _runtime(args)
-    try:
+    with _runtime(args) as rt:
         run_id = args.run or _latest_run(rt)
         run = rt.store.get_run(run_id)
         tasks = rt.store.list_tasks(run_id)
@@ -255,8 +251,6 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  {t.task_id[:32]:<32} {t.state.value:<16} {t.attempt:>3} {t.placement:<10} {secs:>8} "
                   f"{t.reason or ''}")
         return 0
-    finally:
-        rt.close()
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -268,8 +262,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         return cmd_cloud_logs(args)
     if args.task is None:
         raise ConfigError("name the task: updraft logs RUN TASK (or read a deployed run's lines with --stage STAGE)")
-    rt = _runtime(args)
-    try:
+    with _runtime(args) as rt:
         rec = rt.store.get_task(args.run, args.task)
         attempts = [args.attempt] if args.attempt else list(range(1, rec.attempt + 1))
         shown = 0
@@ -289,32 +282,23 @@ def cmd_logs(args: argparse.Namespace) -> int:
             else:
                 print(f"(task {args.task} printed nothing)")
         return 0
-    finally:
-        rt.close()
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    rt = _runtime(args)
-    try:
+    with _runtime(args) as rt:
         run = rt.store.get_run(args.run)
         return _execute(rt, run.run_id, run.task_count, args, resume=True)
-    finally:
-        rt.close()
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    rt = _runtime(args)
-    try:
+    with _runtime(args) as rt:
         run = rt.cancel(args.run)
         print(f"run {run.run_id}: {run.state.value}")
         return 0
-    finally:
-        rt.close()
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    rt = _runtime(args)
-    try:
+    with _runtime(args) as rt:
         runs = rt.store.list_runs(limit=args.limit)
         rows = []
         for r in runs:
@@ -327,8 +311,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
             created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["created_at"]))
             print(f"{row['run_id']}  {row['state']:<10} {done:>6}/{row['task_count']:<6} {created}  {row['name']}")
         return 0
-    finally:
-        rt.close()
 
 
 def cmd_cache(args: argparse.Namespace) -> int:

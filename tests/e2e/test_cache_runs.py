@@ -20,17 +20,21 @@ def pipeline(tmp: Path, ledger: Path) -> Path:
     return write_workflow(tmp / "wf.json", tasks)
 
 
+def setup(tmp: Path, text: str) -> tuple[Path, Path, Path]:
+    """The pipeline over `text`, with its reference folder: (ledger, workflow, work dir)."""
+    (tmp / "refdata").mkdir()
+    (tmp / "refdata" / "words").write_text("ref\n")
+    (tmp / "input.txt").write_text(text)
+    ledger = tmp / "ledger"
+    return ledger, pipeline(tmp, ledger), tmp / "wd"
+
+
 def executed(ledger: Path) -> list[str]:
     return sorted(ledger.read_text().split()) if ledger.exists() else []
 
 
 def test_rerun_of_unchanged_workflow_executes_nothing(tmp_path: Path) -> None:
-    ledger = tmp_path / "ledger"
-    (tmp_path / "refdata").mkdir()
-    (tmp_path / "refdata" / "words").write_text("ref\n")
-    (tmp_path / "input.txt").write_text("a b c\nd e\nf\n")
-    wf = pipeline(tmp_path, ledger)
-    wd = tmp_path / "wd"
+    ledger, wf, wd = setup(tmp_path, "a b c\nd e\nf\n")
     code, first = run_json(wf, wd)
     assert code == 0, first
     assert len(executed(ledger)) == 5
@@ -45,12 +49,7 @@ def test_rerun_of_unchanged_workflow_executes_nothing(tmp_path: Path) -> None:
 
 
 def test_changing_one_input_reruns_exactly_its_downstream(tmp_path: Path) -> None:
-    ledger = tmp_path / "ledger"
-    (tmp_path / "refdata").mkdir()
-    (tmp_path / "refdata" / "words").write_text("ref\n")
-    (tmp_path / "input.txt").write_text("a b c\nd e\nf\n")
-    wf = pipeline(tmp_path, ledger)
-    wd = tmp_path / "wd"
+    ledger, wf, wd = setup(tmp_path, "a b c\nd e\nf\n")
     assert run_json(wf, wd)[0] == 0
     ledger.unlink()
     (tmp_path / "input.txt").write_text("a b c\nd e\nf g h\n")  # only the third chunk changes
@@ -62,12 +61,7 @@ def test_changing_one_input_reruns_exactly_its_downstream(tmp_path: Path) -> Non
 
 
 def test_changing_a_dependency_reruns_its_users(tmp_path: Path) -> None:
-    ledger = tmp_path / "ledger"
-    (tmp_path / "refdata").mkdir()
-    (tmp_path / "refdata" / "words").write_text("ref\n")
-    (tmp_path / "input.txt").write_text("a b c\nd e\nf\n")
-    wf = pipeline(tmp_path, ledger)
-    wd = tmp_path / "wd"
+    ledger, wf, wd = setup(tmp_path, "a b c\nd e\nf\n")
     assert run_json(wf, wd)[0] == 0
     ledger.unlink()
     (tmp_path / "refdata" / "words").write_text("changed\n")
@@ -76,12 +70,7 @@ def test_changing_a_dependency_reruns_its_users(tmp_path: Path) -> None:
 
 
 def test_no_cache_and_rerun_override(tmp_path: Path) -> None:
-    ledger = tmp_path / "ledger"
-    (tmp_path / "refdata").mkdir()
-    (tmp_path / "refdata" / "words").write_text("ref\n")
-    (tmp_path / "input.txt").write_text("x y\n")
-    wf = pipeline(tmp_path, ledger)
-    wd = tmp_path / "wd"
+    ledger, wf, wd = setup(tmp_path, "x y\n")
     assert run_json(wf, wd)[0] == 0
     ledger.unlink()
     assert run_json(wf, wd, "--rerun", "count*")[0] == 0

@@ -99,6 +99,12 @@ class LocalRuntime:
     def close(self) -> None:
         self.store.close()
 
+    def __enter__(self) -> LocalRuntime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # ---- submit -------------------------------------------------------------------------
 
     def _input_sources(self, workflow: Workflow, data_dir: str | None) -> dict[str, str]:
