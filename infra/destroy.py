@@ -31,26 +31,28 @@ DELETE_TRIES = 4
 RETRY_WAIT_S = 600.0
 
 
+def _first(read: Callable[[], list[Any]], gone: str) -> list[Any]:
+    """What `read` returns; nothing if the resource is already gone (AWS error code `gone`)."""
+    try:
+        return read()
+    except Exception as exc:
+        if error_code(exc) != gone:
+            raise
+        return []
+
+
 def data_left(sess: Any, outputs: dict[str, str]) -> list[str]:
     """What the stage still stores: a line per non-empty bucket or table."""
     found = []
     bucket, table = outputs.get("BucketName"), outputs.get("TableName")
     if bucket:
-        try:
-            listed = sess.client("s3").list_objects_v2(Bucket=bucket, MaxKeys=1).get("Contents", [])
-        except Exception as exc:
-            if error_code(exc) != "NoSuchBucket":
-                raise
-            listed = []
+        listed = _first(lambda: sess.client("s3").list_objects_v2(Bucket=bucket, MaxKeys=1).get("Contents", []),
+                        "NoSuchBucket")
         if listed:
             found.append(f"bucket {bucket} holds objects (e.g. {listed[0]['Key']})")
     if table:
-        try:
-            items = sess.client("dynamodb").scan(TableName=table, Limit=1).get("Items", [])
-        except Exception as exc:
-            if error_code(exc) != "ResourceNotFoundException":
-                raise
-            items = []
+        items = _first(lambda: sess.client("dynamodb").scan(TableName=table, Limit=1).get("Items", []),
+                       "ResourceNotFoundException")
         if items:
             found.append(f"table {table} holds runs")
     return found
