@@ -28,9 +28,9 @@ from typing import Any
 
 from chalicelib.backends.aws.claims import claim, renew, unclaim
 from chalicelib.backends.aws.components import Cloud
-from chalicelib.backends.aws.messages import parse_task_payload
+from chalicelib.backends.aws.messages import parse_task_payload, payload_resources
 from chalicelib.backends.aws.observability import Observability, obs
-from chalicelib.backends.aws.task_function import input_sources, record_outcome
+from chalicelib.backends.aws.task_function import input_sources, record_outcome, with_resources
 from chalicelib.engine.states import Reason
 from chalicelib.ports import MessageQueue, QueueMessage
 from chalicelib.runner import TaskRequest, run_task
@@ -90,13 +90,15 @@ class Worker:
 
     def handle(self, msg: QueueMessage) -> None:
         try:
-            run_id, task_id, attempt = parse_task_payload(json.loads(msg.body))
+            payload = json.loads(msg.body)
+            run_id, task_id, attempt = parse_task_payload(payload)
+            overrides = payload_resources(payload)
         except ValueError as exc:  # left for the dead-letter queue after a few receives
             self.obs.logger.error("unreadable container message: %s", exc)
             return
         self.obs.bind(run_id=run_id, task_id=task_id, attempt=attempt)
         spec = self.cloud.specs.get(run_id)
-        task = spec.tasks[task_id]
+        task = with_resources(spec.tasks[task_id], overrides)
         store, now = self.cloud.store, self.cloud.clock()
         if claim(store, run_id, task_id, attempt, now, self.lease_s) is None:
             self.obs.logger.info("attempt already claimed or no longer current: message dropped")

@@ -132,3 +132,14 @@ def test_an_idle_worker_exits(cloud: Cloud) -> None:
     started = time.monotonic()
     assert worker(cloud, idle_s=0.5).run() == 0
     assert time.monotonic() - started < 5
+
+
+def test_a_worker_applies_the_resources_of_an_escalated_retry(cloud: Cloud) -> None:
+    run_id = start_container_task(cloud, {"id": "a", "command": ["sleep", "5"], "resources": {"timeout_s": 60}})
+    cloud.container_queue.delete(cloud.container_queue.receive(10, visibility_s=30))
+    cloud.container_queue.send([json.dumps({"run_id": run_id, "task_id": "a", "attempt": 1,
+                                            "resources": {"timeout_s": 1.0}})])
+    started = time.monotonic()
+    worker(cloud, idle_s=0.5).run()
+    assert time.monotonic() - started < 4
+    assert [(e["kind"], e.get("reason")) for e in events(cloud)] == [("failed", "TIMEOUT")]

@@ -305,3 +305,18 @@ def test_without_partial_batch_responses_a_failure_fails_the_batch(h: Harness) -
     with pytest.raises(BatchFailedError):
         h.coordinate([h.take()[0], "not json"])
     assert h.cloud.store.get_task(run_id, "a").state is TaskState.DISPATCHED  # the good one was applied
+
+
+def test_an_escalated_retry_runs_with_the_resources_its_launch_carries(h: Harness) -> None:
+    from chalicelib.backends.aws.messages import task_payload
+
+    run_id = h.submit({"id": "a", "command": ["sleep", "5"], "resources": {"timeout_s": 60}})
+    h.coordinate(h.take())
+    h.lam.pending.clear()
+    launch = ev.Launch(run_id, "a", 1, "function", {"timeout_s": 1.0, "memory_mb": 2048})
+    payload = task_payload(launch)
+    assert payload["resources"] == {"timeout_s": 1.0, "memory_mb": 2048}
+    out = h.task(payload)  # the override, not the spec's 60 s, bounds the attempt
+    assert out["event"]["reason"] == "TIMEOUT"
+    with pytest.raises(ValueError, match="resources"):
+        h.task({**payload, "resources": {"memory_mb": "lots"}})

@@ -33,8 +33,25 @@ def deferred_body(event: Event, due: float) -> str:
 
 
 def task_payload(launch: Launch) -> dict[str, Any]:
-    """What the task function and the worker receive: which attempt of which task to run."""
-    return {"run_id": launch.run_id, "task_id": launch.task_id, "attempt": launch.attempt}
+    """What the task function and the worker receive: which attempt of which task to run,
+    and the attempt's own resources when a retry was escalated (more memory or disk)."""
+    payload: dict[str, Any] = {"run_id": launch.run_id, "task_id": launch.task_id, "attempt": launch.attempt}
+    if launch.resources:
+        payload["resources"] = dict(launch.resources)
+    return payload
+
+
+def payload_resources(data: Any) -> dict[str, float]:
+    """The resource overrides of a task payload ({} when none); raises ValueError if bad."""
+    raw = data.get("resources") if isinstance(data, dict) else None
+    if not raw:
+        return {}
+    if not isinstance(raw, dict) or not all(
+        k in ("memory_mb", "cpus", "disk_mb", "timeout_s") and isinstance(v, int | float) and not isinstance(v, bool)
+        for k, v in raw.items()
+    ):
+        raise ValueError(f"bad task payload resources {raw!r}: numbers for memory_mb, cpus, disk_mb, timeout_s")
+    return {k: float(v) for k, v in raw.items()}
 
 
 def parse_task_payload(data: Any) -> tuple[str, str, int]:

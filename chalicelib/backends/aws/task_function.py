@@ -16,17 +16,18 @@ TaskFailed (messages.py).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from chalicelib.backends.aws.claims import claim
 from chalicelib.backends.aws.components import Cloud
-from chalicelib.backends.aws.messages import parse_task_payload, task_result
+from chalicelib.backends.aws.messages import parse_task_payload, payload_resources, task_result
 from chalicelib.backends.aws.observability import Observability
 from chalicelib.engine.events import TaskSucceeded
 from chalicelib.engine.spec import RunSpec
 from chalicelib.runner import TaskRequest, run_task
-from chalicelib.workflow.model import Task
+from chalicelib.workflow.model import Resources, Task
 
 REPORT_MARGIN_S = 20.0  # kept back from the invocation's time to stage out and report
 LEASE_GRACE_S = 30.0
@@ -35,6 +36,16 @@ LEASE_GRACE_S = 30.0
 def input_sources(spec: RunSpec) -> dict[str, str]:
     """Where each external input is read from (s3:// URIs fixed at submit time)."""
     return {f.path: f.source for f in spec.workflow.inputs if f.source}
+
+
+def with_resources(task: Task, overrides: Mapping[str, float]) -> Task:
+    """The task with an escalated retry's resources (the coordinator sends them in the payload)."""
+    if not overrides:
+        return task
+    grown = {**task.resources.to_dict(), **overrides}
+    return replace(task, resources=Resources(
+        memory_mb=int(grown["memory_mb"]), cpus=float(grown["cpus"]),
+        disk_mb=int(grown["disk_mb"]), timeout_s=float(grown["timeout_s"])))
 
 
 def capped(task: Task, remaining_s: float | None) -> Task:
@@ -48,9 +59,10 @@ def capped(task: Task, remaining_s: float | None) -> Task:
 
 def handle_task(payload: Any, cloud: Cloud, obs: Observability, remaining_s: float | None = None) -> dict[str, Any]:
     run_id, task_id, attempt = parse_task_payload(payload)
+    overrides = payload_resources(payload)
     obs.bind(run_id=run_id, task_id=task_id, attempt=attempt)
     spec = cloud.specs.get(run_id)
-    task = capped(spec.tasks[task_id], remaining_s)
+    task = capped(with_resources(spec.tasks[task_id], overrides), remaining_s)
     now = cloud.clock()
     if claim(cloud.store, run_id, task_id, attempt, now, task.resources.timeout_s + LEASE_GRACE_S) is None:
         obs.logger.info("attempt already claimed or no longer current: nothing to run")
