@@ -288,6 +288,11 @@ class EmulatedCloud:
 
     def start(self) -> None:
         self.server.start()
+        # moto's backends are process-wide: without a reset, a previous harness's resources
+        # (the ECS service's desired count, queues, items) leak into this one
+        from moto.moto_api._internal.models import moto_api_backend
+
+        moto_api_backend.reset()
         self.cloud = Cloud.from_env(env={}, endpoint_url=self.server.url,
                                     overrides={"lambda": self.fake_lambda}, **self.config)
         self.made = provision(self.cloud.config, self.cloud.clients)

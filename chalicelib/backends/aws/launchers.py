@@ -18,6 +18,7 @@ the worker claims the attempt before running it and a cancelled task cannot be c
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -79,6 +80,11 @@ class WorkerScaler:
         self.clients = clients
         self.queue = queue
         self._desired: int | None = None
+        self._seen_at = 0.0
+
+    # Another coordinator instance may have changed the count since we last looked: trust our
+    # remembered value only this long, so concurrent instances cannot leave it wrong for long.
+    REFRESH_S = 30.0
 
     def current(self) -> int:
         resp = self.clients.ecs.describe_services(cluster=self.config.ecs_cluster, services=[self.config.ecs_service])
@@ -91,8 +97,10 @@ class WorkerScaler:
     def scale(self, refresh: bool = False) -> int:
         """Set desired = min(max_workers, backlog); returns it. Calls ECS only on a change."""
         want = min(self.config.max_workers, self.queue.backlog())
-        if refresh or self._desired is None:
+        now = time.monotonic()
+        if refresh or self._desired is None or now - self._seen_at > self.REFRESH_S:
             self._desired = self.current()
+            self._seen_at = now
         if want != self._desired:
             self.clients.ecs.update_service(cluster=self.config.ecs_cluster, service=self.config.ecs_service,
                                             desiredCount=want)
