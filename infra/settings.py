@@ -26,7 +26,7 @@ OPTIONAL: dict[str, str] = {
 }
 # the task function alone mounts EFS: it gets the mount path, if the adapters take one
 TASK_ONLY_OPTIONAL: dict[str, str] = {
-    "MountPath": "cache_root",  # the dependency cache on EFS (no AwsConfig field yet)
+    "MountPath": "cache_root",  # the dependency cache on EFS
 }
 
 _missing = sorted(field for field in REQUIRED.values() if field not in ENV)

@@ -26,6 +26,7 @@ import time
 import urllib.request
 from typing import Any
 
+from chalicelib.backends.aws.cache import input_hashes, task_cache
 from chalicelib.backends.aws.claims import claim, renew, unclaim
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.messages import parse_task_payload, payload_resources
@@ -110,8 +111,9 @@ class Worker:
         self._protection.set(True)
         beat.start()
         try:
-            outcome = run_task(TaskRequest(run_id, task_id, attempt, task), self.cloud.blobs, self.workroot,
-                               input_sources(spec), on_start=self._started)
+            request = TaskRequest(run_id, task_id, attempt, task, input_hashes(store, spec, run_id, task))
+            outcome = run_task(request, self.cloud.blobs, self.workroot, input_sources(spec), on_start=self._started,
+                               cache=task_cache(self.cloud.config))
         finally:
             beat.stop()
             self._attempt = None

@@ -41,7 +41,9 @@ def test_apply_writes_the_stack_settings_and_keeps_the_rest() -> None:
     assert dev["lambda_functions"]["coordinator"] == {"lambda_timeout": 60}
     assert dev["lambda_functions"]["task"] == {
         "iam_role_arn": "arn:aws:iam::1:role/task", "manage_iam_role": False,
-        "subnet_ids": ["subnet-a", "subnet-b"], "security_group_ids": ["sg-1"]}
+        "subnet_ids": ["subnet-a", "subnet-b"], "security_group_ids": ["sg-1"],
+        # the task function alone mounts EFS: it is told where the shared cache is
+        "environment_variables": {"UPDRAFT_CACHE_ROOT": "/mnt/updraft"}}
     assert dev[chalice_config.STACK_KEY]["outputs"]["AccessPointArn"] == OUTPUTS["AccessPointArn"]
     assert applied["stages"]["prod"] == THEIRS["stages"]["prod"]
     assert applied["lambda_functions"] == THEIRS["lambda_functions"]

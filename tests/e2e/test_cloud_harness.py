@@ -276,7 +276,9 @@ class EmulatedCloud:
                        "events_queue": "updraft-e2e-events", "container_queue": "updraft-e2e-containers",
                        "task_function": "updraft-e2e-task", "ecs_cluster": "updraft-e2e",
                        "ecs_service": "updraft-e2e-worker", "task_shards": 8, "counter_shards": 4,
-                       "workroot": str(workdir / "sandbox"), "worker_lease_s": 30.0, **config}
+                       "workroot": str(workdir / "sandbox"), "worker_lease_s": 30.0,
+                       "cache_root": str(workdir / "efs"),  # the shared volume (EFS) of functions and workers
+                       **config}
         self.tally = Tally()
         self._held: list[dict[str, Any]] = []
         self._echo: list[dict[str, Any]] = []
@@ -312,7 +314,8 @@ class EmulatedCloud:
         names = {"table": "UPDRAFT_TABLE", "bucket": "UPDRAFT_BUCKET", "events_queue": "UPDRAFT_EVENTS_QUEUE",
                  "container_queue": "UPDRAFT_CONTAINER_QUEUE", "ecs_cluster": "UPDRAFT_ECS_CLUSTER",
                  "ecs_service": "UPDRAFT_ECS_SERVICE", "task_shards": "UPDRAFT_TASK_SHARDS",
-                 "counter_shards": "UPDRAFT_COUNTER_SHARDS", "worker_lease_s": "UPDRAFT_WORKER_LEASE_S"}
+                 "counter_shards": "UPDRAFT_COUNTER_SHARDS", "worker_lease_s": "UPDRAFT_WORKER_LEASE_S",
+                 "cache_root": "UPDRAFT_CACHE_ROOT"}
         env.update({var: str(self.config[k]) for k, var in names.items()})
         env["UPDRAFT_WORKROOT"] = str(self.workdir / "worker-sandbox")
         return env

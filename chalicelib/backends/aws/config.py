@@ -44,6 +44,8 @@ ENV = {
     "worker_idle_s": "UPDRAFT_WORKER_IDLE_S",
     "worker_lease_s": "UPDRAFT_WORKER_LEASE_S",
     "workroot": "UPDRAFT_WORKROOT",
+    "cache_root": "UPDRAFT_CACHE_ROOT",
+    "memoize": "UPDRAFT_MEMOIZE",
     "multipart_threshold_mb": "UPDRAFT_MULTIPART_THRESHOLD_MB",
     "stuck_run_after_s": "UPDRAFT_STUCK_RUN_AFTER_S",
     "max_tasks": "UPDRAFT_MAX_TASKS",
@@ -81,6 +83,8 @@ class AwsConfig:
     worker_idle_s: float = 300.0  # a worker exits after this long without a message
     worker_lease_s: float = 180.0  # a container task's lease; heartbeats renew it at 1/3
     workroot: str = "/tmp/updraft"  # sandboxes of the task function and the worker
+    cache_root: str = ""  # the shared volume of the dependency cache (EFS mount); "" = workroot/cache only
+    memoize: int = 1  # 1: reuse results of tasks whose inputs, command and tools are unchanged
     multipart_threshold_mb: int = 64  # files above this are uploaded in parts
     stuck_run_after_s: float = 900.0  # sweeper re-counts a run whose counters are this quiet
     max_tasks: int = 250_000  # largest workflow accepted

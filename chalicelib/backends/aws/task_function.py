@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from chalicelib.backends.aws.cache import input_hashes, task_cache
 from chalicelib.backends.aws.claims import claim
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.messages import parse_task_payload, payload_resources, task_result
@@ -69,7 +70,8 @@ def handle_task(payload: Any, cloud: Cloud, obs: Observability, remaining_s: flo
         return task_result(None, delivered=False)
     obs.count("TasksStarted")
     workroot = os.path.join(cloud.config.workroot, "fn")
-    outcome = run_task(TaskRequest(run_id, task_id, attempt, task), cloud.blobs, workroot, input_sources(spec))
+    request = TaskRequest(run_id, task_id, attempt, task, input_hashes(cloud.store, spec, run_id, task))
+    outcome = run_task(request, cloud.blobs, workroot, input_sources(spec), cache=task_cache(cloud.config))
     record_outcome(obs, outcome.event)
     try:
         cloud.sink.send([outcome.event])

@@ -1,0 +1,45 @@
+"""The dependency cache and memoization for the task function and the Fargate worker.
+
+Tiers: the instance's own /tmp (survives warm invocations) in front of the shared volume
+(the EFS access point at UPDRAFT_CACHE_ROOT, shared by every function and worker of the
+stage) in front of the origin (S3). Memoized results are indexed on the shared volume, so a
+result computed by any function or worker is reused by all. Without a shared volume the
+cache lives in /tmp alone: still correct, reused only by that warm instance.
+
+Input hashes come from the producers' task records (one read per distinct producer), so a
+task whose inputs are unchanged is recognised before anything is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from chalicelib.backends.aws.config import AwsConfig
+from chalicelib.cache.cas import ContentStore
+from chalicelib.cache.memo import MemoIndex
+from chalicelib.cache.stage import TaskCache
+from chalicelib.engine.spec import RunSpec
+from chalicelib.ports import StateStore
+from chalicelib.workflow.model import Task
+
+
+@lru_cache(maxsize=4)
+def task_cache(config: AwsConfig) -> TaskCache:
+    local = ContentStore(os.path.join(config.workroot, "cache"))
+    if config.cache_root:
+        shared = ContentStore(config.cache_root)
+        memo = MemoIndex(os.path.join(config.cache_root, "memo")) if config.memoize else None
+        return TaskCache(shared, memo, local_tier=local)
+    memo = MemoIndex(os.path.join(config.workroot, "cache", "memo")) if config.memoize else None
+    return TaskCache(local, memo)
+
+
+def input_hashes(store: StateStore, spec: RunSpec, run_id: str, task: Task) -> dict[str, str]:
+    """{input path: sha256} for the inputs whose producers reported their content."""
+    producers = {spec.graph.producers[p] for p in task.inputs if p in spec.graph.producers}
+    known: dict[str, str] = {}
+    for producer in sorted(producers):
+        outputs = (store.get_task(run_id, producer).result or {}).get("outputs") or {}
+        known.update({p: h for p, h in outputs.items() if p in task.inputs and isinstance(h, str)})
+    return known

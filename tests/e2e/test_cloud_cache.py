@@ -1,0 +1,34 @@
+"""The dependency cache and memoization on the emulated cloud: functions and the worker share
+one volume (EFS), so a re-run of an unchanged workflow runs nothing, on either placement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_cloud_harness import emulated_cloud
+from tests.e2e.test_cloud_runs import effects_by_task, layered_workflow, upload_inputs
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_rerun_on_the_cloud_reuses_every_result(tmp_path: Path) -> None:
+    effects = tmp_path / "effects.log"
+    effects.touch()
+    with emulated_cloud(tmp_path) as ec:
+        data = upload_inputs(ec, {"seed.txt": b"3\n"})
+        first = ec.post("/runs", {"workflow": layered_workflow(effects), "data": data}).json_body["run_id"]
+        assert ec.run_until_done(first, timeout_s=240)["state"] == "SUCCEEDED"
+        ran_once = effects_by_task(effects)
+        again = ec.post("/runs", {"workflow": layered_workflow(effects), "data": data}).json_body["run_id"]
+        final = ec.run_until_done(again, timeout_s=240)
+        assert final["state"] == "SUCCEEDED" and final["counts"] == {"CACHED": 8}, final
+        assert effects_by_task(effects) == ran_once  # nothing ran the second time
+        assert ec.cloud.blobs.get_bytes(f"runs/{again}/data/report.txt").strip() == b"total=50"
+        # inputs that changed content run again, with their downstream only
+        data2 = upload_inputs(ec, {"seed.txt": b"4\n"}, prefix="inputs2/")
+        third = ec.post("/runs", {"workflow": layered_workflow(effects), "data": data2}).json_body["run_id"]
+        final = ec.run_until_done(third, timeout_s=240)
+        assert final["state"] == "SUCCEEDED" and final["counts"].get("CACHED", 0) == 0
+        assert ec.cloud.blobs.get_bytes(f"runs/{third}/data/report.txt").strip() == b"total=77"
