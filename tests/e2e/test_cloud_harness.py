@@ -252,6 +252,9 @@ class Delivery:
     hold_back_rate: float = 0.0
     seed: int = 1
     invocations_per_round: int = 1  # async invocations run before each coordinator batch
+    # a record the coordinator reported as failed comes back after this long (None: the
+    # visibility timeout the harness received it with, 30 s)
+    failed_visibility_s: int | None = None
 
 
 @dataclass
@@ -261,6 +264,7 @@ class Tally:
     duplicate_records: int = 0
     duplicate_invocations: int = 0
     destination_records: int = 0
+    failed_records: int = 0  # records the coordinator reported as failed (redelivered)
     batches: list[int] = field(default_factory=list)
 
 
@@ -283,6 +287,9 @@ class EmulatedCloud:
         self._held: list[dict[str, Any]] = []
         self._echo: list[dict[str, Any]] = []
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.replace_dead_workers = False  # as the ECS service does; else a dead worker fails the run
+        self.replaced_workers = 0
+        self._retired: set[int] = set()
         self.cloud: Cloud
         self.made: Provisioned
 
@@ -391,6 +398,12 @@ class EmulatedCloud:
         out = self.client.lambda_.invoke("coordinator", {"Records": records}).payload
         failed = {f["itemIdentifier"] for f in out["batchItemFailures"]}
         done = [r for r in records if r["messageId"] not in failed]
+        self.tally.failed_records += len(records) - len(done)
+        if self.delivery.failed_visibility_s is not None:
+            for r in records:
+                if r["messageId"] in failed and not r.get("_echoed"):
+                    sqs.change_message_visibility(QueueUrl=self.made.events_queue_url, ReceiptHandle=r["receiptHandle"],
+                                                  VisibilityTimeout=self.delivery.failed_visibility_s)
         to_delete = [r for r in done if not r.get("_echoed")]
         for start in range(0, len(to_delete), 10):
             chunk = to_delete[start:start + 10]
@@ -407,17 +420,31 @@ class EmulatedCloud:
         rate = self.delivery.duplicate_rate
         return rate > 0 and (so_far == 0 or self.rng.random() < rate)
 
-    def run_until_done(self, run_id: str, timeout_s: float = 300.0) -> dict[str, Any]:
+    def check_workers(self) -> None:
+        """A worker that died is replaced (when `replace_dead_workers`), else an error."""
+        for index, proc in enumerate(list(self.workers)):
+            if index in self._retired or proc.poll() is None:
+                continue
+            if not self.replace_dead_workers:
+                raise AssertionError(f"a worker exited ({proc.returncode}):\n{self.worker_log()[-3000:]}")
+            self._retired.add(index)
+            self.replaced_workers += 1
+            self.start_worker()
+
+    def run_until_done(self, run_id: str, timeout_s: float = 300.0,
+                       sweep_every_s: float | None = None) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
+        next_sweep = time.monotonic() + (sweep_every_s or 0.0)
         idle_since = time.monotonic()
         while time.monotonic() < deadline:
             busy = False
             for _ in range(self.delivery.invocations_per_round):
                 busy = self.deliver_invocation() or busy
             busy = self.deliver_batch() or busy
-            for proc in self.workers:
-                if proc.poll() is not None:
-                    raise AssertionError(f"a worker exited ({proc.returncode}):\n{self.worker_log()[-3000:]}")
+            self.check_workers()
+            if sweep_every_s is not None and time.monotonic() >= next_sweep:
+                self.sweep()
+                next_sweep = time.monotonic() + sweep_every_s
             if busy:
                 idle_since = time.monotonic()
                 continue
