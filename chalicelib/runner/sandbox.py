@@ -1,8 +1,9 @@
 """A task attempt's sandbox: a private folder where inputs are staged by relative path.
 
 Only declared inputs are visible to the task and only declared outputs are kept. An output
-must be a regular file inside the sandbox: a symlink pointing elsewhere is refused, so a
-task cannot publish a file it does not own.
+must be a regular file inside the sandbox: a symlink pointing elsewhere - the output itself,
+or a folder on its path - is refused, so a task cannot publish a file it does not own (nor
+have stage-out move it away from where it was).
 """
 
 from __future__ import annotations
@@ -124,9 +125,13 @@ class Sandbox:
         real_root = os.path.realpath(self.root)
         for path in outputs:
             full = os.path.join(self.root, path)
+            folder = os.path.realpath(os.path.dirname(full))
+            if folder != real_root and not _inside(folder, real_root):
+                unsafe.append(path)  # a folder on the way is a symlink leading out
+                continue
             if os.path.islink(full):
                 target = os.path.realpath(full)
-                if not target.startswith(real_root + os.sep) or not os.path.isfile(target):
+                if not _inside(target, real_root) or not os.path.isfile(target):
                     unsafe.append(path)
                 continue
             if not os.path.isfile(full):
@@ -139,10 +144,11 @@ class Sandbox:
         """Store each output (adding it to the cache when given); (bytes, {path: sha256})."""
         total = 0
         hashes: dict[str, str] = {}
+        real_root = os.path.realpath(self.root)
         for path in outputs:
-            full = os.path.join(self.root, path)
-            if os.path.islink(full):  # inside the sandbox (checked): publish the file it names
-                full = os.path.realpath(full)
+            full = os.path.realpath(os.path.join(self.root, path))  # a link inside: the file it names
+            if not _inside(full, real_root):  # checked before; re-checked here, just before the move
+                raise StageError("UNSAFE_OUTPUT", f"output {path!r} leads outside the sandbox")
             try:
                 hashes[path] = cache.add_output(full) if cache is not None else file_sha256(full)
                 total += blobs.put_file(data_key(run_id, path), full, move=True)
@@ -168,6 +174,10 @@ def _empty(folder: str, keep: set[str]) -> None:
                 shutil.rmtree(entry.path, ignore_errors=True)
             else:
                 os.unlink(entry.path)
+
+
+def _inside(path: str, real_root: str) -> bool:
+    return path.startswith(real_root + os.sep)
 
 
 def dir_size(path: str) -> int:
