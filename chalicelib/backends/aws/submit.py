@@ -7,27 +7,41 @@ and lists every problem.
 External inputs are read straight from S3 by the tasks: each one is either declared with an
 s3:// source in the workflow, or found under the request's `data` prefix
 (s3://bucket/prefix/ + its path). The stored spec names the source of every one of them.
+
+A run reads and writes only its own prefix (runs/<run>/): its outputs' keys are built from
+its run id (runner/keys.py) and its paths cannot escape (validation), so the one way to name
+another run's data is a source, a `data` prefix or an `s3` spec inside the runs/ prefix of
+the app's bucket. Those are refused here, before anything is written.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import logging
+import zlib
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from chalicelib.backends.aws.clients import error_code
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.engine.events import Start
 from chalicelib.engine.lifecycle import create_run, new_run_id
 from chalicelib.engine.records import RunRecord
 from chalicelib.engine.spec import RunSpec
-from chalicelib.errors import FormatError, MissingInputsError, Problem
+from chalicelib.errors import FormatError, MissingInputsError, NotFoundError, Problem, UpdraftError, WorkflowError
 from chalicelib.workflow import formats
 from chalicelib.workflow.graph import external_inputs
 from chalicelib.workflow.model import InputFile, Workflow
 from chalicelib.workflow.validate import validate
+
+log = logging.getLogger("updraft.submit")
+
+# S3 errors that mean the request named something the app cannot read (a 400, not a 500)
+UNREADABLE = {"NoSuchBucket", "NoSuchKey", "AccessDenied", "AllAccessDisabled", "InvalidBucketName", "403", "404",
+              "InvalidObjectState", "PermanentRedirect", "AuthorizationHeaderMalformed"}
 
 _REQUEST_KEYS = {"workflow", "s3", "format", "data", "name"}
 
@@ -84,24 +98,69 @@ def _check_prefix(data: str) -> None:
 
 def _decode(raw: bytes, source: str) -> str:
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise FormatError([Problem(f"starts like gzip but is not a valid gzip stream ({exc})")], source) from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise FormatError([Problem(f"not UTF-8 text (byte {exc.start})")], source) from None
 
 
+def other_runs_problem(uri: str, cloud: Cloud) -> str | None:
+    """Why a submission may not read `uri`: it is in the app's bucket, under the run prefix
+    (another run's data, logs or spec), or says '.'/'..' there. None when it may."""
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    if bucket != cloud.config.bucket:
+        return None
+    if any(part in (".", "..") for part in key.split("/")):
+        return f"{uri}: '.' and '..' are not allowed in keys of the app's bucket"
+    if key.startswith(cloud.config.blob_prefix + "runs/"):
+        return (f"{uri} is inside the runs/ prefix of the app's bucket: a run may not read another run's "
+                "data; copy what it needs under another prefix (e.g. inputs/)")
+    return None
+
+
+def _check_reads(sub: Submission, workflow: Workflow | None, cloud: Cloud) -> None:
+    problems = []
+    for field_name, uri in (("s3", sub.uri), ("data", sub.data)):
+        why = other_runs_problem(uri, cloud) if uri else None
+        if why:
+            problems.append(Problem(why, None, field_name))
+    for inp in workflow.inputs if workflow is not None else ():
+        why = other_runs_problem(inp.source, cloud) if inp.source and inp.source.startswith("s3://") else None
+        if why:
+            problems.append(Problem(f"input {inp.path!r}: {why}", None, "inputs"))
+    if problems:
+        raise WorkflowError(problems, sub.source)
+
+
 def load_workflow(sub: Submission, cloud: Cloud) -> Workflow:
     """Parse and validate (raises WorkflowError listing every problem)."""
+    _check_reads(sub, None, cloud)
     text = sub.text
     if text is None:
         assert sub.uri is not None
         try:
             text = _decode(cloud.blobs.get_bytes(sub.uri), sub.source)
-        except ValueError as exc:
+        except (ValueError, NotFoundError) as exc:
             raise FormatError([Problem(str(exc), None, "s3")], sub.source) from None
-    workflow = formats.loads(text, source=sub.source, fmt=sub.fmt)
-    return validate(workflow, sub.source, max_tasks=cloud.config.max_tasks)
+        except Exception as exc:
+            if error_code(exc) not in UNREADABLE:
+                raise  # the service failed, not the request
+            raise FormatError([Problem(f"cannot read {sub.uri}: {exc}", None, "s3")], sub.source) from None
+    try:
+        workflow = formats.loads(text, source=sub.source, fmt=sub.fmt)
+        workflow = validate(workflow, sub.source, max_tasks=cloud.config.max_tasks)
+    except UpdraftError:
+        raise
+    except Exception as exc:  # an importer tripped on input it should have rejected: still a 400
+        log.exception("an importer failed on a submission instead of rejecting it (a bug to fix)")
+        raise FormatError([Problem(f"could not read the workflow: {type(exc).__name__}: {exc}")],
+                          sub.source) from None
+    _check_reads(sub, workflow, cloud)
+    return workflow
 
 
 def resolve_inputs(workflow: Workflow, data: str | None, cloud: Cloud) -> Workflow:
