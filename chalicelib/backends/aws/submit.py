@@ -144,8 +144,10 @@ def load_workflow(sub: Submission, cloud: Cloud) -> Workflow:
         assert sub.uri is not None
         try:
             text = _decode(cloud.blobs.get_bytes(sub.uri), sub.source)
-        except (ValueError, NotFoundError) as exc:
+        except ValueError as exc:
             raise FormatError([Problem(str(exc), None, "s3")], sub.source) from None
+        except NotFoundError:
+            raise  # 404, naming the object
         except Exception as exc:
             if error_code(exc) not in UNREADABLE:
                 raise  # the service failed, not the request
