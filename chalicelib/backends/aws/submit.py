@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import traceback
 import zlib
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -158,7 +159,10 @@ def load_workflow(sub: Submission, cloud: Cloud) -> Workflow:
     except UpdraftError:
         raise
     except Exception as exc:  # an importer tripped on input it should have rejected: still a 400
-        log.exception("an importer failed on a submission instead of rejecting it (a bug to fix)")
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        # the type and place only: the message may quote the submission (env values, say)
+        log.error("an importer failed on a submission instead of rejecting it (a bug to fix): %s at %s:%s",
+                  type(exc).__name__, where.filename.rsplit("/", 1)[-1], where.lineno)
         raise FormatError([Problem(f"could not read the workflow: {type(exc).__name__}: {exc}")],
                           sub.source) from None
     _check_reads(sub, workflow, cloud)
