@@ -32,13 +32,17 @@ def main(argv: list[str]) -> int:
                                              for r in rows)]
         width = 0.8 / max(1, len(present))
         for i, e in enumerate(present):
-            xs, ys = [], []
+            xs, ys, lo, hi = [], [], [], []
             for j, w in enumerate(wls):
                 row = next((r for r in rows if r["engine"] == e["name"] and r["workload"] == w["name"]), None)
                 if row:
                     xs.append(j + (i - (len(present) - 1) / 2) * width)
                     ys.append(row[key])
-            ax.bar(xs, ys, width, label=e["label"], color=colors[e["name"]])
+                    spread = [w["tasks"] / s for s in row["walls"]] if key == "tasks_per_s" else row["walls"]
+                    lo.append(row[key] - min(spread))
+                    hi.append(max(spread) - row[key])
+            ax.bar(xs, ys, width, label=e["label"], color=colors[e["name"]], yerr=[lo, hi],
+                   error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "0.25"})
         ax.set_xticks(range(len(wls)), [f"{w['label']}\n({w['tasks']} tasks)" for w in wls])
         ax.set_ylabel(ylabel)
         if log:
@@ -47,7 +51,8 @@ def main(argv: list[str]) -> int:
     axes[0].legend(fontsize=8, loc="upper right")
     axes[1].legend(fontsize=8, loc="upper left")
     fig.suptitle(f"Updraft and peers, {results['date']}, {results['cores']} cores, median of {results['repeat']} "
-                 f"runs{' (under load)' if results['load'].get('loaded') else ''}")
+                 f"runs (bars), fastest and slowest run (whiskers)"
+                 f"{'; taken under load' if results['load'].get('loaded') else ''}")
     fig.tight_layout()
     fig.savefig(argv[1], dpi=110)
     return 0
