@@ -47,8 +47,9 @@ def level_sizes(tasks: list[dict]) -> list[int]:
 def floor_cmd(tasks: list[dict], parallel: int) -> list[str]:
     """A shell pipeline running the same commands level by level with xargs -P (bench-overhead's floor)."""
     sizes = level_sizes(tasks)
-    p = 1 if max(sizes) == 1 else parallel
-    parts = [f"seq {n} | xargs -P {p} -n 1000 -I{{}} true" for n in sizes]
+    if max(sizes) == 1:  # a chain: one sequential xargs over every command, in order
+        return ["/bin/sh", "-c", f"seq {len(tasks)} | xargs -P 1 -I{{}} true"]
+    parts = [f"seq {n} | xargs -P {parallel} -I{{}} true" for n in sizes]
     return ["/bin/sh", "-c", "\n".join(parts)]
 
 
