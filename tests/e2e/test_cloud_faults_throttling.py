@@ -18,6 +18,7 @@ retrying under a sustained outage instead of piling up. Checked here:
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from tests.faults.inject import (
     S3_SLOWDOWN,
     SERVICE_UNAVAILABLE,
     SQS_THROTTLING,
+    AppliedThenLost,
     Fault,
     _Raw,
     always,
@@ -288,3 +290,51 @@ def test_a_dynamodb_outage_longer_than_the_retries_is_redelivered_not_lost(tmp_p
         ec.run_until_done(run_id, timeout_s=120)
         check_run(ec, run_id, effects)
         assert json.loads(ec.cloud.blobs.get_bytes(f"runs/{run_id}/manifest.json"))["state"] == "SUCCEEDED"
+
+
+# ---- ambiguous writes: applied, but the response was lost -----------------------------------------
+
+class OffsetClock:
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+
+@pytest.mark.parametrize("lost_write", ["DISPATCHED", "SUCCEEDED"])
+def test_a_write_applied_but_unacknowledged_is_neither_lost_nor_doubled(tmp_path: Path, lost_write: str) -> None:
+    """The coordinator's READY -> DISPATCHED (or RUNNING -> SUCCEEDED) write reaches the table
+    but its response is lost; botocore retries it and the retry loses its condition. A lost
+    dispatch launches nothing: the dispatch lease runs out and the sweeper retries the task. A
+    lost completion is recognised as already applied and its children are dispatched. Either
+    way the counters lag, and the sweeper re-counts the quiet run and finishes it."""
+    effects = tmp_path / "effects.log"
+    effects.touch()
+    mark = 'echo "$UPDRAFT_TASK_ID $UPDRAFT_ATTEMPT" >> "$EFFECTS"; '
+    with emulated_cloud(tmp_path, workers=0, memoize=0) as ec, fake_sleeps():
+        clock = OffsetClock()
+        ec.cloud.clock = clock.now
+        ec.cloud.coordinator.clock = clock
+        resp = ec.post("/runs", {"name": "ambiguous", "defaults": {"env": {"EFFECTS": str(effects)},
+                                                                    "resources": {"timeout_s": 60}}, "tasks": [
+            {"id": "t", "shell": mark + "echo t > t.txt", "outputs": ["t.txt"], "placement": "function"},
+            {"id": "u", "shell": mark + "cat t.txt > u.txt", "inputs": ["t.txt"], "outputs": ["u.txt"],
+             "placement": "function"}]})
+        run_id = resp.json_body["run_id"]
+        lost = AppliedThenLost(lambda op, attempt: attempt == 1 and not lost.applied, f'"{lost_write}"'.encode())
+        ec.cloud.clients.dynamodb.meta.events.register_first("before-send.dynamodb.UpdateItem", lost)
+        if lost_write == "DISPATCHED":
+            assert ec.deliver_batch() and lost.applied  # Start: t's dispatch went through, unacknowledged
+            assert not ec.fake_lambda.pending  # so nothing was launched
+            assert ec.cloud.store.get_task(run_id, "t").state is TaskState.DISPATCHED
+        # an hour later for the sweeper: the dispatch lease (timeout + 30 s) has run out, and the
+        # run's counters have been quiet for longer than stuck_run_after_s
+        clock.offset = 3600.0
+        final = ec.run_until_done(run_id, timeout_s=60, sweep_every_s=0.5)
+        assert lost.applied
+        assert final["state"] == "SUCCEEDED" and final["counts"] == {"SUCCEEDED": 2}
+        expected_t = ["2"] if lost_write == "DISPATCHED" else ["1"]  # a lost dispatch costs an attempt
+        assert effects_by_task(effects) == {"t": expected_t, "u": ["1"]}
+        spec = ec.cloud.specs.get(run_id)
+        assert check_invariants(ec.cloud.store, ec.cloud.blobs, run_id, spec) == []

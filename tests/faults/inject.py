@@ -109,6 +109,29 @@ def inject(client: Any, fault: Fault, decide: Callable[[str, int], bool], operat
     return injector
 
 
+class AppliedThenLost:
+    """The ambiguous failure: the request reaches the service and is applied, but its response
+    is lost (a timeout, a dropped connection) and the client sees a 500 - so it retries a write
+    that already happened. Hits the requests `decide` picks whose body contains `marker`."""
+
+    def __init__(self, decide: Callable[[str, int], bool], marker: bytes = b"") -> None:
+        self.decide, self.marker = decide, marker
+        self.applied: list[bytes] = []
+
+    def __call__(self, request: Any, event_name: str = "", **_: Any) -> AWSResponse | None:
+        body = request.body if isinstance(request.body, bytes) else str(request.body or "").encode()
+        if self.marker not in body or not self.decide(event_name.rsplit(".", 1)[-1], attempt_of(request)):
+            return None
+        import urllib.request
+
+        forwarded = urllib.request.Request(request.url, data=body, method=request.method,
+                                           headers={k: v for k, v in request.headers.items()})
+        with urllib.request.urlopen(forwarded, timeout=10) as resp:  # the local moto server
+            resp.read()
+        self.applied.append(body)
+        return SERVICE_UNAVAILABLE.response(request.url)
+
+
 def remove(client: Any, injector: Injector, operation: str | None = None) -> None:
     service = client.meta.service_model.service_id.hyphenize()
     event = f"before-send.{service}" + (f".{operation}" if operation else "")
