@@ -124,7 +124,7 @@ class Worker:
             self.queue.release(msg)
             self.obs.logger.info("stopped: task handed back to the queue")
             return
-        record_outcome(self.obs, outcome.event)
+        record_outcome(self.obs, outcome.event, task.task_type, "container")
         self.cloud.sink.send([outcome.event])
         self.queue.delete([msg])
         self.tasks_run += 1

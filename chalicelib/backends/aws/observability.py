@@ -77,21 +77,25 @@ class Observability:
             self._bound = []
 
     def count(self, name: str, value: float = 1, **dimensions: str) -> None:
+        self._metric(name, "Count", value, dimensions)
+
+    def seconds(self, name: str, value: float, **dimensions: str) -> None:
+        self._metric(name, "Seconds", value, dimensions)
+
+    def bytes(self, name: str, value: float, **dimensions: str) -> None:
+        self._metric(name, "Bytes", value, dimensions)
+
+    def _metric(self, name: str, unit: str, value: float, dimensions: dict[str, str]) -> None:
         from aws_lambda_powertools.metrics import MetricUnit
 
         if dimensions:  # a metric with its own dimensions goes out as its own EMF document
             from aws_lambda_powertools.metrics import single_metric
 
-            with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=self.namespace) as metric:
+            with single_metric(name=name, unit=MetricUnit[unit], value=value, namespace=self.namespace) as metric:
                 for key, dim in dimensions.items():
                     metric.add_dimension(name=key, value=dim)
             return
-        self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-
-    def seconds(self, name: str, value: float) -> None:
-        from aws_lambda_powertools.metrics import MetricUnit
-
-        self.metrics.add_metric(name=name, unit=MetricUnit.Seconds, value=value)
+        self.metrics.add_metric(name=name, unit=MetricUnit[unit], value=value)
 
 
 _obs: Observability | None = None

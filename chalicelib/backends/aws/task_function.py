@@ -72,7 +72,7 @@ def handle_task(payload: Any, cloud: Cloud, obs: Observability, remaining_s: flo
     workroot = os.path.join(cloud.config.workroot, "fn")
     request = TaskRequest(run_id, task_id, attempt, task, input_hashes(cloud.store, spec, run_id, task))
     outcome = run_task(request, cloud.blobs, workroot, input_sources(spec), cache=task_cache(cloud.config))
-    record_outcome(obs, outcome.event)
+    record_outcome(obs, outcome.event, task.task_type, "function")
     try:
         cloud.sink.send([outcome.event])
         delivered = True
@@ -82,10 +82,20 @@ def handle_task(payload: Any, cloud: Cloud, obs: Observability, remaining_s: flo
     return task_result(outcome.event, delivered)
 
 
-def record_outcome(obs: Observability, event: Any) -> None:
+def record_outcome(obs: Observability, event: Any, task_type: str = "", placement: str = "") -> None:
+    """Metrics of one finished attempt: outcome and duration by task type and placement, and
+    the bytes the cache saved fetching."""
     duration = event.result.get("duration_s")
+    outcome = "cached" if getattr(event, "cached", False) else ("succeeded" if isinstance(event, TaskSucceeded)
+                                                                 else "failed")
     if isinstance(duration, int | float):
         obs.seconds("TaskDuration", float(duration))
+        if task_type:
+            obs.seconds("TaskDurationByType", float(duration), TaskType=task_type, Placement=placement)
+    obs.count("TasksByOutcome", 1, Outcome=outcome, Placement=placement or "unknown")
+    saved = (event.result.get("cache") or {}).get("bytes_from_cache")
+    if isinstance(saved, int | float) and saved:
+        obs.bytes("CacheBytesSaved", float(saved), Placement=placement or "unknown")
     if isinstance(event, TaskSucceeded):
         obs.count("TasksSucceeded")
         obs.logger.info("task succeeded", extra={"duration_s": duration})
