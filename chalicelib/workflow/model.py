@@ -33,6 +33,14 @@ class Resources:
             "timeout_s": self.timeout_s,
         }
 
+    def grown(self, overrides: Mapping[str, float]) -> Resources:
+        """These resources with some replaced (an escalated retry's bigger memory or disk)."""
+        if not overrides:
+            return self
+        merged = {**self.to_dict(), **overrides}
+        return Resources(memory_mb=int(merged["memory_mb"]), cpus=float(merged["cpus"]),
+                         disk_mb=int(merged["disk_mb"]), timeout_s=float(merged["timeout_s"]))
+
 
 @dataclass(frozen=True)
 class Task:

@@ -28,7 +28,7 @@ from chalicelib.backends.aws.observability import Observability
 from chalicelib.engine.events import TaskSucceeded
 from chalicelib.engine.spec import RunSpec
 from chalicelib.runner import TaskRequest, run_task
-from chalicelib.workflow.model import Resources, Task
+from chalicelib.workflow.model import Task
 
 REPORT_MARGIN_S = 20.0  # kept back from the invocation's time to stage out and report
 LEASE_GRACE_S = 30.0
@@ -41,12 +41,7 @@ def input_sources(spec: RunSpec) -> dict[str, str]:
 
 def with_resources(task: Task, overrides: Mapping[str, float]) -> Task:
     """The task with an escalated retry's resources (the coordinator sends them in the payload)."""
-    if not overrides:
-        return task
-    grown = {**task.resources.to_dict(), **overrides}
-    return replace(task, resources=Resources(
-        memory_mb=int(grown["memory_mb"]), cpus=float(grown["cpus"]),
-        disk_mb=int(grown["disk_mb"]), timeout_s=float(grown["timeout_s"])))
+    return replace(task, resources=task.resources.grown(overrides)) if overrides else task
 
 
 def capped(task: Task, remaining_s: float | None) -> Task:

@@ -23,7 +23,6 @@ from chalicelib.cache.stage import TaskCache
 from chalicelib.engine.events import TaskStarted
 from chalicelib.engine.spec import SpecCache
 from chalicelib.runner.execute import Attempt, TaskRequest, run_task
-from chalicelib.workflow.model import Resources
 
 _current: list[Attempt] = []
 
@@ -52,7 +51,7 @@ def serve(blob_root: str, workroot: str, cache: TaskCache | None = None) -> None
         msg = json.loads(line)
         task = specs.get(msg["run_id"]).tasks[msg["task_id"]]
         if msg.get("resources"):  # the attempt's own (possibly escalated) resources
-            task = dataclasses.replace(task, resources=Resources(**msg["resources"]))
+            task = dataclasses.replace(task, resources=task.resources.grown(msg["resources"]))
         req = TaskRequest(msg["run_id"], msg["task_id"], int(msg["attempt"]), task,
                           msg.get("input_hashes") or {}, bool(msg.get("reuse", True)))
 

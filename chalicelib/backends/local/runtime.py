@@ -44,7 +44,7 @@ from chalicelib.runner.execute import TaskRequest
 from chalicelib.runner.keys import data_key
 from chalicelib.runner.sandbox import parse_dep
 from chalicelib.workflow.graph import external_inputs
-from chalicelib.workflow.model import Resources, Task, Workflow
+from chalicelib.workflow.model import Task, Workflow
 from chalicelib.workflow.validate import validate
 
 ProgressFn = Callable[[dict[str, int], int], None]
@@ -318,10 +318,7 @@ class _Loop:
             if isinstance(ins, ev.Launch):
                 task = self.rt.specs.get(ins.run_id).tasks[ins.task_id]
                 if ins.resources:  # an escalated retry: more memory or disk than the spec's
-                    grown = {**task.resources.to_dict(), **ins.resources}
-                    task = dataclasses.replace(task, resources=Resources(
-                        memory_mb=int(grown["memory_mb"]), cpus=float(grown["cpus"]),
-                        disk_mb=int(grown["disk_mb"]), timeout_s=float(grown["timeout_s"])))
+                    task = dataclasses.replace(task, resources=task.resources.grown(ins.resources))
                 known = {p: self.hashes[p] for p in task.inputs if p in self.hashes}
                 req = TaskRequest(ins.run_id, ins.task_id, ins.attempt, task, known, self.rt.reuse(task))
                 if ins.placement == "function":
