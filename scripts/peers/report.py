@@ -128,6 +128,11 @@ def markdown(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], goal
         lines += ["", f"Updraft at 10,000 tasks ({big['workload']}, one run): {big['wall_s']:.2f} s, "
                       f"{big['tasks'] / big['wall_s']:.0f} tasks/s, engine memory {big['pss_mb']:.0f} MB (Pss, "
                       f"all processes), largest process {big['rss_mb']:.0f} MB."]
+    for again in results.get("remeasured", []):
+        which = ", ".join(labels.get(w, w) for w in again["workloads"])
+        lines += ["", f"Re-measured {again['date']} (all engines, same method; others used "
+                      f"{again['others_mean']:.2f} cores on average): {which}"
+                      + (f". Why: {again['why']}" if again.get("why") else ".")]
     lines += ["", "Targets for Updraft's local runtime:", "", "| workload | target | met | measured |",
               "|---|---|---|---|"]
     for g in goals:
@@ -145,7 +150,8 @@ METHOD = [
     "How: the synthetic workloads are `scripts/bench-overhead`'s generators (2,000 independent `true`; "
     "a chain of 300; 20 levels x 100 with 3 random parents each, seed 1); every task is a real "
     "fork+exec of `true` (the peers' shell lines say `exec true`, so the shell's builtin is not used). "
-    "The floor is bench-overhead's: the same commands level by level with `xargs -P <cores>`. BLAST "
+    "The floor is bench-overhead's: the same commands level by level with `xargs -P <cores>` (a chain: "
+    "one sequential `xargs -P 1` over all of them). BLAST "
     "and Montage are `examples/` at their default sizes (Montage 0.5 degree); every peer runs the "
     "commands of the generated workflow.json in one shared folder holding a copy of the data "
     "(copied before the clock starts), Updraft reads the data folder and sandboxes each task. "
