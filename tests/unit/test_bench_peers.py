@@ -358,3 +358,18 @@ def test_markdown_marks_engines_that_were_not_measured() -> None:
     assert "| fan | 2000 | Parsl | not measured: not installed |" in text
     assert "not measured: not installed | h |" in text
     assert "![" in text and "| fan | 2000 | Updraft | 1.20 | 1667 | 0.10 | 12 | 9 |" in text
+
+
+def test_merge_replaces_only_the_remeasured_workloads_and_says_so() -> None:
+    bench = load_script(SCRIPTS / "bench-peers", "bench_peers")
+    old = results_fixture()
+    new = {"date": "2026-01-02", "workloads": [{"name": "blast"}],
+           "runs": [{"workload": "blast", "engine": "updraft", "round": 0, "wall_s": 3.0, "pss_mb": 5, "rss_mb": 5,
+                     "others_cores": 0.5, "error": None}]}
+    merged = bench.merge(old, new)
+    assert [r["wall_s"] for r in merged["runs"] if r["workload"] == "blast"] == [3.0]
+    assert len([r for r in merged["runs"] if r["workload"] == "fan"]) == 12
+    assert merged["remeasured"][0]["workloads"] == ["blast"]
+    rows = report.summarize(merged)
+    text = report.markdown(merged, rows, report.targets(rows, merged), None)
+    assert "Re-measured 2026-01-02" in text and ": BLAST" in text
