@@ -215,7 +215,8 @@ class Dask(Engine):
 
 
 ENGINES: tuple[Engine, ...] = (
-    Floor("floor", "floor (xargs -P)", "`seq N \\| xargs -P <cores> -I{} true`, level by level (synthetic only)",
+    Floor("floor", "floor (xargs -P)", "`seq N \\| xargs -P <cores> -I{} true`, level by level; a chain: one "
+          "`xargs -P 1` over all its commands (synthetic only)",
           synthetic_only=True),
     Updraft("updraft", "Updraft (local)", "`updraft run WF --json --concurrency <cores> --no-cache --workdir <fresh>`"),
     Makeflow("makeflow", "Makeflow", "`makeflow -T local -j <cores>`, one rule per task"),
