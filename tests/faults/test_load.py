@@ -20,7 +20,7 @@ from tests.e2e.cli import REPO
 
 pytestmark = pytest.mark.slow
 
-TASKS = int(os.environ.get("UPDRAFT_LOAD_TASKS", "500"))
+TASKS = int(os.environ.get("UPDRAFT_LOAD_TASKS", "400"))
 SUBMISSIONS = int(os.environ.get("UPDRAFT_LOAD_SUBMISSIONS", "50"))
 
 
