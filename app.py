@@ -65,8 +65,9 @@ def post_runs() -> Response:
     if "json" in (request.headers.get("content-type") or "application/json"):
         try:
             body = json.loads(raw) if raw.strip() else None
-        except ValueError as exc:
-            problem = FormatError([Problem(f"the body is not valid JSON: {exc}")], "<request>")
+        except (ValueError, RecursionError) as exc:
+            why = exc if isinstance(exc, ValueError) else "nested too deeply"
+            problem = FormatError([Problem(f"the body is not valid JSON: {why}")], "<request>")
             return _reply(lambda: api.error_body(problem))
     return _reply(lambda: api.post_run(current(), body, raw))
 

@@ -5,6 +5,7 @@ A rejected workflow writes nothing anywhere: callers validate before touching an
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -58,6 +59,8 @@ def _task_problems(task: Task) -> Iterator[Problem]:
         yield Problem("give exactly one of 'command' (an argv list) and 'shell' (a string)", tid, "command")
     elif task.command and not all(isinstance(a, str) for a in task.command):
         yield Problem("every argv element must be a string", tid, "command")
+    elif any("\x00" in a for a in (*task.command, task.shell or "", *task.env.keys(), *task.env.values())):
+        yield Problem("command, shell and env may not contain a NUL byte", tid, "command")
     elif task.shell is not None and not task.shell.strip():
         yield Problem("'shell' is empty", tid, "shell")
     for field_name, paths in (("inputs", task.inputs), ("outputs", task.outputs)):
@@ -83,6 +86,10 @@ def _task_problems(task: Task) -> Iterator[Problem]:
 
 def _resource_problems(task: Task) -> Iterator[Problem]:
     tid, res = task.id, task.resources
+    values = (res.memory_mb, res.cpus, res.disk_mb, res.timeout_s)
+    if not all(math.isfinite(v) for v in values):
+        yield Problem("memory_mb, cpus, disk_mb and timeout_s must be finite numbers", tid, "resources")
+        return
     if res.memory_mb <= 0 or res.cpus <= 0 or res.disk_mb <= 0 or res.timeout_s <= 0:
         yield Problem("memory_mb, cpus, disk_mb and timeout_s must all be positive", tid, "resources")
         return
