@@ -189,7 +189,8 @@ submitted at once by {SUBMIT_THREADS} concurrent API instances, then everything 
 by the real coordinator, task function and worker process against moto. Every run ended
 SUCCEEDED with the invariants of tests/faults holding. moto answers each request in about
 10 ms, in the same process as the handlers, so throughput here measures the emulator; memory
-and request counts are Updraft's.
+and request counts are Updraft's. CI runs the same at 400 tasks + 50 submissions
+(tests/faults/test_load.py; `UPDRAFT_LOAD_TASKS` sets the size).
 
 | | |
 |---|---:|
