@@ -70,10 +70,13 @@ def perf_model(workdir: str | None = None, history: str | None = None) -> PerfMo
     return PerfModel.learn(store.samples())
 
 
-def record_history(workdir: str, workflow: Workflow, records: Iterable[TaskRecord], env: str = "local") -> int:
-    """Add a finished run's measured tasks to the work dir's history; returns how many."""
-    from chalicelib.planner.history import JsonlHistoryStore, samples_from_run
+def record_history(
+    workdir: str, workflow: Workflow, records: Iterable[TaskRecord], env: str = "local", per_type: int = 200,
+) -> int:
+    """Add a finished run's measured tasks (at most `per_type` of each task type, evenly
+    spread) to the work dir's history; returns how many."""
+    from chalicelib.planner.history import JsonlHistoryStore, samples_from_run, thin
 
-    samples = samples_from_run(workflow, records, env)
+    samples = thin(samples_from_run(workflow, records, env), per_type)
     JsonlHistoryStore.in_workdir(workdir).add(samples)
     return len(samples)

@@ -16,7 +16,7 @@ import json
 import os
 import time
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from chalicelib.engine.records import TaskRecord
@@ -50,7 +50,7 @@ class Sample:
     at: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in _SAMPLE_FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Sample:
@@ -63,6 +63,26 @@ class Sample:
             ok=bool(data.get("ok", True)), reason=data.get("reason"),
             workflow=str(data.get("workflow", "")), at=float(data.get("at", 0.0)),
         )
+
+
+_SAMPLE_FIELDS = tuple(f.name for f in fields(Sample))
+
+
+def thin(samples: Sequence[Sample], per_type: int) -> list[Sample]:
+    """Every failed sample (each says a size was too small) and at most `per_type` successful
+    ones of each task type, evenly spread: a run of 10,000 identical tasks teaches the model no
+    more than a few hundred of them do, and the history file stays small."""
+    by_type: dict[str, list[Sample]] = {}
+    out: list[Sample] = []
+    for s in samples:
+        if s.ok:
+            by_type.setdefault(s.task_type, []).append(s)
+        else:
+            out.append(s)
+    for group in by_type.values():
+        step = max(1.0, len(group) / per_type)
+        out.extend(group[int(i * step)] for i in range(min(per_type, len(group))))
+    return out
 
 
 class HistoryStore(Protocol):

@@ -30,6 +30,7 @@ from chalicelib.ports import BlobStore
 from chalicelib.runner.keys import data_key, log_key
 from chalicelib.runner.procs import dir_size_bytes, tree_rss_kb
 from chalicelib.runner.sandbox import Sandbox, StageError
+from chalicelib.runner.spawn import spawn as spawn_process
 from chalicelib.workflow.model import Task
 
 LOG_TAIL_BYTES = 4096
@@ -60,28 +61,10 @@ def _resolve(program: str, path_var: str) -> str:
 
 
 def spawn(argv: list[str], env: Mapping[bytes, bytes], cwd: str, log_path: str) -> Proc:
-    """Start argv in `cwd`, in a new session, stdout+stderr to `log_path`, stdin from /dev/null.
-
-    posix_spawn (vfork+exec in glibc) costs about half of subprocess.Popen's fork+exec,
-    which matters for thousands of short tasks. posix_spawn cannot chdir the child on
-    Python 3.11, so the caller's cwd is switched around the call: the runtimes that use
-    this are single-threaded and use absolute paths only.
-    """
+    """Start argv in `cwd`, in a new session, stdout+stderr to `log_path`, stdin from /dev/null
+    (see spawn.py). Safe to call from several threads when spawn.THREAD_SAFE."""
     exe = _resolve(argv[0], os.fsdecode(env.get(b"PATH", os.defpath.encode())))
-    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_DUP2, log, 1),
-        (os.POSIX_SPAWN_DUP2, log, 2),
-    ]
-    here = os.getcwd()
-    try:
-        os.chdir(cwd)
-        pid = os.posix_spawn(exe, argv, env, file_actions=actions, setsid=True)
-    finally:
-        os.chdir(here)
-        os.close(log)
-    return Proc(pid)
+    return Proc(spawn_process(exe, argv, env, cwd, log_path))
 
 
 @dataclass(frozen=True)
@@ -223,23 +206,38 @@ class Attempt:
 
     def start(self) -> None:
         """Spawn the command (no shell unless the task asked for one) in its own session."""
+        if self.begin():
+            self.launch()
+
+    def begin(self) -> bool:
+        """Everything before the spawn; False when there is nothing to spawn (staging failed,
+        or a memoized result was published)."""
         self.started_at = time.time()
         self.deadline = time.monotonic() + self.timeout_s
         self.next_disk_check = time.monotonic() + DISK_CHECK_EVERY_S
         if self.stage_error is not None or self.restored is not None:
-            return
+            return False
         for out in self.req.task.outputs:  # tools expect the folders of their outputs to exist
             parent = os.path.dirname(out)
             if parent:
                 os.makedirs(os.path.join(self.sandbox.root, parent), exist_ok=True)
+        return True
+
+    def launch(self) -> None:
+        """Spawn the process (a pool may call this from a spawner thread); on failure the
+        attempt ends as LAUNCH with the reason."""
         argv = argv_of(self.req.task)
         env = _task_env(self.req, self.sandbox, self.base_env)
         try:
-            self.proc = spawn(argv, env, self.sandbox.root, self.sandbox.log_path)
+            proc = spawn(argv, env, self.sandbox.root, self.sandbox.log_path)
         except OSError as exc:
             self.stage_error = StageError(Reason.LAUNCH.value, f"could not start {argv[0]!r}: {exc}")
             return
-        self.pidfd = os.pidfd_open(self.proc.pid)
+        self.pidfd = os.pidfd_open(proc.pid)
+        self.proc = proc
+        if self.kill_reason is not None:  # killed (from another thread) while it was starting
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
     def check(self, now_mono: float | None = None) -> None:
         """Enforce the limits on a running attempt; kills it (once) when one is exceeded."""
@@ -371,13 +369,15 @@ class Attempt:
 def run_task(
     req: TaskRequest, blobs: BlobStore, workroot: str, sources: Mapping[str, str] | None = None,
     sample_s: float = 0.2, on_start: Callable[[Attempt], None] | None = None, cache: TaskCache | None = None,
+    base_env: Mapping[Any, Any] | None = None,
 ) -> TaskOutcome:
     """Run one attempt to completion (blocking). Never raises for a task's own failure.
 
     `on_start` is called once the process runs (to report TaskStarted, or to remember the
-    attempt so a signal handler can kill it).
+    attempt so a signal handler can kill it). `base_env` is the environment the task starts
+    from (default: this process's own; the cloud runtimes pass one without AWS credentials).
     """
-    att = Attempt.prepare(req, blobs, workroot, sources, cache=cache)
+    att = Attempt.prepare(req, blobs, workroot, sources, base_env=base_env, cache=cache)
     att.start()
     if att.proc is None:
         return att.finish(blobs, None, 0)

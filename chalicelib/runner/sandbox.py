@@ -122,6 +122,8 @@ class Sandbox:
         """(missing, unsafe) declared outputs."""
         missing: list[str] = []
         unsafe: list[str] = []
+        if not outputs:
+            return missing, unsafe
         real_root = os.path.realpath(self.root)
         for path in outputs:
             full = os.path.join(self.root, path)
@@ -144,6 +146,8 @@ class Sandbox:
         """Store each output (adding it to the cache when given); (bytes, {path: sha256})."""
         total = 0
         hashes: dict[str, str] = {}
+        if not outputs:
+            return total, hashes
         real_root = os.path.realpath(self.root)
         for path in outputs:
             full = os.path.realpath(os.path.join(self.root, path))  # a link inside: the file it names

@@ -117,3 +117,18 @@ def test_samples_from_a_finished_run_keep_successes_and_limit_failures() -> None
     store = MemoryHistoryStore()
     store.add(local)
     assert PerfModel.learn(store.samples()).demand(wf.tasks[0]).peak_mb == pytest.approx(512.0)
+
+
+def test_a_big_run_adds_a_thinned_history_but_keeps_every_failure(tmp_path: Path) -> None:
+    from chalicelib.planner import record_history
+
+    wf = Workflow("w", tuple(Task(id=f"t{i}", command=("true",)) for i in range(1000)))
+    records = [TaskRecord("r", f"t{i}", TaskState.SUCCEEDED, 1, "function", 0,
+                          result={"duration_s": float(i), "finished_at": float(i)}) for i in range(999)]
+    records.append(TaskRecord("r", "t999", TaskState.FAILED, 1, "function", 0, reason="OOM",
+                              result={"duration_s": 1.0, "peak_rss_mb": 200.0}))
+    assert record_history(str(tmp_path), wf, records, per_type=100) == 101
+    got = JsonlHistoryStore.in_workdir(str(tmp_path)).samples()
+    durations = sorted(s.duration_s for s in got if s.ok)
+    assert len(durations) == 100 and durations[0] == 0.0 and durations[-1] >= 980.0  # spread over the run
+    assert [s.reason for s in got if not s.ok] == ["OOM"]
