@@ -4,10 +4,10 @@
 
 Loop: long-poll the container queue for one message {run_id, task_id, attempt}; claim the
 attempt (DISPATCHED -> RUNNING, conditional: a duplicate message or a cancelled task is
-dropped without running anything); run it; send the completion to the events queue; delete
-the message. While the task runs, a heartbeat every lease/3 extends the message's
-visibility and the attempt's lease; if the lease was taken away (cancel, or the sweeper
-retried it), the task is killed.
+dropped without running anything); run it, without the worker's AWS credentials
+(task_env.py); send the completion to the events queue; delete the message. While the task
+runs, a heartbeat every lease/3 extends the message's visibility and the attempt's lease; if
+the lease was taken away (cancel, or the sweeper retried it), the task is killed.
 
 SIGTERM (scale-in, deploy): stop polling; a running task is killed, un-claimed
 (RUNNING -> DISPATCHED) and its message made visible again at once, so another worker runs
@@ -31,6 +31,7 @@ from chalicelib.backends.aws.claims import claim, renew, unclaim
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.messages import parse_task_payload, payload_resources
 from chalicelib.backends.aws.observability import Observability, obs
+from chalicelib.backends.aws.task_env import cloud_task_env
 from chalicelib.backends.aws.task_function import input_sources, record_outcome, with_resources
 from chalicelib.engine.states import Reason
 from chalicelib.ports import MessageQueue, QueueMessage
@@ -113,7 +114,8 @@ class Worker:
         try:
             request = TaskRequest(run_id, task_id, attempt, task, input_hashes(store, spec, run_id, task))
             outcome = run_task(request, self.cloud.blobs, self.workroot, input_sources(spec), on_start=self._started,
-                               cache=task_cache(self.cloud.config))
+                               cache=task_cache(self.cloud.config),
+                               base_env=cloud_task_env())  # none of the worker's credentials
         finally:
             beat.stop()
             self._attempt = None

@@ -7,7 +7,8 @@ that fails and is retried, one whose parent failed), then a scan of all of it. T
 (runs/<run>/workflow.json) must hold the values - it is how a task gets them - and the scan
 finds them there, which shows the scan would find them anywhere else.
 
-Also: a task does not get the credentials of the function or worker running it.
+Also: a task does not get the credentials of the function or worker running it (task_env.py;
+the other placements and the local runtime in test_security_task_env.py).
 """
 
 from __future__ import annotations
@@ -112,11 +113,6 @@ def test_secrets_in_task_env_appear_nowhere_but_the_spec(tmp_path: Path, capture
     assert leaks == set(), f"secrets found outside the spec: {sorted(leaks)}"  # ...secrets are not
 
 
-@pytest.mark.xfail(strict=True, reason="the runner passes its own environment to the task (execute.py: base_env "
-                   "= os.environ), so a task sees the function's or worker's AWS credentials and can read any run's "
-                   "data or rewrite the state table. Fix (task_function.py / worker.py / runner, not this suite's "
-                   "files): drop AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and "
-                   "AWS_CONTAINER_CREDENTIALS_* from the task's environment; see docs/reliability.md, Security")
 def test_a_task_does_not_get_the_credentials_of_its_function(tmp_path: Path) -> None:
     creds = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]
     dump = " ".join(f'"${{{name}:-unset}}"' for name in creds)

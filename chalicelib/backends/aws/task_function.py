@@ -5,7 +5,8 @@ Invoked asynchronously by the coordinator with {run_id, task_id, attempt}:
   2. claim the attempt (claims.py) - a duplicate delivery stops here, having run nothing;
   3. run it through the runner, with the timeout capped to the invocation's remaining time
      so that a too-long task fails as TIMEOUT (and spills to a container if `auto`) instead
-     of being killed by Lambda mid-stage-out;
+     of being killed by Lambda mid-stage-out, and in an environment without the function's
+     AWS credentials (task_env.py);
   4. send the completion to the events queue and return it as well: the OnSuccess
      destination carries the return value, marked delivered=True when step 4's send went
      through, so the coordinator only acts on it if our own send failed.
@@ -25,6 +26,7 @@ from chalicelib.backends.aws.claims import claim
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.messages import parse_task_payload, payload_resources, task_result
 from chalicelib.backends.aws.observability import Observability
+from chalicelib.backends.aws.task_env import cloud_task_env
 from chalicelib.engine.events import TaskSucceeded
 from chalicelib.engine.spec import RunSpec
 from chalicelib.runner import TaskRequest, run_task
@@ -66,7 +68,8 @@ def handle_task(payload: Any, cloud: Cloud, obs: Observability, remaining_s: flo
     obs.count("TasksStarted")
     workroot = os.path.join(cloud.config.workroot, "fn")
     request = TaskRequest(run_id, task_id, attempt, task, input_hashes(cloud.store, spec, run_id, task))
-    outcome = run_task(request, cloud.blobs, workroot, input_sources(spec), cache=task_cache(cloud.config))
+    outcome = run_task(request, cloud.blobs, workroot, input_sources(spec), cache=task_cache(cloud.config),
+                       base_env=cloud_task_env())  # the task gets none of this function's credentials
     record_outcome(obs, outcome.event, task.task_type, "function")
     try:
         cloud.sink.send([outcome.event])
