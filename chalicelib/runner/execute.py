@@ -212,9 +212,7 @@ class Attempt:
     def begin(self) -> bool:
         """Everything before the spawn; False when there is nothing to spawn (staging failed,
         or a memoized result was published)."""
-        self.started_at = time.time()
-        self.deadline = time.monotonic() + self.timeout_s
-        self.next_disk_check = time.monotonic() + DISK_CHECK_EVERY_S
+        self._clock_start()
         if self.stage_error is not None or self.restored is not None:
             return False
         for out in self.req.task.outputs:  # tools expect the folders of their outputs to exist
@@ -228,6 +226,7 @@ class Attempt:
         attempt ends as LAUNCH with the reason."""
         argv = argv_of(self.req.task)
         env = _task_env(self.req, self.sandbox, self.base_env)
+        self._clock_start()  # limits count from the spawn, not from when a pool prepared it
         try:
             proc = spawn(argv, env, self.sandbox.root, self.sandbox.log_path)
         except OSError as exc:
@@ -238,6 +237,11 @@ class Attempt:
         if self.kill_reason is not None:  # killed (from another thread) while it was starting
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
+
+    def _clock_start(self) -> None:
+        self.started_at = time.time()
+        self.deadline = time.monotonic() + self.timeout_s
+        self.next_disk_check = self.deadline - self.timeout_s + DISK_CHECK_EVERY_S
 
     def check(self, now_mono: float | None = None) -> None:
         """Enforce the limits on a running attempt; kills it (once) when one is exceeded."""
@@ -260,7 +264,7 @@ class Attempt:
 
     def kill(self, reason: str, detail: str) -> None:
         self.kill_reason, self.kill_detail = reason, detail
-        if self.proc is not None:
+        if self.proc is not None and self.proc.returncode is None:  # not reaped: its pid is still its own
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
@@ -341,7 +345,7 @@ class Attempt:
             return Reason.UNSAFE_OUTPUT.value, f"outputs are symlinks leading outside the sandbox: {unsafe}"
         if missing:
             return Reason.MISSING_OUTPUT.value, f"exited 0 but did not write declared output(s): {missing}"
-        used = dir_size_bytes(self.sandbox.root)
+        used = self.sandbox.measure()
         if used > self.disk_bytes:
             return Reason.DISK_QUOTA.value, _over_disk(used, self.disk_bytes)
         return None, ""

@@ -36,6 +36,31 @@ class Sandbox:
 
     root: str
     reusable: bool = False
+    _pristine: bool = False  # measure() found nothing but the (empty) tmp folder and the log
+
+    def measure(self) -> int:
+        """Bytes of regular files in the sandbox (symlinks not followed); also notes whether
+        the task left anything behind, so `remove` can skip emptying a slot that is clean."""
+        total = 0
+        pristine = os.path.isdir(self.tmp_path)  # a task may have removed its tmp folder
+        stack = [self.root]
+        while stack:
+            folder = stack.pop()
+            try:
+                with os.scandir(folder) as it:
+                    for entry in it:
+                        if not (folder == self.root and (
+                                (entry.name == TMP_NAME and entry.is_dir(follow_symlinks=False))
+                                or (entry.name == LOG_NAME and entry.is_file(follow_symlinks=False)))):
+                            pristine = False
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        elif entry.is_file(follow_symlinks=False):
+                            total += entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                pristine = False
+        self._pristine = pristine
+        return total
 
     @classmethod
     def create(cls, workroot: str, run_id: str, task_id: str, attempt: int) -> Sandbox:
@@ -165,19 +190,26 @@ class Sandbox:
         if not self.reusable:
             shutil.rmtree(self.root, ignore_errors=True)
             return
+        if self._pristine:  # measured clean, and stage-out / the log store only took files away
+            self._pristine = False
+            return
         _empty(self.root, keep={TMP_NAME, LOG_NAME})
         _empty(self.tmp_path, keep=set())
+        os.makedirs(self.tmp_path, exist_ok=True)  # a task may have removed it
 
 
 def _empty(folder: str, keep: set[str]) -> None:
-    with os.scandir(folder) as it:
-        for entry in it:
-            if entry.name in keep:
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
-            else:
-                os.unlink(entry.path)
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                if entry.name in keep:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+    except FileNotFoundError:
+        pass
 
 
 def _inside(path: str, real_root: str) -> bool:

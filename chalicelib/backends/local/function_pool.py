@@ -1,13 +1,13 @@
 """Local function pool: runs attempts as child processes of the runtime, with the function
 limits (timeout, memory, /tmp quota, concurrency) enforced, so what runs here runs on Lambda.
 
-Children are watched through pidfds registered on the runtime's selector: no thread per
-task, no polling for exits; limits are sampled every `sample_s`.
-
-The spawn itself (vfork + exec: the caller waits until the kernel has exec'd the child, which
-on a busy machine can take milliseconds) runs on one spawner thread per slot when the spawn
-is thread-safe (runner/spawn.py), so the loop goes on with its bookkeeping meanwhile; a
-spawned attempt comes back to the loop through a wake-up pipe.
+One thread per slot starts an attempt and waits for it to exit (both calls release the GIL:
+runner/spawn.py spawns without touching the process's working folder), then takes the next
+prepared attempt. The loop's thread prepares attempts (sandbox, inputs) ahead of the slots,
+finishes them (outputs, logs) and runs the coordinator, so a slot never waits for that
+bookkeeping, and a spawn that is slow on a busy machine stops only its own slot. Finished
+attempts come back through a deque and a wake-up pipe the loop's selector watches. Limits are
+sampled every `sample_s` from the loop's thread.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import queue
 import selectors
 import shutil
+import sys
 import threading
 import time
 from collections import deque
@@ -27,85 +28,108 @@ from chalicelib.engine.events import Event, TaskStarted
 from chalicelib.ports import BlobStore
 from chalicelib.runner.execute import Attempt, EncodedEnv, TaskRequest
 from chalicelib.runner.sandbox import Sandbox
-from chalicelib.runner.spawn import THREAD_SAFE
 
 EmitFn = Callable[[Event], None]
+Key = tuple[str, str, int]
+SWITCH_INTERVAL_S = 0.0005  # how soon a slot thread gets the GIL back from busy bookkeeping
 
 
 class FunctionPool:
     def __init__(
         self, blobs: BlobStore, workroot: str, slots: int, selector: selectors.BaseSelector, emit: EmitFn,
-        sample_s: float = 0.2, cache: TaskCache | None = None, threaded: bool = True,
+        sample_s: float = 0.2, cache: TaskCache | None = None, prefetch: int | None = None,
     ) -> None:
         self.blobs = blobs
         self.workroot = workroot
         self.slots = max(1, slots)
+        self.prefetch = 2 * self.slots if prefetch is None else prefetch  # prepared, waiting for a slot
         self.selector = selector
         self.emit = emit
         self.sample_s = sample_s
         self.cache = cache
-        self.queue: deque[TaskRequest] = deque()
-        self.running: dict[tuple[str, str, int], Attempt] = {}
+        self.queue: deque[TaskRequest] = deque()  # dispatched, not prepared yet
+        self.running: dict[Key, Attempt] = {}  # prepared: waiting for a slot, starting or running
         self._next_sample = 0.0
         self.base_env = EncodedEnv.of(os.environ)  # encoded once, not per task
         _remove_dead_slots(workroot)
-        # two sandboxes a slot: the next task starts in a clean one while the previous task's
-        # outputs are still being stored from the other
-        self.free: list[Sandbox] = [Sandbox.slot(workroot, f"fn-{os.getpid()}-{i}") for i in range(2 * self.slots)]
-        self._spawner: _Spawner | None = None
-        if threaded and THREAD_SAFE:
-            self._spawner = _Spawner(self.slots)
-            selector.register(self._spawner.wake_r, selectors.EVENT_READ, (self._on_launched, None))
+        self._boxes = 0
+        self.free: list[Sandbox] = []
+        self._jobs: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()
+        self._done: deque[tuple[Attempt, int | None, int]] = deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        selector.register(self._wake_r, selectors.EVENT_READ, (self._on_done, None))
+        self._switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch, SWITCH_INTERVAL_S))
+        self._threads = [threading.Thread(target=self._slot, name=f"updraft-slot-{i}", daemon=True)
+                         for i in range(self.slots)]
+        for t in self._threads:
+            t.start()
 
     @property
     def busy(self) -> int:
         return len(self.running) + len(self.queue)
 
+    @property
+    def waiting(self) -> int:
+        """Attempts that will start as soon as a slot frees up."""
+        return len(self.queue) + sum(1 for att in self.running.values() if att.proc is None)
+
     def submit(self, req: TaskRequest) -> None:
         self.queue.append(req)
         self._fill()
 
+    def _sandbox(self) -> Sandbox:
+        if self.free:
+            return self.free.pop()
+        self._boxes += 1  # reusable folders: as many as attempts in flight at once
+        return Sandbox.slot(self.workroot, f"fn-{os.getpid()}-{self._boxes}")
+
     def _fill(self) -> None:
-        while self.queue and len(self.running) < self.slots:
+        while self.queue and len(self.running) < self.slots + self.prefetch:
             req = self.queue.popleft()
-            box = self.free.pop()
-            att = Attempt.prepare(req, self.blobs, self.workroot, base_env=self.base_env, sandbox=box,
+            att = Attempt.prepare(req, self.blobs, self.workroot, base_env=self.base_env, sandbox=self._sandbox(),
                                   cache=self.cache)
             if not att.begin():  # stage-in failed, or a memoized result: report at once
-                self._done(att, None, 0)
+                self._finish(att, None, 0)
                 continue
-            self.running[(req.run_id, req.task_id, req.attempt)] = att
-            if self._spawner is not None:
-                self._spawner.jobs.put(att)
-            else:
+            if not self.running and not os.environ.get("UPDRAFT_NOINLINE"):
+                # Nothing else in flight (a chain): spawn here rather than wake a slot thread
+                # for it, which would only add a hand-off to each link; the thread still waits.
                 att.launch()
-                self._launched(att)
+                if att.proc is None:
+                    self._finish(att, None, 0)
+                    continue
+            self.running[(req.run_id, req.task_id, req.attempt)] = att
+            self._jobs.put(att)
 
-    def _on_launched(self, _arg: None) -> None:
-        assert self._spawner is not None
+    def _slot(self) -> None:
+        """A slot's thread: start the next attempt, wait for it, hand it back; repeat."""
+        while True:
+            att = self._jobs.get()
+            if att is None:
+                return
+            code, maxrss = None, 0
+            if att.proc is None and att.kill_reason is None:  # not started yet, nor cancelled meanwhile
+                att.launch()
+            if att.proc is not None:
+                code, maxrss = att.reap()
+            self._done.append((att, code, maxrss))
+            with contextlib.suppress(BlockingIOError):  # a full pipe wakes the loop all the same
+                os.write(self._wake_w, b"x")
+
+    def _on_done(self, _arg: None) -> None:
         with contextlib.suppress(BlockingIOError):
-            os.read(self._spawner.wake_r, 4096)
-        while self._spawner.done:
-            self._launched(self._spawner.done.popleft())
-
-    def _launched(self, att: Attempt) -> None:
-        if att.proc is None:  # could not start: report at once
+            os.read(self._wake_r, 4096)
+        while self._done:
+            att, code, maxrss = self._done.popleft()
             req = att.req
             del self.running[(req.run_id, req.task_id, req.attempt)]
-            self._done(att, None, 0)
             self._fill()
-            return
-        self.selector.register(att.pidfd, selectors.EVENT_READ, (self._on_exit, att))
+            self._finish(att, code, maxrss)
 
-    def _on_exit(self, att: Attempt) -> None:
-        self.selector.unregister(att.pidfd)
-        code, maxrss = att.reap()
-        req = att.req
-        del self.running[(req.run_id, req.task_id, req.attempt)]
-        self._fill()  # keep the slot busy first; the bookkeeping below overlaps the next task
-        self._done(att, code, maxrss)
-
-    def _done(self, att: Attempt, code: int | None, maxrss: int) -> None:
+    def _finish(self, att: Attempt, code: int | None, maxrss: int) -> None:
         self.emit(att.finish(self.blobs, code, maxrss).event)
         self.free.append(att.sandbox)
 
@@ -115,6 +139,8 @@ class FunctionPool:
             return
         self._next_sample = now + self.sample_s
         for att in list(self.running.values()):
+            if att.proc is None:
+                continue
             att.check(now)
             if not att.extra:
                 # Reported at the first sample, not at spawn: a task that ends sooner goes from
@@ -136,51 +162,21 @@ class FunctionPool:
         self.queue = deque(r for r in self.queue if (r.run_id, r.task_id, r.attempt) != (run_id, task_id, attempt))
 
     def kill_all(self) -> None:
-        """Kill everything (the run is ending) and stop the spawner threads."""
+        """Kill everything (the run is ending) and stop the slot threads."""
         self.queue.clear()
         for att in self.running.values():  # one still starting is killed as soon as it has started
             att.kill("CANCELLED", "cancelled")
-        if self._spawner is not None:
-            self._spawner.stop()
-            self.selector.unregister(self._spawner.wake_r)
-            self._spawner.close()
-            self._spawner = None
-
-
-class _Spawner:
-    """Threads that spawn attempts handed over in `jobs` and append them to `done`, writing a
-    byte to the wake-up pipe each time (the loop's selector watches its read end)."""
-
-    def __init__(self, threads: int) -> None:
-        self.jobs: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()
-        self.done: deque[Attempt] = deque()
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_r, False)
-        os.set_blocking(self.wake_w, False)
-        self.threads = [threading.Thread(target=self._work, name=f"updraft-spawn-{i}", daemon=True)
-                        for i in range(threads)]
-        for t in self.threads:
-            t.start()
-
-    def _work(self) -> None:
-        while True:
-            att = self.jobs.get()
-            if att is None:
-                return
-            att.launch()
-            self.done.append(att)
-            with contextlib.suppress(BlockingIOError):  # a full pipe already wakes the loop
-                os.write(self.wake_w, b"x")
-
-    def stop(self) -> None:
-        for _ in self.threads:
-            self.jobs.put(None)
-        for t in self.threads:
+        if not self._threads:
+            return
+        for _ in self._threads:
+            self._jobs.put(None)
+        for t in self._threads:
             t.join()
-
-    def close(self) -> None:
-        os.close(self.wake_r)
-        os.close(self.wake_w)
+        self._threads = []
+        self.selector.unregister(self._wake_r)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        sys.setswitchinterval(self._switch)
 
 
 def _remove_dead_slots(workroot: str) -> None:

@@ -261,7 +261,7 @@ class _Loop:
         self.seq = 0
         self.deferred_since: float | None = None
         self.defer_s = 0.05
-        self.defer_max = 256
+        self.defer_max = 64
         self.finished: str | None = None
         self.interrupted = False
         self.selector = selectors.DefaultSelector()
@@ -314,13 +314,13 @@ class _Loop:
             os.read(fd, 512)
 
     def _defer(self, now: float) -> bool:
-        """Hold completions back for a moment while every function slot already has a queued
-        task to start next: the coordinator then handles them in one transaction (a commit per
-        few hundred tasks, not per task) without leaving a slot idle. Bounded in time and
+        """Hold completions back for a moment while every function slot already has a task
+        waiting to start next: the coordinator then handles them in one transaction (a commit
+        per few dozen tasks, not per task) without leaving a slot idle. Bounded in time and
         count; a kill -9 meanwhile loses only the record of those completions, and `resume`
         re-runs those tasks."""
         if (self.interrupted or self.finished is not None or len(self.events) >= self.defer_max
-                or len(self.functions.queue) < self.functions.slots):
+                or self.functions.waiting < self.functions.slots):
             return False
         if self.deferred_since is None:
             self.deferred_since = now
@@ -377,7 +377,8 @@ class _Loop:
                 self.events.append(ev.Cancel(self.run_id))
             now = time.monotonic()
             if self.events and not self._defer(now):
-                batch, self.events[:] = list(self.events), []
+                # a bounded batch per transaction; the slots' completions are served in between
+                batch, self.events[:] = self.events[:self.defer_max], self.events[self.defer_max:]
                 self._apply(self.rt.coordinator.handle(batch))
                 idle_repairs = 0
                 self.deferred_since = None
@@ -386,7 +387,7 @@ class _Loop:
             if self.progress is not None and now >= next_progress:
                 next_progress = now + self.rt.options.progress_every_s
                 self.progress(self.rt.store.counts(self.run_id), 0)
-            if self.events and self.deferred_since is None:
+            if self.events and self.deferred_since is None and not self.functions.busy:
                 continue
             if self.finished is not None and not self._busy():
                 return
@@ -406,6 +407,8 @@ class _Loop:
                 timeout = min(timeout, max(0.0, next_progress - now))
             if self.deferred_since is not None:
                 timeout = min(timeout, max(0.0, self.deferred_since + self.defer_s - now))
+            elif self.events:
+                timeout = 0.0  # more events to handle: only collect what finished meanwhile
             for key, _mask in self.selector.select(timeout):
                 callback, arg = key.data
                 callback(arg)

@@ -48,12 +48,16 @@ _TASK_COLS = (
 )
 
 
-def _task(row: Sequence[Any]) -> TaskRecord:
+def _task(row: Sequence[Any], result: Mapping[str, Any] | None = None) -> TaskRecord:
+    """A record from a row; `result` is the row's result when the caller just wrote it (no
+    need to parse the JSON back)."""
+    if result is None:
+        result = json.loads(row[13]) if row[13] else {}
     return TaskRecord(
         run_id=row[0], task_id=row[1], state=TaskState(row[2]), attempt=row[3], placement=row[4],
         pending=row[5], max_attempts=row[6], lease_expires=row[7], not_before=row[8],
         started_at=row[9], finished_at=row[10], exit_code=row[11], reason=row[12],
-        result=json.loads(row[13]) if row[13] else {},
+        result=dict(result),
     )
 
 
@@ -87,6 +91,7 @@ class SqliteStateStore:
         self._db.executescript(_SCHEMA)
         self._depth = 0
         self._deltas: dict[tuple[str, str], int] = {}
+        self._update_sql: dict[tuple[tuple[str, ...], int, bool], str] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -224,19 +229,20 @@ class SqliteStateStore:
         bad = set(changes) - TASK_MUTABLE
         if bad:
             raise ValueError(f"task fields {sorted(bad)} cannot be changed")
-        marks = ",".join("?" * len(expect_states))
-        sets = ", ".join(f"{k}=?" for k in changes)
-        where = f"run_id=? AND task_id=? AND state IN ({marks})"
+        shape = (tuple(changes), len(expect_states), expect_attempt is not None)
+        sql = self._update_sql.get(shape)
+        if sql is None:
+            marks = ",".join("?" * len(expect_states))
+            sets = ", ".join(f"{k}=?" for k in changes)
+            where = f"run_id=? AND task_id=? AND state IN ({marks})" + (" AND attempt=?" if shape[2] else "")
+            sql = self._update_sql[shape] = (
+                f"UPDATE tasks SET prev_state=state, {sets} WHERE {where} RETURNING {_TASK_COLS}, prev_state")
         params: list[Any] = [_db_value(k, v) for k, v in changes.items()]
         params += [run_id, task_id, *(s.value for s in expect_states)]
         if expect_attempt is not None:
-            where += " AND attempt=?"
             params.append(expect_attempt)
         with self._tx():
-            row = self._db.execute(
-                f"UPDATE tasks SET prev_state=state, {sets} WHERE {where} RETURNING {_TASK_COLS}, prev_state",
-                params,
-            ).fetchone()
+            row = self._db.execute(sql, params).fetchone()
             if row is None:
                 cur = self.get_task(run_id, task_id)  # raises NotFoundError for an unknown task
                 raise StateConflictError(
@@ -245,7 +251,7 @@ class SqliteStateStore:
                     cur,
                 )
             self._move_count(run_id, row[-1], row[2])
-            return _task(row)
+            return _task(row, changes["result"] or {} if "result" in changes else None)
 
     def complete_parent(self, run_id: str, parent_id: str, child_ids: Sequence[str]) -> list[TaskRecord]:
         ready: list[TaskRecord] = []
