@@ -170,12 +170,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         wf = to_replay(wf, time_scale=args.time_scale, size_scale=args.size_scale)
     validate(wf, args.file)
     with _runtime(args) as rt:
-        if args.objective or args.deadline is not None or args.budget is not None:
+        planned = bool(args.objective or args.deadline is not None or args.budget is not None)
+        if planned:
             from chalicelib.planner import apply_plan, make_plan, perf_model
 
             plan = make_plan(wf, args.objective, args.deadline, args.budget, perf=perf_model(rt.workdir))
             wf = apply_plan(wf, plan)
-        run = rt.submit(wf, args.data, args.file)
+        run = rt.submit(wf, args.data, args.file, validated=not planned)  # a plan changes what was validated
         code = _execute(rt, run.run_id, run.task_count, args, resume=False)
         _learn(rt, run.run_id, wf)
         return code

@@ -60,10 +60,12 @@ def _resolve(program: str, path_var: str) -> str:
     return found
 
 
-def spawn(argv: list[str], env: Mapping[bytes, bytes], cwd: str, log_path: str) -> Proc:
+def spawn(argv: list[str], env: list[bytes], cwd: str, log_path: str) -> Proc:
     """Start argv in `cwd`, in a new session, stdout+stderr to `log_path`, stdin from /dev/null
-    (see spawn.py). Safe to call from several threads when spawn.THREAD_SAFE."""
-    exe = _resolve(argv[0], os.fsdecode(env.get(b"PATH", os.defpath.encode())))
+    (see spawn.py). `env` holds "NAME=value" entries. Safe to call from several threads when
+    spawn.THREAD_SAFE."""
+    path = next((e[5:] for e in reversed(env) if e.startswith(b"PATH=")), os.defpath.encode())
+    exe = _resolve(argv[0], os.fsdecode(path))
     return Proc(spawn_process(exe, argv, env, cwd, log_path))
 
 
@@ -91,23 +93,50 @@ class TaskOutcome:
         return isinstance(self.event, TaskSucceeded)
 
 
-def _task_env(req: TaskRequest, sandbox: Sandbox, base: Mapping[Any, Any]) -> dict[bytes, bytes]:
-    """The task's environment, as bytes: posix_spawn then skips encoding every variable."""
-    env: dict[bytes, bytes] = dict(base) if isinstance(base, EncodedEnv) else dict(EncodedEnv.of(base))
-    env.update((os.fsencode(k), os.fsencode(v)) for k, v in req.task.env.items())
-    env[b"TMPDIR"] = os.fsencode(sandbox.tmp_path)
-    env[b"UPDRAFT_RUN_ID"] = req.run_id.encode()
-    env[b"UPDRAFT_TASK_ID"] = os.fsencode(req.task_id)
-    env[b"UPDRAFT_ATTEMPT"] = str(req.attempt).encode()
-    return env
+_peak_kb = 0
+
+
+def _spawner_peak_kb(at_least: int) -> int:
+    """This process's peak RSS, asked of the kernel only when `at_least` could exceed it
+    (it only grows)."""
+    global _peak_kb
+    if at_least > _peak_kb:
+        _peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return _peak_kb
+
+
+_SET_PER_TASK = (b"TMPDIR", b"UPDRAFT_RUN_ID", b"UPDRAFT_TASK_ID", b"UPDRAFT_ATTEMPT")
+
+
+def _task_env(req: TaskRequest, sandbox: Sandbox, base: Mapping[Any, Any]) -> list[bytes]:
+    """The task's environment as the "NAME=value" entries posix_spawn takes: the base's
+    entries (encoded once per EncodedEnv) less the ones set here, then the task's own."""
+    encoded = base if isinstance(base, EncodedEnv) else EncodedEnv.of(base)
+    extra = {os.fsencode(k): os.fsencode(v) for k, v in req.task.env.items()}
+    extra[b"TMPDIR"] = os.fsencode(sandbox.tmp_path)
+    extra[b"UPDRAFT_RUN_ID"] = req.run_id.encode()
+    extra[b"UPDRAFT_TASK_ID"] = os.fsencode(req.task_id)
+    extra[b"UPDRAFT_ATTEMPT"] = str(req.attempt).encode()
+    entries = encoded.entries() if len(extra) == len(_SET_PER_TASK) else encoded.entries(extra)
+    return [*entries, *(k + b"=" + v for k, v in extra.items())]
 
 
 class EncodedEnv(dict[bytes, bytes]):
     """An environment encoded once (for pools that spawn thousands of tasks)."""
 
+    _entries: list[bytes] | None = None
+
     @classmethod
     def of(cls, env: Mapping[str, str]) -> EncodedEnv:
         return cls((os.fsencode(k), os.fsencode(v)) for k, v in env.items())
+
+    def entries(self, overridden: Mapping[bytes, bytes] | None = None) -> list[bytes]:
+        """"NAME=value" for each variable but those set per task (and `overridden`)."""
+        if overridden is not None:
+            return [k + b"=" + v for k, v in self.items() if k not in overridden]
+        if self._entries is None:
+            self._entries = [k + b"=" + v for k, v in self.items() if k not in _SET_PER_TASK]
+        return self._entries
 
 
 def _over_disk(used: int, limit: int) -> str:
@@ -287,7 +316,7 @@ class Attempt:
         finished = time.time()
         # The kernel's peak for a vfork'ed child includes the spawner's memory at exec time,
         # so it only counts when it is above the spawner's own peak; else rely on sampling.
-        if maxrss_kb > resource.getrusage(resource.RUSAGE_SELF).ru_maxrss:
+        if maxrss_kb > _spawner_peak_kb(maxrss_kb):
             self.peak_rss_kb = max(self.peak_rss_kb, maxrss_kb)
         result: dict[str, Any] = {
             "exit_code": exit_code, "started_at": self.started_at, "finished_at": finished,

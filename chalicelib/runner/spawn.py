@@ -77,9 +77,10 @@ def _cstrings(items: list[bytes]) -> ctypes.Array[ctypes.c_char_p]:
     return (ctypes.c_char_p * (len(items) + 1))(*items, None)
 
 
-def spawn(exe: str, argv: list[str], env: Mapping[bytes, bytes], cwd: str, log_path: str) -> int:
-    """Start `exe` with `argv` in `cwd`; returns the pid. Raises OSError if it cannot start
-    (a missing program, a folder that is not there)."""
+def spawn(exe: str, argv: list[str], env: Mapping[bytes, bytes] | list[bytes], cwd: str, log_path: str) -> int:
+    """Start `exe` with `argv` in `cwd`; returns the pid. `env` is a mapping or a list of
+    "NAME=value" entries. Raises OSError if it cannot start (a missing program, a folder that
+    is not there)."""
     if _libc is None or _attr is None:
         return _spawn_fallback(exe, argv, env, cwd, log_path)
     libc = _libc
@@ -92,7 +93,7 @@ def spawn(exe: str, argv: list[str], env: Mapping[bytes, bytes], cwd: str, log_p
         _check(libc.posix_spawn_file_actions_addchdir_np(actions, os.fsencode(cwd)), "addchdir")
         pid = ctypes.c_int(0)
         c_argv = _cstrings([os.fsencode(a) for a in argv])
-        c_env = _cstrings([k + b"=" + v for k, v in env.items()])
+        c_env = _cstrings(env if isinstance(env, list) else [k + b"=" + v for k, v in env.items()])
         err = libc.posix_spawn(ctypes.byref(pid), os.fsencode(exe), actions, _attr.buf, c_argv, c_env)
         _check(err, f"could not start {exe}", f" (in {cwd})")
         return pid.value
@@ -100,9 +101,13 @@ def spawn(exe: str, argv: list[str], env: Mapping[bytes, bytes], cwd: str, log_p
         libc.posix_spawn_file_actions_destroy(actions)
 
 
-def _spawn_fallback(exe: str, argv: list[str], env: Mapping[bytes, bytes], cwd: str, log_path: str) -> int:
+def _spawn_fallback(
+    exe: str, argv: list[str], env: Mapping[bytes, bytes] | list[bytes], cwd: str, log_path: str,
+) -> int:
     """os.posix_spawn cannot set the child's folder before Python 3.13: switch ours around the
     call (under a lock; the callers use absolute paths only)."""
+    if isinstance(env, list):
+        env = dict(e.split(b"=", 1) for e in env)
     log = os.open(log_path, _OPEN_LOG, 0o644)
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),

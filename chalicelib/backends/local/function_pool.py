@@ -94,7 +94,7 @@ class FunctionPool:
             if not att.begin():  # stage-in failed, or a memoized result: report at once
                 self._finish(att, None, 0)
                 continue
-            if not self.running and not os.environ.get("UPDRAFT_NOINLINE"):
+            if not self.running:
                 # Nothing else in flight (a chain): spawn here rather than wake a slot thread
                 # for it, which would only add a hand-off to each link; the thread still waits.
                 att.launch()

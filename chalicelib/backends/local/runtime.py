@@ -152,9 +152,13 @@ class LocalRuntime:
             raise MissingInputsError(missing, base)
         return dataclasses.replace(workflow, tasks=tuple(tasks))
 
-    def submit(self, workflow: Workflow, data_dir: str | None = None, source: str | None = None) -> RunRecord:
-        """Validate, check inputs, stage them, store the run. Writes nothing if any step fails."""
-        validate(workflow, source)
+    def submit(
+        self, workflow: Workflow, data_dir: str | None = None, source: str | None = None, validated: bool = False,
+    ) -> RunRecord:
+        """Validate (unless the caller just did), check inputs, stage them, store the run.
+        Writes nothing if any step fails."""
+        if not validated:
+            validate(workflow, source)
         if any(t.deps for t in workflow.tasks):
             workflow = self._resolve_deps(workflow)
         sources = self._input_sources(workflow, data_dir)
