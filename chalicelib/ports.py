@@ -40,8 +40,10 @@ class StateStore(Protocol):
     def get_task(self, run_id: str, task_id: str) -> TaskRecord:
         """Raises NotFoundError."""
 
-    def list_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> list[TaskRecord]:
-        """Tasks of a run, optionally only those in `states`."""
+    def list_tasks(
+        self, run_id: str, states: Collection[TaskState] | None = None, limit: int | None = None,
+    ) -> list[TaskRecord]:
+        """Tasks of a run in submission order, optionally only those in `states`, at most `limit`."""
 
     def update_task(
         self,

@@ -56,6 +56,7 @@ class CoordinatorConfig:
     container_queue_lease_s: float = 6 * 3600.0  # a container task may wait in the queue this long
     min_schedule_s: float = 0.001  # retries due sooner than this are dispatched at once
     lost_worker_retries: int = 2  # extra attempts when a worker or function vanished (lease expired)
+    start_batch: int = 256  # READY tasks dispatched per Start; more are dispatched by a follow-up Start
 
 
 class Coordinator:
@@ -102,11 +103,19 @@ class Coordinator:
         if self.store.get_run(e.run_id).state is not RunState.RUNNING:
             return
         now = self.clock.now()
-        for rec in self.store.list_tasks(e.run_id, [TaskState.READY]):
+        window = e.delayed + self.config.start_batch
+        # In batches: the first tasks start at once rather than after every READY task of a wide
+        # workflow is dispatched, and one invocation never has to dispatch 100,000 tasks.
+        ready = self.store.list_tasks(e.run_id, [TaskState.READY], limit=window + 1)
+        delayed = 0
+        for rec in ready[:window]:
             if rec.not_before is not None and rec.not_before - now > self.config.min_schedule_s:
+                delayed += 1  # (a repeated DispatchDue is a no-op)
                 out.append(ev.Schedule(ev.DispatchDue(e.run_id, rec.task_id, rec.attempt), rec.not_before - now))
             else:
                 self._dispatch(rec, out)
+        if len(ready) > window:
+            out.append(ev.Schedule(ev.Start(e.run_id, delayed), 0.0))
         touched.add(e.run_id)  # a run whose tasks were all cached finishes here
 
     def _on_started(self, e: ev.TaskStarted, out: Instructions, touched: set[str]) -> None:

@@ -21,9 +21,19 @@ class Event:
 
 @dataclass(frozen=True)
 class Start(Event):
-    """Dispatch every READY task of the run (after submit or resume)."""
+    """Dispatch the run's READY tasks (after submit or resume), a batch at a time: a batch
+    that leaves some behind ends with another Start. `delayed` counts the READY tasks the
+    previous batch found waiting out a retry back-off: they stay first in the list (each has
+    its DispatchDue), so the next batch looks that much further."""
 
     kind: ClassVar[str] = "start"
+    delayed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        if not self.delayed:  # the usual Start stays {"kind", "run_id"} on the wire
+            del data["delayed"]
+        return data
 
 
 @dataclass(frozen=True)

@@ -123,8 +123,10 @@ class CountingStore:
         self.read_units += 1
         return self.inner.get_task(run_id, task_id)
 
-    def list_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> list[TaskRecord]:
-        out = self.inner.list_tasks(run_id, states)
+    def list_tasks(
+        self, run_id: str, states: Collection[TaskState] | None = None, limit: int | None = None,
+    ) -> list[TaskRecord]:
+        out = self.inner.list_tasks(run_id, states, limit)
         self.read_units += max(1, math.ceil(len(out) * LIST_ITEM_BYTES / 4096))
         return out
 

@@ -60,13 +60,15 @@ def _resolve(program: str, path_var: str) -> str:
     return found
 
 
-def spawn(argv: list[str], env: list[bytes], cwd: str, log_path: str) -> Proc:
-    """Start argv in `cwd`, in a new session, stdout+stderr to `log_path`, stdin from /dev/null
-    (see spawn.py). `env` holds "NAME=value" entries. Safe to call from several threads when
-    spawn.THREAD_SAFE."""
-    path = next((e[5:] for e in reversed(env) if e.startswith(b"PATH=")), os.defpath.encode())
-    exe = _resolve(argv[0], os.fsdecode(path))
-    return Proc(spawn_process(exe, argv, env, cwd, log_path))
+@dataclass(frozen=True)
+class Launchable:
+    """A process to spawn: `env` as "NAME=value" entries."""
+
+    exe: str
+    argv: list[str]
+    env: list[bytes]
+    cwd: str
+    log_path: str
 
 
 @dataclass(frozen=True)
@@ -96,13 +98,22 @@ class TaskOutcome:
 _peak_kb = 0
 
 
-def _spawner_peak_kb(at_least: int) -> int:
-    """This process's peak RSS, asked of the kernel only when `at_least` could exceed it
-    (it only grows)."""
+def reap_process(pid: int) -> tuple[int, int]:
+    """Wait for a task's process, kill what is left of its process group (descendants that
+    outlived it belong to the attempt too); returns (exit code, peak RSS KiB of the process).
+
+    The kernel's peak for a vfork'ed child includes the spawner's memory at exec time, so it
+    counts only when above the spawner's own peak (asked of the kernel only when it could be
+    lower: it only grows); else it is 0 and the sampled tree RSS stands.
+    """
     global _peak_kb
-    if at_least > _peak_kb:
+    _, status, usage = os.wait4(pid, 0)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    maxrss = usage.ru_maxrss
+    if maxrss > _peak_kb:
         _peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return _peak_kb
+    return os.waitstatus_to_exitcode(status), maxrss if maxrss > _peak_kb else 0
 
 
 _SET_PER_TASK = (b"TMPDIR", b"UPDRAFT_RUN_ID", b"UPDRAFT_TASK_ID", b"UPDRAFT_ATTEMPT")
@@ -250,25 +261,49 @@ class Attempt:
                 os.makedirs(os.path.join(self.sandbox.root, parent), exist_ok=True)
         return True
 
-    def launch(self) -> None:
-        """Spawn the process (a pool may call this from a spawner thread); on failure the
-        attempt ends as LAUNCH with the reason."""
+    def command(self) -> Launchable | None:
+        """What to spawn: the program, argv, environment, folder and log file; None (and the
+        attempt ends as LAUNCH) when the program is not found."""
         argv = argv_of(self.req.task)
         env = _task_env(self.req, self.sandbox, self.base_env)
-        self._clock_start()  # limits count from the spawn, not from when a pool prepared it
+        path = next((e[5:] for e in reversed(env) if e.startswith(b"PATH=")), os.defpath.encode())
         try:
-            proc = spawn(argv, env, self.sandbox.root, self.sandbox.log_path)
+            exe = _resolve(argv[0], os.fsdecode(path))
         except OSError as exc:
-            self.stage_error = StageError(Reason.LAUNCH.value, f"could not start {argv[0]!r}: {exc}")
-            return
-        self.pidfd = os.pidfd_open(proc.pid)
-        self.proc = proc
-        if self.kill_reason is not None:  # killed (from another thread) while it was starting
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            self.launch_failed(f"could not start {argv[0]!r}: {exc}")
+            return None
+        return Launchable(exe, argv, env, self.sandbox.root, self.sandbox.log_path)
 
-    def _clock_start(self) -> None:
-        self.started_at = time.time()
+    def launch(self) -> None:
+        """Spawn the process here; on failure the attempt ends as LAUNCH with the reason."""
+        cmd = self.command()
+        if cmd is None:
+            return
+        try:
+            pid = spawn_process(cmd.exe, cmd.argv, cmd.env, cmd.cwd, cmd.log_path)
+        except OSError as exc:
+            self.launch_failed(f"could not start {cmd.argv[0]!r}: {exc}")
+            return
+        self.pidfd = os.pidfd_open(pid)
+        self.started(pid, time.time())
+
+    def launch_failed(self, detail: str) -> None:
+        self.stage_error = StageError(Reason.LAUNCH.value, detail)
+
+    def lost(self, detail: str) -> None:
+        """What ran the attempt vanished (not the task's fault): reported as a lost worker."""
+        self.stage_error = StageError(Reason.LEASE_EXPIRED.value, detail)
+
+    def started(self, pid: int, at: float) -> None:
+        """The process runs (spawned here or by a pool's slot process): limits count from now."""
+        self.proc = Proc(pid)
+        self._clock_start(at)
+        if self.kill_reason is not None:  # killed while it was starting
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+    def _clock_start(self, at: float | None = None) -> None:
+        self.started_at = time.time() if at is None else at
         self.deadline = time.monotonic() + self.timeout_s
         self.next_disk_check = self.deadline - self.timeout_s + DISK_CHECK_EVERY_S
 
@@ -298,26 +333,26 @@ class Attempt:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
     def reap(self) -> tuple[int, int]:
-        """Wait for the process; returns (exit code, peak RSS KiB of the main process)."""
+        """Wait for the process; returns (exit code, peak RSS KiB of the main process, 0 when
+        not known: see reap_process)."""
         assert self.proc is not None
-        _, status, usage = os.wait4(self.proc.pid, 0)
-        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        code, maxrss = reap_process(self.proc.pid)
+        self.reaped(code)
         if self.pidfd >= 0:
             os.close(self.pidfd)
             self.pidfd = -1
-        # descendants that outlived the main process belong to the attempt too
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        return self.proc.returncode, usage.ru_maxrss
+        return code, maxrss
+
+    def reaped(self, code: int) -> None:
+        """The process was waited for (here or by a slot process): its pid is no longer its own."""
+        assert self.proc is not None
+        self.proc.returncode = code
 
     def finish(self, blobs: BlobStore, exit_code: int | None, maxrss_kb: int) -> TaskOutcome:
         """Check outputs, stage them out, store the log, and build the completion event."""
         req, sandbox = self.req, self.sandbox
         finished = time.time()
-        # The kernel's peak for a vfork'ed child includes the spawner's memory at exec time,
-        # so it only counts when it is above the spawner's own peak; else rely on sampling.
-        if maxrss_kb > _spawner_peak_kb(maxrss_kb):
-            self.peak_rss_kb = max(self.peak_rss_kb, maxrss_kb)
+        self.peak_rss_kb = max(self.peak_rss_kb, maxrss_kb)
         result: dict[str, Any] = {
             "exit_code": exit_code, "started_at": self.started_at, "finished_at": finished,
             "duration_s": round(finished - self.started_at, 6), "bytes_in": self.bytes_in,

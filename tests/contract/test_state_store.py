@@ -215,6 +215,8 @@ def test_tasks_are_listed_by_state(store: StateStore) -> None:
     assert [t.task_id for t in store.list_tasks("r1", [W])] == ["d"]
     assert [t.task_id for t in store.list_tasks("r1", [W, D])] == ["b", "d"]
     assert store.list_tasks("r1", [TaskState.FAILED]) == []
+    assert [t.task_id for t in store.list_tasks("r1", [W, D], limit=1)] == ["b"]  # the first in submission order
+    assert [t.task_id for t in store.list_tasks("r1", limit=3)] == ["a", "b", "c"]
 
 
 def test_reset_task_restores_a_consistent_waiting_task(store: StateStore) -> None:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-from tests.e2e.cli import run_json, write_workflow
+from tests.e2e.cli import REPO, run_json, status, write_workflow
 
 
 def test_no_more_tasks_run_at_once_than_the_concurrency(tmp_path: Path) -> None:
@@ -34,3 +40,48 @@ def test_a_task_that_removes_or_fills_its_sandbox_does_not_affect_the_next(tmp_p
     code, result = run_json(wf, tmp_path / "wd", "--concurrency", "1")
     assert code == 0, result
     assert result["counts"] == {"SUCCEEDED": 5}
+
+
+def _children(parent: int) -> dict[int, bytes]:
+    """{pid: cmdline} of the processes whose parent is `parent`."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent:
+            found[int(entry)] = cmdline
+    return found
+
+
+def _busy_slot(parent: int) -> int | None:
+    """A slot process of `parent` that is running a task (has a child)."""
+    for pid, cmdline in _children(parent).items():
+        if b"chalicelib.backends.local.slot" in cmdline and _children(pid):
+            return pid
+    return None
+
+
+def test_a_killed_slot_process_is_replaced_and_its_tasks_run_again(tmp_path: Path) -> None:
+    wf = write_workflow(tmp_path / "wf.json", [{"id": f"t{i}", "shell": "sleep 0.4"} for i in range(6)])
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "chalicelib.cli", "run", str(wf), "--json", "--workdir",
+                             str(tmp_path / "wd"), "--concurrency", "2"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    busy = None
+    while busy is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        busy = _busy_slot(proc.pid)
+    assert busy is not None, "no slot process ran a task"
+    os.kill(busy, signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["counts"] == {"SUCCEEDED": 6}
+    tasks = status(result["run_id"], tmp_path / "wd")["tasks"]
+    assert sum(t["attempts"] for t in tasks) >= 7  # the lost task ran again (an extra attempt)

@@ -273,3 +273,27 @@ def test_out_of_memory_spill_retries_bigger_in_a_container(tmp_path: Path) -> No
     assert launch.resources == {"memory_mb": 2048}
     h.ok("a", 3)
     assert h.run_state() is RunState.SUCCEEDED
+
+
+def test_start_dispatches_in_batches_past_tasks_waiting_out_a_backoff(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [T(f"t{i:02d}") for i in range(11)])
+    h.co.config = CoordinatorConfig(start_batch=4)
+    for tid in ("t00", "t01", "t05"):  # READY but due later (as after a failed attempt)
+        h.store.update_task(h.rid, tid, [TaskState.READY], 1, {"not_before": h.clock.now() + 60})
+    launches: list[str] = []
+    due: set[str] = set()
+    pending: list[ev.Event] = [ev.Start(h.rid)]
+    rounds = 0
+    while pending:
+        rounds += 1
+        out = h.handle(pending.pop())
+        launches += launched(out)
+        for ins in out:
+            if isinstance(ins, ev.Schedule) and isinstance(ins.event, ev.Start):
+                assert ins.delay_s == 0.0
+                pending.append(ins.event)
+            elif isinstance(ins, ev.Schedule):
+                due.add(ins.event.task_id)  # type: ignore[attr-defined]
+    assert sorted(launches) == [f"t{i:02d}" for i in range(11) if i not in (0, 1, 5)]  # each once
+    assert due == {"t00", "t01", "t05"}
+    assert rounds == 3  # 8 tasks, 4 a batch, the delayed ones looked past

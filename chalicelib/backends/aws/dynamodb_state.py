@@ -329,8 +329,11 @@ class DynamoStateStore:
             raise NotFoundError(f"no task {task_id!r} in run {run_id!r}")
         return task_record(item)
 
-    def list_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> list[TaskRecord]:
-        return [task_record(i) for i in sorted(self._task_items(run_id, states), key=lambda i: int(i["seq"]["N"]))]
+    def list_tasks(
+        self, run_id: str, states: Collection[TaskState] | None = None, limit: int | None = None,
+    ) -> list[TaskRecord]:
+        items = sorted(self._task_items(run_id, states), key=lambda i: int(i["seq"]["N"]))
+        return [task_record(i) for i in (items if limit is None else items[:limit])]
 
     def _task_items(
         self, run_id: str, states: Collection[TaskState] | None, consistent: bool = True,

@@ -1,28 +1,34 @@
-"""Local function pool: runs attempts as child processes of the runtime, with the function
-limits (timeout, memory, /tmp quota, concurrency) enforced, so what runs here runs on Lambda.
+"""Local function pool: runs attempts as child processes, with the function limits (timeout,
+memory, /tmp quota, concurrency) enforced, so what runs here runs on Lambda.
 
-One thread per slot starts an attempt and waits for it to exit (both calls release the GIL:
-runner/spawn.py spawns without touching the process's working folder), then takes the next
-prepared attempt. The loop's thread prepares attempts (sandbox, inputs) ahead of the slots,
-finishes them (outputs, logs) and runs the coordinator, so a slot never waits for that
-bookkeeping, and a spawn that is slow on a busy machine stops only its own slot. Finished
-attempts come back through a deque and a wake-up pipe the loop's selector watches. Limits are
-sampled every `sample_s` from the loop's thread.
+Each slot is a small process of its own (slot.py) that spawns the attempts the pool sends it,
+one at a time, waits for each and reports its start and exit through a pipe the loop's
+selector watches. Spawning (vfork + exec waits for the kernel to exec the child) and waiting
+thus never hold up the loop, and share no GIL with its bookkeeping; the loop prepares
+attempts (sandbox, inputs) ahead so that a slot starts the next one the moment the last ends,
+then finishes them (outputs, logs). Limits are sampled from the loop every `sample_s`, and a
+task is killed there (its process group) by pid.
+
+When every slot is idle (a chain of tasks, the last ones of a run) the loop spawns the next
+attempt itself, in the first slot's place, and watches it through a pidfd: with nothing else
+to do it would only wait for the hand-offs to and from a slot process, which is each link of
+a chain's latency.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import selectors
 import shutil
+import signal
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
+from chalicelib.backends.local.slot import parse_frames, write_frame
 from chalicelib.cache.stage import TaskCache
 from chalicelib.engine.events import Event, TaskStarted
 from chalicelib.ports import BlobStore
@@ -31,41 +37,41 @@ from chalicelib.runner.sandbox import Sandbox
 
 EmitFn = Callable[[Event], None]
 Key = tuple[str, str, int]
-SWITCH_INTERVAL_S = 0.0005  # how soon a slot thread gets the GIL back from busy bookkeeping
+
+
+@dataclass
+class _Slot:
+    pid: int
+    jobs: int  # write end of its job pipe
+    reports: int  # read end of its report pipe
+    buf: bytearray = field(default_factory=bytearray)
+    assigned: deque[int] = field(default_factory=deque)  # job ids sent, in order
+    inline: Attempt | None = None  # spawned by the loop itself in this slot's place (see _fill)
 
 
 class FunctionPool:
     def __init__(
         self, blobs: BlobStore, workroot: str, slots: int, selector: selectors.BaseSelector, emit: EmitFn,
-        sample_s: float = 0.2, cache: TaskCache | None = None, prefetch: int | None = None,
+        sample_s: float = 0.2, cache: TaskCache | None = None, queued_per_slot: int = 2,
     ) -> None:
         self.blobs = blobs
         self.workroot = workroot
         self.slots = max(1, slots)
-        self.prefetch = 2 * self.slots if prefetch is None else prefetch  # prepared, waiting for a slot
+        self.per_slot = 1 + max(0, queued_per_slot)  # the running attempt and those queued behind it
         self.selector = selector
         self.emit = emit
         self.sample_s = sample_s
         self.cache = cache
         self.queue: deque[TaskRequest] = deque()  # dispatched, not prepared yet
-        self.running: dict[Key, Attempt] = {}  # prepared: waiting for a slot, starting or running
+        self.running: dict[Key, Attempt] = {}  # sent to a slot: waiting there, starting or running
         self._next_sample = 0.0
         self.base_env = EncodedEnv.of(os.environ)  # encoded once, not per task
         _remove_dead_slots(workroot)
         self._boxes = 0
         self.free: list[Sandbox] = []
-        self._jobs: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()
-        self._done: deque[tuple[Attempt, int | None, int]] = deque()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        selector.register(self._wake_r, selectors.EVENT_READ, (self._on_done, None))
-        self._switch = sys.getswitchinterval()
-        sys.setswitchinterval(min(self._switch, SWITCH_INTERVAL_S))
-        self._threads = [threading.Thread(target=self._slot, name=f"updraft-slot-{i}", daemon=True)
-                         for i in range(self.slots)]
-        for t in self._threads:
-            t.start()
+        self._jobs: dict[int, Attempt] = {}
+        self._job_ids = 0
+        self._slots: list[_Slot] = [self._start_slot() for _ in range(self.slots)]
 
     @property
     def busy(self) -> int:
@@ -80,6 +86,95 @@ class FunctionPool:
         self.queue.append(req)
         self._fill()
 
+    # ---- slots --------------------------------------------------------------------------
+
+    def _start_slot(self) -> _Slot:
+        job_r, job_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        actions = [(os.POSIX_SPAWN_DUP2, job_r, 0), (os.POSIX_SPAWN_DUP2, rep_w, 1)]
+        try:
+            pid = os.posix_spawn(sys.executable, [sys.executable, "-m", "chalicelib.backends.local.slot"],
+                                 os.environ, file_actions=actions, setsid=True)
+        finally:
+            os.close(job_r)
+            os.close(rep_w)
+        os.set_blocking(rep_r, False)
+        slot = _Slot(pid, job_w, rep_r)
+        self.selector.register(rep_r, selectors.EVENT_READ, (self._on_reports, slot))
+        return slot
+
+    def _stop_slot(self, slot: _Slot) -> None:
+        """Stop a slot at once, jobs still queued in its pipe included; kill any attempt it
+        started that the loop had not heard of yet (their groups outlive the slot)."""
+        self.selector.unregister(slot.reports)
+        os.close(slot.jobs)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(slot.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(slot.pid, 0)
+        os.set_blocking(slot.reports, True)
+        while chunk := os.read(slot.reports, 1 << 16):  # EOF: the slot is gone
+            slot.buf += chunk
+        os.close(slot.reports)
+        for report in parse_frames(slot.buf):
+            if report[0] == "S":
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(report[2], signal.SIGKILL)
+
+    def _on_reports(self, slot: _Slot) -> None:
+        try:
+            data = os.read(slot.reports, 1 << 16)
+        except BlockingIOError:
+            return
+        if not data:  # the slot process died: what it held cannot be trusted to have run
+            self._lost(slot)
+            return
+        slot.buf += data
+        for report in parse_frames(slot.buf):
+            kind, job_id = report[0], report[1]
+            att = self._jobs[job_id]
+            if kind == "S":
+                att.started(report[2], report[3])
+                continue
+            del self._jobs[job_id]
+            slot.assigned.popleft()
+            req = att.req
+            del self.running[(req.run_id, req.task_id, req.attempt)]
+            if kind == "X":
+                att.reaped(report[2])
+                code, maxrss = report[2], report[3]
+            else:
+                att.launch_failed(report[2])
+                code, maxrss = None, 0
+            self._fill()
+            self._finish(att, code, maxrss)
+
+    def _lost(self, slot: _Slot) -> None:
+        """A slot process ended unexpectedly: what it held failed as a lost worker's tasks do
+        (LEASE_EXPIRED: the coordinator gives them extra attempts of their own), and another
+        slot takes its place."""
+        self._slots.remove(slot)
+        self.selector.unregister(slot.reports)
+        os.close(slot.jobs)
+        os.close(slot.reports)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(slot.pid, 0)
+        replacement = self._start_slot()
+        replacement.inline = slot.inline  # the loop's own attempt is unaffected
+        self._slots.append(replacement)
+        for job_id in slot.assigned:
+            att = self._jobs.pop(job_id)
+            req = att.req
+            del self.running[(req.run_id, req.task_id, req.attempt)]
+            if att.proc is not None:  # the task itself may still run: its group is ours to end
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(att.proc.pid, signal.SIGKILL)
+            att.lost("the function pool's slot process running it ended unexpectedly")
+            self._finish(att, None, 0)
+        self._fill()
+
+    # ---- attempts -----------------------------------------------------------------------
+
     def _sandbox(self) -> Sandbox:
         if self.free:
             return self.free.pop()
@@ -87,47 +182,56 @@ class FunctionPool:
         return Sandbox.slot(self.workroot, f"fn-{os.getpid()}-{self._boxes}")
 
     def _fill(self) -> None:
-        while self.queue and len(self.running) < self.slots + self.prefetch:
+        while self.queue and len(self.running) < self.slots * self.per_slot:
+            open_slots = [s for s in self._slots if s.inline is None]  # an inline attempt has its slot
+            if not open_slots:
+                return
+            slot = min(open_slots, key=lambda s: len(s.assigned))
+            if len(slot.assigned) >= self.per_slot:
+                return
             req = self.queue.popleft()
             att = Attempt.prepare(req, self.blobs, self.workroot, base_env=self.base_env, sandbox=self._sandbox(),
                                   cache=self.cache)
-            if not att.begin():  # stage-in failed, or a memoized result: report at once
+            cmd = None
+            if att.begin():
+                if not self.running:
+                    self._launch_inline(att, slot)
+                    continue
+                cmd = att.command()
+            if cmd is None:  # stage-in failed, a memoized result, or no such program: report at once
                 self._finish(att, None, 0)
                 continue
-            if not self.running:
-                # Nothing else in flight (a chain): spawn here rather than wake a slot thread
-                # for it, which would only add a hand-off to each link; the thread still waits.
-                att.launch()
-                if att.proc is None:
-                    self._finish(att, None, 0)
-                    continue
-            self.running[(req.run_id, req.task_id, req.attempt)] = att
-            self._jobs.put(att)
-
-    def _slot(self) -> None:
-        """A slot's thread: start the next attempt, wait for it, hand it back; repeat."""
-        while True:
-            att = self._jobs.get()
-            if att is None:
+            self._job_ids += 1
+            try:
+                write_frame(slot.jobs, (self._job_ids, cmd.exe, cmd.argv, cmd.env, cmd.cwd, cmd.log_path))
+            except OSError:  # the slot died; its reports pipe tells the loop, which replaces it
+                self.queue.appendleft(req)
+                self.free.append(att.sandbox)
                 return
-            code, maxrss = None, 0
-            if att.proc is None and att.kill_reason is None:  # not started yet, nor cancelled meanwhile
-                att.launch()
-            if att.proc is not None:
-                code, maxrss = att.reap()
-            self._done.append((att, code, maxrss))
-            with contextlib.suppress(BlockingIOError):  # a full pipe wakes the loop all the same
-                os.write(self._wake_w, b"x")
+            self._jobs[self._job_ids] = att
+            slot.assigned.append(self._job_ids)
+            self.running[(req.run_id, req.task_id, req.attempt)] = att
 
-    def _on_done(self, _arg: None) -> None:
-        with contextlib.suppress(BlockingIOError):
-            os.read(self._wake_r, 4096)
-        while self._done:
-            att, code, maxrss = self._done.popleft()
-            req = att.req
-            del self.running[(req.run_id, req.task_id, req.attempt)]
-            self._fill()
-            self._finish(att, code, maxrss)
+    def _launch_inline(self, att: Attempt, slot: _Slot) -> None:
+        att.launch()
+        if att.proc is None:
+            self._finish(att, None, 0)
+            return
+        req = att.req
+        slot.inline = att
+        self.running[(req.run_id, req.task_id, req.attempt)] = att
+        self.selector.register(att.pidfd, selectors.EVENT_READ, (self._on_inline_exit, att))
+
+    def _on_inline_exit(self, att: Attempt) -> None:
+        self.selector.unregister(att.pidfd)
+        code, maxrss = att.reap()
+        for slot in self._slots:
+            if slot.inline is att:
+                slot.inline = None
+        req = att.req
+        del self.running[(req.run_id, req.task_id, req.attempt)]
+        self._fill()
+        self._finish(att, code, maxrss)
 
     def _finish(self, att: Attempt, code: int | None, maxrss: int) -> None:
         self.emit(att.finish(self.blobs, code, maxrss).event)
@@ -157,26 +261,18 @@ class FunctionPool:
 
     def kill(self, run_id: str, task_id: str, attempt: int) -> None:
         att = self.running.get((run_id, task_id, attempt))
-        if att is not None:
+        if att is not None:  # one still waiting in its slot is killed the moment it starts
             att.kill("CANCELLED", "cancelled")
         self.queue = deque(r for r in self.queue if (r.run_id, r.task_id, r.attempt) != (run_id, task_id, attempt))
 
     def kill_all(self) -> None:
-        """Kill everything (the run is ending) and stop the slot threads."""
+        """Kill everything (the run is ending) and stop the slot processes."""
         self.queue.clear()
-        for att in self.running.values():  # one still starting is killed as soon as it has started
+        for att in self.running.values():
             att.kill("CANCELLED", "cancelled")
-        if not self._threads:
-            return
-        for _ in self._threads:
-            self._jobs.put(None)
-        for t in self._threads:
-            t.join()
-        self._threads = []
-        self.selector.unregister(self._wake_r)
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-        sys.setswitchinterval(self._switch)
+        slots, self._slots = self._slots, []
+        for slot in slots:
+            self._stop_slot(slot)
 
 
 def _remove_dead_slots(workroot: str) -> None:

@@ -194,14 +194,18 @@ class SqliteStateStore:
             raise NotFoundError(f"no task {task_id!r} in run {run_id!r}")
         return _task(row)
 
-    def list_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> list[TaskRecord]:
+    def list_tasks(
+        self, run_id: str, states: Collection[TaskState] | None = None, limit: int | None = None,
+    ) -> list[TaskRecord]:
+        cap = -1 if limit is None else limit  # SQLite: a negative LIMIT is no limit
         if states is None:
-            rows = self._db.execute(f"SELECT {_TASK_COLS} FROM tasks WHERE run_id=? ORDER BY seq", (run_id,))
+            rows = self._db.execute(f"SELECT {_TASK_COLS} FROM tasks WHERE run_id=? ORDER BY seq LIMIT ?",
+                                    (run_id, cap))
         else:
             marks = ",".join("?" * len(states))
             rows = self._db.execute(
-                f"SELECT {_TASK_COLS} FROM tasks WHERE run_id=? AND state IN ({marks}) ORDER BY seq",
-                (run_id, *(s.value for s in states)),
+                f"SELECT {_TASK_COLS} FROM tasks WHERE run_id=? AND state IN ({marks}) ORDER BY seq LIMIT ?",
+                (run_id, *(s.value for s in states), cap),
             )
         return [_task(r) for r in rows.fetchall()]
 

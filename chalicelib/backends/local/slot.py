@@ -1,0 +1,85 @@
+"""A function-pool slot: a small process that starts the attempts its pool sends it, one at a
+time, and reports when each started and how it ended.
+
+    python -m chalicelib.backends.local.slot     (stdin: jobs, stdout: reports)
+
+Frames both ways are a 4-byte big-endian length and a pickle (the pool and its slots are one
+program; nothing else writes to these pipes):
+    job     (job_id, exe, argv, env_entries, cwd, log_path)
+    reports ("S", job_id, pid, started_at)   started
+            ("X", job_id, exit_code, maxrss_kb)   exited (maxrss 0: unknown, see reap_process)
+            ("E", job_id, message)   could not start
+
+Spawning (vfork + exec, which waits for the kernel to exec the child) and waiting happen here,
+so neither holds up the engine's thread, and this process is small and single-threaded: no
+GIL shared with the engine's bookkeeping. The slot exits when its job pipe closes (the run
+ended, or the engine died), after the attempt it is waiting for ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import resource
+import signal
+import struct
+import time
+from typing import Any, BinaryIO
+
+from chalicelib.runner.spawn import spawn
+
+_HEAD = struct.Struct("!I")
+
+
+def write_frame(fd: int, obj: Any) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    os.write(fd, _HEAD.pack(len(data)) + data)
+
+
+def read_frame(stream: BinaryIO) -> Any | None:
+    head = stream.read(_HEAD.size)
+    if len(head) < _HEAD.size:
+        return None
+    return pickle.loads(stream.read(_HEAD.unpack(head)[0]))  # noqa: S301  # nosec B301 - a private pipe from our own pool
+
+
+def parse_frames(buf: bytearray) -> list[Any]:
+    """Complete frames at the front of `buf` (removed from it)."""
+    out = []
+    while len(buf) >= _HEAD.size:
+        size = _HEAD.unpack_from(buf)[0]
+        if len(buf) < _HEAD.size + size:
+            break
+        out.append(pickle.loads(bytes(buf[_HEAD.size:_HEAD.size + size])))  # noqa: S301  # nosec B301 - a private pipe from our own slot
+        del buf[:_HEAD.size + size]
+    return out
+
+
+def main() -> None:
+    jobs = os.fdopen(0, "rb", buffering=1 << 16)
+    out = 1
+    own_peak = 0
+    while True:
+        job = read_frame(jobs)
+        if job is None:
+            return
+        job_id, exe, argv, env, cwd, log_path = job
+        try:
+            pid = spawn(exe, argv, env, cwd, log_path)
+        except OSError as exc:
+            write_frame(out, ("E", job_id, f"could not start {argv[0]!r}: {exc}"))
+            continue
+        write_frame(out, ("S", job_id, pid, time.time()))
+        _, status, usage = os.wait4(pid, 0)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)  # what is left of the attempt's process group
+        maxrss = usage.ru_maxrss
+        if maxrss > own_peak:  # a vfork'ed child's peak includes ours at exec time
+            own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        write_frame(out, ("X", job_id, os.waitstatus_to_exitcode(status), maxrss if maxrss > own_peak else 0))
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine decides what Ctrl-C stops
+    main()
