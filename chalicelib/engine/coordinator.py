@@ -93,7 +93,8 @@ class Coordinator:
         with self.store.batch():
             for event in batch:
                 self._handlers[type(event)](event, out, touched)
-            for run_id in sorted(touched):
+            launched = {i.run_id for i in out if isinstance(i, ev.Launch)}
+            for run_id in sorted(touched - launched):  # a run that just launched a task is not done
                 self._maybe_finish(run_id, out)
         return out
 

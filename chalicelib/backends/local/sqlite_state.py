@@ -265,18 +265,18 @@ class SqliteStateStore:
                     "INSERT OR IGNORE INTO done_edges VALUES (?,?,?)", (run_id, child, parent_id)
                 ).rowcount
                 if inserted:
+                    # one statement: count the edge and, at the last parent, WAITING -> READY
+                    # (SET expressions see the row as it was)
                     row = self._db.execute(
-                        "UPDATE tasks SET pending=pending-1 WHERE run_id=? AND task_id=? RETURNING pending, state",
-                        (run_id, child),
+                        "UPDATE tasks SET pending=pending-1, prev_state=state, "
+                        "state=CASE WHEN pending<=1 AND state=? THEN ? ELSE state END "
+                        f"WHERE run_id=? AND task_id=? RETURNING {_TASK_COLS}, prev_state",
+                        (TaskState.WAITING.value, TaskState.READY.value, run_id, child),
                     ).fetchone()
-                    if row and row[0] <= 0 and row[1] == TaskState.WAITING.value:
-                        rec = self._db.execute(
-                            f"UPDATE tasks SET state=? WHERE run_id=? AND task_id=? RETURNING {_TASK_COLS}",
-                            (TaskState.READY.value, run_id, child),
-                        ).fetchone()
-                        self._move_count(run_id, TaskState.WAITING.value, TaskState.READY.value)
-                        ready.append(_task(rec))
-                        continue
+                    if row is not None and row[2] == TaskState.READY.value:
+                        self._move_count(run_id, row[-1], row[2])
+                        ready.append(_task(row))
+                    continue
                 rec = self._db.execute(
                     f"SELECT {_TASK_COLS} FROM tasks WHERE run_id=? AND task_id=? AND state=?",
                     (run_id, child, TaskState.READY.value),
