@@ -5,9 +5,11 @@
 Loop: long-poll the container queue for one message {run_id, task_id, attempt}; claim the
 attempt (DISPATCHED -> RUNNING, conditional: a duplicate message or a cancelled task is
 dropped without running anything); run it, without the worker's AWS credentials
-(task_env.py); send the completion to the events queue; delete the message. While the task
-runs, a heartbeat every lease/3 extends the message's visibility and the attempt's lease; if
-the lease was taken away (cancel, or the sweeper retried it), the task is killed.
+(task_env.py) - the worker is non-dumpable, so a task cannot read them from /proc/$PPID/environ
+either (the image runs as a non-root user: root could); send the completion to the events
+queue; delete the message. While the task runs, a heartbeat every lease/3 extends the message's
+visibility and the attempt's lease; if the lease was taken away (cancel, or the sweeper retried
+it), the task is killed.
 
 SIGTERM (scale-in, deploy): stop polling; a running task is killed, un-claimed
 (RUNNING -> DISPATCHED) and its message made visible again at once, so another worker runs
@@ -31,7 +33,7 @@ from chalicelib.backends.aws.claims import claim, renew, unclaim
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.messages import parse_task_payload, payload_resources
 from chalicelib.backends.aws.observability import Observability, obs
-from chalicelib.backends.aws.task_env import cloud_task_env
+from chalicelib.backends.aws.task_env import cloud_task_env, forbid_reading_this_process
 from chalicelib.backends.aws.task_function import input_sources, record_outcome, with_resources
 from chalicelib.engine.states import Reason
 from chalicelib.ports import MessageQueue, QueueMessage
@@ -195,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lease-s", type=float, default=None, help="a running task's lease")
     parser.add_argument("--poll-wait-s", type=float, default=POLL_WAIT_S, help="long-poll wait")
     args = parser.parse_args(argv)
+    # Before anything else: the environment this process was started with holds the container
+    # credentials URI. Non-dumpable also means no core dumps and no same-user ptrace of the worker.
+    forbid_reading_this_process()
     worker = Worker(Cloud.from_env(), obs(), args.idle_s, args.lease_s, args.poll_wait_s)
     signal.signal(signal.SIGTERM, worker.stop)
     code = worker.run()

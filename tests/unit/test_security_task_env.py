@@ -5,6 +5,8 @@ passes the user's own environment through.
 Each cloud test runs a real task that writes out its whole environment: through the task
 function's handler and the worker loop in-process on moto, and through the real
 `python -m workers.worker` process of the emulated cloud. The local one runs `updraft run`.
+That a task cannot read them from the environment its worker or function was *started* with
+(/proc/$PPID/environ) is tested in test_security_proc_environ.py, which needs two users.
 """
 
 from __future__ import annotations
@@ -170,22 +172,6 @@ def test_the_worker_process_gives_its_tasks_no_credentials(tmp_path: Path) -> No
         assert "AWS_SECRET_ACCESS_KEY" in ec.worker_env()  # the worker was started with credentials
         task_env = json.loads(ec.cloud.blobs.get_bytes(f"runs/{run_id}/data/env.json"))
     assert_no_credentials(task_env)
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="a task runs as the worker's (or function's) user, so it can read the "
-                   "environment the worker was started with from /proc/$PPID/environ; closing it needs the worker "
-                   "made non-dumpable (prctl PR_SET_DUMPABLE 0) or tasks run as another user; docs/reliability.md, "
-                   "Not covered yet")
-def test_a_task_cannot_read_the_credentials_its_worker_was_started_with(tmp_path: Path) -> None:
-    peek = "tr '\\0' '\\n' < /proc/$PPID/environ | grep -c '^AWS_SECRET_ACCESS_KEY=' > seen.txt || true"
-    with emulated_cloud(tmp_path, workers=1) as ec:
-        resp = ec.post("/runs", {"name": "proc", "tasks": [
-            {"id": "box", "shell": peek, "outputs": ["seen.txt"], "placement": "container"}]})
-        run_id = resp.json_body["run_id"]
-        assert ec.run_until_done(run_id, timeout_s=120)["state"] == "SUCCEEDED"
-        seen = ec.cloud.blobs.get_bytes(f"runs/{run_id}/data/seen.txt").decode().strip()
-    assert seen == "0"
 
 
 # ---- the local runtime: unchanged ---------------------------------------------------------

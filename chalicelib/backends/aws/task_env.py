@@ -8,13 +8,22 @@ user's command, so it gets none of them: an SDK inside a task finds no credentia
 the role's. Tasks that need AWS pass their own in the workflow's `env` (or, better, a task
 role with a session policy: docs/reliability.md, Security).
 
-Cloud only: the local runtime keeps the user's environment, their own credentials included.
-The calling process's `os.environ` is never changed - it still needs its credentials.
+A task also cannot read the environment its function or worker was *started* with (from
+`/proc/$PPID/environ`): `forbid_reading_this_process` makes that process non-dumpable once, at
+start-up, so its `/proc` entries belong to root and a task running as the same non-root user
+cannot open them.
+
+Cloud only: the local runtime keeps the user's environment, their own credentials included, and
+its processes stay dumpable. The calling process's `os.environ` is never changed - it still needs
+its credentials.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import sys
 from collections.abc import Mapping
 
 # Every variable through which the AWS SDKs and CLI find credentials or where to get them
@@ -51,3 +60,31 @@ def cloud_task_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {name: value for name, value in source.items() if name not in CREDENTIAL_VARIABLES}
     env.update(NO_INSTANCE_METADATA)
     return env
+
+
+PR_SET_DUMPABLE = 4  # <linux/prctl.h>
+
+
+def forbid_reading_this_process() -> bool:
+    """Make this process non-dumpable (prctl(PR_SET_DUMPABLE, 0)); True if done, False where
+    there is no prctl (not Linux). Raises OSError if prctl refuses.
+
+    Called once by the task function (first invocation) and the worker (start-up), never by the
+    local runtime. A non-dumpable process's /proc/<pid>/ files (environ, mem, ...) belong to root,
+    and ptrace access to it needs CAP_SYS_PTRACE, so a task running as the same non-root user -
+    the Lambda sandbox's user, the worker image's `updraft` - cannot read the credentials in the
+    environment the process was started with. Side effects, on purpose: no core dumps of this
+    process, and no same-user ptrace (gdb, py-spy, strace -p) or /proc/<pid>/environ|mem|io reads
+    of it without root. Children get the default back when they exec, so tasks are unaffected.
+    No help against root with CAP_SYS_PTRACE: the worker must not run as root.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
+    except (OSError, AttributeError):
+        return False
+    if prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_DUMPABLE, 0): {os.strerror(err)}")
+    return True

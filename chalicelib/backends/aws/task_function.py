@@ -6,7 +6,8 @@ Invoked asynchronously by the coordinator with {run_id, task_id, attempt}:
   3. run it through the runner, with the timeout capped to the invocation's remaining time
      so that a too-long task fails as TIMEOUT (and spills to a container if `auto`) instead
      of being killed by Lambda mid-stage-out, and in an environment without the function's
-     AWS credentials (task_env.py);
+     AWS credentials (task_env.py) - and, from the first invocation on, with this process
+     non-dumpable, so the task cannot read those credentials from /proc/$PPID/environ either;
   4. send the completion to the events queue and return it as well: the OnSuccess
      destination carries the return value, marked delivered=True when step 4's send went
      through, so the coordinator only acts on it if our own send failed.
@@ -26,7 +27,7 @@ from chalicelib.backends.aws.claims import claim
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.messages import parse_task_payload, payload_resources, task_result
 from chalicelib.backends.aws.observability import Observability
-from chalicelib.backends.aws.task_env import cloud_task_env
+from chalicelib.backends.aws.task_env import cloud_task_env, forbid_reading_this_process
 from chalicelib.engine.events import TaskSucceeded
 from chalicelib.engine.spec import RunSpec
 from chalicelib.runner import TaskRequest, run_task
@@ -34,6 +35,18 @@ from chalicelib.workflow.model import Task
 
 REPORT_MARGIN_S = 20.0  # kept back from the invocation's time to stage out and report
 LEASE_GRACE_S = 30.0
+
+_unreadable = False  # set once this process has been made non-dumpable
+
+
+def forbid_reading_once() -> None:
+    """Make the function's process non-dumpable, before its first task (task_env.py): the
+    environment Lambda started it with holds the role's keys. Also means no core dumps and no
+    same-user ptrace of the function's process."""
+    global _unreadable
+    if not _unreadable:
+        forbid_reading_this_process()
+        _unreadable = True
 
 
 def input_sources(spec: RunSpec) -> dict[str, str]:
@@ -56,6 +69,7 @@ def capped(task: Task, remaining_s: float | None) -> Task:
 
 
 def handle_task(payload: Any, cloud: Cloud, obs: Observability, remaining_s: float | None = None) -> dict[str, Any]:
+    forbid_reading_once()
     run_id, task_id, attempt = parse_task_payload(payload)
     overrides = payload_resources(payload)
     obs.bind(run_id=run_id, task_id=task_id, attempt=attempt)
