@@ -27,12 +27,12 @@ class ControlPlane:
     @classmethod
     def typical(cls, tasks: int, edges: int, container_tasks: int, objects_in: int, objects_out: int) -> ControlPlane:
         # Measured on the simulator (tests keep them close): per task create, dispatch, started,
-        # finished; per edge one parent count; a container worker's claim; about one read per
-        # task (run state, counts). Events: started + finished, each sent, received and
-        # deleted; container tasks add their queue message.
+        # finished; per edge one parent count; a container worker's claim; about 0.7 reads per
+        # task (run state, counts: skipped when the batch launched a task). Events: started +
+        # finished, each sent, received and deleted; container tasks add their queue message.
         return cls(
             write_units=4.0 * tasks + 1.0 * edges + container_tasks,
-            read_units=1.1 * tasks,
+            read_units=0.7 * tasks,
             sqs_requests=3.0 * (2 * tasks + container_tasks),
             s3_puts=float(objects_out + tasks),  # outputs + one log per task
             s3_gets=float(objects_in),
