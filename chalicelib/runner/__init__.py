@@ -7,15 +7,14 @@ local pool's slot processes import only it).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # not typing's: importing typing costs a slot process ~20 ms
 if TYPE_CHECKING:
     from chalicelib.runner.execute import TaskOutcome, TaskRequest, run_task
 
 __all__ = ["TaskOutcome", "TaskRequest", "run_task"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in __all__:
         from chalicelib.runner import execute
 

@@ -19,7 +19,6 @@ then spawn from one thread only.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import signal
 import threading
@@ -31,15 +30,21 @@ _OPAQUE = 1024  # bytes for posix_spawn_file_actions_t / posix_spawnattr_t (glib
 
 
 def _load_libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        libc = ctypes.CDLL(name, use_errno=True)
-        libc.posix_spawn_file_actions_addchdir_np  # noqa: B018 - glibc >= 2.29, macOS >= 10.15
-    except (OSError, AttributeError):
-        return None
-    return libc
+    # The C library is already loaded (Python links it): look the symbols up in the process
+    # first; find_library("c") runs `ldconfig -p`, tens of milliseconds a slot start-up.
+    for name in (None, "find"):
+        try:
+            if name:
+                from ctypes import util  # only where the lookup in the process failed
+
+                libc = ctypes.CDLL(util.find_library("c"), use_errno=True)
+            else:
+                libc = ctypes.CDLL(None, use_errno=True)
+            libc.posix_spawn_file_actions_addchdir_np  # noqa: B018 - glibc >= 2.29, macOS >= 10.15
+            return libc
+        except (OSError, AttributeError, TypeError):
+            continue
+    return None
 
 
 _libc = _load_libc()

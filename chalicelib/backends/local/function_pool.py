@@ -37,6 +37,7 @@ from chalicelib.runner.sandbox import Sandbox
 
 EmitFn = Callable[[Event], None]
 Key = tuple[str, str, int]
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 @dataclass
@@ -92,9 +93,12 @@ class FunctionPool:
         job_r, job_w = os.pipe()
         rep_r, rep_w = os.pipe()
         actions = [(os.POSIX_SPAWN_DUP2, job_r, 0), (os.POSIX_SPAWN_DUP2, rep_w, 1)]
+        # -S: no site packages (their .pth files cost a start-up tens of ms); the slot needs only
+        # the standard library and this package, found through PYTHONPATH
+        env = {**os.environ, "PYTHONPATH": _PACKAGE_ROOT}
         try:
-            pid = os.posix_spawn(sys.executable, [sys.executable, "-m", "chalicelib.backends.local.slot"],
-                                 os.environ, file_actions=actions, setsid=True)
+            pid = os.posix_spawn(sys.executable, [sys.executable, "-S", "-m", "chalicelib.backends.local.slot"],
+                                 env, file_actions=actions, setsid=True)
         finally:
             os.close(job_r)
             os.close(rep_w)
