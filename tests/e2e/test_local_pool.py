@@ -85,3 +85,25 @@ def test_a_killed_slot_process_is_replaced_and_its_tasks_run_again(tmp_path: Pat
     assert result["counts"] == {"SUCCEEDED": 6}
     tasks = status(result["run_id"], tmp_path / "wd")["tasks"]
     assert sum(t["attempts"] for t in tasks) >= 7  # the lost task ran again (an extra attempt)
+
+
+def test_after_the_engine_is_killed_its_slots_start_nothing_more(tmp_path: Path) -> None:
+    log = tmp_path / "started.log"
+    shell = f'echo "$UPDRAFT_TASK_ID" >> {log}; sleep 0.5'
+    wf = write_workflow(tmp_path / "wf.json", [{"id": f"t{i}", "shell": shell} for i in range(8)])
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "chalicelib.cli", "run", str(wf), "--json", "--workdir",
+                             str(tmp_path / "wd"), "--concurrency", "2"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while _busy_slot(proc.pid) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    slots = [pid for pid, cmd in _children(proc.pid).items() if b"local.slot" in cmd]
+    assert slots, "no slot process found"
+    os.kill(proc.pid, signal.SIGKILL)  # slots keep jobs queued in their pipes
+    proc.wait()
+    started = len(log.read_text().splitlines())
+    time.sleep(1.5)  # three task lengths: a slot that kept going would have started more
+    assert len(log.read_text().splitlines()) == started
+    for pid in slots:  # and the slots are gone once their running task ended
+        assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()

@@ -13,7 +13,8 @@ program; nothing else writes to these pipes):
 Spawning (vfork + exec, which waits for the kernel to exec the child) and waiting happen here,
 so neither holds up the engine's thread, and this process is small and single-threaded: no
 GIL shared with the engine's bookkeeping. The slot exits when its job pipe closes (the run
-ended, or the engine died), after the attempt it is waiting for ends.
+ended), and, once the attempt it waits for has ended, when its engine is gone (killed): the
+jobs still queued in its pipe are then `updraft resume`'s to run.
 """
 
 from __future__ import annotations
@@ -61,26 +62,37 @@ def parse_frames(buf: bytearray) -> list[Any]:
 
 def main() -> None:
     jobs = os.fdopen(0, "rb", buffering=1 << 16)
-    out = 1
+    engine = os.getppid()
     own_peak = 0
-    while True:
-        job = read_frame(jobs)
-        if job is None:
-            return
-        job_id, exe, argv, env, cwd, log_path = job
-        try:
-            pid = spawn(exe, argv, env, cwd, log_path)
-        except OSError as exc:
-            write_frame(out, ("E", job_id, f"could not start {argv[0]!r}: {exc}"))
-            continue
-        write_frame(out, ("S", job_id, pid, time.time()))
-        _, status, usage = os.wait4(pid, 0)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)  # what is left of the attempt's process group
-        maxrss = usage.ru_maxrss
-        if maxrss > own_peak:  # a vfork'ed child's peak includes ours at exec time
-            own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        write_frame(out, ("X", job_id, os.waitstatus_to_exitcode(status), maxrss if maxrss > own_peak else 0))
+    try:
+        while True:
+            job = read_frame(jobs)
+            # the run is over, or its engine died (killed: the jobs still queued in the pipe are
+            # for `updraft resume` to run, not for an orphaned slot)
+            if job is None or os.getppid() != engine:
+                return
+            own_peak = run_job(1, job, own_peak)
+    except BrokenPipeError:  # the engine died while we reported
+        return
+
+
+def run_job(out: int, job: tuple[Any, ...], own_peak: int) -> int:
+    """Start one job, report its start and its exit to `out`; returns the slot's peak RSS so far."""
+    job_id, exe, argv, env, cwd, log_path = job
+    try:
+        pid = spawn(exe, argv, env, cwd, log_path)
+    except OSError as exc:
+        write_frame(out, ("E", job_id, f"could not start {argv[0]!r}: {exc}"))
+        return own_peak
+    write_frame(out, ("S", job_id, pid, time.time()))
+    _, status, usage = os.wait4(pid, 0)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)  # what is left of the attempt's process group
+    maxrss = usage.ru_maxrss
+    if maxrss > own_peak:  # a vfork'ed child's peak includes ours at exec time
+        own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    write_frame(out, ("X", job_id, os.waitstatus_to_exitcode(status), maxrss if maxrss > own_peak else 0))
+    return own_peak
 
 
 if __name__ == "__main__":
