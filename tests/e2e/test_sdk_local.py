@@ -90,6 +90,8 @@ def test_a_killed_executor_is_reported_not_waited_for(tmp_path: Path) -> None:
     client = Client(workdir=str(tmp_path / "wd"))
     run_id = client.submit(str(slow_once(tmp_path)))["run_id"]
     wait_for(lambda: client.get(run_id)["counts"].get("RUNNING"))
+    # RUNNING can be recorded a moment before the task's shell has written its marker
+    wait_for(lambda: (tmp_path / "slow.marker").exists())
     pid = client.get(run_id)["owner_pid"]
     assert isinstance(pid, int)
     os.kill(pid, signal.SIGKILL)
