@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from tests import doc_sections
 from tests.e2e.test_cloud_harness import Delivery, EmulatedCloud, emulated_cloud
 
 pytestmark = pytest.mark.slow
@@ -253,14 +254,7 @@ def montage_cost(workdir: Path) -> str:
 
 
 def write_section(path: Path, body: str) -> None:
-    section = f"{MARK_START}\n{body.rstrip()}\n{MARK_END}\n"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if MARK_START in old and MARK_END in old:
-        head, rest = old.split(MARK_START, 1)
-        new = head + section + rest.split(MARK_END, 1)[1].lstrip("\n")
-    else:
-        new = old.rstrip() + "\n\n" + section
-    path.write_text(new)
+    doc_sections.write_section(path, MARK_START, MARK_END, body)
 
 
 def main() -> None:

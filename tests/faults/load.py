@@ -35,6 +35,7 @@ from typing import Any
 from chalicelib.backends.aws import api
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.engine.states import TERMINAL_RUN
+from tests import doc_sections
 from tests.e2e.test_cloud_harness import Delivery, EmulatedCloud, emulated_cloud
 from tests.faults.invariants import check_invariants
 
@@ -206,14 +207,7 @@ and request counts are Updraft's. CI runs the same at 400 tasks + 50 submissions
 
 
 def write_section(path: Path, body: str) -> None:
-    block = f"{MARK_START}\n{body.rstrip()}\n{MARK_END}\n"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if MARK_START in old and MARK_END in old:
-        head, rest = old.split(MARK_START, 1)
-        new = head + block + rest.split(MARK_END, 1)[1].lstrip("\n")
-    else:
-        new = old.rstrip() + "\n\n" + block
-    path.write_text(new)
+    doc_sections.write_section(path, MARK_START, MARK_END, body)
 
 
 def main(argv: list[str] | None = None) -> int:
