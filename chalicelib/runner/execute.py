@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import resource
 import select
 import shutil
 import signal
@@ -30,6 +29,7 @@ from chalicelib.ports import BlobStore
 from chalicelib.runner.keys import data_key, log_key
 from chalicelib.runner.procs import dir_size_bytes, tree_rss_kb
 from chalicelib.runner.sandbox import Sandbox, StageError
+from chalicelib.runner.spawn import reap_process
 from chalicelib.runner.spawn import spawn as spawn_process
 from chalicelib.workflow.model import Task
 
@@ -93,27 +93,6 @@ class TaskOutcome:
     @property
     def ok(self) -> bool:
         return isinstance(self.event, TaskSucceeded)
-
-
-_peak_kb = 0
-
-
-def reap_process(pid: int) -> tuple[int, int]:
-    """Wait for a task's process, kill what is left of its process group (descendants that
-    outlived it belong to the attempt too); returns (exit code, peak RSS KiB of the process).
-
-    The kernel's peak for a vfork'ed child includes the spawner's memory at exec time, so it
-    counts only when above the spawner's own peak (asked of the kernel only when it could be
-    lower: it only grows); else it is 0 and the sampled tree RSS stands.
-    """
-    global _peak_kb
-    _, status, usage = os.wait4(pid, 0)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-    maxrss = usage.ru_maxrss
-    if maxrss > _peak_kb:
-        _peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return os.waitstatus_to_exitcode(status), maxrss if maxrss > _peak_kb else 0
 
 
 _SET_PER_TASK = (b"TMPDIR", b"UPDRAFT_RUN_ID", b"UPDRAFT_TASK_ID", b"UPDRAFT_ATTEMPT")

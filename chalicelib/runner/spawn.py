@@ -1,4 +1,5 @@
-"""Start a task's process: posix_spawn with the child's working folder set in the child.
+"""Start a task's process (posix_spawn with the child's working folder set in the child) and
+reap it.
 
 `spawn` calls the C library's posix_spawn (vfork + exec, about half of a fork + exec) through
 ctypes, with `posix_spawn_file_actions_addchdir_np` so the child starts in its sandbox
@@ -18,8 +19,10 @@ then spawn from one thread only.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import resource
 import signal
 import threading
 from collections.abc import Mapping
@@ -128,3 +131,24 @@ def _spawn_fallback(
         finally:
             os.chdir(here)
             os.close(log)
+
+
+_peak_kb = 0
+
+
+def reap_process(pid: int) -> tuple[int, int]:
+    """Wait for a task's process, kill what is left of its process group (descendants that
+    outlived it belong to the attempt too); returns (exit code, peak RSS KiB of the process).
+
+    The kernel's peak for a vfork'ed child includes the spawner's memory at exec time, so it
+    counts only when above the spawner's own peak (asked of the kernel only when it could be
+    lower: it only grows); else it is 0 and the sampled tree RSS stands.
+    """
+    global _peak_kb
+    _, status, usage = os.wait4(pid, 0)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    maxrss = usage.ru_maxrss
+    if maxrss > _peak_kb:
+        _peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return os.waitstatus_to_exitcode(status), maxrss if maxrss > _peak_kb else 0

@@ -142,16 +142,12 @@ class FunctionPool:
                 continue
             del self._jobs[job_id]
             slot.assigned.popleft()
-            req = att.req
-            del self.running[(req.run_id, req.task_id, req.attempt)]
             if kind == "X":
                 att.reaped(report[2])
-                code, maxrss = report[2], report[3]
+                self._done(att, report[2], report[3])
             else:
                 att.launch_failed(report[2])
-                code, maxrss = None, 0
-            self._fill()
-            self._finish(att, code, maxrss)
+                self._done(att, None, 0)
 
     def _lost(self, slot: _Slot) -> None:
         """A slot process ended unexpectedly: what it held failed as a lost worker's tasks do
@@ -168,14 +164,11 @@ class FunctionPool:
         self._slots.append(replacement)
         for job_id in slot.assigned:
             att = self._jobs.pop(job_id)
-            req = att.req
-            del self.running[(req.run_id, req.task_id, req.attempt)]
             if att.proc is not None:  # the task itself may still run: its group is ours to end
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(att.proc.pid, signal.SIGKILL)
             att.lost("the function pool's slot process running it ended unexpectedly")
-            self._finish(att, None, 0)
-        self._fill()
+            self._done(att, None, 0)
 
     # ---- attempts -----------------------------------------------------------------------
 
@@ -232,6 +225,11 @@ class FunctionPool:
         for slot in self._slots:
             if slot.inline is att:
                 slot.inline = None
+        self._done(att, code, maxrss)
+
+    def _done(self, att: Attempt, code: int | None, maxrss: int) -> None:
+        """An attempt in flight has ended: free its place, start the next, then finish it (the
+        bookkeeping overlaps the next task)."""
         req = att.req
         del self.running[(req.run_id, req.task_id, req.attempt)]
         self._fill()

@@ -19,15 +19,13 @@ jobs still queued in its pipe are then `updraft resume`'s to run.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
-import resource
 import signal
 import struct
 import time
 
-from chalicelib.runner.spawn import spawn
+from chalicelib.runner.spawn import reap_process, spawn
 
 TYPE_CHECKING = False  # not typing's: a slot starts faster without importing typing
 if TYPE_CHECKING:
@@ -63,7 +61,6 @@ def parse_frames(buf: bytearray) -> list[Any]:
 def main() -> None:
     jobs = os.fdopen(0, "rb", buffering=1 << 16)
     engine = os.getppid()
-    own_peak = 0
     try:
         while True:
             job = read_frame(jobs)
@@ -71,28 +68,21 @@ def main() -> None:
             # for `updraft resume` to run, not for an orphaned slot)
             if job is None or os.getppid() != engine:
                 return
-            own_peak = run_job(1, job, own_peak)
+            run_job(1, job)
     except BrokenPipeError:  # the engine died while we reported
         return
 
 
-def run_job(out: int, job: tuple[Any, ...], own_peak: int) -> int:
-    """Start one job, report its start and its exit to `out`; returns the slot's peak RSS so far."""
+def run_job(out: int, job: tuple[Any, ...]) -> None:
+    """Start one job, report its start and its exit to `out`."""
     job_id, exe, argv, env, cwd, log_path = job
     try:
         pid = spawn(exe, argv, env, cwd, log_path)
     except OSError as exc:
         write_frame(out, ("E", job_id, f"could not start {argv[0]!r}: {exc}"))
-        return own_peak
+        return
     write_frame(out, ("S", job_id, pid, time.time()))
-    _, status, usage = os.wait4(pid, 0)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)  # what is left of the attempt's process group
-    maxrss = usage.ru_maxrss
-    if maxrss > own_peak:  # a vfork'ed child's peak includes ours at exec time
-        own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    write_frame(out, ("X", job_id, os.waitstatus_to_exitcode(status), maxrss if maxrss > own_peak else 0))
-    return own_peak
+    write_frame(out, ("X", job_id, *reap_process(pid)))
 
 
 if __name__ == "__main__":
