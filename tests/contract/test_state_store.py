@@ -305,3 +305,15 @@ def test_any_completion_order_readies_children_exactly_when_their_parents_are_do
         assert rec.state is (R if set(ps) <= done else W)
     counts = store.counts(run_id)
     assert counts.get(R.value, 0) == sum(1 for t, ps in graph.items() if set(ps) <= done)
+
+
+def test_a_parent_with_many_children_readies_them_in_order(store: StateStore) -> None:
+    children = [f"c{i:03d}" for i in range(650)]  # more than one SQLite statement takes
+    make_run(store, "r1", {"root": [], "other": [], **{c: ["root", "other"] for c in children}})
+    assert store.complete_parent("r1", "other", children[::2]) == []
+    got = store.complete_parent("r1", "root", children)
+    assert [t.task_id for t in got] == children[::2]  # the ones whose last parent this was
+    again = store.complete_parent("r1", "root", children)  # redelivered: nothing counted twice
+    assert [t.task_id for t in again] == children[::2]
+    assert store.get_task("r1", children[1]).pending == 1
+    assert store.counts("r1")[R.value] == 2 + 325

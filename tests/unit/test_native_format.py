@@ -60,3 +60,34 @@ def test_reader_and_schema_both_reject(bad: dict) -> None:
 def test_invalid_json_names_line_and_column() -> None:
     with pytest.raises(WorkflowError, match="invalid JSON at line 2 column"):
         loads('{"tasks": [\n  {"id": }]}', source="x.json")
+
+
+def test_a_native_file_loads_without_the_importers(tmp_path: Path) -> None:
+    """Start-up: reading a plain native file imports none of the other formats' readers."""
+    import subprocess
+    import sys
+
+    wf = tmp_path / "wf.json"
+    wf.write_text(json.dumps({"name": "n", "tasks": [{"id": "a", "command": ["true"]}]}))
+    probe = (
+        "import sys; from chalicelib.workflow.formats import load; w = load(sys.argv[1]); "
+        "print(len(w.tasks), sorted(m for m in sys.modules if m.startswith('chalicelib.workflow.formats.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, str(wf)], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "1 ['chalicelib.workflow.formats.native']"
+
+
+@pytest.mark.parametrize("doc", [
+    {"tasks": [{"id": "a", "ins": [0], "outs": [1]}], "data": [{"name": "x"}, {"name": "y"}]},  # legacy HyperFlow
+    {"processes": [], "signals": [], "tasks": []},  # HyperFlow
+    {"workflow": {"tasks": []}, "tasks": []},  # WfCommons
+    {"rules": [], "tasks": []},  # Makeflow JX
+])
+def test_the_fast_path_leaves_other_formats_to_detection(doc: dict) -> None:
+    from chalicelib.workflow.formats import _native_data
+    from chalicelib.workflow.formats.registry import detect
+
+    text = json.dumps(doc)
+    assert _native_data(text) is None
+    assert detect(text) != native.NAME
+    assert _native_data(json.dumps({"tasks": []})) == {"tasks": []}

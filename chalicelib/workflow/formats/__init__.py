@@ -52,7 +52,10 @@ def read_text(path: str) -> str:
 
 def loads(text: str, source: str = "<workflow>", fmt: str | None = None, base_dir: str | None = None) -> Workflow:
     """Parse workflow text in any supported format (auto-detected unless `fmt` is given)."""
-    _register_builtin()
+    if fmt in (None, native.NAME):
+        plain = _native_data(text)
+        if plain is not None:  # the usual case: no importer needs loading (a faster start-up)
+            return native.from_data(plain, base_dir, source)
     names = format_names()
     if fmt is not None and fmt not in names:
         raise FormatError([Problem(f"unknown format {fmt!r}; known: {', '.join(names)}")], source)
@@ -80,6 +83,23 @@ def loads(text: str, source: str = "<workflow>", fmt: str | None = None, base_di
         [Problem(f"not a workflow in any known format ({', '.join(names)}); pass --format to choose one")],
         source,
     )
+
+
+def _native_data(text: str) -> Any | None:
+    """The parsed document when it is plainly native: tagged as such, or an object with a
+    `tasks` list and none of the keys by which the importers' formats are recognised (legacy
+    HyperFlow also has `tasks`, with a `data` list). None: let the full detection decide."""
+    if not text.lstrip().startswith("{"):
+        return None
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    if data.get("format") == native.FORMAT_TAG:
+        return data
+    if native.sniff(data) and not isinstance(data.get("data"), list):
+        return data
+    return None
 
 
 def load(path: str, fmt: str | None = None) -> Workflow:
