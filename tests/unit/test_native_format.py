@@ -84,10 +84,9 @@ def test_a_native_file_loads_without_the_importers(tmp_path: Path) -> None:
     {"rules": [], "tasks": []},  # Makeflow JX
 ])
 def test_the_fast_path_leaves_other_formats_to_detection(doc: dict) -> None:
-    from chalicelib.workflow.formats import _native_data
+    from chalicelib.workflow.formats import _plainly_native
     from chalicelib.workflow.formats.registry import detect
 
-    text = json.dumps(doc)
-    assert _native_data(text) is None
-    assert detect(text) != native.NAME
-    assert _native_data(json.dumps({"tasks": []})) == {"tasks": []}
+    assert _plainly_native(doc) is False
+    assert detect(json.dumps(doc)) != native.NAME
+    assert _plainly_native({"tasks": []}) is True

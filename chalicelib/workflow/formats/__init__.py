@@ -52,13 +52,6 @@ def read_text(path: str) -> str:
 
 def loads(text: str, source: str = "<workflow>", fmt: str | None = None, base_dir: str | None = None) -> Workflow:
     """Parse workflow text in any supported format (auto-detected unless `fmt` is given)."""
-    if fmt in (None, native.NAME):
-        plain = _native_data(text)
-        if plain is not None:  # the usual case: no importer needs loading (a faster start-up)
-            return native.from_data(plain, base_dir, source)
-    names = format_names()
-    if fmt is not None and fmt not in names:
-        raise FormatError([Problem(f"unknown format {fmt!r}; known: {', '.join(names)}")], source)
     data: Any = None
     json_error: json.JSONDecodeError | None = None
     try:
@@ -67,6 +60,11 @@ def loads(text: str, source: str = "<workflow>", fmt: str | None = None, base_di
         json_error = exc
     except RecursionError:
         raise FormatError([Problem("JSON nested too deeply to be a workflow")], source) from None
+    if json_error is None and fmt in (None, native.NAME) and _plainly_native(data):
+        return native.from_data(data, base_dir, source)  # the usual case: no importer is loaded
+    names = format_names()
+    if fmt is not None and fmt not in names:
+        raise FormatError([Problem(f"unknown format {fmt!r}; known: {', '.join(names)}")], source)
     if json_error is None:
         for name, sniff, loader in JSON_FORMATS:
             if (fmt is None and sniff(data)) or fmt == name:
@@ -85,21 +83,12 @@ def loads(text: str, source: str = "<workflow>", fmt: str | None = None, base_di
     )
 
 
-def _native_data(text: str) -> Any | None:
-    """The parsed document when it is plainly native: tagged as such, or an object with a
-    `tasks` list and none of the keys by which the importers' formats are recognised (legacy
-    HyperFlow also has `tasks`, with a `data` list). None: let the full detection decide."""
-    if not text.lstrip().startswith("{"):
-        return None
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
-        return None
-    if data.get("format") == native.FORMAT_TAG:
-        return data
-    if native.sniff(data) and not isinstance(data.get("data"), list):
-        return data
-    return None
+def _plainly_native(data: Any) -> bool:
+    """Tagged native, or an object with a `tasks` list and none of the keys by which the
+    importers' formats are recognised (legacy HyperFlow also has `tasks`, with a `data` list):
+    then the importers need not be loaded to tell. False: let the full detection decide."""
+    return native.sniff(data) and (
+        data.get("format") == native.FORMAT_TAG or not isinstance(data.get("data"), list))
 
 
 def load(path: str, fmt: str | None = None) -> Workflow:
