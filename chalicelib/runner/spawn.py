@@ -10,7 +10,7 @@ the kernel execs the child (long on a busy machine) holds up nothing else.
 The child gets: stdin from /dev/null, stdout and stderr to the log file (created, truncated),
 a new session (its own process group, so the whole tree can be killed), an empty signal mask
 and default handling of SIGPIPE and SIGXFSZ (which Python ignores; a task must not inherit
-that, as `subprocess` ensures for the same reason).
+that, as `subprocess` ensures for the same reason) and of SIGINT (which a slot ignores).
 
 Where that C interface is missing (no glibc >= 2.29 or equivalent), `spawn` falls back to
 os.posix_spawn with a chdir around the call under a lock, and THREAD_SAFE is False: callers
@@ -30,6 +30,9 @@ from collections.abc import Mapping
 _OPEN_LOG = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 _SETSIGDEF, _SETSIGMASK, _SETSID = 0x04, 0x08, 0x80  # glibc's POSIX_SPAWN_* flags
 _OPAQUE = 1024  # bytes for posix_spawn_file_actions_t / posix_spawnattr_t (glibc: 80 / 336)
+# set back to their default in the child: Python ignores SIGPIPE and SIGXFSZ, a slot ignores
+# SIGINT, and an ignored signal stays ignored across exec
+_DEFAULTED = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)
 
 
 def _load_libc() -> ctypes.CDLL | None:
@@ -70,7 +73,7 @@ class _Attr:
         empty = ctypes.create_string_buffer(128)
         libc.sigemptyset(default)
         libc.sigemptyset(empty)
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        for sig in _DEFAULTED:
             libc.sigaddset(default, int(sig))
         _check(libc.posix_spawnattr_setsigdefault(self.buf, default), "posix_spawnattr_setsigdefault")
         _check(libc.posix_spawnattr_setsigmask(self.buf, empty), "posix_spawnattr_setsigmask")
@@ -126,8 +129,7 @@ def _spawn_fallback(
         here = os.getcwd()
         try:
             os.chdir(cwd)
-            return os.posix_spawn(exe, argv, env, file_actions=actions, setsid=True,
-                                  setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+            return os.posix_spawn(exe, argv, env, file_actions=actions, setsid=True, setsigdef=_DEFAULTED)
         finally:
             os.chdir(here)
             os.close(log)
@@ -150,5 +152,19 @@ def reap_process(pid: int) -> tuple[int, int]:
         os.killpg(pid, signal.SIGKILL)
     maxrss = usage.ru_maxrss
     if maxrss > _peak_kb:
-        _peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        _peak_kb = own_peak_kb()
     return os.waitstatus_to_exitcode(status), maxrss if maxrss > _peak_kb else 0
+
+
+def own_peak_kb() -> int:
+    """This process's peak resident set since its exec (VmHWM). getrusage's figure is no use
+    here: it includes the peak of the process this one was spawned from (a slot started by a
+    large engine would call every smaller task's peak unknown)."""
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # no /proc: errs towards "unknown"

@@ -1,4 +1,4 @@
-"""The local function pool: slot threads, prepared attempts waiting for a slot, reused sandboxes."""
+"""The local function pool: slot processes, prepared attempts waiting for a slot, reused sandboxes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,23 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from chalicelib.backends.local import function_pool
+from chalicelib.backends.local.runtime import LocalRuntime, RuntimeOptions
+from chalicelib.workflow.formats import load
 from tests.e2e.cli import REPO, run_json, status, write_workflow
+
+SLOT_PROGRAMS = ("native", "python")  # UPDRAFT_SLOT: the built C slot (the default) or slot.py
+
+
+def _peak_concurrency(log: Path) -> int:
+    events = sorted((int(t), kind) for kind, t in (line.split() for line in log.read_text().splitlines()))
+    running = peak = 0
+    for _, kind in events:  # at a tie an end sorts before a start ("e" < "s")
+        running += 1 if kind == "s" else -1
+        peak = max(peak, running)
+    return peak
 
 
 def test_no_more_tasks_run_at_once_than_the_concurrency(tmp_path: Path) -> None:
@@ -20,13 +36,8 @@ def test_no_more_tasks_run_at_once_than_the_concurrency(tmp_path: Path) -> None:
     wf = write_workflow(tmp_path / "wf.json", [{"id": f"t{i}", "shell": shell} for i in range(12)])
     code, result = run_json(wf, tmp_path / "wd", "--concurrency", "3")
     assert code == 0, result
-    events = sorted((int(t), kind) for kind, t in (line.split() for line in log.read_text().splitlines()))
-    running = peak = 0
-    for _, kind in events:  # at a tie an end sorts before a start ("e" < "s")
-        running += 1 if kind == "s" else -1
-        peak = max(peak, running)
-    assert len(events) == 24
-    assert peak == 3  # all slots used, never more
+    assert len(log.read_text().splitlines()) == 24
+    assert _peak_concurrency(log) == 3  # all slots used, never more
 
 
 def test_a_task_that_removes_or_fills_its_sandbox_does_not_affect_the_next(tmp_path: Path) -> None:
@@ -58,17 +69,22 @@ def _children(parent: int) -> dict[int, bytes]:
     return found
 
 
-def _busy_slot(parent: int) -> int | None:
+def _is_slot(cmdline: bytes, program: str) -> bool:
+    return (b"updraft-slot-" if program == "native" else b"chalicelib.backends.local.slot") in cmdline
+
+
+def _busy_slot(parent: int, program: str) -> int | None:
     """A slot process of `parent` that is running a task (has a child)."""
     for pid, cmdline in _children(parent).items():
-        if b"chalicelib.backends.local.slot" in cmdline and _children(pid):
+        if _is_slot(cmdline, program) and _children(pid):
             return pid
     return None
 
 
-def test_a_killed_slot_process_is_replaced_and_its_tasks_run_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize("program", SLOT_PROGRAMS)
+def test_a_killed_slot_process_is_replaced_and_its_tasks_run_again(tmp_path: Path, program: str) -> None:
     wf = write_workflow(tmp_path / "wf.json", [{"id": f"t{i}", "shell": "sleep 0.4"} for i in range(6)])
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "UPDRAFT_SLOT": program}
     proc = subprocess.Popen([sys.executable, "-m", "chalicelib.cli", "run", str(wf), "--json", "--workdir",
                              str(tmp_path / "wd"), "--concurrency", "2"], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -76,7 +92,7 @@ def test_a_killed_slot_process_is_replaced_and_its_tasks_run_again(tmp_path: Pat
     busy = None
     while busy is None and time.monotonic() < deadline:
         time.sleep(0.05)
-        busy = _busy_slot(proc.pid)
+        busy = _busy_slot(proc.pid, program)
     assert busy is not None, "no slot process ran a task"
     os.kill(busy, signal.SIGKILL)
     out, err = proc.communicate(timeout=60)
@@ -87,18 +103,19 @@ def test_a_killed_slot_process_is_replaced_and_its_tasks_run_again(tmp_path: Pat
     assert sum(t["attempts"] for t in tasks) >= 7  # the lost task ran again (an extra attempt)
 
 
-def test_after_the_engine_is_killed_its_slots_start_nothing_more(tmp_path: Path) -> None:
+@pytest.mark.parametrize("program", SLOT_PROGRAMS)
+def test_after_the_engine_is_killed_its_slots_start_nothing_more(tmp_path: Path, program: str) -> None:
     log = tmp_path / "started.log"
     shell = f'echo "$UPDRAFT_TASK_ID" >> {log}; sleep 0.5'
     wf = write_workflow(tmp_path / "wf.json", [{"id": f"t{i}", "shell": shell} for i in range(8)])
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "UPDRAFT_SLOT": program}
     proc = subprocess.Popen([sys.executable, "-m", "chalicelib.cli", "run", str(wf), "--json", "--workdir",
                              str(tmp_path / "wd"), "--concurrency", "2"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
-    while _busy_slot(proc.pid) is None and time.monotonic() < deadline:
+    while _busy_slot(proc.pid, program) is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    slots = [pid for pid, cmd in _children(proc.pid).items() if b"local.slot" in cmd]
+    slots = [pid for pid, cmd in _children(proc.pid).items() if _is_slot(cmd, program)]
     assert slots, "no slot process found"
     os.kill(proc.pid, signal.SIGKILL)  # slots keep jobs queued in their pipes
     proc.wait()
@@ -107,3 +124,18 @@ def test_after_the_engine_is_killed_its_slots_start_nothing_more(tmp_path: Path)
     assert len(log.read_text().splitlines()) == started
     for pid in slots:  # and the slots are gone once their running task ended
         assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
+
+
+def test_a_slot_program_that_dies_before_its_first_report_gives_way_to_the_python_slot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a broken build: every slot dies at once. Without slots only the loop's own spawn (one
+    # task at a time) would run anything; with the Python slot taking over, two run at once.
+    monkeypatch.setattr(function_pool, "slot_command", lambda: ["/bin/false"])
+    log = tmp_path / "spans.log"
+    shell = f'echo "s $(date +%s%N)" >> {log}; sleep 0.3; echo "e $(date +%s%N)" >> {log}'
+    wf = write_workflow(tmp_path / "wf.json", [{"id": f"t{i}", "shell": shell} for i in range(6)])
+    with LocalRuntime(str(tmp_path / "wd"), RuntimeOptions(concurrency=2)) as rt:
+        run = rt.submit(load(str(wf)))
+        assert rt.run(run.run_id).state.value == "SUCCEEDED"
+    assert _peak_concurrency(log) == 2

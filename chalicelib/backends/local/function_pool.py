@@ -1,12 +1,15 @@
 """Local function pool: runs attempts as child processes, with the function limits (timeout,
 memory, /tmp quota, concurrency) enforced, so what runs here runs on Lambda.
 
-Each slot is a small process of its own (slot.py) that spawns the attempts the pool sends it,
-one at a time, waits for each and reports its start and exit through a pipe the loop's
-selector watches. Spawning (vfork + exec waits for the kernel to exec the child) and waiting
-thus never hold up the loop, and share no GIL with its bookkeeping; the loop prepares
-attempts (sandbox, inputs) ahead so that a slot starts the next one the moment the last ends,
-then finishes them (outputs, logs). Limits are sampled from the loop every `sample_s`, and a
+Each slot is a small process of its own (slot.c built by slot_program.py, else slot.py) that
+spawns the attempts the pool sends it, one at a time, waits for each and reports its start
+and exit through a pipe the loop's selector watches. A built slot that dies before its first
+report does not work on this machine: the pool's later slots are Python ones.
+
+Spawning (vfork + exec waits for the kernel to exec the child) and waiting thus never hold up
+the loop, and share no GIL with its bookkeeping; the loop prepares attempts (sandbox, inputs)
+ahead so that a slot starts the next one the moment the last ends, then finishes them
+(outputs, logs). Limits are sampled from the loop every `sample_s`, and a
 task is killed there (its process group) by pid.
 
 When every slot is idle (a chain of tasks, the last ones of a run) the loop spawns the next
@@ -22,13 +25,13 @@ import os
 import selectors
 import shutil
 import signal
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chalicelib.backends.local.slot import parse_frames, write_frame
+from chalicelib.backends.local.slot import encode_job, parse_reports
+from chalicelib.backends.local.slot_program import python_slot, slot_command
 from chalicelib.cache.stage import TaskCache
 from chalicelib.engine.events import Event, TaskStarted
 from chalicelib.ports import BlobStore
@@ -48,6 +51,7 @@ class _Slot:
     buf: bytearray = field(default_factory=bytearray)
     assigned: deque[int] = field(default_factory=deque)  # job ids sent, in order
     inline: Attempt | None = None  # spawned by the loop itself in this slot's place (see _fill)
+    reported: bool = False  # has sent a report: its program works
 
 
 class FunctionPool:
@@ -72,6 +76,7 @@ class FunctionPool:
         self.free: list[Sandbox] = []
         self._jobs: dict[int, Attempt] = {}
         self._job_ids = 0
+        self._slot_argv = slot_command()
         self._slots: list[_Slot] = [self._start_slot() for _ in range(self.slots)]
 
     @property
@@ -93,12 +98,9 @@ class FunctionPool:
         job_r, job_w = os.pipe()
         rep_r, rep_w = os.pipe()
         actions = [(os.POSIX_SPAWN_DUP2, job_r, 0), (os.POSIX_SPAWN_DUP2, rep_w, 1)]
-        # -S: no site packages (their .pth files cost a start-up tens of ms); the slot needs only
-        # the standard library and this package, found through PYTHONPATH
-        env = {**os.environ, "PYTHONPATH": _PACKAGE_ROOT}
+        env = {**os.environ, "PYTHONPATH": _PACKAGE_ROOT}  # the Python slot imports this package
         try:
-            pid = os.posix_spawn(sys.executable, [sys.executable, "-S", "-m", "chalicelib.backends.local.slot"],
-                                 env, file_actions=actions, setsid=True)
+            pid = os.posix_spawn(self._slot_argv[0], self._slot_argv, env, file_actions=actions, setsid=True)
         finally:
             os.close(job_r)
             os.close(rep_w)
@@ -120,7 +122,7 @@ class FunctionPool:
         while chunk := os.read(slot.reports, 1 << 16):  # EOF: the slot is gone
             slot.buf += chunk
         os.close(slot.reports)
-        for report in parse_frames(slot.buf):
+        for report in parse_reports(slot.buf):
             if report[0] == "S":
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(report[2], signal.SIGKILL)
@@ -134,7 +136,8 @@ class FunctionPool:
             self._lost(slot)
             return
         slot.buf += data
-        for report in parse_frames(slot.buf):
+        slot.reported = True
+        for report in parse_reports(slot.buf):
             kind, job_id = report[0], report[1]
             att = self._jobs[job_id]
             if kind == "S":
@@ -159,6 +162,10 @@ class FunctionPool:
         os.close(slot.reports)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(slot.pid, 0)
+        if not slot.reported and self._slot_argv != python_slot():
+            # a built slot program that dies before its first report does not work here:
+            # the Python slot takes over for this pool
+            self._slot_argv = python_slot()
         replacement = self._start_slot()
         replacement.inline = slot.inline  # the loop's own attempt is unaffected
         self._slots.append(replacement)
@@ -200,7 +207,7 @@ class FunctionPool:
                 continue
             self._job_ids += 1
             try:
-                write_frame(slot.jobs, (self._job_ids, cmd.exe, cmd.argv, cmd.env, cmd.cwd, cmd.log_path))
+                os.write(slot.jobs, encode_job(self._job_ids, cmd.exe, cmd.argv, cmd.env, cmd.cwd, cmd.log_path))
             except OSError:  # the slot died; its reports pipe tells the loop, which replaces it
                 self.queue.appendleft(req)
                 self.free.append(att.sandbox)

@@ -3,12 +3,14 @@ time, and reports when each started and how it ended.
 
     python -m chalicelib.backends.local.slot     (stdin: jobs, stdout: reports)
 
-Frames both ways are a 4-byte big-endian length and a pickle (the pool and its slots are one
-program; nothing else writes to these pipes):
-    job     (job_id, exe, argv, env_entries, cwd, log_path)
-    reports ("S", job_id, pid, started_at)   started
-            ("X", job_id, exit_code, maxrss_kb)   exited (maxrss 0: unknown, see reap_process)
-            ("E", job_id, message)   could not start
+slot.c is the same program in C, which the pool uses where it could build it (see
+slot_program.py); this one is the fallback and the reference. Both speak one protocol.
+Frames both ways are a 4-byte big-endian length, then fields each ended by a NUL byte (argv,
+environment entries and paths cannot hold a NUL, so nothing needs escaping):
+    job     job_id exe cwd log_path argc argv[0..argc-1] env_entry...
+    reports "S" job_id pid started_at        started
+            "X" job_id exit_code maxrss_kb   exited (maxrss 0: unknown, see reap_process)
+            "E" job_id message               could not start
 
 Spawning (vfork + exec, which waits for the kernel to exec the child) and waiting happen here,
 so neither holds up the engine's thread, and this process is small and single-threaded: no
@@ -20,7 +22,6 @@ jobs still queued in its pipe are then `updraft resume`'s to run.
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 import struct
 import time
@@ -31,31 +32,51 @@ TYPE_CHECKING = False  # not typing's: a slot starts faster without importing ty
 if TYPE_CHECKING:
     from typing import Any, BinaryIO
 
+    Report = tuple[str, int, Any, Any]
+
 _HEAD = struct.Struct("!I")
 
 
-def write_frame(fd: int, obj: Any) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    os.write(fd, _HEAD.pack(len(data)) + data)
+def encode_job(job_id: int, exe: str, argv: list[str], env: list[bytes], cwd: str, log_path: str) -> bytes:
+    """A job frame."""
+    fields = [str(job_id).encode(), os.fsencode(exe), os.fsencode(cwd), os.fsencode(log_path),
+              str(len(argv)).encode(), *map(os.fsencode, argv), *env]
+    payload = b"\0".join(fields) + b"\0"
+    return _HEAD.pack(len(payload)) + payload
 
 
-def read_frame(stream: BinaryIO) -> Any | None:
+def _frame(*fields: bytes) -> bytes:
+    payload = b"\0".join(fields) + b"\0"
+    return _HEAD.pack(len(payload)) + payload
+
+
+def parse_reports(buf: bytearray) -> list[Report]:
+    """Complete report frames at the front of `buf` (removed from it), decoded:
+    ("S", job_id, pid, started_at), ("X", job_id, exit_code, maxrss_kb), ("E", job_id, message, None)."""
+    out: list[Report] = []
+    while len(buf) >= _HEAD.size:
+        size = _HEAD.unpack_from(buf)[0]
+        end = _HEAD.size + size
+        if len(buf) < end:
+            break
+        kind, job, *rest = bytes(buf[_HEAD.size:end - 1]).split(b"\0")
+        del buf[:end]
+        if kind == b"S":
+            out.append(("S", int(job), int(rest[0]), float(rest[1])))
+        elif kind == b"X":
+            out.append(("X", int(job), int(rest[0]), int(rest[1])))
+        else:
+            out.append(("E", int(job), rest[0].decode("utf-8", "replace"), None))
+    return out
+
+
+def read_job(stream: BinaryIO) -> list[bytes] | None:
+    """The next job's fields; None at the end of input."""
     head = stream.read(_HEAD.size)
     if len(head) < _HEAD.size:
         return None
-    return pickle.loads(stream.read(_HEAD.unpack(head)[0]))  # noqa: S301  # nosec B301 - a private pipe from our own pool
-
-
-def parse_frames(buf: bytearray) -> list[Any]:
-    """Complete frames at the front of `buf` (removed from it)."""
-    out = []
-    while len(buf) >= _HEAD.size:
-        size = _HEAD.unpack_from(buf)[0]
-        if len(buf) < _HEAD.size + size:
-            break
-        out.append(pickle.loads(bytes(buf[_HEAD.size:_HEAD.size + size])))  # noqa: S301  # nosec B301 - a private pipe from our own slot
-        del buf[:_HEAD.size + size]
-    return out
+    payload = stream.read(_HEAD.unpack(head)[0])
+    return payload[:-1].split(b"\0")
 
 
 def main() -> None:
@@ -63,7 +84,7 @@ def main() -> None:
     engine = os.getppid()
     try:
         while True:
-            job = read_frame(jobs)
+            job = read_job(jobs)
             # the run is over, or its engine died (killed: the jobs still queued in the pipe are
             # for `updraft resume` to run, not for an orphaned slot)
             if job is None or os.getppid() != engine:
@@ -73,16 +94,19 @@ def main() -> None:
         return
 
 
-def run_job(out: int, job: tuple[Any, ...]) -> None:
-    """Start one job, report its start and its exit to `out`."""
-    job_id, exe, argv, env, cwd, log_path = job
+def run_job(out: int, job: list[bytes]) -> None:
+    """Start one job (its frame's fields), report its start and its exit to `out`."""
+    job_id, exe, cwd, log_path, argc = job[:5]
+    argv = [os.fsdecode(a) for a in job[5:5 + int(argc)]]
+    env = job[5 + int(argc):]
     try:
-        pid = spawn(exe, argv, env, cwd, log_path)
+        pid = spawn(os.fsdecode(exe), argv, env, os.fsdecode(cwd), os.fsdecode(log_path))
     except OSError as exc:
-        write_frame(out, ("E", job_id, f"could not start {argv[0]!r}: {exc}"))
+        os.write(out, _frame(b"E", job_id, os.fsencode(f"could not start {argv[0]!r}: {exc}")))
         return
-    write_frame(out, ("S", job_id, pid, time.time()))
-    write_frame(out, ("X", job_id, *reap_process(pid)))
+    os.write(out, _frame(b"S", job_id, str(pid).encode(), repr(time.time()).encode()))
+    code, maxrss = reap_process(pid)
+    os.write(out, _frame(b"X", job_id, str(code).encode(), str(maxrss).encode()))
 
 
 if __name__ == "__main__":
