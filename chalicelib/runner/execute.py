@@ -395,10 +395,12 @@ class Attempt:
 
     def _store_log(self, blobs: BlobStore, result: dict[str, Any]) -> str:
         path = self.sandbox.log_path
-        try:
-            size = os.path.getsize(path)
-        except OSError:
-            return ""
+        size = self.sandbox.log_size  # measured just now, when the task's outputs were checked
+        if size is None:
+            try:
+                size = os.path.getsize(path)
+            except OSError:
+                return ""
         if size == 0:
             return ""
         with open(path, "rb") as fh:

@@ -37,29 +37,38 @@ class Sandbox:
     root: str
     reusable: bool = False
     _pristine: bool = False  # measure() found nothing but the (empty) tmp folder and the log
+    log_size: int | None = None  # the log's size as measure() found it (None: not measured)
 
     def measure(self) -> int:
         """Bytes of regular files in the sandbox (symlinks not followed); also notes whether
-        the task left anything behind, so `remove` can skip emptying a slot that is clean."""
+        the task left anything behind, so `remove` can skip emptying a slot that is clean,
+        and the log's size."""
         total = 0
-        pristine = os.path.isdir(self.tmp_path)  # a task may have removed its tmp folder
+        has_tmp = False  # a task may have removed its tmp folder
+        pristine = True
+        self.log_size = None
         stack = [self.root]
         while stack:
             folder = stack.pop()
+            top = folder == self.root
             try:
                 with os.scandir(folder) as it:
                     for entry in it:
-                        if not (folder == self.root and (
-                                (entry.name == TMP_NAME and entry.is_dir(follow_symlinks=False))
-                                or (entry.name == LOG_NAME and entry.is_file(follow_symlinks=False)))):
-                            pristine = False
                         if entry.is_dir(follow_symlinks=False):
                             stack.append(entry.path)
+                            if top and entry.name == TMP_NAME:
+                                has_tmp = True
+                                continue
                         elif entry.is_file(follow_symlinks=False):
-                            total += entry.stat(follow_symlinks=False).st_size
+                            size = entry.stat(follow_symlinks=False).st_size
+                            total += size
+                            if top and entry.name == LOG_NAME:
+                                self.log_size = size
+                                continue
+                        pristine = False
             except OSError:
                 pristine = False
-        self._pristine = pristine
+        self._pristine = pristine and has_tmp
         return total
 
     @classmethod
@@ -190,6 +199,7 @@ class Sandbox:
         if not self.reusable:
             shutil.rmtree(self.root, ignore_errors=True)
             return
+        self.log_size = None
         if self._pristine:  # measured clean, and stage-out / the log store only took files away
             self._pristine = False
             return

@@ -89,6 +89,37 @@ def test_memory_limit_is_enforced(tmp_path: Path) -> None:
     assert status(out["run_id"], tmp_path / "wd")["tasks"][0]["reason"] == "OOM"
 
 
+def test_disk_quota_is_enforced_and_the_next_task_in_the_slot_starts_clean(tmp_path: Path) -> None:
+    # the first writes 3 MB into its 1 MB /tmp and exits 0 at once (before any sample): the
+    # sandbox is measured when it ends. With one slot the tasks after it reuse its sandbox
+    # folder (the pool keeps as many as attempts in flight, 3) and must find it empty.
+    fill = 'head -c 3000000 /dev/zero > "$TMPDIR/big"; echo wrote'
+    check = 'test -z "$(ls -A "$TMPDIR")" && test -z "$(ls -A . | grep -v .updraft)"'
+    wf = write_workflow(tmp_path / "d.json", [
+        {"id": "filler", "shell": fill, "placement": "function", "resources": {"disk_mb": 1}},
+        *({"id": f"next{i}", "shell": check} for i in range(6)),
+    ], defaults={"retries": 0})
+    code, out = run_json(wf, tmp_path / "wd", "--concurrency", "1")
+    assert code == 1
+    tasks = {t["id"]: t for t in status(out["run_id"], tmp_path / "wd")["tasks"]}
+    assert (tasks["filler"]["state"], tasks["filler"]["reason"], tasks["filler"]["exit_code"]) == (
+        "FAILED", "DISK_QUOTA", 0)
+    assert updraft("logs", out["run_id"], "filler", workdir=tmp_path / "wd", check=True).stdout == "wrote\n"
+    assert {tasks[f"next{i}"]["state"] for i in range(6)} == {"SUCCEEDED"}
+
+
+def test_a_successful_task_keeps_its_log_and_a_silent_one_has_none(tmp_path: Path) -> None:
+    wf = write_workflow(tmp_path / "l.json", [
+        {"id": "talker", "shell": "echo to stdout; echo to stderr >&2"},
+        {"id": "quiet", "command": ["true"], "after": ["talker"]},
+        {"id": "talker2", "shell": "echo again", "after": ["quiet"]},
+    ])
+    code, out = run_json(wf, tmp_path / "wd", "--concurrency", "1")
+    assert code == 0, out
+    logs = {t: updraft("logs", out["run_id"], t, workdir=tmp_path / "wd").stdout for t in ("talker", "talker2")}
+    assert logs == {"talker": "to stdout\nto stderr\n", "talker2": "again\n"}
+
+
 def test_argv_is_not_passed_through_a_shell(tmp_path: Path) -> None:
     weird = "$(touch pwned); `id`; * | > x"
     wf = write_workflow(tmp_path / "argv.json", [
