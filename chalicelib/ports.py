@@ -55,6 +55,17 @@ class StateStore(Protocol):
     ) -> TaskRecord:
         """Apply `changes` if state is in `expect_states` and attempt matches (None: any)."""
 
+    def update_tasks(
+        self,
+        run_id: str,
+        expect_states: Collection[TaskState],
+        updates: Sequence[tuple[str, int | None, Mapping[str, Any]]],
+    ) -> list[TaskRecord | None]:
+        """`update_task` for several tasks of a run: each (task_id, expect_attempt, changes) in
+        order, each on its own (not all or nothing). Returns, in the same order, the new record,
+        or None where the condition did not hold or there is no such task (no error: the
+        caller looks if it cares)."""
+
     def complete_parent(self, run_id: str, parent_id: str, child_ids: Sequence[str]) -> list[TaskRecord]:
         """Count `parent_id` as finished for each child, at most once per (parent, child).
 

@@ -40,7 +40,7 @@ from chalicelib.engine.states import (
     RunState,
     TaskState,
 )
-from chalicelib.errors import StateConflictError
+from chalicelib.errors import NotFoundError, StateConflictError
 from chalicelib.ports import Clock, StateStore, SystemClock
 from chalicelib.workflow import limits
 from chalicelib.workflow.graph import descendants
@@ -90,9 +90,20 @@ class Coordinator:
         """Apply a batch of events; returns what to launch, schedule, kill or report."""
         out: Instructions = []
         touched: set[str] = set()
+        events = list(batch)
         with self.store.batch():
-            for event in batch:
+            i = 0
+            while i < len(events):
+                event = events[i]
+                if type(event) is ev.TaskSucceeded:  # completions in a row: their writes grouped
+                    j = i + 1
+                    while j < len(events) and type(events[j]) is ev.TaskSucceeded and events[j].run_id == event.run_id:
+                        j += 1
+                    self._on_succeeded_many(events[i:j], out, touched)  # type: ignore[arg-type]
+                    i = j
+                    continue
                 self._handlers[type(event)](event, out, touched)
+                i += 1
             launched = {i.run_id for i in out if isinstance(i, ev.Launch)}
             for run_id in sorted(touched - launched):  # a run that just launched a task is not done
                 self._maybe_finish(run_id, out)
@@ -109,12 +120,14 @@ class Coordinator:
         # workflow is dispatched, and one invocation never has to dispatch 100,000 tasks.
         ready = self.store.list_tasks(e.run_id, [TaskState.READY], limit=window + 1)
         delayed = 0
+        due: list[TaskRecord] = []
         for rec in ready[:window]:
             if rec.not_before is not None and rec.not_before - now > self.config.min_schedule_s:
                 delayed += 1  # (a repeated DispatchDue is a no-op)
                 out.append(ev.Schedule(ev.DispatchDue(e.run_id, rec.task_id, rec.attempt), rec.not_before - now))
             else:
-                self._dispatch(rec, out)
+                due.append(rec)
+        self._dispatch_many(e.run_id, due, out)
         if len(ready) > window:
             out.append(ev.Schedule(ev.Start(e.run_id, delayed), 0.0))
         touched.add(e.run_id)  # a run whose tasks were all cached finishes here
@@ -128,6 +141,32 @@ class Coordinator:
         self._try_update(e.run_id, e.task_id, IN_FLIGHT, e.attempt, changes)
 
     def _on_succeeded(self, e: ev.TaskSucceeded, out: Instructions, touched: set[str]) -> None:
+        self._on_succeeded_many([e], out, touched)
+
+    def _on_succeeded_many(self, events: Sequence[ev.TaskSucceeded], out: Instructions, touched: set[str]) -> None:
+        """Completions of one run: their state writes in one call, then each one's children
+        counted, then the children they readied dispatched in one call."""
+        run_id = events[0].run_id
+        records = self.store.update_tasks(run_id, IN_FLIGHT, [(e.task_id, e.attempt, self._success(e)) for e in events])
+        spec = self.specs.get(run_id)
+        ready: list[TaskRecord] = []
+        for e, rec in zip(events, records, strict=True):
+            if rec is None:
+                # A redelivered completion of the attempt that won: finish its propagation, which
+                # a crashed coordinator may have left half done. Anything else is a stale no-op.
+                try:
+                    cur = self.store.get_task(run_id, e.task_id)
+                except NotFoundError:
+                    continue
+                if not (cur.state in DONE_OK and cur.attempt == e.attempt):
+                    continue
+            touched.add(run_id)
+            children = spec.graph.children.get(e.task_id, ())
+            if children:
+                ready += self.store.complete_parent(run_id, e.task_id, children)
+        self._dispatch_many(run_id, ready, out)
+
+    def _success(self, e: ev.TaskSucceeded) -> dict[str, Any]:
         result = dict(e.result)
         changes: dict[str, Any] = {
             "state": TaskState.CACHED if e.cached else TaskState.SUCCEEDED,
@@ -139,20 +178,7 @@ class Coordinator:
         }
         if "started_at" in result:
             changes["started_at"] = result["started_at"]
-        try:
-            self.store.update_task(e.run_id, e.task_id, IN_FLIGHT, e.attempt, changes)
-        except StateConflictError as conflict:
-            cur = conflict.current
-            # A redelivered completion of the attempt that won: finish its propagation, which
-            # a crashed coordinator may have left half done. Anything else is a stale no-op.
-            if not (isinstance(cur, TaskRecord) and cur.state in DONE_OK and cur.attempt == e.attempt):
-                return
-        touched.add(e.run_id)
-        spec = self.specs.get(e.run_id)
-        children = spec.graph.children.get(e.task_id, ())
-        if children:
-            for ready in self.store.complete_parent(e.run_id, e.task_id, children):
-                self._dispatch(ready, out)
+        return changes
 
     def _on_failed(self, e: ev.TaskFailed, out: Instructions, touched: set[str]) -> None:
         self._fail(e.run_id, e.task_id, e.attempt, e.reason, dict(e.result), out, touched)
@@ -272,16 +298,26 @@ class Coordinator:
             self._try_update(run_id, tid, NOT_STARTED, None, changes)
 
     def _dispatch(self, rec: TaskRecord, out: Instructions) -> None:
-        task = self.specs.get(rec.run_id).tasks[rec.task_id]
+        self._dispatch_many(rec.run_id, [rec], out)
+
+    def _dispatch_many(self, run_id: str, recs: Sequence[TaskRecord], out: Instructions) -> None:
+        """READY -> DISPATCHED for each (one call to the store), and a Launch for each that moved."""
+        if not recs:
+            return
+        tasks = self.specs.get(run_id).tasks
         now = self.clock.now()
-        if rec.placement == "function":
-            lease = task.resources.timeout_s + self.config.lease_grace_s
-        else:
-            lease = self.config.container_queue_lease_s
-        changes = {"state": TaskState.DISPATCHED, "lease_expires": now + lease, "not_before": None}
-        if self._try_update(rec.run_id, rec.task_id, [TaskState.READY], rec.attempt, changes) is not None:
-            grown = (rec.result or {}).get("resources") or {}
-            out.append(ev.Launch(rec.run_id, rec.task_id, rec.attempt, rec.placement, dict(grown)))
+        updates: list[tuple[str, int | None, dict[str, Any]]] = []
+        for rec in recs:
+            if rec.placement == "function":
+                lease = tasks[rec.task_id].resources.timeout_s + self.config.lease_grace_s
+            else:
+                lease = self.config.container_queue_lease_s
+            updates.append((rec.task_id, rec.attempt,
+                            {"state": TaskState.DISPATCHED, "lease_expires": now + lease, "not_before": None}))
+        for rec, moved in zip(recs, self.store.update_tasks(run_id, [TaskState.READY], updates), strict=True):
+            if moved is not None:
+                grown = (rec.result or {}).get("resources") or {}
+                out.append(ev.Launch(rec.run_id, rec.task_id, rec.attempt, rec.placement, dict(grown)))
 
     def _maybe_finish(self, run_id: str, out: Instructions) -> None:
         counts = self.store.counts(run_id)

@@ -137,6 +137,13 @@ class CountingStore:
         self.write_units += 1  # a conditional write that loses still consumes its unit
         return self.inner.update_task(run_id, task_id, expect_states, expect_attempt, changes)
 
+    def update_tasks(
+        self, run_id: str, expect_states: Collection[TaskState],
+        updates: Sequence[tuple[str, int | None, Mapping[str, Any]]],
+    ) -> list[TaskRecord | None]:
+        self.write_units += len(updates)  # one conditional write each on DynamoDB
+        return self.inner.update_tasks(run_id, expect_states, updates)
+
     def complete_parent(self, run_id: str, parent_id: str, child_ids: Sequence[str]) -> list[TaskRecord]:
         self.write_units += len(child_ids)
         return self.inner.complete_parent(run_id, parent_id, child_ids)

@@ -317,3 +317,47 @@ def test_a_parent_with_many_children_readies_them_in_order(store: StateStore) ->
     assert [t.task_id for t in again] == children[::2]
     assert store.get_task("r1", children[1]).pending == 1
     assert store.counts("r1")[R.value] == 2 + 325
+
+
+def test_many_updates_each_stand_alone_and_come_back_in_order(store: StateStore) -> None:
+    make_run(store, "r1", {f"t{i}": [] for i in range(6)})
+    store.update_task("r1", "t2", [R], 1, {"state": D})  # no longer READY: its update loses
+    store.update_task("r1", "t4", [R], 1, {"state": D})
+    store.update_task("r1", "t4", [D], 1, {"state": R, "attempt": 2})  # now at attempt 2
+    results = {"exit_code": 0, "log_key": "k", "nested": {"x": [1]}}
+    got = store.update_tasks("r1", [R], [
+        ("t0", 1, {"state": D, "lease_expires": 10.0, "not_before": None}),
+        ("t1", 1, {"state": D, "lease_expires": 11.0, "not_before": None}),
+        ("t2", 1, {"state": D, "lease_expires": 12.0, "not_before": None}),  # wrong state
+        ("t3", 1, {"state": TaskState.SUCCEEDED, "result": results, "exit_code": 0}),  # other fields
+        ("t4", 1, {"state": D, "lease_expires": 14.0, "not_before": None}),  # wrong attempt
+        ("t5", None, {"state": D}),  # any attempt
+        ("nope", 1, {"state": D}),  # no such task
+    ])
+    assert [r.task_id if r else None for r in got] == ["t0", "t1", None, "t3", None, "t5", None]
+    assert [got[0].lease_expires, got[1].lease_expires] == [10.0, 11.0]  # type: ignore[union-attr]
+    for rec in got:
+        if rec is not None:
+            assert store.get_task("r1", rec.task_id) == rec
+    assert store.get_task("r1", "t3").result == results
+    assert (store.get_task("r1", "t2").state, store.get_task("r1", "t4").attempt) == (D, 2)
+    assert store.counts("r1") == {D.value: 4, TaskState.SUCCEEDED.value: 1, R.value: 1}
+
+
+def test_a_task_named_twice_in_many_updates_sees_the_first_update(store: StateStore) -> None:
+    make_run(store, "r1", {"a": [], "b": []})
+    got = store.update_tasks("r1", [R, D], [
+        ("a", 1, {"state": D, "lease_expires": 5.0}),
+        ("a", 1, {"state": D, "lease_expires": 6.0}),  # still DISPATCHED: applies on top
+        ("b", 2, {"state": RUN}),  # wrong attempt
+    ])
+    assert [r.lease_expires if r else None for r in got] == [5.0, 6.0, None]
+    assert store.get_task("r1", "a").lease_expires == 6.0
+
+
+def test_many_updates_beyond_one_statement(store: StateStore) -> None:
+    make_run(store, "r1", {f"t{i}": [] for i in range(600)})
+    got = store.update_tasks("r1", [R], [(f"t{i}", 1, {"state": D, "lease_expires": float(i)})
+                                         for i in range(599, -1, -1)])
+    assert [r.lease_expires for r in got if r] == [float(i) for i in range(599, -1, -1)]
+    assert store.counts("r1") == {D.value: 600}

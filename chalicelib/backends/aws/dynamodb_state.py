@@ -401,6 +401,20 @@ class DynamoStateStore:
             self._count(run_id, old.state, new.state)
         return new
 
+    def update_tasks(
+        self, run_id: str, expect_states: Collection[TaskState],
+        updates: Sequence[tuple[str, int | None, Mapping[str, Any]]],
+    ) -> list[TaskRecord | None]:
+        """One conditional UpdateItem each: DynamoDB has no conditional write of many items
+        that lets some fail (a transaction is all or nothing)."""
+        out: list[TaskRecord | None] = []
+        for task_id, attempt, changes in updates:
+            try:
+                out.append(self.update_task(run_id, task_id, expect_states, attempt, changes))
+            except (StateConflictError, NotFoundError):
+                out.append(None)
+        return out
+
     def _conflict(
         self, run_id: str, task_id: str, exc: Exception, expect_states: Collection[TaskState],
         expect_attempt: int | None,

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS counts (
 """
 
 _EDGES_PER_STATEMENT = 300  # 3 parameters each: well under SQLite's 32,766 per statement
+_UPDATES_PER_STATEMENT = 256  # up to ~16 parameters each
 
 _TASK_COLS = (
     "run_id, task_id, state, attempt, placement, pending, max_attempts, lease_expires, not_before, "
@@ -118,6 +119,7 @@ class SqliteStateStore:
         self._transaction = _Transaction(self)
         self._deltas: dict[tuple[str, str], int] = {}
         self._update_sql: dict[tuple[tuple[str, ...], int, bool], str] = {}
+        self._group_sql: dict[tuple[tuple[str, ...], bool, int, int], str] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -289,6 +291,71 @@ class SqliteStateStore:
                 )
             self._move_count(run_id, row[-1], row[2])
             return _task(row, changes["result"] or {} if "result" in changes else None)
+
+    def update_tasks(
+        self, run_id: str, expect_states: Collection[TaskState],
+        updates: Sequence[tuple[str, int | None, Mapping[str, Any]]],
+    ) -> list[TaskRecord | None]:
+        """One UPDATE ... FROM (VALUES ...) per group of updates that change the same fields
+        (and name each task once: a task named again waits for the next statement, so it
+        sees the first one's effect, as one update after another would)."""
+        if len(updates) == 1:  # one task: update_task's statement, prepared once per shape
+            task_id, attempt, changes = updates[0]
+            try:
+                return [self.update_task(run_id, task_id, expect_states, attempt, changes)]
+            except (StateConflictError, NotFoundError):
+                return [None]
+        out: list[TaskRecord | None] = [None] * len(updates)
+        todo = list(range(len(updates)))
+        states = [s.value for s in expect_states]
+        with self._tx():
+            while todo:
+                groups: dict[tuple[tuple[str, ...], bool], list[int]] = {}
+                named: set[str] = set()
+                later: list[int] = []
+                for i in todo:
+                    task_id, attempt, changes = updates[i]
+                    if task_id in named:
+                        later.append(i)
+                        continue
+                    named.add(task_id)
+                    bad = set(changes) - TASK_MUTABLE
+                    if bad:
+                        raise ValueError(f"task fields {sorted(bad)} cannot be changed")
+                    groups.setdefault((tuple(changes), attempt is not None), []).append(i)
+                for (keys, by_attempt), members in groups.items():
+                    for start in range(0, len(members), _UPDATES_PER_STATEMENT):
+                        self._update_group(run_id, states, keys, by_attempt,
+                                           members[start:start + _UPDATES_PER_STATEMENT], updates, out)
+                todo = later
+        return out
+
+    def _update_group(
+        self, run_id: str, states: list[str], keys: tuple[str, ...], by_attempt: bool, members: list[int],
+        updates: Sequence[tuple[str, int | None, Mapping[str, Any]]], out: list[TaskRecord | None],
+    ) -> None:
+        shape = (keys, by_attempt, len(members), len(states))
+        sql = self._group_sql.get(shape)
+        if sql is None:
+            width = 2 + len(keys)  # task_id, attempt, then the changed fields (VALUES' column1...)
+            sets = ", ".join(f"{k}=v.column{3 + n}" for n, k in enumerate(keys))
+            attempt_match = " AND tasks.attempt=v.column2" if by_attempt else ""
+            row_marks = "(" + ",".join("?" * width) + ")"
+            sql = self._group_sql[shape] = (
+                f"UPDATE tasks SET prev_state=state, {sets} FROM (VALUES {','.join([row_marks] * len(members))}) AS v "
+                f"WHERE tasks.run_id=? AND tasks.task_id=v.column1{attempt_match} "
+                f"AND tasks.state IN ({','.join('?' * len(states))}) RETURNING {_TASK_COLS}, prev_state")
+        params: list[Any] = []
+        for i in members:
+            task_id, attempt, changes = updates[i]
+            params += (task_id, attempt, *(_db_value(k, v) for k, v in changes.items()))
+        params += (run_id, *states)
+        where = {updates[i][0]: i for i in members}
+        for row in self._db.execute(sql, params).fetchall():
+            i = where[row[1]]
+            changes = updates[i][2]
+            self._move_count(run_id, row[-1], row[2])
+            out[i] = _task(row, changes["result"] or {} if "result" in changes else None)
 
     def complete_parent(self, run_id: str, parent_id: str, child_ids: Sequence[str]) -> list[TaskRecord]:
         ready: list[TaskRecord] = []
