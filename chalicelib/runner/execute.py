@@ -327,8 +327,9 @@ class Attempt:
         assert self.proc is not None
         self.proc.returncode = code
 
-    def finish(self, blobs: BlobStore, exit_code: int | None, maxrss_kb: int) -> TaskOutcome:
-        """Check outputs, stage them out, store the log, and build the completion event."""
+    def finish(self, blobs: BlobStore, exit_code: int | None, maxrss_kb: int, clear: bool = True) -> TaskOutcome:
+        """Check outputs, stage them out, store the log, and build the completion event. With
+        clear=False the sandbox is left for the caller to remove (see FunctionPool._finish)."""
         req, sandbox = self.req, self.sandbox
         finished = time.time()
         self.peak_rss_kb = max(self.peak_rss_kb, maxrss_kb)
@@ -341,7 +342,8 @@ class Attempt:
             result["cache"] = self.cache.stats.to_dict()
         if self.restored is not None:  # a memoized result: nothing ran
             result.update(exit_code=0, duration_s=0.0, outputs=self.restored, peak_rss_mb=0.0)
-            sandbox.remove()
+            if clear:
+                sandbox.remove()
             return TaskOutcome(TaskSucceeded(req.run_id, req.task_id, req.attempt, result, cached=True),
                                self.started_at)
         reason, detail = self._failure(exit_code)
@@ -352,7 +354,8 @@ class Attempt:
             except StageError as exc:
                 reason, detail = exc.reason, str(exc)
         tail = self._store_log(blobs, result)
-        sandbox.remove()
+        if clear:
+            sandbox.remove()
         if reason is None:
             self._remember(result)
             return TaskOutcome(TaskSucceeded(req.run_id, req.task_id, req.attempt, result), self.started_at)

@@ -194,6 +194,16 @@ class Sandbox:
                 raise StageError("STAGE_OUT", f"could not store output {path!r}: {exc}") from exc
         return total, hashes
 
+    def reuse_as_is(self) -> bool:
+        """True (and ready for the next attempt) when this is a slot folder measured clean: the
+        task left nothing behind and stage-out / the log store only took files away. False
+        when `remove` has work to do."""
+        if not (self.reusable and self._pristine):
+            return False
+        self._pristine = False
+        self.log_size = None
+        return True
+
     def remove(self) -> None:
         """After an attempt: delete a per-attempt folder, or empty a slot for the next one."""
         if not self.reusable:

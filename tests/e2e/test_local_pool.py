@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from chalicelib.backends.local import function_pool
+from chalicelib.backends.local.fs_blobs import FsBlobStore
 from chalicelib.backends.local.runtime import LocalRuntime, RuntimeOptions
 from chalicelib.workflow.formats import load
 from tests.e2e.cli import REPO, run_json, status, write_workflow
@@ -139,3 +141,26 @@ def test_a_slot_program_that_dies_before_its_first_report_gives_way_to_the_pytho
         run = rt.submit(load(str(wf)))
         assert rt.run(run.run_id).state.value == "SUCCEEDED"
     assert _peak_concurrency(log) == 2
+
+
+def test_a_filled_sandbox_is_emptied_off_the_loop_and_then_reused(tmp_path: Path) -> None:
+    selector = selectors.DefaultSelector()
+    pool = function_pool.FunctionPool(FsBlobStore(str(tmp_path / "blobs")), str(tmp_path / "work"), 1, selector,
+                                      lambda event: None)
+    try:
+        box = pool._sandbox()
+        root = Path(box.root)
+        (root / "deep" / "er").mkdir(parents=True)
+        (root / "deep" / "er" / "left.txt").write_text("from the last task")
+        (Path(box.tmp_path) / "scratch").write_text("x")
+        pool._release(box)  # not measured clean: emptied by the cleaner thread
+        deadline = time.monotonic() + 10
+        while not pool._cleared and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pool._cleared, "the sandbox was not emptied"
+        assert sorted(p.name for p in root.iterdir()) == [".updraft-tmp"]
+        assert not list(Path(box.tmp_path).iterdir())
+        assert pool._sandbox() is box  # nothing in the free list: the emptied one comes back
+    finally:
+        pool.kill_all()
+        selector.close()

@@ -28,6 +28,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from chalicelib.backends.local.slot import encode_job, parse_reports
@@ -74,6 +75,8 @@ class FunctionPool:
         _remove_dead_slots(workroot)
         self._boxes = 0
         self.free: list[Sandbox] = []
+        self._cleaner: ThreadPoolExecutor | None = None
+        self._cleared: deque[Sandbox] = deque()  # emptied by the cleaner thread, ready again
         self._jobs: dict[int, Attempt] = {}
         self._job_ids = 0
         self._slot_argv = slot_command()
@@ -182,6 +185,8 @@ class FunctionPool:
     def _sandbox(self) -> Sandbox:
         if self.free:
             return self.free.pop()
+        if self._cleared:
+            return self._cleared.popleft()
         self._boxes += 1  # reusable folders: as many as attempts in flight at once
         return Sandbox.slot(self.workroot, f"fn-{os.getpid()}-{self._boxes}")
 
@@ -210,7 +215,7 @@ class FunctionPool:
                 os.write(slot.jobs, encode_job(self._job_ids, cmd.exe, cmd.argv, cmd.env, cmd.cwd, cmd.log_path))
             except OSError:  # the slot died; its reports pipe tells the loop, which replaces it
                 self.queue.appendleft(req)
-                self.free.append(att.sandbox)
+                self._release(att.sandbox)  # its inputs are staged: emptied before reuse
                 return
             self._jobs[self._job_ids] = att
             slot.assigned.append(self._job_ids)
@@ -243,8 +248,25 @@ class FunctionPool:
         self._finish(att, code, maxrss)
 
     def _finish(self, att: Attempt, code: int | None, maxrss: int) -> None:
-        self.emit(att.finish(self.blobs, code, maxrss).event)
-        self.free.append(att.sandbox)
+        self.emit(att.finish(self.blobs, code, maxrss, clear=False).event)
+        self._release(att.sandbox)
+
+    def _release(self, box: Sandbox) -> None:
+        """A sandbox back for reuse: at once when clean, else once emptied."""
+        if box.reuse_as_is():
+            self.free.append(box)
+            return
+        # Emptying a folder the task filled (its inputs, its outputs' folders, its files in
+        # /tmp) waits on the file system: 0.61-0.69 s of the loop's time in a 7 s Montage run,
+        # rmdir alone 2.5 ms a call while the tasks wrote their images. A cleaner thread does it
+        # (the system calls release the GIL); the folder is reused once it is empty again.
+        if self._cleaner is None:
+            self._cleaner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="updraft-sandbox-cleaner")
+        self._cleaner.submit(self._clear, box)
+
+    def _clear(self, box: Sandbox) -> None:
+        box.remove()
+        self._cleared.append(box)  # deque appends and pops are atomic
 
     def check_limits(self) -> None:
         now = time.monotonic()
@@ -282,6 +304,9 @@ class FunctionPool:
         slots, self._slots = self._slots, []
         for slot in slots:
             self._stop_slot(slot)
+        if self._cleaner is not None:
+            self._cleaner.shutdown(wait=True)
+            self._cleaner = None
 
 
 def _remove_dead_slots(workroot: str) -> None:
