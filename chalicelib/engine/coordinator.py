@@ -22,7 +22,7 @@ redelivery of the event it was handling (SQS re-delivers an unacknowledged batch
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,20 +90,12 @@ class Coordinator:
         """Apply a batch of events; returns what to launch, schedule, kill or report."""
         out: Instructions = []
         touched: set[str] = set()
-        events = list(batch)
         with self.store.batch():
-            i = 0
-            while i < len(events):
-                event = events[i]
-                if type(event) is ev.TaskSucceeded:  # completions in a row: their writes grouped
-                    j = i + 1
-                    while j < len(events) and type(events[j]) is ev.TaskSucceeded and events[j].run_id == event.run_id:
-                        j += 1
-                    self._on_succeeded_many(events[i:j], out, touched)  # type: ignore[arg-type]
-                    i = j
-                    continue
-                self._handlers[type(event)](event, out, touched)
-                i += 1
+            for item in _completions_grouped(batch):
+                if isinstance(item, list):  # completions in a row: their writes grouped
+                    self._on_succeeded_many(item, out, touched)
+                else:
+                    self._handlers[type(item)](item, out, touched)
             launched = {i.run_id for i in out if isinstance(i, ev.Launch)}
             for run_id in sorted(touched - launched):  # a run that just launched a task is not done
                 self._maybe_finish(run_id, out)
@@ -339,3 +331,18 @@ class Coordinator:
             return self.store.update_task(run_id, task_id, states, attempt, changes)
         except StateConflictError:
             return None
+
+
+def _completions_grouped(events: Iterable[ev.Event]) -> Iterator[ev.Event | list[ev.TaskSucceeded]]:
+    """The events in order, with each run of consecutive completions of one run as a list."""
+    group: list[ev.TaskSucceeded] = []
+    for event in events:
+        if group and not (isinstance(event, ev.TaskSucceeded) and event.run_id == group[0].run_id):
+            yield group
+            group = []
+        if isinstance(event, ev.TaskSucceeded):
+            group.append(event)
+        else:
+            yield event
+    if group:
+        yield group

@@ -12,7 +12,7 @@ from chalicelib.backends.local.fs_blobs import FsBlobStore
 from chalicelib.backends.local.sqlite_state import SqliteStateStore
 from chalicelib.engine import events as ev
 from chalicelib.engine.backoff import Backoff
-from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
+from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig, _completions_grouped
 from chalicelib.engine.lifecycle import create_run, resume_run
 from chalicelib.engine.spec import RunSpec, SpecCache
 from chalicelib.engine.states import RunState, TaskState
@@ -297,3 +297,13 @@ def test_start_dispatches_in_batches_past_tasks_waiting_out_a_backoff(tmp_path: 
     assert sorted(launches) == [f"t{i:02d}" for i in range(11) if i not in (0, 1, 5)]  # each once
     assert due == {"t00", "t01", "t05"}
     assert rounds == 3  # 8 tasks, 4 a batch, the delayed ones looked past
+
+
+def test_consecutive_completions_of_one_run_are_handled_as_one_group() -> None:
+    def done(run: str, task: str) -> ev.TaskSucceeded:
+        return ev.TaskSucceeded(run, task, 1, {})
+
+    events = [done("r1", "a"), done("r1", "b"), ev.Start("r1"), done("r1", "c"), done("r2", "d"), done("r1", "e")]
+    shape = [[e.task_id for e in item] if isinstance(item, list) else type(item).__name__
+             for item in _completions_grouped(events)]
+    assert shape == [["a", "b"], "Start", ["c"], ["d"], ["e"]]
