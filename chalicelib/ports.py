@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 from chalicelib.engine.events import Event, Launch
 from chalicelib.engine.records import RunRecord, TaskRecord
 from chalicelib.engine.states import RunState, TaskState
+from chalicelib.errors import NotFoundError, StateConflictError
 
 
 @runtime_checkable
@@ -88,6 +89,21 @@ class StateStore(Protocol):
 
     def batch(self) -> AbstractContextManager[None]:
         """Group the writes of one coordinator step (one transaction where the backend can)."""
+
+
+def update_each(
+    store: StateStore, run_id: str, expect_states: Collection[TaskState],
+    updates: Sequence[tuple[str, int | None, Mapping[str, Any]]],
+) -> list[TaskRecord | None]:
+    """`StateStore.update_tasks` as one `update_task` per task, for stores without a write of
+    many rows that lets some fail."""
+    out: list[TaskRecord | None] = []
+    for task_id, attempt, changes in updates:
+        try:
+            out.append(store.update_task(run_id, task_id, expect_states, attempt, changes))
+        except (StateConflictError, NotFoundError):
+            out.append(None)
+    return out
 
 
 @runtime_checkable

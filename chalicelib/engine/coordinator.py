@@ -77,7 +77,6 @@ class Coordinator:
             ev.Start: self._on_start,
             ev.TaskStarted: self._on_started,
             ev.Heartbeat: self._on_heartbeat,
-            ev.TaskSucceeded: self._on_succeeded,
             ev.TaskFailed: self._on_failed,
             ev.LeaseExpired: self._on_lease_expired,
             ev.DispatchDue: self._on_dispatch_due,
@@ -92,7 +91,7 @@ class Coordinator:
         touched: set[str] = set()
         with self.store.batch():
             for item in _completions_grouped(batch):
-                if isinstance(item, list):  # completions in a row: their writes grouped
+                if isinstance(item, list):  # completions (in a row: their writes grouped)
                     self._on_succeeded_many(item, out, touched)
                 else:
                     self._handlers[type(item)](item, out, touched)
@@ -131,9 +130,6 @@ class Coordinator:
     def _on_heartbeat(self, e: ev.Heartbeat, out: Instructions, touched: set[str]) -> None:
         changes = {"lease_expires": self.clock.now() + e.lease_s}
         self._try_update(e.run_id, e.task_id, IN_FLIGHT, e.attempt, changes)
-
-    def _on_succeeded(self, e: ev.TaskSucceeded, out: Instructions, touched: set[str]) -> None:
-        self._on_succeeded_many([e], out, touched)
 
     def _on_succeeded_many(self, events: Sequence[ev.TaskSucceeded], out: Instructions, touched: set[str]) -> None:
         """Completions of one run: their state writes in one call, then each one's children

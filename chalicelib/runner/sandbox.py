@@ -209,10 +209,9 @@ class Sandbox:
         if not self.reusable:
             shutil.rmtree(self.root, ignore_errors=True)
             return
-        self.log_size = None
-        if self._pristine:  # measured clean, and stage-out / the log store only took files away
-            self._pristine = False
+        if self.reuse_as_is():
             return
+        self.log_size = None
         _empty(self.root, keep={TMP_NAME, LOG_NAME})
         _empty(self.tmp_path, keep=set())
         os.makedirs(self.tmp_path, exist_ok=True)  # a task may have removed it

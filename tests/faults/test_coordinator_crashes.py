@@ -21,7 +21,7 @@ from chalicelib.engine.backoff import Backoff
 from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
 from chalicelib.engine.lifecycle import create_run
 from chalicelib.engine.spec import RunSpec, SpecCache
-from chalicelib.errors import StateConflictError
+from chalicelib.ports import update_each
 from chalicelib.runner.keys import data_key
 from chalicelib.workflow.formats import loads
 from tests.faults.invariants import check_invariants
@@ -53,13 +53,7 @@ class CrashingStore(SqliteStateStore):
         return super().update_task(*a, **k)
 
     def update_tasks(self, run_id, expect_states, updates):  # type: ignore[no-untyped-def]
-        out = []  # one write each, as on DynamoDB: a crash can fall between any two
-        for task_id, attempt, changes in updates:
-            try:
-                out.append(self.update_task(run_id, task_id, expect_states, attempt, changes))
-            except StateConflictError:
-                out.append(None)
-        return out
+        return update_each(self, run_id, expect_states, updates)  # one write each: a crash can fall between any two
 
     def complete_parent(self, *a: Any, **k: Any):  # type: ignore[no-untyped-def]
         self._write()

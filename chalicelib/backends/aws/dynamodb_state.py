@@ -109,6 +109,7 @@ from chalicelib.backends.aws.dynamodb_items import (
 from chalicelib.engine.records import RUN_MUTABLE, TASK_MUTABLE, RunRecord, TaskRecord
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
 from chalicelib.errors import NotFoundError, StateConflictError, UpdraftError
+from chalicelib.ports import update_each
 
 __all__ = ["INLINE_FANIN_MAX", "RESULT_MAX_BYTES", "TABLE_KEYS", "DynamoStateStore", "StoreThrottledError",
            "create_table"]
@@ -407,13 +408,7 @@ class DynamoStateStore:
     ) -> list[TaskRecord | None]:
         """One conditional UpdateItem each: DynamoDB has no conditional write of many items
         that lets some fail (a transaction is all or nothing)."""
-        out: list[TaskRecord | None] = []
-        for task_id, attempt, changes in updates:
-            try:
-                out.append(self.update_task(run_id, task_id, expect_states, attempt, changes))
-            except (StateConflictError, NotFoundError):
-                out.append(None)
-        return out
+        return update_each(self, run_id, expect_states, updates)
 
     def _conflict(
         self, run_id: str, task_id: str, exc: Exception, expect_states: Collection[TaskState],

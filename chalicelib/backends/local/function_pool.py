@@ -9,8 +9,8 @@ report does not work on this machine: the pool's later slots are Python ones.
 Spawning (vfork + exec waits for the kernel to exec the child) and waiting thus never hold up
 the loop, and share no GIL with its bookkeeping; the loop prepares attempts (sandbox, inputs)
 ahead so that a slot starts the next one the moment the last ends, then finishes them
-(outputs, logs). Limits are sampled from the loop every `sample_s`, and a
-task is killed there (its process group) by pid.
+(outputs, logs). Limits are sampled from the loop every `sample_s`, and a task is killed
+there (its process group) by pid.
 
 When every slot is idle (a chain of tasks, the last ones of a run) the loop spawns the next
 attempt itself, in the first slot's place, and watches it through a pidfd: with nothing else

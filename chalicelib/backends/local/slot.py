@@ -39,10 +39,8 @@ _HEAD = struct.Struct("!I")
 
 def encode_job(job_id: int, exe: str, argv: list[str], env: list[bytes], cwd: str, log_path: str) -> bytes:
     """A job frame."""
-    fields = [str(job_id).encode(), os.fsencode(exe), os.fsencode(cwd), os.fsencode(log_path),
-              str(len(argv)).encode(), *map(os.fsencode, argv), *env]
-    payload = b"\0".join(fields) + b"\0"
-    return _HEAD.pack(len(payload)) + payload
+    return _frame(str(job_id).encode(), os.fsencode(exe), os.fsencode(cwd), os.fsencode(log_path),
+                  str(len(argv)).encode(), *map(os.fsencode, argv), *env)
 
 
 def _frame(*fields: bytes) -> bytes:

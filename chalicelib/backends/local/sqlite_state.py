@@ -16,6 +16,7 @@ from typing import Any
 from chalicelib.engine.records import RUN_MUTABLE, TASK_MUTABLE, RunRecord, TaskRecord
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
 from chalicelib.errors import NotFoundError, StateConflictError
+from chalicelib.ports import update_each
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -289,8 +290,7 @@ class SqliteStateStore:
                     f"{sorted(s.value for s in expect_states)} at attempt {expect_attempt}",
                     cur,
                 )
-            self._move_count(run_id, row[-1], row[2])
-            return _task(row, changes["result"] or {} if "result" in changes else None)
+            return self._updated(run_id, row, changes)
 
     def update_tasks(
         self, run_id: str, expect_states: Collection[TaskState],
@@ -300,11 +300,7 @@ class SqliteStateStore:
         (and name each task once: a task named again waits for the next statement, so it
         sees the first one's effect, as one update after another would)."""
         if len(updates) == 1:  # one task: update_task's statement, prepared once per shape
-            task_id, attempt, changes = updates[0]
-            try:
-                return [self.update_task(run_id, task_id, expect_states, attempt, changes)]
-            except (StateConflictError, NotFoundError):
-                return [None]
+            return update_each(self, run_id, expect_states, updates)
         out: list[TaskRecord | None] = [None] * len(updates)
         todo = list(range(len(updates)))
         states = [s.value for s in expect_states]
@@ -353,9 +349,12 @@ class SqliteStateStore:
         where = {updates[i][0]: i for i in members}
         for row in self._db.execute(sql, params).fetchall():
             i = where[row[1]]
-            changes = updates[i][2]
-            self._move_count(run_id, row[-1], row[2])
-            out[i] = _task(row, changes["result"] or {} if "result" in changes else None)
+            out[i] = self._updated(run_id, row, updates[i][2])
+
+    def _updated(self, run_id: str, row: Sequence[Any], changes: Mapping[str, Any]) -> TaskRecord:
+        """The record an UPDATE ... RETURNING gave back (its prev_state last), counted."""
+        self._move_count(run_id, row[-1], row[2])
+        return _task(row, changes["result"] or {} if "result" in changes else None)
 
     def complete_parent(self, run_id: str, parent_id: str, child_ids: Sequence[str]) -> list[TaskRecord]:
         ready: list[TaskRecord] = []
