@@ -26,6 +26,7 @@ from chalicelib.cache.stage import TaskCache, dep_hashes
 from chalicelib.engine.events import TaskFailed, TaskSucceeded
 from chalicelib.engine.states import Reason
 from chalicelib.ports import BlobStore
+from chalicelib.runner import affinity
 from chalicelib.runner.keys import data_key, log_key
 from chalicelib.runner.procs import dir_size_bytes, tree_rss_kb
 from chalicelib.runner.sandbox import Sandbox, StageError
@@ -152,6 +153,7 @@ class Attempt:
     base_env: Mapping[Any, Any]
     proc: Proc | None = None
     pidfd: int = -1
+    unpin_tree: bool = False  # spawned by a pinned loop: widen its tree at the first sample
     started_at: float = 0.0
     deadline: float = 0.0
     peak_rss_kb: int = 0
@@ -263,6 +265,7 @@ class Attempt:
         except OSError as exc:
             self.launch_failed(f"could not start {cmd.argv[0]!r}: {exc}")
             return
+        self.unpin_tree = affinity.release(pid)
         self.pidfd = os.pidfd_open(pid)
         self.started(pid, time.time())
 
@@ -294,6 +297,9 @@ class Attempt:
         if now >= self.deadline:
             self.kill(Reason.TIMEOUT.value, f"killed after its timeout of {self.timeout_s:g} s")
             return
+        if self.unpin_tree:
+            self.unpin_tree = False
+            affinity.release_tree(self.proc.pid)
         rss = tree_rss_kb(self.proc.pid)
         self.peak_rss_kb = max(self.peak_rss_kb, rss)
         if rss > self.memory_kb:

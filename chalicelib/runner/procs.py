@@ -7,7 +7,8 @@ import os
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """Pids of the processes `pid` started that still run (empty when it is gone)."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as fh:
             return [int(x) for x in fh.read().split()]
@@ -30,7 +31,7 @@ def tree_rss_kb(pid: int) -> int:
                 total += int(fh.read().split()[1]) * _PAGE_KB
         except (OSError, IndexError, ValueError):
             continue
-        stack.extend(_children(p))
+        stack.extend(children(p))
     return total
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chalicelib.engine.events import Event, Launch, event_from_dict
+from chalicelib.runner import affinity
 from chalicelib.runner.execute import TaskRequest
 
 
@@ -55,6 +56,7 @@ class ContainerPool:
              "--blobs", self.blob_root, "--workroot", self.workroot, *self.worker_args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
         )
+        affinity.release(proc.pid)
         worker = _Worker(proc)
         assert proc.stdout is not None
         os.set_blocking(proc.stdout.fileno(), False)

@@ -40,6 +40,7 @@ from chalicelib.engine.records import RunRecord
 from chalicelib.engine.spec import RunSpec, SpecCache
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
 from chalicelib.errors import MissingInputsError, StateConflictError, UpdraftError
+from chalicelib.runner.affinity import LoopPin
 from chalicelib.runner.execute import TaskRequest
 from chalicelib.runner.keys import data_key
 from chalicelib.runner.sandbox import parse_dep
@@ -269,6 +270,7 @@ class _Loop:
         self.finished: str | None = None
         self.interrupted = False
         self.selector = selectors.DefaultSelector()
+        self.pin = LoopPin()
         opts, emit = rt.options, self._emit
         self.functions = FunctionPool(rt.blobs, rt.sandbox_root, opts.concurrency, self.selector, emit,
                                       cache=rt.task_cache)
@@ -298,7 +300,8 @@ class _Loop:
         old_term = signal.signal(signal.SIGTERM, self._interrupt)
         try:
             self.events.append(ev.Start(self.run_id))
-            self._loop()
+            with self.pin:  # the loop stays on one CPU; what it starts gets every CPU
+                self._loop()
         finally:
             signal.signal(signal.SIGINT, old_int)
             signal.signal(signal.SIGTERM, old_term)
@@ -380,6 +383,7 @@ class _Loop:
                 cancel_sent = True
                 self.events.append(ev.Cancel(self.run_id))
             now = time.monotonic()
+            self.pin.tick(now)
             if self.events and not self._defer(now):
                 # a bounded batch per transaction; the slots' completions are served in between
                 batch, self.events[:] = self.events[:self.defer_max], self.events[self.defer_max:]
