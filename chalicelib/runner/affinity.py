@@ -1,22 +1,23 @@
-"""Keep the local runtime's event loop on one CPU; give every process it starts all of them.
+"""Keep the local runtime's event loop and its slot processes on one CPU each; give every
+task they start all of them.
 
 A chain of short tasks is a relay between the loop and one task at a time: spawn, sleep until
-it exits, record it, spawn the next. With the loop free to move, each hand-over crosses CPUs:
+it exits, record it, spawn the next. With the loop free to move, each hand-over crossed CPUs:
 the kernel places a new process on the idlest CPU (waking it from idle: on a virtual machine a
-round trip through the hypervisor), the loop wakes on another when the child execs and again
-when it exits. Measured on the 2-core benchmark machine, a 1,500-link chain of `true` took
-3.48 s with the loop free and 2.61 s with it pinned (medians of 4, alternating); a 2,000-task
-fan-out 1.98 -> 1.88 s.
+round trip through the hypervisor), and the loop woke elsewhere when the child exec'd and
+again when it exited. A slot process (function_pool.py) is the same relay for wide workflows.
+Measured on the 2-core benchmark machine (medians, alternating): a 300-link chain of `true`
+1.009 -> 0.786 s with the loop pinned; 2,000 independent tasks 2.25 -> 1.89 s and a 20 x 100
+DAG 2.50 -> 2.18 s with the slots pinned as well.
 
-A pinned loop must not pin its work: a process inherits its parent's CPU mask, and a vfork'ed
-child has exec'd by the time posix_spawn returns, so the loop widens each child right then
-(`release`), and the slot and worker processes that spawn tasks themselves the same way.
-`release_tree` widens whatever an inline-spawned task started before that (threads or
-children created in the microseconds between exec and the widening): called at its first limit
-sample, so nothing the task runs stays on one CPU longer than that.
-
-The pin is let go for one loop turn every `hold_s` and taken again on whichever CPU the
-scheduler woke the loop on: two runs on one machine that started on the same CPU part.
+Pinned spawners must not pin their work: a process inherits its parent's CPU mask, and a
+vfork'ed child has exec'd by the time posix_spawn returns, so the spawner widens each child
+right then (`release` here; slot.c and slot.py do the same for their tasks). `release_tree`
+widens whatever a task started before that (threads or children created before the spawner
+got to it): the pool calls it at the task's first limit sample, so nothing a task runs stays
+on one CPU longer than that. Slots are placed round robin (`slot_env`); the loop keeps to the
+CPU it was on, lets go of it for one turn every `hold_s` and keeps to wherever the scheduler
+woke it next: two runs on one machine that started on the same CPU part.
 
 Linux only; elsewhere, with a single allowed CPU, or with UPDRAFT_PIN=0, nothing changes.
 """
@@ -63,7 +64,7 @@ def _widen(pid: int) -> None:
 
 def release(pid: int) -> bool:
     """Give a process a pinned loop just started every CPU; False (nothing done) when no loop
-    of this process is pinned."""
+    of this process is pinned (then it inherited every CPU anyway)."""
     if not _pins:
         return False
     _widen(pid)
@@ -78,7 +79,7 @@ def release_thread() -> None:
 
 def release_tree(pid: int) -> None:
     """Every thread of `pid` and of its descendants gets every CPU."""
-    if not _pins:
+    if not _setaffinity or not _WIDE:
         return
     stack, seen = [pid], set()
     while stack:
@@ -93,6 +94,15 @@ def release_tree(pid: int) -> None:
         for tid in tids:
             _widen(tid)
         stack.extend(children(p))
+
+
+def slot_env(index: int) -> dict[str, str]:
+    """Environment for the function pool's slot `index`: keep to a CPU of its own (round robin
+    over the engine's), give its tasks all of them. Empty when pinning is off."""
+    if not available():
+        return {}
+    cpus = sorted(_WIDE)
+    return {"UPDRAFT_SLOT_CPU": str(cpus[index % len(cpus)]), "UPDRAFT_TASK_CPUS": ",".join(map(str, cpus))}
 
 
 class LoopPin:

@@ -153,7 +153,7 @@ class Attempt:
     base_env: Mapping[Any, Any]
     proc: Proc | None = None
     pidfd: int = -1
-    unpin_tree: bool = False  # spawned by a pinned loop: widen its tree at the first sample
+    unpin_tree: bool = False  # spawned by a pinned loop or slot: widen its tree at the first sample
     started_at: float = 0.0
     deadline: float = 0.0
     peak_rss_kb: int = 0

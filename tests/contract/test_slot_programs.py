@@ -19,6 +19,7 @@ import pytest
 from chalicelib.backends.local import slot_program
 from chalicelib.backends.local.slot import encode_job, parse_reports
 from chalicelib.backends.local.slot_program import build, python_slot
+from tests.cpus import allowed
 
 REPO = Path(__file__).resolve().parents[2]
 TRUE = "/bin/true"
@@ -38,9 +39,10 @@ def native_program(tmp_path_factory: pytest.TempPathFactory) -> str:
 class Slot:
     """A slot process and the pool's end of its pipes."""
 
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
+                                     env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+                                     start_new_session=True)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.buf = bytearray()
         self.reports: list[tuple[Any, ...]] = []
@@ -74,9 +76,13 @@ class Slot:
 
 
 @pytest.fixture(params=["native", "python"])
-def slot(request: pytest.FixtureRequest) -> Iterator[Slot]:
-    argv = [request.getfixturevalue("native_program")] if request.param == "native" else python_slot()
-    s = Slot(argv)
+def slot_argv(request: pytest.FixtureRequest) -> list[str]:
+    return [request.getfixturevalue("native_program")] if request.param == "native" else python_slot()
+
+
+@pytest.fixture()
+def slot(slot_argv: list[str]) -> Iterator[Slot]:
+    s = Slot(slot_argv)
     yield s
     if s.proc.poll() is None:
         s.proc.kill()
@@ -227,3 +233,23 @@ def test_the_python_slot_is_chosen_when_asked(monkeypatch: pytest.MonkeyPatch, n
     assert slot_program.slot_command() == [native_program]
     monkeypatch.setenv("UPDRAFT_SLOT", "python")
     assert slot_program.slot_command() == python_slot()
+
+
+@pytest.mark.skipif(len(getattr(os, "sched_getaffinity", lambda _: ())(0)) < 2, reason="needs 2+ CPUs allowed")
+def test_a_pinned_slot_keeps_to_its_cpu_and_gives_its_tasks_the_listed_ones(
+    slot_argv: list[str], tmp_path: Path,
+) -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = Slot(slot_argv, {"UPDRAFT_SLOT_CPU": str(cpus[-1]), "UPDRAFT_TASK_CPUS": ",".join(map(str, cpus))})
+    try:
+        # `exec`: the process the slot started reads its own mask, after the slot has set it
+        pinned.send(1, [SH, "-c", "sleep 0.2; exec grep Cpus_allowed_list /proc/self/status"], tmp_path)
+        _, (_, _, code, _) = pinned.wait_for(2)
+        assert code == 0
+        assert os.sched_getaffinity(pinned.proc.pid) == {cpus[-1]}
+        assert allowed((tmp_path / "log").read_text()) == set(cpus)
+        assert pinned.close() == 0
+    finally:
+        if pinned.proc.poll() is None:
+            pinned.proc.kill()
+            pinned.proc.wait()

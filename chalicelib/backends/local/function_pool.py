@@ -47,6 +47,7 @@ _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
 
 @dataclass
 class _Slot:
+    index: int  # its place in the pool (a replacement takes the same): which CPU it keeps to
     pid: int
     jobs: int  # write end of its job pipe
     reports: int  # read end of its report pipe
@@ -54,6 +55,7 @@ class _Slot:
     assigned: deque[int] = field(default_factory=deque)  # job ids sent, in order
     inline: Attempt | None = None  # spawned by the loop itself in this slot's place (see _fill)
     reported: bool = False  # has sent a report: its program works
+    pinned: bool = False  # keeps to one CPU (its tasks are widened by it, their trees by the loop)
 
 
 class FunctionPool:
@@ -81,7 +83,7 @@ class FunctionPool:
         self._jobs: dict[int, Attempt] = {}
         self._job_ids = 0
         self._slot_argv = slot_command()
-        self._slots: list[_Slot] = [self._start_slot() for _ in range(self.slots)]
+        self._slots: list[_Slot] = [self._start_slot(i) for i in range(self.slots)]
 
     @property
     def busy(self) -> int:
@@ -98,19 +100,21 @@ class FunctionPool:
 
     # ---- slots --------------------------------------------------------------------------
 
-    def _start_slot(self) -> _Slot:
+    def _start_slot(self, index: int) -> _Slot:
         job_r, job_w = os.pipe()
         rep_r, rep_w = os.pipe()
         actions = [(os.POSIX_SPAWN_DUP2, job_r, 0), (os.POSIX_SPAWN_DUP2, rep_w, 1)]
-        env = {**os.environ, "PYTHONPATH": _PACKAGE_ROOT}  # the Python slot imports this package
+        pin = affinity.slot_env(index)  # a CPU of its own: spawning and waiting stay on it
+        env = {**os.environ, "PYTHONPATH": _PACKAGE_ROOT, **pin}  # the Python slot imports this package
         try:
             pid = os.posix_spawn(self._slot_argv[0], self._slot_argv, env, file_actions=actions, setsid=True)
-            affinity.release(pid)  # its tasks inherit its CPUs: all of them, not the loop's one
+            if not pin:
+                affinity.release(pid)  # its tasks inherit its CPUs: all of them, not the loop's one
         finally:
             os.close(job_r)
             os.close(rep_w)
         os.set_blocking(rep_r, False)
-        slot = _Slot(pid, job_w, rep_r)
+        slot = _Slot(index, pid, job_w, rep_r, pinned=bool(pin))
         self.selector.register(rep_r, selectors.EVENT_READ, (self._on_reports, slot))
         return slot
 
@@ -147,6 +151,7 @@ class FunctionPool:
             att = self._jobs[job_id]
             if kind == "S":
                 att.started(report[2], report[3])
+                att.unpin_tree = slot.pinned
                 continue
             del self._jobs[job_id]
             slot.assigned.popleft()
@@ -171,7 +176,7 @@ class FunctionPool:
             # a built slot program that dies before its first report does not work here:
             # the Python slot takes over for this pool
             self._slot_argv = python_slot()
-        replacement = self._start_slot()
+        replacement = self._start_slot(slot.index)
         replacement.inline = slot.inline  # the loop's own attempt is unaffected
         self._slots.append(replacement)
         for job_id in slot.assigned:

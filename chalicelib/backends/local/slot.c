@@ -11,11 +11,15 @@
  * each ended by a NUL byte.
  *   job     job_id exe cwd log_path argc argv[0..argc-1] env_entry...
  *   report  "S" job_id pid started_at | "X" job_id exit_code maxrss_kb | "E" job_id message
+ *
+ * With UPDRAFT_SLOT_CPU and UPDRAFT_TASK_CPUS set (see runner/affinity.py), the slot keeps to
+ * that one CPU and gives each task it starts the listed CPUs the moment it has started.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdint.h>
@@ -94,6 +98,32 @@ static long own_peak_kb(void) {
     return kb;
 }
 
+static cpu_set_t task_cpus; /* given to each task when this slot keeps to one CPU */
+static int pinned;
+
+/* "0,1,4" -> the set; 0 when empty or malformed */
+static int parse_cpus(const char *s, cpu_set_t *set) {
+    CPU_ZERO(set);
+    int n = 0;
+    while (*s) {
+        char *end;
+        long cpu = strtol(s, &end, 10);
+        if (end == s || cpu < 0 || cpu >= CPU_SETSIZE || (*end && *end != ',')) return 0;
+        CPU_SET((int)cpu, set);
+        n++;
+        s = *end ? end + 1 : end;
+    }
+    return n;
+}
+
+/* Keep to UPDRAFT_SLOT_CPU when both variables are set and valid. */
+static void pin_from_env(void) {
+    const char *own = getenv("UPDRAFT_SLOT_CPU"), *tasks = getenv("UPDRAFT_TASK_CPUS");
+    cpu_set_t one;
+    if (!own || !tasks || !parse_cpus(own, &one) || !parse_cpus(tasks, &task_cpus)) return;
+    pinned = sched_setaffinity(0, sizeof one, &one) == 0;
+}
+
 /* Start one job, report its start and its exit. Returns -1 when the engine is gone. */
 static int run_job(char **f, size_t nf, const posix_spawnattr_t *attr) {
     const char *job = f[0], *exe = f[1], *cwd = f[2], *log_path = f[3];
@@ -119,6 +149,7 @@ static int run_job(char **f, size_t nf, const posix_spawnattr_t *attr) {
     pid_t pid;
     int err = posix_spawn(&pid, exe, &actions, attr, argv, env);
     posix_spawn_file_actions_destroy(&actions);
+    if (!err && pinned) sched_setaffinity(pid, sizeof task_cpus, &task_cpus); /* it has exec'd */
     if (err) { /* worded as slot.py words it */
         char msg[6144];
         snprintf(msg, sizeof msg, "could not start '%s': [Errno %d] could not start %s: %s (in %s)",
@@ -154,6 +185,7 @@ static int run_job(char **f, size_t nf, const posix_spawnattr_t *attr) {
 
 int main(void) {
     pid_t engine = getppid();
+    pin_from_env();
     signal(SIGINT, SIG_IGN);  /* the engine decides what Ctrl-C stops */
     signal(SIGPIPE, SIG_IGN); /* a write to a dead engine fails with EPIPE instead */
 

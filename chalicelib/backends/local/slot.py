@@ -12,6 +12,9 @@ environment entries and paths cannot hold a NUL, so nothing needs escaping):
             "X" job_id exit_code maxrss_kb   exited (maxrss 0: unknown, see reap_process)
             "E" job_id message               could not start
 
+With UPDRAFT_SLOT_CPU and UPDRAFT_TASK_CPUS set (see runner/affinity.py), the slot keeps to
+that one CPU and gives each task it starts the listed CPUs the moment it has started.
+
 Spawning (vfork + exec, which waits for the kernel to exec the child) and waiting happen here,
 so neither holds up the engine's thread, and this process is small and single-threaded: no
 GIL shared with the engine's bookkeeping. The slot exits when its job pipe closes (the run
@@ -21,6 +24,7 @@ jobs still queued in its pipe are then `updraft resume`'s to run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import struct
@@ -77,9 +81,21 @@ def read_job(stream: BinaryIO) -> list[bytes] | None:
     return payload[:-1].split(b"\0")
 
 
+def pin_from_env() -> set[int] | None:
+    """Keep to UPDRAFT_SLOT_CPU; the CPUs for tasks (None: leave them as they are)."""
+    try:
+        own = {int(os.environ["UPDRAFT_SLOT_CPU"])}
+        tasks = {int(c) for c in os.environ["UPDRAFT_TASK_CPUS"].split(",")}
+        os.sched_setaffinity(0, own)
+    except (KeyError, ValueError, OSError, AttributeError):
+        return None
+    return tasks
+
+
 def main() -> None:
     jobs = os.fdopen(0, "rb", buffering=1 << 16)
     engine = os.getppid()
+    task_cpus = pin_from_env()
     try:
         while True:
             job = read_job(jobs)
@@ -87,13 +103,14 @@ def main() -> None:
             # for `updraft resume` to run, not for an orphaned slot)
             if job is None or os.getppid() != engine:
                 return
-            run_job(1, job)
+            run_job(1, job, task_cpus)
     except BrokenPipeError:  # the engine died while we reported
         return
 
 
-def run_job(out: int, job: list[bytes]) -> None:
-    """Start one job (its frame's fields), report its start and its exit to `out`."""
+def run_job(out: int, job: list[bytes], task_cpus: set[int] | None = None) -> None:
+    """Start one job (its frame's fields), report its start and its exit to `out`; the task
+    gets `task_cpus` once started (it inherited this slot's)."""
     job_id, exe, cwd, log_path, argc = job[:5]
     argv = [os.fsdecode(a) for a in job[5:5 + int(argc)]]
     env = job[5 + int(argc):]
@@ -102,6 +119,9 @@ def run_job(out: int, job: list[bytes]) -> None:
     except OSError as exc:
         os.write(out, _frame(b"E", job_id, os.fsencode(f"could not start {argv[0]!r}: {exc}")))
         return
+    if task_cpus is not None:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(pid, task_cpus)
     os.write(out, _frame(b"S", job_id, str(pid).encode(), repr(time.time()).encode()))
     code, maxrss = reap_process(pid)
     os.write(out, _frame(b"X", job_id, str(code).encode(), str(maxrss).encode()))
