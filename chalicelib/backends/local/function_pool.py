@@ -28,8 +28,8 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from chalicelib.backends.local.slot import encode_job, parse_reports
 from chalicelib.backends.local.slot_program import python_slot, slot_command
@@ -39,6 +39,9 @@ from chalicelib.ports import BlobStore
 from chalicelib.runner import affinity
 from chalicelib.runner.execute import Attempt, EncodedEnv, TaskRequest
 from chalicelib.runner.sandbox import Sandbox
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 EmitFn = Callable[[Event], None]
 Key = tuple[str, str, int]
@@ -268,6 +271,8 @@ class FunctionPool:
         # rmdir alone 2.5 ms a call while the tasks wrote their images. A cleaner thread does it
         # (the system calls release the GIL); the folder is reused once it is empty again.
         if self._cleaner is None:
+            from concurrent.futures import ThreadPoolExecutor  # not imported by runs that never need it
+
             self._cleaner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="updraft-sandbox-cleaner",
                                                initializer=affinity.release_thread)
         self._cleaner.submit(self._clear, box)

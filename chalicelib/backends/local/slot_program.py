@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -57,7 +56,7 @@ def build(folder: str, compiler: str | None = None) -> str | None:
     None when it cannot be built or fails its check (the reason is in `<path>.failed`)."""
     with open(SOURCE, "rb") as fh:
         digest = hashlib.sha256(fh.read()).hexdigest()[:16]
-    path = os.path.join(folder, f"updraft-slot-{digest}-{platform.machine() or 'unknown'}")
+    path = os.path.join(folder, f"updraft-slot-{digest}-{os.uname().machine or 'unknown'}")
     if os.access(path, os.X_OK):
         return path
     if os.path.exists(path + ".failed"):
