@@ -333,11 +333,16 @@ class Attempt:
         assert self.proc is not None
         self.proc.returncode = code
 
-    def finish(self, blobs: BlobStore, exit_code: int | None, maxrss_kb: int, clear: bool = True) -> TaskOutcome:
+    def finish(
+        self, blobs: BlobStore, exit_code: int | None, maxrss_kb: int, clear: bool = True,
+        ended_at: float | None = None,
+    ) -> TaskOutcome:
         """Check outputs, stage them out, store the log, and build the completion event. With
-        clear=False the sandbox is left for the caller to remove (see FunctionPool._finish)."""
+        clear=False the sandbox is left for the caller to remove (see FunctionPool._finish).
+        `ended_at`: when the process ended, if the caller knows (a slot reports it): the result's
+        finished_at and duration then leave out the time the report took to be handled."""
         req, sandbox = self.req, self.sandbox
-        finished = time.time()
+        finished = time.time() if ended_at is None else ended_at
         self.peak_rss_kb = max(self.peak_rss_kb, maxrss_kb)
         result: dict[str, Any] = {
             "exit_code": exit_code, "started_at": self.started_at, "finished_at": finished,

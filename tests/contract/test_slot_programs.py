@@ -93,11 +93,18 @@ def test_a_job_runs_in_its_folder_with_its_argv_and_environment(slot: Slot, tmp_
     script = 'echo "$0 $1 [$GREETING] $(pwd)"; echo oops >&2; exit 4'
     before = time.time()
     slot.send(11, [SH, "-c", script, "zero", "a b"], tmp_path, [b"PATH=/usr/bin:/bin", b"GREETING=hello there"])
-    (s_kind, s_job, pid, started_at), (x_kind, x_job, code, _rss) = slot.wait_for(2)
+    (s_kind, s_job, pid, started_at, _), (x_kind, x_job, code, _rss, ended_at) = slot.wait_for(2)
     assert (s_kind, s_job, x_kind, x_job, code) == ("S", 11, "X", 11, 4)
-    assert pid > 0 and before - 1 <= started_at <= time.time()
+    assert pid > 0 and before - 1 <= started_at <= ended_at <= time.time()
     assert (tmp_path / "log").read_text() == f"zero a b [hello there] {tmp_path}\noops\n"
     assert slot.close() == 0  # its job pipe closed: it ends
+
+
+def test_a_task_s_end_is_when_it_ended_not_when_its_report_was_read(slot: Slot, tmp_path: Path) -> None:
+    slot.send(1, [SH, "-c", "sleep 0.3"], tmp_path)
+    time.sleep(1.0)  # the pool busy elsewhere: the reports wait in the pipe
+    (_, _, _, started_at, _), (_, _, code, _, ended_at) = slot.wait_for(2)
+    assert code == 0 and 0.3 <= ended_at - started_at < 0.9
 
 
 def test_a_task_killed_by_a_signal_reports_the_negative_signal(slot: Slot, tmp_path: Path) -> None:
@@ -159,7 +166,7 @@ def test_a_large_environment_and_peak_memory_come_through(slot: Slot, tmp_path: 
     env = [b"PATH=/usr/bin:/bin", *(f"VAR_{i}={'x' * 200}".encode() for i in range(1000))]  # ~200 KB
     grow = "b = bytearray(120 << 20); import os; print(sum(k.startswith('VAR_') for k in os.environ))"
     slot.send(1, [sys.executable, "-S", "-c", grow], tmp_path, env)
-    _, (kind, _, code, maxrss_kb) = slot.wait_for(2)
+    _, (kind, _, code, maxrss_kb, _) = slot.wait_for(2)
     assert (kind, code) == ("X", 0)
     assert (tmp_path / "log").read_text() == "1000\n"
     assert maxrss_kb >= 120 * 1024  # the task's own peak, not the slot's
@@ -244,7 +251,7 @@ def test_a_pinned_slot_keeps_to_its_cpu_and_gives_its_tasks_the_listed_ones(
     try:
         # `exec`: the process the slot started reads its own mask, after the slot has set it
         pinned.send(1, [SH, "-c", "sleep 0.2; exec grep Cpus_allowed_list /proc/self/status"], tmp_path)
-        _, (_, _, code, _) = pinned.wait_for(2)
+        _, (_, _, code, _, _) = pinned.wait_for(2)
         assert code == 0
         assert os.sched_getaffinity(pinned.proc.pid) == {cpus[-1]}
         assert allowed((tmp_path / "log").read_text()) == set(cpus)

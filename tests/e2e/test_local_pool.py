@@ -206,3 +206,18 @@ def test_every_task_and_what_it_starts_gets_every_cpu_while_the_loop_keeps_one(t
         parents.add(read(f"{prefix}parent")[0])
     assert len(parents) >= 2  # not every task was spawned by the loop (slots keep to a CPU each too)
 
+
+
+def test_slots_queue_more_attempts_while_tasks_are_short_and_two_when_they_are_long(tmp_path: Path) -> None:
+    pool = function_pool.FunctionPool(FsBlobStore(str(tmp_path / "blobs")), str(tmp_path / "sandbox"), 2,
+                                      selectors.DefaultSelector(), lambda _event: None)
+    try:
+        assert pool.per_slot == 3  # nothing measured yet: the running attempt and two queued
+        for _ in range(30):
+            pool._learn(0.001)
+        assert pool.per_slot == 1 + pool.queued_max  # 1 ms tasks: six queued cover 6 ms
+        for _ in range(30):
+            pool._learn(0.5)
+        assert pool.per_slot == 3
+    finally:
+        pool.kill_all()

@@ -16,6 +16,13 @@ When every slot is idle (a chain of tasks, the last ones of a run) the loop spaw
 attempt itself, in the first slot's place, and watches it through a pidfd: with nothing else
 to do it would only wait for the hand-offs to and from a slot process, which is each link of
 a chain's latency.
+
+How many prepared attempts wait in a slot behind the running one follows the tasks' recent
+durations: two, or enough for `queued_s` of work when tasks are shorter than that (at most
+`queued_max`). The loop handles completions a few dozen at a time (one transaction), which
+takes a few milliseconds; two queued millisecond tasks left the slots idle for most of it
+(a 2,000-task fan-out of `true` used 1.5 of the 2 cores), six keep them busy. Longer tasks
+keep two, so that a slot stuck behind a long task holds few others back.
 """
 
 from __future__ import annotations
@@ -65,11 +72,16 @@ class FunctionPool:
     def __init__(
         self, blobs: BlobStore, workroot: str, slots: int, selector: selectors.BaseSelector, emit: EmitFn,
         sample_s: float = 0.2, cache: TaskCache | None = None, queued_per_slot: int = 2,
+        queued_s: float = 0.006, queued_max: int = 6,
     ) -> None:
         self.blobs = blobs
         self.workroot = workroot
         self.slots = max(1, slots)
-        self.per_slot = 1 + max(0, queued_per_slot)  # the running attempt and those queued behind it
+        self.queued_min = max(0, queued_per_slot)
+        self.queued_s = queued_s
+        self.queued_max = max(self.queued_min, queued_max)
+        self.per_slot = 1 + self.queued_min  # the running attempt and those queued behind it
+        self._mean_s: float | None = None  # recent attempts' mean duration (moving average)
         self.selector = selector
         self.emit = emit
         self.sample_s = sample_s
@@ -160,7 +172,7 @@ class FunctionPool:
             slot.assigned.popleft()
             if kind == "X":
                 att.reaped(report[2])
-                self._done(att, report[2], report[3])
+                self._done(att, report[2], report[3], ended_at=report[4])
             else:
                 att.launch_failed(report[2])
                 self._done(att, None, 0)
@@ -249,16 +261,26 @@ class FunctionPool:
                 slot.inline = None
         self._done(att, code, maxrss)
 
-    def _done(self, att: Attempt, code: int | None, maxrss: int) -> None:
-        """An attempt in flight has ended: free its place, start the next, then finish it (the
-        bookkeeping overlaps the next task)."""
+    def _done(self, att: Attempt, code: int | None, maxrss: int, ended_at: float | None = None) -> None:
+        """An attempt in flight has ended (at `ended_at` by its slot's clock, else now): free
+        its place, start the next, then finish it (the bookkeeping overlaps the next task)."""
         req = att.req
         del self.running[(req.run_id, req.task_id, req.attempt)]
+        if att.proc is not None:
+            ended_at = time.time() if ended_at is None else ended_at
+            self._learn(ended_at - att.started_at)
         self._fill()
-        self._finish(att, code, maxrss)
+        self._finish(att, code, maxrss, ended_at)
 
-    def _finish(self, att: Attempt, code: int | None, maxrss: int) -> None:
-        self.emit(att.finish(self.blobs, code, maxrss, clear=False).event)
+    def _learn(self, duration_s: float) -> None:
+        """Fold an attempt's duration into the mean; set how many attempts queue per slot."""
+        mean = duration_s if self._mean_s is None else self._mean_s + 0.1 * (duration_s - self._mean_s)
+        self._mean_s = mean
+        queued = int(self.queued_s / mean) if mean > 0 else self.queued_max
+        self.per_slot = 1 + min(self.queued_max, max(self.queued_min, queued))
+
+    def _finish(self, att: Attempt, code: int | None, maxrss: int, ended_at: float | None = None) -> None:
+        self.emit(att.finish(self.blobs, code, maxrss, clear=False, ended_at=ended_at).event)
         self._release(att.sandbox)
 
     def _release(self, box: Sandbox) -> None:

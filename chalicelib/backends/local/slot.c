@@ -10,7 +10,7 @@
  * Jobs (stdin) and reports (stdout) are frames: a 4-byte big-endian length, then fields,
  * each ended by a NUL byte.
  *   job     job_id exe cwd log_path argc argv[0..argc-1] env_entry...
- *   report  "S" job_id pid started_at | "X" job_id exit_code maxrss_kb | "E" job_id message
+ *   report  "S" job_id pid started_at | "X" job_id exit_code maxrss_kb ended_at | "E" job_id message
  *
  * With UPDRAFT_SLOT_CPU and UPDRAFT_TASK_CPUS set (see runner/affinity.py), the slot keeps to
  * that one CPU and gives each task it starts the listed CPUs the moment it has started.
@@ -170,6 +170,9 @@ static int run_job(char **f, size_t nf, const posix_spawnattr_t *attr) {
     while (wait4(pid, &status, 0, &usage) < 0) {
         if (errno != EINTR) return -1;
     }
+    clock_gettime(CLOCK_REALTIME, &now);
+    char sended[48];
+    snprintf(sended, sizeof sended, "%lld.%06ld", (long long)now.tv_sec, now.tv_nsec / 1000);
     killpg(pid, SIGKILL); /* what the task left running belongs to its attempt */
     /* a vfork'ed child's peak includes the spawner's memory at exec: it counts only above
        the spawner's own peak (see reap_process in spawn.py) */
@@ -179,8 +182,8 @@ static int run_job(char **f, size_t nf, const posix_spawnattr_t *attr) {
     char scode[24], srss[24];
     snprintf(scode, sizeof scode, "%d", code);
     snprintf(srss, sizeof srss, "%ld", maxrss > self_peak_kb ? maxrss : 0L);
-    const char *exited[] = {"X", job, scode, srss};
-    return report(exited, 4);
+    const char *exited[] = {"X", job, scode, srss, sended};
+    return report(exited, 5);
 }
 
 int main(void) {

@@ -9,7 +9,7 @@ Frames both ways are a 4-byte big-endian length, then fields each ended by a NUL
 environment entries and paths cannot hold a NUL, so nothing needs escaping):
     job     job_id exe cwd log_path argc argv[0..argc-1] env_entry...
     reports "S" job_id pid started_at        started
-            "X" job_id exit_code maxrss_kb   exited (maxrss 0: unknown, see reap_process)
+            "X" job_id exit_code maxrss_kb ended_at   exited (maxrss 0: unknown, see reap_process)
             "E" job_id message               could not start
 
 With UPDRAFT_SLOT_CPU and UPDRAFT_TASK_CPUS set (see runner/affinity.py), the slot keeps to
@@ -36,7 +36,7 @@ TYPE_CHECKING = False  # not typing's: a slot starts faster without importing ty
 if TYPE_CHECKING:
     from typing import Any, BinaryIO
 
-    Report = tuple[str, int, Any, Any]
+    Report = tuple[str, int, Any, Any, Any]
 
 _HEAD = struct.Struct("!I")
 
@@ -54,7 +54,8 @@ def _frame(*fields: bytes) -> bytes:
 
 def parse_reports(buf: bytearray) -> list[Report]:
     """Complete report frames at the front of `buf` (removed from it), decoded:
-    ("S", job_id, pid, started_at), ("X", job_id, exit_code, maxrss_kb), ("E", job_id, message, None)."""
+    ("S", job_id, pid, started_at, None), ("X", job_id, exit_code, maxrss_kb, ended_at),
+    ("E", job_id, message, None, None)."""
     out: list[Report] = []
     while len(buf) >= _HEAD.size:
         size = _HEAD.unpack_from(buf)[0]
@@ -64,11 +65,11 @@ def parse_reports(buf: bytearray) -> list[Report]:
         kind, job, *rest = bytes(buf[_HEAD.size:end - 1]).split(b"\0")
         del buf[:end]
         if kind == b"S":
-            out.append(("S", int(job), int(rest[0]), float(rest[1])))
+            out.append(("S", int(job), int(rest[0]), float(rest[1]), None))
         elif kind == b"X":
-            out.append(("X", int(job), int(rest[0]), int(rest[1])))
+            out.append(("X", int(job), int(rest[0]), int(rest[1]), float(rest[2])))
         else:
-            out.append(("E", int(job), rest[0].decode("utf-8", "replace"), None))
+            out.append(("E", int(job), rest[0].decode("utf-8", "replace"), None, None))
     return out
 
 
@@ -124,7 +125,8 @@ def run_job(out: int, job: list[bytes], task_cpus: set[int] | None = None) -> No
             os.sched_setaffinity(pid, task_cpus)
     os.write(out, _frame(b"S", job_id, str(pid).encode(), repr(time.time()).encode()))
     code, maxrss = reap_process(pid)
-    os.write(out, _frame(b"X", job_id, str(code).encode(), str(maxrss).encode()))
+    ended = repr(time.time()).encode()
+    os.write(out, _frame(b"X", job_id, str(code).encode(), str(maxrss).encode(), ended))
 
 
 if __name__ == "__main__":
