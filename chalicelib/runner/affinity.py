@@ -30,7 +30,7 @@ import os
 import threading
 from collections.abc import Callable
 
-from chalicelib.runner.procs import children
+from chalicelib.runner.procs import tree
 
 _setaffinity = getattr(os, "sched_setaffinity", None)
 _WIDE: frozenset[int] = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else frozenset()
@@ -81,19 +81,13 @@ def release_tree(pid: int) -> None:
     """Every thread of `pid` and of its descendants gets every CPU."""
     if not _setaffinity or not _WIDE:
         return
-    stack, seen = [pid], set()
-    while stack:
-        p = stack.pop()
-        if p in seen:
-            continue
-        seen.add(p)
+    for p in tree(pid):
         try:
             tids = [int(t) for t in os.listdir(f"/proc/{p}/task")]
         except (OSError, ValueError):
             continue
         for tid in tids:
             _widen(tid)
-        stack.extend(children(p))
 
 
 def slot_env(index: int) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -16,9 +17,8 @@ def children(pid: int) -> list[int]:
         return []
 
 
-def tree_rss_kb(pid: int) -> int:
-    """Resident set size of `pid` and all its descendants, in KiB (0 if it is gone)."""
-    total = 0
+def tree(pid: int) -> Iterator[int]:
+    """`pid` and each of its descendants still running, once each."""
     stack = [pid]
     seen: set[int] = set()
     while stack:
@@ -26,12 +26,19 @@ def tree_rss_kb(pid: int) -> int:
         if p in seen:
             continue
         seen.add(p)
+        yield p
+        stack.extend(children(p))
+
+
+def tree_rss_kb(pid: int) -> int:
+    """Resident set size of `pid` and all its descendants, in KiB (0 if it is gone)."""
+    total = 0
+    for p in tree(pid):
         try:
             with open(f"/proc/{p}/statm") as fh:
                 total += int(fh.read().split()[1]) * _PAGE_KB
         except (OSError, IndexError, ValueError):
             continue
-        stack.extend(children(p))
     return total
 
 
