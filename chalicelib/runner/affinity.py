@@ -16,8 +16,8 @@ right then (`release` here; slot.c and slot.py do the same for their tasks). `re
 widens whatever a task started before that (threads or children created before the spawner
 got to it): the pool calls it at the task's first limit sample, so nothing a task runs stays
 on one CPU longer than that. Slots are placed round robin (`slot_env`); the loop keeps to the
-CPU it was on, lets go of it for one turn every `hold_s` and keeps to wherever the scheduler
-woke it next: two runs on one machine that started on the same CPU part.
+CPU it was on, lets go of it for `free_s` every `hold_s` and then keeps to wherever the
+scheduler woke it: two runs on one machine that started on the same CPU part.
 
 Linux only; elsewhere, with a single allowed CPU, or with UPDRAFT_PIN=0, nothing changes.
 """
@@ -101,10 +101,12 @@ def slot_env(index: int) -> dict[str, str]:
 
 class LoopPin:
     """`with LoopPin() as pin:` keeps the calling thread on its current CPU; call `pin.tick(now)`
-    once per loop turn (monotonic seconds) to let go of it for one turn every `hold_s`."""
+    once per loop turn (monotonic seconds): every `hold_s` it lets go for `free_s` (time for the
+    loop to sleep and be woken where the scheduler likes), then keeps to the CPU it is on."""
 
-    def __init__(self, hold_s: float = 1.0) -> None:
+    def __init__(self, hold_s: float = 1.0, free_s: float = 0.01) -> None:
         self.hold_s = hold_s
+        self.free_s = free_s
         self.active = False  # pinning in use at all
         self.pinned = False
         self._until = 0.0
@@ -129,7 +131,7 @@ class LoopPin:
         self.active = False
 
     def tick(self, now: float) -> None:
-        if not self.active:
+        if not self.active or now < self._until:
             return
         if not self.pinned:
             assert _setaffinity is not None and _sched_getcpu is not None
@@ -138,6 +140,7 @@ class LoopPin:
                 _setaffinity(0, {cpu})
                 self.pinned = True
                 self._until = now + self.hold_s
-        elif now >= self._until:
-            _widen(0)  # one turn free: the next wake-up may land elsewhere, and is pinned there
+        else:
+            _widen(0)  # free for a moment: the loop's next wake-ups may land elsewhere
             self.pinned = False
+            self._until = now + self.free_s

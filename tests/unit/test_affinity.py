@@ -39,17 +39,19 @@ def _start(tmp_path: Path, script: str, procs: list[int]) -> int:
 
 
 @needs_pinning
-def test_the_loop_is_pinned_to_one_cpu_and_lets_go_for_a_turn_every_hold_s() -> None:
-    pin = affinity.LoopPin(hold_s=0.05)
+def test_the_loop_is_pinned_to_one_cpu_and_lets_go_for_a_moment_every_hold_s() -> None:
+    pin = affinity.LoopPin(hold_s=0.05, free_s=0.01)
     with pin:
         pin.tick(0.0)
         mask = os.sched_getaffinity(0)
         assert len(mask) == 1 and mask <= ALL
         pin.tick(0.01)  # within hold_s: stays
         assert os.sched_getaffinity(0) == mask
-        pin.tick(0.06)  # a turn free
+        pin.tick(0.06)  # free for free_s
         assert os.sched_getaffinity(0) == ALL
-        pin.tick(0.07)  # pinned again, wherever the thread runs now
+        pin.tick(0.065)
+        assert os.sched_getaffinity(0) == ALL
+        pin.tick(0.071)  # pinned again, wherever the thread runs now
         assert len(os.sched_getaffinity(0)) == 1
     assert os.sched_getaffinity(0) == ALL  # restored on the way out
 
