@@ -180,19 +180,28 @@ def test_a_slot_whose_engine_died_starts_nothing_more(tmp_path: Path, native_pro
         trace.write_text("")
         jobs = b"".join(encode_job(j, SH, [SH, "-c", f"echo {j} >> {trace}; sleep 0.3"], [b"PATH=/usr/bin:/bin"],
                                    str(tmp_path), str(tmp_path / "log")) for j in range(1, 4))
-        # a middle process plays the engine: it starts the slot, feeds it, and is killed
+        # a middle process plays the engine: it starts the slot, feeds it, and is killed. The
+        # slot's reports go to this test's pipe, which stays open (so only the slot's check of
+        # its engine can stop it), and the slot's pid to a file.
+        pid_file = tmp_path / "slot.pid"
+        pid_file.unlink(missing_ok=True)
         engine = subprocess.Popen([sys.executable, "-c", (
             "import os, sys, time\n"
             "r, w = os.pipe()\n"
             f"pid = os.posix_spawn(sys.argv[1], sys.argv[1:], {{**os.environ, 'PYTHONPATH': {str(REPO)!r}}}, "
             "file_actions=[(os.POSIX_SPAWN_DUP2, r, 0)], setsid=True)\n"
             "os.write(w, sys.stdin.buffer.read())\n"
-            "print(pid, flush=True)\n"
+            f"open({str(pid_file)!r} + '.tmp', 'w').write(str(pid))\n"
+            f"os.rename({str(pid_file)!r} + '.tmp', {str(pid_file)!r})\n"
             "time.sleep(60)\n"), *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert engine.stdin is not None and engine.stdout is not None
+        assert engine.stdin is not None
         engine.stdin.write(jobs)
         engine.stdin.close()
-        slot_pid = int(engine.stdout.readline())
+        deadline = time.monotonic() + 10
+        while not pid_file.exists():
+            assert time.monotonic() < deadline, "the engine did not start the slot"
+            time.sleep(0.01)
+        slot_pid = int(pid_file.read_text())
         deadline = time.monotonic() + 10
         while not trace.read_text():
             assert time.monotonic() < deadline, "the slot started nothing"
