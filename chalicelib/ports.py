@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from chalicelib.engine.events import Event, Launch
-from chalicelib.engine.records import RunRecord, TaskRecord
+from chalicelib.engine.records import RunRecord, TaskRecord, check_mutable
 from chalicelib.engine.states import RunState, TaskState
 from chalicelib.errors import NotFoundError, StateConflictError
 
@@ -96,7 +96,9 @@ def update_each(
     updates: Sequence[tuple[str, int | None, Mapping[str, Any]]],
 ) -> list[TaskRecord | None]:
     """`StateStore.update_tasks` as one `update_task` per task, for stores without a write of
-    many rows that lets some fail."""
+    many rows that lets some fail. Every update's fields are checked before any is written."""
+    for _, _, changes in updates:
+        check_mutable("task", changes)
     out: list[TaskRecord | None] = []
     for task_id, attempt, changes in updates:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,3 +61,11 @@ TASK_MUTABLE = frozenset({
     "finished_at", "exit_code", "reason", "result", "max_attempts",
 })
 RUN_MUTABLE = frozenset({"state", "finished_at", "options"})
+
+
+def check_mutable(kind: str, changes: Iterable[str]) -> None:
+    """Raise ValueError naming the fields of `changes` a store may not change on a `kind`
+    ("run" or "task") record."""
+    bad = set(changes) - (RUN_MUTABLE if kind == "run" else TASK_MUTABLE)
+    if bad:
+        raise ValueError(f"{kind} fields {sorted(bad)} cannot be changed")

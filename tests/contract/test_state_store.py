@@ -104,6 +104,15 @@ def test_task_transition_is_conditional_on_state_and_attempt(store: StateStore) 
     assert store.update_task("r1", "a", [D], None, {"state": RUN}).state is RUN  # None: any attempt
 
 
+def test_a_field_a_task_cannot_change_is_refused_by_name_and_nothing_is_written(store: StateStore) -> None:
+    diamond(store)
+    with pytest.raises(ValueError, match=r"task fields \['pending'\] cannot be changed"):
+        store.update_task("r1", "a", [R], 1, {"state": D, "pending": 0})
+    with pytest.raises(ValueError, match=r"task fields \['run_id'\] cannot be changed"):
+        store.update_tasks("r1", [R], [("a", 1, {"state": D}), ("b", 1, {"state": D, "run_id": "r2"})])
+    assert store.get_task("r1", "a").state is R  # checked before anything was written
+
+
 def test_a_late_event_of_an_old_attempt_cannot_overwrite_the_new_one(store: StateStore) -> None:
     make_run(store, "r1", {"a": []})
     store.update_task("r1", "a", [R], 1, {"state": D})

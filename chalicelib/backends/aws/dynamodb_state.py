@@ -106,7 +106,7 @@ from chalicelib.backends.aws.dynamodb_items import (
     task_pk,
     task_record,
 )
-from chalicelib.engine.records import RUN_MUTABLE, TASK_MUTABLE, RunRecord, TaskRecord
+from chalicelib.engine.records import RunRecord, TaskRecord, check_mutable
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
 from chalicelib.errors import NotFoundError, StateConflictError, UpdraftError
 from chalicelib.ports import update_each
@@ -271,9 +271,7 @@ class DynamoStateStore:
         return out[:limit]
 
     def update_run(self, run_id: str, expect: Collection[RunState], changes: Mapping[str, Any]) -> RunRecord:
-        bad = set(changes) - RUN_MUTABLE
-        if bad:
-            raise ValueError(f"run fields {sorted(bad)} cannot be changed")
+        check_mutable("run", changes)
         e = x.Expr()
         sets: list[str] = []
         removes: list[str] = []
@@ -368,9 +366,7 @@ class DynamoStateStore:
         self, run_id: str, task_id: str, expect_states: Collection[TaskState],
         expect_attempt: int | None, changes: Mapping[str, Any],
     ) -> TaskRecord:
-        bad = set(changes) - TASK_MUTABLE
-        if bad:
-            raise ValueError(f"task fields {sorted(bad)} cannot be changed")
+        check_mutable("task", changes)
         changes = coerce_task_changes(changes)
         e = x.Expr()
         cond = f"attribute_exists({e.n('sk')}) AND {state_condition(e, expect_states)}"

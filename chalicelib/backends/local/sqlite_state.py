@@ -13,7 +13,7 @@ import threading
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from chalicelib.engine.records import RUN_MUTABLE, TASK_MUTABLE, RunRecord, TaskRecord
+from chalicelib.engine.records import RunRecord, TaskRecord, check_mutable
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
 from chalicelib.errors import NotFoundError, StateConflictError
 from chalicelib.ports import update_each
@@ -206,9 +206,7 @@ class SqliteStateStore:
         return [_run(r) for r in rows.fetchall()]
 
     def update_run(self, run_id: str, expect: Collection[RunState], changes: Mapping[str, Any]) -> RunRecord:
-        bad = set(changes) - RUN_MUTABLE
-        if bad:
-            raise ValueError(f"run fields {sorted(bad)} cannot be changed")
+        check_mutable("run", changes)
         with self._tx():
             cur = self.get_run(run_id)
             if cur.state not in expect:
@@ -266,9 +264,7 @@ class SqliteStateStore:
         self, run_id: str, task_id: str, expect_states: Collection[TaskState],
         expect_attempt: int | None, changes: Mapping[str, Any],
     ) -> TaskRecord:
-        bad = set(changes) - TASK_MUTABLE
-        if bad:
-            raise ValueError(f"task fields {sorted(bad)} cannot be changed")
+        check_mutable("task", changes)
         shape = (tuple(changes), len(expect_states), expect_attempt is not None)
         sql = self._update_sql.get(shape)
         if sql is None:
@@ -301,6 +297,8 @@ class SqliteStateStore:
         sees the first one's effect, as one update after another would)."""
         if len(updates) == 1:  # one task: update_task's statement, prepared once per shape
             return update_each(self, run_id, expect_states, updates)
+        for _, _, changes in updates:
+            check_mutable("task", changes)
         out: list[TaskRecord | None] = [None] * len(updates)
         todo = list(range(len(updates)))
         states = [s.value for s in expect_states]
@@ -315,9 +313,6 @@ class SqliteStateStore:
                         later.append(i)
                         continue
                     named.add(task_id)
-                    bad = set(changes) - TASK_MUTABLE
-                    if bad:
-                        raise ValueError(f"task fields {sorted(bad)} cannot be changed")
                     groups.setdefault((tuple(changes), attempt is not None), []).append(i)
                 for (keys, by_attempt), members in groups.items():
                     for start in range(0, len(members), _UPDATES_PER_STATEMENT):
