@@ -315,6 +315,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
+    from msgspec.structs import asdict
+
     from chalicelib.backends.local.runtime import default_workdir
     from chalicelib.cache.cas import ContentStore
     from chalicelib.cache.memo import MemoIndex
@@ -331,7 +333,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"root": root, "objects": len(entries), "bytes": sum(e.size for e in entries),
                      "memoized_results": memo,
-                     **({"entries": [e.__dict__ for e in entries]} if args.action == "ls" else {})})
+                     **({"entries": [asdict(e) for e in entries]} if args.action == "ls" else {})})
         return 0
     if args.action == "ls":
         for e in entries:

@@ -6,7 +6,7 @@ reserved for bugs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 
 class UpdraftError(Exception):
@@ -15,8 +15,7 @@ class UpdraftError(Exception):
     exit_code = 1
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(Struct, frozen=True):
     """One thing wrong with a workflow: where it is and what to do about it."""
 
     message: str

@@ -8,8 +8,9 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+
+from msgspec import Struct
 
 from chalicelib.engine.events import Event, Launch
 from chalicelib.engine.records import RunRecord, TaskRecord, check_mutable
@@ -147,8 +148,7 @@ class EventSink(Protocol):
     def send(self, events: Sequence[Event], delay_s: float = 0.0) -> None: ...
 
 
-@dataclass(frozen=True)
-class QueueMessage:
+class QueueMessage(Struct, frozen=True):
     """A received message: its body, the handle to ack/extend/release it, and how many times
     it has been received (1 on first delivery)."""
 

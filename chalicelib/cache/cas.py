@@ -22,7 +22,8 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from chalicelib.cache.hashing import CHUNK, file_sha256, remember
 from chalicelib.errors import UpdraftError
@@ -32,8 +33,7 @@ class CacheIntegrityError(UpdraftError):
     """Fetched bytes did not match the expected content hash."""
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(Struct, frozen=True):
     sha256: str
     size: int
     used_at: float

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from chalicelib.cache.cas import ContentStore
 from chalicelib.cache.hashing import file_sha256, tree_manifest
@@ -34,8 +35,7 @@ def dep_hashes(deps: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-@dataclass
-class CacheStats:
+class CacheStats(Struct):
     hits: int = 0
     misses: int = 0
     bytes_from_origin: int = 0
@@ -47,8 +47,7 @@ class CacheStats:
                 "bytes_from_cache": self.bytes_from_cache, "memo": self.memo}
 
 
-@dataclass
-class TaskCache:
+class TaskCache(Struct):
     """The cache as one task attempt sees it. `memo` None: results are neither reused nor kept."""
 
     cas: ContentStore

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from chalicelib.engine import events as ev
 from chalicelib.engine.backoff import Backoff
@@ -49,8 +50,7 @@ from chalicelib.workflow.model import Placement, Task
 Instructions = list[ev.Launch | ev.Schedule | ev.Kill | ev.RunFinished]
 
 
-@dataclass(frozen=True)
-class CoordinatorConfig:
+class CoordinatorConfig(Struct, frozen=True):
     backoff: Backoff = field(default_factory=Backoff)
     lease_grace_s: float = 30.0  # added to a function task's timeout for its dispatch lease
     container_queue_lease_s: float = 6 * 3600.0  # a container task may wait in the queue this long

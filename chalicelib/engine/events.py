@@ -6,12 +6,13 @@ late event. They serialise to small JSON dicts (SQS bodies, Lambda destinations)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+from msgspec import Struct, field
+from msgspec.structs import asdict
 
-@dataclass(frozen=True)
-class Event:
+
+class Event(Struct, frozen=True):
     kind: ClassVar[str] = ""
     run_id: str
 
@@ -19,8 +20,7 @@ class Event:
         return {"kind": self.kind, **asdict(self)}
 
 
-@dataclass(frozen=True)
-class Start(Event):
+class Start(Event, frozen=True):
     """Dispatch the run's READY tasks (after submit or resume), a batch at a time: a batch
     that leaves some behind ends with another Start. `delayed` counts the READY tasks the
     previous batch found waiting out a retry back-off: they stay first in the list (each has
@@ -36,8 +36,7 @@ class Start(Event):
         return data
 
 
-@dataclass(frozen=True)
-class TaskStarted(Event):
+class TaskStarted(Event, frozen=True):
     kind: ClassVar[str] = "started"
     task_id: str
     attempt: int
@@ -45,16 +44,14 @@ class TaskStarted(Event):
     lease_s: float
 
 
-@dataclass(frozen=True)
-class Heartbeat(Event):
+class Heartbeat(Event, frozen=True):
     kind: ClassVar[str] = "heartbeat"
     task_id: str
     attempt: int
     lease_s: float
 
 
-@dataclass(frozen=True)
-class TaskSucceeded(Event):
+class TaskSucceeded(Event, frozen=True):
     kind: ClassVar[str] = "succeeded"
     task_id: str
     attempt: int
@@ -62,8 +59,7 @@ class TaskSucceeded(Event):
     cached: bool = False
 
 
-@dataclass(frozen=True)
-class TaskFailed(Event):
+class TaskFailed(Event, frozen=True):
     kind: ClassVar[str] = "failed"
     task_id: str
     attempt: int
@@ -71,15 +67,13 @@ class TaskFailed(Event):
     result: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class LeaseExpired(Event):
+class LeaseExpired(Event, frozen=True):
     kind: ClassVar[str] = "lease_expired"
     task_id: str
     attempt: int
 
 
-@dataclass(frozen=True)
-class DispatchDue(Event):
+class DispatchDue(Event, frozen=True):
     """A retry's backoff is over: dispatch this attempt if it is still the current one."""
 
     kind: ClassVar[str] = "dispatch_due"
@@ -87,8 +81,7 @@ class DispatchDue(Event):
     attempt: int
 
 
-@dataclass(frozen=True)
-class Cancel(Event):
+class Cancel(Event, frozen=True):
     kind: ClassVar[str] = "cancel"
 
 
@@ -115,8 +108,7 @@ def event_from_dict(data: dict[str, Any]) -> Event:
 
 # ---- instructions: what the shell around the coordinator must do --------------------------
 
-@dataclass(frozen=True)
-class Launch:
+class Launch(Struct, frozen=True):
     """Run `attempt` of a task on `placement` (it is already DISPATCHED in the store).
 
     `resources` overrides the spec's resources for this attempt (a retry escalated after the
@@ -129,16 +121,14 @@ class Launch:
     resources: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Schedule:
+class Schedule(Struct, frozen=True):
     """Deliver `event` to the coordinator after `delay_s` seconds."""
 
     event: Event
     delay_s: float
 
 
-@dataclass(frozen=True)
-class Kill:
+class Kill(Struct, frozen=True):
     """Stop the given attempt if it is running (cancel)."""
 
     run_id: str
@@ -147,8 +137,7 @@ class Kill:
     placement: str
 
 
-@dataclass(frozen=True)
-class RunFinished:
+class RunFinished(Struct, frozen=True):
     run_id: str
     state: str
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from chalicelib.engine.states import RunState, TaskState
 
 
-@dataclass(frozen=True)
-class RunRecord:
+class RunRecord(Struct, frozen=True):
     run_id: str
     name: str
     state: RunState
@@ -28,8 +28,7 @@ class RunRecord:
         }
 
 
-@dataclass(frozen=True)
-class TaskRecord:
+class TaskRecord(Struct, frozen=True):
     """Dynamic state of one task. The static spec (command, files) lives in the run's spec."""
 
     run_id: str

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from chalicelib.ports import BlobStore
 from chalicelib.workflow.formats import native
@@ -16,8 +17,7 @@ def spec_key(run_id: str) -> str:
     return f"runs/{run_id}/workflow.json"
 
 
-@dataclass(frozen=True)
-class RunSpec:
+class RunSpec(Struct, frozen=True):
     workflow: Workflow
     graph: Graph
     tasks: dict[str, Task]

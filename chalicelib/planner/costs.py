@@ -9,13 +9,12 @@ makes on a run without failures).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 from chalicelib.planner.pricing import PriceTable
 
 
-@dataclass(frozen=True)
-class ControlPlane:
+class ControlPlane(Struct, frozen=True):
     """Request counts of one run."""
 
     write_units: float = 0.0
@@ -46,8 +45,7 @@ class ControlPlane:
         return dynamodb, sqs, s3
 
 
-@dataclass(frozen=True)
-class Cost:
+class Cost(Struct, frozen=True):
     functions: float = 0.0
     containers: float = 0.0
     dynamodb: float = 0.0

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import cast
+
+from msgspec import Struct
 
 from chalicelib.planner.costs import ControlPlane, Cost
 from chalicelib.planner.machine import Job, Machine, Usage
@@ -66,8 +67,7 @@ class Problem:
         )
 
 
-@dataclass(frozen=True)
-class Estimate:
+class Estimate(Struct, frozen=True):
     makespan_s: float
     cost: Cost
     usage: Usage

@@ -16,8 +16,9 @@ import json
 import os
 import time
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, fields
 from typing import Any, Protocol
+
+from msgspec import Struct
 
 from chalicelib.engine.records import TaskRecord
 from chalicelib.engine.states import Reason, TaskState
@@ -27,8 +28,7 @@ HISTORY_FILE = "planner-history.jsonl"
 LIMIT_REASONS = frozenset({Reason.TIMEOUT.value, Reason.OOM.value})
 
 
-@dataclass(frozen=True)
-class Sample:
+class Sample(Struct, frozen=True):
     """One finished attempt.
 
     `env` is "local" (the local runtime: CPU not throttled, `vcpus` None), "function" or
@@ -65,7 +65,7 @@ class Sample:
         )
 
 
-_SAMPLE_FIELDS = tuple(f.name for f in fields(Sample))
+_SAMPLE_FIELDS = Sample.__struct_fields__
 
 
 def thin(samples: Sequence[Sample], per_type: int) -> list[Sample]:

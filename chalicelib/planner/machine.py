@@ -16,16 +16,16 @@ import itertools
 import math
 from collections import deque
 from collections.abc import Hashable
-from dataclasses import dataclass, field
 from typing import NamedTuple
+
+from msgspec import Struct
 
 from chalicelib.planner.perfmodel import Demand
 from chalicelib.planner.platform import Platform
 from chalicelib.planner.pricing import fargate_size
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(Struct, frozen=True):
     """One attempt to run, as the pools see it."""
 
     key: Hashable
@@ -53,16 +53,14 @@ class Start(NamedTuple):
     cold: bool = False
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(Struct, frozen=True):
     end: float
     reason: str | None  # None: success; else TIMEOUT, OOM or DISK_QUOTA
     compute_s: float
     transfer_s: float
 
 
-@dataclass
-class Usage:
+class Usage(Struct):
     """What the run consumed, and its price."""
 
     function_cost: float = 0.0
@@ -145,8 +143,7 @@ class FunctionPool:
         return []
 
 
-@dataclass(eq=False)
-class _Worker:
+class _Worker(Struct, eq=False):
     size: tuple[float, int]  # (vCPU, memory MB)
     born: float  # RunTask time: billing starts
     ready_at: float
@@ -300,14 +297,12 @@ class ContainerPool:
             self._stop(w, max(t, w.born))
 
 
-@dataclass
 class Machine:
     """Functions + containers under one platform; outcomes of started jobs."""
 
-    platform: Platform
-    usage: Usage = field(default_factory=Usage)
-
-    def __post_init__(self) -> None:
+    def __init__(self, platform: Platform, usage: Usage | None = None) -> None:
+        self.platform = platform
+        self.usage = usage if usage is not None else Usage()
         self.functions = FunctionPool(self.platform, self.usage)
         self.containers = ContainerPool(self.platform, self.usage)
         self._placement: dict[Hashable, str] = {}

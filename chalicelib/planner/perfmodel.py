@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from chalicelib.planner.history import Sample
 from chalicelib.workflow.model import Task, Workflow
@@ -82,8 +83,7 @@ def hinted_peak_mb(task: Task) -> float | None:
     return None if peak_bytes is None else peak_bytes / 1_048_576
 
 
-@dataclass(frozen=True)
-class Demand:
+class Demand(Struct, frozen=True):
     """What one task needs, as predicted."""
 
     work_s: float
@@ -98,8 +98,7 @@ class Demand:
         return self.work_s / max(MIN_VCPUS, min(vcpus, self.threads))
 
 
-@dataclass(frozen=True)
-class TypeModel:
+class TypeModel(Struct, frozen=True):
     """Fitted model of one task type: work = a + b * bytes_in."""
 
     a: float

@@ -30,8 +30,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import cast
+
+from msgspec import Struct
 
 from chalicelib.errors import UpdraftError
 from chalicelib.planner.costs import dollars
@@ -61,8 +62,7 @@ class PlanError(UpdraftError):
     exit_code = 2
 
 
-@dataclass(frozen=True)
-class Objective:
+class Objective(Struct, frozen=True):
     kind: str  # cost | makespan | deadline | budget
     value: float | None = None
 
@@ -92,8 +92,7 @@ class Objective:
         return self.kind
 
 
-@dataclass(frozen=True)
-class _Option:
+class _Option(Struct, frozen=True):
     policy: Policy
     duration_s: float  # isolated: the type's summed predicted run time incl. start-up
     cost: float  # isolated: the type's summed compute cost

@@ -10,11 +10,12 @@ Tasks the user fixed to `local` are left as they are.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from chalicelib.errors import Problem, WorkflowError
 from chalicelib.planner.costs import Cost, dollars
@@ -26,8 +27,7 @@ CONTAINER = "container"
 FUNCTION_TIMEOUT_S = 900.0
 
 
-@dataclass(frozen=True, order=True)
-class Choice:
+class Choice(Struct, frozen=True, order=True):
     placement: str
     memory_mb: int
     cpus: float = 0.0  # containers only; a function's CPU follows its memory
@@ -52,8 +52,7 @@ class Choice:
         return cls(placement, int(data["memory_mb"]), float(data.get("cpus") or 0.0), int(data.get("disk_mb") or 0))
 
 
-@dataclass(frozen=True)
-class Split:
+class Split(Struct, frozen=True):
     """A task type divided: the `share` of its tasks with the most work on `first`, the rest on
     `rest` (one always-on worker, say, takes what it can and functions take the others)."""
 
@@ -78,8 +77,7 @@ def policy_from_dict(data: Mapping[str, Any]) -> Policy:
     return Choice.from_dict(data)
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(Struct, frozen=True):
     name: str
     choices: Mapping[str, Choice]  # task id -> choice
     by_type: Mapping[str, Policy] = field(default_factory=dict)  # the policy of each task type
@@ -148,16 +146,16 @@ def apply_plan(workflow: Workflow, plan: Plan) -> Workflow:
             continue
         res = task.resources
         if choice.disk_mb:
-            res = dataclasses.replace(res, disk_mb=choice.disk_mb)
+            res = replace(res, disk_mb=choice.disk_mb)
         if choice.placement == FUNCTION:
             cpus, _ = fargate_size(max(0.25, min(choice.memory_mb / 1769.0, 4.0)), 0)  # the spill's size
             placement = task.placement if fixed else Placement.AUTO
-            resources = dataclasses.replace(res, memory_mb=choice.memory_mb, cpus=min(cpus, 6.0),
+            resources = replace(res, memory_mb=choice.memory_mb, cpus=min(cpus, 6.0),
                                             timeout_s=min(res.timeout_s, FUNCTION_TIMEOUT_S))
         else:
             placement = Placement.CONTAINER
-            resources = dataclasses.replace(res, memory_mb=choice.memory_mb, cpus=choice.cpus)
-        tasks.append(dataclasses.replace(task, placement=placement, resources=resources))
+            resources = replace(res, memory_mb=choice.memory_mb, cpus=choice.cpus)
+        tasks.append(replace(task, placement=placement, resources=resources))
     if problems:
         raise WorkflowError(problems, f"plan {plan.name!r}")
-    return dataclasses.replace(workflow, tasks=tuple(tasks))
+    return replace(workflow, tasks=tuple(tasks))

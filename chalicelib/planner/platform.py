@@ -8,15 +8,14 @@ per stream to one function or container. Override them per experiment.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from msgspec import Struct, field
 
 from chalicelib.planner.pricing import PRICES, PriceTable
 
 MIB = 1_048_576
 
 
-@dataclass(frozen=True)
-class Latencies:
+class Latencies(Struct, frozen=True):
     function_cold_s: float = 1.0  # new execution environment + INIT (billed since 2025-08-01)
     function_warm_s: float = 0.01  # a warm environment takes the invocation
     function_idle_ttl_s: float = 600.0  # how long an idle environment stays warm
@@ -32,8 +31,7 @@ class Latencies:
         return bytes_moved / (self.s3_mb_per_s * MIB) + objects * self.s3_request_s
 
 
-@dataclass(frozen=True)
-class FixedWorkers:
+class FixedWorkers(Struct, frozen=True):
     """Always-on container workers (a pre-started pool, like the paper's one t2.micro worker).
 
     Every container task runs on one of them whatever its declared size; they are billed from
@@ -45,8 +43,7 @@ class FixedWorkers:
     memory_mb: int = 512
 
 
-@dataclass(frozen=True)
-class Platform:
+class Platform(Struct, frozen=True):
     """Where the run happens. Without `fixed_workers`, container tasks get elastic Fargate
     workers sized to the task, started on demand (up to `max_workers` alive), reused while warm
     and stopped after `worker_keepalive_s` idle (or when the run ends)."""

@@ -14,7 +14,8 @@ pool enforce those); a test keeps the two in step.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+
+from msgspec import Struct, field
 
 REGION = "us-east-1"
 READ_ON = "2026-11-21"
@@ -30,8 +31,7 @@ def _by_arch(arch: str, x86: float, arm: float) -> float:
     raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
 
 
-@dataclass(frozen=True)
-class LambdaPrices:
+class LambdaPrices(Struct, frozen=True):
     """AWS Lambda on-demand functions (read 2026-11-21)."""
 
     per_gb_s_x86_64: float = 0.0000166667
@@ -79,8 +79,7 @@ FARGATE_SIZES: dict[float, tuple[int, ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class FargatePrices:
+class FargatePrices(Struct, frozen=True):
     """AWS Fargate for ECS, Linux, on-demand (read 2026-11-21)."""
 
     per_vcpu_hour_x86_64: float = 0.04048
@@ -128,8 +127,7 @@ def fargate_pairs() -> list[tuple[float, int]]:
     return [(vcpu, mem) for vcpu, sizes in FARGATE_SIZES.items() for mem in sizes]
 
 
-@dataclass(frozen=True)
-class DynamoDbPrices:
+class DynamoDbPrices(Struct, frozen=True):
     """DynamoDB on-demand, Standard table class (read 2026-11-21; halved in November 2024)."""
 
     per_write_unit: float = 0.625 / 1_000_000  # one WRU: a write of up to 1 KB
@@ -138,8 +136,7 @@ class DynamoDbPrices:
     read_on: str = READ_ON
 
 
-@dataclass(frozen=True)
-class SqsPrices:
+class SqsPrices(Struct, frozen=True):
     """SQS (read 2026-11-21). Every 64 KB chunk of a request counts as one request."""
 
     per_request_standard: float = 0.40 / 1_000_000
@@ -149,8 +146,7 @@ class SqsPrices:
     read_on: str = READ_ON
 
 
-@dataclass(frozen=True)
-class S3Prices:
+class S3Prices(Struct, frozen=True):
     """S3 Standard (read 2026-11-21). Transfer between S3 and Lambda/Fargate in one region is free."""
 
     per_put: float = 0.005 / 1000  # PUT, COPY, POST, LIST
@@ -161,8 +157,7 @@ class S3Prices:
     read_on: str = READ_ON
 
 
-@dataclass(frozen=True)
-class PriceTable:
+class PriceTable(Struct, frozen=True):
     region: str = REGION
     read_on: str = READ_ON
     functions: LambdaPrices = field(default_factory=LambdaPrices)

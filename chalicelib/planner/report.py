@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from chalicelib.planner.costs import dollars
 from chalicelib.planner.perfmodel import PerfModel
@@ -15,8 +16,7 @@ from chalicelib.planner.platform import Platform
 from chalicelib.workflow.model import Workflow
 
 
-@dataclass(frozen=True)
-class PlanSet:
+class PlanSet(Struct, frozen=True):
     objective: Objective
     chosen: Plan
     all_function: Plan

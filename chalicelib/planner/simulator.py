@@ -20,8 +20,9 @@ import random
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from typing import Any, cast
+
+from msgspec import Struct, field
 
 from chalicelib.backends.local.sqlite_state import SqliteStateStore
 from chalicelib.engine import events as ev
@@ -168,8 +169,7 @@ class CountingStore:
         return self.inner.batch()
 
 
-@dataclass(frozen=True)
-class SimResult:
+class SimResult(Struct, frozen=True):
     workflow: str
     plan: str
     state: str
@@ -208,18 +208,15 @@ class SimResult:
         }
 
 
-@dataclass(frozen=True)
-class _Deliver:
+class _Deliver(Struct, frozen=True):
     events: tuple[ev.Event, ...]
 
 
-@dataclass(frozen=True)
-class _Submit:
+class _Submit(Struct, frozen=True):
     launch: ev.Launch
 
 
-@dataclass(frozen=True)
-class _End:
+class _End(Struct, frozen=True):
     start: Start
     reason: str | None
     compute_s: float

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from chalicelib.report import charts
 from chalicelib.report.cost import CostModel
@@ -12,8 +13,7 @@ from chalicelib.report.page import render
 from chalicelib.report.timeline import ROW_MODES
 
 
-@dataclass(frozen=True)
-class ReportFiles:
+class ReportFiles(Struct, frozen=True):
     html: str
     gantt: str
     dag: str

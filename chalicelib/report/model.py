@@ -8,9 +8,10 @@ be drawn from the local store or from a deployed stack alike. Fields the API doe
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
+
+from msgspec import Struct
 
 OK_STATES = frozenset({"SUCCEEDED", "CACHED"})
 FAILED_STATES = frozenset({"FAILED"})
@@ -19,8 +20,7 @@ IN_FLIGHT_STATES = frozenset({"DISPATCHED", "RUNNING"})
 NOT_RUNNING_STATES = frozenset({"WAITING", "READY", "DISPATCHED"})
 
 
-@dataclass(frozen=True)
-class TaskRow:
+class TaskRow(Struct, frozen=True):
     """One task: what it is (type, resources, parents) and what happened to it."""
 
     id: str
@@ -69,8 +69,7 @@ class TaskRow:
         return 0.0
 
 
-@dataclass(frozen=True)
-class RunData:
+class RunData(Struct, frozen=True, dict=True):  # dict: the cached_property values
     run_id: str
     name: str
     state: str

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from chalicelib.report.cost import CostModel
 from chalicelib.report.model import OK_STATES, RunData, TaskRow
@@ -18,8 +19,7 @@ from chalicelib.report.model import OK_STATES, RunData, TaskRow
 ROW_MODES = ("type", "worker")
 
 
-@dataclass(frozen=True)
-class Lane:
+class Lane(Struct, frozen=True):
     group: str
     index: int  # 0-based within its group
 
@@ -69,8 +69,7 @@ def lanes(run: RunData, rows: str = "type") -> tuple[list[Lane], dict[str, int]]
     return ordered, where
 
 
-@dataclass(frozen=True)
-class Steps:
+class Steps(Struct, frozen=True):
     """A step function: value[i] holds from times[i] to times[i + 1]."""
 
     times: list[float]
@@ -113,8 +112,7 @@ def concurrency(run: RunData, placements: Sequence[str] | None = None) -> Steps:
     return Steps(times, values)
 
 
-@dataclass(frozen=True)
-class TypeStats:
+class TypeStats(Struct, frozen=True):
     type: str
     tasks: int
     ok: int

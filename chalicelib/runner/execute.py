@@ -18,8 +18,9 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from chalicelib.cache.memo import image_id, memo_key
 from chalicelib.cache.stage import TaskCache, dep_hashes
@@ -38,8 +39,7 @@ LOG_TAIL_BYTES = 4096
 DISK_CHECK_EVERY_S = 2.0
 
 
-@dataclass
-class Proc:
+class Proc(Struct):
     pid: int
     returncode: int | None = None
 
@@ -61,8 +61,7 @@ def _resolve(program: str, path_var: str) -> str:
     return found
 
 
-@dataclass(frozen=True)
-class Launchable:
+class Launchable(Struct, frozen=True):
     """A process to spawn: `env` as "NAME=value" entries."""
 
     exe: str
@@ -72,8 +71,7 @@ class Launchable:
     log_path: str
 
 
-@dataclass(frozen=True)
-class TaskRequest:
+class TaskRequest(Struct, frozen=True):
     """One attempt to run. `input_hashes` are the content hashes of inputs that the
     producers reported (they let the cache and memoization skip work); `reuse` False forces
     execution even when a memoized result exists (`--rerun`)."""
@@ -86,8 +84,7 @@ class TaskRequest:
     reuse: bool = True
 
 
-@dataclass(frozen=True)
-class TaskOutcome:
+class TaskOutcome(Struct, frozen=True):
     event: TaskSucceeded | TaskFailed
     started_at: float
 
@@ -140,8 +137,7 @@ def argv_of(task: Task) -> list[str]:
     return list(task.command)
 
 
-@dataclass
-class Attempt:
+class Attempt(Struct):
     """One attempt from sandbox creation to its outcome."""
 
     req: TaskRequest

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from chalicelib.cache.hashing import file_sha256
 from chalicelib.cache.stage import TaskCache
@@ -28,8 +29,7 @@ class StageError(Exception):
         super().__init__(message)
 
 
-@dataclass
-class Sandbox:
+class Sandbox(Struct):
     """`create` makes a fresh folder per attempt; `slot` makes one folder that a pool slot
     reuses, emptied between attempts (like a warm Lambda's /tmp, and far cheaper than
     creating and removing folders for every short task)."""

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from chalicelib.workflow.model import Task, Workflow
 
 
-@dataclass(frozen=True)
-class Graph:
+class Graph(Struct, frozen=True):
     """Distinct task-to-task dependencies, from files (producer -> consumer) and `after`."""
 
     ids: tuple[str, ...]
@@ -168,8 +168,7 @@ def external_inputs(workflow: Workflow) -> list[str]:
     return list(seen)
 
 
-@dataclass(frozen=True)
-class Summary:
+class Summary(Struct, frozen=True):
     name: str
     tasks: int
     edges: int

@@ -6,11 +6,10 @@ The local function pool enforces the same numbers so that what runs locally runs
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 
-@dataclass(frozen=True)
-class PlacementLimits:
+class PlacementLimits(Struct, frozen=True):
     name: str
     max_timeout_s: float | None
     max_memory_mb: int

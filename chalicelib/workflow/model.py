@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+
+from msgspec import Struct, field
 
 
 class Placement(enum.StrEnum):
@@ -18,8 +19,7 @@ class Placement(enum.StrEnum):
     LOCAL = "local"  # Makeflow's LOCAL: run on the coordinator's host (container pool locally)
 
 
-@dataclass(frozen=True)
-class Resources:
+class Resources(Struct, frozen=True):
     memory_mb: int = 1024
     cpus: float = 1.0
     disk_mb: int = 512
@@ -42,8 +42,7 @@ class Resources:
                          disk_mb=int(merged["disk_mb"]), timeout_s=float(merged["timeout_s"]))
 
 
-@dataclass(frozen=True)
-class Task:
+class Task(Struct, frozen=True):
     """One command-line task.
 
     Exactly one of `command` (argv, run without a shell) and `shell` (a string run by
@@ -76,8 +75,7 @@ class Task:
         return "task"
 
 
-@dataclass(frozen=True)
-class InputFile:
+class InputFile(Struct, frozen=True):
     """An external input: its path in the data root and where it comes from.
 
     `source` is None (look in the run's --data folder), a local path, or an s3:// URI.
@@ -87,8 +85,7 @@ class InputFile:
     source: str | None = None
 
 
-@dataclass(frozen=True)
-class Workflow:
+class Workflow(Struct, frozen=True):
     name: str
     tasks: tuple[Task, ...]
     inputs: tuple[InputFile, ...] = ()

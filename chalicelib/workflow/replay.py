@@ -25,7 +25,9 @@ from __future__ import annotations
 import math
 import os
 import sys
-from dataclasses import dataclass, replace
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from chalicelib.errors import ConfigError
 from chalicelib.workflow.formats.names import IdAllocator
@@ -49,8 +51,7 @@ INPUTS_TASK = "replay-inputs"
 INPUTS_TYPE = "replay-inputs"
 
 
-@dataclass(frozen=True)
-class ReplayScales:
+class ReplayScales(Struct, frozen=True):
     """The scales a replay uses and the numbers they were chosen from."""
 
     time_scale: float

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
+from msgspec.structs import replace
 
 from chalicelib.backends.aws.components import Cloud, install
 from chalicelib.backends.aws.messages import deferred_body, event_body, lambda_failure_reason, task_result
@@ -281,7 +282,7 @@ def test_the_sweeper_finishes_a_run_whose_counters_lagged(h: Harness) -> None:
     assert store.counts(run_id) == {"READY": 1}
     h.cloud.coordinator.handle([ev.Start(run_id)])
     assert store.get_run(run_id).state is RunState.RUNNING  # the counters say a task is left
-    h.cloud.config = h.cloud.config.__class__(**{**h.cloud.config.__dict__, "stuck_run_after_s": 0.0})
+    h.cloud.config = replace(h.cloud.config, stuck_run_after_s=0.0)
     report = sweep(h)
     assert report["finished"] == [run_id]
     assert store.get_run(run_id).state is RunState.SUCCEEDED
@@ -300,7 +301,7 @@ def test_the_sweeper_writes_missing_manifests(h: Harness) -> None:
 def test_without_partial_batch_responses_a_failure_fails_the_batch(h: Harness) -> None:
     from chalicelib.backends.aws.coordinator_function import BatchFailedError
 
-    h.cloud.config = h.cloud.config.__class__(**{**h.cloud.config.__dict__, "partial_batch": 0})
+    h.cloud.config = replace(h.cloud.config, partial_batch=0)
     run_id = h.submit(ECHO)
     with pytest.raises(BatchFailedError):
         h.coordinate([h.take()[0], "not json"])

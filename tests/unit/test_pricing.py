@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-import dataclasses
 import datetime
 
 import pytest
+from msgspec.structs import asdict
 
 from chalicelib.planner import pricing
 from chalicelib.planner.pricing import PRICES, fargate_pairs, fargate_size
@@ -94,4 +94,4 @@ def test_every_figure_is_dated_and_placed() -> None:
     datetime.date.fromisoformat(PRICES.read_on)
     for part in (PRICES.functions, PRICES.containers, PRICES.dynamodb, PRICES.sqs, PRICES.s3):
         assert part.read_on == PRICES.read_on
-        assert all(v >= 0 for v in dataclasses.asdict(part).values() if isinstance(v, float))
+        assert all(v >= 0 for v in asdict(part).values() if isinstance(v, float))

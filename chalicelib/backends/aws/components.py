@@ -10,9 +10,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
+
+from msgspec import Struct, field
 
 from chalicelib.backends.aws.clients import AwsClients
 from chalicelib.backends.aws.config import AwsConfig
@@ -25,8 +26,7 @@ from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
 from chalicelib.engine.spec import SpecCache
 
 
-@dataclass
-class Cloud:
+class Cloud(Struct, dict=True):  # dict: the cached_property parts
     config: AwsConfig
     clients: AwsClients
     clock: Callable[[], float] = time.time

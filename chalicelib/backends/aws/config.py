@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
 from typing import Any
+
+from msgspec import Struct
+from msgspec.structs import fields, replace
 
 from chalicelib.errors import ConfigError
 
@@ -60,8 +62,7 @@ NAME_FIELDS = ("table", "bucket", "events_queue", "container_queue", "submit_que
                "ecs_cluster", "ecs_service")
 
 
-@dataclass(frozen=True)
-class AwsConfig:
+class AwsConfig(Struct, frozen=True):
     """Names of the app's resources and the knobs of its adapters.
 
     Queue settings take a name or a full queue URL (names are resolved once per process).
@@ -125,7 +126,7 @@ class AwsConfig:
             raw = env.get(var)
             if raw is None or raw == "":
                 continue
-            values[name] = _convert(name, var, raw, str(types[name]))
+            values[name] = _convert(name, var, raw, types[name])
         if "region" not in values:
             region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
             if region:
@@ -146,11 +147,11 @@ class AwsConfig:
             raise ConfigError("UPDRAFT_WORKER_LEASE_S must be at least 3 seconds")
 
 
-def _convert(name: str, var: str, raw: str, type_name: str) -> Any:
+def _convert(name: str, var: str, raw: str, kind: object) -> Any:
     try:
-        if "int" in type_name:
+        if kind is int:
             return int(raw)
-        if "float" in type_name:
+        if kind is float:
             return float(raw)
     except ValueError:
         raise ConfigError(f"{var}={raw!r} is not a number; set it to one (setting {name!r})") from None

@@ -75,8 +75,9 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
+
+from msgspec.structs import replace
 
 from chalicelib.backends.aws import ddb_expr as x
 from chalicelib.backends.aws.clients import AwsClients, error_code

@@ -17,8 +17,9 @@ Events-queue bodies are one of:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from chalicelib.engine.events import Event, Launch, TaskFailed, event_from_dict
 from chalicelib.engine.states import Reason
@@ -72,8 +73,7 @@ def task_result(event: Event | None, delivered: bool) -> dict[str, Any]:
     return {"delivered": delivered, "event": event.to_dict() if event is not None else None}
 
 
-@dataclass(frozen=True)
-class Decoded:
+class Decoded(Struct, frozen=True):
     """A decoded events-queue body: an event to handle now, one to defer, or nothing."""
 
     event: Event | None

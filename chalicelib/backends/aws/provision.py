@@ -10,8 +10,9 @@ Idempotent for the queues and the bucket; the table and the ECS service are crea
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from chalicelib.backends.aws.clients import AwsClients, error_code
 from chalicelib.backends.aws.config import AwsConfig
@@ -23,8 +24,7 @@ CONTAINER_VISIBILITY_S = 120  # workers extend it while they run a task
 DLQ_RETENTION_S = 14 * 24 * 3600
 
 
-@dataclass(frozen=True)
-class Provisioned:
+class Provisioned(Struct, frozen=True):
     events_queue_url: str
     container_queue_url: str
     events_dlq_url: str

@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from chalicelib.backends.aws.launchers import LaunchError
 from chalicelib.backends.aws.manifest import write_manifest
@@ -37,8 +38,7 @@ def launch_error_is_retryable(message: str) -> bool:
     return any(marker in message for marker in RETRYABLE_LAUNCH)
 
 
-@dataclass
-class CloudShell:
+class CloudShell(Struct):
     store: StateStore
     blobs: BlobStore
     specs: SpecCache

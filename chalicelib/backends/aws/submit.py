@@ -23,8 +23,10 @@ import traceback
 import zlib
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
 from typing import Any
+
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from chalicelib.backends.aws.clients import error_code
 from chalicelib.backends.aws.components import Cloud
@@ -47,8 +49,7 @@ UNREADABLE = {"NoSuchBucket", "NoSuchKey", "AccessDenied", "AllAccessDisabled", 
 _REQUEST_KEYS = {"workflow", "s3", "format", "data", "name"}
 
 
-@dataclass(frozen=True)
-class Submission:
+class Submission(Struct, frozen=True):
     """A workflow to run: its text (or an s3:// reference to it) and the run's options."""
 
     text: str | None = None

@@ -14,7 +14,8 @@ Every few minutes:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+
+from msgspec import Struct, field
 
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.manifest import manifest_key, write_manifest
@@ -25,8 +26,7 @@ from chalicelib.errors import StateConflictError
 log = logging.getLogger("updraft.sweeper")
 
 
-@dataclass
-class SweepReport:
+class SweepReport(Struct):
     expired: int = 0
     restarted: list[str] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)

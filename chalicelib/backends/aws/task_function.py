@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
+
+from msgspec.structs import replace
 
 from chalicelib.backends.aws.cache import input_hashes, task_cache
 from chalicelib.backends.aws.claims import claim

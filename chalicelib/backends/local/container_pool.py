@@ -14,15 +14,15 @@ import subprocess
 import sys
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+
+from msgspec import Struct, field
 
 from chalicelib.engine.events import Event, Launch, event_from_dict
 from chalicelib.runner import affinity
 from chalicelib.runner.execute import TaskRequest
 
 
-@dataclass
-class _Worker:
+class _Worker(Struct):
     proc: subprocess.Popen[bytes]
     current: Launch | None = None
     buffer: bytes = field(default=b"")

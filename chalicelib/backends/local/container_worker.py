@@ -9,12 +9,13 @@ SIGUSR1 kills the running task (cancel); SIGTERM kills it and exits.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import signal
 import sys
 from typing import Any
+
+from msgspec.structs import replace
 
 from chalicelib.backends.local.fs_blobs import FsBlobStore
 from chalicelib.cache.cas import ContentStore
@@ -51,7 +52,7 @@ def serve(blob_root: str, workroot: str, cache: TaskCache | None = None) -> None
         msg = json.loads(line)
         task = specs.get(msg["run_id"]).tasks[msg["task_id"]]
         if msg.get("resources"):  # the attempt's own (possibly escalated) resources
-            task = dataclasses.replace(task, resources=task.resources.grown(msg["resources"]))
+            task = replace(task, resources=task.resources.grown(msg["resources"]))
         req = TaskRequest(msg["run_id"], msg["task_id"], int(msg["attempt"]), task,
                           msg.get("input_hashes") or {}, bool(msg.get("reuse", True)))
 

@@ -35,8 +35,9 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from msgspec import Struct, field
 
 from chalicelib.backends.local.slot import encode_job, parse_reports
 from chalicelib.backends.local.slot_program import python_slot, slot_command
@@ -55,8 +56,7 @@ Key = tuple[str, str, int]
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
-@dataclass
-class _Slot:
+class _Slot(Struct):
     index: int  # its place in the pool (a replacement takes the same): which CPU it keeps to
     pid: int
     jobs: int  # write end of its job pipe

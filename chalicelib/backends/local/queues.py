@@ -10,13 +10,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from chalicelib.ports import QueueMessage
 
 
-@dataclass
-class _Entry:
+class _Entry(Struct):
     message_id: str
     body: str
     visible_at: float

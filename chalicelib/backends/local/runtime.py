@@ -15,7 +15,6 @@ Killing the process at any moment loses nothing: `resume` re-runs what did not s
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import fnmatch
 import heapq
@@ -24,7 +23,9 @@ import selectors
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from chalicelib.backends.local.container_pool import ContainerPool
 from chalicelib.backends.local.fs_blobs import FsBlobStore
@@ -55,8 +56,7 @@ def default_workdir() -> str:
     return os.environ.get("UPDRAFT_HOME", os.path.join(os.getcwd(), ".updraft"))
 
 
-@dataclass
-class RuntimeOptions:
+class RuntimeOptions(Struct):
     concurrency: int = field(default_factory=lambda: os.cpu_count() or 2)
     container_workers: int = field(default_factory=lambda: os.cpu_count() or 2)
     coordinator: CoordinatorConfig = field(default_factory=CoordinatorConfig)
@@ -148,10 +148,10 @@ class LocalRuntime:
                 if not os.path.exists(full):
                     missing.append(f"{entry} (task {task.id}: looked for {full})")
                 resolved.append(f"{name}={os.path.abspath(full)}")
-            tasks.append(dataclasses.replace(task, deps=tuple(resolved)) if task.deps else task)
+            tasks.append(replace(task, deps=tuple(resolved)) if task.deps else task)
         if missing:
             raise MissingInputsError(missing, base)
-        return dataclasses.replace(workflow, tasks=tuple(tasks))
+        return replace(workflow, tasks=tuple(tasks))
 
     def submit(
         self, workflow: Workflow, data_dir: str | None = None, source: str | None = None, validated: bool = False,
@@ -341,7 +341,7 @@ class _Loop:
             if isinstance(ins, ev.Launch):
                 task = self.rt.specs.get(ins.run_id).tasks[ins.task_id]
                 if ins.resources:  # an escalated retry: more memory or disk than the spec's
-                    task = dataclasses.replace(task, resources=task.resources.grown(ins.resources))
+                    task = replace(task, resources=task.resources.grown(ins.resources))
                 known = {p: self.hashes[p] for p in task.inputs if p in self.hashes}
                 req = TaskRequest(ins.run_id, ins.task_id, ins.attempt, task, known, self.rt.reuse(task))
                 if ins.placement == "function":

@@ -15,8 +15,9 @@ import os
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from chalicelib.errors import Problem, WorkflowError
 from chalicelib.workflow.formats.names import PathError, PathMapper, describe, numbered_ids
@@ -46,8 +47,7 @@ def sniff(data: Any) -> bool:
     )
 
 
-@dataclass
-class _Signal:
+class _Signal(Struct):
     name: str
     control: str | None
     items: int
@@ -56,8 +56,7 @@ class _Signal:
     in_command: bool = False
 
 
-@dataclass
-class _Proc:
+class _Proc(Struct):
     name: str
     raw: dict[str, Any]
     ins: list[int] = field(default_factory=list)

@@ -18,8 +18,9 @@ import posixpath
 import re
 from collections import ChainMap
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 MAX_ITEMS = 1_000_000
 _PUNCT = ("==", "!=", "<=", ">=", "<", ">", "+", "-", "*", "/", "%", "(", ")", "[", "]",
@@ -41,8 +42,7 @@ class JXError(Exception):
         super().__init__(f"line {line}: {message}")
 
 
-@dataclass(frozen=True)
-class _Tok:
+class _Tok(Struct, frozen=True):
     kind: str  # "str", "num", "id", "op", "end"
     value: Any
     line: int
@@ -113,66 +113,55 @@ def _string(text: str, i: int, line: int) -> tuple[str, int]:
 # -- syntax tree -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(Struct, frozen=True):
     line: int
 
 
-@dataclass(frozen=True)
-class Lit(Node):
+class Lit(Node, frozen=True):
     value: Any
 
 
-@dataclass(frozen=True)
-class Sym(Node):
+class Sym(Node, frozen=True):
     name: str
 
 
-@dataclass(frozen=True)
-class Clause:
+class Clause(Struct, frozen=True):
     var: str
     source: Node
     cond: Node | None
 
 
-@dataclass(frozen=True)
-class Item:
+class Item(Struct, frozen=True):
     expr: Node
     clauses: tuple[Clause, ...] = ()
 
 
-@dataclass(frozen=True)
-class ListE(Node):
+class ListE(Node, frozen=True):
     items: tuple[Item, ...]
 
 
-@dataclass(frozen=True)
-class ObjE(Node):
+class ObjE(Node, frozen=True):
     pairs: tuple[tuple[Node, Node], ...]
 
 
-@dataclass(frozen=True)
-class Op(Node):
+class Op(Node, frozen=True):
     op: str
     args: tuple[Node, ...]
 
 
-@dataclass(frozen=True)
-class Call(Node):
+class Call(Node, frozen=True):
     name: str
     args: tuple[Node, ...]
 
 
-@dataclass(frozen=True)
-class Index(Node):
+class Index(Node, frozen=True):
     target: Node
     key: Node | None
     stop: Node | None = None
     is_slice: bool = False
 
 
-@dataclass
-class _Parser:
+class _Parser(Struct):
     toks: list[_Tok]
     pos: int = 0
 

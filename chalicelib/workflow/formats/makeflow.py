@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+
+from msgspec import Struct, field
 
 from chalicelib.errors import Problem
 from chalicelib.workflow.formats.makeflow_rules import DEFAULT_CATEGORY, Rule, build
@@ -109,8 +110,7 @@ def parse_size(text: str) -> float | None:
     return float(m.group(1)) * 1024**power
 
 
-@dataclass
-class _RuleState:
+class _RuleState(Struct):
     lineno: int
     targets: list[str]
     sources: list[str]

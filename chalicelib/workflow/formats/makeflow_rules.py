@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+
+from msgspec import Struct, field
 
 from chalicelib.errors import Problem, WorkflowError
 from chalicelib.workflow.formats.names import IdAllocator, PathError, PathMapper, describe
@@ -20,8 +21,7 @@ from chalicelib.workflow.model import Placement, Resources, Task, Workflow
 DEFAULT_CATEGORY = "default"
 
 
-@dataclass
-class Rule:
+class Rule(Struct):
     """One rule as read; `where` says where it is in the source ("line 12", "rules[3]")."""
 
     where: str

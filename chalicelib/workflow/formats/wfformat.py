@@ -19,8 +19,9 @@ import math
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from chalicelib.errors import Problem, WorkflowError
 from chalicelib.workflow import limits
@@ -42,8 +43,7 @@ def sniff(data: Any) -> bool:
     return "schemaVersion" in data or any(k in wf for k in ("specification", "tasks", "jobs"))
 
 
-@dataclass
-class _Raw:
+class _Raw(Struct):
     """One task as read from either layout, before ids and paths are made safe."""
 
     key: str
