@@ -136,21 +136,24 @@ def _finish_report(rt: Any, run_id: str, wall: float, as_json: bool) -> int:
 
 def _summary_table(rt: Any, run_id: str, wall: float) -> None:
     run = rt.store.get_run(run_id)
-    tasks = rt.store.list_tasks(run_id)
     spec = rt.specs.get(run_id)
     by_type: dict[str, dict[str, float]] = {}
-    for rec in tasks:
+    failed: list[Any] = []  # the first 10 failed records (their log tails are shown)
+    total = 0
+    for rec in rt.store.iter_tasks(run_id):
+        total += 1
         ttype = spec.tasks[rec.task_id].task_type
         row = by_type.setdefault(ttype, {"n": 0, "ok": 0, "bad": 0, "time": 0.0})
         row["n"] += 1
         row["ok" if rec.state.value in ("SUCCEEDED", "CACHED") else "bad"] += 1
         row["time"] += float(rec.result.get("duration_s") or 0.0)
-    print(f"run {run_id}  {run.state.value}  {len(tasks)} tasks in {wall:.2f} s")
+        if rec.state.value == "FAILED" and len(failed) < 10:
+            failed.append(rec)
+    print(f"run {run_id}  {run.state.value}  {total} tasks in {wall:.2f} s")
     print(f"  {'task type':<24} {'tasks':>6} {'ok':>6} {'not ok':>6} {'task time s':>12}")
     for ttype, row in sorted(by_type.items()):
         print(f"  {ttype[:24]:<24} {int(row['n']):>6} {int(row['ok']):>6} {int(row['bad']):>6} {row['time']:>12.2f}")
-    failed = [r for r in tasks if r.state.value == "FAILED"]
-    for rec in failed[:10]:
+    for rec in failed:
         print(f"  FAILED {rec.task_id} (attempt {rec.attempt}): {rec.reason}")
         tail = str(rec.result.get("log_tail", "")).strip().splitlines()[-5:]
         for line in tail:
@@ -187,7 +190,7 @@ def _learn(rt: Any, run_id: str, wf: Any) -> None:
     from chalicelib.planner import record_history
 
     try:
-        record_history(rt.workdir, wf, rt.store.list_tasks(run_id))
+        record_history(rt.workdir, wf, rt.store.iter_tasks(run_id))
     except OSError as exc:
         sys.stderr.write(f"updraft: could not record task history: {exc}\n")
 

@@ -47,6 +47,11 @@ class StateStore(Protocol):
     ) -> list[TaskRecord]:
         """Tasks of a run in submission order, optionally only those in `states`, at most `limit`."""
 
+    def iter_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> Iterator[TaskRecord]:
+        """What `list_tasks` returns, in the same order, built a page at a time where the store
+        can: a finished run's 100,000 records are not all in memory at once. Do not write to the
+        run while iterating."""
+
     def update_task(
         self,
         run_id: str,

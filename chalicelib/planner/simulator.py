@@ -131,6 +131,9 @@ class CountingStore:
         self.read_units += max(1, math.ceil(len(out) * LIST_ITEM_BYTES / 4096))
         return out
 
+    def iter_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> Iterator[TaskRecord]:
+        return iter(self.list_tasks(run_id, states))
+
     def update_task(
         self, run_id: str, task_id: str, expect_states: Collection[TaskState], expect_attempt: int | None,
         changes: Mapping[str, Any],

@@ -370,3 +370,18 @@ def test_many_updates_beyond_one_statement(store: StateStore) -> None:
                                          for i in range(599, -1, -1)])
     assert [r.lease_expires for r in got if r] == [float(i) for i in range(599, -1, -1)]
     assert store.counts("r1") == {D.value: 600}
+
+
+def test_tasks_are_iterated_as_listed_a_page_at_a_time(store: StateStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.backends.local import sqlite_state
+
+    monkeypatch.setattr(sqlite_state, "ITER_PAGE", 2)  # pages end inside the run (SQLite)
+    make_run(store, "r1", {f"t{i:02d}": [] for i in range(7)})
+    make_run(store, "r2", {"x": []}, created=101.0)
+    store.update_task("r1", "t03", [R], 1, {"state": D})
+    store.update_task("r1", "t05", [R], 1, {"state": D})
+    assert [t.task_id for t in store.iter_tasks("r1")] == [f"t{i:02d}" for i in range(7)]
+    assert list(store.iter_tasks("r1")) == store.list_tasks("r1")
+    assert [t.task_id for t in store.iter_tasks("r1", [D])] == ["t03", "t05"]
+    assert [t.task_id for t in store.iter_tasks("r1", [R, D])] == [t.task_id for t in store.list_tasks("r1", [R, D])]
+    assert list(store.iter_tasks("r1", [TaskState.FAILED])) == []

@@ -335,6 +335,12 @@ class DynamoStateStore:
         items = sorted(self._task_items(run_id, states), key=lambda i: int(i["seq"]["N"]))
         return [task_record(i) for i in (items if limit is None else items[:limit])]
 
+    def iter_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> Iterator[TaskRecord]:
+        # The shards are read in parallel and merged by submission order, so the raw items are
+        # all read first; only the records are built one at a time.
+        items = sorted(self._task_items(run_id, states), key=lambda i: int(i["seq"]["N"]))
+        return map(task_record, items)
+
     def _task_items(
         self, run_id: str, states: Collection[TaskState] | None, consistent: bool = True,
         extra_filter: Callable[[x.Expr], str] | None = None,

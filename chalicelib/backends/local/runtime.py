@@ -282,7 +282,7 @@ class _Loop:
         # content hashes of the run's files, from the producers' results: they let the cache
         # and memoization recognise inputs without reading them
         self.hashes: dict[str, str] = {}
-        for rec in rt.store.list_tasks(run_id, [TaskState.SUCCEEDED, TaskState.CACHED]):
+        for rec in rt.store.iter_tasks(run_id, [TaskState.SUCCEEDED, TaskState.CACHED]):
             self.hashes.update(rec.result.get("outputs") or {})
 
     def _emit(self, event: ev.Event) -> None:

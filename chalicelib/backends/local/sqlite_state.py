@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from chalicelib.engine.records import RunRecord, TaskRecord, check_mutable
@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS counts (
 ) WITHOUT ROWID;
 """
 
+ITER_PAGE = 1000  # task records built at a time by iter_tasks
 _EDGES_PER_STATEMENT = 300  # 3 parameters each: well under SQLite's 32,766 per statement
 _UPDATES_PER_STATEMENT = 256  # up to ~16 parameters each
 
@@ -242,6 +243,18 @@ class SqliteStateStore:
                 (run_id, *(s.value for s in states), cap),
             )
         return [_task(r) for r in rows.fetchall()]
+
+    def iter_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> Iterator[TaskRecord]:
+        # One statement read ITER_PAGE rows at a time: SQLite keeps the sorted rows (compact, or
+        # spilled to a temporary file), Python holds one page of records.
+        names = () if states is None else tuple(s.value for s in states)
+        which = f" AND state IN ({','.join('?' * len(names))})" if states is not None else ""
+        cur = self._db.execute(f"SELECT {_TASK_COLS} FROM tasks WHERE run_id=?{which} ORDER BY seq", (run_id, *names))
+        try:
+            while rows := cur.fetchmany(ITER_PAGE):
+                yield from map(_task, rows)
+        finally:
+            cur.close()
 
     def _move_count(self, run_id: str, old: str, new: str) -> None:
         """Record a state change; counts are written once per transaction, not per task."""
