@@ -51,6 +51,22 @@ def test_failure_in_the_middle_keeps_independent_branch(tmp_path: Path) -> None:
     assert "boom" in logs
 
 
+def test_the_summary_table_counts_each_type_and_shows_the_failures(tmp_path: Path) -> None:
+    tasks = [{"id": f"ok{i}", "command": ["true"], "type": "good"} for i in range(3)]
+    tasks += [{"id": f"bad{i}", "shell": f"echo oops-{i} >&2; exit 3", "type": "bad"} for i in range(12)]
+    wf = write_workflow(tmp_path / "s.json", tasks)
+    proc = updraft("run", str(wf), workdir=tmp_path / "wd")
+    assert proc.returncode == 1, proc.stderr
+    out = proc.stdout.splitlines()
+    assert out[0].startswith("run ") and "  FAILED  15 tasks in " in out[0]
+    rows = {line.split()[0]: line.split()[1:] for line in out[2:4]}
+    assert rows["bad"][:3] == ["12", "0", "12"] and rows["good"][:3] == ["3", "3", "0"]
+    shown = [line.split()[1] for line in out if line.startswith("  FAILED ")]
+    assert shown == [f"bad{i}" for i in range(10)]  # the first ten, in submission order
+    assert "    | oops-0" in out and "    | oops-9" in out and "    | oops-10" not in out
+    assert any(line.startswith("  logs: updraft logs ") for line in out)
+
+
 def test_retry_then_success(tmp_path: Path) -> None:
     marker = tmp_path / "tried"
     wf = write_workflow(tmp_path / "r.json", [
