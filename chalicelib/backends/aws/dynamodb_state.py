@@ -75,6 +75,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from itertools import islice
 from typing import Any
 
 from msgspec.structs import replace
@@ -332,8 +333,7 @@ class DynamoStateStore:
     def list_tasks(
         self, run_id: str, states: Collection[TaskState] | None = None, limit: int | None = None,
     ) -> list[TaskRecord]:
-        items = sorted(self._task_items(run_id, states), key=lambda i: int(i["seq"]["N"]))
-        return [task_record(i) for i in (items if limit is None else items[:limit])]
+        return list(islice(self.iter_tasks(run_id, states), limit))
 
     def iter_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> Iterator[TaskRecord]:
         # The shards are read in parallel and merged by submission order, so the raw items are

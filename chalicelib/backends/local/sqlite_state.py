@@ -232,29 +232,27 @@ class SqliteStateStore:
     def list_tasks(
         self, run_id: str, states: Collection[TaskState] | None = None, limit: int | None = None,
     ) -> list[TaskRecord]:
-        cap = -1 if limit is None else limit  # SQLite: a negative LIMIT is no limit
-        if states is None:
-            rows = self._db.execute(f"SELECT {_TASK_COLS} FROM tasks WHERE run_id=? ORDER BY seq LIMIT ?",
-                                    (run_id, cap))
-        else:
-            marks = ",".join("?" * len(states))
-            rows = self._db.execute(
-                f"SELECT {_TASK_COLS} FROM tasks WHERE run_id=? AND state IN ({marks}) ORDER BY seq LIMIT ?",
-                (run_id, *(s.value for s in states), cap),
-            )
-        return [_task(r) for r in rows.fetchall()]
+        return [_task(r) for r in self._select_tasks(run_id, states, limit).fetchall()]
 
     def iter_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> Iterator[TaskRecord]:
         # One statement read ITER_PAGE rows at a time: SQLite keeps the sorted rows (compact, or
         # spilled to a temporary file), Python holds one page of records.
-        names = () if states is None else tuple(s.value for s in states)
-        which = f" AND state IN ({','.join('?' * len(names))})" if states is not None else ""
-        cur = self._db.execute(f"SELECT {_TASK_COLS} FROM tasks WHERE run_id=?{which} ORDER BY seq", (run_id, *names))
+        cur = self._select_tasks(run_id, states)
         try:
             while rows := cur.fetchmany(ITER_PAGE):
                 yield from map(_task, rows)
         finally:
             cur.close()
+
+    def _select_tasks(
+        self, run_id: str, states: Collection[TaskState] | None, limit: int | None = None,
+    ) -> sqlite3.Cursor:
+        """The run's task rows in submission order, only those in `states` if given."""
+        names = () if states is None else tuple(s.value for s in states)
+        which = "" if states is None else f" AND state IN ({','.join('?' * len(names))})"
+        cap = -1 if limit is None else limit  # SQLite: a negative LIMIT is no limit
+        return self._db.execute(f"SELECT {_TASK_COLS} FROM tasks WHERE run_id=?{which} ORDER BY seq LIMIT ?",
+                                (run_id, *names, cap))
 
     def _move_count(self, run_id: str, old: str, new: str) -> None:
         """Record a state change; counts are written once per transaction, not per task."""
