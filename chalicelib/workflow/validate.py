@@ -9,7 +9,6 @@ import math
 import os
 import re
 from collections.abc import Iterator
-from pathlib import PurePosixPath
 
 from chalicelib.errors import Problem, WorkflowError
 from chalicelib.workflow import limits
@@ -38,7 +37,7 @@ def path_problem(path: str) -> str | None:
         return f"path {path!r} is absolute; use a path relative to the run's data root"
     if "\\" in path:
         return f"path {path!r} contains a backslash; use '/' separators"
-    parts = PurePosixPath(path).parts
+    parts = [part for part in path.split("/") if part not in ("", ".")]  # as PurePosixPath(path).parts
     if ".." in parts:
         return f"path {path!r} contains '..'; paths must stay inside the run's data root"
     if path in (".", "./") or not parts:

@@ -10,16 +10,19 @@ import json
 import os
 import selectors
 import signal
-import subprocess
 import sys
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from msgspec import Struct, field
 
 from chalicelib.engine.events import Event, Launch, event_from_dict
 from chalicelib.runner import affinity
 from chalicelib.runner.execute import TaskRequest
+
+if TYPE_CHECKING:
+    import subprocess
 
 
 class _Worker(Struct):
@@ -51,6 +54,8 @@ class ContainerPool:
         self._fill()
 
     def _spawn(self) -> _Worker:
+        import subprocess  # ~5 ms of start-up that runs without container tasks never use
+
         proc = subprocess.Popen(
             [sys.executable, "-m", "chalicelib.backends.local.container_worker",
              "--blobs", self.blob_root, "--workroot", self.workroot, *self.worker_args],
@@ -119,6 +124,11 @@ class ContainerPool:
                 w.proc.send_signal(signal.SIGUSR1)
 
     def shutdown(self) -> None:
+        if not self.workers:
+            self.queue.clear()
+            return
+        import subprocess
+
         self.queue.clear()
         for w in self.workers:
             with contextlib.suppress(KeyError, ValueError):
