@@ -12,12 +12,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from peers import makeflow_writer, snakemake_writer
+from peers.install import UpdraftInstall, checkout
 from peers.measure import Measured
 from peers.translate import PeerTask, output_dirs
 from peers.workloads import Workload, floor_cmd
@@ -42,6 +42,7 @@ class Env:
     venv: Path
     cores: int
     base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    updraft: UpdraftInstall = field(default_factory=lambda: checkout(REPO))  # see install.updraft
 
     @property
     def python(self) -> str:
@@ -109,11 +110,11 @@ class Updraft(Engine):
         wf = run_dir / "workflow.json"
         wf.write_text(json.dumps(wl.doc))
         workdir = run_dir / "updraft"
-        cmd = [sys.executable, "-m", "chalicelib.cli", "run", str(wf), "--json", "--concurrency", str(env.cores),
-               "--no-cache", "--workdir", str(workdir)]
+        cmd = [*env.updraft.prefix, "run", str(wf), "--json", "--concurrency", str(env.cores), "--no-cache",
+               "--workdir", str(workdir)]
         if wl.data is not None:
             cmd += ["--data", str(wl.data)]
-        run_env = {**env.base_env, "PYTHONPATH": str(REPO)}
+        run_env = {**env.base_env, **env.updraft.env}
 
         def check(m: Measured) -> str | None:
             failed = _fail(m, "updraft")
@@ -129,7 +130,7 @@ class Updraft(Engine):
             declared = [o for t in wl.doc["tasks"] for o in t.get("outputs", [])]
             missing = [o for o in declared if not (data / o).exists()]
             return f"updraft: {len(missing)} outputs missing, e.g. {missing[:3]}" if missing else None
-        return Prepared(cmd, REPO, run_env, check)
+        return Prepared(cmd, run_dir, run_env, check)
 
 
 @dataclass(frozen=True)

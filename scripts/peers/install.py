@@ -20,7 +20,7 @@ VERSIONS = ("dask", "distributed", "parsl", "snakemake", "matplotlib")
 
 
 def log(msg: str) -> None:
-    print(f"bench-peers: {msg}", file=sys.stderr, flush=True)
+    print(f"{os.path.basename(sys.argv[0])}: {msg}", file=sys.stderr, flush=True)
 
 
 def venv(path: Path) -> list[str]:
@@ -38,6 +38,52 @@ def venv(path: Path) -> list[str]:
     if proc.returncode != 0:
         return [f"pip install {' '.join(missing)} failed: {proc.stderr.strip()[-400:]}"]
     return []
+
+
+class UpdraftInstall:
+    """How the benchmarks start Updraft: the command before `run ...`, the environment to add,
+    and what that is, in words for the report."""
+
+    def __init__(self, prefix: list[str], env: dict[str, str], how: str) -> None:
+        self.prefix = prefix
+        self.env = env
+        self.how = how
+
+
+def checkout(repo: Path) -> UpdraftInstall:
+    """Updraft from the checkout, on the interpreter running the benchmark (PYTHONPATH)."""
+    return UpdraftInstall([sys.executable, "-m", "chalicelib.cli"], {"PYTHONPATH": str(repo)},
+                          f"the checkout on {sys.executable} (PYTHONPATH)")
+
+
+def updraft(path: Path, repo: Path) -> tuple[UpdraftInstall, list[str]]:
+    """Updraft installed the way a user installs it, into a virtual environment of its own, as
+    the peers are: `pip install <checkout>` (a wheel, not editable), refreshed on every call so
+    it is the checkout's code. The peers' venv is not used, so that no peer's packages and no
+    .pth file of theirs are in Updraft's start-up, and none of the interpreter running the
+    benchmark are either (site-packages' .pth files run at every Python start: on the
+    benchmark machine an editable install's import hook and a certificate hook cost about 50
+    ms there). Where the install fails the checkout runs instead, and the problem is
+    reported."""
+    python = path / "bin" / "python"
+    steps: list[list[str]] = []
+    if not python.exists() or not _has_dist(python, "msgspec"):
+        log(f"creating {path} and installing Updraft's dependencies")
+        steps.append([sys.executable, "-m", "venv", "--clear", str(path)])
+        steps.append([str(python), "-m", "pip", "install", "-q", "setuptools>=68", str(repo)])
+    # the checkout's code, built with the venv's setuptools (no isolated build environment)
+    steps.append([str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
+                  "--no-build-isolation", str(repo)])
+    for step in steps:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            proc = subprocess.run(step, capture_output=True, text=True, check=False, cwd=path.parent)
+            failed = proc.stderr.strip()[-400:] if proc.returncode else None
+        except OSError as exc:
+            failed = str(exc)
+        if failed is not None:
+            return checkout(repo), [f"{' '.join(step[:5])} ... failed: {failed}; Updraft ran from the checkout"]
+    return UpdraftInstall([str(path / "bin" / "updraft")], {}, f"`pip install` of the checkout into {path}"), []
 
 
 def _has_dist(python: Path, name: str) -> bool:
@@ -68,7 +114,7 @@ def debian() -> list[str]:
     return []
 
 
-def versions(venv_path: Path, repo: Path) -> dict[str, str]:
+def versions(venv_path: Path, repo: Path, ours: UpdraftInstall | None = None) -> dict[str, str]:
     """Each engine's version as its own packaging reports it."""
     out: dict[str, str] = {}
     python = venv_path / "bin" / "python"
@@ -99,8 +145,8 @@ def versions(venv_path: Path, repo: Path) -> dict[str, str]:
     head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                           check=False).stdout.strip()
     with open(repo / "pyproject.toml", "rb") as fh:
-        ours = tomllib.load(fh)["project"]["version"]
-    out["updraft"] = f"Updraft {ours}" + (f", main at {head}" if head else "")
+        version = tomllib.load(fh)["project"]["version"]
+    out["updraft"] = f"Updraft {version}" + (f", main at {head}" if head else "") + (f", {ours.how}" if ours else "")
     xargs = subprocess.run(["xargs", "--version"], capture_output=True, text=True, check=False).stdout.splitlines()
     out["floor"] = xargs[0] if xargs else "xargs"
     return out

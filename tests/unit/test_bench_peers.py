@@ -373,3 +373,20 @@ def test_merge_replaces_only_the_remeasured_workloads_and_says_so() -> None:
     rows = report.summarize(merged)
     text = report.markdown(merged, rows, report.targets(rows, merged), None)
     assert "Re-measured 2026-01-02" in text and ": BLAST" in text
+
+
+def test_updraft_runs_from_the_checkout_when_its_venv_cannot_be_made(tmp_path: Path, overhead: ModuleType) -> None:
+    from peers import install
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the venv's parent folder should be")
+    ours, problems = install.updraft(blocker / "updraft-venv", REPO)
+    assert len(problems) == 1 and "Updraft ran from the checkout" in problems[0]
+    assert ours.prefix == install.checkout(REPO).prefix and ours.env == {"PYTHONPATH": str(REPO)}
+    wf = tmp_path / "one.json"
+    wf.write_text(json.dumps({"name": "one", "tasks": [{"id": "t", "command": ["true"]}]}))
+    cmd = overhead.engine_cmd(ours, wf, tmp_path / "wd", 2)
+    done = subprocess.run(cmd, env={**os.environ, **ours.env}, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["state"] == "SUCCEEDED"
