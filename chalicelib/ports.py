@@ -81,6 +81,11 @@ class StateStore(Protocol):
         redelivered completion re-dispatches a child a crashed coordinator left READY.
         """
 
+    def complete_parents(self, run_id: str, completions: Sequence[tuple[str, Sequence[str]]]) -> list[TaskRecord]:
+        """`complete_parent` for each (parent_id, child_ids), as few writes as the backend
+        allows: the same counts and states as the calls one after another. Returns each child
+        READY now once, in the order the children are first named."""
+
     def reset_task(
         self, run_id: str, task_id: str, state: TaskState, attempt: int, done_parents: Sequence[str],
         pending: int, max_attempts: int,
@@ -112,6 +117,28 @@ def update_each(
         except (StateConflictError, NotFoundError):
             out.append(None)
     return out
+
+
+def complete_each(
+    store: StateStore, run_id: str, completions: Sequence[tuple[str, Sequence[str]]],
+) -> list[TaskRecord]:
+    """`StateStore.complete_parents` as one `complete_parent` per parent, for stores without a
+    write of many edges at once."""
+    ready: dict[str, TaskRecord] = {}
+    for parent_id, child_ids in completions:
+        for rec in store.complete_parent(run_id, parent_id, child_ids):
+            ready[rec.task_id] = rec  # the latest read of it
+    order = first_named(completions)
+    return sorted(ready.values(), key=lambda rec: order[rec.task_id])
+
+
+def first_named(completions: Sequence[tuple[str, Sequence[str]]]) -> dict[str, int]:
+    """Each child's place in `complete_parents`' answer: where it is first named."""
+    order: dict[str, int] = {}
+    for _, child_ids in completions:
+        for child in child_ids:
+            order.setdefault(child, len(order))
+    return order
 
 
 @runtime_checkable

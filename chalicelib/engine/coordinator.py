@@ -132,12 +132,12 @@ class Coordinator:
         self._try_update(e.run_id, e.task_id, IN_FLIGHT, e.attempt, changes)
 
     def _on_succeeded_many(self, events: Sequence[ev.TaskSucceeded], out: Instructions, touched: set[str]) -> None:
-        """Completions of one run: their state writes in one call, then each one's children
-        counted, then the children they readied dispatched in one call."""
+        """Completions of one run: their state writes in one call, their children counted in
+        one call, then the children they readied dispatched in one call."""
         run_id = events[0].run_id
         records = self.store.update_tasks(run_id, IN_FLIGHT, [(e.task_id, e.attempt, self._success(e)) for e in events])
         spec = self.specs.get(run_id)
-        ready: list[TaskRecord] = []
+        completions: list[tuple[str, Sequence[str]]] = []
         for e, rec in zip(events, records, strict=True):
             if rec is None:
                 # A redelivered completion of the attempt that won: finish its propagation, which
@@ -151,8 +151,9 @@ class Coordinator:
             touched.add(run_id)
             children = spec.graph.children.get(e.task_id, ())
             if children:
-                ready += self.store.complete_parent(run_id, e.task_id, children)
-        self._dispatch_many(run_id, ready, out)
+                completions.append((e.task_id, children))
+        if completions:
+            self._dispatch_many(run_id, self.store.complete_parents(run_id, completions), out)
 
     def _success(self, e: ev.TaskSucceeded) -> dict[str, Any]:
         result = dict(e.result)

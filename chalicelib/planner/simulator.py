@@ -152,6 +152,10 @@ class CountingStore:
         self.write_units += len(child_ids)
         return self.inner.complete_parent(run_id, parent_id, child_ids)
 
+    def complete_parents(self, run_id: str, completions: Sequence[tuple[str, Sequence[str]]]) -> list[TaskRecord]:
+        self.write_units += sum(len(children) for _, children in completions)
+        return self.inner.complete_parents(run_id, completions)
+
     def reset_task(
         self, run_id: str, task_id: str, state: TaskState, attempt: int, done_parents: Sequence[str],
         pending: int, max_attempts: int,

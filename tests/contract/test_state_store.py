@@ -385,3 +385,74 @@ def test_tasks_are_iterated_as_listed_a_page_at_a_time(store: StateStore, monkey
     assert [t.task_id for t in store.iter_tasks("r1", [D])] == ["t03", "t05"]
     assert [t.task_id for t in store.iter_tasks("r1", [R, D])] == [t.task_id for t in store.list_tasks("r1", [R, D])]
     assert list(store.iter_tasks("r1", [TaskState.FAILED])) == []
+
+
+# ---- complete_parents: many completions at once, the same outcome as one after another ---------
+
+def test_parents_completed_together_ready_their_child_once(store: StateStore) -> None:
+    diamond(store)
+    assert [t.task_id for t in store.complete_parents("r1", [("a", ["b", "c"])])] == ["b", "c"]
+    ready = store.complete_parents("r1", [("b", ["d"]), ("c", ["d"])])
+    assert [(t.task_id, t.state, t.pending) for t in ready] == [("d", R, 0)]
+    assert store.counts("r1") == {R.value: 4}
+    assert store.complete_parents("r1", []) == []
+
+
+def test_completions_together_count_each_edge_once(store: StateStore) -> None:
+    diamond(store)
+    store.complete_parents("r1", [("a", ["b", "c"])])
+    assert store.complete_parents("r1", [("b", ["d"]), ("b", ["d"])]) == []  # the same edge twice
+    assert store.get_task("r1", "d").pending == 1
+    # a redelivered completion beside a new one: d is counted down once, and named once
+    assert [t.task_id for t in store.complete_parents("r1", [("b", ["d"]), ("c", ["d"])])] == ["d"]
+    assert store.get_task("r1", "d").pending == 0
+    assert [t.task_id for t in store.complete_parents("r1", [("c", ["d"]), ("b", ["d"])])] == ["d"]  # still READY
+
+
+def test_completions_together_answer_in_the_order_children_are_first_named(store: StateStore) -> None:
+    make_run(store, "r1", {"p": [], "q": [], "x": ["p"], "y": ["p", "q"], "z": ["q"], "w": ["q"]})
+    got = store.complete_parents("r1", [("q", ["w", "y", "z"]), ("p", ["x", "y", "ghost"])])
+    assert [t.task_id for t in got] == ["w", "y", "z", "x"]
+    assert all(t.state is R and t.pending == 0 for t in got)
+
+
+def test_many_completions_together_take_more_than_one_statement(store: StateStore) -> None:
+    children = [f"c{i:03d}" for i in range(400)]  # 800 edges: more than one SQLite statement takes
+    make_run(store, "r1", {"root": [], "other": [], **{c: ["root", "other"] for c in children}})
+    got = store.complete_parents("r1", [("other", children), ("root", children)])
+    assert [t.task_id for t in got] == children
+    assert store.counts("r1")[R.value] == 402
+    assert [t.task_id for t in store.complete_parents("r1", [("root", children)])] == children  # redelivered
+    assert store.get_task("r1", "c399").pending == 0
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(graph=dags(), data=st.data())
+def test_completions_in_batches_ready_children_exactly_when_their_parents_are_done(
+    store: StateStore, graph: dict[str, list[str]], data: st.DataObject,
+) -> None:
+    run_id = f"b{next(_RUN_IDS)}"
+    make_run(store, run_id, graph)
+    children: dict[str, list[str]] = {t: [] for t in graph}
+    for t, ps in graph.items():
+        for p in ps:
+            children[p].append(t)
+    done: set[str] = set()
+    order = list(data.draw(st.permutations(list(graph))))
+    while order:
+        size = data.draw(st.integers(1, 4))
+        batch = [t for t in order[:size] if set(graph[t]) <= done]  # a batch of tasks that could finish
+        order = order[size:]
+        if not batch:
+            continue
+        done.update(batch)
+        redelivered = data.draw(st.lists(st.sampled_from(sorted(done)), max_size=2))
+        completions = [(t, children[t]) for t in [*batch, *redelivered]]
+        got = [t.task_id for t in store.complete_parents(run_id, completions)]
+        named = [c for _, cs in completions for c in cs]
+        expected = [c for c in dict.fromkeys(named) if set(graph[c]) <= done]  # READY: never dispatched here
+        assert got == expected
+    for t, ps in graph.items():
+        rec = store.get_task(run_id, t)
+        assert rec.pending == len(set(ps) - done)
+        assert rec.state is (R if set(ps) <= done else W)

@@ -21,7 +21,7 @@ from chalicelib.engine.backoff import Backoff
 from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
 from chalicelib.engine.lifecycle import create_run
 from chalicelib.engine.spec import RunSpec, SpecCache
-from chalicelib.ports import update_each
+from chalicelib.ports import complete_each, update_each
 from chalicelib.runner.keys import data_key
 from chalicelib.workflow.formats import loads
 from tests.faults.invariants import check_invariants
@@ -58,6 +58,9 @@ class CrashingStore(SqliteStateStore):
     def complete_parent(self, *a: Any, **k: Any):  # type: ignore[no-untyped-def]
         self._write()
         return super().complete_parent(*a, **k)
+
+    def complete_parents(self, run_id, completions):  # type: ignore[no-untyped-def]
+        return complete_each(self, run_id, completions)  # one write each: a crash can fall between any two
 
     def update_run(self, *a: Any, **k: Any):  # type: ignore[no-untyped-def]
         self._write()

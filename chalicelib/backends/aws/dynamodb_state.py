@@ -111,7 +111,7 @@ from chalicelib.backends.aws.dynamodb_items import (
 from chalicelib.engine.records import RunRecord, TaskRecord, check_mutable
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
 from chalicelib.errors import NotFoundError, StateConflictError, UpdraftError
-from chalicelib.ports import update_each
+from chalicelib.ports import complete_each, update_each
 
 __all__ = ["INLINE_FANIN_MAX", "RESULT_MAX_BYTES", "TABLE_KEYS", "DynamoStateStore", "StoreThrottledError",
            "create_table"]
@@ -435,6 +435,9 @@ class DynamoStateStore:
         else:
             found = [self._count_edge(run_id, parent_id, c) for c in child_ids]
         return [rec for rec in found if rec is not None and rec.state is TaskState.READY]
+
+    def complete_parents(self, run_id: str, completions: Sequence[tuple[str, Sequence[str]]]) -> list[TaskRecord]:
+        return complete_each(self, run_id, completions)  # one conditional write per edge either way
 
     def _count_edge(self, run_id: str, parent_id: str, child: str) -> TaskRecord | None:
         if (run_id, child) in self._edge_mode:

@@ -16,7 +16,7 @@ from typing import Any
 from chalicelib.engine.records import RunRecord, TaskRecord, check_mutable
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
 from chalicelib.errors import NotFoundError, StateConflictError
-from chalicelib.ports import update_each
+from chalicelib.ports import first_named, update_each
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -363,40 +363,62 @@ class SqliteStateStore:
         return _task(row, changes["result"] or {} if "result" in changes else None)
 
     def complete_parent(self, run_id: str, parent_id: str, child_ids: Sequence[str]) -> list[TaskRecord]:
-        ready: list[TaskRecord] = []
-        with self._tx():
-            for i in range(0, len(child_ids), _EDGES_PER_STATEMENT):
-                ready += self._complete_edges(run_id, parent_id, child_ids[i:i + _EDGES_PER_STATEMENT])
-        return ready
+        return self._count_edges(run_id, [(parent_id, child_ids)])
 
-    def _complete_edges(self, run_id: str, parent_id: str, children: Sequence[str]) -> list[TaskRecord]:
-        """Count the edges parent -> children in two statements, whatever their number: the
-        edges inserted now (a redelivered completion finds them already there), then one
-        decrement of those children, each that reaches its last parent going WAITING -> READY
-        (SET expressions see the row as it was)."""
-        counted = {row[0] for row in self._db.execute(
-            "INSERT OR IGNORE INTO done_edges VALUES " + ",".join(["(?,?,?)"] * len(children)) + " RETURNING child",
-            [v for child in children for v in (run_id, child, parent_id)],
-        ).fetchall()}
+    def complete_parents(self, run_id: str, completions: Sequence[tuple[str, Sequence[str]]]) -> list[TaskRecord]:
+        return self._count_edges(run_id, completions)
+
+    def _count_edges(self, run_id: str, completions: Sequence[tuple[str, Sequence[str]]]) -> list[TaskRecord]:
+        """Count every edge (parent -> child) of the completions in a few statements, whatever
+        their number (a 20 x 100 DAG of 3 parents each had two statements per completed task,
+        a fifth of its loop's time): the edges inserted now (a redelivered completion finds
+        them already there), then one decrement per child by its number of newly counted
+        edges, each child that reaches zero going WAITING -> READY (SET expressions see the
+        row as it was)."""
+        edges = [(child, parent) for parent, children in completions for child in children]
+        if not edges:
+            return []
+        counted: dict[str, int] = {}  # child -> edges counted now
+        again: set[str] = set()  # children named by an edge counted before
         rows: list[Any] = []
-        if counted:
-            rows = self._db.execute(
-                "UPDATE tasks SET pending=pending-1, prev_state=state, "
-                "state=CASE WHEN pending<=1 AND state=? THEN ? ELSE state END "
-                f"WHERE run_id=? AND task_id IN ({','.join('?' * len(counted))}) RETURNING {_TASK_COLS}, prev_state",
-                (TaskState.WAITING.value, TaskState.READY.value, run_id, *counted),
-            ).fetchall()
-            rows = [row for row in rows if row[2] == TaskState.READY.value]
-            for row in rows:
-                self._move_count(run_id, row[-1], row[2])
-        again = [child for child in children if child not in counted]
-        if again:  # counted by an earlier delivery: report the ones still READY (to dispatch)
-            rows += self._db.execute(
-                f"SELECT {_TASK_COLS} FROM tasks WHERE run_id=? AND task_id IN ({','.join('?' * len(again))}) "
-                "AND state=?",
-                (run_id, *again, TaskState.READY.value),
-            ).fetchall()
-        order = {child: i for i, child in enumerate(children)}
+        with self._tx():
+            for i in range(0, len(edges), _EDGES_PER_STATEMENT):
+                chunk = edges[i:i + _EDGES_PER_STATEMENT]
+                new = set(self._db.execute(
+                    "INSERT OR IGNORE INTO done_edges VALUES " + ",".join(["(?,?,?)"] * len(chunk))
+                    + " RETURNING child, parent",
+                    [v for child, parent in chunk for v in (run_id, child, parent)],
+                ).fetchall())
+                for edge in chunk:
+                    if edge in new:
+                        counted[edge[0]] = counted.get(edge[0], 0) + 1
+                        new.discard(edge)  # the same edge named twice is counted once
+                    else:
+                        again.add(edge[0])
+            decrements = list(counted.items())
+            for i in range(0, len(decrements), _EDGES_PER_STATEMENT):
+                chunk2 = decrements[i:i + _EDGES_PER_STATEMENT]
+                moved = self._db.execute(
+                    "UPDATE tasks SET pending=pending-v.column2, prev_state=state, "
+                    "state=CASE WHEN pending<=v.column2 AND state=? THEN ? ELSE state END "
+                    f"FROM (VALUES {','.join(['(?,?)'] * len(chunk2))}) AS v "
+                    f"WHERE tasks.run_id=? AND tasks.task_id=v.column1 RETURNING {_TASK_COLS}, prev_state",
+                    (TaskState.WAITING.value, TaskState.READY.value, *(v for pair in chunk2 for v in pair), run_id),
+                ).fetchall()
+                for row in moved:
+                    if row[2] == TaskState.READY.value:
+                        self._move_count(run_id, row[-1], row[2])
+                        rows.append(row)
+            # counted by an earlier delivery: report the ones still READY (to dispatch)
+            before = sorted(again - {row[1] for row in rows})
+            for i in range(0, len(before), _EDGES_PER_STATEMENT):
+                chunk3 = before[i:i + _EDGES_PER_STATEMENT]
+                rows += self._db.execute(
+                    f"SELECT {_TASK_COLS} FROM tasks WHERE run_id=? AND task_id IN ({','.join('?' * len(chunk3))}) "
+                    "AND state=?",
+                    (run_id, *chunk3, TaskState.READY.value),
+                ).fetchall()
+        order = first_named(completions)
         return [_task(row) for row in sorted(rows, key=lambda row: order[row[1]])]
 
     def reset_task(
