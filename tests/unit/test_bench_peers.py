@@ -390,3 +390,19 @@ def test_updraft_runs_from_the_checkout_when_its_venv_cannot_be_made(tmp_path: P
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["state"] == "SUCCEEDED"
+
+
+def test_settle_waits_for_an_idle_window_and_gives_up_at_its_limit() -> None:
+    clock = {"t": 0.0, "busy": 0.0}
+    load = {"cores": 1.5}
+
+    def sleep(s: float) -> None:
+        clock["t"] += s
+        clock["busy"] += load["cores"] * s
+
+    def busy() -> float:
+        return clock["busy"]
+
+    assert measure.settle(max_wait_s=3, window_s=0.25, busy_s=busy, sleep=sleep) == 3  # never idle: its limit
+    load["cores"] = 0.02
+    assert measure.settle(max_wait_s=3, window_s=0.25, busy_s=busy, sleep=sleep) == 0.25  # idle at once
