@@ -45,7 +45,8 @@ class StateStore(Protocol):
     def list_tasks(
         self, run_id: str, states: Collection[TaskState] | None = None, limit: int | None = None,
     ) -> list[TaskRecord]:
-        """Tasks of a run in submission order, optionally only those in `states`, at most `limit`."""
+        """Tasks of a run in submission order, optionally only those in `states`, at most `limit`.
+        Raises NotFoundError for an unknown run (as `iter_tasks` and `counts` do)."""
 
     def iter_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> Iterator[TaskRecord]:
         """What `list_tasks` returns, in the same order, built a page at a time where the store

@@ -67,6 +67,16 @@ def test_unknown_run_and_task_are_not_found(store: StateStore) -> None:
         store.update_task("r1", "nope", [R], None, {"state": D})
 
 
+def test_an_unknown_runs_tasks_and_counts_are_not_found_rather_than_empty(store: StateStore) -> None:
+    diamond(store)
+    for read in (lambda: store.list_tasks("nope"), lambda: store.list_tasks("nope", [R], limit=5),
+                 lambda: store.iter_tasks("nope"), lambda: store.counts("nope")):
+        with pytest.raises(NotFoundError, match="nope"):
+            read()  # iter_tasks raises when called, not at its first record
+    assert store.list_tasks("r1", [TaskState.SUCCEEDED]) == []  # a known run with none: empty
+    assert list(store.iter_tasks("r1", [TaskState.SUCCEEDED])) == []
+
+
 def test_runs_are_listed_newest_first_and_by_state(store: StateStore) -> None:
     for i, rid in enumerate(["old", "mid", "new"]):
         make_run(store, rid, {"a": []}, created=100.0 + i)

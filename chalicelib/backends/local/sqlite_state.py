@@ -194,8 +194,16 @@ class SqliteStateStore:
     def get_run(self, run_id: str) -> RunRecord:
         row = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
         if row is None:
-            raise NotFoundError(f"no run {run_id!r} in {self.path}; `updraft runs` lists them")
+            raise self._no_run(run_id)
         return _run(row)
+
+    def _no_run(self, run_id: str) -> NotFoundError:
+        return NotFoundError(f"no run {run_id!r} in {self.path}; `updraft runs` lists them")
+
+    def _check_run(self, run_id: str) -> None:
+        """Raise NotFoundError for an unknown run (what an empty answer could also mean)."""
+        if self._db.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is None:
+            raise self._no_run(run_id)
 
     def list_runs(self, limit: int = 50, state: RunState | None = None) -> list[RunRecord]:
         if state is None:
@@ -232,12 +240,18 @@ class SqliteStateStore:
     def list_tasks(
         self, run_id: str, states: Collection[TaskState] | None = None, limit: int | None = None,
     ) -> list[TaskRecord]:
-        return [_task(r) for r in self._select_tasks(run_id, states, limit).fetchall()]
+        tasks = [_task(r) for r in self._select_tasks(run_id, states, limit).fetchall()]
+        if not tasks:
+            self._check_run(run_id)
+        return tasks
 
     def iter_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> Iterator[TaskRecord]:
+        self._check_run(run_id)  # now, not at the first record
+        return self._iter_rows(self._select_tasks(run_id, states))
+
+    def _iter_rows(self, cur: sqlite3.Cursor) -> Iterator[TaskRecord]:
         # One statement read ITER_PAGE rows at a time: SQLite keeps the sorted rows (compact, or
         # spilled to a temporary file), Python holds one page of records.
-        cur = self._select_tasks(run_id, states)
         try:
             while rows := cur.fetchmany(ITER_PAGE):
                 yield from map(_task, rows)
@@ -445,6 +459,8 @@ class SqliteStateStore:
         for (rid, state), n in self._deltas.items():
             if rid == run_id:
                 rows[state] = rows.get(state, 0) + n
+        if not rows:
+            self._check_run(run_id)
         return {state: n for state, n in rows.items() if n > 0}
 
     def expired_leases(self, now: float, limit: int = 500) -> list[TaskRecord]:
