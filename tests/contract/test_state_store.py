@@ -298,6 +298,22 @@ def dags(draw: st.DrawFn) -> dict[str, list[str]]:
     return parents
 
 
+def children_of(graph: dict[str, list[str]]) -> dict[str, list[str]]:
+    children: dict[str, list[str]] = {t: [] for t in graph}
+    for t, ps in graph.items():
+        for p in ps:
+            children[p].append(t)
+    return children
+
+
+def assert_counted(store: StateStore, run_id: str, graph: dict[str, list[str]], done: set[str]) -> None:
+    """Each task's pending count is its parents not done; READY exactly when none is left."""
+    for t, ps in graph.items():
+        rec = store.get_task(run_id, t)
+        assert rec.pending == len(set(ps) - done)
+        assert rec.state is (R if set(ps) <= done else W)
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(graph=dags(), data=st.data())
 def test_any_completion_order_readies_children_exactly_when_their_parents_are_done(
@@ -305,10 +321,7 @@ def test_any_completion_order_readies_children_exactly_when_their_parents_are_do
 ) -> None:
     run_id = f"p{next(_RUN_IDS)}"
     make_run(store, run_id, graph)
-    children: dict[str, list[str]] = {t: [] for t in graph}
-    for t, ps in graph.items():
-        for p in ps:
-            children[p].append(t)
+    children = children_of(graph)
     done: set[str] = set()
     order = data.draw(st.permutations(list(graph)))
     for t in order:
@@ -318,10 +331,7 @@ def test_any_completion_order_readies_children_exactly_when_their_parents_are_do
         repeats = data.draw(st.integers(1, 2))  # a duplicate delivery now and then
         for _ in range(repeats):
             store.complete_parent(run_id, t, children[t])
-    for t, ps in graph.items():
-        rec = store.get_task(run_id, t)
-        assert rec.pending == len(set(ps) - done)
-        assert rec.state is (R if set(ps) <= done else W)
+    assert_counted(store, run_id, graph, done)
     counts = store.counts(run_id)
     assert counts.get(R.value, 0) == sum(1 for t, ps in graph.items() if set(ps) <= done)
 
@@ -443,10 +453,7 @@ def test_completions_in_batches_ready_children_exactly_when_their_parents_are_do
 ) -> None:
     run_id = f"b{next(_RUN_IDS)}"
     make_run(store, run_id, graph)
-    children: dict[str, list[str]] = {t: [] for t in graph}
-    for t, ps in graph.items():
-        for p in ps:
-            children[p].append(t)
+    children = children_of(graph)
     done: set[str] = set()
     order = list(data.draw(st.permutations(list(graph))))
     while order:
@@ -462,7 +469,4 @@ def test_completions_in_batches_ready_children_exactly_when_their_parents_are_do
         named = [c for _, cs in completions for c in cs]
         expected = [c for c in dict.fromkeys(named) if set(graph[c]) <= done]  # READY: never dispatched here
         assert got == expected
-    for t, ps in graph.items():
-        rec = store.get_task(run_id, t)
-        assert rec.pending == len(set(ps) - done)
-        assert rec.state is (R if set(ps) <= done else W)
+    assert_counted(store, run_id, graph, done)

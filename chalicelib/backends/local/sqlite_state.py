@@ -411,13 +411,13 @@ class SqliteStateStore:
                         again.add(edge[0])
             decrements = list(counted.items())
             for i in range(0, len(decrements), _EDGES_PER_STATEMENT):
-                chunk2 = decrements[i:i + _EDGES_PER_STATEMENT]
+                pairs = decrements[i:i + _EDGES_PER_STATEMENT]
                 moved = self._db.execute(
                     "UPDATE tasks SET pending=pending-v.column2, prev_state=state, "
                     "state=CASE WHEN pending<=v.column2 AND state=? THEN ? ELSE state END "
-                    f"FROM (VALUES {','.join(['(?,?)'] * len(chunk2))}) AS v "
+                    f"FROM (VALUES {','.join(['(?,?)'] * len(pairs))}) AS v "
                     f"WHERE tasks.run_id=? AND tasks.task_id=v.column1 RETURNING {_TASK_COLS}, prev_state",
-                    (TaskState.WAITING.value, TaskState.READY.value, *(v for pair in chunk2 for v in pair), run_id),
+                    (TaskState.WAITING.value, TaskState.READY.value, *(v for pair in pairs for v in pair), run_id),
                 ).fetchall()
                 for row in moved:
                     if row[2] == TaskState.READY.value:
@@ -426,11 +426,11 @@ class SqliteStateStore:
             # counted by an earlier delivery: report the ones still READY (to dispatch)
             before = sorted(again - {row[1] for row in rows})
             for i in range(0, len(before), _EDGES_PER_STATEMENT):
-                chunk3 = before[i:i + _EDGES_PER_STATEMENT]
+                names = before[i:i + _EDGES_PER_STATEMENT]
                 rows += self._db.execute(
-                    f"SELECT {_TASK_COLS} FROM tasks WHERE run_id=? AND task_id IN ({','.join('?' * len(chunk3))}) "
+                    f"SELECT {_TASK_COLS} FROM tasks WHERE run_id=? AND task_id IN ({','.join('?' * len(names))}) "
                     "AND state=?",
-                    (run_id, *chunk3, TaskState.READY.value),
+                    (run_id, *names, TaskState.READY.value),
                 ).fetchall()
         order = first_named(completions)
         return [_task(row) for row in sorted(rows, key=lambda row: order[row[1]])]
