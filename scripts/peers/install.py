@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 PIP_PACKAGES = ("dask[distributed]", "parsl", "snakemake", "matplotlib", "py-spy", "pyinstrument")
@@ -40,14 +41,23 @@ def venv(path: Path) -> list[str]:
     return []
 
 
+@dataclass(frozen=True)
 class UpdraftInstall:
     """How the benchmarks start Updraft: the command before `run ...`, the environment to add,
     and what that is, in words for the report."""
 
-    def __init__(self, prefix: list[str], env: dict[str, str], how: str) -> None:
-        self.prefix = prefix
-        self.env = env
-        self.how = how
+    prefix: list[str]
+    env: dict[str, str]
+    how: str
+
+
+UPDRAFT_MODES = ("venv", "checkout")
+
+
+def for_benchmark(mode: str, cache: Path, repo: Path) -> tuple[UpdraftInstall, list[str]]:
+    """The benchmark scripts' `--updraft MODE` (one of UPDRAFT_MODES): Updraft in its own venv
+    under `cache` (see `updraft`), or the checkout; and the problems met installing it."""
+    return updraft(cache / "updraft-venv", repo) if mode == "venv" else (checkout(repo), [])
 
 
 def checkout(repo: Path) -> UpdraftInstall:
@@ -66,14 +76,13 @@ def updraft(path: Path, repo: Path) -> tuple[UpdraftInstall, list[str]]:
     ms there). Where the install fails the checkout runs instead, and the problem is
     reported."""
     python = path / "bin" / "python"
-    steps: list[list[str]] = []
     if not python.exists() or not _has_dist(python, "msgspec"):
-        log(f"creating {path} and installing Updraft's dependencies")
-        steps.append([sys.executable, "-m", "venv", "--clear", str(path)])
-        steps.append([str(python), "-m", "pip", "install", "-q", "setuptools>=68", str(repo)])
-    # the checkout's code, built with the venv's setuptools (no isolated build environment)
-    steps.append([str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
-                  "--no-build-isolation", str(repo)])
+        log(f"creating {path} and installing Updraft with its dependencies")
+        steps = [[sys.executable, "-m", "venv", "--clear", str(path)],
+                 [str(python), "-m", "pip", "install", "-q", "setuptools>=68", str(repo)]]
+    else:  # the checkout's code again, built with the venv's setuptools (no isolated build environment)
+        steps = [[str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
+                  "--no-build-isolation", str(repo)]]
     for step in steps:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -48,10 +48,11 @@ def settle(max_wait_s: float = 10.0, window_s: float = 0.25, idle_cores: float =
            busy_s: Callable[[], float] = _busy_s, sleep: Callable[[float], None] = time.sleep) -> float:
     """Before a run: flush dirty pages (the last engine's files, its folder just removed), then
     wait until the machine is idle, busy less than `idle_cores` over `window_s`, for at most
-    `max_wait_s`. The writeback and reclaim an engine leaves behind (Snakemake's thousands of
-    files) otherwise land on the next engine's run: a 300-link chain, which waits on every
-    hand-over, ran 0.63 s after Dask and the floor but 0.87-0.94 s after all six engines.
-    Returns the seconds waited."""
+    `max_wait_s`, so that the writeback an engine leaves behind (Snakemake's thousands of
+    files) does not land on the next engine's run. It cannot undo the page cache the VM's
+    reclaim dropped meanwhile: with it, Updraft's 300-link chain still took 0.87 s among all
+    six engines (15:06 UTC run) against 0.63 s beside only the floor and Dask (see
+    docs/benchmarks.md, Peers). Returns the seconds waited."""
     os.sync()
     waited = 0.0
     while waited < max_wait_s:

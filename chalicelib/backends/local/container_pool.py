@@ -124,12 +124,11 @@ class ContainerPool:
                 w.proc.send_signal(signal.SIGUSR1)
 
     def shutdown(self) -> None:
+        self.queue.clear()
         if not self.workers:
-            self.queue.clear()
             return
         import subprocess
 
-        self.queue.clear()
         for w in self.workers:
             with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(w.proc.stdout.fileno())  # type: ignore[union-attr]
