@@ -87,6 +87,15 @@ def _f(value: float | None, fmt: str) -> str:
     return "—" if value is None else format(value, fmt)
 
 
+def _warmup(results: Mapping[str, Any]) -> str:
+    n = int(results.get("warmup", 0))
+    if not n:
+        return ""
+    runs = "one untimed run" if n == 1 else f"{n} untimed runs"
+    return (f", right after {runs} of the same engine on a one-task workflow (this VM pages out file cache "
+            "left untouched for a minute, so an engine's first start in a while reads its programs from disk)")
+
+
 def markdown(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], goals: Sequence[Mapping[str, Any]],
              chart: str | None) -> str:
     env = results["machine"]
@@ -94,7 +103,7 @@ def markdown(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], goal
     lines = [
         f"Measured {results['date']} on {env['cpu']} ({env['cores']} cores, {env['memory_gb']:.0f} GB), "
         f"parallelism {results['cores']} for every engine, median of {results['repeat']} runs per engine "
-        f"and workload, engines alternating; every run is one whole process in a fresh folder.",
+        f"and workload, engines alternating; every run is one whole process in a fresh folder{_warmup(results)}.",
         "",
         f"Machine load: {load['note']}",
         "",

@@ -406,3 +406,31 @@ def test_settle_waits_for_an_idle_window_and_gives_up_at_its_limit() -> None:
     assert measure.settle(max_wait_s=3, window_s=0.25, busy_s=busy, sleep=sleep) == 3  # never idle: its limit
     load["cores"] = 0.02
     assert measure.settle(max_wait_s=3, window_s=0.25, busy_s=busy, sleep=sleep) == 0.25  # idle at once
+
+
+def test_each_timed_run_follows_untimed_warm_ups_of_the_same_engine(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from peers.engines import Engine, Env, Prepared
+
+    bench = load_script(SCRIPTS / "bench-peers", "bench_peers")
+    monkeypatch.setattr(measure, "settle", lambda: 0.0)
+    seen = tmp_path / "seen.txt"
+
+    class Recorder(Engine):
+        def prepare(self, env: Env, wl: workloads.Workload, tasks: Any, run_dir: Path) -> Prepared:
+            run_dir.mkdir(parents=True)
+            cmd = ["/bin/sh", "-c", f'echo "{wl.name} {len(tasks)}" >> "{seen}"; test {wl.name} != warm-up']
+            return Prepared(cmd, run_dir, dict(os.environ), lambda m: f"exit {m.returncode}" if m.returncode else None)
+
+    wl = workloads.synthetic("fan-3", "3 independent", workloads.fan(3))
+    engine, env = Recorder("rec", "recorder", "sh"), Env(tmp_path / "venv", 2)
+    result = bench.run_once(engine, env, wl, translate.translate(wl.doc), tmp_path, 30, warmup=2)
+    # a failed warm-up is reported, not fatal: the timed run still runs and counts
+    assert seen.read_text().splitlines() == ["warm-up 1", "warm-up 1", "fan-3 3"]
+    assert result["error"] is None
+    seen.unlink()
+    bench.run_once(engine, env, wl, translate.translate(wl.doc), tmp_path, 30, warmup=0)
+    assert seen.read_text().splitlines() == ["fan-3 3"]
+    results = {**results_fixture(), "warmup": 1}
+    rows = report.summarize(results)
+    assert "right after one untimed run of the same engine" in report.markdown(results, rows, [], None)
