@@ -434,3 +434,14 @@ def test_each_timed_run_follows_untimed_warm_ups_of_the_same_engine(tmp_path: Pa
     results = {**results_fixture(), "warmup": 1}
     rows = report.summarize(results)
     assert "right after one untimed run of the same engine" in report.markdown(results, rows, [], None)
+
+
+def test_load_note_calls_a_run_loaded_only_when_other_work_took_cpu_beside_it() -> None:
+    bench = load_script(SCRIPTS / "bench-peers", "bench_peers")
+    unsettled = {"waited_s": 120.0, "quiet": False, "load1": 2.1}
+    calm = bench.load_note([{"others_cores": 0.05}, {"others_cores": 0.1}], unsettled)
+    assert not calm["loaded"] and "under load" not in calm["note"]
+    assert "within 2 min of waiting, and the run went ahead" in calm["note"]
+    busy = bench.load_note([{"others_cores": 0.5}, {"others_cores": 0.2}], None)
+    assert busy["loaded"] and busy["note"].endswith("so these figures were taken under load.")
+    assert "0.35 cores (worst run 0.50)" in busy["note"]
