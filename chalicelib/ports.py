@@ -97,7 +97,8 @@ class StateStore(Protocol):
         """Number of tasks in each state."""
 
     def expired_leases(self, now: float, limit: int = 500) -> list[TaskRecord]:
-        """In-flight tasks (DISPATCHED/RUNNING) whose lease ran out, across runs."""
+        """In-flight tasks (DISPATCHED/RUNNING) whose lease ran out, across the RUNNING runs
+        (a finished or cancelled run's leftovers are not re-driven), at most `limit`."""
 
     def batch(self) -> AbstractContextManager[None]:
         """Group the writes of one coordinator step (one transaction where the backend can)."""

@@ -272,6 +272,14 @@ def test_expired_leases_are_the_in_flight_tasks_past_their_lease(store: StateSto
     store.update_task("r1", "d", [R], 1, {"state": TaskState.SUCCEEDED, "lease_expires": 1.0})
     assert sorted(t.task_id for t in store.expired_leases(now=30.0)) == ["a", "b"]
     assert store.expired_leases(now=5.0) == []
+    assert len(store.expired_leases(now=30.0, limit=1)) == 1
+    # across runs; a run that is no longer RUNNING (cancelled while a task was out) is left alone
+    make_run(store, "r2", {"e": []})
+    store.update_task("r2", "e", [R], 1, {"state": RUN, "lease_expires": 15.0})
+    assert sorted((t.run_id, t.task_id) for t in store.expired_leases(now=30.0)) == [
+        ("r1", "a"), ("r1", "b"), ("r2", "e")]
+    store.update_run("r2", [RunState.RUNNING], {"state": RunState.CANCELLED})
+    assert sorted(t.task_id for t in store.expired_leases(now=30.0)) == ["a", "b"]
 
 
 def test_batch_groups_writes_and_nests(store: StateStore) -> None:

@@ -467,7 +467,7 @@ class SqliteStateStore:
         marks = ",".join("?" * len(IN_FLIGHT))
         rows = self._db.execute(
             f"SELECT {_TASK_COLS} FROM tasks WHERE lease_expires IS NOT NULL AND lease_expires < ? "
-            f"AND state IN ({marks}) LIMIT ?",
-            (now, *(s.value for s in IN_FLIGHT), limit),
+            f"AND state IN ({marks}) AND run_id IN (SELECT run_id FROM runs WHERE state=?) LIMIT ?",
+            (now, *(s.value for s in IN_FLIGHT), RunState.RUNNING.value, limit),
         )
         return [_task(r) for r in rows.fetchall()]
