@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO, cast
 
 from chalicelib.errors import UpdraftError
@@ -359,6 +359,19 @@ class _Skipped:
         return lambda *args, **kwargs: None
 
 
+def _at_least(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `least`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be {least} or more, not {value}")
+        return value
+    return parse
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with `only` (one of CORE_COMMANDS) just that command's parser,
     which is what `main` builds for them: building every command's parser took ~10 ms of
@@ -379,7 +392,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="folder holding the workflow's external inputs")
     p.add_argument("--format", default=None, help="input format (default: detected from content)")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
-    p.add_argument("--concurrency", type=int, default=None, help="parallel tasks (default: cores)")
+    p.add_argument("--concurrency", type=_at_least(1), default=None, help="parallel tasks (default: cores)")
     p.add_argument("--no-cache", action="store_true", help="run every task; neither reuse nor keep results")
     p.add_argument("--objective", choices=["cost", "makespan"], default=None,
                    help="let the planner place and size every task for this objective")
@@ -419,7 +432,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p = add("logs", "print a task's output (every attempt, or one); a deployed run's lines with --stage/--api")
     p.add_argument("run")
     p.add_argument("task", nargs="?")
-    p.add_argument("--attempt", type=int, default=None)
+    p.add_argument("--attempt", type=_at_least(1), default=None)
     from chalicelib.ui.commands import add_log_options
 
     add_log_options(p)
@@ -429,7 +442,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--concurrency", type=int, default=None)
+    p.add_argument("--concurrency", type=_at_least(1), default=None)
     p.set_defaults(func=cmd_resume)
 
     p = add("cancel", "cancel a run (stops its running tasks)")
@@ -443,7 +456,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cache)
 
     p = add("runs", "list runs, newest first")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=_at_least(0), default=50)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
     if only in CORE_COMMANDS:

@@ -68,3 +68,27 @@ def check_mutable(kind: str, changes: Iterable[str]) -> None:
     bad = set(changes) - (RUN_MUTABLE if kind == "run" else TASK_MUTABLE)
     if bad:
         raise ValueError(f"{kind} fields {sorted(bad)} cannot be changed")
+
+
+def check_limit(limit: int | None) -> None:
+    """Raise ValueError for a negative `limit` (None: no limit)."""
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be 0 or more, not {limit}")
+
+
+def check_new_tasks(run_id: str, tasks: Iterable[TaskRecord]) -> None:
+    """Raise ValueError, before a store writes anything, when a new run's task records repeat
+    a task id or belong to another run."""
+    seen: set[str] = set()
+    repeated: list[str] = []
+    strays: list[str] = []
+    for t in tasks:
+        if t.run_id != run_id:
+            strays.append(t.task_id)
+        elif t.task_id in seen:
+            repeated.append(t.task_id)
+        seen.add(t.task_id)
+    if repeated:
+        raise ValueError(f"run {run_id}: task ids repeated: {sorted(set(repeated))[:10]}")
+    if strays:
+        raise ValueError(f"run {run_id}: tasks of another run given: {strays[:10]}")

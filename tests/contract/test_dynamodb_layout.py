@@ -102,7 +102,8 @@ def test_items_stay_small_whatever_the_task_carries(aws_store: ds.DynamoStateSto
     assert item is not None and item_size(item) < ds.RESULT_MAX_BYTES + 2048
     stored = json.loads(item["res"]["S"])
     assert stored["result_truncated"] is True and stored["log_tail"].endswith("y" * 100)
-    assert rec.result == huge  # the caller's record is unchanged; only storage is capped
+    # the record returned is the one a read gives (the contract tests compare them), capped too
+    assert rec.result == stored == aws_store.get_task("r", child).result
 
 
 def test_a_wide_fan_in_keeps_the_child_item_small(aws_store: ds.DynamoStateStore) -> None:
@@ -133,3 +134,15 @@ def test_resume_after_a_counter_drift_counts_exactly_again(aws_store: ds.DynamoS
     assert aws_store.counts("d") == {"SUCCEEDED": 1, "READY": 1}
     aws_store.update_task("d", "b", [TaskState.READY], 2, {"state": TaskState.DISPATCHED})
     assert aws_store.counts("d") == {"SUCCEEDED": 1, "DISPATCHED": 1}
+
+
+def test_a_resume_that_loses_its_condition_leaves_the_counters_alone(aws_store: ds.DynamoStateStore) -> None:
+    from chalicelib.errors import StateConflictError
+
+    make(aws_store, 6, "r1")
+    other = ds.DynamoStateStore(aws_store.config, aws_store.clients)  # the API, beside a coordinator
+    with aws_store.batch():  # a coordinator step in flight: its counter deltas not written yet
+        aws_store.update_task("r1", "task-000000", [TaskState.READY], 1, {"state": TaskState.DISPATCHED})
+        with pytest.raises(StateConflictError):  # the run is RUNNING, not CANCELLED
+            other.update_run("r1", [RunState.CANCELLED], {"state": RunState.RUNNING})
+    assert aws_store.counts("r1") == aws_store.recount("r1") == {"DISPATCHED": 1, "READY": 1, "WAITING": 4}

@@ -478,3 +478,70 @@ def test_completions_in_batches_ready_children_exactly_when_their_parents_are_do
         expected = [c for c in dict.fromkeys(named) if set(graph[c]) <= done]  # READY: never dispatched here
         assert got == expected
     assert_counted(store, run_id, graph, done)
+
+
+# ---- edge cases both adapters must answer alike (found by comparing them call for call) ----
+
+
+def test_completing_a_parent_of_an_unknown_run_raises_and_leaves_no_trace(store: StateStore) -> None:
+    with pytest.raises(NotFoundError):
+        store.complete_parent("r1", "a", ["b"])
+    with pytest.raises(NotFoundError):
+        store.complete_parents("r1", [("a", ["b"])])
+    make_run(store, "r1", {"a": [], "b": ["a"]})  # the same id, made afterwards
+    assert [t.task_id for t in store.complete_parent("r1", "a", ["b"])] == ["b"]
+
+
+def test_a_child_named_twice_is_ready_once(store: StateStore) -> None:
+    diamond(store)
+    assert sorted(t.task_id for t in store.complete_parent("r1", "a", ["b", "b", "c"])) == ["b", "c"]
+    assert store.counts("r1") == {"READY": 3, "WAITING": 1}
+
+
+def test_reset_with_a_parent_named_twice_counts_it_once(store: StateStore) -> None:
+    diamond(store)
+    rec = store.reset_task("r1", "d", W, 2, ["b", "b"], 1, 1)
+    assert rec.pending == 1 and rec.attempt == 2
+    assert store.complete_parent("r1", "b", ["d"]) == []  # already counted
+    assert [t.task_id for t in store.complete_parent("r1", "c", ["d"])] == ["d"]
+
+
+def test_no_changes_is_a_conditional_no_op(store: StateStore) -> None:
+    make_run(store, "r1", {"a": [], "b": [], "c": []})
+    before = store.get_task("r1", "a")
+    assert store.update_task("r1", "a", [R], 1, {}) == before
+    with pytest.raises(StateConflictError):
+        store.update_task("r1", "a", [D], 1, {})
+    assert store.update_tasks("r1", [R], [("a", 1, {}), ("b", None, {}), ("c", 2, {})]) == [
+        before, store.get_task("r1", "b"), None]
+    run = store.get_run("r1")
+    assert store.update_run("r1", [RunState.RUNNING], {}) == run
+    with pytest.raises(StateConflictError):
+        store.update_run("r1", [RunState.FAILED], {})
+    assert store.counts("r1") == {"READY": 3}
+
+
+def test_a_negative_limit_is_refused(store: StateStore) -> None:
+    make_run(store, "r1", {"a": []})
+    for call in (lambda: store.list_tasks("r1", limit=-1), lambda: store.list_runs(limit=-1),
+                 lambda: store.expired_leases(0.0, limit=-1)):
+        with pytest.raises(ValueError, match="limit must be 0 or more"):
+            call()
+
+
+def test_a_run_whose_tasks_repeat_an_id_is_refused_before_anything_is_written(store: StateStore) -> None:
+    tasks = [task("r1", "a", 0), task("r1", "b", 0), task("r1", "a", 0)]
+    with pytest.raises(ValueError, match=r"task ids repeated: \['a'\]"):
+        store.create_run(run_record("r1", 100.0, 3), tasks)
+    with pytest.raises(ValueError, match="tasks of another run"):
+        store.create_run(run_record("r1", 100.0, 1), [task("r2", "a", 0)])
+    with pytest.raises(NotFoundError):
+        store.get_run("r1")
+
+
+def test_an_update_returns_the_record_a_read_gives_even_for_a_huge_result(store: StateStore) -> None:
+    make_run(store, "r1", {"a": []})
+    result = {"exit_code": 0, "log_tail": "x" * 40_000}  # past DynamoDB's cap: shortened there
+    done = store.update_task("r1", "a", [R], 1, {"state": TaskState.SUCCEEDED, "result": result})
+    assert done == store.get_task("r1", "a")
+    assert done.result["exit_code"] == 0

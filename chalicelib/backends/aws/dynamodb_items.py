@@ -158,11 +158,17 @@ def result_json(result: Mapping[str, Any]) -> str:
 
 
 def coerce_task_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The changes as the item will hold them, so that the record an update returns is the one
+    a later read gives: a state as TaskState, no result as {}, a huge result as stored."""
     out = dict(changes)
     if "state" in out:
         out["state"] = TaskState(out["state"])
     if out.get("result") is None and "result" in out:
         out["result"] = {}
+    elif out.get("result"):
+        stored = result_json(out["result"])
+        if '"result_truncated":true' in stored:  # shortened (rare): read back what is kept
+            out["result"] = json.loads(stored)
     return out
 
 

@@ -108,7 +108,7 @@ from chalicelib.backends.aws.dynamodb_items import (
     task_pk,
     task_record,
 )
-from chalicelib.engine.records import RunRecord, TaskRecord, check_mutable
+from chalicelib.engine.records import RunRecord, TaskRecord, check_limit, check_mutable, check_new_tasks
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
 from chalicelib.errors import NotFoundError, StateConflictError, UpdraftError
 from chalicelib.ports import complete_each, update_each
@@ -205,6 +205,7 @@ class DynamoStateStore:
         return dict(item)
 
     def create_run(self, run: RunRecord, tasks: Sequence[TaskRecord]) -> None:
+        check_new_tasks(run.run_id, tasks)
         existing = self._ddb.get_item(TableName=self.table, Key=run_key(run.run_id), ConsistentRead=True).get("Item")
         if existing is not None:
             raise StateConflictError(f"run {run.run_id} already exists", run_record(existing))
@@ -254,6 +255,7 @@ class DynamoStateStore:
         return run_record(self._get_run_item(run_id))
 
     def list_runs(self, limit: int = 50, state: RunState | None = None) -> list[RunRecord]:
+        check_limit(limit)
         e = x.Expr()
         if state is None:
             index, cond = GSI_BY_TIME, f"{e.n('ra')} = {e.v(x.text(ALL_RUNS))}"
@@ -288,6 +290,10 @@ class DynamoStateStore:
             else:
                 sets.append(f"{e.n(attr)} = {e.v(x.num(value))}")
         if "state" in changes and RunState(changes["state"]) is RunState.RUNNING:
+            cur = self.get_run(run_id)  # the rebase below writes: not for a call that will fail
+            if cur.state not in expect:
+                raise StateConflictError(
+                    f"run {run_id} is {cur.state}, expected one of {sorted(s.value for s in expect)}", cur)
             removes.append(e.n("fc"))  # a resumed run counts from its shards again...
             self._rebase_counters(run_id)  # ...which start from its items' exact counts
         expect_vals = ", ".join(e.v(x.text(RunState(s).value)) for s in expect) or e.v(x.text("-"))
@@ -333,6 +339,7 @@ class DynamoStateStore:
     def list_tasks(
         self, run_id: str, states: Collection[TaskState] | None = None, limit: int | None = None,
     ) -> list[TaskRecord]:
+        check_limit(limit)
         return list(islice(self.iter_tasks(run_id, states), limit))
 
     def iter_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> Iterator[TaskRecord]:
@@ -429,6 +436,7 @@ class DynamoStateStore:
     # ---- dependency counting ---------------------------------------------------------------
 
     def complete_parent(self, run_id: str, parent_id: str, child_ids: Sequence[str]) -> list[TaskRecord]:
+        child_ids = list(dict.fromkeys(child_ids))  # a child named twice is one edge, READY once
         if len(child_ids) > 8:
             with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
                 found = list(pool.map(lambda c: self._count_edge(run_id, parent_id, c), child_ids))
@@ -633,6 +641,7 @@ class DynamoStateStore:
         return run_record(resp["Attributes"])
 
     def expired_leases(self, now: float, limit: int = 500) -> list[TaskRecord]:
+        check_limit(limit)
         out: list[TaskRecord] = []
         for run in self.list_runs(limit=10_000, state=RunState.RUNNING):
             items = self._task_items(run.run_id, IN_FLIGHT, consistent=False,

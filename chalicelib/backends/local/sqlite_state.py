@@ -13,7 +13,7 @@ import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
-from chalicelib.engine.records import RunRecord, TaskRecord, check_mutable
+from chalicelib.engine.records import RunRecord, TaskRecord, check_limit, check_mutable, check_new_tasks
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
 from chalicelib.errors import NotFoundError, StateConflictError
 from chalicelib.ports import first_named, update_each
@@ -167,6 +167,7 @@ class SqliteStateStore:
     # ---- runs ---------------------------------------------------------------------------
 
     def create_run(self, run: RunRecord, tasks: Sequence[TaskRecord]) -> None:
+        check_new_tasks(run.run_id, tasks)
         with self._tx():
             exists = self._db.execute("SELECT 1 FROM runs WHERE run_id=?", (run.run_id,)).fetchone()
             if exists:
@@ -206,6 +207,7 @@ class SqliteStateStore:
             raise self._no_run(run_id)
 
     def list_runs(self, limit: int = 50, state: RunState | None = None) -> list[RunRecord]:
+        check_limit(limit)
         if state is None:
             rows = self._db.execute("SELECT * FROM runs ORDER BY created_at DESC, run_id DESC LIMIT ?", (limit,))
         else:
@@ -220,6 +222,8 @@ class SqliteStateStore:
             cur = self.get_run(run_id)
             if cur.state not in expect:
                 raise StateConflictError(f"run {run_id} is {cur.state}, expected one of {sorted(expect)}", cur)
+            if not changes:
+                return cur
             sets = ", ".join(f"{k}=?" for k in changes)
             self._db.execute(
                 f"UPDATE runs SET {sets} WHERE run_id=?",
@@ -240,6 +244,7 @@ class SqliteStateStore:
     def list_tasks(
         self, run_id: str, states: Collection[TaskState] | None = None, limit: int | None = None,
     ) -> list[TaskRecord]:
+        check_limit(limit)
         tasks = [_task(r) for r in self._select_tasks(run_id, states, limit).fetchall()]
         if not tasks:
             self._check_run(run_id)
@@ -294,10 +299,10 @@ class SqliteStateStore:
         sql = self._update_sql.get(shape)
         if sql is None:
             marks = ",".join("?" * len(expect_states))
-            sets = ", ".join(f"{k}=?" for k in changes)
+            sets = "".join(f", {k}=?" for k in changes)  # none: a conditional no-op
             where = f"run_id=? AND task_id=? AND state IN ({marks})" + (" AND attempt=?" if shape[2] else "")
             sql = self._update_sql[shape] = (
-                f"UPDATE tasks SET prev_state=state, {sets} WHERE {where} RETURNING {_TASK_COLS}, prev_state")
+                f"UPDATE tasks SET prev_state=state{sets} WHERE {where} RETURNING {_TASK_COLS}, prev_state")
         params: list[Any] = [_db_value(k, v) for k, v in changes.items()]
         params += [run_id, task_id, *(s.value for s in expect_states)]
         if expect_attempt is not None:
@@ -354,11 +359,11 @@ class SqliteStateStore:
         sql = self._group_sql.get(shape)
         if sql is None:
             width = 2 + len(keys)  # task_id, attempt, then the changed fields (VALUES' column1...)
-            sets = ", ".join(f"{k}=v.column{3 + n}" for n, k in enumerate(keys))
+            sets = "".join(f", {k}=v.column{3 + n}" for n, k in enumerate(keys))  # none: a conditional no-op
             attempt_match = " AND tasks.attempt=v.column2" if by_attempt else ""
             row_marks = "(" + ",".join("?" * width) + ")"
             sql = self._group_sql[shape] = (
-                f"UPDATE tasks SET prev_state=state, {sets} FROM (VALUES {','.join([row_marks] * len(members))}) AS v "
+                f"UPDATE tasks SET prev_state=state{sets} FROM (VALUES {','.join([row_marks] * len(members))}) AS v "
                 f"WHERE tasks.run_id=? AND tasks.task_id=v.column1{attempt_match} "
                 f"AND tasks.state IN ({','.join('?' * len(states))}) RETURNING {_TASK_COLS}, prev_state")
         params: list[Any] = []
@@ -395,6 +400,7 @@ class SqliteStateStore:
         counted: dict[str, int] = {}  # child -> edges counted now
         again: set[str] = set()  # children named by an edge counted before
         rows: list[Any] = []
+        touched = 0  # child rows decremented
         with self._tx():
             for i in range(0, len(edges), _EDGES_PER_STATEMENT):
                 chunk = edges[i:i + _EDGES_PER_STATEMENT]
@@ -419,10 +425,13 @@ class SqliteStateStore:
                     f"WHERE tasks.run_id=? AND tasks.task_id=v.column1 RETURNING {_TASK_COLS}, prev_state",
                     (TaskState.WAITING.value, TaskState.READY.value, *(v for pair in pairs for v in pair), run_id),
                 ).fetchall()
+                touched += len(moved)
                 for row in moved:
                     if row[2] == TaskState.READY.value:
                         self._move_count(run_id, row[-1], row[2])
                         rows.append(row)
+            if counted and not touched:
+                self._check_run(run_id)  # an unknown run: NotFoundError, and its edges roll back
             # counted by an earlier delivery: report the ones still READY (to dispatch)
             before = sorted(again - {row[1] for row in rows})
             for i in range(0, len(before), _EDGES_PER_STATEMENT):
@@ -442,8 +451,8 @@ class SqliteStateStore:
         with self._tx():
             old = self.get_task(run_id, task_id)
             self._db.execute("DELETE FROM done_edges WHERE run_id=? AND child=?", (run_id, task_id))
-            self._db.executemany(
-                "INSERT INTO done_edges VALUES (?,?,?)", ((run_id, task_id, p) for p in done_parents)
+            self._db.executemany(  # a parent named twice is one done edge
+                "INSERT INTO done_edges VALUES (?,?,?)", ((run_id, task_id, p) for p in dict.fromkeys(done_parents))
             )
             self._db.execute(
                 "UPDATE tasks SET state=?, attempt=?, pending=?, max_attempts=?, lease_expires=NULL, "
@@ -464,6 +473,7 @@ class SqliteStateStore:
         return {state: n for state, n in rows.items() if n > 0}
 
     def expired_leases(self, now: float, limit: int = 500) -> list[TaskRecord]:
+        check_limit(limit)
         marks = ",".join("?" * len(IN_FLIGHT))
         rows = self._db.execute(
             f"SELECT {_TASK_COLS} FROM tasks WHERE lease_expires IS NOT NULL AND lease_expires < ? "
