@@ -40,3 +40,22 @@ def test_an_unknown_command_is_refused_with_the_list_of_commands(capsys: pytest.
         cli.main(["rnu", "wf.json"])
     assert exit_.value.code == 2
     assert "invalid choice: 'rnu'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["runs", "--limit", "-1"], "argument --limit: must be 0 or more, not -1"),
+    (["run", "wf.json", "--concurrency", "0"], "argument --concurrency: must be 1 or more, not 0"),
+    (["logs", "r", "t", "--attempt", "0"], "argument --attempt: must be 1 or more, not 0"),
+    (["run", "wf.json", "--concurrency", "two"], "argument --concurrency: 'two' is not a whole number"),
+])
+def test_counts_below_their_minimum_are_usage_errors(argv: list[str], message: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_counts_at_their_minimum_parse() -> None:
+    assert cli.build_parser().parse_args(["runs", "--limit", "0"]).limit == 0
+    assert cli.build_parser().parse_args(["run", "wf.json", "--concurrency", "1"]).concurrency == 1
