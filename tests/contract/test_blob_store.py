@@ -81,3 +81,41 @@ def test_list_is_by_exact_prefix_and_delete_prefix_counts(blobs: BlobStore) -> N
 def test_unsafe_keys_are_refused(blobs: BlobStore, key: str) -> None:
     with pytest.raises(ValueError):
         blobs.put_bytes(key, b"x")
+
+
+# ---- edge cases both adapters must answer alike (found by comparing them call for call) ----
+
+
+def test_a_folder_of_keys_or_a_name_below_a_key_is_not_found(blobs: BlobStore, tmp_path: Path) -> None:
+    blobs.put_bytes("runs/r1/data/out/part0", b"x")  # "runs/r1/data/out" is no key of its own
+    blobs.put_bytes("runs/r1/data/log", b"y")  # nor is anything below "runs/r1/data/log"
+    for key in ("runs/r1/data/out", "runs/r1/data/log/x"):
+        assert not blobs.exists(key)
+        with pytest.raises(NotFoundError):
+            blobs.get_bytes(key)
+        with pytest.raises(NotFoundError):
+            blobs.size(key)
+        with pytest.raises(NotFoundError):
+            blobs.get_file(key, str(tmp_path / "dest"))
+
+
+def test_listing_is_sorted(blobs: BlobStore) -> None:
+    keys = ["runs/r1/b", "runs/r1/a0/x", "runs/r1/a", "runs/r1/a-b", "runs/r1/c/d/e"]
+    for k in keys:
+        blobs.put_bytes(k, b".")
+    assert list(blobs.list("runs/r1/")) == sorted(keys)
+
+
+def test_prefixes_that_leave_the_store_are_refused(blobs: BlobStore) -> None:
+    for prefix in ("../", "/runs/", "runs/../"):
+        with pytest.raises(ValueError, match="unsafe blob prefix"):
+            list(blobs.list(prefix))
+        with pytest.raises(ValueError, match="unsafe blob prefix"):
+            blobs.delete_prefix(prefix)
+
+
+def test_delete_prefix_takes_only_the_stores_own_keys(blobs: BlobStore) -> None:
+    blobs.put_bytes("x", b"mine")
+    with pytest.raises(ValueError, match="not a URI"):
+        blobs.delete_prefix("s3://other/")
+    assert blobs.get_bytes("x") == b"mine"  # S3 used to delete this one for s3://other/x

@@ -23,7 +23,7 @@ from typing import Any
 
 from chalicelib.backends.aws.clients import AwsClients, error_code
 from chalicelib.backends.aws.config import S3_MAX_DELETE, AwsConfig
-from chalicelib.backends.local.fs_blobs import check_key
+from chalicelib.backends.local.fs_blobs import check_key, check_own_prefix, check_prefix
 from chalicelib.errors import NotFoundError
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
@@ -136,14 +136,14 @@ class S3BlobStore:
             bucket, _, name = prefix[len("s3://"):].partition("/")
             strip = 0
         else:
-            bucket, name, strip = self.bucket, self.prefix + prefix, len(self.prefix)
+            bucket, name, strip = self.bucket, self.prefix + check_prefix(prefix), len(self.prefix)
         paginator = self._s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=bucket, Prefix=name):
             for obj in page.get("Contents", []):
                 yield obj["Key"][strip:]
 
     def delete_prefix(self, prefix: str) -> int:
-        keys = list(self.list(prefix))
+        keys = list(self.list(check_own_prefix(prefix)))  # list() reads other locations too: not this
         for start in range(0, len(keys), S3_MAX_DELETE):
             chunk = keys[start:start + S3_MAX_DELETE]
             self._s3.delete_objects(Bucket=self.bucket, Delete={

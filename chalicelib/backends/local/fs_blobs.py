@@ -10,7 +10,9 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import tempfile
+import threading
 from collections.abc import Iterator
 
 from chalicelib.errors import NotFoundError
@@ -20,6 +22,25 @@ def check_key(key: str) -> str:
     if not key or key.startswith("/") or "\x00" in key or ".." in key.split("/"):
         raise ValueError(f"unsafe blob key {key!r}: keys are relative and never contain '..'")
     return key
+
+
+def check_prefix(prefix: str) -> str:
+    """A prefix of keys ("" for all of them): relative, without a '..' part."""
+    if prefix.startswith("/") or "\x00" in prefix or ".." in prefix.split("/"):
+        raise ValueError(f"unsafe blob prefix {prefix!r}: prefixes are relative and never contain '..'")
+    return prefix
+
+
+def check_own_prefix(prefix: str) -> str:
+    """A prefix `delete_prefix` may take: a safe one of the store's own keys, never a URI."""
+    if "://" in prefix:
+        raise ValueError(f"delete_prefix({prefix!r}): only the store's own keys can be deleted, not a URI")
+    return check_prefix(prefix)
+
+
+# what opening a key that is not a stored file raises: none there, a folder of other keys, or a
+# name below a key (a file where a folder would be)
+_NOT_A_BLOB = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
 
 class FsBlobStore:
@@ -49,12 +70,24 @@ class FsBlobStore:
             _unlink(tmp)
             raise
 
+    def _missing(self, key: str) -> NotFoundError:
+        return NotFoundError(f"no blob {key!r} under {self.root}")
+
+    def _size(self, key: str) -> int:
+        try:
+            st = os.stat(self.path(key))
+        except _NOT_A_BLOB:
+            raise self._missing(key) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise self._missing(key)
+        return st.st_size
+
     def get_bytes(self, key: str) -> bytes:
         try:
             with open(self.path(key), "rb") as fh:
                 return fh.read()
-        except FileNotFoundError:
-            raise NotFoundError(f"no blob {key!r} under {self.root}") from None
+        except _NOT_A_BLOB:
+            raise self._missing(key) from None
 
     def put_file(self, key: str, path: str, move: bool = False) -> int:
         final = self.path(key)
@@ -81,40 +114,49 @@ class FsBlobStore:
         return size
 
     def get_file(self, key: str, dest: str) -> int:
+        """A hard link at `dest` when on the same filesystem, else a copy made beside `dest`
+        and renamed into place: no partly written `dest` is ever seen."""
         src = self.path(key)
-        try:
-            size = os.path.getsize(src)
-        except FileNotFoundError:
-            raise NotFoundError(f"no blob {key!r} under {self.root}") from None
+        size = self._size(key)
         os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
         try:
             os.link(src, dest)
+            return size
         except OSError:
-            shutil.copyfile(src, dest)
+            pass
+        tmp = f"{dest}.tmp-{os.getpid()}-{threading.get_ident()}"
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dest)
+        except BaseException:
+            _unlink(tmp)
+            raise
         return size
 
     def exists(self, key: str) -> bool:
         return os.path.isfile(self.path(key))
 
     def size(self, key: str) -> int:
-        try:
-            return os.path.getsize(self.path(key))
-        except FileNotFoundError:
-            raise NotFoundError(f"no blob {key!r} under {self.root}") from None
+        return self._size(key)
 
     def list(self, prefix: str) -> Iterator[str]:
+        """The keys that start with `prefix`, in sorted order (as S3 lists them)."""
         base = self.root
+        check_prefix(prefix)
         start = os.path.join(base, os.path.dirname(prefix)) if "/" in prefix else base
+        keys = []
         for dirpath, _dirs, files in os.walk(start):
             for name in files:
                 if name.startswith(".tmp-"):
                     continue
                 key = os.path.relpath(os.path.join(dirpath, name), base).replace(os.sep, "/")
                 if key.startswith(prefix):
-                    yield key
+                    keys.append(key)
+        keys.sort()
+        yield from keys
 
     def delete_prefix(self, prefix: str) -> int:
-        keys = list(self.list(prefix))
+        keys = list(self.list(check_own_prefix(prefix)))
         for key in keys:
             _unlink(self.path(key))
         return len(keys)
