@@ -92,3 +92,23 @@ def test_a_message_received_too_often_goes_to_the_dead_letter_queue(queues: Queu
         time.sleep(1.2)
     assert q.receive(1, wait_s=0.5) == []
     assert drain(queues.dead, 1) == ["poison"]
+
+
+def test_acting_on_a_message_no_longer_held_is_a_no_op(queues: QueuePair) -> None:
+    """A worker's late heartbeat, or its hand-back after the message was deleted: nothing to
+    do, and no error (SQS answers ReceiptHandleIsInvalid, which used to reach the worker)."""
+    q = queues.queue
+    q.send(["work"])
+    (msg,) = q.receive(1, visibility_s=30)
+    q.delete([msg])
+    q.extend(msg, 30)
+    q.release(msg)
+    q.delete([msg])
+    assert q.receive(1, wait_s=0.0) == []
+
+
+def test_receiving_no_messages_gives_none(queues: QueuePair) -> None:
+    q = queues.queue
+    q.send(["a"])
+    assert q.receive(0) == []
+    assert [m.body for m in q.receive(1, visibility_s=30)] == ["a"]

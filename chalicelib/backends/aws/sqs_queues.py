@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from chalicelib.backends.aws.clients import AwsClients
+from chalicelib.backends.aws.clients import AwsClients, error_code
 from chalicelib.backends.aws.config import SQS_MAX_BATCH, SQS_MAX_DELAY_S, SQS_MAX_VISIBILITY_S, SQS_MAX_WAIT_S
 from chalicelib.backends.aws.messages import deferred_body, event_body
 from chalicelib.engine.events import Event
@@ -24,6 +24,19 @@ from chalicelib.ports import QueueMessage
 
 class QueueSendError(UpdraftError):
     """SQS refused some messages even after a retry."""
+
+
+# SQS's answers for a receipt whose message this holder no longer has (deleted, or received
+# again by another): as on the memory queue, acting on it is a no-op, not an error
+_GONE = frozenset({"ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight"})
+
+
+def _unless_gone(call: Callable[..., object]) -> None:
+    try:
+        call()
+    except Exception as exc:
+        if error_code(exc) not in _GONE:
+            raise
 
 
 class SqsQueue:
@@ -66,6 +79,8 @@ class SqsQueue:
     def receive(
         self, max_messages: int = 1, wait_s: float = 0.0, visibility_s: float | None = None
     ) -> list[QueueMessage]:
+        if max_messages < 1:  # SQS would give one anyway
+            return []
         kwargs: dict[str, Any] = {
             "QueueUrl": self.url, "MaxNumberOfMessages": max(1, min(SQS_MAX_BATCH, max_messages)),
             "WaitTimeSeconds": int(min(SQS_MAX_WAIT_S, max(0.0, wait_s))),
@@ -84,18 +99,19 @@ class SqsQueue:
         for start in range(0, len(messages), SQS_MAX_BATCH):
             chunk = messages[start:start + SQS_MAX_BATCH]
             if len(chunk) == 1:
-                self.clients.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=chunk[0].receipt)
+                _unless_gone(lambda r=chunk[0].receipt: self.clients.sqs.delete_message(QueueUrl=self.url,
+                                                                                      ReceiptHandle=r))
                 continue
             self.clients.sqs.delete_message_batch(QueueUrl=self.url, Entries=[
                 {"Id": str(i), "ReceiptHandle": m.receipt} for i, m in enumerate(chunk)])
 
     def extend(self, message: QueueMessage, visibility_s: float) -> None:
-        self.clients.sqs.change_message_visibility(
-            QueueUrl=self.url, ReceiptHandle=message.receipt, VisibilityTimeout=_visibility(visibility_s))
+        _unless_gone(lambda: self.clients.sqs.change_message_visibility(
+            QueueUrl=self.url, ReceiptHandle=message.receipt, VisibilityTimeout=_visibility(visibility_s)))
 
     def release(self, message: QueueMessage) -> None:
-        self.clients.sqs.change_message_visibility(
-            QueueUrl=self.url, ReceiptHandle=message.receipt, VisibilityTimeout=0)
+        _unless_gone(lambda: self.clients.sqs.change_message_visibility(
+            QueueUrl=self.url, ReceiptHandle=message.receipt, VisibilityTimeout=0))
 
     def backlog(self) -> int:
         names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
