@@ -24,11 +24,13 @@ class StateStore(Protocol):
 
     Every write that changes a task is conditional on its current state and attempt, so a
     duplicate or late event cannot overwrite newer state. Losing the condition raises
-    StateConflictError carrying the current record.
+    StateConflictError carrying the current record. Empty `changes` make a write a conditional
+    no-op (the record, or the conflict); a negative `limit` raises ValueError.
     """
 
     def create_run(self, run: RunRecord, tasks: Sequence[TaskRecord]) -> None:
-        """Store a new run and all its tasks. Raises StateConflictError if the run exists."""
+        """Store a new run and all its tasks. Raises StateConflictError if the run exists, and
+        ValueError, before writing anything, if the tasks repeat an id (`check_new_tasks`)."""
 
     def get_run(self, run_id: str) -> RunRecord:
         """Raises NotFoundError."""
@@ -79,7 +81,8 @@ class StateStore(Protocol):
 
         The decrement that brings a WAITING child's pending count to zero makes it READY.
         Returns the children that are READY now (made READY by this call or earlier), so a
-        redelivered completion re-dispatches a child a crashed coordinator left READY.
+        redelivered completion re-dispatches a child a crashed coordinator left READY; a child
+        named twice is one edge and comes back once. Raises NotFoundError for an unknown run.
         """
 
     def complete_parents(self, run_id: str, completions: Sequence[tuple[str, Sequence[str]]]) -> list[TaskRecord]:
@@ -91,7 +94,8 @@ class StateStore(Protocol):
         self, run_id: str, task_id: str, state: TaskState, attempt: int, done_parents: Sequence[str],
         pending: int, max_attempts: int,
     ) -> TaskRecord:
-        """Unconditionally reset a task for `resume` (the run is not RUNNING then)."""
+        """Unconditionally reset a task for `resume` (the run is not RUNNING then); a parent
+        named twice in `done_parents` is one done edge."""
 
     def counts(self, run_id: str) -> dict[str, int]:
         """Number of tasks in each state."""
@@ -156,16 +160,21 @@ class BlobStore(Protocol):
         """Store a local file; with move=True the adapter may consume `path`. Returns bytes."""
 
     def get_file(self, key: str, dest: str) -> int:
-        """Write the object to local path `dest` (parents created). Returns bytes."""
+        """Write the object to local path `dest` (parents created), never leaving a partly
+        written `dest` in sight. Returns bytes. Raises NotFoundError."""
 
     def exists(self, key: str) -> bool: ...
 
     def size(self, key: str) -> int:
         """Raises NotFoundError."""
 
-    def list(self, prefix: str) -> Iterator[str]: ...
+    def list(self, prefix: str) -> Iterator[str]:
+        """The keys starting with `prefix` (a plain string prefix: "runs/a" also gives
+        "runs/ab/..."), sorted. A prefix that leaves the store ("../", "/x") raises ValueError."""
 
-    def delete_prefix(self, prefix: str) -> int: ...
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete what `list(prefix)` gives; returns how many. Only the store's own keys: a URI
+        raises ValueError."""
 
 
 class Launcher(Protocol):
@@ -207,7 +216,9 @@ class MessageQueue(Protocol):
     ) -> list[QueueMessage]:
         """Up to `max_messages`, waiting at most `wait_s` for the first one."""
 
-    def delete(self, messages: Sequence[QueueMessage]) -> None: ...
+    def delete(self, messages: Sequence[QueueMessage]) -> None:
+        """Acknowledge. Deleting, extending or releasing a message this holder no longer has
+        (deleted already, or received by another since) does nothing."""
 
     def extend(self, message: QueueMessage, visibility_s: float) -> None:
         """Keep a message invisible for `visibility_s` more seconds (a worker's heartbeat)."""
