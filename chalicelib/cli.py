@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO, cast
 
-from chalicelib.errors import UpdraftError
+from chalicelib.errors import ConfigError, UpdraftError
 
 STATE_ORDER = ["WAITING", "READY", "DISPATCHED", "RUNNING", "SUCCEEDED", "CACHED", "FAILED", "UPSTREAM_FAILED",
                "CANCELLED"]
@@ -95,8 +95,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if args.output in (None, "-"):
         sys.stdout.write(text)
     else:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        try:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {args.output}: {exc.strerror or exc}; name a file in an "
+                              "existing folder with -o, or leave -o out to print the result") from None
         sys.stderr.write(f"{args.file}: written to {args.output} ({args.to})\n")
     return 0
 
@@ -268,6 +272,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
         raise ConfigError("name the task: updraft logs RUN TASK (or read a deployed run's lines with --stage STAGE)")
     with _runtime(args) as rt:
         rec = rt.store.get_task(args.run, args.task)
+        if args.attempt and args.attempt > rec.attempt:
+            raise NotFoundError(f"task {args.task} has had {rec.attempt} attempt(s): "
+                                f"--attempt takes 1 to {rec.attempt}")
         attempts = [args.attempt] if args.attempt else list(range(1, rec.attempt + 1))
         shown = 0
         for attempt in attempts:

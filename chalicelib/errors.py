@@ -88,3 +88,9 @@ class ConfigError(UpdraftError):
     """Configuration is missing or wrong (names the setting and how to set it)."""
 
     exit_code = 2
+
+
+class WorkdirError(UpdraftError):
+    """The work dir, or the state database in it, cannot be used (names it and what to do)."""
+
+    exit_code = 2

@@ -134,7 +134,7 @@ class JsonlHistoryStore:
         if not os.path.exists(self.path):
             return []
         by_type: dict[str, list[Sample]] = {}
-        with open(self.path, encoding="utf-8") as fh:
+        with open(self.path, encoding="utf-8", errors="replace") as fh:  # a damaged line is skipped below
             for line in fh:
                 try:
                     sample = Sample.from_dict(json.loads(line))

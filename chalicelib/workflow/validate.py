@@ -143,6 +143,7 @@ def problems(workflow: Workflow, max_tasks: int | None = None) -> list[Problem]:
                 found.append(Problem(f"'after' names unknown task {dep!r}", task.id, "after"))
             elif dep == task.id:
                 found.append(Problem("a task cannot come after itself", task.id, "after"))
+    found.extend(_file_and_folder(producer))
     for inp in workflow.inputs:
         why = path_problem(inp.path)
         if why:
@@ -154,6 +155,20 @@ def problems(workflow: Workflow, max_tasks: int | None = None) -> list[Problem]:
     if cycle:
         found.append(Problem("dependency cycle: " + " -> ".join(cycle), cycle[0], "after/inputs"))
     return found
+
+
+def _file_and_folder(producer: dict[str, str]) -> Iterator[Problem]:
+    """An output that another output needs as its folder ("d" and "d/x"): one path cannot be
+    both a file and a folder, so the second to land would fail at stage-out."""
+    for out, tid in producer.items():
+        parts = out.split("/")
+        for i in range(1, len(parts)):
+            folder = "/".join(parts[:i])
+            if folder in producer:
+                found_by = producer[folder]
+                yield Problem(f"output {out!r} needs {folder!r} as a folder, but {folder!r} is a file "
+                              f"produced by task {found_by!r}", tid, "outputs")
+                break
 
 
 def validate(workflow: Workflow, source: str | None = None, max_tasks: int | None = None) -> Workflow:

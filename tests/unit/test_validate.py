@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from chalicelib.errors import WorkflowError
-from chalicelib.workflow.formats import loads
+from chalicelib.errors import FormatError, WorkflowError
+from chalicelib.workflow.formats import loads, native
 from chalicelib.workflow.validate import problems, validate
 
 
@@ -81,3 +83,62 @@ def test_task_limit_is_configurable() -> None:
 def test_ids_with_slash_or_space_are_rejected() -> None:
     found = messages([{"id": "a/b", "command": ["true"]}, {"id": "c d", "command": ["true"]}])
     assert len(found) == 2 and all("may not contain" in m for m in found)
+
+
+def test_shape_problems_come_with_every_other_problem_in_one_pass() -> None:
+    with pytest.raises(WorkflowError) as exc:
+        wf([{"id": "a", "command": [], "after": ["nope"], "placement": "x"}, {"id": "a", "command": ["true"]}])
+    text = str(exc.value)
+    assert "task 'a', field 'placement': must be one of" in text  # the shape problem
+    assert "task 'a', field 'id': duplicate task id" in text  # and the graph's, found with it
+    assert "task 'a', field 'after': 'after' names unknown task 'nope'" in text
+    assert "field 'command'" in text
+    assert len(exc.value.problems) == 4
+
+
+def test_a_field_named_for_its_shape_is_not_named_again() -> None:
+    with pytest.raises(WorkflowError) as exc:
+        wf([{"id": "a", "command": "echo hi"}])  # the reader's problem; validation would add "needs a command"
+    assert [(p.task_id, p.field) for p in exc.value.problems] == [("a", "command")]
+
+
+def test_another_format_tag_and_nulls_are_refused() -> None:
+    with pytest.raises(WorkflowError) as exc:
+        native.from_data({"format": "updraft/v2", "name": None, "defaults": {"placement": None},
+                          "tasks": [{"id": "a", "command": ["true"], "placement": None}]})
+    assert [(p.task_id, p.field) for p in exc.value.problems] == [
+        (None, "name"), (None, "format"), (None, "defaults.placement"), ("a", "placement")]
+    assert "not 'updraft/v2'" in str(exc.value) and "must not be null" in str(exc.value)
+
+
+def test_an_output_that_another_needs_as_its_folder_is_refused() -> None:
+    found = problems(wf([{"id": "a", "command": ["true"], "outputs": ["d"]},
+                         {"id": "b", "command": ["true"], "outputs": ["d/sub/x", "e"]}]))
+    assert [str(p) for p in found] == [
+        "task 'b', field 'outputs': output 'd/sub/x' needs 'd' as a folder, but 'd' is a file produced by task 'a'"]
+
+
+@pytest.mark.parametrize("escape", ["\\udcff", "\\ud800", "\\ud800x", "x\\uDFFF"])
+def test_half_a_surrogate_pair_is_not_unicode(escape: str) -> None:
+    text = '{"tasks": [{"id": "a", "command": ["echo", "' + escape + '"]}]}'
+    for read in (loads, native.parse):
+        with pytest.raises(FormatError, match="half of a UTF-16 surrogate pair"):
+            read(text)
+    assert loads('{"tasks": [{"id": "a", "command": ["echo", "\\ud83d\\ude00"]}]}').tasks[0].command[1] == "\U0001F600"
+
+
+def test_a_file_that_cannot_be_read_or_is_a_folder_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.workflow import formats
+
+    folder = tmp_path
+    with pytest.raises(FormatError, match="is a folder, not a workflow file"):
+        formats.load(str(folder))
+    wf_file = folder / "wf.json"
+    wf_file.write_text('{"tasks": [{"id": "a", "command": ["true"]}]}')
+
+    def unreadable(*_a: object, **_k: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(formats, "open", unreadable, raising=False)
+    with pytest.raises(FormatError, match="cannot be read: Permission denied"):
+        formats.load(str(wf_file))

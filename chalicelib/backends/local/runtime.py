@@ -40,7 +40,7 @@ from chalicelib.engine.lifecycle import create_run, new_run_id, resume_run
 from chalicelib.engine.records import RunRecord
 from chalicelib.engine.spec import RunSpec, SpecCache
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
-from chalicelib.errors import MissingInputsError, StateConflictError, UpdraftError
+from chalicelib.errors import MissingInputsError, StateConflictError, UpdraftError, WorkdirError
 from chalicelib.runner.affinity import LoopPin
 from chalicelib.runner.execute import TaskRequest
 from chalicelib.runner.keys import data_key
@@ -74,7 +74,11 @@ class RunBusyError(UpdraftError):
 class LocalRuntime:
     def __init__(self, workdir: str | None = None, options: RuntimeOptions | None = None) -> None:
         self.workdir = os.path.abspath(workdir or default_workdir())
-        os.makedirs(os.path.join(self.workdir, "locks"), exist_ok=True)
+        try:
+            os.makedirs(os.path.join(self.workdir, "locks"), exist_ok=True)
+        except OSError as exc:
+            raise WorkdirError(f"work dir {self.workdir} cannot be used: {exc.strerror or exc} "
+                               f"({exc.filename}); pass --workdir DIR or set UPDRAFT_HOME") from None
         self.options = options or RuntimeOptions()
         self.store = SqliteStateStore(os.path.join(self.workdir, "state.db"))
         self.blob_root = os.path.join(self.workdir, "blobs")

@@ -15,7 +15,7 @@ from typing import Any
 
 from chalicelib.engine.records import RunRecord, TaskRecord, check_limit, check_mutable, check_new_tasks
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
-from chalicelib.errors import NotFoundError, StateConflictError
+from chalicelib.errors import NotFoundError, StateConflictError, WorkdirError
 from chalicelib.ports import first_named, update_each
 
 _SCHEMA = """
@@ -107,16 +107,22 @@ class SqliteStateStore:
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        # Checkpoint the WAL every ~40 MB rather than SQLite's 4 MB: a checkpoint (and its
-        # fsyncs) lands on whichever commit crosses the mark, a few milliseconds of a run's
-        # loop each; the hot pages (counts, indexes) are copied once per checkpoint, not ten
-        # times. The file shrinks back when the last connection closes.
-        self._db.execute("PRAGMA wal_autocheckpoint=10000")
-        self._db.execute("PRAGMA foreign_keys=OFF")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoint the WAL every ~40 MB rather than SQLite's 4 MB: a checkpoint (and its
+            # fsyncs) lands on whichever commit crosses the mark, a few milliseconds of a run's
+            # loop each; the hot pages (counts, indexes) are copied once per checkpoint, not ten
+            # times. The file shrinks back when the last connection closes.
+            self._db.execute("PRAGMA wal_autocheckpoint=10000")
+            self._db.execute("PRAGMA foreign_keys=OFF")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:  # not a database, damaged, a folder, unwritable
+            raise WorkdirError(
+                f"the state database {path} cannot be used ({exc}): it is damaged or not Updraft's. "
+                f"Move it aside to start afresh (the runs' files stay in the work dir), or pass "
+                f"another --workdir") from None
         self._depth = 0
         self._transaction = _Transaction(self)
         self._deltas: dict[tuple[str, str], int] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -40,10 +41,16 @@ def format_names() -> list[str]:
 
 
 def read_text(path: str) -> str:
-    with open(path, "rb") as fh:
-        raw = fh.read()
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise FormatError([Problem(f"cannot be read: {exc.strerror or exc}")], path) from exc
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+            raise FormatError([Problem(f"starts as gzip but does not decompress ({exc})")], path) from exc
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -60,6 +67,8 @@ def loads(text: str, source: str = "<workflow>", fmt: str | None = None, base_di
         json_error = exc
     except RecursionError:
         raise FormatError([Problem("JSON nested too deeply to be a workflow")], source) from None
+    if json_error is None:
+        native.check_unicode(data, text, source)
     if json_error is None and fmt in (None, native.NAME) and _plainly_native(data):
         return native.from_data(data, base_dir, source)  # the usual case: no importer is loaded
     names = format_names()
@@ -93,6 +102,8 @@ def _plainly_native(data: Any) -> bool:
 
 def load(path: str, fmt: str | None = None) -> Workflow:
     """Read a workflow file of any supported format."""
-    if not os.path.isfile(path):
+    if os.path.isdir(path):
+        raise FormatError([Problem("is a folder, not a workflow file")], path)
+    if not os.path.exists(path):
         raise FormatError([Problem("no such file")], path)
     return loads(read_text(path), source=path, fmt=fmt, base_dir=os.path.dirname(os.path.abspath(path)))

@@ -13,6 +13,7 @@ from typing import Any
 
 from chalicelib.errors import FormatError, Problem, WorkflowError
 from chalicelib.workflow.model import InputFile, Placement, Resources, Task, Workflow
+from chalicelib.workflow.validate import problems
 
 NAME = "native"
 FORMAT_TAG = "updraft/v1"
@@ -23,6 +24,7 @@ _TASK_KEYS = {
 _RESOURCE_KEYS = {"memory_mb", "cpus", "disk_mb", "timeout_s"}
 _TOP_KEYS = {"format", "name", "description", "defaults", "inputs", "tasks"}
 _DEFAULT_KEYS = {"resources", "placement", "retries", "env", "deps"}
+_NULL = "must not be null: leave the field out for its default"
 
 
 def sniff(data: Any) -> bool:
@@ -101,9 +103,11 @@ class _Reader:
         if not isinstance(tid, str) or not tid:
             self.fail(f"tasks[{index}] needs a non-empty string 'id'", None, "id")
             return None
-        for key in raw:
+        for key, value in raw.items():
             if key not in _TASK_KEYS:
                 self.fail(f"unknown field; known fields: {sorted(_TASK_KEYS)}", tid, key)
+            elif value is None:
+                self.fail(_NULL, tid, key)
         command = raw.get("command")
         shell = raw.get("shell")
         argv: tuple[str, ...] = ()
@@ -168,16 +172,24 @@ class _Reader:
         if not isinstance(data, dict):
             self.fail("the top level must be a JSON object", None, "workflow")
             raise WorkflowError(self.problems)
-        for key in data:
+        for key, value in data.items():
             if key not in _TOP_KEYS:
                 self.fail(f"unknown top-level field; known: {sorted(_TOP_KEYS)}", None, key)
+            elif value is None:
+                self.fail(_NULL, None, key)
+        tag = data.get("format")
+        if tag is not None and tag != FORMAT_TAG:
+            self.fail(f"this is the native format's field: {FORMAT_TAG!r} or left out, not {tag!r} "
+                      "(other formats are recognised by their own fields; --format names one)", None, "format")
         raw_defaults = data.get("defaults") or {}
         if not isinstance(raw_defaults, dict):
             self.fail("must be an object", None, "defaults")
             raw_defaults = {}
-        for key in raw_defaults:
+        for key, value in raw_defaults.items():
             if key not in _DEFAULT_KEYS:
                 self.fail(f"unknown default; known: {sorted(_DEFAULT_KEYS)}", None, f"defaults.{key}")
+            elif value is None:
+                self.fail(_NULL, None, f"defaults.{key}")
         defaults = {
             "resources": self.resources(raw_defaults.get("resources"), Resources(), None, "defaults.resources"),
             "placement": self.placement(raw_defaults.get("placement"), Placement.FUNCTION, None, "defaults.placement"),
@@ -190,7 +202,7 @@ class _Reader:
             self.fail("must be a list of task objects", None, "tasks")
             raw_tasks = []
         tasks = [t for i, raw in enumerate(raw_tasks) if (t := self.task(raw, i, defaults)) is not None]
-        name = data.get("name", "workflow")
+        name = data.get("name") if data.get("name") is not None else "workflow"  # null: named above
         if not isinstance(name, str):
             self.fail("must be a string", None, "name")
             name = "workflow"
@@ -202,12 +214,30 @@ class _Reader:
 
 
 def from_data(data: Any, base_dir: str | None = None, source: str | None = None) -> Workflow:
-    """Build a Workflow from parsed JSON, raising WorkflowError with every shape problem."""
+    """Build a Workflow from parsed JSON, raising WorkflowError with every shape problem, and
+    with them every problem validation finds in what could be read (duplicate ids, unknown
+    dependencies, cycles...), so that one pass shows all; a field already named for its
+    shape is not named again."""
     reader = _Reader()
     workflow = reader.workflow(data, base_dir)
     if reader.problems:
-        raise WorkflowError(reader.problems, source)
+        named = {(p.task_id, p.field) for p in reader.problems}
+        more = [p for p in problems(workflow) if (p.task_id, p.field) not in named and p.field != "tasks"]
+        raise WorkflowError([*reader.problems, *more], source)
     return workflow
+
+
+def check_unicode(data: Any, text: str, source: str | None) -> None:
+    """Refuse text whose JSON escapes decode to half a UTF-16 pair (e.g. "\\udcff"): such a
+    string passes json.loads but cannot be written out again, as UTF-8 or anything else."""
+    if "\\ud" not in text and "\\uD" not in text:  # no escape of a surrogate at all: the usual case
+        return
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start:exc.end]
+        raise FormatError([Problem(f"a string holds {ascii(bad)[1:-1]}, half of a UTF-16 surrogate pair: "
+                                   "not valid Unicode")], source) from None
 
 
 def parse(text: str, base_dir: str | None = None, source: str | None = None) -> Workflow:
@@ -216,6 +246,7 @@ def parse(text: str, base_dir: str | None = None, source: str | None = None) -> 
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
         raise FormatError([Problem(f"invalid JSON at {where}: {exc.msg}")], source) from exc
+    check_unicode(data, text, source)
     return from_data(data, base_dir, source)
 
 
