@@ -55,6 +55,19 @@ class ContentStore:
     def has(self, sha: str) -> bool:
         return os.path.isfile(self.path(sha))
 
+    def intact(self, sha: str) -> bool:
+        """Whether the object is there and still hashes to its name; a damaged one (written to
+        in place: its read-only mode does not stop root) is removed, so it is fetched again."""
+        path = self.path(sha)
+        try:
+            if _sha_of(path) == sha:
+                return True
+        except OSError:
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return False
+
     def _publish(self, tmp: str, sha: str) -> str:
         final = self.path(sha)
         os.makedirs(os.path.dirname(final), exist_ok=True)

@@ -115,8 +115,10 @@ class TaskCache(Struct):
         return sha
 
     def restore(self, outputs: Mapping[str, str], blobs: BlobStore, key_of: Any) -> int | None:
-        """Publish memoized outputs into the blob store; None if an object was evicted."""
-        if not all(self.cas.has(sha) for sha in outputs.values()):
+        """Publish memoized outputs into the blob store; None (run the task) if an object was
+        evicted or no longer matches its hash: a memoized result is checked before it stands
+        in for a run (reading the outputs once costs far less than the task would)."""
+        if not all(self.cas.intact(sha) for sha in outputs.values()):
             return None
         total = 0
         for path, sha in outputs.items():

@@ -108,3 +108,22 @@ def test_deps_are_staged_without_the_cache_too(tmp_path: Path) -> None:
     assert (tmp_path / "wd" / "blobs" / "runs" / run.run_id / "data" / "out").read_text() == "from-dep\n"
     rec = rt.store.get_task(run.run_id, "a")
     assert rec.result["bytes_in"] == len("echo from-dep > out\n")
+
+
+def test_a_damaged_cache_object_is_not_served_as_a_result(tmp_path: Path) -> None:
+    ledger, wf, wd = setup(tmp_path, "a b c\nd e\nf\n")
+    code, first = run_json(wf, wd)
+    assert code == 0, first
+    total = wd / "blobs" / "runs" / first["run_id"] / "data" / "total"
+    good = total.read_bytes()
+    import hashlib
+
+    obj = next((wd / "cache" / "objects").glob(f"*/{hashlib.sha256(good).hexdigest()}"))
+    obj.chmod(0o644)
+    obj.write_bytes(b"garbage\n")  # in place, as a stray write would (root ignores the 0444 mode)
+    ledger.unlink()
+    code, second = run_json(wf, wd)
+    assert code == 0, second
+    assert executed(ledger) == ["merge"]  # its memoized result no longer matched: it ran again
+    assert (wd / "blobs" / "runs" / second["run_id"] / "data" / "total").read_bytes() == good
+    assert obj.read_bytes() == good  # and the store holds the right content again
