@@ -24,6 +24,33 @@ def _print_json(obj: Any, out: TextIO = sys.stdout) -> None:
     out.write(json.dumps(obj, indent=None, separators=(",", ":"), sort_keys=False) + "\n")
 
 
+def _workdir_of(args: argparse.Namespace) -> str:
+    from chalicelib.backends.local.runtime import default_workdir
+    from chalicelib.errors import WorkdirError
+
+    path = os.path.abspath(args.workdir or default_workdir())
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise WorkdirError(f"work dir {path} cannot be used: it is not a folder; pass --workdir DIR "
+                           "or set UPDRAFT_HOME")
+    return path
+
+
+def _has_runs(workdir: str) -> bool:
+    """Whether runs were made in `workdir` (a command that only reads does not create it)."""
+    return os.path.exists(os.path.join(workdir, "state.db"))
+
+
+def _existing_runtime(args: argparse.Namespace) -> Any:
+    """The runtime of a work dir that has runs; NotFoundError naming the place otherwise."""
+    from chalicelib.errors import NotFoundError
+
+    workdir = _workdir_of(args)
+    if not _has_runs(workdir):
+        raise NotFoundError(f"no runs in {workdir}: nothing has run there; pass the --workdir the run used "
+                            "(or set UPDRAFT_HOME)")
+    return _runtime(args)
+
+
 def _runtime(args: argparse.Namespace) -> Any:
     from chalicelib.backends.local.runtime import LocalRuntime, RuntimeOptions
 
@@ -237,7 +264,7 @@ def _latest_run(rt: Any) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with _runtime(args) as rt:
+    with _existing_runtime(args) as rt:
         run_id = args.run or _latest_run(rt)
         run = rt.store.get_run(run_id)
         tasks = rt.store.list_tasks(run_id)
@@ -252,6 +279,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             return 0
         ordered = " ".join(f"{s}={counts[s]}" for s in STATE_ORDER if counts.get(s))
         print(f"run {run_id} ({run.name}): {run.state.value}  {ordered}")
+        if run.state.value == "RUNNING" and rt.owner_pid(run_id) is None:
+            print(f"  no live process is running it (stopped or killed): `updraft resume {run_id}` finishes it")
         print(f"  {'task':<32} {'state':<16} {'try':>3} {'placement':<10} {'secs':>8} reason")
         for t in tasks:
             dur = t.result.get("duration_s")
@@ -270,7 +299,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
         return cmd_cloud_logs(args)
     if args.task is None:
         raise ConfigError("name the task: updraft logs RUN TASK (or read a deployed run's lines with --stage STAGE)")
-    with _runtime(args) as rt:
+    with _existing_runtime(args) as rt:
+        rt.store.get_run(args.run)  # an unknown run is named as such, not as an unknown task
         rec = rt.store.get_task(args.run, args.task)
         if args.attempt and args.attempt > rec.attempt:
             raise NotFoundError(f"task {args.task} has had {rec.attempt} attempt(s): "
@@ -296,19 +326,23 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    with _runtime(args) as rt:
+    with _existing_runtime(args) as rt:
         run = rt.store.get_run(args.run)
         return _execute(rt, run.run_id, run.task_count, args, resume=True)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    with _runtime(args) as rt:
+    with _existing_runtime(args) as rt:
         run = rt.cancel(args.run)
         print(f"run {run.run_id}: {run.state.value}")
         return 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    if not _has_runs(_workdir_of(args)):  # no runs yet: nothing to list, and nothing to create
+        if args.json:
+            _print_json([])
+        return 0
     with _runtime(args) as rt:
         runs = rt.store.list_runs(limit=args.limit)
         rows = []

@@ -69,3 +69,44 @@ def test_a_damaged_line_of_planner_history_is_skipped(tmp_path: Path) -> None:
     (wd / "planner-history.jsonl").write_bytes(b"\xff\xfe garbage\n" + json.dumps({"x": 1}).encode() + b"\n")
     rc, summary = run_json(wf, wd, "--objective", "cost")
     assert rc == 0 and summary["state"] == "SUCCEEDED"
+
+
+def test_commands_that_read_runs_neither_need_nor_create_a_work_dir(tmp_path: Path) -> None:
+    nowhere = tmp_path / "typo"
+    for args in (("status",), ("status", "r1"), ("logs", "r1", "a"), ("resume", "r1"), ("cancel", "r1")):
+        refused(updraft(*args, workdir=nowhere), f"no runs in {nowhere}: nothing has run there")
+    done = updraft("runs", "--json", workdir=nowhere)
+    assert done.returncode == 0 and json.loads(done.stdout) == []
+    assert not nowhere.exists()
+
+
+def test_logs_of_an_unknown_run_names_the_run(tmp_path: Path) -> None:
+    wf = write_workflow(tmp_path / "wf.json", [{"id": "a", "command": ["true"]}])
+    wd = tmp_path / "wd"
+    assert run_json(wf, wd)[0] == 0
+    refused(updraft("logs", "nope", "a", workdir=wd), "no run 'nope'")
+
+
+def test_status_says_when_no_live_process_runs_a_running_run(tmp_path: Path) -> None:
+    import signal
+    import sys
+    import time
+
+    from tests.e2e.cli import REPO
+
+    wf = write_workflow(tmp_path / "wf.json", [{"id": "a", "command": ["sleep", "30"]}])
+    wd = tmp_path / "wd"
+    proc = subprocess.Popen([sys.executable, "-m", "chalicelib.cli", "run", str(wf), "--workdir", str(wd)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**__import__("os").environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "RUNNING" not in updraft("status", workdir=wd).stdout:
+            time.sleep(0.2)
+        live = updraft("status", workdir=wd).stdout
+        assert "RUNNING" in live and "no live process" not in live
+    finally:
+        __import__("os").killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    dead = updraft("status", workdir=wd).stdout
+    assert "no live process is running it" in dead and "updraft resume" in dead
