@@ -38,7 +38,7 @@ def test_variables_are_substituted_in_files_and_commands_but_not_in_single_quote
             "out.$EXT: $(TOOL) in.${EXT}\n\t$TOOL $OPTS '$HOME' \"$EXT\" $UNKNOWN > out.$EXT\n")
     (t,) = load(text).tasks
     assert t.outputs == ("out.dat",) and t.inputs == ("bin/tool", "in.dat")
-    assert t.shell == "./bin/tool -a 1 -b 2 '$HOME' \"dat\" $UNKNOWN > out.dat"
+    assert t.shell == "./bin/tool -a 1 -b 2 '$HOME' \"dat\" ${UNKNOWN} > out.dat"
     assert t.env == {"TOOL": "./bin/tool", "OPTS": "-a 1 -b 2", "EXT": "dat"}
     assert "$UNKNOWN (line 6)" in load(text).description
 
@@ -144,3 +144,8 @@ def test_snpexp_reads_variables_and_mostly_local_rules(shared_workflows: Path) -
     task = w.task_map()["out.2R"]  # its command follows a tab-only line
     assert task.shell is not None and task.shell.startswith("./jexec.py -classpath Aligner.jar:")
     assert task.shell.endswith(">& out.2R") and "samtools" in w.task_map()["2847.fa.fai"].inputs
+
+
+def test_an_undefined_variable_is_left_to_the_shell_as_a_variable_not_a_command() -> None:
+    (t,) = load("out: \n\techo $(UNDEF) ${ALSO} > out\n").tasks
+    assert t.shell == "echo ${UNDEF} ${ALSO} > out"  # '$(UNDEF)' would run a program named UNDEF

@@ -165,7 +165,7 @@ class _Parser:
                             self.fail(lineno, f"variable {name!r} is not defined (Makeflow would "
                                               "look in its own environment: define it in the file)")
                         self.undefined.setdefault(name, lineno)
-                        out.append(m.group(0))
+                        out.append("${" + name + "}")  # the shell's variable: $(NAME) would run NAME
                     else:
                         out.append(value)
                     i = m.end()
