@@ -165,3 +165,33 @@ def test_real_traces_keep_types_runtimes_and_sizes(shared_workflows: Path, name:
         assert task.hints["runtime_s"] == runs[task.id]["runtimeInSeconds"]
         for out in task.outputs:
             assert task.hints[f"size:{out}"] == sizes[out]
+
+
+@pytest.mark.parametrize(("field", "value"), [("parents", 5), ("parents", ["split_ID01", 7]),
+                                              ("inputFiles", "a.fa"), ("outputFiles", [None])])
+def test_a_malformed_list_of_names_is_an_error_not_a_lost_edge(field: str, value: Any) -> None:
+    data = trace()
+    data["workflow"]["specification"]["tasks"][1][field] = value
+    with pytest.raises(WorkflowError, match=f"task 'map_ID02', field '{field}': must be a list of names"):
+        load(data)
+
+
+def test_inline_files_that_are_not_objects_with_a_name_are_errors() -> None:
+    data = {"name": "old", "schemaVersion": "1.4", "workflow": {"tasks": [
+        {"name": "a", "parents": [], "files": [{"link": "output", "name": "x"}, {"link": "input"}]},
+        {"name": "b", "parents": ["a"], "files": "x"}]}}
+    with pytest.raises(WorkflowError) as exc:
+        load(data)
+    text = str(exc.value)
+    assert "task 'a', field 'files': files[1] needs a string 'name'" in text
+    assert "task 'b', field 'files': must be a list of file objects" in text
+
+
+def test_recorded_numbers_that_cannot_be_used_are_noted_and_defaulted() -> None:
+    data = trace(coreCount="x", memoryInBytes=-1)
+    data["workflow"]["execution"]["tasks"][2]["runtimeInSeconds"] = "slow"
+    w = load(data)
+    m2, m3 = w.tasks[1], w.tasks[2]
+    assert m2.resources.cpus == 1 and "memory_bytes" not in m2.hints and "runtime_s" not in m3.hints
+    for key in ("coreCount", "memoryInBytes", "runtimeInSeconds"):
+        assert f"1 task(s) recorded a {key} that is not a usable number: the default is used" in w.description

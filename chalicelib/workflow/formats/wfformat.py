@@ -67,9 +67,30 @@ class _Importer:
         self.problems: list[Problem] = []
         self.paths = PathMapper()
         self.version = str(data.get("schemaVersion", ""))
+        self.unusable: dict[str, int] = {}  # recorded measure -> tasks whose value could not be used
 
     def fail(self, message: str, task: str | None = None, fieldname: str | None = None) -> None:
         self.problems.append(Problem(message, task, fieldname))
+
+    def names(self, value: Any, task: str, fieldname: str) -> list[str]:
+        """A list of task or file names; anything else is a problem (dropping it silently
+        would drop edges or files, and run tasks out of order)."""
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.fail("must be a list of names (strings)", task, fieldname)
+            return []
+        return value
+
+    def measure(self, e: Mapping[str, Any], keys: tuple[str, str]) -> float | None:
+        """A recorded number (a hint and a resource); one that is there but unusable (not a
+        number, negative) is counted for the import's notes and left out."""
+        raw = e.get(keys[0], e.get(keys[1]))
+        value = _number(raw)
+        if raw is not None and (value is None or value < 0):
+            self.unusable[keys[0]] = self.unusable.get(keys[0], 0) + 1
+            return None
+        return value
 
     def raw_tasks(self) -> list[_Raw]:
         wf = self.data["workflow"]
@@ -100,9 +121,11 @@ class _Importer:
             if not isinstance(t, dict) or not isinstance(t.get("id"), str):
                 self.fail(f"specification.tasks[{i}] needs a string 'id'", None, "tasks")
                 continue
-            ins, outs = _str_list(t.get("inputFiles")), _str_list(t.get("outputFiles"))
+            ins = self.names(t.get("inputFiles"), t["id"], "inputFiles")
+            outs = self.names(t.get("outputFiles"), t["id"], "outputFiles")
+            parents = self.names(t.get("parents"), t["id"], "parents")
             out.append(_Raw(
-                key=t["id"], name=str(t.get("name") or t["id"]), parents=_str_list(t.get("parents")),
+                key=t["id"], name=str(t.get("name") or t["id"]), parents=parents,
                 inputs=ins, outputs=outs, execution=runs.get(t["id"], {}),
                 category=t.get("category") if isinstance(t.get("category"), str) else None,
                 sizes={f: sizes[f] for f in ins + outs if f in sizes},
@@ -118,15 +141,20 @@ class _Importer:
             ins: list[str] = []
             outs: list[str] = []
             sizes: dict[str, int] = {}
-            for f in t.get("files") or []:
+            files = t.get("files") or []
+            if not isinstance(files, list):
+                self.fail("must be a list of file objects", t["name"], "files")
+                files = []
+            for j, f in enumerate(files):
                 if not isinstance(f, dict) or not isinstance(f.get("name"), str):
+                    self.fail(f"files[{j}] needs a string 'name'", t["name"], "files")
                     continue
                 (outs if f.get("link") == "output" else ins).append(f["name"])
                 size = f.get("sizeInBytes", f.get("size"))
                 if isinstance(size, int | float) and not isinstance(size, bool) and size >= 0:
                     sizes[f["name"]] = int(size)
             out.append(_Raw(
-                key=t["name"], name=t["name"], parents=_str_list(t.get("parents")),
+                key=t["name"], name=t["name"], parents=self.names(t.get("parents"), t["name"], "parents"),
                 inputs=ins, outputs=outs, execution=t,
                 category=t.get("category") if isinstance(t.get("category"), str) else None,
                 sizes=sizes,
@@ -150,11 +178,11 @@ class _Importer:
     def resources(self, raw: _Raw) -> tuple[Resources, dict[str, float]]:
         e = raw.execution
         hints: dict[str, float] = {}
-        runtime = _number(e.get("runtimeInSeconds", e.get("runtime")))
-        if runtime is not None and runtime >= 0:
+        runtime = self.measure(e, ("runtimeInSeconds", "runtime"))
+        if runtime is not None:
             hints["runtime_s"] = runtime
-        cores = _number(e.get("coreCount", e.get("cores")))
-        memory = _number(e.get("memoryInBytes", e.get("memory")))
+        cores = self.measure(e, ("coreCount", "cores"))
+        memory = self.measure(e, ("memoryInBytes", "memory"))
         base = Resources()
         cpus = min(max(cores, 1.0), limits.CONTAINER.max_cpus) if cores else base.cpus
         memory_mb = base.memory_mb
@@ -202,6 +230,8 @@ class _Importer:
         name = str(self.data.get("name") or "wfcommons-trace")
         version = self.version or "unknown"
         notes = self.paths.notes()
+        for key, n in sorted(self.unusable.items()):
+            notes.append(f"{n} task(s) recorded a {key} that is not a usable number: the default is used")
         if version not in SUPPORTED_VERSIONS:
             notes.append(f"schemaVersion {version!r} is outside {', '.join(SUPPORTED_VERSIONS)}; "
                          "read with the layout it has")
