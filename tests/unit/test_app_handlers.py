@@ -321,3 +321,24 @@ def test_an_escalated_retry_runs_with_the_resources_its_launch_carries(h: Harnes
     assert out["event"]["reason"] == "TIMEOUT"
     with pytest.raises(ValueError, match="resources"):
         h.task({**payload, "resources": {"memory_mb": "lots"}})
+
+
+def test_a_completion_with_thousands_of_output_hashes_still_fits_one_sqs_message() -> None:
+    from chalicelib.backends.aws.messages import BODY_BUDGET, decode
+
+    outputs = {f"chunks/part-{i:05d}.fa": f"{i:064x}" for i in range(5000)}  # ~450 KB of hashes
+    done = ev.TaskSucceeded("r1", "split", 2, {"exit_code": 0, "duration_s": 3.5, "outputs": outputs,
+                                                "log_tail": "ok\n"})
+    small = ev.TaskSucceeded("r1", "merge", 1, {"exit_code": 0, "outputs": {"total": "f" * 64}})
+    assert decode(event_body(small)).event == small  # a body that fits travels whole
+    for body in (event_body(done), deferred_body(done, 1e9), json.dumps(task_result(done, True))):
+        assert len(body.encode()) <= BODY_BUDGET < 256 * 1024
+    got = decode(event_body(done)).event
+    assert isinstance(got, ev.TaskSucceeded) and (got.run_id, got.task_id, got.attempt) == ("r1", "split", 2)
+    assert got.result == {"exit_code": 0, "duration_s": 3.5, "log_tail": "ok\n", "outputs_omitted": 5000}
+    deferred = decode(deferred_body(done, 1e9))
+    assert deferred.due == 1e9 and deferred.event == got
+    huge_tail = ev.TaskFailed("r1", "t", 1, "NONZERO_EXIT", {"exit_code": 1, "log_tail": "x" * 400_000})
+    shed = decode(event_body(huge_tail)).event
+    assert isinstance(shed, ev.TaskFailed) and shed.reason == "NONZERO_EXIT"
+    assert shed.result["log_tail"] == "x" * 8192 and shed.result["exit_code"] == 1

@@ -1,7 +1,11 @@
 """What travels between the functions: message bodies on the events queue, the task
 function's payload and its return value, and the Lambda destination records wrapping them.
 
-Bodies carry ids only (never a spec), so every message is far below SQS's 256 KB.
+Bodies carry ids and a task's result (never a spec). A result can be big: a task's output
+hashes travel in it (2,600 outputs of short names: 234 KB), so a body over BODY_BUDGET sheds
+first the output hashes (the coordinator stores at most 32 KB of a result anyway, and a task
+that reads those files hashes them itself when they are not known), then most of its log
+tail, then everything but the timings: every message stays under SQS's 256 KiB.
 
 Events-queue bodies are one of:
 - an engine event dict ({"kind": "succeeded", "run_id": ..., ...});
@@ -24,13 +28,40 @@ from msgspec import Struct
 from chalicelib.engine.events import Event, Launch, TaskFailed, event_from_dict
 from chalicelib.engine.states import Reason
 
+BODY_BUDGET = 200 * 1024  # bytes of one events-queue body: SQS takes 256 KiB, with room to spare
+_KEPT = ("exit_code", "started_at", "finished_at", "duration_s", "log_key", "peak_rss_mb", "bytes_in", "bytes_out")
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _fitted(event: Event, wrap: Any) -> str:
+    """`wrap(event dict)` as JSON, its result shed step by step until it fits BODY_BUDGET."""
+    data = event.to_dict()
+    body = _dumps(wrap(data))
+    result = data.get("result")
+    if len(body.encode()) <= BODY_BUDGET or not isinstance(result, dict):
+        return body
+    slim = dict(result)
+    outputs = slim.pop("outputs", None)
+    if outputs:
+        slim["outputs_omitted"] = len(outputs)
+    for step in (lambda r: r, lambda r: {**r, "log_tail": str(r.get("log_tail", ""))[-8192:]},
+                 lambda r: {k: r[k] for k in (*_KEPT, "outputs_omitted") if k in r} | {"result_shed": True}):
+        slim = step(slim)
+        body = _dumps(wrap({**data, "result": slim}))
+        if len(body.encode()) <= BODY_BUDGET:
+            break
+    return body
+
 
 def event_body(event: Event) -> str:
-    return json.dumps(event.to_dict(), separators=(",", ":"))
+    return _fitted(event, lambda d: d)
 
 
 def deferred_body(event: Event, due: float) -> str:
-    return json.dumps({"kind": "deferred", "due": due, "event": event.to_dict()}, separators=(",", ":"))
+    return _fitted(event, lambda d: {"kind": "deferred", "due": due, "event": d})
 
 
 def task_payload(launch: Launch) -> dict[str, Any]:
@@ -70,7 +101,8 @@ def parse_task_payload(data: Any) -> tuple[str, str, int]:
 
 def task_result(event: Event | None, delivered: bool) -> dict[str, Any]:
     """The task function's return value (what its OnSuccess destination carries)."""
-    return {"delivered": delivered, "event": event.to_dict() if event is not None else None}
+    # fitted as a queue body is: Lambda's destination record has the same 256 KB limit
+    return {"delivered": delivered, "event": json.loads(event_body(event)) if event is not None else None}
 
 
 class Decoded(Struct, frozen=True):
