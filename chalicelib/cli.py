@@ -25,14 +25,9 @@ def _print_json(obj: Any, out: TextIO = sys.stdout) -> None:
 
 
 def _workdir_of(args: argparse.Namespace) -> str:
-    from chalicelib.backends.local.runtime import default_workdir
-    from chalicelib.errors import WorkdirError
+    from chalicelib.backends.local.runtime import workdir_path
 
-    path = os.path.abspath(args.workdir or default_workdir())
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise WorkdirError(f"work dir {path} cannot be used: it is not a folder; pass --workdir DIR "
-                           "or set UPDRAFT_HOME")
-    return path
+    return workdir_path(args.workdir)
 
 
 def _has_runs(workdir: str) -> bool:

@@ -49,10 +49,9 @@ def settle(max_wait_s: float = 10.0, window_s: float = 0.25, idle_cores: float =
     """Before a run: flush dirty pages (the last engine's files, its folder just removed), then
     wait until the machine is idle, busy less than `idle_cores` over `window_s`, for at most
     `max_wait_s`, so that the writeback an engine leaves behind (Snakemake's thousands of
-    files) does not land on the next engine's run. It cannot undo the page cache the VM's
-    reclaim dropped meanwhile: with it, Updraft's 300-link chain still took 0.87 s among all
-    six engines (15:06 UTC run) against 0.63 s beside only the floor and Dask (see
-    docs/benchmarks.md, Peers). Returns the seconds waited."""
+    files) does not land on the next engine's run. It cannot bring back the page cache the
+    VM's reclaim dropped meanwhile (bench-peers' warm-up run does that). Returns the seconds
+    waited."""
     os.sync()
     waited = 0.0
     while waited < max_wait_s:

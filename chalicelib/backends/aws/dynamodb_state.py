@@ -292,8 +292,7 @@ class DynamoStateStore:
         if "state" in changes and RunState(changes["state"]) is RunState.RUNNING:
             cur = self.get_run(run_id)  # the rebase below writes: not for a call that will fail
             if cur.state not in expect:
-                raise StateConflictError(
-                    f"run {run_id} is {cur.state}, expected one of {sorted(s.value for s in expect)}", cur)
+                raise _run_conflict(cur, expect)
             removes.append(e.n("fc"))  # a resumed run counts from its shards again...
             self._rebase_counters(run_id)  # ...which start from its items' exact counts
         expect_vals = ", ".join(e.v(x.text(RunState(s).value)) for s in expect) or e.v(x.text("-"))
@@ -313,10 +312,7 @@ class DynamoStateStore:
             old = getattr(exc, "response", {}).get("Item")
             if not old:
                 raise NotFoundError(f"no run {run_id!r} in table {self.table}") from None
-            cur = run_record(old)
-            raise StateConflictError(
-                f"run {run_id} is {cur.state}, expected one of {sorted(s.value for s in expect)}", cur
-            ) from None
+            raise _run_conflict(run_record(old), expect) from None
         return run_record(resp["Attributes"])
 
     # ---- tasks -----------------------------------------------------------------------------
@@ -675,3 +671,8 @@ class DynamoStateStore:
             f"DynamoDB table {self.table} left {left} item(s) unprocessed after {BATCH_WRITE_TRIES} tries "
             "(throttled); retry the submission, or raise the table's throughput"
         )
+
+
+def _run_conflict(cur: RunRecord, expect: Collection[RunState]) -> StateConflictError:
+    return StateConflictError(
+        f"run {cur.run_id} is {cur.state}, expected one of {sorted(RunState(s).value for s in expect)}", cur)

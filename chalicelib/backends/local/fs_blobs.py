@@ -12,21 +12,25 @@ import os
 import shutil
 import stat
 import tempfile
-import threading
 from collections.abc import Iterator
 
 from chalicelib.errors import NotFoundError
 
 
+def _escapes(path: str) -> bool:
+    """Whether a key or prefix would leave the store: absolute, a '..' part, a NUL."""
+    return path.startswith("/") or "\x00" in path or ".." in path.split("/")
+
+
 def check_key(key: str) -> str:
-    if not key or key.startswith("/") or "\x00" in key or ".." in key.split("/"):
+    if not key or _escapes(key):
         raise ValueError(f"unsafe blob key {key!r}: keys are relative and never contain '..'")
     return key
 
 
 def check_prefix(prefix: str) -> str:
     """A prefix of keys ("" for all of them): relative, without a '..' part."""
-    if prefix.startswith("/") or "\x00" in prefix or ".." in prefix.split("/"):
+    if _escapes(prefix):
         raise ValueError(f"unsafe blob prefix {prefix!r}: prefixes are relative and never contain '..'")
     return prefix
 
@@ -73,7 +77,7 @@ class FsBlobStore:
     def _missing(self, key: str) -> NotFoundError:
         return NotFoundError(f"no blob {key!r} under {self.root}")
 
-    def _size(self, key: str) -> int:
+    def size(self, key: str) -> int:
         try:
             st = os.stat(self.path(key))
         except _NOT_A_BLOB:
@@ -117,14 +121,14 @@ class FsBlobStore:
         """A hard link at `dest` when on the same filesystem, else a copy made beside `dest`
         and renamed into place: no partly written `dest` is ever seen."""
         src = self.path(key)
-        size = self._size(key)
+        size = self.size(key)
         os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
         try:
             os.link(src, dest)
             return size
         except OSError:
             pass
-        tmp = f"{dest}.tmp-{os.getpid()}-{threading.get_ident()}"
+        tmp = self._tmp_beside(dest)
         try:
             shutil.copyfile(src, tmp)
             os.replace(tmp, dest)
@@ -135,9 +139,6 @@ class FsBlobStore:
 
     def exists(self, key: str) -> bool:
         return os.path.isfile(self.path(key))
-
-    def size(self, key: str) -> int:
-        return self._size(key)
 
     def list(self, prefix: str) -> Iterator[str]:
         """The keys that start with `prefix`, in sorted order (as S3 lists them)."""

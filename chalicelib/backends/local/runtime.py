@@ -56,6 +56,19 @@ def default_workdir() -> str:
     return os.environ.get("UPDRAFT_HOME", os.path.join(os.getcwd(), ".updraft"))
 
 
+def workdir_path(workdir: str | None) -> str:
+    """The work dir's absolute path (default: UPDRAFT_HOME, else ./.updraft); WorkdirError when
+    something other than a folder is there."""
+    path = os.path.abspath(workdir or default_workdir())
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise _unusable(path, "it is not a folder")
+    return path
+
+
+def _unusable(path: str, why: str) -> WorkdirError:
+    return WorkdirError(f"work dir {path} cannot be used: {why}; pass --workdir DIR or set UPDRAFT_HOME")
+
+
 class RuntimeOptions(Struct):
     concurrency: int = field(default_factory=lambda: os.cpu_count() or 2)
     container_workers: int = field(default_factory=lambda: os.cpu_count() or 2)
@@ -73,12 +86,11 @@ class RunBusyError(UpdraftError):
 
 class LocalRuntime:
     def __init__(self, workdir: str | None = None, options: RuntimeOptions | None = None) -> None:
-        self.workdir = os.path.abspath(workdir or default_workdir())
+        self.workdir = workdir_path(workdir)
         try:
             os.makedirs(os.path.join(self.workdir, "locks"), exist_ok=True)
         except OSError as exc:
-            raise WorkdirError(f"work dir {self.workdir} cannot be used: {exc.strerror or exc} "
-                               f"({exc.filename}); pass --workdir DIR or set UPDRAFT_HOME") from None
+            raise _unusable(self.workdir, f"{exc.strerror or exc} ({exc.filename})") from None
         self.options = options or RuntimeOptions()
         self.store = SqliteStateStore(os.path.join(self.workdir, "state.db"))
         self.blob_root = os.path.join(self.workdir, "blobs")

@@ -175,8 +175,7 @@ class SqliteStateStore:
     def create_run(self, run: RunRecord, tasks: Sequence[TaskRecord]) -> None:
         check_new_tasks(run.run_id, tasks)
         with self._tx():
-            exists = self._db.execute("SELECT 1 FROM runs WHERE run_id=?", (run.run_id,)).fetchone()
-            if exists:
+            if self._has_run(run.run_id):
                 raise StateConflictError(f"run {run.run_id} already exists", self.get_run(run.run_id))
             self._db.execute(
                 "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?)",
@@ -207,9 +206,12 @@ class SqliteStateStore:
     def _no_run(self, run_id: str) -> NotFoundError:
         return NotFoundError(f"no run {run_id!r} in {self.path}; `updraft runs` lists them")
 
+    def _has_run(self, run_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is not None
+
     def _check_run(self, run_id: str) -> None:
         """Raise NotFoundError for an unknown run (what an empty answer could also mean)."""
-        if self._db.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is None:
+        if not self._has_run(run_id):
             raise self._no_run(run_id)
 
     def list_runs(self, limit: int = 50, state: RunState | None = None) -> list[RunRecord]:
