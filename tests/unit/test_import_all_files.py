@@ -88,9 +88,15 @@ REJECTED: dict[str, list[str]] = {
 }
 
 
+# Suites run by tests of their own: Makeflow's regression tests (the TR table)
+# and the CWL v1.2 conformance suite. Every other folder is accounted for file by file here.
+OWN_SUITES = ("cctools-makeflow", "cwl-v1.2")
+
+
 def test_every_shared_file_is_accounted_for(shared_workflows: Path) -> None:
     present = {p.relative_to(shared_workflows).as_posix()
-               for p in shared_workflows.rglob("*") if p.is_file()}
+               for p in shared_workflows.rglob("*")
+               if p.is_file() and p.relative_to(shared_workflows).parts[0] not in OWN_SUITES}
     assert present == set(EXPECTED) | set(REJECTED)
 
 
