@@ -137,7 +137,13 @@ class ArtifactCloud(EmulatedCloud):
         super().stop()
 
     def function_logs(self) -> str:
-        return "\n".join(f"--- {k}\n{fn.log()[-2000:]}" for k, fn in self.functions.items())
+        """Per function, its last error lines (else its last lines): what the assertion shows."""
+        out = []
+        for name, fn in self.functions.items():
+            lines = fn.log().splitlines()
+            errors = [line[-800:] for line in lines if "Error" in line or "Traceback" in line][-3:]
+            out.append(f"--- {name}\n" + "\n".join(errors or lines[-5:]))
+        return "\n".join(out)
 
     # ---- the harness's deliveries, through the artifact -----------------------------------------
 
@@ -251,7 +257,7 @@ def test_a_layered_dag_runs_on_the_artifact_with_mixed_placements_and_duplicates
     effects.touch()
     data = upload_inputs(ec, {"seed.txt": b"3\n"})
     resp = ec.post("/runs", {"workflow": layered_workflow(effects), "data": data})
-    assert resp.status_code == 202, resp.json_body
+    assert resp.status_code == 202, (resp.json_body, ec.function_logs())
     run_id = resp.json_body["run_id"]
     final = ec.run_until_done(run_id, timeout_s=240, sweep_every_s=5.0)
     assert final["state"] == "SUCCEEDED", (final, ec.worker_log()[-2000:], ec.function_logs())
