@@ -6,7 +6,7 @@
   TasksSucceeded, TasksFailed (dimension reason), TaskDuration (seconds), flushed at the end
   of every invocation.
 - Tracer (opt-in): one X-Ray subsegment per handler invocation, only where the X-Ray SDK
-  is installed (aws-lambda-powertools[tracer]); see docs/observability.md, Traces.
+  is installed (aws-lambda-powertools[tracer]); see docs/observability.md.
 
 Why tracing is opt-in: Powertools' Tracer imports aws_xray_sdk, which the functions' layer
 and the worker image do not ship (it brings wrapt and its own botocore, 38 MB unzipped, which
