@@ -334,3 +334,22 @@ def test_a_requirement_missing_from_the_layer_fails_the_function_at_import(
     with pytest.raises(FunctionError, match="ModuleNotFoundError: No module named 'msgspec'"):
         FunctionProcess("Task", unpacked, lambda_runtime.runtime_dir, lambda_runtime.python,
                         {"UPDRAFT_REGION": "us-east-1"}, tmp_path / "work")
+
+
+def test_the_runtime_applies_the_configured_memory(lambda_runtime: Runtime, tmp_path: Path) -> None:
+    """The Lambda-like runtime itself: a handler allocating past its MemorySize is stopped
+    (RLIMIT_AS), below it is not - so the limits the artifact's functions ran under are real."""
+    task_root = tmp_path / "task"
+    task_root.mkdir()
+    (task_root / "hog.py").write_text("def handler(event, context):\n"
+                                      "    return len(bytearray(event['mb'] * 1024 * 1024))\n")
+    rt = lambda_runtime
+    unpacked = Unpacked(tmp_path, task_root, rt.unpacked.opt, {"Hog": {
+        "Handler": "hog.handler", "Runtime": "python3.12", "MemorySize": 128, "Timeout": 10}})
+    fn = FunctionProcess("Hog", unpacked, rt.runtime_dir, rt.python, {}, tmp_path / "work")
+    try:
+        assert fn.invoke({"mb": 32}) == 32 * 1024 * 1024
+        with pytest.raises(FunctionError, match=r"Runtime\.OutOfMemory"):
+            fn.invoke({"mb": 256})
+    finally:
+        fn.close()
