@@ -63,6 +63,8 @@ def deploy(stage: str, sess: Any, params: dict[str, str], *, profile: str | None
     preflight.check()
     preflight.check_tools(push_worker=push_worker)
     dependencies.site_packages(dependencies.REQUIREMENTS, runtime())
+    if push_worker:  # the image's `pip install -r workers/requirements.txt`, checked before any upload
+        dependencies.site_packages(package.WORKER_REQUIREMENTS, package.worker_python(), provided=())
     say(f"== 1/6 stack for stage {stage}")
     outputs = bootstrap(stage, sess, params, config_path, say=say, stacks=stacks, allow_replace=allow_replace)
     say("== 2/6 worker image")
