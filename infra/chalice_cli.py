@@ -11,12 +11,23 @@ runtime set to LAMBDA_RUNTIME (override: UPDRAFT_LAMBDA_RUNTIME):
 
 python3.12 is the supported runtime closest to the 3.11 the project is tested on (no module
 the code uses was removed in 3.12); it is supported until 2028-10-31.
+
+It also replaces how Chalice installs requirements.txt (its managed layer, or the package):
+Chalice asks pip for the runtime's wheels without `--python-version`, so from Python 3.11 a
+compiled requirement (msgspec) is "not installed" and the deploy "continues" without it.
+Here infra/dependencies.py installs them for the pinned runtime and checks every one is
+present; a missing one stops `chalice deploy`/`package` with one line naming it.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+from pathlib import Path
+from typing import Any
+
+from infra import dependencies
 
 LAMBDA_RUNTIME = "python3.12"
 RUNTIME_ENV = "UPDRAFT_LAMBDA_RUNTIME"
@@ -38,12 +49,44 @@ def pin_runtime(name: str) -> None:
     Config.lambda_python_version = property(lambda self: name)  # type: ignore[method-assign,assignment]
 
 
+BUILD_TAG = "-updraft-deps1"  # in the names of the zips built here: never reuse one Chalice built itself
+
+
+def pin_dependencies(name: str) -> None:
+    """Chalice's requirements.txt install -> infra/dependencies.site_packages for `name`."""
+    from chalice.deploy import packager
+
+    def build_site_packages(self: Any, abi: str, requirements_filepath: str, target_directory: str) -> None:
+        requirements = Path(requirements_filepath)
+        if not dependencies.read_requirements(requirements):
+            return
+        site = dependencies.site_packages(requirements, name)
+        shutil.copytree(site, target_directory, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "bin"))
+
+    packager.DependencyBuilder.build_site_packages = build_site_packages  # type: ignore[method-assign]
+    for cls in (packager.LambdaDeploymentPackager, packager.LayerDeploymentPackager):
+        original = cls.deployment_package_filename
+
+        def tagged(self: Any, project_dir: str, python_version: str, _original: Any = original) -> str:
+            filename = str(_original(self, project_dir, python_version))
+            return filename[:-len(".zip")] + BUILD_TAG + ".zip" if filename.endswith(".zip") else filename
+
+        cls.deployment_package_filename = tagged  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> int:
-    pin_runtime(runtime())
+    chosen = runtime()
+    pin_runtime(chosen)
+    pin_dependencies(chosen)
     from chalice.cli import main as chalice_main
 
     sys.argv = ["chalice", *(sys.argv[1:] if argv is None else argv)]
-    return int(chalice_main() or 0)
+    try:
+        return int(chalice_main() or 0)
+    except dependencies.DependencyError as exc:
+        print(f"chalice_cli: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

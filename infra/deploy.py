@@ -8,8 +8,17 @@
     6. what Chalice cannot set          task function: EFS mount, /tmp size; coordinator trigger:
                                         partial batch failures (infra/postdeploy.py)
 
+Before step 1, nothing is uploaded until the checks pass: every module the functions import
+is in requirements.txt (infra/preflight.py), requirements.txt installs completely for the
+pinned runtime (infra/dependencies.py; the same tree goes into Chalice's layer), and docker
+runs when --push-worker asks for it.
+
+    scripts/deploy STAGE --package-only DIR    writes what the deploy would upload, and stops
+                                               (infra/package.py); no AWS call
+
 Every step is idempotent: run it again after any change. `chalice deploy` runs through
-infra/chalice_cli.py, which pins a runtime Lambda still accepts.
+infra/chalice_cli.py, which pins a runtime Lambda still accepts and installs the
+requirements for it.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from infra import chalice_config, layers, postdeploy, preflight, worker_image
+from infra import chalice_config, dependencies, layers, package, postdeploy, preflight, worker_image
 from infra.bootstrap import bootstrap, build_parser, params_from_args
 from infra.chalice_cli import runtime
 from infra.cli import run, session
@@ -52,6 +61,10 @@ def deploy(stage: str, sess: Any, params: dict[str, str], *, profile: str | None
            stacks: Any = None, sleep: Callable[[float], None] = time.sleep,
            allow_replace: bool = False) -> dict[str, str]:
     preflight.check()
+    preflight.check_tools(push_worker=push_worker)
+    dependencies.site_packages(dependencies.REQUIREMENTS, runtime())
+    if push_worker:  # the image's `pip install -r workers/requirements.txt`, checked before any upload
+        dependencies.site_packages(package.WORKER_REQUIREMENTS, package.worker_python(), provided=())
     say(f"== 1/6 stack for stage {stage}")
     outputs = bootstrap(stage, sess, params, config_path, say=say, stacks=stacks, allow_replace=allow_replace)
     say("== 2/6 worker image")
@@ -90,9 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=Path, default=layers.DIST,
                         help=f"folder of layer zips to publish (default {layers.DIST.relative_to(REPO)})")
     parser.add_argument("--no-layers", action="store_true", help="publish no layer")
+    parser.add_argument("--package-only", type=Path, metavar="DIR",
+                        help="write what the deploy would upload into DIR (a new or empty folder), touch no AWS")
     args = parser.parse_args(argv)
 
     def body() -> int:
+        if args.package_only is not None:
+            preflight.check()
+            package.package_only(args.stage, args.package_only, layer_dir=None if args.no_layers else args.layers,
+                                 config_path=args.config)
+            return 0
         sess = session(args.region, args.profile)
         deploy(args.stage, sess, params_from_args(args), profile=args.profile, config_path=args.config,
                layer_dir=None if args.no_layers else args.layers, push_worker=args.push_worker,

@@ -8,9 +8,12 @@ it. So every third-party module imported by that code must be in requirements.tx
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from infra.errors import DeployError
 from infra.names import REPO
@@ -64,3 +67,20 @@ def check(repo: Path = REPO) -> None:
     if missing:
         raise DeployError(f"the functions import {', '.join(missing)}, which requirements.txt does not list: "
                           "add them, or the deployed functions fail at their first invocation")
+
+
+def check_tools(push_worker: bool = False, which: Callable[[str], str | None] = shutil.which,
+                run: Callable[..., Any] = subprocess.run) -> None:
+    """The programs the deploy runs exist, before anything is uploaded."""
+    try:
+        import chalice  # noqa: F401
+    except ImportError:
+        raise DeployError("chalice is not installed in this Python: pip install -e . (from the repository)") from None
+    if not push_worker:
+        return
+    if which("docker") is None:
+        raise DeployError("--push-worker needs docker on PATH (or pass --worker-image with an image you built)")
+    info = run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, check=False)
+    if info.returncode != 0:
+        raise DeployError("--push-worker needs a running Docker daemon (`docker info` failed): start it, "
+                          "or pass --worker-image with an image you built")

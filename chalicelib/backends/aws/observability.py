@@ -5,14 +5,20 @@
 - Metrics (namespace Updraft, embedded metric format): ColdStart, TasksStarted,
   TasksSucceeded, TasksFailed (dimension reason), TaskDuration (seconds), flushed at the end
   of every invocation.
-- Tracer: one subsegment per handler invocation (X-Ray; disabled outside Lambda).
+- Tracer (opt-in): one X-Ray subsegment per handler invocation, only where the X-Ray SDK
+  is installed (aws-lambda-powertools[tracer]); see docs/observability.md.
+
+Why tracing is opt-in: Powertools' Tracer imports aws_xray_sdk, which the functions' layer
+and the worker image do not ship (it brings wrapt and its own botocore, 38 MB unzipped, which
+would shadow the runtime's). Without it, invocations run untraced instead of crashing.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cached_property
 from typing import Any
 
@@ -45,10 +51,17 @@ class Observability:
         return Metrics(namespace=self.namespace, service=self.service)
 
     @cached_property
-    def tracer(self) -> Any:
+    def tracer(self) -> Any | None:
+        """Powertools' Tracer if the X-Ray SDK is installed, else None (no tracing)."""
+        if importlib.util.find_spec("aws_xray_sdk") is None:
+            return None
         from aws_lambda_powertools import Tracer
 
         return Tracer(service=self.service)
+
+    def _subsegment(self, name: str) -> AbstractContextManager[Any]:
+        tracer = self.tracer
+        return nullcontext() if tracer is None else tracer.provider.in_subsegment(name)
 
     @contextmanager
     def invocation(self, handler: str) -> Iterator[None]:
@@ -60,7 +73,7 @@ class Observability:
             self.metrics.add_metric(name="ColdStart", unit=MetricUnit.Count, value=1)
         self.logger.append_keys(handler=handler)
         try:
-            with self.tracer.provider.in_subsegment(f"## {handler}"):
+            with self._subsegment(f"## {handler}"):
                 yield
         finally:
             self.unbind()
