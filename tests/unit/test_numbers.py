@@ -191,3 +191,13 @@ def test_simulation_noise_must_be_a_sane_sigma(noise: float) -> None:
 def test_replay_refuses_scales_that_overflow(time_scale: float | None, size_scale: float | None, what: str) -> None:
     with pytest.raises(ConfigError, match=what):
         to_replay(extreme(), time_scale, size_scale)
+
+
+@pytest.mark.parametrize("memory", [float("inf"), float("nan"), 1e300, 10**400])
+def test_a_plan_file_with_numbers_out_of_range_is_refused(memory: float) -> None:
+    from chalicelib.planner.plans import Plan
+
+    data = {"format": "updraft-plan/v1", "name": "p", "choices": {"a": {"placement": "container",
+                                                                        "memory_mb": memory, "cpus": 1.0}}}
+    with pytest.raises(WorkflowError, match="memory_mb"):
+        Plan.from_dict(data, "plan.json")
