@@ -201,3 +201,19 @@ def test_a_plan_file_with_numbers_out_of_range_is_refused(memory: float) -> None
                                                                         "memory_mb": memory, "cpus": 1.0}}}
     with pytest.raises(WorkflowError, match="memory_mb"):
         Plan.from_dict(data, "plan.json")
+
+
+def test_history_lines_with_numbers_out_of_range_are_skipped(tmp_path: Any) -> None:
+    from chalicelib.planner.history import JsonlHistoryStore
+
+    good = {"task_type": "t", "env": "local", "duration_s": 2.0, "memory_mb": 128}
+    lines = [json.dumps(good)] + [
+        json.dumps({**good, key: value}) for key, value in (("duration_s", float("nan")), ("duration_s", 1e308),
+                                                            ("memory_mb", float("inf")), ("bytes_in", 10**400),
+                                                            ("peak_rss_mb", -1.0))]
+    path = tmp_path / "history.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    assert [s.duration_s for s in JsonlHistoryStore(str(path)).samples()] == [2.0]
+    workflow = validate(formats.loads('{"tasks":[{"id":"a","shell":"true","type":"t"}]}'))
+    planner = Planner(workflow, perf_model(history=str(path)), Platform())
+    assert planner.plan(Objective.of("cost", None, None)).makespan_s > 0
