@@ -372,3 +372,18 @@ def test_a_concurrent_duplicate_that_loses_the_race_keeps_the_winners_run(app: A
     assert second.run_id == first.run_id
     assert app.cloud.blobs.exists(f"runs/{run_id}/workflow.json")
     assert len(app.cloud.store.list_runs()) == 1
+
+
+def test_an_upload_obeys_the_same_scoping_rule(app: App) -> None:
+    run_a = run_with_secret(app)
+    bucket = app.cloud.config.bucket
+    app.cloud.blobs.put_bytes("submit/other/workflow.json", b"{}")
+    sources = {"s.txt": f"s3://{bucket}/runs/{run_a}/data/s.txt", "spec.json": f"s3://{bucket}/runs/{run_a}/workflow.json",
+               "theirs.json": f"s3://{bucket}/submit/other/workflow.json"}
+    thief = wf({"id": "b", "command": ["cat", *sources], "inputs": list(sources)},
+               inputs=[{"path": p, "source": s} for p, s in sources.items()])
+    out = upload(app, "submit/thief.json", json.dumps(thief).encode())
+    assert out["status"] == 400, out
+    error = json.loads(app.cloud.blobs.get_bytes("submit/thief.json.error.json"))
+    assert len(error["problems"]) == 3 and "t0ken" not in json.dumps(error)
+    assert len(app.cloud.store.list_runs()) == 1

@@ -217,3 +217,25 @@ def test_history_lines_with_numbers_out_of_range_are_skipped(tmp_path: Any) -> N
     workflow = validate(formats.loads('{"tasks":[{"id":"a","shell":"true","type":"t"}]}'))
     planner = Planner(workflow, perf_model(history=str(path)), Platform())
     assert planner.plan(Objective.of("cost", None, None)).makespan_s > 0
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "simulate", "run --replay", "run"])
+@pytest.mark.parametrize("text", [
+    '{"tasks":[{"id":"a","shell":"true","resources":{"memory_mb":NaN}}]}',
+    '{"defaults":{"resources":{"cpus":Infinity}},"tasks":[{"id":"a","shell":"true"}]}',
+    '{"tasks":[{"id":"a","shell":"true","hints":{"runtime_s":Infinity}}]}',
+    '{"tasks":[{"id":"a","shell":"true","hints":{"runtime_s":1e308}},'
+    '{"id":"b","shell":"true","after":["a"],"hints":{"runtime_s":1e308}}]}',
+])
+def test_the_issue_repros_exit_2_with_the_problem_not_a_traceback(
+        tmp_path: Any, capsys: pytest.CaptureFixture[str], command: str, text: str) -> None:
+    from chalicelib.cli import main
+
+    path = tmp_path / "wf.json"
+    path.write_text(text)
+    argv = [*command.split(), str(path)]
+    if command.startswith("run"):
+        argv += ["--workdir", str(tmp_path / "wd")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "field '" in err and ("task 'a'" in err or "defaults" in err) and "Traceback" not in err, err
