@@ -8,6 +8,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from chalicelib.errors import ConfigError, WorkflowError
 from chalicelib.planner import perf_model
@@ -239,3 +241,38 @@ def test_the_issue_repros_exit_2_with_the_problem_not_a_traceback(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "field '" in err and ("task 'a'" in err or "defaults" in err) and "Traceback" not in err, err
+
+
+numbers = (st.floats(allow_nan=True, allow_infinity=True) | st.integers(min_value=-(10**400), max_value=10**400)
+           | st.sampled_from([1e308, 1e-308, 366 * 86_400.0, 2.0**60, 0, -1]))
+sane = st.fixed_dictionaries({
+    "memory_mb": st.integers(128, 10_240), "cpus": st.floats(0.25, 6.0), "disk_mb": st.integers(1, 10_240),
+    "timeout_s": st.floats(1.0, 900.0), "runtime_s": st.floats(0.0, MAX_SECONDS), "size:o": st.floats(0.0, 2.0**60),
+    "memory_bytes": st.floats(0.0, 2.0**60)})
+
+
+@settings(max_examples=150, deadline=None)
+@given(sane, st.dictionaries(st.sampled_from(["memory_mb", "cpus", "disk_mb", "timeout_s", "runtime_s", "size:o",
+                                              "memory_bytes"]), numbers, max_size=2))
+def test_any_numbers_either_fail_validation_or_plan_simulate_and_replay(
+        good: dict[str, Any], odd: dict[str, Any]) -> None:
+    """Property: whatever numbers a workflow holds, reading and validating it raises nothing but
+    WorkflowError, and a workflow that validates is planned, simulated and replayed without
+    an arithmetic error."""
+    n = {**good, **odd}
+    resources = {k: n[k] for k in ("memory_mb", "cpus", "disk_mb", "timeout_s")}
+    hints = {k: n[k] for k in ("runtime_s", "size:o", "memory_bytes")}
+    data = {"tasks": [
+        {"id": "a", "shell": "true", "outputs": ["o"], "placement": "auto", "resources": resources, "hints": hints},
+        {"id": "b", "shell": "true", "inputs": ["o"], "placement": "auto", "hints": {"runtime_s": n["runtime_s"]}},
+    ]}
+    try:
+        workflow = validate(formats.loads(json.dumps(data)))  # NaN and Infinity as Python writes them
+    except WorkflowError:
+        event("refused")
+        return
+    planner = Planner(workflow, perf_model(history=None), Platform())
+    plan = planner.plan(Objective.of("makespan", None, None))
+    simulate(workflow, plan, Platform(), planner.perf)
+    to_replay(workflow)
+    event("planned, simulated and replayed")
