@@ -101,15 +101,17 @@ if settings.submit_queue:  # S3 notifies a queue (infra/stack.yaml): no bucket <
 
     @app.on_sqs_message(queue=settings.submit_queue_name, batch_size=1, name="submit")
     def on_upload_notice(event: Any) -> dict[str, Any]:
-        replies = [api.s3_upload(current(), bucket, key)
-                   for record in event for bucket, key in api.s3_notice_objects(record.body)]
+        replies = [api.s3_upload(current(), bucket, key, version)
+                   for record in event for bucket, key, version in api.s3_notice_objects(record.body)]
         return {"submitted": [{"status": status, **body} for status, body in replies]}
 
 else:
 
     @app.on_s3_event(bucket=settings.bucket, prefix=api.SUBMIT_PREFIX, events=["s3:ObjectCreated:*"], name="submit")
     def on_upload(event: Any) -> dict[str, Any]:
-        status, body = api.s3_upload(current(), event.bucket, event.key)
+        records = api.s3_records(event.to_dict())
+        version = records[0][2] if records else None  # the versionId or sequencer: redeliveries are no-ops
+        status, body = api.s3_upload(current(), event.bucket, event.key, version)
         return {"status": status, **body}
 
 

@@ -23,6 +23,10 @@ from msgspec import Struct
 from chalicelib.engine.records import TaskRecord
 from chalicelib.engine.states import Reason, TaskState
 from chalicelib.workflow.model import Workflow
+from chalicelib.workflow.numbers import MAX_BYTES, MAX_SECONDS, number_problem
+
+_BOUNDS = {"duration_s": MAX_SECONDS, "memory_mb": MAX_BYTES / 2**20, "vcpus": 1e4, "bytes_in": MAX_BYTES,
+           "bytes_out": MAX_BYTES, "peak_rss_mb": MAX_BYTES / 2**20}
 
 HISTORY_FILE = "planner-history.jsonl"
 LIMIT_REASONS = frozenset({Reason.TIMEOUT.value, Reason.OOM.value})
@@ -54,6 +58,12 @@ class Sample(Struct, frozen=True):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Sample:
+        """A sample; ValueError for one whose numbers are not finite or beyond any real run (a
+        damaged or edited line: the stores skip it rather than feed NaN or 1e308 to the planner)."""
+        for key, high in _BOUNDS.items():
+            value = data.get(key)
+            if value is not None and number_problem(value, 0.0, high) is not None:
+                raise ValueError(f"{key}: {number_problem(value, 0.0, high)}")
         return cls(
             task_type=str(data["task_type"]), env=str(data["env"]), duration_s=float(data["duration_s"]),
             memory_mb=int(data["memory_mb"]),

@@ -41,10 +41,12 @@ from chalicelib.planner.perfmodel import PerfModel
 from chalicelib.planner.plans import CONTAINER, FUNCTION, Choice, Plan, Policy, Split
 from chalicelib.planner.platform import Platform
 from chalicelib.planner.pricing import fargate_size
+from chalicelib.workflow.limits import CONTAINER as CONTAINER_LIMITS
 from chalicelib.workflow.model import Placement, Workflow
 
 FUNCTION_SIZES = (128, 256, 512, 1024, 1536, 1769, 2048, 3008, 3538, 5307, 7076, 8846, 10240)
 CONTAINER_CPUS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+MAX_CONTAINER_MB = CONTAINER_LIMITS.max_memory_mb  # 120 GB: the largest Fargate size
 MEMORY_MARGIN = 1.2
 DISK_MARGIN = 1.2
 FUNCTION_TIME_MARGIN = 0.8
@@ -185,7 +187,9 @@ class Planner:
                 and self.run_s(i, choice) <= CONTAINER_TIME_MARGIN * task.resources.timeout_s)
 
     def _container(self, i: int, cpus: float, memory_mb: int = 0) -> Choice:
-        vcpu, mem = fargate_size(max(0.25, cpus), max(memory_mb, self._need[i]))
+        # a need beyond the largest size (a trace's recorded peak of 200 GB) gets the largest:
+        # container_ok then fails and the plan says the task is at risk, as for any misfit
+        vcpu, mem = fargate_size(max(0.25, cpus), min(max(memory_mb, self._need[i]), MAX_CONTAINER_MB))
         return Choice(CONTAINER, mem, vcpu, self._disk_of(i))
 
     def _disk_of(self, i: int) -> int:
@@ -250,7 +254,7 @@ class Planner:
         if FUNCTION in kinds:
             raw += [Choice(FUNCTION, m) for m in FUNCTION_SIZES if m >= min(self._need[i] for i in members)]
         if CONTAINER in kinds:
-            raw += [Choice(CONTAINER, fargate_size(c, need)[1], c) for c in CONTAINER_CPUS if need <= 122_880]
+            raw += [Choice(CONTAINER, fargate_size(c, need)[1], c) for c in CONTAINER_CPUS if need <= MAX_CONTAINER_MB]
         out: list[_Option] = []
         fronts: dict[str, list[_Option]] = {}
         for kind in kinds:

@@ -21,6 +21,10 @@ from chalicelib.errors import Problem, WorkflowError
 from chalicelib.planner.costs import Cost, dollars
 from chalicelib.planner.pricing import fargate_size
 from chalicelib.workflow.model import Placement, Workflow
+from chalicelib.workflow.numbers import number_problem
+
+# what a plan file may ask of one task: far above any real size, far below float overflow
+_MAX_SIZE = {"memory_mb": 1e7, "cpus": 1e4, "disk_mb": 1e9}
 
 FUNCTION = "function"
 CONTAINER = "container"
@@ -49,7 +53,12 @@ class Choice(Struct, frozen=True, order=True):
         placement = str(data["placement"])
         if placement not in (FUNCTION, CONTAINER):
             raise ValueError(f"placement must be {FUNCTION!r} or {CONTAINER!r}, got {placement!r}")
-        return cls(placement, int(data["memory_mb"]), float(data.get("cpus") or 0.0), int(data.get("disk_mb") or 0))
+        sizes = {"memory_mb": data["memory_mb"], "cpus": data.get("cpus") or 0.0, "disk_mb": data.get("disk_mb") or 0}
+        for name, value in sizes.items():
+            why = number_problem(value, 0.0, _MAX_SIZE[name])
+            if why:
+                raise ValueError(f"{name} {why}")
+        return cls(placement, int(sizes["memory_mb"]), float(sizes["cpus"]), int(sizes["disk_mb"]))
 
 
 class Split(Struct, frozen=True):
@@ -118,7 +127,7 @@ class Plan(Struct, frozen=True):
                 cost=Cost(**{k: float(v) for k, v in cost.items() if k != "total"}),
                 meets=bool(data.get("meets", True)), note=str(data.get("note", "")),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise WorkflowError([Problem(f"not a plan: {exc}", field="choices")], source) from exc
 
 

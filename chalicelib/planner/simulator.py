@@ -31,7 +31,7 @@ from chalicelib.engine.lifecycle import create_run
 from chalicelib.engine.records import RunRecord, TaskRecord
 from chalicelib.engine.spec import RunSpec, SpecCache
 from chalicelib.engine.states import IN_FLIGHT, TERMINAL_TASK, RunState, TaskState
-from chalicelib.errors import NotFoundError
+from chalicelib.errors import ConfigError, NotFoundError
 from chalicelib.planner.costs import ControlPlane, Cost, dollars
 from chalicelib.planner.estimate import Problem
 from chalicelib.planner.machine import EventHeap, Machine, Start, Usage
@@ -237,6 +237,9 @@ class _Sweep:
     pass
 
 
+MAX_NOISE = 3.0  # exp(5 sigma) is already a 3-million-fold slowdown
+
+
 class Simulation:
     """One simulated run. `run()` returns its SimResult."""
 
@@ -250,6 +253,9 @@ class Simulation:
         self.workflow = apply_plan(workflow, plan) if plan is not None else workflow
         self.platform = platform or Platform()
         self.problem = Problem(self.workflow, perf or PerfModel(), self.platform)
+        if not 0.0 <= noise <= MAX_NOISE:  # NaN fails too
+            raise ConfigError(f"noise is the sigma of a log-normal slowdown: between 0 and {MAX_NOISE:g}, "
+                              f"got {noise!r} (--noise)")
         rng = random.Random(seed)
         self.slowdown = [math.exp(rng.gauss(0.0, noise)) if noise > 0 else 1.0 for _ in self.problem.tasks]
         self.clock = SimClock()
@@ -388,7 +394,24 @@ class Simulation:
         if expired:
             events = tuple(ev.LeaseExpired(r.run_id, r.task_id, r.attempt) for r in expired)
             self.heap.push(t, _Deliver(events))
-        self.heap.push(t + self.sweeper_s, _Sweep())
+        self.heap.push(self._next_sweep(t, bool(expired)), _Sweep())
+
+    def _next_sweep(self, t: float, found: bool) -> float:
+        """When the next sweep is due. Sweeps that could find nothing (no lease ends and no
+        other event happens before them) are skipped, and counted as the empty reads they
+        would have been: a task that runs for weeks would otherwise take a step per minute of
+        simulated time and never reach the end of the step budget."""
+        due = t + self.sweeper_s
+        upcoming = self.heap.peek_time()
+        if found or upcoming is None or upcoming <= due:
+            return due
+        leases = [r.lease_expires for r in self.store.inner.list_tasks(RUN_ID) if r.lease_expires is not None]
+        horizon = min([upcoming, *leases])
+        if horizon <= due:
+            return due
+        skipped = math.ceil((horizon - t) / self.sweeper_s) - 1
+        self.store.read_units += skipped  # each would have been one empty query
+        return t + (skipped + 1) * self.sweeper_s
 
     def _result(self, wall_s: float) -> SimResult:
         end = self.finished_at if self.finished_at is not None else self.clock.t

@@ -19,6 +19,8 @@ from chalicelib.ui.page import page_html
 
 HOST = "127.0.0.1"
 MAX_BODY = 16 * 1024 * 1024
+MAX_DEPTH = 100  # nesting of a request body (a workflow document needs about six levels)
+BODY_TIMEOUT_S = 30.0  # a client that stops sending frees its thread after this long
 
 
 class Transport(Protocol):
@@ -26,12 +28,15 @@ class Transport(Protocol):
                 body: Any = None) -> tuple[int, dict[str, Any]]: ...
 
 
-def make_server(api: Transport, port: int = 0, label: str = "") -> ThreadingHTTPServer:
-    """A server bound to 127.0.0.1:port (0: any free port), not yet serving."""
+def make_server(api: Transport, port: int = 0, label: str = "",
+                timeout_s: float = BODY_TIMEOUT_S) -> ThreadingHTTPServer:
+    """A server bound to 127.0.0.1:port (0: any free port), not yet serving. A connection
+    that sends nothing for `timeout_s` (headers or body) is answered and closed."""
 
     class Handler(_Handler):
         transport = api
         source = label
+        timeout = timeout_s
 
     try:
         server = ThreadingHTTPServer((HOST, port), Handler)
@@ -41,9 +46,10 @@ def make_server(api: Transport, port: int = 0, label: str = "") -> ThreadingHTTP
     return server
 
 
-def serve_in_thread(api: Transport, port: int = 0, label: str = "") -> tuple[ThreadingHTTPServer, str]:
+def serve_in_thread(api: Transport, port: int = 0, label: str = "",
+                    timeout_s: float = BODY_TIMEOUT_S) -> tuple[ThreadingHTTPServer, str]:
     """Start serving in a daemon thread; returns the server and its base URL (tests, notebooks)."""
-    server = make_server(api, port, label)
+    server = make_server(api, port, label, timeout_s)
     threading.Thread(target=server.serve_forever, name="updraft-ui", daemon=True).start()
     return server, f"http://{HOST}:{server.server_address[1]}/"
 
@@ -73,9 +79,45 @@ class _Handler(BaseHTTPRequestHandler):
             if origin is not None and origin.removeprefix("http://") not in allowed:
                 return f"cross-site request from {origin} refused"
             ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-            if int(self.headers.get("Content-Length") or 0) and ctype != "application/json":
+            if self.headers.get("Content-Length", "0").strip() not in ("", "0") and ctype != "application/json":
                 return "send JSON (Content-Type: application/json)"
         return None
+
+    def _body(self) -> tuple[Any, tuple[int, dict[str, Any]] | None]:
+        """(parsed JSON body or None, None), or (None, the 4xx reply) for a body that is not
+        acceptable. Reads at most MAX_BODY bytes, each wait bounded by the handler's timeout."""
+        raw_length = self.headers.get("Content-Length")
+        if raw_length is None:
+            if self.headers.get("Transfer-Encoding"):
+                return None, (411, {"error": "length required",
+                                    "message": "send the body with a Content-Length (chunked bodies are not read)"})
+            return None, None  # no body: nothing to read, nothing to wait for
+        text = raw_length.strip()
+        if not text.isascii() or not text.isdigit():
+            return None, (400, {"error": "bad request",
+                                "message": f"Content-Length must be a whole number of bytes, got {raw_length[:40]!r}"})
+        length = int(text[:12]) if len(text) <= 12 else MAX_BODY + 1
+        if length > MAX_BODY:
+            return None, (413, {"error": "too large", "message": f"request bodies are limited to {MAX_BODY} bytes"})
+        try:
+            raw = self.rfile.read(length) if length else b""
+        except TimeoutError:
+            return None, (408, {"error": "request timeout",
+                                "message": f"the body did not arrive within {self.timeout} s"})
+        if len(raw) < length:
+            return None, (400, {"error": "bad request",
+                                "message": f"the body ended after {len(raw)} of {length} bytes"})
+        if not raw.strip():
+            return None, None
+        try:
+            body = json.loads(raw)
+        except RecursionError:
+            return None, (400, {"error": "invalid workflow", "message": _too_deep()})
+        except ValueError as exc:
+            return None, (400, {"error": "invalid workflow", "message": f"the body is not valid JSON: {exc}"})
+        if _depth_over(body, MAX_DEPTH):
+            return None, (400, {"error": "invalid workflow", "message": _too_deep()})
+        return body, None
 
     def do_GET(self) -> None:
         refused = self._refused(post=False)
@@ -97,18 +139,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(403, {"error": "forbidden", "message": refused})
             return
         url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self._json(413, {"error": "too large", "message": f"request bodies are limited to {MAX_BODY} bytes"})
+        body, bad = self._body()
+        if bad is not None:
+            self.close_connection = True  # what is left of the body is not read
+            self._json(*bad)
             return
-        raw = self.rfile.read(length) if length else b""
-        body: Any = None
-        if raw.strip():
-            try:
-                body = json.loads(raw)
-            except ValueError as exc:
-                self._json(400, {"error": "invalid workflow", "message": f"the body is not valid JSON: {exc}"})
-                return
         self._api("POST", url.path, dict(parse_qsl(url.query)), body)
 
     def _api(self, method: str, path: str, params: dict[str, str], body: Any) -> None:
@@ -116,6 +151,11 @@ class _Handler(BaseHTTPRequestHandler):
             status, reply = self.transport.request(method, path, params, body)
         except UpdraftError as exc:
             status, reply = 502, {"error": type(exc).__name__, "message": str(exc)}
+        except RecursionError:
+            status, reply = 400, {"error": "invalid workflow", "message": _too_deep()}
+        except Exception as exc:  # a bug, but the client gets an answer rather than a dropped connection
+            status, reply = 500, {"error": "internal error",
+                                  "message": f"{type(exc).__name__} (a bug: please report it)"}
         self._json(status, reply)
 
     def _json(self, status: int, body: dict[str, Any]) -> None:
@@ -131,3 +171,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
+
+
+def _too_deep() -> str:
+    return f"the body is nested more than {MAX_DEPTH} levels deep; a workflow needs far fewer"
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """True when `value` nests lists and objects deeper than `limit` (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False

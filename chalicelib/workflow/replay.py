@@ -39,6 +39,7 @@ from chalicelib.workflow.graph import (
 )
 from chalicelib.workflow.limits import FUNCTION
 from chalicelib.workflow.model import Placement, Resources, Task, Workflow
+from chalicelib.workflow.numbers import MAX_BYTES, MAX_SECONDS, finite
 
 MODULE = "chalicelib.runner.replay_task"
 DEFAULT_RUNTIME_S = 1.0
@@ -67,8 +68,8 @@ class ReplayScales(Struct, frozen=True):
 
 
 def runtime_of(task: Task, default_runtime_s: float = DEFAULT_RUNTIME_S) -> float:
-    value = task.hints.get("runtime_s")
-    return float(value) if value is not None and value >= 0 else default_runtime_s
+    value = finite(task.hints.get("runtime_s"))
+    return value if value is not None and value >= 0 else default_runtime_s
 
 
 def recorded_sizes(workflow: Workflow) -> dict[str, float]:
@@ -76,8 +77,9 @@ def recorded_sizes(workflow: Workflow) -> dict[str, float]:
     sizes: dict[str, float] = {}
     for task in workflow.tasks:
         for key, value in task.hints.items():
-            if key.startswith("size:") and value >= 0:
-                sizes.setdefault(key[len("size:"):], float(value))
+            size = finite(value)
+            if key.startswith("size:") and size is not None and size >= 0:
+                sizes.setdefault(key[len("size:"):], size)
     return sizes
 
 
@@ -162,7 +164,19 @@ def to_replay(
         recorded = sizes.get(path)
         if recorded is None:
             return DEFAULT_SIZE_BYTES
-        return round(recorded * scales.size_scale)
+        size = recorded * scales.size_scale
+        if not size <= MAX_BYTES:  # also NaN and infinity
+            raise ConfigError(f"replay would write {path!r} at {size:.4g} bytes ({recorded:.4g} recorded x size "
+                              f"scale {scales.size_scale:.4g}); at most {MAX_BYTES:.4g}: lower --size-scale")
+        return round(size)
+
+    def sleep_of(task: Task) -> float:
+        runtime = runtime_of(task, default_runtime_s)
+        sleep_s = runtime * scales.time_scale
+        if not sleep_s <= MAX_SECONDS:  # also NaN and infinity
+            raise ConfigError(f"replay would make task {task.id!r} sleep {sleep_s:.4g} s ({runtime:.4g} s recorded "
+                              f"x time scale {scales.time_scale:.4g}); at most a year: lower --time-scale")
+        return sleep_s
 
     tasks: list[Task] = []
     alloc = IdAllocator()
@@ -175,7 +189,7 @@ def to_replay(
         tasks.append(replace(maker, command=_argv(head, 0.0, writes),
                              resources=_resources(maker, 0.0, sum(s for s, _ in writes))))
     for task in workflow.tasks:
-        sleep_s = runtime_of(task, default_runtime_s) * scales.time_scale
+        sleep_s = sleep_of(task)
         writes = [(scaled(p), p) for p in task.outputs]
         tasks.append(replace(
             task, command=_argv(head, sleep_s, writes), shell=None, env={},

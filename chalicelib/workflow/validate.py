@@ -5,7 +5,6 @@ A rejected workflow writes nothing anywhere: callers validate before touching an
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from chalicelib.errors import Problem, WorkflowError
 from chalicelib.workflow import limits
 from chalicelib.workflow.graph import build_graph, find_cycle
 from chalicelib.workflow.model import Placement, Task, Workflow
+from chalicelib.workflow.numbers import MAX_SECONDS, describe, finite, hint_bounds, number_problem
 
 DEFAULT_MAX_TASKS = 250_000
 MAX_ID_LENGTH = 200
@@ -79,23 +79,40 @@ def _task_problems(task: Task) -> Iterator[Problem]:
     for path in set(task.inputs) & set(task.outputs):
         yield Problem(f"{path!r} is both an input and an output of the same task", tid, "inputs")
     yield from _resource_problems(task)
+    yield from _hint_problems(task)
     if not 0 <= task.retries <= MAX_RETRIES:
         yield Problem(f"retries must be between 0 and {MAX_RETRIES}, got {task.retries}", tid, "retries")
 
 
 def _resource_problems(task: Task) -> Iterator[Problem]:
     tid, res = task.id, task.resources
-    values = (res.memory_mb, res.cpus, res.disk_mb, res.timeout_s)
-    if not all(math.isfinite(v) for v in values):
-        yield Problem("memory_mb, cpus, disk_mb and timeout_s must be finite numbers", tid, "resources")
+    values = {"memory_mb": res.memory_mb, "cpus": res.cpus, "disk_mb": res.disk_mb, "timeout_s": res.timeout_s}
+    bad = [name for name, v in values.items() if finite(v) is None]
+    if bad:
+        for name in bad:
+            yield Problem(f"must be a finite number, got {describe(values[name])} (NaN, Infinity and "
+                          "overflowing values are refused)", tid, f"resources.{name}")
         return
     if res.memory_mb <= 0 or res.cpus <= 0 or res.disk_mb <= 0 or res.timeout_s <= 0:
         yield Problem("memory_mb, cpus, disk_mb and timeout_s must all be positive", tid, "resources")
         return
+    if res.timeout_s > MAX_SECONDS:
+        yield Problem(f"timeout_s {res.timeout_s:g} is more than a year ({MAX_SECONDS:g} s)", tid,
+                      "resources.timeout_s")
     if task.placement is Placement.FUNCTION:
         yield from _over_limits(task, limits.FUNCTION, "or set placement to 'container' or 'auto'")
     elif task.placement in (Placement.CONTAINER, Placement.AUTO, Placement.LOCAL):
         yield from _over_limits(task, limits.CONTAINER, "the largest container cannot run it")
+
+
+def _hint_problems(task: Task) -> Iterator[Problem]:
+    """Hints feed the planner, the simulator and replay, which sum and multiply them: each one
+    finite and within its bounds (numbers.hint_bounds), or the arithmetic overflows."""
+    for name, value in task.hints.items():
+        low, high, unit = hint_bounds(str(name))
+        why = number_problem(value, low, high, unit)
+        if why:
+            yield Problem(why, task.id, f"hints.{name}")
 
 
 def _over_limits(task: Task, lim: limits.PlacementLimits, fix: str) -> Iterator[Problem]:

@@ -252,3 +252,35 @@ def test_named_good_bodies_are_accepted(api: Api, case: str) -> None:
     assert resp.status_code == 202, resp.json_body
     if case.startswith("deep chain"):
         assert resp.json_body["task_count"] == MAX_TASKS
+
+
+NAMED_NUMBERS = {
+    "NaN memory": ('{"tasks": [{"id": "a", "command": ["x"], "resources": {"memory_mb": NaN}}]}',
+                   ("a", "resources.memory_mb")),
+    "1e400 disk via defaults": ('{"defaults": {"resources": {"disk_mb": 1e400}}, '
+                                '"tasks": [{"id": "a", "command": ["x"]}]}', (None, "defaults.resources.disk_mb")),
+    "10**400 cpus": ('{"tasks": [{"id": "a", "command": ["x"], "resources": {"cpus": 1' + "0" * 400 + '}}]}',
+                     ("a", "resources.cpus")),
+    "infinite runtime hint": ('{"tasks": [{"id": "a", "command": ["x"], "hints": {"runtime_s": Infinity}}]}',
+                              ("a", "hints.runtime_s")),
+    "1e308 runtime hint": ('{"tasks": [{"id": "a", "command": ["x"], "hints": {"runtime_s": 1e308}}]}',
+                           ("a", "hints.runtime_s")),
+    "WfCommons NaN size": ('{"workflow": {"name": "x", "schemaVersion": "1.4", "workflow": {"tasks": [{"name": "a", '
+                           '"runtime": 1, "files": [{"name": "f.txt", "link": "output", "size": NaN}]}]}}}',
+                           ("a", "files[0].sizeInBytes")),
+}
+
+
+@pytest.mark.parametrize("case", list(NAMED_NUMBERS))
+def test_non_finite_numbers_are_problems_naming_task_and_field(api: Api, case: str) -> None:
+    raw, where = NAMED_NUMBERS[case]
+    resp = api.submit(raw)
+    assert resp.status_code == 400, resp.json_body
+    assert [(p["task_id"], p["field"]) for p in resp.json_body["problems"]] == [where], resp.json_body
+
+
+def test_inputs_under_another_runs_prefix_are_refused_when_built_from_the_data_prefix(api: Api) -> None:
+    resp = api.submit(body({"workflow": {"tasks": [{"id": "a", "command": ["cat", "runs/OTHER/workflow.json"],
+                                                    "inputs": ["runs/OTHER/workflow.json"]}]},
+                            "data": "s3://updraft-data/"}))
+    assert resp.status_code == 400 and "another run" in json.dumps(resp.json_body), resp.json_body

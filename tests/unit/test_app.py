@@ -246,3 +246,144 @@ def test_uploads_can_arrive_through_the_submit_queue(app: App, monkeypatch: pyte
     finally:
         monkeypatch.delenv("UPDRAFT_SUBMIT_QUEUE")
         importlib.reload(app_module)
+
+
+# ---- run scoping (issue 22, D12) and idempotent uploads --------------------------------------
+
+def run_with_secret(app: App) -> str:
+    app.cloud.blobs.put_bytes("private/s.txt", b"secret")
+    resp = app.post("/runs", {"workflow": wf({"id": "a", "command": ["cat", "s.txt"], "inputs": ["s.txt"],
+                                               "env": {"TOKEN": "t0ken"}}),
+                              "data": f"s3://{app.cloud.config.bucket}/private/"})
+    assert resp.status_code == 202, resp.json_body
+    app.cloud.blobs.put_bytes(f"runs/{resp.json_body['run_id']}/data/s.txt", b"secret")  # as its tasks would
+    app.events()
+    return str(resp.json_body["run_id"])
+
+
+def test_inputs_built_from_the_data_prefix_are_scoped_like_declared_ones(app: App) -> None:
+    """data "s3://<bucket>/" + input "runs/A/..." named run A's data and stored spec: the data
+    prefix was checked, the sources built from it were not."""
+    run_a = run_with_secret(app)
+    bucket = app.cloud.config.bucket
+    stolen = [f"runs/{run_a}/data/s.txt", f"runs/{run_a}/workflow.json"]
+    before = app.stored_objects()
+    resp = app.post("/runs", {"workflow": wf({"id": "b", "command": ["cat", *stolen], "inputs": stolen}),
+                              "data": f"s3://{bucket}/"})
+    assert resp.status_code == 400, resp.json_body
+    assert sorted(p["message"].split("'")[1] for p in resp.json_body["problems"]) == sorted(stolen)
+    assert "t0ken" not in json.dumps(resp.json_body)
+    assert app.stored_objects() == before and app.events() == [] and len(app.cloud.store.list_runs()) == 1
+
+
+@pytest.mark.parametrize("where", ["submit/job/workflow.json", "submit/job/workflow.json.run.json",
+                                   "submit/x.json.error.json"])
+def test_uploads_and_receipts_under_submit_are_not_input_data(app: App, where: str) -> None:
+    bucket = app.cloud.config.bucket
+    app.cloud.blobs.put_bytes(where, b"{}")
+    declared = app.post("/runs", wf({"id": "b", "command": ["cat", "i"], "inputs": ["i"]},
+                                    inputs=[{"path": "i", "source": f"s3://{bucket}/{where}"}]))
+    from_prefix = app.post("/runs", {"workflow": wf({"id": "b", "command": ["cat", where], "inputs": [where]}),
+                                     "data": f"s3://{bucket}/"})
+    spec = app.post("/runs", {"s3": f"s3://{bucket}/{where}"})
+    for resp in (declared, from_prefix, spec):
+        assert resp.status_code == 400 and "submit/" in json.dumps(resp.json_body), resp.json_body
+    assert app.cloud.store.list_runs() == []
+
+
+def test_an_uploads_data_folder_is_input_data(app: App) -> None:
+    bucket = app.cloud.config.bucket
+    app.cloud.blobs.put_bytes("submit/job/data/in.txt", b"hello")
+    resp = app.post("/runs", {"workflow": wf({"id": "b", "command": ["cat", "in.txt"], "inputs": ["in.txt"]}),
+                              "data": f"s3://{bucket}/submit/job/data/"})
+    assert resp.status_code == 202, resp.json_body
+
+
+def s3_event(app: App, key: str, sequencer: str = "005B039F73C627CE8B", version: str | None = None) -> Any:
+    event = app.client.events.generate_s3_event(app.cloud.config.bucket, key)
+    obj = event["Records"][0]["s3"]["object"]
+    obj["sequencer"] = sequencer
+    if version is not None:
+        obj["versionId"] = version
+    return event
+
+
+def test_a_redelivered_upload_notification_starts_one_run(app: App) -> None:
+    app.cloud.blobs.put_bytes("submit/once.json", json.dumps(wf(ECHO)).encode())
+    event = s3_event(app, "submit/once.json")
+    first = app.client.lambda_.invoke("submit", event).payload
+    second = app.client.lambda_.invoke("submit", event).payload
+    assert first["status"] == 202 and second["status"] == 200 and second["duplicate"] is True, (first, second)
+    assert second["run_id"] == first["run_id"]
+    assert [r.run_id for r in app.cloud.store.list_runs()] == [first["run_id"]]
+    assert app.events() == [{"kind": "start", "run_id": first["run_id"]}]  # one Start: the redelivery sent none
+
+
+def test_a_new_upload_of_the_same_key_is_a_new_run(app: App) -> None:
+    app.cloud.blobs.put_bytes("submit/again.json", json.dumps(wf(ECHO)).encode())
+    first = app.client.lambda_.invoke("submit", s3_event(app, "submit/again.json", "0001")).payload
+    again = app.client.lambda_.invoke("submit", s3_event(app, "submit/again.json", "0002")).payload
+    versioned = app.client.lambda_.invoke("submit", s3_event(app, "submit/again.json", "0002", "v2")).payload
+    assert first["status"] == again["status"] == versioned["status"] == 202
+    assert len({first["run_id"], again["run_id"], versioned["run_id"]}) == 3
+
+
+def test_a_redelivered_notice_on_the_submit_queue_starts_one_run(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    import app as app_module
+
+    monkeypatch.setenv("UPDRAFT_SUBMIT_QUEUE", "updraft-submit")
+    try:
+        importlib.reload(app_module)
+        app.cloud.blobs.put_bytes("submit/q.json", json.dumps(wf(ECHO)).encode())
+        notice = json.dumps({"Records": [{"eventName": "ObjectCreated:Put", "s3": {
+            "bucket": {"name": app.cloud.config.bucket}, "object": {"key": "submit/q.json", "sequencer": "0A"}}}]})
+        with Client(app_module.app) as client:
+            outs = [client.lambda_.invoke("submit", client.events.generate_sqs_event(
+                [notice], queue_name="updraft-submit")).payload for _ in range(2)]
+        assert [s["status"] for out in outs for s in out["submitted"]] == [202, 200]
+        assert len(app.cloud.store.list_runs()) == 1
+    finally:
+        monkeypatch.delenv("UPDRAFT_SUBMIT_QUEUE")
+        importlib.reload(app_module)
+
+
+def test_a_concurrent_duplicate_that_loses_the_race_keeps_the_winners_run(app: App) -> None:
+    """Two deliveries both past the existence check: the second create_run loses the
+    conditional write and returns the first run; nothing of it is deleted."""
+    from chalicelib.backends.aws.api import upload_run_id
+    from chalicelib.backends.aws.submit import Submission, submit
+
+    bucket = app.cloud.config.bucket
+    app.cloud.blobs.put_bytes("submit/race.json", json.dumps(wf(ECHO)).encode())
+    uri = f"s3://{bucket}/submit/race.json"
+    run_id = upload_run_id(bucket, "submit/race.json", "07")
+    sub = Submission(uri=uri, source=uri, options={"source": uri}, upload=True)
+    first = submit(sub, app.cloud, run_id)
+    from chalicelib.backends.aws import submit as submit_module
+
+    real = submit_module._existing
+    submit_module._existing = lambda run_id, cloud: None  # type: ignore[assignment]  # both past the check
+    try:
+        second = submit(sub, app.cloud, run_id)
+    finally:
+        submit_module._existing = real
+    assert second.run_id == first.run_id
+    assert app.cloud.blobs.exists(f"runs/{run_id}/workflow.json")
+    assert len(app.cloud.store.list_runs()) == 1
+
+
+def test_an_upload_obeys_the_same_scoping_rule(app: App) -> None:
+    run_a = run_with_secret(app)
+    bucket = app.cloud.config.bucket
+    app.cloud.blobs.put_bytes("submit/other/workflow.json", b"{}")
+    sources = {"s.txt": f"s3://{bucket}/runs/{run_a}/data/s.txt", "spec.json": f"s3://{bucket}/runs/{run_a}/workflow.json",
+               "theirs.json": f"s3://{bucket}/submit/other/workflow.json"}
+    thief = wf({"id": "b", "command": ["cat", *sources], "inputs": list(sources)},
+               inputs=[{"path": p, "source": s} for p, s in sources.items()])
+    out = upload(app, "submit/thief.json", json.dumps(thief).encode())
+    assert out["status"] == 400, out
+    error = json.loads(app.cloud.blobs.get_bytes("submit/thief.json.error.json"))
+    assert len(error["problems"]) == 3 and "t0ken" not in json.dumps(error)
+    assert len(app.cloud.store.list_runs()) == 1

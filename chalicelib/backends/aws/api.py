@@ -7,6 +7,7 @@ operation the run's state does not allow.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import posixpath
@@ -14,7 +15,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from chalicelib.backends.aws.components import Cloud
-from chalicelib.backends.aws.submit import Submission, request_submission, submit
+from chalicelib.backends.aws.submit import SUBMIT_PREFIX, Submission, request_submission, submit
 from chalicelib.engine.events import Cancel, Start
 from chalicelib.engine.lifecycle import resume_run
 from chalicelib.engine.states import TERMINAL_RUN, RunState, TaskState
@@ -24,7 +25,6 @@ log = logging.getLogger("updraft.api")
 
 Reply = tuple[int, dict[str, Any]]
 MAX_TASKS_PAGE = 5000
-SUBMIT_PREFIX = "submit/"
 RECEIPT_SUFFIXES = (".error.json", ".run.json")
 
 
@@ -119,13 +119,25 @@ def _int_param(params: dict[str, str], name: str, default: int, low: int, high: 
 
 # ---- S3 trigger ------------------------------------------------------------------------------
 
-def s3_upload(cloud: Cloud, bucket: str, key: str) -> Reply:
+def upload_run_id(bucket: str, key: str, version: str) -> str:
+    """The run id of one upload: the same for every delivery of its notification."""
+    digest = hashlib.sha256(f"{bucket}\n{key}\n{version}".encode()).hexdigest()
+    return f"upload-{digest[:24]}"
+
+
+def s3_upload(cloud: Cloud, bucket: str, key: str, version: str | None = None) -> Reply:
     """A workflow uploaded under submit/ starts a run; the outcome is written next to it.
 
     <key>.run.json gets the run id and where its manifest will be; an invalid upload gets
     <key>.error.json with every problem. Those receipts are ignored when they trigger us, and
     so are input files under a data/ folder: inputs go to submit/<name>/data/<path>, uploaded
     before the workflow file submit/<name>/<file>.
+
+    S3 and SQS deliver a notification at least once. `version` (the object's versionId, else
+    the event's sequencer, which S3 gives every event and which differs for every PUT of a
+    key) names the upload: its run id is derived from bucket, key and version, so a second
+    delivery finds the run and is a no-op (200, "duplicate": true). Without one (a hand-made
+    event) every delivery starts a run.
     """
     if (not key.startswith(SUBMIT_PREFIX) or key.endswith(RECEIPT_SUFFIXES) or key.endswith("/")
             or "/data/" in key[len(SUBMIT_PREFIX) - 1:]):
@@ -133,10 +145,16 @@ def s3_upload(cloud: Cloud, bucket: str, key: str) -> Reply:
     uri = f"s3://{bucket}/{key}"
     data = posixpath.dirname(uri) + "/data/"
     has_data = any(True for _ in cloud.blobs.list(data))
+    run_id = upload_run_id(bucket, key, version) if version else None
+    if run_id is not None:
+        existing = _known_run(cloud, run_id)
+        if existing is not None:
+            log.info("redelivered upload %s: run %s already exists", uri, run_id)
+            return 200, {"run_id": run_id, "upload": uri, "state": existing, "duplicate": True}
     sub = Submission(uri=uri, source=uri, data=data if has_data else None,
-                     options={"source": uri, "data": data if has_data else None})
+                     options={"source": uri, "data": data if has_data else None}, upload=True)
     try:
-        run = submit(sub, cloud)
+        run = submit(sub, cloud, run_id)
     except UpdraftError as exc:
         status, body = error_body(exc)
         _put_json(cloud, bucket, key + ".error.json", {**body, "upload": uri})
@@ -148,16 +166,31 @@ def s3_upload(cloud: Cloud, bucket: str, key: str) -> Reply:
     return 202, body
 
 
-def s3_notice_objects(body: str) -> list[tuple[str, str]]:
-    """(bucket, key) of each object an S3 event notification (as an SQS body) announces."""
-    data = json.loads(body)
+def _known_run(cloud: Cloud, run_id: str) -> str | None:
+    """The state of run `run_id` if it exists."""
+    try:
+        return cloud.store.get_run(run_id).state.value
+    except NotFoundError:
+        return None
+
+
+def s3_records(data: Any) -> list[tuple[str, str, str | None]]:
+    """(bucket, key, version) of each object an S3 event announces as created; version is
+    the versionId, else the sequencer, else None."""
     objects = []
     for record in data.get("Records", []) if isinstance(data, dict) else []:
         if not str(record.get("eventName", "")).startswith("ObjectCreated"):
             continue
         s3 = record.get("s3", {})
-        objects.append((s3["bucket"]["name"], unquote_plus(s3["object"]["key"])))
+        obj = s3["object"]
+        version = obj.get("versionId") or obj.get("sequencer") or None
+        objects.append((s3["bucket"]["name"], unquote_plus(obj["key"]), str(version) if version else None))
     return objects  # s3:TestEvent and other notices announce nothing
+
+
+def s3_notice_objects(body: str) -> list[tuple[str, str, str | None]]:
+    """(bucket, key, version) of each object an S3 event notification (an SQS body) announces."""
+    return s3_records(json.loads(body))
 
 
 def _put_json(cloud: Cloud, bucket: str, key: str, body: dict[str, Any]) -> None:

@@ -10,8 +10,12 @@ s3:// source in the workflow, or found under the request's `data` prefix
 
 A run reads and writes only its own prefix (runs/<run>/): its outputs' keys are built from
 its run id (runner/keys.py) and its paths cannot escape (validation), so the one way to name
-another run's data is a source, a `data` prefix or an `s3` spec inside the runs/ prefix of
-the app's bucket. Those are refused here, before anything is written.
+another run's data is a source, a `data` prefix or an `s3` spec in the app's bucket. The
+run-scoping rule (`scoping_problem`) is applied to each of them *and to every input source
+built from the data prefix* (data "s3://<bucket>/" + input "runs/A/workflow.json" names
+run A's spec): nothing under the runs/ prefix, nothing under submit/ but an upload's data/
+folder (uploaded workflows and their receipts), no '.' or '..' key parts. Refused here, before
+anything is read from those keys or written anywhere.
 """
 
 from __future__ import annotations
@@ -34,7 +38,15 @@ from chalicelib.engine.events import Start
 from chalicelib.engine.lifecycle import create_run, new_run_id
 from chalicelib.engine.records import RunRecord
 from chalicelib.engine.spec import RunSpec
-from chalicelib.errors import FormatError, MissingInputsError, NotFoundError, Problem, UpdraftError, WorkflowError
+from chalicelib.errors import (
+    FormatError,
+    MissingInputsError,
+    NotFoundError,
+    Problem,
+    StateConflictError,
+    UpdraftError,
+    WorkflowError,
+)
 from chalicelib.workflow import formats
 from chalicelib.workflow.graph import external_inputs
 from chalicelib.workflow.model import InputFile, Workflow
@@ -47,6 +59,7 @@ UNREADABLE = {"NoSuchBucket", "NoSuchKey", "AccessDenied", "AllAccessDisabled", 
               "InvalidObjectState", "PermanentRedirect", "AuthorizationHeaderMalformed"}
 
 _REQUEST_KEYS = {"workflow", "s3", "format", "data", "name"}
+SUBMIT_PREFIX = "submit/"  # uploads that start runs (api.s3_upload); their inputs in <folder>/data/
 
 
 class Submission(Struct, frozen=True):
@@ -58,6 +71,7 @@ class Submission(Struct, frozen=True):
     fmt: str | None = None
     data: str | None = None  # s3://bucket/prefix/ holding the external inputs
     options: Mapping[str, Any] = field(default_factory=dict)
+    upload: bool = False  # `uri` is the upload under submit/ that triggered this submission
 
 
 def request_submission(body: Any, raw: bytes | None = None) -> Submission:
@@ -110,9 +124,13 @@ def _decode(raw: bytes, source: str) -> str:
         raise FormatError([Problem(f"not UTF-8 text (byte {exc.start})")], source) from None
 
 
-def other_runs_problem(uri: str, cloud: Cloud) -> str | None:
-    """Why a submission may not read `uri`: it is in the app's bucket, under the run prefix
-    (another run's data, logs or spec), or says '.'/'..' there. None when it may."""
+def scoping_problem(uri: str, cloud: Cloud) -> str | None:
+    """Why a run may not read `uri` (the run-scoping rule), or None when it may.
+
+    In the app's bucket: nothing under the runs/ prefix (another run's data, logs, manifest or
+    stored spec, secrets and env values included), nothing under submit/ but an upload's data/
+    folder (uploaded workflows and the receipts beside them), no '.' or '..' key parts. Other
+    buckets are the caller's own business (the app reads them with its own role)."""
     bucket, _, key = uri[len("s3://"):].partition("/")
     if bucket != cloud.config.bucket:
         return None
@@ -120,18 +138,24 @@ def other_runs_problem(uri: str, cloud: Cloud) -> str | None:
         return f"{uri}: '.' and '..' are not allowed in keys of the app's bucket"
     if key.startswith(cloud.config.blob_prefix + "runs/"):
         return (f"{uri} is inside the runs/ prefix of the app's bucket: a run may not read another run's "
-                "data; copy what it needs under another prefix (e.g. inputs/)")
+                "data or stored spec; copy what it needs under another prefix (e.g. inputs/)")
+    if key.startswith(SUBMIT_PREFIX) and "/data/" not in key[len(SUBMIT_PREFIX) - 1:]:
+        return (f"{uri} is an upload under submit/ of the app's bucket (a workflow or its receipt), not "
+                "input data: a run may read only the data/ folders there")
     return None
+
+
+other_runs_problem = scoping_problem  # the name it had before uploads and data sources were checked
 
 
 def _check_reads(sub: Submission, workflow: Workflow | None, cloud: Cloud) -> None:
     problems = []
-    for field_name, uri in (("s3", sub.uri), ("data", sub.data)):
-        why = other_runs_problem(uri, cloud) if uri else None
+    for field_name, uri in (("s3", None if sub.upload else sub.uri), ("data", sub.data)):
+        why = scoping_problem(uri, cloud) if uri else None
         if why:
             problems.append(Problem(why, None, field_name))
     for inp in workflow.inputs if workflow is not None else ():
-        why = other_runs_problem(inp.source, cloud) if inp.source and inp.source.startswith("s3://") else None
+        why = scoping_problem(inp.source, cloud) if inp.source and inp.source.startswith("s3://") else None
         if why:
             problems.append(Problem(f"input {inp.path!r}: {why}", None, "inputs"))
     if problems:
@@ -170,7 +194,7 @@ def load_workflow(sub: Submission, cloud: Cloud) -> Workflow:
     return workflow
 
 
-def resolve_inputs(workflow: Workflow, data: str | None, cloud: Cloud) -> Workflow:
+def resolve_inputs(workflow: Workflow, data: str | None, cloud: Cloud, origin: str = "<request>") -> Workflow:
     """The workflow with an s3:// source for each external input; raises MissingInputsError."""
     declared = {f.path: f.source for f in workflow.inputs}
     sources: dict[str, str] = {}
@@ -187,6 +211,7 @@ def resolve_inputs(workflow: Workflow, data: str | None, cloud: Cloud) -> Workfl
             from_prefix.append(path)
         else:
             problems.append(f"{path} (no source: give it an s3:// source, or pass 'data': 's3://bucket/prefix/')")
+    _check_sources(sources, from_prefix, cloud, origin)
     listed: set[str] = set()
     if from_prefix and data is not None:
         bucket = data[len("s3://"):].split("/", 1)[0]
@@ -210,17 +235,49 @@ def resolve_inputs(workflow: Workflow, data: str | None, cloud: Cloud) -> Workfl
     return replace(workflow, inputs=inputs)
 
 
-def submit(sub: Submission, cloud: Cloud) -> RunRecord:
-    """Validate, check inputs, store the run, start it. Writes nothing if any check fails."""
-    workflow = resolve_inputs(load_workflow(sub, cloud), sub.data, cloud)
+def _check_sources(sources: Mapping[str, str], from_prefix: list[str], cloud: Cloud, source: str) -> None:
+    """The run-scoping rule on every input source, those built from the data prefix included,
+    before any of them is probed (a 'missing' answer would tell what exists there)."""
+    built = set(from_prefix)
+    problems = []
+    for path, uri in sources.items():
+        why = scoping_problem(uri, cloud)
+        if why:
+            how = "from the data prefix" if path in built else "its source"
+            problems.append(Problem(f"input {path!r} ({how}): {why}", None, "inputs"))
+    if problems:
+        raise WorkflowError(problems, source)
+
+
+def submit(sub: Submission, cloud: Cloud, run_id: str | None = None) -> RunRecord:
+    """Validate, check inputs, store the run, start it. Writes nothing if any check fails.
+
+    With a `run_id` derived from what is submitted (an upload's bucket, key and version), a
+    second submission of the same thing returns the existing run and starts nothing."""
+    if run_id is not None:
+        existing = _existing(run_id, cloud)
+        if existing is not None:
+            return existing
+    workflow = resolve_inputs(load_workflow(sub, cloud), sub.data, cloud, sub.source)
     spec = RunSpec.of(workflow)
     now = cloud.clock()
-    run_id = new_run_id(now)
+    run_id = run_id or new_run_id(now)
     try:
         run = create_run(spec, cloud.store, cloud.blobs, now, dict(sub.options), run_id)
+    except StateConflictError as exc:
+        if isinstance(exc.current, RunRecord):
+            return exc.current  # a concurrent delivery of the same submission won: its run stands
+        raise
     except BaseException:
         cloud.blobs.delete_prefix(f"runs/{run_id}/")
         raise
     cloud.specs.put(run_id, spec)
     cloud.sink.send([Start(run_id)])
     return run
+
+
+def _existing(run_id: str, cloud: Cloud) -> RunRecord | None:
+    try:
+        return cloud.store.get_run(run_id)
+    except NotFoundError:
+        return None

@@ -65,6 +65,8 @@ def loads(text: str, source: str = "<workflow>", fmt: str | None = None, base_di
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         json_error = exc
+    except ValueError:  # an integer literal longer than Python converts (4,300 digits)
+        raise FormatError([Problem(unreadable_number())], source) from None
     except RecursionError:
         raise FormatError([Problem("JSON nested too deeply to be a workflow")], source) from None
     if json_error is None:
@@ -90,6 +92,11 @@ def loads(text: str, source: str = "<workflow>", fmt: str | None = None, base_di
         [Problem(f"not a workflow in any known format ({', '.join(names)}); pass --format to choose one")],
         source,
     )
+
+
+def unreadable_number() -> str:
+    return ("a number has more digits than can be read (4,300 at most); give a finite number "
+            "of sensible size")
 
 
 def _plainly_native(data: Any) -> bool:

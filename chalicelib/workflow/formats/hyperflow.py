@@ -22,6 +22,7 @@ from msgspec import Struct, field
 from chalicelib.errors import Problem, WorkflowError
 from chalicelib.workflow.formats.names import PathError, PathMapper, describe, numbered_ids
 from chalicelib.workflow.model import Placement, Task, Workflow
+from chalicelib.workflow.numbers import finite, number_problem
 
 NAME = "hyperflow"
 _COUNT = re.compile(r"^(.*):(\d+)$")
@@ -203,7 +204,9 @@ class _Importer:
         args: list[str] = []
         for a in args_raw if isinstance(args_raw, list) else []:
             text = _scalar(a)
-            if text is None:
+            if isinstance(a, int | float) and not isinstance(a, bool) and finite(a) is None:
+                self.fail(f"argument {number_problem(a)}", proc.name, "config.executor.args")
+            elif text is None:
                 self.fail(f"argument {a!r} is not a string or number", proc.name, "config")
             else:
                 args.append(text)

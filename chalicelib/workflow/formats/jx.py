@@ -22,6 +22,8 @@ from typing import Any
 
 from msgspec import Struct
 
+from chalicelib.workflow.numbers import finite
+
 MAX_ITEMS = 1_000_000
 _PUNCT = ("==", "!=", "<=", ">=", "<", ">", "+", "-", "*", "/", "%", "(", ")", "[", "]",
           "{", "}", ",", ":", ".")
@@ -67,8 +69,7 @@ def _tokens(text: str) -> list[_Tok]:
         elif c.isdigit():
             m = _NUMBER.match(text, i)
             assert m is not None
-            raw = m.group(0)
-            out.append(_Tok("num", float(raw) if m.group(1) or m.group(2) else int(raw), line))
+            out.append(_Tok("num", _number(m.group(0), bool(m.group(1) or m.group(2)), line), line))
             i = m.end()
         elif c.isalpha() or c == "_":
             m = _IDENT.match(text, i)
@@ -352,7 +353,28 @@ def _text(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v)
 
 
+def _number(raw: str, is_float: bool, line: int) -> int | float:
+    """A number literal; one that overflows (1e400, or more digits than Python converts) is
+    an error here, not an OverflowError or a ValueError later."""
+    try:
+        value: int | float = float(raw) if is_float else int(raw)
+    except ValueError:
+        raise JXError(line, f"the number {raw[:20]}... has too many digits") from None
+    return _finite(value, line)
+
+
+def _finite(value: Any, line: int) -> Any:
+    """`value` unchanged unless it is a number that is not finite or too big for a float."""
+    if _is_num(value) and finite(value) is None:
+        raise JXError(line, "a number is out of range (NaN, infinite, or too big for a float)")
+    return value
+
+
 def _arith(op: str, a: Any, b: Any, line: int) -> Any:
+    return _finite(_arith_raw(op, a, b, line), line)
+
+
+def _arith_raw(op: str, a: Any, b: Any, line: int) -> Any:
     if op == "+" and isinstance(a, str) and isinstance(b, str):
         return a + b
     if op == "+" and isinstance(a, list) and isinstance(b, list):
@@ -502,7 +524,7 @@ def _call(node: Call, env: Env) -> Any:
         return fn(*args)
     except JXError:
         raise
-    except (TypeError, ValueError, re.error) as exc:
+    except (TypeError, ValueError, OverflowError, re.error) as exc:
         raise JXError(node.line, f"{node.name}(): {exc}") from None
 
 

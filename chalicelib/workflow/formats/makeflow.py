@@ -27,6 +27,7 @@ from msgspec import Struct, field
 from chalicelib.errors import Problem
 from chalicelib.workflow.formats.makeflow_rules import DEFAULT_CATEGORY, Rule, build
 from chalicelib.workflow.model import Workflow
+from chalicelib.workflow.numbers import finite, number_problem
 
 NAME = "makeflow"
 RESOURCE_VARS = {"CORES": "cores", "MEMORY": "memory_mb", "DISK": "disk_mb",
@@ -107,7 +108,7 @@ def parse_size(text: str) -> float | None:
     if not m:
         return None
     power = "KMGTP".find(m.group(2).upper()) + 1 if m.group(2) else 0
-    return float(m.group(1)) * 1024**power
+    return finite(float(m.group(1)) * 1024**power)  # None for 1e400 or 1e308G
 
 
 class _RuleState(Struct):
@@ -283,9 +284,15 @@ class _Parser:
             if raw is None or not _unquote(raw):
                 continue
             try:
-                resources[key] = float(_unquote(raw))
+                value = float(_unquote(raw))
             except ValueError:
                 self.fail(lineno, f"{var} must be a number, got {raw!r}")
+                continue
+            why = number_problem(value)
+            if why is not None:
+                self.fail(lineno, f"{var} {why}")
+            else:
+                resources[key] = value
         self.rules.append(Rule(
             where=f"line {state.lineno}", command=command, inputs=state.sources,
             outputs=state.targets, local=local, category=state.category,

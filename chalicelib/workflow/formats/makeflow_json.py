@@ -18,6 +18,7 @@ from typing import Any
 from chalicelib.errors import Problem, WorkflowError
 from chalicelib.workflow.formats.makeflow_rules import DEFAULT_CATEGORY, Rule, build
 from chalicelib.workflow.model import Workflow
+from chalicelib.workflow.numbers import finite, number_problem
 
 NAME = "makeflow-json"
 _ALIASES = {"output": "outputs", "input": "inputs", "local job": "local_job"}
@@ -49,7 +50,9 @@ class _Reader:
             return {}
         out: dict[str, str] = {}
         for k, v in value.items():
-            if isinstance(v, str | int | float) and not isinstance(v, bool):
+            if isinstance(v, int | float) and not isinstance(v, bool) and finite(v) is None:
+                self.fail(where, f"environment {k!r} {number_problem(v)}")
+            elif isinstance(v, str | int | float) and not isinstance(v, bool):
                 out[str(k)] = str(v)
             else:
                 self.fail(where, f"environment {k!r} must be a string")
@@ -65,11 +68,12 @@ class _Reader:
         for key, v in value.items():
             if key not in _RESOURCE_KEYS:
                 continue  # gpus, mpi-processes: nothing to map them to
-            if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0:
+            why = number_problem(v, low=0.0)
+            if why is None:
                 if v > 0:
                     out[_RESOURCE_KEYS[key]] = float(v)
             else:
-                self.fail(where, f"resources.{key} must be a number")
+                self.fail(where, f"resources.{key} {why}")
         return out
 
     def files(self, value: Any, where: str, key: str) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from chalicelib.errors import FormatError, Problem, WorkflowError
 from chalicelib.workflow.model import InputFile, Placement, Resources, Task, Workflow
+from chalicelib.workflow.numbers import hint_bounds, number_problem
 from chalicelib.workflow.validate import problems
 
 NAME = "native"
@@ -69,8 +70,8 @@ class _Reader:
         for key, v in value.items():
             if key not in _RESOURCE_KEYS:
                 self.fail(f"unknown resource {key!r}; known: {sorted(_RESOURCE_KEYS)}", tid, fieldname)
-            elif isinstance(v, bool) or not isinstance(v, int | float):
-                self.fail("must be a number", tid, f"{fieldname}.{key}")
+            elif (why := number_problem(v)) is not None:
+                self.fail(why, tid, f"{fieldname}.{key}")
             else:
                 fields[key] = v
         return Resources(
@@ -124,10 +125,12 @@ class _Reader:
             self.fail("must be an object of numbers", tid, "hints")
         else:
             for k, v in hints_raw.items():
-                if isinstance(v, int | float) and not isinstance(v, bool):
+                low, high, unit = hint_bounds(str(k))
+                why = number_problem(v, low, high, unit)
+                if why is None:
                     hints[str(k)] = float(v)
                 else:
-                    self.fail("must be a number", tid, f"hints.{k}")
+                    self.fail(why, tid, f"hints.{k}")
         env = dict(defaults["env"])
         env.update(self.str_map(raw.get("env"), tid, "env"))
         type_ = raw.get("type", "")
@@ -246,6 +249,9 @@ def parse(text: str, base_dir: str | None = None, source: str | None = None) -> 
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
         raise FormatError([Problem(f"invalid JSON at {where}: {exc.msg}")], source) from exc
+    except ValueError:  # an integer literal longer than Python converts (4,300 digits)
+        raise FormatError([Problem("a number has more digits than can be read (4,300 at most)")],
+                          source) from None
     check_unicode(data, text, source)
     return from_data(data, base_dir, source)
 

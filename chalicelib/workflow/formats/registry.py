@@ -39,7 +39,7 @@ def detect(text: str) -> str | None:
     formats.format_names()  # makes sure native is registered too
     try:
         data = json.loads(text)
-    except json.JSONDecodeError:
+    except ValueError:  # not JSON, or a number too long to read
         pass
     else:
         for name, sniff, _ in formats.JSON_FORMATS:

@@ -27,6 +27,7 @@ from chalicelib.errors import Problem, WorkflowError
 from chalicelib.workflow import limits
 from chalicelib.workflow.formats.names import IdAllocator, PathError, PathMapper, describe
 from chalicelib.workflow.model import Placement, Resources, Task, Workflow
+from chalicelib.workflow.numbers import MAX_BYTES, MAX_SECONDS, finite, number_problem
 
 NAME = "wfformat"
 SUPPORTED_VERSIONS = ("1.4", "1.5", "1.6")
@@ -82,10 +83,33 @@ class _Importer:
             return []
         return value
 
-    def measure(self, e: Mapping[str, Any], keys: tuple[str, str]) -> float | None:
+    def out_of_range(self, raw: Any, high: float, unit: str, task: str | None, fieldname: str) -> bool:
+        """True (and a problem naming the task and field) when `raw` is a number that is not
+        finite (NaN, Infinity, 1e400, 10**400) or above `high`: a trace that records such a
+        value is broken, and the planner and replay would overflow on it."""
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            return False
+        why = number_problem(raw, None, high, unit)
+        if why is None or (finite(raw) is not None and raw < 0):
+            return False
+        self.fail(why, task, fieldname)
+        return True
+
+    def size(self, raw: Any, task: str | None, fieldname: str) -> int | None:
+        """A recorded file size in bytes, or None (not recorded, or negative: left out)."""
+        if self.out_of_range(raw, MAX_BYTES, " bytes", task, fieldname):
+            return None
+        value = _number(raw)
+        return int(value) if value is not None and value >= 0 else None
+
+    def measure(self, e: Mapping[str, Any], keys: tuple[str, str], task: str | None = None,
+                high: float = MAX_BYTES, unit: str = "") -> float | None:
         """A recorded number (a hint and a resource); one that is there but unusable (not a
-        number, negative) is counted for the import's notes and left out."""
+        number, negative) is counted for the import's notes and left out; one that is not
+        finite or absurdly large is a problem naming the task and field."""
         raw = e.get(keys[0], e.get(keys[1]))
+        if self.out_of_range(raw, high, unit, task, keys[0] if keys[0] in e else keys[1]):
+            return None
         value = _number(raw)
         if raw is not None and (value is None or value < 0):
             self.unusable[keys[0]] = self.unusable.get(keys[0], 0) + 1
@@ -108,9 +132,9 @@ class _Importer:
         sizes: dict[str, int] = {}
         for f in spec.get("files") or []:
             if isinstance(f, dict) and isinstance(f.get("id"), str):
-                size = f.get("sizeInBytes")
-                if isinstance(size, int | float) and not isinstance(size, bool) and size >= 0:
-                    sizes[f["id"]] = int(size)
+                size = self.size(f.get("sizeInBytes"), None, f"files[{f['id']!r}].sizeInBytes")
+                if size is not None:
+                    sizes[f["id"]] = size
         runs: dict[str, Mapping[str, Any]] = {}
         if isinstance(execution, dict):
             for e in execution.get("tasks") or []:
@@ -150,9 +174,9 @@ class _Importer:
                     self.fail(f"files[{j}] needs a string 'name'", t["name"], "files")
                     continue
                 (outs if f.get("link") == "output" else ins).append(f["name"])
-                size = f.get("sizeInBytes", f.get("size"))
-                if isinstance(size, int | float) and not isinstance(size, bool) and size >= 0:
-                    sizes[f["name"]] = int(size)
+                size = self.size(f.get("sizeInBytes", f.get("size")), t["name"], f"files[{j}].sizeInBytes")
+                if size is not None:
+                    sizes[f["name"]] = size
             out.append(_Raw(
                 key=t["name"], name=t["name"], parents=self.names(t.get("parents"), t["name"], "parents"),
                 inputs=ins, outputs=outs, execution=t,
@@ -178,11 +202,11 @@ class _Importer:
     def resources(self, raw: _Raw) -> tuple[Resources, dict[str, float]]:
         e = raw.execution
         hints: dict[str, float] = {}
-        runtime = self.measure(e, ("runtimeInSeconds", "runtime"))
+        runtime = self.measure(e, ("runtimeInSeconds", "runtime"), raw.key, MAX_SECONDS, " s")
         if runtime is not None:
             hints["runtime_s"] = runtime
-        cores = self.measure(e, ("coreCount", "cores"))
-        memory = self.measure(e, ("memoryInBytes", "memory"))
+        cores = self.measure(e, ("coreCount", "cores"), raw.key)
+        memory = self.measure(e, ("memoryInBytes", "memory"), raw.key, MAX_BYTES, " bytes")
         base = Resources()
         cpus = min(max(cores, 1.0), limits.CONTAINER.max_cpus) if cores else base.cpus
         memory_mb = base.memory_mb
@@ -190,7 +214,7 @@ class _Importer:
             hints["memory_bytes"] = memory
             memory_mb = min(max(math.ceil(memory / MIB), MIN_MEMORY_MB),
                             limits.CONTAINER.max_memory_mb)
-        timeout = max(base.timeout_s, math.ceil(2 * runtime)) if runtime else base.timeout_s
+        timeout = min(max(base.timeout_s, math.ceil(2 * runtime)), MAX_SECONDS) if runtime else base.timeout_s
         return Resources(memory_mb=memory_mb, cpus=cpus, disk_mb=base.disk_mb,
                          timeout_s=float(timeout)), hints
 
@@ -249,9 +273,7 @@ class _Importer:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
+    return finite(value)
 
 
 def load(data: Any, base_dir: str | None = None, source: str | None = None) -> Workflow:
