@@ -1,9 +1,10 @@
 """Local function pool: runs attempts as child processes, with the function limits (timeout,
 memory, /tmp quota, concurrency) enforced, so what runs here runs on Lambda.
 
-Each slot is a small process of its own (slot.c built by slot_program.py, else slot.py) that
-spawns the attempts the pool sends it, one at a time, waits for each and reports its start
-and exit through a pipe the loop's selector watches. A built slot that dies before its first
+Each slot is a small process of its own (slot.c built by slot_program.py, else slot.py),
+started when an attempt first needs it (at most `slots`, see max_concurrency), that spawns
+the attempts the pool sends it, one at a time, waits for each and reports its start and exit
+through a pipe the loop's selector watches. A built slot that dies before its first
 report does not work on this machine: the pool's later slots are Python ones.
 
 Spawning (vfork + exec waits for the kernel to exec the child) and waiting thus never hold up
@@ -43,6 +44,7 @@ from chalicelib.backends.local.slot import encode_job, parse_reports
 from chalicelib.backends.local.slot_program import python_slot, slot_command
 from chalicelib.cache.stage import TaskCache
 from chalicelib.engine.events import Event, TaskStarted
+from chalicelib.errors import ConfigError
 from chalicelib.ports import BlobStore
 from chalicelib.runner import affinity
 from chalicelib.runner.execute import Attempt, EncodedEnv, TaskRequest
@@ -52,8 +54,30 @@ if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
 EmitFn = Callable[[Event], None]
+CONCURRENCY_FLOOR = 256  # the most tasks at once allowed on any machine (see max_concurrency)
+CONCURRENCY_PER_CPU = 4
 Key = tuple[str, str, int]
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def max_concurrency() -> int:
+    """The most tasks one local run may run at once: 256, or 4 per CPU on a bigger machine.
+
+    Each running task holds a slot process and two of the engine's file descriptors (1,024 by
+    default), and one loop serves them all; past a few per core, more at once only helps tasks
+    that wait (on the network, on sleep), and a typo such as 100000 would start that many
+    processes. Slots start as attempts need them, so a high limit costs nothing until used."""
+    return max(CONCURRENCY_FLOOR, CONCURRENCY_PER_CPU * (os.cpu_count() or 1))
+
+
+def check_concurrency(value: int) -> int:
+    """`value` when it is a usable concurrency; ConfigError naming the limit otherwise."""
+    top = max_concurrency()
+    if not 1 <= value <= top:
+        raise ConfigError(f"concurrency {value} is out of range: a local run takes 1 to {top} tasks at once "
+                          f"(at most {CONCURRENCY_FLOOR}, or {CONCURRENCY_PER_CPU} per CPU on machines with "
+                          f"more than {CONCURRENCY_FLOOR // CONCURRENCY_PER_CPU}); pass a smaller --concurrency")
+    return value
 
 
 class _Slot(Struct):
@@ -63,7 +87,6 @@ class _Slot(Struct):
     reports: int  # read end of its report pipe
     buf: bytearray = field(default_factory=bytearray)
     assigned: deque[int] = field(default_factory=deque)  # job ids sent, in order
-    inline: Attempt | None = None  # spawned by the loop itself in this slot's place (see _fill)
     reported: bool = False  # has sent a report: its program works
     pinned: bool = False  # keeps to one CPU (its tasks are widened by it, their trees by the loop)
 
@@ -98,7 +121,8 @@ class FunctionPool:
         self._jobs: dict[int, Attempt] = {}
         self._job_ids = 0
         self._slot_argv = slot_command()
-        self._slots: list[_Slot] = [self._start_slot(i) for i in range(self.slots)]
+        self._slots: list[_Slot] = []  # started as attempts need them, up to `slots`
+        self.inline: Attempt | None = None  # spawned by the loop itself (see _fill)
 
     @property
     def busy(self) -> int:
@@ -115,7 +139,9 @@ class FunctionPool:
 
     # ---- slots --------------------------------------------------------------------------
 
-    def _start_slot(self, index: int) -> _Slot:
+    def _start_slot(self) -> _Slot:
+        used = {s.index for s in self._slots}
+        index = next(i for i in range(len(self._slots) + 1) if i not in used)
         job_r, job_w = os.pipe()
         rep_r, rep_w = os.pipe()
         actions = [(os.POSIX_SPAWN_DUP2, job_r, 0), (os.POSIX_SPAWN_DUP2, rep_w, 1)]
@@ -131,6 +157,7 @@ class FunctionPool:
         os.set_blocking(rep_r, False)
         slot = _Slot(index, pid, job_w, rep_r, pinned=bool(pin))
         self.selector.register(rep_r, selectors.EVENT_READ, (self._on_reports, slot))
+        self._slots.append(slot)
         return slot
 
     def _stop_slot(self, slot: _Slot) -> None:
@@ -179,8 +206,8 @@ class FunctionPool:
 
     def _lost(self, slot: _Slot) -> None:
         """A slot process ended unexpectedly: what it held failed as a lost worker's tasks do
-        (LEASE_EXPIRED: the coordinator gives them extra attempts of their own), and another
-        slot takes its place."""
+        (LEASE_EXPIRED: the coordinator gives them extra attempts of their own); another slot
+        starts when attempts need it."""
         self._slots.remove(slot)
         self.selector.unregister(slot.reports)
         os.close(slot.jobs)
@@ -191,9 +218,6 @@ class FunctionPool:
             # a built slot program that dies before its first report does not work here:
             # the Python slot takes over for this pool
             self._slot_argv = python_slot()
-        replacement = self._start_slot(slot.index)
-        replacement.inline = slot.inline  # the loop's own attempt is unaffected
-        self._slots.append(replacement)
         for job_id in slot.assigned:
             att = self._jobs.pop(job_id)
             if att.proc is not None:  # the task itself may still run: its group is ours to end
@@ -212,24 +236,31 @@ class FunctionPool:
         self._boxes += 1  # reusable folders: as many as attempts in flight at once
         return Sandbox.slot(self.workroot, f"fn-{os.getpid()}-{self._boxes}")
 
+    def _open_slot(self) -> _Slot | None:
+        """The slot for the next attempt: an idle one (started now if need be) while fewer
+        than `slots` attempts run, else the one with the shortest queue that has room."""
+        active = [s for s in self._slots if s.assigned]
+        if len(active) + (self.inline is not None) < self.slots:
+            idle = next((s for s in self._slots if not s.assigned), None)
+            return idle if idle is not None else self._start_slot()
+        slot = min(active, key=lambda s: len(s.assigned), default=None)
+        return slot if slot is not None and len(slot.assigned) < self.per_slot else None
+
     def _fill(self) -> None:
         while self.queue and len(self.running) < self.slots * self.per_slot:
-            open_slots = [s for s in self._slots if s.inline is None]  # an inline attempt has its slot
-            if not open_slots:
-                return
-            slot = min(open_slots, key=lambda s: len(s.assigned))
-            if len(slot.assigned) >= self.per_slot:
+            slot = self._open_slot() if self.running else None  # alone: the loop spawns it (below)
+            if slot is None and self.running:
                 return
             req = self.queue.popleft()
             att = Attempt.prepare(req, self.blobs, self.workroot, base_env=self.base_env, sandbox=self._sandbox(),
                                   cache=self.cache)
             cmd = None
             if att.begin():
-                if not self.running:
-                    self._launch_inline(att, slot)
+                if slot is None:
+                    self._launch_inline(att)
                     continue
                 cmd = att.command()
-            if cmd is None:  # stage-in failed, a memoized result, or no such program: report at once
+            if cmd is None or slot is None:  # stage-in failed, a memoized result, no such program
                 self._finish(att, None, 0)
                 continue
             self._job_ids += 1
@@ -243,22 +274,21 @@ class FunctionPool:
             slot.assigned.append(self._job_ids)
             self.running[(req.run_id, req.task_id, req.attempt)] = att
 
-    def _launch_inline(self, att: Attempt, slot: _Slot) -> None:
+    def _launch_inline(self, att: Attempt) -> None:
         att.launch()
         if att.proc is None:
             self._finish(att, None, 0)
             return
         req = att.req
-        slot.inline = att
+        self.inline = att
         self.running[(req.run_id, req.task_id, req.attempt)] = att
         self.selector.register(att.pidfd, selectors.EVENT_READ, (self._on_inline_exit, att))
 
     def _on_inline_exit(self, att: Attempt) -> None:
         self.selector.unregister(att.pidfd)
         code, maxrss = att.reap()
-        for slot in self._slots:
-            if slot.inline is att:
-                slot.inline = None
+        if self.inline is att:
+            self.inline = None
         self._done(att, code, maxrss)
 
     def _done(self, att: Attempt, code: int | None, maxrss: int, ended_at: float | None = None) -> None:

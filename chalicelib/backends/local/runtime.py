@@ -29,7 +29,7 @@ from msgspec.structs import replace
 
 from chalicelib.backends.local.container_pool import ContainerPool
 from chalicelib.backends.local.fs_blobs import FsBlobStore
-from chalicelib.backends.local.function_pool import FunctionPool
+from chalicelib.backends.local.function_pool import FunctionPool, check_concurrency
 from chalicelib.backends.local.sqlite_state import SqliteStateStore
 from chalicelib.cache.cas import ContentStore
 from chalicelib.cache.memo import MemoIndex
@@ -86,12 +86,14 @@ class RunBusyError(UpdraftError):
 
 class LocalRuntime:
     def __init__(self, workdir: str | None = None, options: RuntimeOptions | None = None) -> None:
+        self.options = options or RuntimeOptions()
+        check_concurrency(self.options.concurrency)  # before anything is written
+        check_concurrency(self.options.container_workers)
         self.workdir = workdir_path(workdir)
         try:
             os.makedirs(os.path.join(self.workdir, "locks"), exist_ok=True)
         except OSError as exc:
             raise _unusable(self.workdir, f"{exc.strerror or exc} ({exc.filename})") from None
-        self.options = options or RuntimeOptions()
         self.store = SqliteStateStore(os.path.join(self.workdir, "state.db"))
         self.blob_root = os.path.join(self.workdir, "blobs")
         self.blobs = FsBlobStore(self.blob_root)

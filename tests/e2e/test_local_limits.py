@@ -1,0 +1,48 @@
+"""The local runtime's own limits (issue 22): how many tasks run at once is capped with a clear
+message and slot processes start only as attempts need them (D14); after Ctrl-C or SIGTERM no
+task starts (D13); a task's whole process tree ends with it and counts towards its memory (D9)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chalicelib.backends.local import function_pool
+from chalicelib.backends.local.runtime import LocalRuntime, RuntimeOptions
+from chalicelib.errors import ConfigError
+from chalicelib.workflow.formats import load
+from tests.e2e.cli import updraft, write_workflow
+
+
+def test_a_huge_concurrency_is_refused_with_the_limit_and_nothing_written(tmp_path: Path) -> None:
+    wf = write_workflow(tmp_path / "wf.json", [{"id": "a", "shell": "true"}])
+    done = updraft("run", str(wf), "--concurrency", "100000", workdir=tmp_path / "wd", timeout=60)
+    assert done.returncode == 2, done.stderr
+    top = function_pool.max_concurrency()
+    assert f"1 to {top} tasks at once" in done.stderr and "--concurrency" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "wd").exists()
+    with pytest.raises(ConfigError, match="out of range"):
+        LocalRuntime(str(tmp_path / "wd2"), RuntimeOptions(concurrency=top + 1))
+    with pytest.raises(ConfigError, match="out of range"):
+        LocalRuntime(str(tmp_path / "wd2"), RuntimeOptions(concurrency=0))
+
+
+def test_slots_start_as_attempts_need_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[int] = []
+    real = function_pool.FunctionPool._start_slot
+
+    def counted(self: function_pool.FunctionPool, *args: int) -> object:
+        slot = real(self, *args)
+        started.append(slot.pid)
+        return slot
+
+    monkeypatch.setattr(function_pool.FunctionPool, "_start_slot", counted)
+    tasks = [{"id": f"t{i}", "shell": "sleep 0.3"} for i in range(3)]
+    wf = write_workflow(tmp_path / "wf.json", tasks)
+    with LocalRuntime(str(tmp_path / "wd"), RuntimeOptions(concurrency=200)) as rt:
+        run = rt.submit(load(str(wf)))
+        assert rt.run(run.run_id).state.value == "SUCCEEDED"
+    # three tasks at once: the loop spawns the first itself, a slot each the other two
+    assert 1 <= len(started) <= 3, f"{len(started)} slot processes started for three tasks"
