@@ -4,13 +4,18 @@ task starts (D13); a task's whole process tree ends with it and counts towards i
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from chalicelib.backends.local import function_pool
 from chalicelib.backends.local.runtime import LocalRuntime, RuntimeOptions
 from chalicelib.errors import ConfigError
+from chalicelib.runner.execute import Attempt
 from chalicelib.workflow.formats import load
 from tests.e2e.cli import updraft, write_workflow
 
@@ -46,3 +51,40 @@ def test_slots_start_as_attempts_need_them(tmp_path: Path, monkeypatch: pytest.M
         assert rt.run(run.run_id).state.value == "SUCCEEDED"
     # three tasks at once: the loop spawns the first itself, a slot each the other two
     assert 1 <= len(started) <= 3, f"{len(started)} slot processes started for three tasks"
+
+
+@pytest.mark.parametrize("program", ["native", "python"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_no_task_starts_after_an_interrupt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, program: str, signum: int,
+) -> None:
+    """Many short tasks queue in the slots; the signal arrives at a set point (the 20th
+    completion); every attempt that started, by its spawner's clock, started before it."""
+    monkeypatch.setenv("UPDRAFT_SLOT", program)
+    starts: list[float] = []
+    real_started = Attempt.started
+
+    def started(self: Attempt, pid: int, at: float) -> None:
+        starts.append(at)
+        real_started(self, pid, at)
+
+    done: list[float] = []  # when the signal was sent and its handler had run
+    real_done = function_pool.FunctionPool._done
+
+    def finished(self: function_pool.FunctionPool, *args: Any, **kw: Any) -> None:
+        if len(starts) >= 20 and not done:
+            os.kill(os.getpid(), signum)  # the handler runs before the next line
+            done.append(time.time())
+        real_done(self, *args, **kw)
+
+    monkeypatch.setattr(Attempt, "started", started)
+    monkeypatch.setattr(function_pool.FunctionPool, "_done", finished)
+    wf = write_workflow(tmp_path / "wf.json", [{"id": f"t{i:03}", "command": ["true"]} for i in range(300)])
+    with LocalRuntime(str(tmp_path / "wd"), RuntimeOptions(concurrency=2)) as rt:
+        run = rt.submit(load(str(wf)))
+        assert rt.run(run.run_id).state.value == "CANCELLED"
+        counts = rt.store.counts(run.run_id)
+    assert done, "the signal was never sent"
+    late = sorted(at - done[0] for at in starts if at > done[0])
+    assert not late, f"{len(late)} attempt(s) started after the interrupt (by {late[:5]} s); counts {counts}"
+    assert counts.get("SUCCEEDED", 0) < 300

@@ -35,7 +35,7 @@ import shutil
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from msgspec import Struct, field
@@ -123,6 +123,7 @@ class FunctionPool:
         self._slot_argv = slot_command()
         self._slots: list[_Slot] = []  # started as attempts need them, up to `slots`
         self.inline: Attempt | None = None  # spawned by the loop itself (see _fill)
+        self.halted = False  # interrupted: nothing more starts (see halt)
 
     @property
     def busy(self) -> int:
@@ -204,6 +205,18 @@ class FunctionPool:
                 att.launch_failed(report[2])
                 self._done(att, None, 0)
 
+    def halt(self) -> None:
+        """Start nothing more, from now on: called from the run's SIGINT / SIGTERM handler, so
+        that no queued attempt starts after the interrupt (the cancellation it leads to comes
+        a loop turn later). Jobs sent to a slot but not started yet are in its pipe: the slot
+        is killed, which also stops a spawn not yet under way (the kernel refuses to create a
+        process for one with a fatal signal pending). What its tasks run is ended by the
+        cancellation, and the attempts it held end as CANCELLED when its reports pipe closes."""
+        self.halted = True
+        for slot in self._slots:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(slot.pid, signal.SIGKILL)
+
     def _lost(self, slot: _Slot) -> None:
         """A slot process ended unexpectedly: what it held failed as a lost worker's tasks do
         (LEASE_EXPIRED: the coordinator gives them extra attempts of their own); another slot
@@ -214,7 +227,7 @@ class FunctionPool:
         os.close(slot.reports)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(slot.pid, 0)
-        if not slot.reported and self._slot_argv != python_slot():
+        if not slot.reported and not self.halted and self._slot_argv != python_slot():
             # a built slot program that dies before its first report does not work here:
             # the Python slot takes over for this pool
             self._slot_argv = python_slot()
@@ -223,7 +236,10 @@ class FunctionPool:
             if att.proc is not None:  # the task itself may still run: its group is ours to end
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(att.proc.pid, signal.SIGKILL)
-            att.lost("the function pool's slot process running it ended unexpectedly")
+            if self.halted:  # killed by halt()
+                att.kill("CANCELLED", "cancelled: the run was interrupted")
+            else:
+                att.lost("the function pool's slot process running it ended unexpectedly")
             self._done(att, None, 0)
 
     # ---- attempts -----------------------------------------------------------------------
@@ -247,7 +263,7 @@ class FunctionPool:
         return slot if slot is not None and len(slot.assigned) < self.per_slot else None
 
     def _fill(self) -> None:
-        while self.queue and len(self.running) < self.slots * self.per_slot:
+        while self.queue and len(self.running) < self.slots * self.per_slot and not self.halted:
             slot = self._open_slot() if self.running else None  # alone: the loop spawns it (below)
             if slot is None and self.running:
                 return
@@ -270,12 +286,18 @@ class FunctionPool:
                 self.queue.appendleft(req)
                 self._release(att.sandbox)  # its inputs are staged: emptied before reuse
                 return
-            self._jobs[self._job_ids] = att
+            self._jobs[self._job_ids] = att  # (sent to a slot halt() killed meanwhile: cancelled at its EOF)
             slot.assigned.append(self._job_ids)
             self.running[(req.run_id, req.task_id, req.attempt)] = att
 
     def _launch_inline(self, att: Attempt) -> None:
-        att.launch()
+        # SIGINT and SIGTERM wait until the attempt has started (their handler calls halt()):
+        # either it started before the interrupt, or it does not start
+        with _signals_held():
+            if self.halted:
+                att.kill("CANCELLED", "cancelled: the run was interrupted")
+            else:
+                att.launch()
         if att.proc is None:
             self._finish(att, None, 0)
             return
@@ -326,7 +348,7 @@ class FunctionPool:
             from concurrent.futures import ThreadPoolExecutor  # not imported by runs that never need it
 
             self._cleaner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="updraft-sandbox-cleaner",
-                                               initializer=affinity.release_thread)
+                                               initializer=_cleaner_thread)
         self._cleaner.submit(self._clear, box)
 
     def _clear(self, box: Sandbox) -> None:
@@ -372,6 +394,27 @@ class FunctionPool:
         if self._cleaner is not None:
             self._cleaner.shutdown(wait=True)
             self._cleaner = None
+
+
+_HELD = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back from the calling thread (the loop's) for the block: their
+    Python handler runs after it. Only the loop's thread can take them (see _cleaner_thread)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _cleaner_thread() -> None:
+    """The sandbox cleaner thread: every CPU, and no SIGINT / SIGTERM (a signal the loop's
+    thread holds back must wait for it, not be taken here)."""
+    affinity.release_thread()
+    signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
 
 
 def _remove_dead_slots(workroot: str) -> None:

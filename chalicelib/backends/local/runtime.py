@@ -332,7 +332,11 @@ class _Loop:
         return self.rt.store.get_run(self.run_id)
 
     def _interrupt(self, _signum: int, _frame: object) -> None:
+        """SIGINT / SIGTERM: the pools start nothing more from this moment (the Cancel that
+        records it in the store follows at the loop's next turn)."""
         self.interrupted = True
+        self.functions.halt()
+        self.containers.halt()
 
     def _on_signal(self, fd: int) -> None:
         with contextlib.suppress(BlockingIOError):
