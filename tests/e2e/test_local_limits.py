@@ -4,8 +4,10 @@ task starts (D13); a task's whole process tree ends with it and counts towards i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -88,3 +90,54 @@ def test_no_task_starts_after_an_interrupt(
     late = sorted(at - done[0] for at in starts if at > done[0])
     assert not late, f"{len(late)} attempt(s) started after the interrupt (by {late[:5]} s); counts {counts}"
     assert counts.get("SUCCEEDED", 0) < 300
+
+
+def _carrying(run_id: str) -> list[int]:
+    """Processes still alive that some task of `run_id` started (they carry its environment)."""
+    mark = b"UPDRAFT_RUN_ID=" + run_id.encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            env = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if mark in env:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.parametrize("program", ["native", "python"])
+def test_what_a_task_detaches_ends_with_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, program: str) -> None:
+    """Daemons in a session of their own and double-forked processes (issue 22, D9), left by
+    tasks the loop spawns itself (the first) and tasks slots spawn (the others)."""
+    monkeypatch.setenv("UPDRAFT_SLOT", program)
+    shell = "setsid sleep 98 & (sleep 97 &); (setsid sh -c 'sleep 96 &' &); sleep 0.3; echo done"
+    wf = write_workflow(tmp_path / "wf.json", [{"id": f"t{i}", "shell": shell} for i in range(4)])
+    with LocalRuntime(str(tmp_path / "wd"), RuntimeOptions(concurrency=2)) as rt:
+        run = rt.submit(load(str(wf)))
+        assert rt.run(run.run_id).state.value == "SUCCEEDED"
+    left = _carrying(run.run_id)
+    for pid in left:  # not to outlive the test either
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert left == [], f"{len(left)} process(es) the tasks detached outlived the run"
+
+
+@pytest.mark.parametrize("program", ["native", "python"])
+def test_memory_of_what_a_task_detaches_counts_against_its_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, program: str,
+) -> None:
+    monkeypatch.setenv("UPDRAFT_SLOT", program)
+    code = "import time; b = b'x' * (300 << 20); open('hog.ready', 'w').close(); time.sleep(60)"
+    hog = f'{sys.executable} -S -c "{code}"'
+    shell = f"(setsid {hog} &); while [ ! -e hog.ready ]; do sleep 0.01; done; sleep 0.1"
+    tasks = [{"id": f"t{i}", "shell": shell, "resources": {"memory_mb": 128}} for i in range(2)]
+    wf = write_workflow(tmp_path / "wf.json", tasks)
+    with LocalRuntime(str(tmp_path / "wd"), RuntimeOptions(concurrency=2)) as rt:
+        run = rt.submit(load(str(wf)))
+        assert rt.run(run.run_id).state.value == "FAILED"
+        recs = {t.task_id: t for t in rt.store.list_tasks(run.run_id)}
+    assert {t: (r.state.value, r.reason) for t, r in recs.items()} == {t: ("FAILED", "OOM") for t in recs}
+    assert _carrying(run.run_id) == []

@@ -122,6 +122,7 @@ class FunctionPool:
         self._job_ids = 0
         self._slot_argv = slot_command()
         self._slots: list[_Slot] = []  # started as attempts need them, up to `slots`
+        self._slot_pids: set[int] = set()  # children of this process that are not tasks
         self.inline: Attempt | None = None  # spawned by the loop itself (see _fill)
         self.halted = False  # interrupted: nothing more starts (see halt)
 
@@ -159,6 +160,7 @@ class FunctionPool:
         slot = _Slot(index, pid, job_w, rep_r, pinned=bool(pin))
         self.selector.register(rep_r, selectors.EVENT_READ, (self._on_reports, slot))
         self._slots.append(slot)
+        self._slot_pids.add(pid)
         return slot
 
     def _stop_slot(self, slot: _Slot) -> None:
@@ -193,6 +195,7 @@ class FunctionPool:
             kind, job_id = report[0], report[1]
             att = self._jobs[job_id]
             if kind == "S":
+                att.spawner = slot.pid  # the task's orphans become the slot's children
                 att.started(report[2], report[3])
                 att.unpin_tree = slot.pinned
                 continue
@@ -222,6 +225,7 @@ class FunctionPool:
         (LEASE_EXPIRED: the coordinator gives them extra attempts of their own); another slot
         starts when attempts need it."""
         self._slots.remove(slot)
+        self._slot_pids.discard(slot.pid)
         self.selector.unregister(slot.reports)
         os.close(slot.jobs)
         os.close(slot.reports)
@@ -291,6 +295,7 @@ class FunctionPool:
             self.running[(req.run_id, req.task_id, req.attempt)] = att
 
     def _launch_inline(self, att: Attempt) -> None:
+        att.keep = self._slot_pids  # the loop's children that are not the task's orphans
         # SIGINT and SIGTERM wait until the attempt has started (their handler calls halt()):
         # either it started before the interrupt, or it does not start
         with _signals_held():
@@ -391,6 +396,7 @@ class FunctionPool:
         slots, self._slots = self._slots, []
         for slot in slots:
             self._stop_slot(slot)
+        self._slot_pids.clear()
         if self._cleaner is not None:
             self._cleaner.shutdown(wait=True)
             self._cleaner = None

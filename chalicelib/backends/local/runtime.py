@@ -44,6 +44,7 @@ from chalicelib.errors import MissingInputsError, StateConflictError, UpdraftErr
 from chalicelib.runner.affinity import LoopPin
 from chalicelib.runner.execute import TaskRequest
 from chalicelib.runner.keys import data_key
+from chalicelib.runner.procs import is_subreaper, run_marker, set_subreaper, sweep_orphans
 from chalicelib.runner.sandbox import parse_dep
 from chalicelib.workflow.graph import external_inputs
 from chalicelib.workflow.model import Task, Workflow
@@ -316,6 +317,10 @@ class _Loop:
         old_wakeup = signal.set_wakeup_fd(wfd)
         old_int = signal.signal(signal.SIGINT, self._interrupt)
         old_term = signal.signal(signal.SIGTERM, self._interrupt)
+        # the loop spawns tasks itself (FunctionPool._launch_inline): what they leave running
+        # comes back to it, and so do the tasks of a slot killed by an interrupt
+        was_subreaper = is_subreaper()
+        set_subreaper()
         try:
             self.events.append(ev.Start(self.run_id))
             with self.pin:  # the loop stays on one CPU; what it starts gets every CPU
@@ -326,6 +331,9 @@ class _Loop:
             signal.set_wakeup_fd(old_wakeup)
             self.functions.kill_all()
             self.containers.shutdown()
+            sweep_orphans((), run_marker(self.run_id))  # what this run's tasks left running
+            if not was_subreaper:
+                set_subreaper(False)
             self.selector.close()
             os.close(rfd)
             os.close(wfd)
