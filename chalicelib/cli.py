@@ -56,6 +56,7 @@ def _runtime(args: argparse.Namespace) -> Any:
     if getattr(args, "no_cache", False):
         opts.memoize = False
     opts.rerun = tuple(getattr(args, "rerun", None) or ())
+    opts.sole_process = True  # this process runs nothing but the engine: see RuntimeOptions
     return LocalRuntime(args.workdir, opts)
 
 

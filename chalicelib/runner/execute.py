@@ -151,6 +151,7 @@ class Attempt(Struct):
     pidfd: int = -1
     spawner: int = 0  # the process that spawned it, whose children its orphans become (0: this one)
     keep: Collection[int] = ()  # children of this process that are not the task's (a pool's slots)
+    sweep_all: bool = False  # every child of this process but `keep` is the task's orphan (see reap)
     unpin_tree: bool = False  # spawned by a pinned loop or slot: widen its tree at the first sample
     started_at: float = 0.0
     deadline: float = 0.0
@@ -316,7 +317,8 @@ class Attempt(Struct):
         """Memory of what the task started that left its process tree (re-parented to its
         spawner, a child subreaper: see procs.py), found by the environment it started with."""
         assert self.proc is not None
-        return orphans_rss_kb({self.proc.pid, *self.keep}, self.marker(), self.spawner)
+        marker = None if self.sweep_all and not self.spawner else self.marker()
+        return orphans_rss_kb({self.proc.pid, *self.keep}, marker, self.spawner)
 
     def kill(self, reason: str, detail: str) -> None:
         self.kill_reason, self.kill_detail = reason, detail
@@ -332,7 +334,8 @@ class Attempt(Struct):
         known: see reap_process)."""
         assert self.proc is not None
         code, maxrss = reap_process(self.proc.pid)
-        maxrss = max(maxrss, sweep_orphans(set(self.keep), None if all_orphans else self.marker()))
+        every = all_orphans or self.sweep_all
+        maxrss = max(maxrss, sweep_orphans(set(self.keep), None if every else self.marker()))
         self.reaped(code)
         if self.pidfd >= 0:
             os.close(self.pidfd)

@@ -141,3 +141,24 @@ def test_memory_of_what_a_task_detaches_counts_against_its_limit(
         recs = {t.task_id: t for t in rt.store.list_tasks(run.run_id)}
     assert {t: (r.state.value, r.reason) for t, r in recs.items()} == {t: ("FAILED", "OOM") for t in recs}
     assert _carrying(run.run_id) == []
+
+
+def test_what_a_task_detaches_with_an_empty_environment_ends_with_the_run(tmp_path: Path) -> None:
+    """`env -i` leaves no trace of the attempt in a daemon's environment: the CLI's engine owns
+    its process, so every child it did not start is a task's orphan (the loop's own task,
+    alone, then two at once: slots)."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    shell = f"env -i setsid sleep 95 & echo $! > {pids}/$UPDRAFT_TASK_ID; sleep 0.3"
+    tasks = [{"id": "alone", "shell": shell}]
+    tasks += [{"id": f"t{i}", "shell": shell, "after": ["alone"]} for i in range(3)]
+    wf = write_workflow(tmp_path / "wf.json", tasks)
+    done = updraft("run", str(wf), "--json", "--concurrency", "2", workdir=tmp_path / "wd", timeout=120)
+    assert done.returncode == 0, done.stderr
+    left = [int(p.read_text()) for p in pids.iterdir()]
+    assert len(left) == 4
+    alive = [p for p in left if Path(f"/proc/{p}").exists()]
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert alive == [], "daemons with an empty environment outlived the run"

@@ -70,6 +70,10 @@ class ContainerPool:
         self.workers.append(worker)
         return worker
 
+    def pids(self) -> set[int]:
+        """The worker processes (children of this process that are not tasks)."""
+        return {w.proc.pid for w in self.workers}
+
     def halt(self) -> None:
         """Hand no more launches to workers (the run was interrupted; see FunctionPool.halt)."""
         self.halted = True

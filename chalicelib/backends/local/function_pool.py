@@ -35,7 +35,7 @@ import shutil
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import TYPE_CHECKING
 
 from msgspec import Struct, field
@@ -125,6 +125,11 @@ class FunctionPool:
         self._slot_pids: set[int] = set()  # children of this process that are not tasks
         self.inline: Attempt | None = None  # spawned by the loop itself (see _fill)
         self.halted = False  # interrupted: nothing more starts (see halt)
+        # the loop's own attempts (_launch_inline) leave their orphans to this process: those
+        # carrying the attempt's environment are its; with sweep_all (this process runs nothing
+        # else) every child but the slots and `others()` is
+        self.sweep_all = False
+        self.others: Callable[[], set[int]] = set
 
     @property
     def busy(self) -> int:
@@ -295,7 +300,8 @@ class FunctionPool:
             self.running[(req.run_id, req.task_id, req.attempt)] = att
 
     def _launch_inline(self, att: Attempt) -> None:
-        att.keep = self._slot_pids  # the loop's children that are not the task's orphans
+        att.keep = _NotTasks(self)  # the loop's children that are not the task's orphans (read live)
+        att.sweep_all = self.sweep_all
         # SIGINT and SIGTERM wait until the attempt has started (their handler calls halt()):
         # either it started before the interrupt, or it does not start
         with _signals_held():
@@ -400,6 +406,26 @@ class FunctionPool:
         if self._cleaner is not None:
             self._cleaner.shutdown(wait=True)
             self._cleaner = None
+
+
+class _NotTasks(Collection[int]):
+    """The pool's slots and the loop's other children (`others`), as they are when read: a
+    slot started while an inline attempt runs is not that attempt's orphan."""
+
+    def __init__(self, pool: FunctionPool) -> None:
+        self.pool = pool
+
+    def _now(self) -> set[int]:
+        return self.pool._slot_pids | self.pool.others()
+
+    def __contains__(self, pid: object) -> bool:
+        return pid in self._now()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._now())
+
+    def __len__(self) -> int:
+        return len(self._now())
 
 
 _HELD = {signal.SIGINT, signal.SIGTERM}

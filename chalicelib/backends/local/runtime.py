@@ -44,7 +44,7 @@ from chalicelib.errors import MissingInputsError, StateConflictError, UpdraftErr
 from chalicelib.runner.affinity import LoopPin
 from chalicelib.runner.execute import TaskRequest
 from chalicelib.runner.keys import data_key
-from chalicelib.runner.procs import is_subreaper, run_marker, set_subreaper, sweep_orphans
+from chalicelib.runner.procs import is_subreaper, own_children, run_marker, set_subreaper, sweep_orphans
 from chalicelib.runner.sandbox import parse_dep
 from chalicelib.workflow.graph import external_inputs
 from chalicelib.workflow.model import Task, Workflow
@@ -79,6 +79,9 @@ class RuntimeOptions(Struct):
     rerun: tuple[str, ...] = ()  # task id or type patterns that always run (fnmatch)
     dependency_cache: bool = True  # stage inputs and deps through the content store
     cache_max_mb: int = field(default_factory=lambda: int(os.environ.get("UPDRAFT_CACHE_MAX_MB", "20480")))
+    # the process runs nothing but this engine (the CLI): every child it did not start itself is
+    # an orphan of a task, even one that cleared its environment (see FunctionPool.sweep_all)
+    sole_process: bool = False
 
 
 class RunBusyError(UpdraftError):
@@ -321,6 +324,9 @@ class _Loop:
         # comes back to it, and so do the tasks of a slot killed by an interrupt
         was_subreaper = is_subreaper()
         set_subreaper()
+        before = set(own_children())  # not this run's
+        self.functions.sweep_all = self.rt.options.sole_process
+        self.functions.others = lambda: before | self.containers.pids()
         try:
             self.events.append(ev.Start(self.run_id))
             with self.pin:  # the loop stays on one CPU; what it starts gets every CPU
@@ -331,7 +337,8 @@ class _Loop:
             signal.set_wakeup_fd(old_wakeup)
             self.functions.kill_all()
             self.containers.shutdown()
-            sweep_orphans((), run_marker(self.run_id))  # what this run's tasks left running
+            # what this run's tasks left running (the slots and workers are gone by now)
+            sweep_orphans(before, None if self.rt.options.sole_process else run_marker(self.run_id))
             if not was_subreaper:
                 set_subreaper(False)
             self.selector.close()
