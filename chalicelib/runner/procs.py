@@ -17,11 +17,19 @@ _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 def children(pid: int) -> list[int]:
     """Pids of the processes `pid` started that still run (empty when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as fh:
-            return [int(x) for x in fh.read().split()]
+    try:  # os.open, not open(): a text file object costs five times the read (called per task)
+        fd = os.open(f"/proc/{pid}/task/{pid}/children", os.O_RDONLY)
     except OSError:
         return []
+    try:
+        data = b""
+        while chunk := os.read(fd, 65536):
+            data += chunk
+        return [int(x) for x in data.split()]
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
 
 
 def tree(pid: int) -> Iterator[int]:
@@ -106,20 +114,10 @@ def is_subreaper() -> bool:
 
 
 def own_children(me: int = 0) -> list[int]:
-    """Pids of the children of process `me` (default: this one), those of every thread."""
-    me = me or os.getpid()
-    try:
-        tids = os.listdir(f"/proc/{me}/task")
-    except OSError:
-        return []
-    found: list[int] = []
-    for tid in tids:
-        try:
-            with open(f"/proc/{me}/task/{tid}/children") as fh:
-                found.extend(int(x) for x in fh.read().split())
-        except (OSError, ValueError):
-            continue
-    return found
+    """Pids of the children of process `me` (default: this one) started by, or re-parented
+    to, its main thread: the kernel gives a subreaper's orphans to its first live thread, and
+    the spawners start tasks from their main thread."""
+    return children(me or os.getpid())
 
 
 def attempt_marker(run_id: str, task_id: str, attempt: int) -> tuple[bytes, ...]:
