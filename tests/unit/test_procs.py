@@ -18,8 +18,19 @@ bystander = subprocess.Popen(["sleep", "30"])  # a child of the caller's own: no
 env = {"PATH": os.environ["PATH"], "UPDRAFT_RUN_ID": "r1", "UPDRAFT_TASK_ID": "t", "UPDRAFT_ATTEMPT": "1"}
 task = subprocess.Popen(["sh", "-c", "(setsid sleep 31 &); (env -i sleep 32 &)"], env=env)
 task.wait()
-deadline = time.monotonic() + 10
-while len(own_children()) < 3 and time.monotonic() < deadline:  # the two orphans come back here
+def sleeping():
+    found = []
+    for pid in own_children():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                found += [pid] if fh.read().startswith(b"sleep\0") else []
+        except OSError:
+            pass
+    return found
+
+deadline = time.monotonic() + 30
+# the two orphans come back here; wait until `env -i` has exec'd sleep (env still carries the marker)
+while len(sleeping()) < 3 and time.monotonic() < deadline:
     time.sleep(0.01)
 mark = attempt_marker("r1", "t", 1)
 assert orphans_rss_kb({bystander.pid}, mark) > 0
