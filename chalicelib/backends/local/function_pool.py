@@ -288,6 +288,10 @@ class FunctionPool:
             if cmd is None or slot is None:  # stage-in failed, a memoized result, no such program
                 self._finish(att, None, 0)
                 continue
+            if self.halted:  # interrupted while this attempt was prepared: a slot started meanwhile lives on
+                self.queue.appendleft(req)
+                self._release(att.sandbox)
+                return
             self._job_ids += 1
             try:
                 os.write(slot.jobs, encode_job(self._job_ids, cmd.exe, cmd.argv, cmd.env, cmd.cwd, cmd.log_path))
