@@ -14,6 +14,9 @@
  *
  * With UPDRAFT_SLOT_CPU and UPDRAFT_TASK_CPUS set (see runner/affinity.py), the slot keeps to
  * that one CPU and gives each task it starts the listed CPUs the moment it has started.
+ *
+ * The slot is a child subreaper, as slot.py is: what a task leaves running (setsid, a double
+ * fork) comes back to it, and is killed and reaped before the task's exit is reported.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
