@@ -326,16 +326,14 @@ class Attempt(Struct):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
-    def reap(self, all_orphans: bool = False) -> tuple[int, int]:
+    def reap(self) -> tuple[int, int]:
         """Wait for the process, then kill and reap what it left running that came back to
-        this process (procs.sweep_orphans: those carrying its environment, or with
-        `all_orphans` every child but `keep`, for a process that runs nothing but tasks);
-        returns (exit code, peak RSS KiB of the main process or of an orphan, 0 when not
-        known: see reap_process)."""
+        this process (procs.sweep_orphans: those carrying its environment, or with `sweep_all`
+        every child but `keep`, for a process that runs nothing but tasks); returns (exit code,
+        peak RSS KiB of the main process or of an orphan, 0 when not known: see reap_process)."""
         assert self.proc is not None
         code, maxrss = reap_process(self.proc.pid)
-        every = all_orphans or self.sweep_all
-        maxrss = max(maxrss, sweep_orphans(set(self.keep), None if every else self.marker()))
+        maxrss = max(maxrss, sweep_orphans(set(self.keep), None if self.sweep_all else self.marker()))
         self.reaped(code)
         if self.pidfd >= 0:
             os.close(self.pidfd)
@@ -457,6 +455,7 @@ def run_task(
     from (default: this process's own; the cloud runtimes pass one without AWS credentials).
     """
     att = Attempt.prepare(req, blobs, workroot, sources, base_env=base_env, cache=cache)
+    att.sweep_all = all_orphans  # sampled with the task's memory too
     att.start()
     if att.proc is None:
         return att.finish(blobs, None, 0)
@@ -467,5 +466,5 @@ def run_task(
         if ready:
             break
         att.check()
-    code, maxrss = att.reap(all_orphans)
+    code, maxrss = att.reap()
     return att.finish(blobs, code, maxrss)

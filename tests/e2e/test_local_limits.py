@@ -162,3 +162,23 @@ def test_what_a_task_detaches_with_an_empty_environment_ends_with_the_run(tmp_pa
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     assert alive == [], "daemons with an empty environment outlived the run"
+
+
+def test_what_a_container_task_detaches_ends_with_it(tmp_path: Path) -> None:
+    """The container worker (as the Fargate worker) runs nothing but tasks: every child left
+    when a task ends is its orphan, even one with an emptied environment."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    shell = (f"env -i setsid sleep 94 & echo $! > {pids}/a; (setsid sleep 93 &); "
+             f"(sh -c 'echo $$ > {pids}/b; exec sleep 92' &); sleep 0.3")
+    wf = write_workflow(tmp_path / "wf.json", [{"id": "c", "shell": shell, "placement": "container"}])
+    with LocalRuntime(str(tmp_path / "wd"), RuntimeOptions(concurrency=2)) as rt:
+        run = rt.submit(load(str(wf)))
+        assert rt.run(run.run_id).state.value == "SUCCEEDED"
+    left = [int(p.read_text()) for p in pids.iterdir()]
+    assert len(left) == 2
+    alive = [p for p in left if Path(f"/proc/{p}").exists()] + _carrying(run.run_id)
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert alive == [], "what a container task detached outlived it"
