@@ -13,10 +13,16 @@ ahead so that a slot starts the next one the moment the last ends, then finishes
 (outputs, logs). Limits are sampled from the loop every `sample_s`, and a task is killed
 there (its process group) by pid.
 
-When every slot is idle (a chain of tasks, the last ones of a run) the loop spawns the next
-attempt itself, in the first slot's place, and watches it through a pidfd: with nothing else
-to do it would only wait for the hand-offs to and from a slot process, which is each link of
-a chain's latency.
+When nothing runs (a chain of tasks, the last ones of a run) the loop spawns the next attempt
+itself, taking one of the `slots` places, and watches it through a pidfd: with nothing else to
+do it would only wait for the hand-offs to and from a slot process, which is each link of a
+chain's latency. What such a task leaves running (setsid, a double fork) is re-parented to the
+engine's process, a child subreaper for the run, and swept when the task ends (Attempt.reap,
+runner/procs.py); a slot does the same for its own tasks.
+
+An interrupt halts the pool at once (`halt`, from the run's SIGINT / SIGTERM handler): nothing
+more is dispatched and the slots are killed with whatever is queued in their pipes, so no
+attempt starts after it.
 
 How many prepared attempts wait in a slot behind the running one follows the tasks' recent
 durations: two, or enough for `queued_s` of work when tasks are shorter than that (at most
