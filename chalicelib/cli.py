@@ -56,6 +56,7 @@ def _runtime(args: argparse.Namespace) -> Any:
     if getattr(args, "no_cache", False):
         opts.memoize = False
     opts.rerun = tuple(getattr(args, "rerun", None) or ())
+    opts.sole_process = True  # this process runs nothing but the engine: see RuntimeOptions
     return LocalRuntime(args.workdir, opts)
 
 
@@ -307,7 +308,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
             if rt.blobs.exists(key):
                 if len(attempts) > 1:
                     print(f"==> attempt {attempt} <==")
-                sys.stdout.write(rt.blobs.get_bytes(key).decode("utf-8", "replace"))
+                _copy_log(rt.blobs, key, args.tail)
                 shown += 1
         if not shown:
             tail = rec.result.get("log_tail")
@@ -318,6 +319,19 @@ def cmd_logs(args: argparse.Namespace) -> int:
             else:
                 print(f"(task {args.task} printed nothing)")
         return 0
+
+
+def _copy_log(blobs: Any, key: str, lines: int | None) -> None:
+    """Write a stored log (its last `lines` lines) to standard output a block at a time: a
+    log of gigabytes costs a block of memory, not its size."""
+    from chalicelib.runner.log_read import chunks, last_lines_start
+
+    start = last_lines_start(blobs, key, lines) if lines is not None else 0
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    for block in chunks(blobs, key, start):
+        out.write(block)
+    out.flush()
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -469,6 +483,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("task", nargs="?")
     p.add_argument("--attempt", type=_at_least(1), default=None)
+    p.add_argument("--tail", type=_at_least(0), default=None, metavar="N", help="only the last N lines of each log")
     from chalicelib.ui.commands import add_log_options
 
     add_log_options(p)
