@@ -134,6 +134,7 @@ def test_worker_task_definition_runs_the_stack_image_with_the_adapters_settings(
     assert env[ENV["container_queue"]] == outputs["ContainerQueueUrl"]
     assert env[ENV["ecs_service"]] == outputs["WorkerServiceName"]
     assert container["mountPoints"] == [{"sourceVolume": "cache", "containerPath": outputs["MountPath"]}]
+    assert container["linuxParameters"]["initProcessEnabled"] is True  # PID 1 reaps orphaned task processes
     service = ecs.describe_services(cluster=outputs["ClusterName"], services=[outputs["WorkerServiceName"]])
     assert service["services"][0]["desiredCount"] == 0
 

@@ -104,6 +104,8 @@ def test_worker_is_fargate_in_public_subnets_with_the_efs_cache(template: dict[s
     assert efs["TransitEncryption"] == "ENABLED"
     (container,) = task["ContainerDefinitions"]
     assert container["MountPoints"] == [{"SourceVolume": volume["Name"], "ContainerPath": MOUNT_PATH}]
+    # the worker's task processes may leave orphans: an init process as PID 1 reaps them
+    assert container["LinuxParameters"]["InitProcessEnabled"] is True
     assert {e["Name"] for e in container["Environment"]} <= set(ENV.values())
     assert template["Parameters"]["WorkerEphemeralGiB"]["MaxValue"] * 1024 == CONTAINER.max_disk_mb
     network = props(template, "WorkerService")["NetworkConfiguration"]["AwsvpcConfiguration"]
