@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from infra import chalice_config, settings
+from infra import chalice_config, fargate, settings
 from infra.cfn import Stacks, error_code
 from infra.cli import add_common, run, session
 from infra.errors import DeployError
@@ -47,11 +47,13 @@ def bootstrap(stage: str, sess: Any, params: Mapping[str, str] | None = None,
     """Create/update the stack and write the stage's settings; returns the stack's outputs."""
     name = stack_name(stage)
     wanted = {"Stage": stage, "AppName": APP_NAME, **(params or {})}
+    stacks = stacks or Stacks(sess.client("cloudformation"), say=say, allow_replace=allow_replace)
+    previous = {p["ParameterKey"]: p["ParameterValue"] for p in (stacks.describe(name) or {}).get("Parameters", [])}
+    fargate.check_params(wanted, previous)  # one line now rather than a rolled-back update
     if "TaskFunctionDeployed" not in wanted:
         # the task function's async destinations need the function: present after `chalice deploy`
         deployed = function_exists(sess, function_name(stage, TASK_FUNCTION))
         wanted["TaskFunctionDeployed"] = "true" if deployed else "false"
-    stacks = stacks or Stacks(sess.client("cloudformation"), say=say, allow_replace=allow_replace)
     outputs = stacks.ensure(name, template_body(), wanted, {"updraft:app": APP_NAME, "updraft:stage": stage})
     config = chalice_config.load(config_path)
     chalice_config.save(config_path, chalice_config.apply_stack(config, stage, name, sess.region_name, outputs))
