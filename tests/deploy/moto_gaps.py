@@ -14,7 +14,8 @@
 
 Types moto skips altogether (AWS::SQS::QueuePolicy, AWS::S3::BucketPolicy,
 AWS::Lambda::EventInvokeConfig) and the bucket properties its CloudFormation ignores
-(NotificationConfiguration, LifecycleConfiguration) are checked from the template instead.
+(NotificationConfiguration, LifecycleConfiguration), like the file system's FileSystemPolicy,
+are checked from the template instead.
 """
 
 from __future__ import annotations

@@ -134,3 +134,21 @@ def test_stage_names_follow_the_same_rule_as_the_scripts(template: dict[str, Any
     assert template["Parameters"]["Stage"]["AllowedPattern"] == STAGE_PATTERN.pattern
     assert template["Parameters"]["AppName"]["AllowedPattern"] == STAGE_PATTERN.pattern
     assert STAGE_PATTERN.match(APP_NAME)
+
+
+def test_efs_policy_leaves_mounts_to_iam_through_an_access_point_over_tls(template: dict[str, Any]) -> None:
+    """Without a file system policy any client reaching a mount target may mount, so the roles'
+    elasticfilesystem:AccessPointArn condition would enforce nothing (moto ignores the policy)."""
+    statements = {s["Sid"]: s for s in props(template, "FileSystem")["FileSystemPolicy"]["Statement"]}
+    allows = [s for s in statements.values() if s["Effect"] == "Allow"]
+    account = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
+    assert [s["Principal"] for s in allows] == [{"AWS": account}]
+    assert {a for s in allows for a in s["Action"]} == {"elasticfilesystem:ClientMount",
+                                                        "elasticfilesystem:ClientWrite"}
+    assert statements["TlsOnly"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert statements["AccessPointsOnly"]["Condition"] == {"Null": {"elasticfilesystem:AccessPointArn": "true"}}
+    assert "elasticfilesystem:ClientRootAccess" in statements["AccessPointsOnly"]["Action"]
+    # and the roles that mount it name the access point, which the policy now makes count
+    cache = next(s for s in props(template, "DataPlanePolicy")["PolicyDocument"]["Statement"] if s["Sid"] == "Cache")
+    assert cache["Condition"] == {"StringEquals": {"elasticfilesystem:AccessPointArn": {
+        "Fn::GetAtt": ["AccessPoint", "Arn"]}}}
