@@ -12,6 +12,7 @@ left alone. Parameters not given keep the value they had (the template's default
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,34 @@ def function_exists(sess: Any, name: str) -> bool:
     return True
 
 
+ECS_SERVICE = "ecs.amazonaws.com"
+ROLE_SETTLE_S = 15.0  # IAM is eventually consistent: ECS may not see a brand-new role at once
+
+
+def ensure_ecs_service_linked_role(sess: Any, say: Callable[[str], None] = print,
+                                   sleep: Callable[[float], None] = time.sleep) -> bool:
+    """Create AWSServiceRoleForECS if the account has none yet; returns whether it did.
+
+    ECS creates it on an account's first cluster, but the stack's cluster and service are
+    created in parallel with it: on a fresh account the service fails to assume a role that
+    does not exist yet. Created here, before the stack, that race cannot happen.
+    """
+    iam = sess.client("iam")
+    prefix = f"/aws-service-role/{ECS_SERVICE}/"
+    if iam.list_roles(PathPrefix=prefix).get("Roles"):
+        return False
+    try:
+        iam.create_service_linked_role(AWSServiceName=ECS_SERVICE)
+    except Exception as exc:  # created meanwhile (by ECS, or another bootstrap)
+        if error_code(exc) in ("InvalidInput", "EntityAlreadyExists") and iam.list_roles(PathPrefix=prefix)["Roles"]:
+            return False
+        raise
+    say(f"created the ECS service-linked role (first use of ECS in this account); waiting {ROLE_SETTLE_S:.0f} s "
+        "for IAM to propagate it")
+    sleep(ROLE_SETTLE_S)
+    return True
+
+
 def bootstrap(stage: str, sess: Any, params: Mapping[str, str] | None = None,
               config_path: Path = CHALICE_CONFIG, say: Callable[[str], None] = print,
               stacks: Stacks | None = None, allow_replace: bool = False) -> dict[str, str]:
@@ -50,6 +79,7 @@ def bootstrap(stage: str, sess: Any, params: Mapping[str, str] | None = None,
     stacks = stacks or Stacks(sess.client("cloudformation"), say=say, allow_replace=allow_replace)
     previous = {p["ParameterKey"]: p["ParameterValue"] for p in (stacks.describe(name) or {}).get("Parameters", [])}
     fargate.check_params(wanted, previous)  # one line now rather than a rolled-back update
+    ensure_ecs_service_linked_role(sess, say, stacks.sleep)
     if "TaskFunctionDeployed" not in wanted:
         # the task function's async destinations need the function: present after `chalice deploy`
         deployed = function_exists(sess, function_name(stage, TASK_FUNCTION))
