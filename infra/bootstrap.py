@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from infra import chalice_config, fargate, settings
+from infra import chalice_config, fargate, settings, worker_image
 from infra.cfn import Stacks, error_code
 from infra.cli import add_common, run, session
 from infra.errors import DeployError
@@ -79,6 +79,8 @@ def bootstrap(stage: str, sess: Any, params: Mapping[str, str] | None = None,
     stacks = stacks or Stacks(sess.client("cloudformation"), say=say, allow_replace=allow_replace)
     previous = {p["ParameterKey"]: p["ParameterValue"] for p in (stacks.describe(name) or {}).get("Parameters", [])}
     fargate.check_params(wanted, previous)  # one line now rather than a rolled-back update
+    if wanted.get("WorkerImage"):
+        worker_image.check_pinned(wanted["WorkerImage"])
     ensure_ecs_service_linked_role(sess, say, stacks.sleep)
     if "TaskFunctionDeployed" not in wanted:
         # the task function's async destinations need the function: present after `chalice deploy`
@@ -88,6 +90,9 @@ def bootstrap(stage: str, sess: Any, params: Mapping[str, str] | None = None,
     config = chalice_config.load(config_path)
     chalice_config.save(config_path, chalice_config.apply_stack(config, stage, name, sess.region_name, outputs))
     say(f"{config_path}: stage {stage!r} now names the stack's resources")
+    if not wanted.get("WorkerImage", previous.get("WorkerImage")):
+        say("  note: no worker image yet: container-placed tasks cannot run until `scripts/deploy "
+            f"{stage} --push-worker` (or --worker-image REPOSITORY@sha256:...)")
     for key in settings.unread_outputs():
         say(f"  note: output {key} is not written: chalicelib.backends.aws.config has no setting for it yet")
     return outputs
@@ -109,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(parser)
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="a stack parameter (infra/stack.yaml lists them); repeatable")
-    parser.add_argument("--worker-image", help="worker image URI (default: the stack's ECR repository :latest)")
+    parser.add_argument("--worker-image", metavar="REPOSITORY@sha256:DIGEST",
+                        help="run this image, by digest (scripts/deploy --push-worker sets it for you)")
     parser.add_argument("--no-efs", action="store_true",
                         help="keep the task function outside the VPC (no EFS mount, no hourly endpoint charge)")
     parser.add_argument("--config", type=Path, default=CHALICE_CONFIG, help="Chalice config to write")

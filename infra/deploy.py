@@ -55,8 +55,9 @@ def deploy(stage: str, sess: Any, params: dict[str, str], *, profile: str | None
     say(f"== 1/6 stack for stage {stage}")
     outputs = bootstrap(stage, sess, params, config_path, say=say, stacks=stacks, allow_replace=allow_replace)
     say("== 2/6 worker image")
-    if push_worker:
-        worker_image.push(sess, outputs, say)
+    if push_worker:  # pinned by digest before any function exists that could start a worker
+        params = {**params, "WorkerImage": worker_image.push(sess, outputs, say)}
+        outputs = bootstrap(stage, sess, params, config_path, say=say, stacks=stacks, allow_replace=allow_replace)
     else:
         say("skipped (--push-worker builds workers/Dockerfile and pushes it)")
     say("== 3/6 tool layers")

@@ -140,3 +140,48 @@ def test_destroy_refuses_to_lose_data_then_removes_everything(aws: Any, stacks: 
     config = json.loads(config_path.read_text())
     assert chalice_config.stack_record(config, STAGE) is None
     assert "UPDRAFT_TABLE" not in config["stages"].get(STAGE, {}).get("environment_variables", {})
+
+
+def test_push_worker_pins_the_image_by_digest_before_any_function_exists(
+        aws: Any, stacks: Stacks, config_path: Path, layer_dir: Path, said: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra import worker_image
+    from tests.deploy.test_worker_image import Docker
+
+    real_push = worker_image.push
+    monkeypatch.setattr(worker_image, "push",
+                        lambda sess, outputs, say: real_push(sess, outputs, say, run=Docker(sess)))
+    seen: list[str] = []
+
+    class ChaliceSeeingTheWorker(FakeChalice):
+        def __call__(self, args: Sequence[str], env: dict[str, str]) -> int:
+            ecs = self.session.client("ecs")
+            (arn,) = ecs.list_task_definitions(familyPrefix=f"updraft-{STAGE}-worker", sort="DESC")[
+                "taskDefinitionArns"][:1]
+            definition = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+            seen.append(definition["containerDefinitions"][0]["image"])
+            return super().__call__(args, env)
+
+    outputs = deploy(STAGE, aws, {}, config_path=config_path, layer_dir=layer_dir, push_worker=True,
+                     chalice=ChaliceSeeingTheWorker(aws, config_path), say=said.append, stacks=stacks,
+                     sleep=lambda s: None)
+    (image,) = aws.client("ecr").describe_images(repositoryName=f"updraft-{STAGE}-worker")["imageDetails"]
+    pinned = f"{outputs['WorkerRepositoryUri']}@{image['imageDigest']}"
+    assert seen == [pinned]  # the task definition ran the pushed digest before `chalice deploy`
+    assert stack_params(aws)["WorkerImage"] == pinned
+    said.clear()
+    run_deploy(aws, stacks, config_path, layer_dir, FakeChalice(aws, config_path), said)
+    assert stack_params(aws)["WorkerImage"] == pinned  # a deploy without --push-worker keeps the pinned image
+    assert not any("no worker image yet" in line for line in said), said
+
+
+def stack_params(aws: Any) -> dict[str, str]:
+    stack = aws.client("cloudformation").describe_stacks(StackName=stack_name(STAGE))["Stacks"][0]
+    return {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+
+
+def test_a_stage_without_a_worker_image_says_so(aws: Any, stacks: Stacks, config_path: Path, layer_dir: Path,
+                                                said: list[str]) -> None:
+    run_deploy(aws, stacks, config_path, layer_dir, FakeChalice(aws, config_path), said)
+    assert stack_params(aws).get("WorkerImage", "") == ""
+    assert any("no worker image yet: container-placed tasks cannot run" in line for line in said), said

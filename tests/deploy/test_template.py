@@ -113,12 +113,16 @@ def test_worker_is_fargate_in_public_subnets_with_the_efs_cache(template: dict[s
     assert network["Subnets"] == [{"Ref": "PublicSubnetA"}, {"Ref": "PublicSubnetB"}]
 
 
-def test_worker_image_defaults_to_the_stacks_repository(template: dict[str, Any]) -> None:
+def test_workers_run_an_image_pinned_by_digest_and_none_before_one_is_pushed(template: dict[str, Any]) -> None:
     (container,) = props(template, "WorkerTaskDefinition")["ContainerDefinitions"]
     condition, default, given = container["Image"]["Fn::If"]
     assert condition == "DefaultWorkerImage" and given == {"Ref": "WorkerImage"}
-    assert default["Fn::Sub"].endswith("/${WorkerRepository}:latest")
+    # no mutable :latest: before a push the task definition names a tag nobody pushes
+    assert default["Fn::Sub"].endswith("/${WorkerRepository}:no-image-pushed")
     assert template["Parameters"]["WorkerImage"]["Default"] == ""
+    assert template["Parameters"]["WorkerImage"]["AllowedPattern"].endswith("@sha256:[0-9a-f]{64}$")
+    assert props(template, "WorkerRepository")["ImageTagMutability"] == "IMMUTABLE"
+    assert props(template, "WorkerService")["DesiredCount"] == 0  # the coordinator scales it, to the backlog
 
 
 def test_outputs_cover_what_bootstrap_writes(template: dict[str, Any]) -> None:
