@@ -76,7 +76,7 @@ def deploy(stage: str, sess: Any, params: dict[str, str], *, profile: str | None
     outputs = bootstrap(stage, sess, params, config_path, say=say, stacks=stacks)
     say("== 6/6 what Chalice cannot set: task function EFS mount and /tmp, coordinator partial batches")
     postdeploy.configure_task_function(sess, outputs, say, sleep=sleep)
-    postdeploy.enable_partial_batches(sess, stage, outputs, say)
+    postdeploy.enable_partial_batches(sess, stage, outputs, say, sleep=sleep)
     say(f"stage {stage} deployed: API in .chalice/deployed/{stage}.json, uploads under "
         f"s3://{outputs['BucketName']}/submit/ start runs")
     return outputs

@@ -38,7 +38,7 @@ def test_bootstrap_keeps_other_settings_of_the_config(aws: Any, stacks: Stacks, 
     entry = json.loads(config_path.read_text())["stages"][STAGE]
     assert entry["api_gateway_stage"] == "api"
     assert entry["environment_variables"]["UPDRAFT_API_AUTH"] == "iam"
-    assert entry["lambda_functions"]["coordinator"] == {"lambda_timeout": 60}
+    assert entry["lambda_functions"]["coordinator"]["lambda_timeout"] == 60
     task = entry["lambda_functions"]["task"]
     assert task["lambda_timeout"] == 900
     assert task["manage_iam_role"] is False and task["iam_role_arn"].startswith("arn:aws:iam::")
