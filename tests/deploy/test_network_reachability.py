@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -104,3 +105,55 @@ def test_a_worker_without_a_public_ip_has_no_way_out(raw: dict[str, Any]) -> Non
     broken = {p.split(":")[0] for p in found}
     # S3 and DynamoDB still have their gateway endpoints; the rest needed the internet gateway
     assert broken == {f"WorkerService -> {e}" for e in ("ecr.api", "ecr.dkr", "ecs", "logs", "sqs")}
+
+
+# ---- cross-check with what the code calls ---------------------------------------------------
+
+class RecordedInvokes:
+    """A Lambda client that only records the coordinator's async invocations of the task function."""
+
+    def __init__(self) -> None:
+        self.payloads: list[dict[str, Any]] = []
+
+    def invoke(self, **kwargs: Any) -> dict[str, Any]:
+        self.payloads.append(json.loads(kwargs["Payload"]))
+        return {"StatusCode": 202}
+
+
+def test_the_services_the_code_calls_are_among_those_each_compute_reaches(raw: dict[str, Any],
+                                                                        tmp_path: Path) -> None:
+    """The task function's handler and the worker loop, run on moto: every service they call
+    is one the stack's roles gave that compute, so it is one the checks above proved reachable."""
+    import boto3.session
+
+    from chalicelib.backends.aws.observability import obs
+    from chalicelib.backends.aws.task_function import handle_task
+    from chalicelib.engine import events as ev
+    from chalicelib.engine.lifecycle import create_run
+    from chalicelib.engine.spec import RunSpec
+    from chalicelib.workflow.formats import native
+    from tests.contract.awskit import make_cloud, mocked_aws
+    from workers.worker import Worker
+
+    called: set[str] = set()
+    with mocked_aws():
+        session = boto3.session.Session(region_name="us-east-1")
+        session.events.register("before-call", lambda model, **kw: called.add(model.service_model.endpoint_prefix))
+        invokes = RecordedInvokes()
+        cloud, _ = make_cloud(session=session, overrides={"lambda": invokes}, task_shards=2,
+                              workroot=str(tmp_path), worker_lease_s=3.0)
+        spec = RunSpec.of(native.from_data({"name": "w", "tasks": [
+            {"id": "f", "shell": "echo f > f.txt", "outputs": ["f.txt"], "placement": "function"},
+            {"id": "c", "shell": "echo c > c.txt", "outputs": ["c.txt"], "placement": "container"}]}))
+        run = create_run(spec, cloud.store, cloud.blobs, cloud.clock())
+        cloud.shell.apply(cloud.coordinator.handle([ev.Start(run.run_id)]))
+        (payload,) = invokes.payloads
+        called.clear()
+        assert handle_task(payload, cloud, obs())["event"]["kind"] == "succeeded"
+        by_task_function = set(called)
+        called.clear()
+        assert Worker(cloud, obs(), idle_s=1.0, lease_s=3.0, poll_wait_s=0.5).run() == 0
+        by_worker = set(called)
+    found = {c.name: c for c in computes(Template(raw, {"TaskFunctionInVpc": "true"}))}
+    assert {"dynamodb", "s3", "sqs"} <= by_task_function <= found["function task"].endpoints()
+    assert {"dynamodb", "s3", "sqs"} <= by_worker <= found["WorkerService"].endpoints()
