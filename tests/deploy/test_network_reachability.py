@@ -157,3 +157,19 @@ def test_the_services_the_code_calls_are_among_those_each_compute_reaches(raw: d
     found = {c.name: c for c in computes(Template(raw, {"TaskFunctionInVpc": "true"}))}
     assert {"dynamodb", "s3", "sqs"} <= by_task_function <= found["function task"].endpoints()
     assert {"dynamodb", "s3", "sqs"} <= by_worker <= found["WorkerService"].endpoints()
+
+
+def test_the_function_in_the_vpc_never_needs_sts(raw: dict[str, Any]) -> None:
+    """The adapters call STS GetCallerIdentity (no IAM permission, so no role shows it) only to
+    fill an {account} placeholder; the task function in the VPC has no route to STS, so the
+    names bootstrap writes for it must have none."""
+    from chalicelib.backends.aws.config import AwsConfig
+    from infra.chalice_config import apply_stack
+
+    t = Template(raw, {"TaskFunctionInVpc": "true"})
+    outputs = t.outputs() | {"BucketName": "updraft-dev-123456789012-us-east-1"}  # as CloudFormation fills it
+    config = apply_stack(json.loads(CHALICE_CONFIG.read_text()), STAGE, "stack", t.region, outputs)
+    env = {**config.get("environment_variables", {}), **config["stages"][STAGE]["environment_variables"]}
+    cfg = AwsConfig.from_env(env)
+    assert not cfg.needs_account() and "{region}" not in cfg.bucket
+    assert "sts" not in {e for c in computes(t) if c.kind == "lambda" for e in c.endpoints()}
