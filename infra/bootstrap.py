@@ -87,12 +87,14 @@ def bootstrap(stage: str, sess: Any, params: Mapping[str, str] | None = None,
         deployed = function_exists(sess, function_name(stage, TASK_FUNCTION))
         wanted["TaskFunctionDeployed"] = "true" if deployed else "false"
     outputs = stacks.ensure(name, template_body(), wanted, {"updraft:app": APP_NAME, "updraft:stage": stage})
+    has_image = bool(wanted.get("WorkerImage", previous.get("WorkerImage")))
     config = chalice_config.load(config_path)
-    chalice_config.save(config_path, chalice_config.apply_stack(config, stage, name, sess.region_name, outputs))
+    chalice_config.save(config_path, chalice_config.apply_stack(config, stage, name, sess.region_name, outputs,
+                                                                worker_image=has_image))
     say(f"{config_path}: stage {stage!r} now names the stack's resources")
-    if not wanted.get("WorkerImage", previous.get("WorkerImage")):
-        say("  note: no worker image yet: container-placed tasks cannot run until `scripts/deploy "
-            f"{stage} --push-worker` (or --worker-image REPOSITORY@sha256:...)")
+    if not has_image:
+        say("  note: no worker image yet: nothing starts workers (UPDRAFT_MAX_WORKERS=0) and container-placed "
+            f"tasks wait until `scripts/deploy {stage} --push-worker` (or --worker-image REPOSITORY@sha256:...)")
     for key in settings.unread_outputs():
         say(f"  note: output {key} is not written: chalicelib.backends.aws.config has no setting for it yet")
     return outputs

@@ -8,6 +8,9 @@ bootstrap writes, under stages.<stage>:
         security_group_ids                   function mounts EFS (TaskFunctionInVpc)
     lambda_functions.coordinator.environment_variables   UPDRAFT_PARTIAL_BATCH=0 (infra/settings.py:
                                              safe until postdeploy enables partial batches)
+    lambda_functions.<api_handler|submit|coordinator|sweeper>.environment_variables
+                                             UPDRAFT_MAX_WORKERS=0 while the stack has no worker
+                                             image (infra/settings.py SCALING_FUNCTIONS)
     lambda_functions.task.layers             published tool layers (scripts/deploy)
     updraft_stack                            stack name, region and outputs (Chalice ignores it;
                                              scripts/deploy and scripts/destroy read it)
@@ -68,8 +71,9 @@ def _task(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_stack(config: Mapping[str, Any], stage: str, stack: str, region: str,
-                outputs: Mapping[str, str]) -> dict[str, Any]:
-    """A copy of `config` with the stage's resource settings taken from the stack outputs."""
+                outputs: Mapping[str, str], worker_image: bool = True) -> dict[str, Any]:
+    """A copy of `config` with the stage's resource settings taken from the stack outputs;
+    `worker_image`: whether the stack runs a worker image (if not, nothing scales workers up)."""
     new = copy.deepcopy(dict(config))
     new.setdefault("version", "2.0")
     new.setdefault("app_name", APP_NAME)
@@ -87,8 +91,20 @@ def apply_stack(config: Mapping[str, Any], stage: str, stack: str, region: str,
     _drop_env(task, settings.task_environment_keys())  # postdeploy sets them, with the mount
     coordinator = entry["lambda_functions"].setdefault(COORDINATOR_FUNCTION, {})
     coordinator.setdefault("environment_variables", {}).update(settings.COORDINATOR_UNTIL_POSTDEPLOY)
+    _set_no_workers(entry, not worker_image)
     entry[STACK_KEY] = {"name": stack, "region": region, "outputs": dict(sorted(outputs.items()))}
     return new
+
+
+def _set_no_workers(entry: dict[str, Any], on: bool) -> None:
+    functions = entry.setdefault("lambda_functions", {})
+    for name in settings.SCALING_FUNCTIONS:
+        if on:
+            functions.setdefault(name, {}).setdefault("environment_variables", {}).update(settings.NO_WORKERS)
+        elif isinstance(functions.get(name), dict):
+            _drop_env(functions[name], set(settings.NO_WORKERS))
+            if not functions[name]:
+                functions.pop(name)
 
 
 def _drop_env(function: dict[str, Any], names: set[str]) -> None:
@@ -127,6 +143,8 @@ def remove_stack(config: Mapping[str, Any], stage: str) -> dict[str, Any]:
         env.pop(var, None)
     if not env:
         entry.pop("environment_variables", None)
+    if record:
+        _set_no_workers(entry, False)
     functions = entry.get("lambda_functions", {})
     task = functions.get(TASK_FUNCTION)
     if isinstance(task, dict):

@@ -37,6 +37,12 @@ TASK_ONLY_OPTIONAL: dict[str, str] = {
 # ReportBatchItemFailures; every `chalice deploy` puts this value back until it runs again.
 COORDINATOR_UNTIL_POSTDEPLOY: dict[str, str] = {ENV["partial_batch"]: "0"}
 COORDINATOR_AFTER_POSTDEPLOY: dict[str, str] = {ENV["partial_batch"]: "1"}
+# Until the stack runs a worker image (WorkerImage, by digest), nothing may scale the worker
+# service up: its tasks could only fail to pull. The functions that scale it (the API and
+# submit start runs, the coordinator launches, the sweeper rescales) get max_workers 0 at the
+# function level, over the stage's value, and lose it once an image is pinned.
+SCALING_FUNCTIONS = ("api_handler", "submit", "coordinator", "sweeper")
+NO_WORKERS: dict[str, str] = {ENV["max_workers"]: "0"}
 
 _missing = sorted(field for field in REQUIRED.values() if field not in ENV)
 if _missing:  # pragma: no cover - a renamed AwsConfig field; the settings test names it

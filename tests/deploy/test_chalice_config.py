@@ -91,3 +91,19 @@ def test_a_cache_root_an_older_bootstrap_wrote_is_taken_out() -> None:
         "UPDRAFT_CACHE_ROOT": "/mnt/updraft", "MINE": "1"}}
     applied = chalice_config.apply_stack(older, "dev", "s", "eu-west-1", OUTPUTS)
     assert applied["stages"]["dev"]["lambda_functions"]["task"]["environment_variables"] == {"MINE": "1"}
+
+
+def test_without_a_worker_image_nothing_scales_workers_up() -> None:
+    none = chalice_config.apply_stack(THEIRS, "dev", "s", "eu-west-1", OUTPUTS, worker_image=False)
+    functions = none["stages"]["dev"]["lambda_functions"]
+    for name in ("api_handler", "submit", "coordinator", "sweeper"):  # function level: over the stage's value
+        assert functions[name]["environment_variables"]["UPDRAFT_MAX_WORKERS"] == "0", name
+    assert "UPDRAFT_MAX_WORKERS" not in functions["task"].get("environment_variables", {})
+    assert functions["coordinator"]["lambda_timeout"] == 60  # the rest kept
+    pinned = chalice_config.apply_stack(none, "dev", "s", "eu-west-1", OUTPUTS, worker_image=True)
+    assert "UPDRAFT_MAX_WORKERS" not in json.dumps(pinned)
+    assert pinned == chalice_config.apply_stack(THEIRS, "dev", "s", "eu-west-1", OUTPUTS)
+    before = copy.deepcopy(THEIRS)
+    before["stages"]["dev"]["environment_variables"].pop("UPDRAFT_TABLE")
+    assert chalice_config.remove_stack(chalice_config.apply_stack(
+        before, "dev", "s", "eu-west-1", OUTPUTS, worker_image=False), "dev") == before

@@ -209,6 +209,9 @@ def test_push_worker_pins_the_image_by_digest_before_any_function_exists(
     (image,) = aws.client("ecr").describe_images(repositoryName=f"updraft-{STAGE}-worker")["imageDetails"]
     pinned = f"{outputs['WorkerRepositoryUri']}@{image['imageDigest']}"
     assert seen == [pinned]  # the task definition ran the pushed digest before `chalice deploy`
+    env = aws.client("lambda").get_function_configuration(FunctionName=f"updraft-{STAGE}-coordinator")[
+        "Environment"]["Variables"]
+    assert "UPDRAFT_MAX_WORKERS" not in env  # the stage's own limit applies
     assert stack_params(aws)["WorkerImage"] == pinned
     said.clear()
     run_deploy(aws, stacks, config_path, layer_dir, FakeChalice(aws, config_path), said)
@@ -225,4 +228,8 @@ def test_a_stage_without_a_worker_image_says_so(aws: Any, stacks: Stacks, config
                                                 said: list[str]) -> None:
     run_deploy(aws, stacks, config_path, layer_dir, FakeChalice(aws, config_path), said)
     assert stack_params(aws).get("WorkerImage", "") == ""
-    assert any("no worker image yet: container-placed tasks cannot run" in line for line in said), said
+    assert any("no worker image yet: nothing starts workers" in line for line in said), said
+    # the coordinator (like the API, submit and the sweeper) would scale workers up: it may not
+    env = aws.client("lambda").get_function_configuration(FunctionName=f"updraft-{STAGE}-coordinator")[
+        "Environment"]["Variables"]
+    assert env["UPDRAFT_MAX_WORKERS"] == "0"
