@@ -60,7 +60,7 @@ def test_expressions(text: str, value: Any) -> None:
         ("[\n1,\n  MISSING]", 3, "undefined symbol 'MISSING'"),
         ('{\n"a": listdir("points")}', 2, "listdir()"),
         ("[1,\n 2 +]", 2, "expected a value"),
-        ('\n\n1 + "a"', 3, "mismatched types"),
+        ('\n\n[1] + "a"', 3, "mismatched types"),
         ("1 / 0", 1, "division by zero"),
         ('template("{nope}")', 1, "undefined symbol 'nope'"),
         ("frobnicate(1)", 1, "unknown function frobnicate()"),

@@ -39,7 +39,7 @@ def test_variables_are_substituted_in_files_and_commands_but_not_in_single_quote
     (t,) = load(text).tasks
     assert t.outputs == ("out.dat",) and t.inputs == ("bin/tool", "in.dat")
     assert t.shell == "./bin/tool -a 1 -b 2 '$HOME' \"dat\" ${UNKNOWN} > out.dat"
-    assert t.env == {"TOOL": "./bin/tool", "OPTS": "-a 1 -b 2", "EXT": "dat"}
+    assert t.env == {"CORES": "1", "OMP_NUM_THREADS": "1"}  # none is exported
     assert "$UNKNOWN (line 6)" in load(text).description
 
 
@@ -57,11 +57,12 @@ def test_categories_carry_resources_and_fall_back_to_the_default_category() -> N
     assert (a.type, a.resources.cpus, a.resources.memory_mb, a.resources.disk_mb) == (
         "analysis", 2, 2048, 512)
     assert (t.resources.cpus, t.resources.disk_mb) == (4, 600)  # back in "sim"
-    assert "CORES" not in s.env and "CATEGORY" not in s.env
+    assert (s.env["CATEGORY"], s.env["CORES"], s.env["MEMORY"]) == ("sim", "4", "2048")
+    assert s.env["OMP_NUM_THREADS"] == "4" and a.env["CATEGORY"] == "analysis"
 
 
 def test_rule_local_variables_apply_to_that_rule_only() -> None:
-    text = ("X=global\n"
+    text = ("export X=global\n"
             "one: \n@X=local\n\techo $X > one\n"
             "two: \n\techo $X > two\n")
     one, two = load(text).tasks
@@ -82,7 +83,7 @@ def test_directives_size_and_makeflow_resources() -> None:
 def test_export_puts_variables_in_the_environment() -> None:
     text = "export LANG=C\nexport HOME\nout: \n\tlocale > out\n"
     w = load(text)
-    assert w.tasks[0].env == {"LANG": "C"}
+    assert w.tasks[0].env == {"LANG": "C", "CORES": "1", "OMP_NUM_THREADS": "1"}
     assert "exported without a value" in w.description and "HOME" in w.description
 
 
@@ -117,8 +118,12 @@ def test_task_ids_come_from_first_targets_and_stay_unique() -> None:
         ("out: in\n\tcat in > out\n\tsecond\n", ["line 3", "outside a rule"]),
         ("out: in\n\tcp in out\nout: in2\n\tcp in2 out\n",
          ["line 3", "'out' is also made by the rule at line 1"]),
-        ("out->o: in\n\tcp in o\n", ["line 1", "renaming 'out->o'"]),
-        ("out: sub.mf\n\tMAKEFLOW sub.mf\n", ["line 2", "nested makeflows"]),
+        ("out -> /o: in\n\tcp in /o\n", ["line 1", "remote name '/o'"]),
+        ("out: sub.mf\n\tMAKEFLOW sub.mf\n", ["line 1", "nested workflow 'sub.mf'"]),
+        ('out: "in\n\tcat in > out\n', ["line 1", "double quote"]),
+        ("=bad\nout:\n\tx\n", ["line 1", "not a variable assignment"]),
+        (".MAKEFLOW CORES some\nout:\n\tx\n", ["line 1", "expects a number"]),
+        (".MAKEFLOW NOT_DIRECTIVE x\nout:\n\tx\n", ["line 1", "malformed directive"]),
         (".UMBRELLA SPEC x.json\nout:\n\tx\n", ["line 1", "unsupported directive '.UMBRELLA'"]),
         (".SIZE out lots\nout:\n\tx\n", ["line 1", "'lots'"]),
         ("CORES=many\nout:\n\tx\n", ["line 3", "CORES must be a number"]),

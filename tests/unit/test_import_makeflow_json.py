@@ -65,10 +65,11 @@ def test_a_rule_that_makes_nothing_is_named_by_its_position() -> None:
 @pytest.mark.parametrize(
     ("rule", "phrases"),
     [
-        ({"workflow": "sub.json", "args": {}}, ["rules[1]", "sub-workflow"]),
+        ({"workflow": "sub.json", "args": {}}, ["rules[1]", "nested workflow", "sub.json"]),
+        ({"workflow": "sub.json", "command": "c"}, ["rules[1]", "not both"]),
         ({"outputs": ["z"]}, ["rules[1]", "needs a 'command'"]),
-        ({"command": "c", "inputs": [{"dag_name": "a", "task_name": "b"}]},
-         ["rules[1]", "renamed to 'b'"]),
+        ({"command": "c", "inputs": [{"dag_name": "a", "task_name": "/b"}]},
+         ["rules[1]", "remote name '/b'", "relative path"]),
         ({"command": "c", "outputs": ["x"]}, ["rules[1]", "'x' is also made by the rule at rules[0]"]),
         ({"command": "c", "resources": {"cores": "many"}}, ["rules[1]", "resources.cores"]),
         ({"command": "c", "environment": {"A": ["x"]}}, ["rules[1]", "environment 'A'"]),
