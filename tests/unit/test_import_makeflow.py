@@ -154,3 +154,84 @@ def test_snpexp_reads_variables_and_mostly_local_rules(shared_workflows: Path) -
 def test_an_undefined_variable_is_left_to_the_shell_as_a_variable_not_a_command() -> None:
     (t,) = load("out: \n\techo $(UNDEF) ${ALSO} > out\n").tasks
     assert t.shell == "echo ${UNDEF} ${ALSO} > out"  # '$(UNDEF)' would run a program named UNDEF
+
+
+# -- issue 24: Makeflow's own semantics ------------------------------------------------------
+
+def test_backslash_dollar_is_left_to_the_shell_and_backslashes_are_reduced() -> None:
+    text = "X=1\nout:\n\techo \\$X \\\\\\$ \\$GOODBYE \"a\\tb\" '$X' > out\n"
+    (t,) = load(text).tasks
+    assert t.shell == "echo $X \\$ $GOODBYE \"a\tb\" '$X' > out"
+
+
+def test_only_exported_variables_and_makeflows_own_reach_the_environment() -> None:
+    text = "X=1\nexport Y=2\nCATEGORY=big\nCORES=3\nout:\n\tprintenv X > out\n"
+    (t,) = load(text).tasks
+    assert t.env == {"Y": "2", "CATEGORY": "big", "CORES": "3", "OMP_NUM_THREADS": "3"}
+
+
+def test_quoted_names_in_rule_heads() -> None:
+    text = ('"A":\n\techo A > A\n'
+            "'B' \"C D\":\n\ttouch B 'C D'\n"
+            'V="H I" "J K"\n$(V):\n\ttouch "H I" "J K"\n'
+            'W=E F\n"$(W)" $(W):\n\ttouch "E F" E F\n')
+    a, b, h, e = load(text).tasks
+    assert (a.outputs, b.outputs, h.outputs, e.outputs) == (
+        ("A",), ("B", "C D"), ("H I", "J K"), ("E F", "E", "F"))
+
+
+def test_rules_without_targets_and_space_indented_commands_are_detected_and_read() -> None:
+    text = "in.txt:\n    echo hi > in.txt\n: in.txt\n    cat in.txt\n"
+    assert makeflow.sniff(text)
+    made, check = load(text).tasks
+    assert check.id == "rule-2" and check.inputs == ("in.txt",) and check.outputs == ()
+    assert made.shell == "echo hi > in.txt"
+    assert not makeflow.sniff("Note: a list\n    code in a README\nSee: here\n\nMore: text\n")
+
+
+def test_undefined_variables_come_from_the_importing_users_environment() -> None:
+    from chalicelib.workflow.formats.context import ImportContext, importing
+
+    text = "export ECHOC=$ECHOA\nout: $ECHOA\n\t$ECHOA $ECHOB > out\n"
+    with importing(ImportContext(environ={"ECHOA": "/bin/echo", "ECHOB": "b"})):
+        w = load(text)
+    (t,) = w.tasks
+    assert t.shell == "/bin/echo b > out" and t.env["ECHOC"] == "/bin/echo"
+    assert t.inputs == ("_abs/bin/echo",) and "ECHOA" in w.description
+    assert "not defined" in rejected(text)  # without it (a server's import): $ECHOA is unknown
+
+
+def test_remote_names_wrap_the_command_in_the_private_sandbox() -> None:
+    text = "out.1 -> out.txt: in.txt -> in.1\n\tcat in.1 > out.txt\n"
+    (t,) = load(text).tasks
+    assert (t.inputs, t.outputs) == (("in.txt",), ("out.1",))
+    assert t.shell == "cp -p -- in.txt in.1 && ( cat in.1 > out.txt ) && mv -- out.txt out.1"
+
+
+def test_a_nested_makeflow_is_inlined(tmp_path: Path) -> None:
+    (tmp_path / "sub.mf").write_text("mid: in\n\tcp in mid\nout: mid\n\tcp mid out\n")
+    top = tmp_path / "top.mf"
+    top.write_text("out: in\n\tMAKEFLOW sub.mf\n")
+    w = formats.load(str(top))
+    assert [t.id for t in w.tasks] == ["mid", "out"] and "inlined" in w.description
+    top.write_text("other: in\n\tMAKEFLOW sub.mf\n")
+    with pytest.raises(WorkflowError, match="makes none of \\['other'\\]"):
+        formats.load(str(top))
+
+
+def test_many_plain_sources_map_as_one_by_one() -> None:
+    from chalicelib.workflow.formats.names import PathError, PathMapper
+
+    plain = [f"d{i % 7}/word{i}.txt" for i in range(500)]
+    mixed = [*plain[:100], "./x", "a//b", "../up", "/abs/p", "sp ace", "C:/w", "x/"]
+    for raws in (plain, mixed, mixed[::-1]):
+        one = PathMapper()
+        assert list(PathMapper().map_many(raws)) == [one.map(r) for r in raws]
+    clash = PathMapper()
+    clash.map("/x")  # maps to _abs/x
+    with pytest.raises(PathError, match="would both map to '_abs/x'"):
+        clash.map_many(["_abs/x", *plain])
+    later = PathMapper()
+    later.map_many(["_abs/x", *plain])
+    with pytest.raises(PathError, match="would both map to '_abs/x'"):
+        later.map("/x")

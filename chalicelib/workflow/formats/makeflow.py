@@ -305,6 +305,8 @@ class _Parser:
                 j += 1
             else:
                 break
+        if j < len(self.lines):
+            self.strange += 1  # (at the very end, the text may only have been cut short)
         self.fail(lineno, "the rule has no command (expected an indented command line after it)")
         return j
 
@@ -409,7 +411,9 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     out: list[tuple[int, str]] = []
     pending: list[str] = []
     start = 0
-    for n, raw in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    for n, raw in enumerate(text.split("\n"), start=1):
         if not pending:
             start = n
         stripped = raw.rstrip("\\")

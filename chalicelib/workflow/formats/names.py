@@ -110,7 +110,7 @@ class PathMapper:
         self._cache[raw] = safe
         return safe
 
-    def map_many(self, raws: Sequence[str]) -> list[str]:
+    def map_many(self, raws: Sequence[str]) -> Sequence[str]:
         """`map` of each, in order; a long list of plain relative paths (a rule with a
         million sources) is checked in one pass instead of one path at a time."""
         if len(raws) < 64:
@@ -128,7 +128,7 @@ class PathMapper:
                 raise PathError(f"paths {odd[clash]!r} and {clash!r} would both map to {clash!r}")
         self._bulk.append(raws)
         self._bulk_set = None
-        return list(raws)
+        return raws
 
     def notes(self, limit: int = 20) -> list[str]:
         items = [f"{src!r} -> {dst!r}" for src, dst in sorted(self.changed.items())]
@@ -150,8 +150,12 @@ _NOT_PLAIN = ("\\", "\x00", " ", "\t", "\r", "\f", "\v", "//", "\n\n", "\n/", "/
 def _plain_lines(joined: str) -> bool:
     """Whether every line of "\n".join(paths) is a _PLAIN_PATH with no drive letter, by
     substring tests (each a fast scan); False sends the paths one by one through `map`."""
-    framed = f"\n{joined}\n"
-    return joined.isascii() and not any(bad in framed for bad in _NOT_PLAIN)
+    if not joined.isascii() or any(bad in joined for bad in _NOT_PLAIN):
+        return False
+    cut = joined.find("\n")
+    first = joined if cut < 0 else joined[:cut]
+    last = joined[joined.rfind("\n") + 1:]
+    return not any(bad in f"\n{end}\n" for end in (first, last) for bad in _NOT_PLAIN)
 
 
 def _map_path(raw: str) -> tuple[str, str, bool]:
