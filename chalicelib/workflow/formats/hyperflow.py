@@ -29,7 +29,7 @@ from chalicelib.workflow.formats.names import PathError, PathMapper, describe, n
 from chalicelib.workflow.model import Placement, Task, Workflow
 
 NAME = "hyperflow"
-_COUNT = re.compile(r"^(.*):(\d+)$")
+_COUNT = re.compile(r"^(.*):(\w+)$")
 _NOT_A_DAG_TYPES = {
     "choice": "it routes its inputs to outputs chosen at run time",
     "join": "it fires when some of its inputs arrive, decided at run time",
@@ -134,10 +134,12 @@ class _Importer:
             return by_name[name]
         counted = _COUNT.match(name or "")
         if counted and counted.group(1) in by_name:
-            self.fail(
-                f"reads {name!r}: HyperFlow's count syntax (consume {counted.group(2)} signals "
-                "per firing) makes a stream, not a DAG", proc, fieldname,
-            )
+            count = counted.group(2)
+            how = (f"consume {count} signals per firing" if count.isdigit()
+                   else f"as many per firing as signal {count!r} says")
+            verb = "reads" if fieldname == "ins" else "emits"
+            self.fail(f"{verb} {name!r}: HyperFlow's count syntax ({how}) makes a stream, not a "
+                      "DAG", proc, fieldname)
             return None
         self.fail(f"names unknown signal {ref!r}", proc, fieldname)
         return None

@@ -224,7 +224,9 @@ def load_jx_text(text: str, base_dir: str | None = None, source: str | None = No
     try:
         data = jx.evaluate_workflow(text, current().jx_defines)
     except jx.JXError as exc:
-        raise WorkflowError([Problem(f"line {exc.line}: {exc.message}")], source) from exc
+        hint = (" (give it a value with --jx-define NAME=VALUE or --jx-args FILE, as for "
+                "makeflow --jx)" if exc.message.startswith("undefined symbol") else "")
+        raise WorkflowError([Problem(f"line {exc.line}: {exc.message}{hint}")], source) from exc
     except RecursionError as exc:
         raise WorkflowError([Problem("JX expressions are nested too deeply")], source) from exc
     return load(data, base_dir, source, kind="Makeflow JX")
