@@ -35,11 +35,12 @@ def test_rules_categories_and_environment_layer_in_order() -> None:
     prep, crunch = load(data).tasks
     assert prep.placement is Placement.LOCAL and prep.shell == "prep > x"
     assert (prep.resources.cpus, prep.resources.memory_mb) == (1, 512)
-    assert prep.env == {"A": "top", "B": "base"} and prep.type == "base"
+    one = {"CORES": "1", "OMP_NUM_THREADS": "1"}  # Makeflow's defaults
+    assert prep.env == {"A": "top", "B": "base", **one} and prep.type == "base"
     assert crunch.placement is Placement.AUTO and crunch.type == "big"
     assert (crunch.resources.cpus, crunch.resources.memory_mb, crunch.resources.disk_mb,
             crunch.resources.timeout_s) == (8, 9000, 4000, 600)
-    assert crunch.env == {"A": "rule", "B": "base", "C": "big"}
+    assert crunch.env == {"A": "rule", "B": "base", "C": "big", **one}
 
 
 def test_object_files_and_dot_slash_names() -> None:

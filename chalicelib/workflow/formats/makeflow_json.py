@@ -3,7 +3,8 @@
 Each rule has `command`, `inputs`, `outputs` (a file is a string or an object naming it),
 `local_job`, `category`, `resources` {cores, memory, disk, wall-time} and `environment`.
 A rule's resources and environment override its category's, which override the default
-category's and the workflow's `environment`. `define` holds the values the JX was expanded
+category's and the workflow's `environment`; as in Makeflow, CORES and OMP_NUM_THREADS are
+also set (to each other, or 1). `define` holds the values the JX was expanded
 from and is not needed once expanded. A file object's `task_name` (or `source`) renames it
 inside the task; a rule with `workflow` (and JX `args`) runs a nested workflow, inlined.
 Two spellings seen in real files and ignored by Makeflow itself are read as meant, and
@@ -154,6 +155,13 @@ class _Reader:
             env.update(cat_env)
         res.update(self.resources(raw.get("resources"), where))
         env.update(self.env(raw.get("environment"), where))
+        threads = env.get("OMP_NUM_THREADS")  # as Makeflow's dag_node_env_create
+        if "CORES" in env and not threads:
+            env["OMP_NUM_THREADS"] = env["CORES"]
+        elif threads:
+            env["CORES"] = threads
+        else:
+            env["CORES"] = env["OMP_NUM_THREADS"] = "1"
         renames: dict[str, str] = {}
         return Rule(
             where=where, command=command,
