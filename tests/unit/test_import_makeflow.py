@@ -235,3 +235,9 @@ def test_many_plain_sources_map_as_one_by_one() -> None:
     later.map_many(["_abs/x", *plain])
     with pytest.raises(PathError, match="would both map to '_abs/x'"):
         later.map("/x")
+
+
+def test_text_without_a_folder_reads_no_nested_file() -> None:
+    """A workflow sent as text (the cloud API) must not make the server read its files."""
+    message = rejected("out:\n\tMAKEFLOW /etc/passwd\n")
+    assert "import the file from disk" in message and "root" not in message

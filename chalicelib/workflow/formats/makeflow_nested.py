@@ -7,7 +7,8 @@ and a finer DAG: the nested rules become tasks of their own (their file names, r
 that same folder, are the parent's). A nested JX workflow is evaluated with the rule's
 `args` bound, as `makeflow --jx-args` would; a nested make-syntax file sees the same
 environment as its parent. Every output the rule declares must be made by the nested
-rules; a nested workflow that names itself again is refused.
+rules; a nested workflow that names itself again is refused. Text imported without a folder
+(a workflow submitted to the cloud API) cannot name nested files: nothing on the server is read.
 """
 
 from __future__ import annotations
@@ -63,7 +64,12 @@ def inline(rules: list[Rule], base_dir: str | None, problems: list[Problem], not
         if not rule.workflow:
             out.append(rule)
             continue
-        path = os.path.normpath(os.path.join(base_dir or ".", rule.workflow))
+        if base_dir is None:  # text sent to a server: no folder to read it from, nor leave
+            problems.append(Problem(f"{rule.where}: runs the nested workflow {rule.workflow!r}, "
+                                    "which is read from the workflow's folder: import the file "
+                                    "from disk (updraft run FILE), not as text"))
+            continue
+        path = os.path.normpath(os.path.join(base_dir, rule.workflow))
         if path in stack or len(stack) >= MAX_DEPTH:
             problems.append(Problem(f"{rule.where}: nested workflow {rule.workflow!r} runs itself "
                                     f"again (or nests deeper than {MAX_DEPTH})"))
