@@ -241,3 +241,9 @@ def test_text_without_a_folder_reads_no_nested_file() -> None:
     """A workflow sent as text (the cloud API) must not make the server read its files."""
     message = rejected("out:\n\tMAKEFLOW /etc/passwd\n")
     assert "import the file from disk" in message and "root" not in message
+
+
+def test_prose_with_an_example_rule_in_it_is_not_makeflow() -> None:
+    readme = "This is a preview of Makeflow.\nIt reads rules like this one.\n\nout: in\n\tcat in > out\n"
+    assert not makeflow.sniff(readme)
+    assert makeflow.sniff("# a comment first\nout: in\n\tcat in > out\n")

@@ -88,7 +88,8 @@ def _is_command_line(line: str) -> bool:
 
 def sniff(text: str) -> bool:
     """True when the text has a rule head followed by an indented command, as Makeflow's
-    parser reads them. A tab-indented command decides; with only space-indented ones (as a
+    parser reads them, and has no more lines of prose than rule heads. A tab-indented command
+    then decides; with only space-indented ones (as a
     README's code block after "Note:" would be) the first lines must also read as Makeflow
     throughout. JSON-looking text is left to the JSON formats."""
     head = text.split("\n", _SNIFF_LINES)[:_SNIFF_LINES]
@@ -96,6 +97,13 @@ def sniff(text: str) -> bool:
     if first[:1] in ("{", "["):
         return False
     lines = [line for _, line in _logical_lines("\n".join(head))]
+    heads = sum(1 for ln in lines if _is_rule_head(ln))
+    prose = sum(1 for ln in lines if ln.strip() and not ln.strip().startswith("#")
+                and not _is_command_line(ln) and not _is_rule_head(ln)
+                and not ln.lstrip("@").startswith((".", "export"))
+                and unquoted_index(ln, "=") < 0)
+    if prose > heads:
+        return False  # mostly prose (a README with an example in it), not a Makeflow file
     spaced = False
     for i, line in enumerate(lines):
         if not _is_rule_head(line):
