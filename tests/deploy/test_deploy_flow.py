@@ -5,6 +5,7 @@ way Chalice does (moto cannot run Chalice's deployer against itself from a subpr
 from __future__ import annotations
 
 import json
+import subprocess
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -186,12 +187,17 @@ def test_destroy_refuses_to_lose_data_then_removes_everything(aws: Any, stacks: 
 def test_push_worker_pins_the_image_by_digest_before_any_function_exists(
         aws: Any, stacks: Stacks, config_path: Path, layer_dir: Path, said: list[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from infra import worker_image
+    from infra import preflight, worker_image
     from tests.deploy.test_worker_image import Docker
 
     real_push = worker_image.push
     monkeypatch.setattr(worker_image, "push",
                         lambda sess, outputs, say: real_push(sess, outputs, say, run=Docker(sess)))
+    # The stand-in Docker above answers the push; the tool check asks the same stand-in's daemon.
+    real_check = preflight.check_tools
+    monkeypatch.setattr(preflight, "check_tools", lambda push_worker=False: real_check(
+        push_worker, which=lambda name: f"/usr/bin/{name}",
+        run=lambda *a, **k: subprocess.CompletedProcess(a, 0, "27.0.0\n", "")))
     seen: list[str] = []
 
     class ChaliceSeeingTheWorker(FakeChalice):
