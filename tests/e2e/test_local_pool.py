@@ -208,16 +208,45 @@ def test_every_task_and_what_it_starts_gets_every_cpu_while_the_loop_keeps_one(t
 
 
 
-def test_slots_queue_more_attempts_while_tasks_are_short_and_two_when_they_are_long(tmp_path: Path) -> None:
+def test_slots_queue_more_attempts_while_tasks_are_short_and_none_when_they_are_long(tmp_path: Path) -> None:
     pool = function_pool.FunctionPool(FsBlobStore(str(tmp_path / "blobs")), str(tmp_path / "sandbox"), 2,
                                       selectors.DefaultSelector(), lambda _event: None)
     try:
-        assert pool.per_slot == 3  # nothing measured yet: the running attempt and two queued
+        assert pool.per_slot == 1  # nothing measured yet: the running attempt only
         for _ in range(30):
             pool._learn(0.001)
         assert pool.per_slot == 1 + pool.queued_max  # 1 ms tasks: six queued cover 6 ms
         for _ in range(30):
+            pool._learn(0.02)
+        assert pool.per_slot == 1 + pool.queued_min  # 20 ms tasks: two queued
+        for _ in range(60):
             pool._learn(0.5)
-        assert pool.per_slot == 3
+        assert pool.per_slot == 1  # long tasks: none waits behind another in a slot
     finally:
         pool.kill_all()
+
+
+def test_a_task_waiting_out_its_retry_backoff_leaves_its_place_to_ready_tasks(tmp_path: Path) -> None:
+    """Four independent 1 s tasks on 2 places, `a` failing once: while `a` waits out its
+    backoff (0.3-0.6 s here), `c` and `d` take both places; none waits behind another in a slot."""
+    from chalicelib.engine.backoff import Backoff
+    from chalicelib.engine.coordinator import CoordinatorConfig
+
+    marker = tmp_path / "a-failed-once"
+    tasks = [{"id": "a", "shell": f"sleep 1; if [ -e {marker} ]; then exit 0; fi; touch {marker}; exit 1",
+              "retries": 1}]
+    tasks += [{"id": tid, "shell": "sleep 1"} for tid in ("b", "c", "d")]
+    wf = load(str(write_workflow(tmp_path / "wf.json", tasks)))
+    opts = RuntimeOptions(concurrency=2, container_workers=1,
+                          coordinator=CoordinatorConfig(backoff=Backoff(base_s=0.6, cap_s=0.6)))
+    with LocalRuntime(str(tmp_path / "wd"), opts) as rt:
+        run = rt.submit(wf)
+        assert rt.run(run.run_id).state.value == "SUCCEEDED"
+        recs = {r.task_id: r for r in rt.store.iter_tasks(run.run_id)}
+    assert recs["a"].attempt == 2
+    second_try = recs["a"].started_at
+    assert second_try is not None
+    # c and d start when a's first try and b end, before a's second try (today d waited behind c)
+    for tid in ("c", "d"):
+        started = recs[tid].started_at
+        assert started is not None and started < second_try, (tid, started, second_try)

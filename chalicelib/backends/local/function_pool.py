@@ -25,11 +25,16 @@ more is dispatched and the slots are killed with whatever is queued in their pip
 attempt starts after it.
 
 How many prepared attempts wait in a slot behind the running one follows the tasks' recent
-durations: two, or enough for `queued_s` of work when tasks are shorter than that (at most
-`queued_max`). The loop handles completions a few dozen at a time (one transaction), which
-takes a few milliseconds; two queued millisecond tasks left the slots idle for most of it
-(a 2,000-task fan-out of `true` used 1.5 of the 2 cores), six keep them busy. Longer tasks
-keep two, so that a slot stuck behind a long task holds few others back.
+durations: while they are short (under `short_s`), two, or enough for `queued_s` of work when
+tasks are shorter than that (at most `queued_max`). The loop handles completions a few dozen
+at a time (one transaction), which takes a few milliseconds; two queued millisecond tasks left
+the slots idle for most of it (a 2,000-task fan-out of `true` used 1.5 of the 2 cores), six
+keep them busy. Until durations are known, and while tasks are longer, none waits in a slot:
+an attempt sent to a slot cannot move to another, so one queued behind a long task waits for
+it while a place that frees meanwhile (a task that failed and waits out its retry backoff, a
+shorter task) stays empty (four 1 s tasks on 2 places, one failing once: the last started at
+2.0 s behind another instead of at 1.0 s). Those attempts wait in the pool's queue and take
+the first place that frees; the hand-off costs the loop a turn, nothing next to such a task.
 """
 
 from __future__ import annotations
@@ -101,7 +106,7 @@ class FunctionPool:
     def __init__(
         self, blobs: BlobStore, workroot: str, slots: int, selector: selectors.BaseSelector, emit: EmitFn,
         sample_s: float = 0.2, cache: TaskCache | None = None, queued_per_slot: int = 2,
-        queued_s: float = 0.006, queued_max: int = 6,
+        queued_s: float = 0.006, queued_max: int = 6, short_s: float = 0.05,
     ) -> None:
         self.blobs = blobs
         self.workroot = workroot
@@ -109,7 +114,8 @@ class FunctionPool:
         self.queued_min = max(0, queued_per_slot)
         self.queued_s = queued_s
         self.queued_max = max(self.queued_min, queued_max)
-        self.per_slot = 1 + self.queued_min  # the running attempt and those queued behind it
+        self.short_s = short_s  # attempts queue in a slot only behind tasks shorter than this
+        self.per_slot = 1  # the running attempt and those queued behind it (see _learn)
         self._mean_s: float | None = None  # recent attempts' mean duration (moving average)
         self.selector = selector
         self.emit = emit
@@ -346,9 +352,13 @@ class FunctionPool:
         self._finish(att, code, maxrss, ended_at)
 
     def _learn(self, duration_s: float) -> None:
-        """Fold an attempt's duration into the mean; set how many attempts queue per slot."""
+        """Fold an attempt's duration into the mean; set how many attempts queue per slot
+        (none behind tasks that are not short: see the module's doc)."""
         mean = duration_s if self._mean_s is None else self._mean_s + 0.1 * (duration_s - self._mean_s)
         self._mean_s = mean
+        if mean >= self.short_s:
+            self.per_slot = 1
+            return
         queued = int(self.queued_s / mean) if mean > 0 else self.queued_max
         self.per_slot = 1 + min(self.queued_max, max(self.queued_min, queued))
 
