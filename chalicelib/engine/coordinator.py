@@ -135,7 +135,15 @@ class Coordinator:
         """Completions of one run: their state writes in one call, their children counted in
         one call, then the children they readied dispatched in one call."""
         run_id = events[0].run_id
-        records = self.store.update_tasks(run_id, IN_FLIGHT, [(e.task_id, e.attempt, self._success(e)) for e in events])
+        updates = []
+        for e in events:
+            changes = self._success(e)
+            if e.attempt > 1:  # a retry (rare): its earlier attempts are kept for the report
+                tries = self._earlier_tries(run_id, e.task_id, e.attempt)
+                if tries:
+                    changes["result"] = {**changes["result"], "tries": tries}
+            updates.append((e.task_id, e.attempt, changes))
+        records = self.store.update_tasks(run_id, IN_FLIGHT, updates)
         spec = self.specs.get(run_id)
         completions: list[tuple[str, Sequence[str]]] = []
         for e, rec in zip(events, records, strict=True):
@@ -168,6 +176,15 @@ class Coordinator:
         if "started_at" in result:
             changes["started_at"] = result["started_at"]
         return changes
+
+    def _earlier_tries(self, run_id: str, task_id: str, attempt: int) -> list[dict[str, Any]]:
+        try:
+            cur = self.store.get_task(run_id, task_id)
+        except NotFoundError:
+            return []
+        if cur.attempt != attempt:
+            return []
+        return list((cur.result or {}).get("tries") or [])
 
     def _on_failed(self, e: ev.TaskFailed, out: Instructions, touched: set[str]) -> None:
         self._fail(e.run_id, e.task_id, e.attempt, e.reason, dict(e.result), out, touched)
@@ -239,7 +256,16 @@ class Coordinator:
         escalated = self._escalate(task, rec, reason) if spill or reason in SPILL_REASONS else None
         if escalated or (rec.result or {}).get("resources"):
             result = {**result, "resources": escalated or rec.result["resources"]}
+        # every attempt before the record's current one, for the report (times by the runner's clock)
+        tries = list((rec.result or {}).get("tries") or [])
+        this_try = {"attempt": attempt, "reason": str(reason), "placement": rec.placement}
+        for key in ("started_at", "finished_at", "duration_s"):
+            if isinstance(result.get(key), int | float):
+                this_try[key] = result[key]
+        if "started_at" not in this_try and rec.state is TaskState.RUNNING and rec.started_at is not None:
+            this_try["started_at"] = rec.started_at
         if spill or lost or attempt < rec.max_attempts:
+            result = {**result, "tries": [*tries, this_try]}
             failures = attempt - (rec.max_attempts - task.retries - 1)
             delay = 0.0 if spill else self.config.backoff.delay(max(1, failures), self.rng)
             changes = {
@@ -256,10 +282,14 @@ class Coordinator:
             else:
                 self._dispatch(new, out)
             return
+        if tries:
+            result = {**result, "tries": tries}
         changes = {
-            "state": TaskState.FAILED, "finished_at": now, "reason": reason, "result": result,
-            "lease_expires": None, "exit_code": result.get("exit_code"),
+            "state": TaskState.FAILED, "finished_at": this_try.get("finished_at", now), "reason": reason,
+            "result": result, "lease_expires": None, "exit_code": result.get("exit_code"),
         }
+        if "started_at" in this_try:  # this attempt's start, not an earlier one's (from its start event)
+            changes["started_at"] = this_try["started_at"]
         if self._try_update(run_id, task_id, IN_FLIGHT, attempt, changes) is None:
             return
         touched.add(run_id)

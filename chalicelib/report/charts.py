@@ -12,7 +12,7 @@ from typing import Any
 
 from chalicelib.errors import ConfigError
 from chalicelib.report.model import RunData, TaskRow
-from chalicelib.report.timeline import Steps, concurrency, lanes
+from chalicelib.report.timeline import SpanKey, Steps, concurrency, lanes, span_key
 
 INSTALL = f"{sys.executable} -m pip install 'matplotlib>=3.7'"
 PLACEMENT_COLOURS = {"function": "#4c78a8", "container": "#f58518", "local": "#54a24b"}
@@ -64,7 +64,7 @@ def gantt(run: RunData, rows: str = "type") -> bytes:
     ax = fig.add_subplot()
     t0, wall = run.created_at, max(run.wall_s, 1e-3)
     min_w = wall * 0.003
-    drawn = [t for t in run.tasks if t.id in where]
+    drawn = [t for t in run.spans() if span_key(t) in where]  # every attempt, failed tries included
     if len(drawn) <= DETAIL_LIMIT:
         _wait_lines(ax, run, drawn, where, t0)
     groups: dict[tuple[str, str], list[TaskRow]] = {}
@@ -82,7 +82,7 @@ def gantt(run: RunData, rows: str = "type") -> bytes:
     return _png(fig)
 
 
-def _bars(ax: Any, tasks: list[TaskRow], where: dict[str, int], t0: float, end: float, min_w: float,
+def _bars(ax: Any, tasks: list[TaskRow], where: dict[SpanKey, int], t0: float, end: float, min_w: float,
           placement: str, kind: str) -> None:
     """One collection of rectangles per style: thousands of bars draw as fast as a few."""
     from matplotlib.collections import PolyCollection
@@ -92,7 +92,7 @@ def _bars(ax: Any, tasks: list[TaskRow], where: dict[str, int], t0: float, end: 
     for t in tasks:
         left = (t.started_at or t0) - t0
         right = left + max(min_w, (t.finished_at if t.finished_at is not None else end) - (t.started_at or t0))
-        y = where[t.id]
+        y = where[span_key(t)]
         verts.append([(left, y - 0.36), (right, y - 0.36), (right, y + 0.36), (left, y + 0.36)])
     style: dict[str, Any] = {"facecolors": colour, "edgecolors": "white", "linewidths": 0.6}
     if kind == "cached":
@@ -102,14 +102,18 @@ def _bars(ax: Any, tasks: list[TaskRow], where: dict[str, int], t0: float, end: 
     ax.add_collection(PolyCollection(verts, **style))
 
 
-def _wait_lines(ax: Any, run: RunData, drawn: list[TaskRow], where: dict[str, int], t0: float) -> None:
+def _wait_lines(ax: Any, run: RunData, drawn: list[TaskRow], where: dict[SpanKey, int], t0: float) -> None:
     from matplotlib.collections import LineCollection
 
     segments = []
+    firsts = {t.id: t for t in reversed(drawn)}  # a task's first attempt: a retry's wait is its backoff
     for t in drawn:
+        if firsts[t.id] is not t:
+            continue
         ready = run.ready_at(t)
         if ready is not None and t.started_at is not None and t.started_at - ready > run.wall_s * 0.005:
-            segments.append([(ready - t0, where[t.id]), (t.started_at - t0, where[t.id])])
+            y = where[span_key(t)]
+            segments.append([(ready - t0, y), (t.started_at - t0, y)])
     if segments:
         ax.add_collection(LineCollection(segments, colors="#8c8c8c", linewidths=0.8, linestyles="dotted"))
 
@@ -118,23 +122,28 @@ DETAIL_LIMIT = 500  # above this many bars, per-task marks would only be ink: ke
 LABEL_LIMIT = 40
 
 
-def _markers(ax: Any, drawn: list[TaskRow], where: dict[str, int], t0: float, end: float) -> None:
+def _markers(ax: Any, drawn: list[TaskRow], where: dict[SpanKey, int], t0: float, end: float) -> None:
     crowded = len(drawn) > DETAIL_LIMIT
     failed = [t for t in drawn if t.failed]
     if failed:
-        ax.scatter([(t.finished_at or end) - t0 for t in failed], [where[t.id] for t in failed],
+        ax.scatter([(t.finished_at or end) - t0 for t in failed], [where[span_key(t)] for t in failed],
                    marker="x", color=FAILED_EDGE, s=12 if crowded else 28, linewidths=1.2 if crowded else 1.6, zorder=3)
     cached = [t for t in drawn if t.cached]
     if cached and not crowded:
-        ax.scatter([(t.started_at or t0) - t0 for t in cached], [where[t.id] for t in cached],
+        ax.scatter([(t.started_at or t0) - t0 for t in cached], [where[span_key(t)] for t in cached],
                    marker="D", color="black", s=14, zorder=3)
     retried = [t for t in drawn if t.retried]
     if len(retried) <= LABEL_LIMIT:
+        wall = max(end - t0, 1e-3)
         for t in retried:
-            ax.annotate(f"try {t.attempts}", ((t.started_at or t0) - t0, where[t.id]), xytext=(-2, 0),
-                        textcoords="offset points", ha="right", va="center", fontsize=7, color="#333333")
+            left = (t.started_at or t0) - t0
+            right = (t.finished_at if t.finished_at is not None else end) - t0
+            # left of the bar, or right of it when that would run over the lane labels
+            x, dx, ha = (left, -2, "right") if left > 0.08 * wall else (right, 2, "left")
+            ax.annotate(f"try {t.attempts}", (x, where[span_key(t)]), xytext=(dx, 0), textcoords="offset points",
+                        ha=ha, va="center", fontsize=7, color="#333333", annotation_clip=True)
     else:
-        ax.scatter([(t.started_at or t0) - t0 for t in retried], [where[t.id] for t in retried],
+        ax.scatter([(t.started_at or t0) - t0 for t in retried], [where[span_key(t)] for t in retried],
                    marker=">", color="#333333", s=10, zorder=3)
 
 

@@ -12,12 +12,24 @@ from functools import cached_property
 from typing import Any
 
 from msgspec import Struct
+from msgspec.structs import replace
 
 OK_STATES = frozenset({"SUCCEEDED", "CACHED"})
 FAILED_STATES = frozenset({"FAILED"})
 IN_FLIGHT_STATES = frozenset({"DISPATCHED", "RUNNING"})
 # A task waiting for (another) attempt: start/finish times it carries are an earlier attempt's.
 NOT_RUNNING_STATES = frozenset({"WAITING", "READY", "DISPATCHED"})
+
+
+class Try(Struct, frozen=True):
+    """An earlier attempt of a task (one that failed and was retried)."""
+
+    attempt: int
+    started_at: float | None = None
+    finished_at: float | None = None
+    duration_s: float | None = None
+    reason: str | None = None
+    placement: str | None = None
 
 
 class TaskRow(Struct, frozen=True):
@@ -42,6 +54,18 @@ class TaskRow(Struct, frozen=True):
     worker: str | None = None
     log_tail: str | None = None
     detail: str | None = None  # the runner's one-line account of a failure
+    tries: tuple[Try, ...] = ()  # the attempts before the last, oldest first
+
+    def spans(self) -> list[TaskRow]:
+        """One row per attempt that ran, oldest first: the earlier (failed) tries, then this
+        one if it started. Each carries its attempt number in `attempts`."""
+        out = [replace(self, state="FAILED", attempts=t.attempt, started_at=t.started_at, finished_at=t.finished_at,
+                       duration_s=t.duration_s, reason=t.reason, placement=t.placement or self.placement,
+                       tries=(), log_tail=None, detail=None)
+               for t in self.tries if t.started_at is not None]
+        if self.started_at is not None:
+            out.append(self)
+        return out
 
     @property
     def cached(self) -> bool:
@@ -86,13 +110,18 @@ class RunData(Struct, frozen=True, dict=True):  # dict: the cached_property valu
         return max(self.now or 0.0, self._last_event(), self.created_at)
 
     def _last_event(self) -> float:
-        ends = [t.finished_at for t in self.tasks if t.finished_at is not None]
-        ends += [t.started_at for t in self.tasks if t.started_at is not None]
+        spans = self.spans()
+        ends = [t.finished_at for t in spans if t.finished_at is not None]
+        ends += [t.started_at for t in spans if t.started_at is not None]
         return max(ends, default=self.created_at)
 
     @property
     def wall_s(self) -> float:
         return max(0.0, self.end - self.created_at)
+
+    def spans(self) -> list[TaskRow]:
+        """Every attempt that ran, failed ones included (see TaskRow.spans)."""
+        return [span for t in self.tasks for span in t.spans()]
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -157,12 +186,25 @@ def from_parts(run: Mapping[str, Any], tasks: Iterable[Mapping[str, Any]], graph
             worker=body.get("worker"),
             log_tail=body.get("log_tail"),
             detail=body.get("detail"),
+            tries=_tries(body.get("tries")),
         ))
     return RunData(
         run_id=str(run["run_id"]), name=str(run.get("name") or ""), state=str(run.get("state", "RUNNING")),
         created_at=float(run.get("created_at") or 0.0), finished_at=_num(run.get("finished_at")),
         tasks=tuple(rows), now=now,
     )
+
+
+def _tries(value: Any) -> tuple[Try, ...]:
+    if not isinstance(value, list):
+        return ()
+    out = []
+    for item in value:
+        if isinstance(item, Mapping) and isinstance(item.get("attempt"), int):
+            out.append(Try(attempt=int(item["attempt"]), started_at=_num(item.get("started_at")),
+                           finished_at=_num(item.get("finished_at")), duration_s=_num(item.get("duration_s")),
+                           reason=item.get("reason"), placement=item.get("placement")))
+    return tuple(sorted(out, key=lambda t: t.attempt))
 
 
 def _num(value: Any) -> float | None:

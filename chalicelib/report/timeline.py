@@ -37,8 +37,16 @@ def group_key(rows: str) -> Callable[[TaskRow], str]:
     raise ValueError(f"rows must be one of {ROW_MODES}, got {rows!r}")
 
 
-def lanes(run: RunData, rows: str = "type") -> tuple[list[Lane], dict[str, int]]:
-    """Lanes in display order (groups by first start, then lane index) and each task's lane.
+SpanKey = tuple[str, int]  # (task id, attempt)
+
+
+def span_key(t: TaskRow) -> SpanKey:
+    return (t.id, t.attempts)
+
+
+def lanes(run: RunData, rows: str = "type") -> tuple[list[Lane], dict[SpanKey, int]]:
+    """Lanes in display order (groups by first start, then lane index) and each attempt's lane
+    (keyed by task id and attempt number: failed attempts that were retried are drawn too).
 
     Greedy interval partitioning per group: a task takes the lane that freed up earliest, if
     it freed before the task started; else a new lane. That is the fewest lanes possible.
@@ -46,14 +54,14 @@ def lanes(run: RunData, rows: str = "type") -> tuple[list[Lane], dict[str, int]]
     key = group_key(rows)
     end = run.end
     by_group: dict[str, list[TaskRow]] = {}
-    for t in sorted((t for t in run.tasks if t.started_at is not None), key=lambda t: (t.started_at, t.id)):
+    for t in sorted(run.spans(), key=lambda t: (t.started_at, t.id, t.attempts)):
         by_group.setdefault(key(t), []).append(t)
     ordered: list[Lane] = []
-    where: dict[str, int] = {}
+    where: dict[SpanKey, int] = {}
     for group, tasks in by_group.items():
         free: list[tuple[float, int]] = []  # (free from, lane index)
         count = 0
-        assigned: dict[str, int] = {}
+        assigned: dict[SpanKey, int] = {}
         for t in tasks:
             start = t.started_at if t.started_at is not None else 0.0
             stop = max(start, t.finished_at if t.finished_at is not None else end)
@@ -61,7 +69,7 @@ def lanes(run: RunData, rows: str = "type") -> tuple[list[Lane], dict[str, int]]
                 _, idx = heapq.heappop(free)
             else:
                 idx, count = count, count + 1
-            assigned[t.id] = idx
+            assigned[span_key(t)] = idx
             heapq.heappush(free, (stop, idx))
         base = len(ordered)
         ordered.extend(Lane(group, i) for i in range(count))
@@ -84,9 +92,9 @@ class Steps(Struct, frozen=True):
 
 
 def concurrency(run: RunData, placements: Sequence[str] | None = None) -> Steps:
-    """Tasks running at each moment (seconds since the run was created), per placement."""
+    """Attempts running at each moment (seconds since the run was created), per placement."""
     end = run.end
-    ran = [t for t in run.tasks if t.started_at is not None]
+    ran = run.spans()
     names = list(placements) if placements is not None else sorted({t.placement for t in ran})
     deltas: dict[float, dict[str, int]] = {}
     for t in ran:
@@ -119,7 +127,7 @@ class TypeStats(Struct, frozen=True):
     failed: int
     cached: int
     retried: int
-    seconds: float  # task-seconds of the last attempts
+    seconds: float  # task-seconds of every attempt (failed ones that were retried included)
     mean_s: float
     max_s: float
     gb_s: float  # memory GB x seconds, the unit functions are billed in
@@ -141,7 +149,7 @@ def type_stats(run: RunData, costs: CostModel) -> list[TypeStats]:
 
 def _stats(name: str, tasks: Iterable[TaskRow], costs: CostModel) -> TypeStats:
     tasks = list(tasks)
-    ran = [t for t in tasks if t.started_at is not None and not t.cached]
+    ran = [span for t in tasks if not t.cached for span in t.spans()]
     secs = [t.seconds() for t in ran]
     rss = [t.peak_rss_mb for t in tasks if t.peak_rss_mb is not None]
     placements: dict[str, int] = {}

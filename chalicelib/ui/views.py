@@ -18,7 +18,7 @@ from chalicelib.runner.log_read import tail_bytes
 from chalicelib.workflow.graph import levels, topological_order
 
 LOG_TAIL_BYTES = 16 * 1024
-METRICS = ("duration_s", "bytes_in", "bytes_out", "peak_rss_mb", "worker")
+METRICS = ("duration_s", "bytes_in", "bytes_out", "peak_rss_mb", "worker", "tries")  # tries: earlier attempts
 
 
 def graph_body(run_id: str, spec: RunSpec) -> dict[str, Any]:

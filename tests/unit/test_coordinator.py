@@ -307,3 +307,32 @@ def test_consecutive_completions_of_one_run_are_handled_as_one_group() -> None:
     shape = [[e.task_id for e in item] if isinstance(item, list) else type(item).__name__
              for item in _completions_grouped(events)]
     assert shape == [["a", "b"], "Start", ["c"], ["d"], ["e"]]
+
+
+def _failed(h: Harness, tid: str, attempt: int, start: float, end: float) -> list:
+    return h.handle(ev.TaskFailed(h.rid, tid, attempt, "NONZERO_EXIT",
+                                  {"exit_code": 1, "started_at": start, "finished_at": end, "duration_s": end - start}))
+
+
+def test_every_attempt_is_kept_for_the_report_and_a_failure_carries_its_own_times(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [T("a", retries=2), T("b", retries=1)])
+    h.start()
+    h.handle(ev.TaskStarted(h.rid, "a", 1, 1000.0, 60.0))  # only the first attempt reports its start
+    _failed(h, "a", 1, 1000.0, 1001.0)
+    h.handle(ev.DispatchDue(h.rid, "a", 2))
+    _failed(h, "a", 2, 1002.0, 1002.5)
+    h.handle(ev.DispatchDue(h.rid, "a", 3))
+    h.clock.t = 1010.0  # the coordinator hears of the last failure late
+    _failed(h, "a", 3, 1004.0, 1004.2)
+    a = h.store.get_task(h.rid, "a")
+    assert a.state is TaskState.FAILED
+    # the last attempt's own interval, not the first one's start and the coordinator's clock
+    assert (a.started_at, a.finished_at) == (1004.0, 1004.2)
+    assert [(t["attempt"], t["started_at"], t["finished_at"]) for t in a.result["tries"]] == [
+        (1, 1000.0, 1001.0), (2, 1002.0, 1002.5)]
+    _failed(h, "b", 1, 1000.0, 1001.0)
+    h.handle(ev.DispatchDue(h.rid, "b", 2))
+    h.handle(ev.TaskSucceeded(h.rid, "b", 2, {"exit_code": 0, "started_at": 1003.0, "finished_at": 1004.0}))
+    b = h.store.get_task(h.rid, "b")
+    assert b.state is TaskState.SUCCEEDED
+    assert [(t["attempt"], t["reason"]) for t in b.result["tries"]] == [(1, "NONZERO_EXIT")]

@@ -60,9 +60,9 @@ def test_lanes_pack_each_type_into_the_fewest_rows_without_overlap() -> None:
     nodes = [node(t["id"], "w" if t["id"].startswith("w") else "m") for t in tasks]
     lane_list, where = lanes(run_of(tasks, nodes))
     assert [(lane.group, lane.index) for lane in lane_list] == [("w", 0), ("w", 1), ("m", 0)]
-    assert where["w1"] == where["w3"] and where["w2"] != where["w1"]
+    assert where["w1", 1] == where["w3", 1] and where["w2", 1] != where["w1", 1]
     for lane in set(where.values()):
-        spans = sorted((t["started_at"], t["finished_at"]) for t in tasks if where[t["id"]] == lane)
+        spans = sorted((t["started_at"], t["finished_at"]) for t in tasks if where[t["id"], 1] == lane)
         assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans)), spans
 
 
@@ -114,3 +114,21 @@ def test_without_a_price_table_cost_is_not_invented() -> None:
     stats = type_stats(run_of([task("a", duration_s=1.0)], [node("a", "x")]), costs)
     assert stats[0].cost is None and stats[0].gb_s == pytest.approx(1.0)
     assert "GB-seconds only" in costs.note()
+
+
+def test_failed_attempts_that_were_retried_are_drawn_counted_and_timed() -> None:
+    # four 1 s tasks on 2 places; "a" failed once at 0-1 s and ran again at 1.8-2.8 s
+    tries = [{"attempt": 1, "started_at": T0, "finished_at": T0 + 1.0, "duration_s": 1.0, "reason": "NONZERO_EXIT"}]
+    tasks = [task("a", start=1.8, end=2.8, attempts=2, tries=tries), task("b", start=0, end=1),
+             task("c", start=1, end=2), task("d", start=1, end=1.8)]
+    data = run_of(tasks, [node(t["id"], "x") for t in tasks], finished=3.0)
+    spans = data.spans()
+    assert len(spans) == 5 and [s.attempts for s in spans if s.id == "a"] == [1, 2]
+    assert spans[0].state == "FAILED" and spans[0].reason == "NONZERO_EXIT"
+    lane_list, where = lanes(data)
+    assert len(where) == 5 and len(lane_list) == 2  # the failed try has a lane of its own; still two places
+    assert where["a", 1] != where["b", 1]
+    assert concurrency(data).peak() == 2
+    (stats,) = type_stats(data, CostModel())
+    assert stats.seconds == pytest.approx(5.0 - 0.2)  # the failed try's second counts
+    assert stats.retried == 1 and stats.tasks == 4
