@@ -216,3 +216,21 @@ def test_expected_counts_match_an_independent_reading(shared_workflows: Path, re
     if counted is None:
         pytest.skip("no expanded twin of this JX file: counted by hand (see EXPECTED)")
     assert counted == (tasks, edges)
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    ({"task": [{"id": "a", "command": ["true"]}]}, "looks like the native format but has 'task' where 'tasks'"),
+    ({"process": [], "signals": []}, "looks like the HyperFlow format but has 'process' where 'processes'"),
+    ({"workflow": {"taks": []}}, "looks like the WfCommons format but has 'workflow.taks' where 'workflow.tasks'"),
+    ({"rule": []}, "looks like the Makeflow JSON format but has 'rule' where 'rules'"),
+])
+def test_a_near_miss_names_the_format_and_the_misspelt_key(data: dict, expected: str) -> None:
+    with pytest.raises(WorkflowError) as info:
+        formats.loads(json.dumps(data), "wf.json")
+    assert expected in str(info.value)
+
+
+def test_no_near_miss_keeps_the_general_message() -> None:
+    with pytest.raises(WorkflowError) as info:
+        formats.loads(json.dumps({"x": 1}), "wf.json")
+    assert NOT_A_WORKFLOW in str(info.value) and "looks like" not in str(info.value)

@@ -88,6 +88,12 @@ def loads(text: str, source: str = "<workflow>", fmt: str | None = None, base_di
             [Problem(f"invalid JSON at line {json_error.lineno} column {json_error.colno}: {json_error.msg}")],
             source,
         )
+    if json_error is None:
+        from chalicelib.workflow.formats.registry import near_miss
+
+        hint = near_miss(data)
+        if hint is not None:
+            raise FormatError([Problem(f"not a workflow in any known format: it {hint}")], source)
     raise FormatError(
         [Problem(f"not a workflow in any known format ({', '.join(names)}); pass --format to choose one")],
         source,

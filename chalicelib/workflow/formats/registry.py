@@ -46,3 +46,36 @@ def detect(text: str) -> str | None:
             if sniff(data):
                 return name
     return next((name for name, sniff_text, _ in formats.TEXT_FORMATS if sniff_text(text)), None)
+
+
+# The keys by which each JSON format is recognised, for naming a near miss ("task" for
+# "tasks") when nothing matched: (format, what to call it, keys at the top, keys inside `workflow`).
+_SIGNATURES: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = [
+    ("native", "the native format", ("tasks", "format", "defaults", "inputs"), ()),
+    (hyperflow.NAME, "the HyperFlow format", ("processes", "signals", "ins", "outs"), ()),
+    (wfformat.NAME, "the WfCommons format", ("workflow", "schemaVersion"), ("specification", "tasks", "jobs")),
+    (makeflow_json.NAME, "the Makeflow JSON format", ("rules", "define", "environment"), ()),
+]
+
+
+def near_miss(data: object) -> str | None:
+    """For a JSON object no format recognised: which format it looks like and the key that is
+    misspelt in it, e.g. "looks like the native format but has 'task' where 'tasks' is
+    expected (read with --format native)"; None when no key is close to a format's."""
+    import difflib
+
+    if not isinstance(data, dict):
+        return None
+    keys = [k for k in data if isinstance(k, str)]
+    inner = data.get("workflow")
+    nested = [k for k in inner if isinstance(k, str)] if isinstance(inner, dict) else []
+    for name, label, top, inside in _SIGNATURES:
+        for where, have, want in (("", keys, top), ("workflow.", nested, inside)):
+            for key in have:
+                if key in want:
+                    continue
+                close = difflib.get_close_matches(key, want, n=1, cutoff=0.75)
+                if close:
+                    return (f"looks like {label} but has '{where}{key}' where '{where}{close[0]}' is expected; "
+                            f"rename it (or pass --format {name} for that format's full account)")
+    return None
