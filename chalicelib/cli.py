@@ -172,10 +172,16 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _finish_report(rt: Any, run_id: str, wall: float, as_json: bool) -> int:
+    from chalicelib.engine.states import TaskState
+
     run = rt.store.get_run(run_id)
     counts = rt.store.counts(run_id)
     if as_json:
-        _print_json({"run_id": run_id, "state": run.state.value, "counts": counts, "wall_s": round(wall, 3)})
+        failed = [{"id": rec.task_id, "reason": rec.reason, "attempt": rec.attempt,
+                   **({"failed_parent": rec.result["failed_parent"]} if "failed_parent" in (rec.result or {}) else {})}
+                  for rec in rt.store.iter_tasks(run_id, [TaskState.FAILED, TaskState.UPSTREAM_FAILED])]
+        _print_json({"run_id": run_id, "state": run.state.value, "counts": counts, "wall_s": round(wall, 3),
+                     "failed": failed})
     else:
         _summary_table(rt, run_id, wall)
     return 0 if run.state.value == "SUCCEEDED" else 1
@@ -190,16 +196,18 @@ def _summary_table(rt: Any, run_id: str, wall: float) -> None:
     for rec in rt.store.iter_tasks(run_id):
         total += 1
         ttype = spec.tasks[rec.task_id].task_type
-        row = by_type.setdefault(ttype, {"n": 0, "ok": 0, "bad": 0, "time": 0.0})
+        row = by_type.setdefault(ttype, {"n": 0, "ok": 0, "bad": 0, "cached": 0, "time": 0.0})
         row["n"] += 1
         row["ok" if rec.state.value in ("SUCCEEDED", "CACHED") else "bad"] += 1
+        row["cached"] += rec.state.value == "CACHED"
         row["time"] += float(rec.result.get("duration_s") or 0.0)
         if rec.state.value == "FAILED" and len(failed) < 10:
             failed.append(rec)
     print(f"run {run_id}  {run.state.value}  {total} tasks in {wall:.2f} s")
-    print(f"  {'task type':<24} {'tasks':>6} {'ok':>6} {'not ok':>6} {'task time s':>12}")
+    print(f"  {'task type':<24} {'tasks':>6} {'ok':>6} {'not ok':>6} {'task time s':>12} {'cached':>6}")
     for ttype, row in sorted(by_type.items()):
-        print(f"  {ttype[:24]:<24} {int(row['n']):>6} {int(row['ok']):>6} {int(row['bad']):>6} {row['time']:>12.2f}")
+        print(f"  {ttype[:24]:<24} {int(row['n']):>6} {int(row['ok']):>6} {int(row['bad']):>6} {row['time']:>12.2f} "
+              f"{int(row['cached']):>6}")
     for rec in failed:
         print(f"  FAILED {rec.task_id} (attempt {rec.attempt}): {rec.reason}")
         tail = str(rec.result.get("log_tail", "")).strip().splitlines()[-5:]
@@ -284,6 +292,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         run_id = args.run or _latest_run(rt)
         run = rt.store.get_run(run_id)
         tasks = rt.store.list_tasks(run_id)
+        wanted = _states_of(args.state)
+        if wanted:
+            tasks = [t for t in tasks if t.state.value in wanted]
         counts = rt.store.counts(run_id)
         if args.json:
             _print_json({
@@ -306,6 +317,31 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
 
 
+def _states_of(values: Sequence[str] | None) -> set[str]:
+    """--state FAILED --state cached,running: the named task states (upper case); ConfigError
+    naming the states for an unknown one."""
+    wanted = {v.strip().upper() for value in values or () for v in value.split(",") if v.strip()}
+    unknown = sorted(wanted - set(STATE_ORDER))
+    if unknown:
+        raise ConfigError(f"unknown task state {', '.join(unknown)} for --state; states: {', '.join(STATE_ORDER)}")
+    return wanted
+
+
+def _task_or_suggest(rt: Any, run_id: str, task_id: str) -> Any:
+    """The task's record; NotFoundError naming the closest ids (`blastn_000` -> `blastn-000`)."""
+    import difflib
+
+    from chalicelib.errors import NotFoundError
+
+    try:
+        return rt.store.get_task(run_id, task_id)
+    except NotFoundError:
+        ids = [t.task_id for t in rt.store.iter_tasks(run_id)]
+        close = difflib.get_close_matches(task_id, ids, n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `updraft status RUN` lists its tasks"
+        raise NotFoundError(f"run {run_id} has no task {task_id}{hint}") from None
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     from chalicelib.errors import ConfigError, NotFoundError
     from chalicelib.runner.keys import log_key
@@ -317,7 +353,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         raise ConfigError("name the task: updraft logs RUN TASK (or read a deployed run's lines with --stage STAGE)")
     with _existing_runtime(args) as rt:
         rt.store.get_run(args.run)  # an unknown run is named as such, not as an unknown task
-        rec = rt.store.get_task(args.run, args.task)
+        rec = _task_or_suggest(rt, args.run, args.task)
         if args.attempt and args.attempt > rec.attempt:
             raise NotFoundError(f"task {args.task} has had {rec.attempt} attempt(s): "
                                 f"--attempt takes 1 to {rec.attempt}")
@@ -368,9 +404,12 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    if not _has_runs(_workdir_of(args)):  # no runs yet: nothing to list, and nothing to create
+    workdir = _workdir_of(args)
+    if not _has_runs(workdir):  # no runs yet: nothing to list, and nothing to create
         if args.json:
             _print_json([])
+        else:
+            print(f"no runs in {workdir} yet; start one with `updraft run FILE`")
         return 0
     with _runtime(args) as rt:
         runs = rt.store.list_runs(limit=args.limit)
@@ -380,6 +419,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         if args.json:
             _print_json(rows)
             return 0
+        if not rows:
+            print(f"no runs in {rt.workdir} yet; start one with `updraft run FILE`")
         for row in rows:
             done = sum(v for k, v in row["counts"].items() if k in ("SUCCEEDED", "CACHED"))
             created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["created_at"]))
@@ -395,9 +436,22 @@ def cmd_cache(args: argparse.Namespace) -> int:
     from chalicelib.cache.memo import MemoIndex
 
     root = os.path.join(os.path.abspath(args.workdir or default_workdir()), "cache")
+    if args.action == "prune":
+        if args.max_mb is None and not args.all:
+            raise ConfigError("cache prune needs a size to keep: --max-mb N (keep at most N MB, the least "
+                              "recently used objects go first) or --all (empty the cache)")
+        if args.max_mb is not None and args.all:
+            raise ConfigError("cache prune takes --max-mb N or --all, not both")
+    if not os.path.isdir(root):  # nothing cached yet: say so, and create nothing
+        if args.json:
+            _print_json({"root": root, "objects": 0, "bytes": 0, "memoized_results": 0,
+                         **({"entries": []} if args.action == "ls" else {})})
+        else:
+            print(f"0 object(s), 0.0 MB, 0 memoized result(s) in {root}")
+        return 0
     cas = ContentStore(root)
     if args.action == "prune":
-        removed = cas.evict(int((args.max_mb or 0) * 1024 * 1024))
+        removed = cas.evict(0 if args.all else int(args.max_mb * 1024 * 1024))
         print(f"removed {len(removed)} object(s), {sum(e.size for e in removed) / 1e6:.1f} MB; "
               f"{cas.total_bytes() / 1e6:.1f} MB left in {root}")
         return 0
@@ -442,11 +496,29 @@ def _at_least(least: int) -> Callable[[str], int]:
     return parse
 
 
+def _size_mb(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of MB, not {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more MB, not {text}")
+    return value
+
+
+# what --format takes (formats.format_names() loads every importer; a test keeps this in step)
+FORMAT_NAMES = ("native", "hyperflow", "wfformat", "makeflow-json", "makeflow-jx", "makeflow")
+FORMAT_HELP = f"input format: {', '.join(FORMAT_NAMES)} (default: detected from content)"
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with `only` (one of CORE_COMMANDS) just that command's parser,
     which is what `main` builds for them: building every command's parser took ~10 ms of
     `updraft run`'s ~200 ms start-up."""
+    from chalicelib import __version__
+
     parser = argparse.ArgumentParser(prog="updraft", description="Run scientific workflows, locally or on AWS.")
+    parser.add_argument("--version", action="version", version=f"updraft {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, help_: str, workdir: bool = True) -> argparse.ArgumentParser:
@@ -460,7 +532,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p = add("run", "run a workflow on the local runtime")
     p.add_argument("file")
     p.add_argument("--data", default=None, help="folder holding the workflow's external inputs")
-    p.add_argument("--format", default=None, help="input format (default: detected from content)")
+    p.add_argument("--format", default=None, help=FORMAT_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     p.add_argument("--concurrency", type=_at_least(1), default=None, help="parallel tasks (default: cores)")
     p.add_argument("--no-cache", action="store_true", help="run every task; neither reuse nor keep results")
@@ -478,13 +550,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     p = add("validate", "check a workflow file; exit 0 if valid, 2 if not", workdir=False)
     p.add_argument("file")
-    p.add_argument("--format", default=None)
+    p.add_argument("--format", default=None, help=FORMAT_HELP)
     _jx_options(p)
     p.set_defaults(func=cmd_validate)
 
     p = add("show", "describe a workflow: tasks, edges, levels, width, critical path, inputs", workdir=False)
     p.add_argument("file")
-    p.add_argument("--format", default=None)
+    p.add_argument("--format", default=None, help=FORMAT_HELP)
     p.add_argument("--json", action="store_true")
     _jx_options(p)
     p.set_defaults(func=cmd_show)
@@ -493,7 +565,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             workdir=False)
     p.add_argument("file")
     p.add_argument("--to", default="native", choices=["native"], help="output format (default: native)")
-    p.add_argument("--format", default=None, help="input format (default: detected from content)")
+    p.add_argument("--format", default=None, help=FORMAT_HELP)
     p.add_argument("-o", "--output", default=None, help="write here instead of standard output")
     _jx_options(p)
     p.set_defaults(func=cmd_convert)
@@ -501,6 +573,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p = add("status", "a run and each of its tasks (default: the latest run)")
     p.add_argument("run", nargs="?")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--state", action="append", metavar="STATE",
+                   help="only tasks in this state (e.g. FAILED; repeatable, or a comma list)")
     p.set_defaults(func=cmd_status)
 
     p = add("logs", "print a task's output (every attempt, or one); a deployed run's lines with --stage/--api")
@@ -526,7 +600,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     p = add("cache", "the dependency cache: ls (objects), du (size), prune (to a size)")
     p.add_argument("action", choices=["ls", "du", "prune"])
-    p.add_argument("--max-mb", type=float, default=None, help="prune: keep at most this much (default 0: all)")
+    p.add_argument("--max-mb", type=_size_mb, default=None, metavar="N",
+                   help="prune: keep at most N MB (least recently used go first); prune needs this or --all")
+    p.add_argument("--all", action="store_true", help="prune: empty the cache")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_cache)
 
@@ -547,6 +623,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # `updraft` alone asks what it can do: the help, and success (it is not a mistake)
+        build_parser().print_help()
+        return 0
     parser = build_parser(only=argv[0] if argv and argv[0] in CORE_COMMANDS else None)
     args = parser.parse_args(argv)
     try:

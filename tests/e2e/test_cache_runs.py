@@ -87,7 +87,7 @@ def test_cache_commands(tmp_path: Path) -> None:
     assert du["objects"] == 1 and du["bytes"] == 5000 and du["memoized_results"] == 1
     ls = updraft("cache", "ls", workdir=tmp_path / "wd", check=True).stdout
     assert "5000" in ls
-    pruned = updraft("cache", "prune", workdir=tmp_path / "wd", check=True).stdout
+    pruned = updraft("cache", "prune", "--all", workdir=tmp_path / "wd", check=True).stdout
     assert pruned.startswith("removed 1 object(s)")
     # the memoized result's object is gone, so the task runs again instead of being restored
     code, out = run_json(wf, tmp_path / "wd")

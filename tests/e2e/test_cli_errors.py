@@ -110,3 +110,57 @@ def test_status_says_when_no_live_process_runs_a_running_run(tmp_path: Path) -> 
         proc.wait()
     dead = updraft("status", workdir=wd).stdout
     assert "no live process is running it" in dead and "updraft resume" in dead
+
+
+def test_cache_prune_needs_a_size_or_all_and_refuses_a_negative_one(tmp_path: Path) -> None:
+    refused(updraft("cache", "prune", workdir=tmp_path / "wd"), "--max-mb N", "--all")
+    refused(updraft("cache", "prune", "--max-mb", "-5", workdir=tmp_path / "wd"), "must be 0 or more MB")
+    assert updraft("cache", "prune", "--all", workdir=tmp_path / "wd", check=True).stdout.startswith("0 object(s)")
+    assert not (tmp_path / "wd").exists()  # reading or pruning an empty cache creates nothing
+
+
+def test_version_bare_help_and_the_formats_listed(tmp_path: Path) -> None:
+    assert updraft("--version", check=True).stdout.startswith("updraft ")
+    bare = updraft()
+    assert bare.returncode == 0 and "usage: updraft" in bare.stdout and "run" in bare.stdout
+    helped = updraft("validate", "--help", check=True, env={"COLUMNS": "300"}).stdout
+    assert "hyperflow" in helped and "wfformat" in helped and "makeflow-json" in helped
+    wf = write_workflow(tmp_path / "wf.json", [{"id": "a", "command": ["true"]}])
+    refused(updraft("validate", str(wf), "--format", "nope"), "unknown format 'nope'", "hyperflow")
+
+
+def test_the_formats_the_help_lists_are_the_known_ones() -> None:
+    from chalicelib.cli import FORMAT_NAMES
+    from chalicelib.workflow.formats import format_names
+
+    assert sorted(FORMAT_NAMES) == sorted(format_names())
+
+
+def test_read_only_commands_create_no_work_dir_and_runs_says_there_are_none(tmp_path: Path) -> None:
+    wd = tmp_path / "wd"
+    out = updraft("runs", workdir=wd, check=True).stdout
+    assert "no runs" in out and "updraft run FILE" in out
+    for command in (("status",), ("logs", "r1", "a"), ("cache", "ls"), ("cache", "du")):
+        updraft(*command, workdir=wd)
+    assert not wd.exists()
+
+
+def test_logs_suggests_close_ids_status_filters_by_state_and_run_json_names_the_failures(tmp_path: Path) -> None:
+    wf = write_workflow(tmp_path / "wf.json", [
+        {"id": "blastn-000", "command": ["true"]},
+        {"id": "bad", "shell": "exit 3", "outputs": ["x"]},
+        {"id": "after", "command": ["cat", "x"], "inputs": ["x"]},
+    ])
+    wd = tmp_path / "wd"
+    code, out = run_json(wf, wd)
+    assert code == 1
+    assert {(f["id"], f["reason"]) for f in out["failed"]} == {("bad", "NONZERO_EXIT"), ("after", "UPSTREAM")}
+    missing = updraft("logs", out["run_id"], "blastn_000", workdir=wd)
+    assert missing.returncode != 0 and "did you mean blastn-000" in missing.stderr
+    st = json.loads(updraft("status", out["run_id"], "--json", "--state", "FAILED,upstream_failed",
+                            workdir=wd, check=True).stdout)
+    assert sorted(t["id"] for t in st["tasks"]) == ["after", "bad"]
+    refused(updraft("status", out["run_id"], "--state", "BROKEN", workdir=wd), "unknown task state BROKEN")
+    again = updraft("run", str(wf), workdir=wd)
+    header = again.stdout.splitlines()[1]
+    assert header.split()[-1] == "cached"  # the summary has a cached column
