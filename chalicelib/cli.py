@@ -56,6 +56,7 @@ def _runtime(args: argparse.Namespace) -> Any:
     if getattr(args, "no_cache", False):
         opts.memoize = False
     opts.rerun = tuple(getattr(args, "rerun", None) or ())
+    opts.emulate_lambda = bool(getattr(args, "emulate_lambda", False))
     opts.sole_process = True  # this process runs nothing but the engine: see RuntimeOptions
     return LocalRuntime(args.workdir, opts)
 
@@ -226,7 +227,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from chalicelib.workflow.replay import to_replay
 
         wf = to_replay(wf, time_scale=args.time_scale, size_scale=args.size_scale)
-    validate(wf, args.file)
+    validate(wf, args.file, lambda_limits=args.emulate_lambda)
     with _runtime(args) as rt:
         planned = bool(args.objective or args.deadline is not None or args.budget is not None)
         if planned:
@@ -508,6 +509,8 @@ def _size_mb(text: str) -> float:
 
 # what --format takes (formats.format_names() loads every importer; a test keeps this in step)
 FORMAT_NAMES = ("native", "hyperflow", "wfformat", "makeflow-json", "makeflow-jx", "makeflow")
+EMULATE_HELP = ("hold function and auto tasks to Lambda's limits and defaults (900 s, 1,024 MB, 512 MB of "
+                "disk), as on AWS; without it a local task is bound only by the resources its file gives")
 FORMAT_HELP = f"input format: {', '.join(FORMAT_NAMES)} (default: detected from content)"
 
 
@@ -536,6 +539,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     p.add_argument("--concurrency", type=_at_least(1), default=None, help="parallel tasks (default: cores)")
     p.add_argument("--no-cache", action="store_true", help="run every task; neither reuse nor keep results")
+    p.add_argument("--emulate-lambda", action="store_true", help=EMULATE_HELP)
     p.add_argument("--objective", choices=["cost", "makespan"], default=None,
                    help="let the planner place and size every task for this objective")
     p.add_argument("--deadline", type=float, default=None, help="plan: the cheapest placement finishing in S seconds")
@@ -592,6 +596,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--json", action="store_true")
     p.add_argument("--concurrency", type=_at_least(1), default=None)
+    p.add_argument("--emulate-lambda", action="store_true", help=EMULATE_HELP)
     p.set_defaults(func=cmd_resume)
 
     p = add("cancel", "cancel a run (stops its running tasks)")

@@ -127,8 +127,22 @@ class EncodedEnv(dict[bytes, bytes]):
         return self._entries
 
 
-def _over_disk(used: int, limit: int) -> str:
-    return f"wrote {used >> 20} MB, over its disk limit of {limit >> 20} MB"
+def _over_disk(used: int, limit: int, task: Task | None = None) -> str:
+    return f"wrote {used >> 20} MB, over its disk limit of {limit >> 20} MB" + raise_hint(task, "disk_mb", limit >> 20)
+
+
+_FUNCTION_CAPS = {"timeout_s": 900.0, "memory_mb": 10_240.0, "disk_mb": 10_240.0}  # limits.FUNCTION's
+
+
+def raise_hint(task: Task | None, name: str, limit: float) -> str:
+    """What to change after a task ran out of a resource: the field to raise, or, at Lambda's
+    own cap for a function task, the placement."""
+    if task is None:
+        return ""
+    if task.placement.value == "function" and limit >= _FUNCTION_CAPS[name]:
+        return (f"; that is Lambda's most for a function: set the task's placement to 'container' or 'auto' "
+                f"to give it more (and raise resources.{name})")
+    return f"; raise the task's resources.{name} (or defaults.resources.{name}) in the workflow file"
 
 
 def argv_of(task: Task) -> list[str]:
@@ -294,7 +308,8 @@ class Attempt(Struct):
             return
         now = time.monotonic() if now_mono is None else now_mono
         if now >= self.deadline:
-            self.kill(Reason.TIMEOUT.value, f"killed after its timeout of {self.timeout_s:g} s")
+            self.kill(Reason.TIMEOUT.value, f"killed after its timeout of {self.timeout_s:g} s"
+                      + raise_hint(self.req.task, "timeout_s", self.timeout_s))
             return
         if self.unpin_tree:
             self.unpin_tree = False
@@ -302,13 +317,14 @@ class Attempt(Struct):
         rss = tree_rss_kb(self.proc.pid) + self._orphans_kb()
         self.peak_rss_kb = max(self.peak_rss_kb, rss)
         if rss > self.memory_kb:
-            self.kill(Reason.OOM.value, f"used {rss // 1024} MB, over its memory limit of {self.memory_kb // 1024} MB")
+            self.kill(Reason.OOM.value, f"used {rss // 1024} MB, over its memory limit of {self.memory_kb // 1024} MB"
+                      + raise_hint(self.req.task, "memory_mb", self.memory_kb // 1024))
             return
         if now >= self.next_disk_check:
             self.next_disk_check = now + DISK_CHECK_EVERY_S
             used = dir_size_bytes(self.sandbox.root)
             if used > self.disk_bytes:
-                self.kill(Reason.DISK_QUOTA.value, _over_disk(used, self.disk_bytes))
+                self.kill(Reason.DISK_QUOTA.value, _over_disk(used, self.disk_bytes, self.req.task))
 
     def marker(self) -> tuple[bytes, ...]:
         return attempt_marker(self.req.run_id, self.req.task_id, self.req.attempt)
@@ -402,7 +418,8 @@ class Attempt(Struct):
             return self.kill_reason, self.kill_detail
         if exit_code is not None and self.peak_rss_kb > self.memory_kb:
             peak, limit = self.peak_rss_kb // 1024, self.memory_kb // 1024
-            return Reason.OOM.value, f"peak memory {peak} MB exceeded its limit of {limit} MB"
+            return (Reason.OOM.value, f"peak memory {peak} MB exceeded its limit of {limit} MB"
+                    + raise_hint(self.req.task, "memory_mb", limit))
         if exit_code != 0:
             if exit_code is not None and exit_code < 0:
                 how = f"killed by signal {-exit_code}"
@@ -416,7 +433,7 @@ class Attempt(Struct):
             return Reason.MISSING_OUTPUT.value, f"exited 0 but did not write declared output(s): {missing}"
         used = self.sandbox.measure()
         if used > self.disk_bytes:
-            return Reason.DISK_QUOTA.value, _over_disk(used, self.disk_bytes)
+            return Reason.DISK_QUOTA.value, _over_disk(used, self.disk_bytes, self.req.task)
         return None, ""
 
     def _store_log(self, blobs: BlobStore, result: dict[str, Any]) -> str:

@@ -62,6 +62,9 @@ class Task(Struct, frozen=True):
     type: str = ""
     deps: tuple[str, ...] = ()
     hints: Mapping[str, float] = field(default_factory=dict)
+    # which of "placement" and the resources' fields the workflow file gave (the task itself or
+    # its `defaults`): locally the others are not limits unless Lambda is emulated (limits.py)
+    given: frozenset[str] = frozenset()
 
     @property
     def task_type(self) -> str:

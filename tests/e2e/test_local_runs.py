@@ -240,3 +240,35 @@ def test_auto_task_out_of_memory_is_retried_bigger_in_a_container(tmp_path: Path
     task = status(out["run_id"], tmp_path / "wd")["tasks"][0]
     # 64 MB on a function: OOM -> retried in a container with 128 MB: enough for ~110 MB
     assert task["state"] == "SUCCEEDED" and task["placement"] == "container" and task["attempts"] == 2
+
+
+def test_local_runs_are_bound_by_lambdas_limits_only_when_asked(tmp_path: Path) -> None:
+    # 1.3 GB held for a second: over Lambda's default 1,024 MB, which a local run does not apply
+    hog = {"id": "hog", "command": [sys.executable, "-c", "import time; b = b'x' * (1300 << 20); time.sleep(1)"]}
+    wf = write_workflow(tmp_path / "hog.json", [hog])
+    code, out = run_json(wf, tmp_path / "wd", "--no-cache")
+    assert code == 0, out
+    code, out = run_json(wf, tmp_path / "wd", "--no-cache", "--emulate-lambda")
+    assert code == 1 and out["failed"][0]["reason"] == "OOM"
+    st = {t["id"]: t for t in status(out["run_id"], tmp_path / "wd")["tasks"]}
+    tail = updraft("logs", out["run_id"], "hog", workdir=tmp_path / "wd").stdout + str(st["hog"])
+    assert "resources.memory_mb" in tail  # the failure names the field to raise
+    # timeout_s over Lambda's 900 s runs locally; refused with --emulate-lambda or the task's own placement
+    long_task = write_workflow(tmp_path / "long.json", [{"id": "long", "command": ["true"],
+                                                         "resources": {"timeout_s": 5000}}])
+    assert run_json(long_task, tmp_path / "wd")[0] == 0
+    refused = updraft("run", str(long_task), "--emulate-lambda", workdir=tmp_path / "wd")
+    assert refused.returncode == 2 and "function limit of 900 s" in refused.stderr
+    own = write_workflow(tmp_path / "own.json", [{"id": "long", "command": ["true"], "placement": "function",
+                                                  "resources": {"timeout_s": 5000}}])
+    refused = updraft("run", str(own), workdir=tmp_path / "wd")
+    assert refused.returncode == 2 and "own placement 'function'" in refused.stderr
+
+
+def test_a_timeout_names_the_field_to_raise(tmp_path: Path) -> None:
+    wf = write_workflow(tmp_path / "t.json", [{"id": "slow", "command": ["sleep", "5"],
+                                                "resources": {"timeout_s": 0.5}}])
+    code, out = run_json(wf, tmp_path / "wd")
+    assert code == 1 and out["failed"][0]["reason"] == "TIMEOUT"
+    logs = updraft("logs", out["run_id"], "slow", workdir=tmp_path / "wd").stdout
+    assert "raise the task's resources.timeout_s" in logs, logs

@@ -6,6 +6,7 @@ import pytest
 
 from chalicelib.errors import FormatError, WorkflowError
 from chalicelib.workflow.formats import loads, native
+from chalicelib.workflow.model import Workflow
 from chalicelib.workflow.validate import problems, validate
 
 
@@ -142,3 +143,46 @@ def test_a_file_that_cannot_be_read_or_is_a_folder_is_named(tmp_path: Path, monk
     monkeypatch.setattr(formats, "open", unreadable, raising=False)
     with pytest.raises(FormatError, match="cannot be read: Permission denied"):
         formats.load(str(wf_file))
+
+
+def _one(task: dict, defaults: dict | None = None) -> Workflow:
+    from chalicelib.workflow.formats import native
+
+    return native.from_data({"tasks": [{"id": "t", "command": ["true"], **task}], "defaults": defaults or {}})
+
+
+def test_a_local_run_is_not_bound_by_lambdas_limits_unless_asked_or_the_task_names_function() -> None:
+    from chalicelib.workflow.validate import problems
+
+    long_default = _one({"resources": {"timeout_s": 5000}})
+    assert problems(long_default, lambda_limits=False) == []  # a local run: fine
+    (cloud,) = problems(long_default)  # the cloud (and --emulate-lambda): Lambda's 900 s
+    assert cloud.field == "resources.timeout_s" and "function limit of 900" in cloud.message
+    for own in (_one({"placement": "function", "resources": {"timeout_s": 5000}}),
+                _one({"resources": {"timeout_s": 5000}}, {"placement": "function"})):
+        (local,) = problems(own, lambda_limits=False)
+        assert "own placement 'function' holds it to Lambda's limits" in local.message
+    huge = _one({"resources": {"memory_mb": 500_000}})
+    (over,) = problems(huge, lambda_limits=False)  # still bound by the largest container
+    assert "container limit" in over.message
+
+
+def test_what_the_file_gives_survives_the_stored_spec_and_the_rest_is_no_local_limit() -> None:
+    from chalicelib.workflow import limits
+    from chalicelib.workflow.formats import native
+
+    wf = native.from_data({"defaults": {"resources": {"memory_mb": 2048}}, "tasks": [
+        {"id": "plain", "command": ["true"]},
+        {"id": "timed", "command": ["true"], "resources": {"timeout_s": 60}},
+        {"id": "fn", "command": ["true"], "placement": "function"},
+    ]})
+    again = native.parse(native.dump(wf))  # as a run's spec is stored and read back
+    for before, after in zip(wf.tasks, again.tasks, strict=True):
+        assert (before.given, before.resources, before.placement) == (after.given, after.resources, after.placement)
+    tasks = again.task_map()
+    assert tasks["plain"].given == {"memory_mb"} and tasks["fn"].given == {"memory_mb", "placement"}
+    plain = limits.local_resources(tasks["plain"], emulate_lambda=False, machine_mb=16_000)
+    assert plain.memory_mb == 2048 and plain.timeout_s >= 365 * 86400 and plain.disk_mb == limits.CONTAINER.max_disk_mb
+    assert limits.local_resources(tasks["timed"], False, 16_000).timeout_s == 60
+    assert limits.local_resources(tasks["fn"], False, 16_000) == tasks["fn"].resources  # Lambda's defaults
+    assert limits.local_resources(tasks["plain"], True, 16_000) == tasks["plain"].resources  # --emulate-lambda

@@ -47,6 +47,7 @@ from chalicelib.runner.keys import data_key
 from chalicelib.runner.procs import is_subreaper, own_children, run_marker, set_subreaper, sweep_orphans
 from chalicelib.runner.sandbox import parse_dep
 from chalicelib.workflow.graph import external_inputs
+from chalicelib.workflow.limits import local_resources, machine_memory_mb
 from chalicelib.workflow.model import Task, Workflow
 from chalicelib.workflow.validate import validate
 
@@ -82,6 +83,10 @@ class RuntimeOptions(Struct):
     # the process runs nothing but this engine (the CLI): every child it did not start itself is
     # an orphan of a task, even one that cleared its environment (see FunctionPool.sweep_all)
     sole_process: bool = False
+    # hold function and auto tasks to Lambda's limits and defaults (900 s, 1,024 MB, 512 MB of
+    # disk), as the cloud does; without it a local task is bound only by what its file gives
+    # (a task whose own placement is 'function' keeps Lambda's limits): see workflow/limits.py
+    emulate_lambda: bool = False
 
 
 class RunBusyError(UpdraftError):
@@ -181,7 +186,7 @@ class LocalRuntime:
         """Validate (unless the caller just did), check inputs, stage them, store the run.
         Writes nothing if any step fails."""
         if not validated:
-            validate(workflow, source)
+            validate(workflow, source, lambda_limits=self.options.emulate_lambda)
         if any(t.deps for t in workflow.tasks):
             workflow = self._resolve_deps(workflow)
         sources = self._input_sources(workflow, data_dir)
@@ -304,6 +309,7 @@ class _Loop:
         # content hashes of the run's files, from the producers' results: they let the cache
         # and memoization recognise inputs without reading them
         self.hashes: dict[str, str] = {}
+        self.machine_mb = machine_memory_mb()
         for rec in rt.store.iter_tasks(run_id, [TaskState.SUCCEEDED, TaskState.CACHED]):
             self.hashes.update(rec.result.get("outputs") or {})
 
@@ -379,6 +385,9 @@ class _Loop:
                 task = self.rt.specs.get(ins.run_id).tasks[ins.task_id]
                 if ins.resources:  # an escalated retry: more memory or disk than the spec's
                     task = replace(task, resources=task.resources.grown(ins.resources))
+                res = local_resources(task, self.rt.options.emulate_lambda, self.machine_mb)
+                if res != task.resources:  # not Lambda-bound: what the file does not give is no limit
+                    task = replace(task, resources=res)
                 known = {p: self.hashes[p] for p in task.inputs if p in self.hashes}
                 req = TaskRequest(ins.run_id, ins.task_id, ins.attempt, task, known, self.rt.reuse(task))
                 if ins.placement == "function":

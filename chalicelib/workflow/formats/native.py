@@ -137,6 +137,10 @@ class _Reader:
         if not isinstance(type_, str):
             self.fail("must be a string", tid, "type")
             type_ = ""
+        given = {"placement"} if raw.get("placement") is not None or defaults["given_placement"] else set()
+        raw_res = raw.get("resources")
+        given.update(k for k in _RESOURCE_KEYS if (isinstance(raw_res, dict) and k in raw_res)
+                     or k in defaults["given_resources"])
         return Task(
             id=tid,
             command=argv,
@@ -151,6 +155,7 @@ class _Reader:
             type=type_,
             deps=tuple(defaults["deps"]) + self.str_list(raw.get("deps"), tid, "deps"),
             hints=hints,
+            given=frozenset(given),
         )
 
     def inputs(self, raw: Any) -> tuple[InputFile, ...]:
@@ -199,6 +204,9 @@ class _Reader:
             "retries": self.retries(raw_defaults.get("retries"), 0, None, "defaults.retries"),
             "env": self.str_map(raw_defaults.get("env"), None, "defaults.env"),
             "deps": self.str_list(raw_defaults.get("deps"), None, "defaults.deps"),
+            "given_placement": raw_defaults.get("placement") is not None,
+            "given_resources": set(raw_defaults["resources"]) & set(_RESOURCE_KEYS)
+            if isinstance(raw_defaults.get("resources"), dict) else set(),
         }
         raw_tasks = data.get("tasks")
         if not isinstance(raw_tasks, list):
@@ -266,8 +274,14 @@ def _task_dict(task: Task) -> dict[str, Any]:
         value = getattr(task, key)
         if value:
             out[key] = list(value)
-    out["resources"] = task.resources.to_dict()
-    out["placement"] = task.placement.value
+    # what the file gave, and every value that is not the default (an importer's): read back,
+    # the task has the same values and the same `given` for what matters (limits.py)
+    default = Resources().to_dict()
+    resources = {k: v for k, v in task.resources.to_dict().items() if k in task.given or v != default[k]}
+    if resources:
+        out["resources"] = resources
+    if "placement" in task.given or task.placement is not Placement.FUNCTION:
+        out["placement"] = task.placement.value
     if task.retries:
         out["retries"] = task.retries
     if task.env:
