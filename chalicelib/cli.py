@@ -35,14 +35,20 @@ def _has_runs(workdir: str) -> bool:
     return os.path.exists(os.path.join(workdir, "state.db"))
 
 
-def _existing_runtime(args: argparse.Namespace) -> Any:
-    """The runtime of a work dir that has runs; NotFoundError naming the place otherwise."""
+def _existing_workdir(args: argparse.Namespace) -> str:
+    """The work dir, when runs were made there; NotFoundError naming the place otherwise."""
     from chalicelib.errors import NotFoundError
 
     workdir = _workdir_of(args)
     if not _has_runs(workdir):
         raise NotFoundError(f"no runs in {workdir}: nothing has run there; pass the --workdir the run used "
-                            "(or set UPDRAFT_HOME)")
+                            "(or set UPDRAFT_HOME), or start one with `updraft run FILE`")
+    return workdir
+
+
+def _existing_runtime(args: argparse.Namespace) -> Any:
+    """The runtime of a work dir that has runs; NotFoundError naming the place otherwise."""
+    _existing_workdir(args)
     return _runtime(args)
 
 

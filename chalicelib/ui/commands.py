@@ -27,6 +27,16 @@ def _client(args: argparse.Namespace) -> Any:
                   concurrency=getattr(args, "concurrency", None))
 
 
+def _reading_client(args: argparse.Namespace) -> Any:
+    """The client for a command that only reads runs: locally, NotFoundError naming the work
+    dir when nothing has run there (rather than creating one)."""
+    if getattr(args, "api", None) is None:
+        from chalicelib.cli import _existing_workdir
+
+        _existing_workdir(args)
+    return _client(args)
+
+
 def _api_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api", default=None, metavar="URL", help="a deployed stack's API URL (default: the local runtime)")
     p.add_argument("--region", default=None, help="--api: the API's region (default: from its URL)")
@@ -145,7 +155,7 @@ def run_data(client: Any, run_id: str) -> Any:
 def cmd_report(args: argparse.Namespace) -> int:
     from chalicelib.report.build import write_report
 
-    client = _client(args)
+    client = _reading_client(args)
     run_id = args.run or _latest(client)
     data = run_data(client, run_id)
     out = args.out or os.path.join(os.getcwd(), f"report-{run_id}")
@@ -197,7 +207,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = _reading_client(args)
     return _follow(client, args.run or _latest(client), args.timeout, args.json)
 
 

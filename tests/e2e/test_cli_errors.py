@@ -140,7 +140,7 @@ def test_read_only_commands_create_no_work_dir_and_runs_says_there_are_none(tmp_
     wd = tmp_path / "wd"
     out = updraft("runs", workdir=wd, check=True).stdout
     assert "no runs" in out and "updraft run FILE" in out
-    for command in (("status",), ("logs", "r1", "a"), ("cache", "ls"), ("cache", "du")):
+    for command in (("status",), ("logs", "r1", "a"), ("cache", "ls"), ("cache", "du"), ("report",), ("watch", "r1")):
         updraft(*command, workdir=wd)
     assert not wd.exists()
 
