@@ -207,7 +207,9 @@ def _summary_table(rt: Any, run_id: str, wall: float) -> None:
         row["n"] += 1
         row["ok" if rec.state.value in ("SUCCEEDED", "CACHED") else "bad"] += 1
         row["cached"] += rec.state.value == "CACHED"
+        tries = rec.result.get("tries") or []  # the failed attempts that were retried count too
         row["time"] += float(rec.result.get("duration_s") or 0.0)
+        row["time"] += sum(float(t.get("duration_s") or 0.0) for t in tries)
         if rec.state.value == "FAILED" and len(failed) < 10:
             failed.append(rec)
     print(f"run {run_id}  {run.state.value}  {total} tasks in {wall:.2f} s")

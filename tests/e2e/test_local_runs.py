@@ -272,3 +272,15 @@ def test_a_timeout_names_the_field_to_raise(tmp_path: Path) -> None:
     assert code == 1 and out["failed"][0]["reason"] == "TIMEOUT"
     logs = updraft("logs", out["run_id"], "slow", workdir=tmp_path / "wd").stdout
     assert "raise the task's resources.timeout_s" in logs, logs
+
+
+def test_the_summary_counts_the_time_of_failed_attempts_that_were_retried(tmp_path: Path) -> None:
+    marker = tmp_path / "tried"
+    wf = write_workflow(tmp_path / "r.json", [
+        {"id": "flaky", "shell": f"sleep 0.4; if [ -e {marker} ]; then exit 0; fi; touch {marker}; exit 1",
+         "retries": 1, "type": "flaky"},
+    ])
+    proc = updraft("run", str(wf), workdir=tmp_path / "wd")
+    assert proc.returncode == 0, proc.stderr
+    row = next(line.split() for line in proc.stdout.splitlines() if line.strip().startswith("flaky"))
+    assert float(row[4]) >= 0.8  # two attempts of at least 0.4 s each (the last alone: about 0.4)
