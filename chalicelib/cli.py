@@ -124,7 +124,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from chalicelib.workflow.graph import summarize
     from chalicelib.workflow.validate import validate
 
-    wf = validate(_load(args), args.file)
+    wf = validate(_load(args), args.file, lambda_limits=args.emulate_lambda)
     s = summarize(wf)
     print(f"{args.file}: valid, {s.tasks} tasks, {s.edges} edges, {s.levels} levels")
     if s.external_inputs:
@@ -159,7 +159,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from chalicelib.workflow.graph import summarize
     from chalicelib.workflow.validate import validate
 
-    s = summarize(validate(_load(args), args.file))
+    s = summarize(validate(_load(args), args.file, lambda_limits=False))
     if args.json:
         _print_json(s.to_dict())
         return 0
@@ -563,6 +563,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p = add("validate", "check a workflow file; exit 0 if valid, 2 if not", workdir=False)
     p.add_argument("file")
     p.add_argument("--format", default=None, help=FORMAT_HELP)
+    p.add_argument("--emulate-lambda", action="store_true",
+                   help="check against Lambda's limits as AWS and `run --emulate-lambda` do (default: as `run` does)")
     _jx_options(p)
     p.set_defaults(func=cmd_validate)
 

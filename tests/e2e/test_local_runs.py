@@ -257,6 +257,8 @@ def test_local_runs_are_bound_by_lambdas_limits_only_when_asked(tmp_path: Path) 
     long_task = write_workflow(tmp_path / "long.json", [{"id": "long", "command": ["true"],
                                                          "resources": {"timeout_s": 5000}}])
     assert run_json(long_task, tmp_path / "wd")[0] == 0
+    assert updraft("validate", str(long_task)).returncode == 0  # validate checks what run accepts
+    assert updraft("validate", str(long_task), "--emulate-lambda").returncode == 2
     refused = updraft("run", str(long_task), "--emulate-lambda", workdir=tmp_path / "wd")
     assert refused.returncode == 2 and "function limit of 900 s" in refused.stderr
     own = write_workflow(tmp_path / "own.json", [{"id": "long", "command": ["true"], "placement": "function",
