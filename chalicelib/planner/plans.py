@@ -164,7 +164,11 @@ def apply_plan(workflow: Workflow, plan: Plan) -> Workflow:
         else:
             placement = Placement.CONTAINER
             resources = replace(res, memory_mb=choice.memory_mb, cpus=choice.cpus)
-        tasks.append(replace(task, placement=placement, resources=resources))
+        # what the plan sets counts as given: a local run enforces it (workflow/limits.py)
+        sized = {"placement", "memory_mb", "cpus"} | ({"disk_mb"} if choice.disk_mb else set())
+        if choice.placement == FUNCTION:
+            sized.add("timeout_s")
+        tasks.append(replace(task, placement=placement, resources=resources, given=task.given | sized))
     if problems:
         raise WorkflowError(problems, f"plan {plan.name!r}")
     return replace(workflow, tasks=tuple(tasks))
