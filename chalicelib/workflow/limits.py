@@ -37,7 +37,7 @@ LOCAL_UNBOUNDED_S = 366 * 86400.0  # "no timeout" for an attempt's deadline arit
 def lambda_bound(task: Task, emulate_lambda: bool) -> bool:
     """Whether a local run holds `task` to Lambda's limits and defaults: when asked, or when
     the task's file names `placement: function` itself."""
-    return emulate_lambda or (task.placement is Placement.FUNCTION and "placement" in task.given)
+    return emulate_lambda or (task.placement is Placement.FUNCTION and "placement" in task.declared())
 
 
 def local_resources(task: Task, emulate_lambda: bool, machine_mb: int | None = None) -> Resources:
@@ -47,7 +47,7 @@ def local_resources(task: Task, emulate_lambda: bool, machine_mb: int | None = N
     res = task.resources
     if lambda_bound(task, emulate_lambda):
         return res
-    given = task.given
+    given = task.declared()
     return Resources(
         memory_mb=res.memory_mb if "memory_mb" in given else max(res.memory_mb, machine_mb or CONTAINER.max_memory_mb),
         cpus=res.cpus,

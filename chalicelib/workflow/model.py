@@ -66,6 +66,16 @@ class Task(Struct, frozen=True):
     # its `defaults`): locally the others are not limits unless Lambda is emulated (limits.py)
     given: frozenset[str] = frozenset()
 
+    def declared(self) -> frozenset[str]:
+        """`given`, plus every resource whose value is not the default and the placement when it
+        is not `function`: what an importer, a plan or a replay set counts as chosen too. The
+        native writer writes exactly these, so a stored and re-read spec declares the same."""
+        default = Resources().to_dict()
+        chosen = {k for k, v in self.resources.to_dict().items() if v != default[k]}
+        if self.placement is not Placement.FUNCTION:
+            chosen.add("placement")
+        return self.given | chosen if chosen else self.given
+
     @property
     def task_type(self) -> str:
         """The task's type (for reports and the planner): explicit, else the program's name."""

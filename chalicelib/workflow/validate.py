@@ -107,7 +107,7 @@ def _resource_problems(task: Task, lambda_limits: bool = True) -> Iterator[Probl
         if not lambda_limits:  # a local run: the task's own placement holds it to Lambda's limits
             fix = ("the task's own placement 'function' holds it to Lambda's limits; set placement to "
                    "'container' or 'auto', or leave placement out to run it locally without them")
-        elif "placement" not in task.given:
+        elif "placement" not in task.declared():
             fix += " (a local run without --emulate-lambda is not bound by Lambda's limits)"
         yield from _over_limits(task, limits.FUNCTION, fix)
     else:  # container, auto, local; and function on a local run not bound by Lambda's limits

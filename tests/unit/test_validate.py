@@ -186,3 +186,19 @@ def test_what_the_file_gives_survives_the_stored_spec_and_the_rest_is_no_local_l
     assert limits.local_resources(tasks["timed"], False, 16_000).timeout_s == 60
     assert limits.local_resources(tasks["fn"], False, 16_000) == tasks["fn"].resources  # Lambda's defaults
     assert limits.local_resources(tasks["plain"], True, 16_000) == tasks["plain"].resources  # --emulate-lambda
+
+
+def test_an_importers_values_count_as_chosen_before_and_after_the_spec_is_stored() -> None:
+    from chalicelib.workflow import limits
+    from chalicelib.workflow.formats import native
+    from chalicelib.workflow.model import Placement, Resources, Task
+
+    imported = Workflow(name="w", tasks=(
+        Task(id="x", command=("true",), resources=Resources(memory_mb=3000, timeout_s=120.0), placement=Placement.AUTO),
+    ))
+    again = native.parse(native.dump(imported))
+    (before,), (after,) = imported.tasks, again.tasks
+    assert before.declared() == after.declared() == {"memory_mb", "timeout_s", "placement"}
+    for task in (before, after):  # a run and its resume enforce the same limits
+        res = limits.local_resources(task, emulate_lambda=False, machine_mb=16_000)
+        assert (res.memory_mb, res.timeout_s, res.disk_mb) == (3000, 120.0, limits.CONTAINER.max_disk_mb)

@@ -276,11 +276,11 @@ def _task_dict(task: Task) -> dict[str, Any]:
             out[key] = list(value)
     # what the file gave, and every value that is not the default (an importer's): read back,
     # the task has the same values and the same `given` for what matters (limits.py)
-    default = Resources().to_dict()
-    resources = {k: v for k, v in task.resources.to_dict().items() if k in task.given or v != default[k]}
+    declared = task.declared()
+    resources = {k: v for k, v in task.resources.to_dict().items() if k in declared}
     if resources:
         out["resources"] = resources
-    if "placement" in task.given or task.placement is not Placement.FUNCTION:
+    if "placement" in declared:
         out["placement"] = task.placement.value
     if task.retries:
         out["retries"] = task.retries
