@@ -61,6 +61,19 @@ def memo_key(
     return hashlib.sha256(blob).hexdigest()
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def usable_record(record: Mapping[str, Any], outputs: tuple[str, ...]) -> bool:
+    """Whether a memo record can stand in for running a task with these outputs: exactly
+    those outputs, each a sha256 hex digest (the objects themselves are verified against
+    their hashes before they are published: TaskCache.restore)."""
+    got = record.get("outputs")
+    if not isinstance(got, dict) or set(got) != set(outputs):
+        return False
+    return all(isinstance(h, str) and len(h) == 64 and _HEX.issuperset(h) for h in got.values())
+
+
 class MemoIndex:
     """key -> {"outputs": {path: sha256}, ...} as one small JSON file per key."""
 
