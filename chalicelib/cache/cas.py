@@ -34,6 +34,8 @@ from chalicelib.cache.copying import READ, copy_fd, copy_hashing, create_new, ha
 from chalicelib.cache.hashing import CHUNK, known_digest, note
 from chalicelib.errors import UpdraftError
 
+_HEX = frozenset("0123456789abcdef")
+
 
 class CacheIntegrityError(UpdraftError):
     """Fetched bytes did not match the expected content hash."""
@@ -54,7 +56,7 @@ class ContentStore:
         os.makedirs(self.locks, exist_ok=True)
 
     def path(self, sha: str) -> str:
-        if len(sha) != 64 or not all(c in "0123456789abcdef" for c in sha):
+        if len(sha) != 64 or not _HEX.issuperset(sha):
             raise ValueError(f"not a sha256 hex digest: {sha!r}")
         return os.path.join(self.objects, sha[:2], sha)
 
@@ -122,15 +124,17 @@ class ContentStore:
         reach, whose content hashes to `sha`) by linking it in: no copy. The file becomes
         read-only. Nothing happens when the object is already there."""
         final = self.path(sha)
-        os.chmod(path, 0o444, follow_symlinks=False)
         try:
             os.link(path, final, follow_symlinks=False)
         except FileNotFoundError:
             os.makedirs(os.path.dirname(final), exist_ok=True)
-            with contextlib.suppress(FileExistsError):
+            try:
                 os.link(path, final, follow_symlinks=False)
+            except FileExistsError:
+                return
         except FileExistsError:
             return
+        os.chmod(final, 0o444, follow_symlinks=False)
         note(os.stat(final), sha)
 
     @contextlib.contextmanager

@@ -96,6 +96,7 @@ class TaskOutcome(Struct, frozen=True):
 
 
 _SET_PER_TASK = (b"TMPDIR", b"UPDRAFT_RUN_ID", b"UPDRAFT_TASK_ID", b"UPDRAFT_ATTEMPT")
+_WITHHELD = (b"UPDRAFT_MEMO_KEY",)  # the runner's memo secret (cache/memo.py) never reaches a task
 
 
 def _task_env(req: TaskRequest, sandbox: Sandbox, base: Mapping[Any, Any]) -> list[bytes]:
@@ -123,9 +124,9 @@ class EncodedEnv(dict[bytes, bytes]):
     def entries(self, overridden: Mapping[bytes, bytes] | None = None) -> list[bytes]:
         """"NAME=value" for each variable but those set per task (and `overridden`)."""
         if overridden is not None:
-            return [k + b"=" + v for k, v in self.items() if k not in overridden]
+            return [k + b"=" + v for k, v in self.items() if k not in overridden and k not in _WITHHELD]
         if self._entries is None:
-            self._entries = [k + b"=" + v for k, v in self.items() if k not in _SET_PER_TASK]
+            self._entries = [k + b"=" + v for k, v in self.items() if k not in _SET_PER_TASK and k not in _WITHHELD]
         return self._entries
 
 

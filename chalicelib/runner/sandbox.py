@@ -49,6 +49,7 @@ class Sandbox(Struct):
 
     root: str
     reusable: bool = False
+    _real_root: str = ""  # realpath(root), resolved once: the runner made every folder on it
     _pristine: bool = False  # measure() found nothing but the (empty) tmp folder and the log
     log_size: int | None = None  # the log's size as measure() found it (None: not measured)
 
@@ -186,11 +187,10 @@ class Sandbox(Struct):
         unsafe: list[str] = []
         if not outputs:
             return missing, unsafe
-        real_root = os.path.realpath(self.root)
+        real_root = self.real_root
         for path in outputs:
             full = os.path.join(self.root, path)
-            folder = os.path.realpath(os.path.dirname(full))
-            if folder != real_root and not _inside(folder, real_root):
+            if not self._folder_inside(path):
                 unsafe.append(path)  # a folder on the way is a symlink leading out
                 continue
             if os.path.islink(full):
@@ -210,41 +210,59 @@ class Sandbox(Struct):
         hashes: dict[str, str] = {}
         if not outputs:
             return total, hashes
-        real_root = os.path.realpath(self.root)
+        real_root = self.real_root
         for path in outputs:
             try:
                 sha, size = self._take(path, real_root)
             except StageError:
+                _remove_any(self.out_path)
                 raise
             except OSError as exc:
+                _remove_any(self.out_path)
                 raise StageError("STAGE_OUT", f"could not store output {path!r}: {exc}") from exc
             try:
                 if cache is not None:
                     cache.add_output(self.out_path, sha)
-                blobs.put_file(data_key(run_id, path), self.out_path, move=True)
+                blobs.put_file(data_key(run_id, path), self.out_path, move=True)  # gone from out_path
             except Exception as exc:
-                raise StageError("STAGE_OUT", f"could not store output {path!r}: {exc}") from exc
-            finally:
                 _remove_any(self.out_path)
+                raise StageError("STAGE_OUT", f"could not store output {path!r}: {exc}") from exc
             hashes[path] = sha
             total += size
         return total, hashes
+
+    @property
+    def real_root(self) -> str:
+        if not self._real_root:
+            self._real_root = os.path.realpath(self.root)
+        return self._real_root
+
+    def _folder_inside(self, path: str) -> bool:
+        """Whether the folders on `path`'s way lead to a folder inside the sandbox (a task may
+        have made one of them a symlink). Top-level outputs need no system call."""
+        parent = os.path.dirname(path)
+        if not parent:
+            return True
+        folder = os.path.realpath(os.path.join(self.root, parent))
+        return folder == self.real_root or _inside(folder, self.real_root)
 
     def _take(self, path: str, real_root: str) -> tuple[str, int]:
         """Put output `path`'s content at `out_path`, as a regular file with one link that no
         task holds a name for, and hash it: (sha256, bytes). Never follows a link out of the
         sandbox, never changes a file outside it."""
         full = os.path.join(self.root, path)
-        folder = os.path.realpath(os.path.dirname(full))
-        if folder != real_root and not _inside(folder, real_root):
+        if not self._folder_inside(path):
             raise StageError("UNSAFE_OUTPUT", f"output {path!r} leads outside the sandbox")
         if os.path.islink(full):  # a link to another file in the sandbox: copy what it names
             target = os.path.realpath(full)
             if not _inside(target, real_root):
                 raise StageError("UNSAFE_OUTPUT", f"output {path!r} is a symlink leading outside the sandbox")
             return self._copy_out(target, path)
-        _remove_any(self.out_path)
-        os.rename(full, self.out_path)  # out of the task's namespace: the name `full` is gone
+        try:
+            os.rename(full, self.out_path)
+        except IsADirectoryError:  # a folder left at out_path (a task can reach it): clear it
+            _remove_any(self.out_path)
+            os.rename(full, self.out_path)  # out of the task's namespace: the name `full` is gone
         try:
             fd = os.open(self.out_path, READ | os.O_NOFOLLOW)
         except OSError as exc:  # replaced by a symlink between the check and the rename

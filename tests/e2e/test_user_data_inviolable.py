@@ -201,3 +201,60 @@ def test_d5_an_input_listed_twice_is_one_input(tmp_path: Path, data: Path) -> No
     rt.close()
     assert state == "SUCCEEDED"
     assert published(wd, run_id, "twice.txt") == b"original\noriginal\n"
+
+
+def test_a_forged_memo_entry_is_not_reused(tmp_path: Path) -> None:
+    """A task can write into the shared cache: a memo entry it forges - pointing at an object it
+    planted, correctly named - must not make another run's task come back CACHED."""
+    wd = tmp_path / "wd"
+    tasks = [{"id": "a", "shell": "echo honest > a.txt", "outputs": ["a.txt"]}]
+    _, state, rt = run(wd, tasks)
+    rt.close()
+    assert state == "SUCCEEDED"
+    forged = b"forged\n"
+    obj = wd / "cache" / "objects" / sha(forged)[:2] / sha(forged)
+    obj.parent.mkdir(parents=True, exist_ok=True)
+    obj.write_bytes(forged)  # a valid object: content-addressed, so the hash check passes
+    [entry] = [p for p in (wd / "cache" / "memo").glob("*/*.json")]
+    record = json.loads(entry.read_text())
+    record["outputs"] = {"a.txt": sha(forged)}
+    record.pop("mac", None)
+    entry.write_text(json.dumps(record))
+    second, state, rt = run(wd, tasks)
+    rec = rt.store.get_task(second, "a")
+    rt.close()
+    assert state == "SUCCEEDED" and rec.state.value == "SUCCEEDED" and rec.result["cache"]["memo"] != "hit"
+    assert published(wd, second, "a.txt") == b"honest\n"
+
+
+def test_a_memo_entry_copied_to_another_key_is_not_reused(tmp_path: Path) -> None:
+    wd = tmp_path / "wd"
+    _, _, rt = run(wd, [{"id": "a", "shell": "echo one > a.txt", "outputs": ["a.txt"]}])
+    rt.close()
+    [one] = [p for p in (wd / "cache" / "memo").glob("*/*.json")]
+    _, _, rt = run(wd, [{"id": "a", "shell": "echo two > a.txt", "outputs": ["a.txt"]}])
+    rt.close()
+    [two] = [p for p in (wd / "cache" / "memo").glob("*/*.json") if p != one]
+    two.write_bytes(one.read_bytes())  # a signed entry, but signed for another key
+    third, state, rt = run(wd, [{"id": "a", "shell": "echo two > a.txt", "outputs": ["a.txt"]}])
+    rt.close()
+    assert state == "SUCCEEDED" and published(wd, third, "a.txt") == b"two\n"
+
+
+def test_the_memo_secret_never_reaches_a_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UPDRAFT_MEMO_KEY", "s3cret-memo-key")
+    wd = tmp_path / "wd"
+    run_id, state, rt = run(wd, [{"id": "a", "shell": "env > env.txt", "outputs": ["env.txt"]}])
+    rt.close()
+    assert state == "SUCCEEDED"
+    assert b"s3cret-memo-key" not in published(wd, run_id, "env.txt")
+    assert b"UPDRAFT_RUN_ID=" in published(wd, run_id, "env.txt")
+
+
+def test_without_a_configured_secret_the_key_file_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("UPDRAFT_MEMO_KEY", raising=False)
+    wd = tmp_path / "wd"
+    _, state, rt = run(wd, [{"id": "a", "shell": "echo x > x", "outputs": ["x"]}])
+    rt.close()
+    assert state == "SUCCEEDED"
+    assert stat.S_IMODE(os.stat(wd / "cache" / "memo.key").st_mode) == 0o600
