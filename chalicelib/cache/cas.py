@@ -249,7 +249,6 @@ def copy_verified(fd: int, sha: str, dest: str) -> int | None:
             os.unlink(dest)
             raise
         os.close(out)
-        note(os.stat(dest), sha)
         return size
     got, size = copy_hashing(fd, dest)
     if got != sha:
@@ -257,7 +256,6 @@ def copy_verified(fd: int, sha: str, dest: str) -> int | None:
             os.unlink(dest)
         return None
     note(st, sha)
-    note(os.stat(dest), sha)
     return size
 
 
