@@ -419,15 +419,23 @@ class Attempt(Struct):
             return ""  # none (nothing was written, or the task removed it), or not a file
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+            if not stat.S_ISREG(st.st_mode):
+                return ""  # a folder or such: Sandbox.remove takes it away
+            if st.st_nlink != 1:
+                # another name shares this inode (a file the task linked here): keep a copy of
+                # the bytes and drop our name, so the next task's log never writes into it
+                if st.st_size:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(out)
+                    copy_hashing(fd, out)
+                os.unlink(path)
+            elif st.st_size == 0:
+                return ""
+            else:
+                os.replace(path, out)  # out of the task's reach (out is free after stage-out)
+            if st.st_size == 0:
                 return ""
             tail = os.pread(fd, LOG_TAIL_BYTES, max(0, st.st_size - LOG_TAIL_BYTES)).decode("utf-8", "replace")
-            if st.st_nlink == 1:
-                os.replace(path, out)  # out of the task's reach (out is free after stage-out)
-            else:  # another name shares this inode: keep a copy of the bytes, leave the file be
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(out)
-                copy_hashing(fd, out)
         except OSError:
             return ""
         finally:

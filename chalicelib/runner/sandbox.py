@@ -63,11 +63,11 @@ class Sandbox(Struct):
         self.log_size = None
         try:
             st = os.lstat(self.log_path)
-            if stat.S_ISREG(st.st_mode):
+            if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
                 self.log_size = st.st_size
                 total += st.st_size
             else:
-                pristine = False  # replaced by something else: `remove` takes it away
+                pristine = False  # replaced by something else (or linked): `remove` takes it away
         except OSError:
             pass
         stack = [self.root]

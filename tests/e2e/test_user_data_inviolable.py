@@ -258,3 +258,16 @@ def test_without_a_configured_secret_the_key_file_is_private(tmp_path: Path, mon
     rt.close()
     assert state == "SUCCEEDED"
     assert stat.S_IMODE(os.stat(wd / "cache" / "memo.key").st_mode) == 0o600
+
+
+def test_a_log_replaced_by_a_hard_link_to_an_outside_file_never_receives_another_log(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep\n")
+    wd = tmp_path / "wd"
+    steal = 'echo stolen; n=$(basename "$PWD"); rm -f "../$n.log"; ln "$VICTIM" "../$n.log"; echo x > '
+    tasks = [{"id": f"t{i}", "shell": steal + f"o{i}", "outputs": [f"o{i}"], "env": {"VICTIM": str(victim)},
+              **({"after": [f"t{i - 1}"]} if i else {})} for i in range(4)]  # one after another: one slot
+    _, state, rt = run(wd, tasks)
+    rt.close()
+    assert state == "SUCCEEDED"
+    assert victim.read_text() == "keep\n" and os.stat(victim).st_nlink == 1

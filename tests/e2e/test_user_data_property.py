@@ -4,9 +4,9 @@ exactly as before.
 
 The tasks append to and truncate their inputs, publish hard links and symlinks to their
 inputs and to a file outside as outputs, write the engine's old log name in their folder and
-replace their log (beside the folder) with a folder. Each example runs its workflow twice in
-one work dir (the second run reuses cached results and stages cached objects), then a third
-time with every task's script changed (nothing reused).
+replace their log (beside the folder) with a folder or a hard link to the outside file. Each
+example runs its workflow twice in one work dir (the second run reuses cached results and
+stages cached objects), then a third time with every task's script changed (nothing reused).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def dags(draw: st.DrawFn) -> list[dict[str, Any]]:
         inputs = draw(st.lists(st.sampled_from(available), max_size=3, unique=True))
         mutate = draw(st.sampled_from(("append", "truncate", "none")))
         kind = draw(st.sampled_from(OUTPUT_KINDS))
-        log_games = draw(st.booleans())
+        log_games = draw(st.sampled_from(("none", "folder", "victim")))
         out = f"o{i}.txt"
         lines = []
         for path in inputs:
@@ -59,9 +59,11 @@ def dags(draw: st.DrawFn) -> list[dict[str, Any]]:
             lines.append(f'ln "{src}" {out}')
         else:
             lines.append(f'cp "{src}" {out}')
-        if log_games:
+        if log_games == "folder":  # the log (beside the folder) replaced by a folder
             lines += ["echo noise", "echo mine > .updraft-log",
                       'n=$(basename "$PWD"); rm -f "../$n.log"; mkdir -p "../$n.log"']
+        elif log_games == "victim":  # ... by a hard link to a file outside: the next log must not land in it
+            lines += ["echo noise", 'n=$(basename "$PWD"); rm -f "../$n.log"; ln "$VICTIM" "../$n.log"']
         tasks.append({"id": f"t{i}", "shell": "; ".join(lines), "inputs": inputs, "outputs": [out]})
         available.append(out)
     return tasks
