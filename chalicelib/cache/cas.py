@@ -184,14 +184,13 @@ class ContentStore:
             return None
         try:
             size = copy_verified(fd, sha, dest)
+            if size is not None:
+                _mark_used(fd, sha)
         finally:
             os.close(fd)
         if size is None:
             self.discard(sha)
             return None
-        now = time.time()
-        with contextlib.suppress(OSError):  # atime = last use, for LRU (mtime kept: ctime moves)
-            os.utime(src, (now, os.stat(src).st_mtime), follow_symlinks=False)
         return size
 
     def entries(self) -> list[Entry]:
@@ -222,6 +221,18 @@ class ContentStore:
                 total -= entry.size
                 removed.append(entry)
         return removed
+
+
+def _mark_used(fd: int, sha: str) -> None:
+    """atime = last use, for LRU (mtime kept). utime moves ctime, so the object's verified digest
+    is noted again - only if it was unchanged since it was verified."""
+    st = os.fstat(fd)
+    now = time.time()
+    if known_digest(st) != sha:
+        return
+    with contextlib.suppress(OSError):
+        os.utime(fd, (now, st.st_mtime))
+        note(os.fstat(fd), sha)
 
 
 def _verified(fd: int, sha: str) -> bool:
