@@ -112,6 +112,15 @@ def copy_hashing(src_fd: int, dest: str, mode: int = 0o644) -> tuple[str, int]:
     return h.hexdigest(), total
 
 
+def copy_file_hashing(src: str, dest: str) -> str:
+    """`copy_hashing` from a path: the sha256 of the bytes written to the new file `dest`."""
+    fd = os.open(src, READ)
+    try:
+        return copy_hashing(fd, dest)[0]
+    finally:
+        os.close(fd)
+
+
 def hash_fd(fd: int) -> tuple[str, int]:
     """(sha256, bytes) of what `fd` holds, from offset 0."""
     h = hashlib.sha256()

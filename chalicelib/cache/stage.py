@@ -20,7 +20,7 @@ from typing import Any
 from msgspec import Struct, field
 
 from chalicelib.cache.cas import CacheIntegrityError, ContentStore
-from chalicelib.cache.copying import copy_file
+from chalicelib.cache.copying import copy_file_hashing
 from chalicelib.cache.hashing import file_sha256, tree_manifest
 from chalicelib.cache.memo import MemoIndex
 from chalicelib.ports import BlobStore
@@ -76,7 +76,7 @@ class TaskCache(Struct):
         else:
             self.stats.hits += 1
         if self.local_tier is not None:
-            self.local_tier.fetch(sha, lambda tmp: copy_file(self.cas.path(sha), tmp))
+            self.local_tier.fetch(sha, lambda tmp: copy_file_hashing(self.cas.path(sha), tmp))
             return self.local_tier
         return self.cas
 
@@ -108,10 +108,10 @@ class TaskCache(Struct):
             manifest = tree_manifest(source)
             for rel, sha in manifest.items():
                 src = os.path.join(source, rel)
-                self._stage(sha, lambda tmp, src=src: copy_file(src, tmp), os.path.join(dest, rel))
+                self._stage(sha, lambda tmp, src=src: copy_file_hashing(src, tmp), os.path.join(dest, rel))
             return {f"{name}/{rel}": sha for rel, sha in manifest.items()}
         sha = file_sha256(source)
-        self._stage(sha, lambda tmp: copy_file(source, tmp), dest)
+        self._stage(sha, lambda tmp: copy_file_hashing(source, tmp), dest)
         return {name: sha}
 
     def add_output(self, path: str, sha: str) -> None:
