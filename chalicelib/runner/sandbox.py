@@ -93,8 +93,7 @@ class Sandbox(Struct):
     @classmethod
     def create(cls, workroot: str, run_id: str, task_id: str, attempt: int) -> Sandbox:
         box = cls(os.path.join(workroot, run_id, f"{task_id}.{attempt}"))
-        if os.path.lexists(box.root):  # a crashed earlier try of the same attempt
-            box._clear_all()
+        box._clear_all()  # a crashed earlier try of the same attempt (its log, too)
         os.makedirs(box.tmp_path)
         return box
 
