@@ -138,13 +138,20 @@ def _markers(ax: Any, drawn: list[TaskRow], where: dict[SpanKey, int], t0: float
         for t in retried:
             left = (t.started_at or t0) - t0
             right = (t.finished_at if t.finished_at is not None else end) - t0
-            # left of the bar, or right of it when that would run over the lane labels
-            x, dx, ha = (left, -2, "right") if left > 0.08 * wall else (right, 2, "left")
+            x, dx, ha = try_label_anchor(left, right, wall)
             ax.annotate(f"try {t.attempts}", (x, where[span_key(t)]), xytext=(dx, 0), textcoords="offset points",
                         ha=ha, va="center", fontsize=7, color="#333333", annotation_clip=True)
     else:
         ax.scatter([(t.started_at or t0) - t0 for t in retried], [where[span_key(t)] for t in retried],
                    marker=">", color="#333333", s=10, zorder=3)
+
+
+def try_label_anchor(left: float, right: float, wall: float) -> tuple[float, int, str]:
+    """Where a "try N" label goes (x, offset in points, alignment): left of its bar, or right
+    of it when the bar starts so near the axis that the label would run over the lane labels."""
+    if left > 0.08 * wall:
+        return left, -2, "right"
+    return right, 2, "left"
 
 
 def _lane_axis(ax: Any, lane_list: list[Any]) -> None:

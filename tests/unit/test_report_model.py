@@ -132,3 +132,10 @@ def test_failed_attempts_that_were_retried_are_drawn_counted_and_timed() -> None
     (stats,) = type_stats(data, CostModel())
     assert stats.seconds == pytest.approx(5.0 - 0.2)  # the failed try's second counts
     assert stats.retried == 1 and stats.tasks == 4
+
+
+def test_a_try_label_near_the_axis_goes_right_of_its_bar() -> None:
+    from chalicelib.report.charts import try_label_anchor
+
+    assert try_label_anchor(0.05, 1.0, 10.0) == (1.0, 2, "left")  # would overlap the lane labels
+    assert try_label_anchor(5.0, 6.0, 10.0) == (5.0, -2, "right")
