@@ -153,6 +153,7 @@ def test_a_crashed_task_function_becomes_a_typed_failure(h: Harness) -> None:
     rec = h.cloud.store.get_task(run_id, "a")
     # an `auto` task that timed out as a function is retried in a container (spill)
     assert (rec.state, rec.attempt, rec.placement, rec.reason) == (TaskState.DISPATCHED, 2, "container", "TIMEOUT")
+    assert "raise the task's resources.timeout_s" in rec.result["log_tail"]  # the field to raise
     assert h.take(h.cloud.container_queue)
 
 

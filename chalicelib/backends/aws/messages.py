@@ -143,9 +143,17 @@ def _destination(data: dict[str, Any]) -> Decoded:
     run_id, task_id, attempt = parse_task_payload(data.get("requestPayload"))
     error = response if isinstance(response, dict) else {}
     etype, message = str(error.get("errorType", "")), str(error.get("errorMessage", response or ""))
-    result = {"log_tail": f"the task function failed ({condition}): {etype}: {message}".strip(),
-              "lambda_error": etype}
-    return Decoded(TaskFailed(run_id, task_id, attempt, lambda_failure_reason(etype, message), result))
+    reason = lambda_failure_reason(etype, message)
+    tail = f"the task function failed ({condition}): {etype}: {message}".strip()
+    field_name = _RAISE.get(reason)
+    if field_name is not None:  # what to change: the resource, or past Lambda's own caps the placement
+        tail += (f"; raise the task's resources.{field_name}, or set its placement to 'container' or 'auto' "
+                 "past Lambda's limits")
+    result = {"log_tail": tail, "lambda_error": etype}
+    return Decoded(TaskFailed(run_id, task_id, attempt, reason, result))
+
+
+_RAISE = {Reason.TIMEOUT.value: "timeout_s", Reason.OOM.value: "memory_mb", Reason.DISK_QUOTA.value: "disk_mb"}
 
 
 def lambda_failure_reason(error_type: str, message: str) -> str:
