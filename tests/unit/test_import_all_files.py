@@ -234,3 +234,10 @@ def test_no_near_miss_keeps_the_general_message() -> None:
     with pytest.raises(WorkflowError) as info:
         formats.loads(json.dumps({"x": 1}), "wf.json")
     assert NOT_A_WORKFLOW in str(info.value) and "looks like" not in str(info.value)
+
+
+def test_a_json_file_that_is_no_workflow_is_not_taken_for_a_near_miss() -> None:
+    for data in ({"name": "pkg", "version": "1.0", "scripts": {}, "default": 1}, {"input": "x", "task_id": "y"}):
+        with pytest.raises(WorkflowError) as info:
+            formats.loads(json.dumps(data), "config.json")
+        assert "looks like" not in str(info.value), data

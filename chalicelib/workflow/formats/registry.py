@@ -51,10 +51,10 @@ def detect(text: str) -> str | None:
 # The keys by which each JSON format is recognised, for naming a near miss ("task" for
 # "tasks") when nothing matched: (format, what to call it, keys at the top, keys inside `workflow`).
 _SIGNATURES: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = [
-    ("native", "the native format", ("tasks", "format", "defaults", "inputs"), ()),
-    (hyperflow.NAME, "the HyperFlow format", ("processes", "signals", "ins", "outs"), ()),
+    ("native", "the native format", ("tasks",), ()),
+    (hyperflow.NAME, "the HyperFlow format", ("processes", "signals"), ()),
     (wfformat.NAME, "the WfCommons format", ("workflow", "schemaVersion"), ("specification", "tasks", "jobs")),
-    (makeflow_json.NAME, "the Makeflow JSON format", ("rules", "define", "environment"), ()),
+    (makeflow_json.NAME, "the Makeflow JSON format", ("rules",), ()),
 ]
 
 
