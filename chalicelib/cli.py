@@ -62,7 +62,20 @@ def _runtime(args: argparse.Namespace) -> Any:
 def _load(args: argparse.Namespace) -> Any:
     from chalicelib.workflow.formats import load
 
+    if getattr(args, "job", None):  # a CWL process and its job
+        from chalicelib.workflow.formats.cwl import load_with_job
+
+        return load_with_job(args.file, args.job)
     return load(args.file, getattr(args, "format", None))
+
+
+def _cwl_outputs(rt: Any, run_id: str, args: argparse.Namespace) -> None:
+    """After a successful CWL run: its output object on stdout, its files in --outdir."""
+    from chalicelib.workflow.formats import cwl
+
+    if not (args.job or args.format == cwl.NAME or args.file.endswith(".cwl")):
+        return
+    _print_json(cwl.write_outputs(rt, run_id, args.file, args.job, args.outdir or "."))
 
 
 # ---- progress -----------------------------------------------------------------------------
@@ -208,6 +221,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         run = rt.submit(wf, args.data, args.file, validated=not planned)  # a plan changes what was validated
         code = _execute(rt, run.run_id, run.task_count, args, resume=False)
         _learn(rt, run.run_id, wf)
+        if code == 0:
+            _cwl_outputs(rt, run.run_id, args)
         return code
 
 
@@ -439,6 +454,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--replay", action="store_true", help="replay recorded runtimes and sizes instead of commands")
     p.add_argument("--time-scale", type=float, default=None, help="replay: multiply recorded runtimes")
     p.add_argument("--size-scale", type=float, default=None, help="replay: multiply recorded file sizes")
+    p.add_argument("--job", default=None, help="CWL: the job file (the process's input values, YAML or JSON)")
+    p.add_argument("--outdir", default=None, help="CWL: where the output object's files go (default: .)")
     p.set_defaults(func=cmd_run)
 
     p = add("validate", "check a workflow file; exit 0 if valid, 2 if not", workdir=False)

@@ -20,6 +20,7 @@ from chalicelib.cwl.errors import CwlError, Unsupported
 _SEGMENT = re.compile(r"""\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\['((?:[^'\\]|\\.)*)'\]|\["((?:[^"\\]|\\.)*)"\]""")
 _SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 JS_TIMEOUT_S = 30.0
+_LITERALS = {"null": None, "true": True, "false": False}
 
 _NODE_PROGRAM = r"""
 const vm = require('vm');
@@ -146,6 +147,8 @@ def _one(kind: str, body: str, scope: Mapping[str, Any], ctx: Context) -> Any:
 def _param_ref(body: str, scope: Mapping[str, Any]) -> tuple[bool, Any]:
     """(True, value) when `body` is a parameter reference; (False, None) when it is not one.
     A reference that does not resolve (a missing key, `length` of a non-list) is an error."""
+    if body in _LITERALS:
+        return True, _LITERALS[body]
     head = _SYMBOL.match(body)
     if head is None or head.group(0) not in scope:
         return False, None
@@ -157,11 +160,13 @@ def _param_ref(body: str, scope: Mapping[str, Any]) -> tuple[bool, Any]:
         segments.append(m)
         pos = m.end()
     value: Any = scope[head.group(0)]
-    for m in segments:
+    for n, m in enumerate(segments):
         key: Any = m.group(1) or (int(m.group(2)) if m.group(2) is not None else None)
         if key is None:
             raw = m.group(3) if m.group(3) is not None else m.group(4)
             key = raw.encode().decode("unicode_escape")
+        if n == 0 and head.group(0) == "inputs" and isinstance(value, Mapping) and key not in value:
+            raise CwlError(f"$({body}): the process has no input {key!r}")
         value = _step(value, key, body)
     return True, value
 

@@ -47,11 +47,9 @@ def run_spec(spec: Mapping[str, Any], root: str) -> dict[str, Any]:
     values = {k: _localize(v, root, upstream) for k, v in spec.get("values", {}).items()}
     proc = _localize(spec["process"], root, upstream)
     inherited = spec.get("inherited", [])
-    if "job" in spec:
-        job = _localize(spec["job"], root, upstream)
-    else:
-        job = step_job(spec["step"], values, upstream, proc, inherited)
-    result = run_step(spec.get("step", {}), proc, job, work, inherited)
+    step = _localize(spec.get("step", {}), root, upstream)
+    job = _localize(spec["job"], root, upstream) if "job" in spec else step_job(step, values, upstream)
+    result = run_step(step, proc, job, work, inherited)
     pack(result, os.path.join(root, spec["archive"]))
     return result
 
@@ -103,8 +101,7 @@ def _source_value(src: Mapping[str, Any], values: Mapping[str, Any], upstream: M
     return upstream.get(src["step"], {}).get(src["out"])
 
 
-def step_job(step: Mapping[str, Any], values: Mapping[str, Any], upstream: Mapping[str, Any],
-             proc: Mapping[str, Any], inherited: list[dict[str, Any]]) -> dict[str, Any]:
+def step_job(step: Mapping[str, Any], values: Mapping[str, Any], upstream: Mapping[str, Any]) -> dict[str, Any]:
     """The values of a workflow step's inputs (valueFrom not yet applied: see run_step)."""
     job: dict[str, Any] = {}
     for name, inp in step.get("in", {}).items():
@@ -213,7 +210,9 @@ def pack(result: Mapping[str, Any], archive: str) -> None:
     os.replace(tmp, archive)
 
 
-def _arc(v: Any, tar: tarfile.TarFile, names: dict[str, str]) -> Any:
+def _arc(v: Any, tar: tarfile.TarFile, names: dict[str, str], folder: str | None = None) -> Any:
+    """`v` with its files added to `tar`, each in a folder of its own, except that secondary
+    files go in their primary's folder (tools find them next to it)."""
     if isinstance(v, list):
         return [_arc(x, tar, names) for x in v]
     if not isinstance(v, dict):
@@ -223,14 +222,14 @@ def _arc(v: Any, tar: tarfile.TarFile, names: dict[str, str]) -> Any:
         path = v["path"]
         name = names.get(path)
         if name is None:
-            name = f"f{len(names)}/{os.path.basename(path.rstrip('/'))}"
+            name = f"{folder or f'f{len(names)}'}/{os.path.basename(path.rstrip('/'))}"
             names[path] = name
             _add(tar, path, name)
         w["location"] = "arc:" + name
         for k in ("path", "dirname"):
             w.pop(k, None)
         if "secondaryFiles" in v:
-            w["secondaryFiles"] = [_arc(s, tar, names) for s in v["secondaryFiles"]]
+            w["secondaryFiles"] = [_arc(s, tar, names, name.rsplit("/", 1)[0]) for s in v["secondaryFiles"]]
         if "listing" in v:
             w["listing"] = [_arc_inside(x, path, name) for x in v["listing"]]
     elif "secondaryFiles" in v or "listing" in v:

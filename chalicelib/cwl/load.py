@@ -53,7 +53,25 @@ def load_process(path: str) -> dict[str, Any]:
             raise FormatError([Problem("a $graph without a process named #main; name one with FILE#id")], path)
         doc = main
     saved = save(doc, relative_uris=False)
-    return _normalize(saved, path, {})
+    namespaces = dict(getattr(getattr(doc, "loadingOptions", None), "namespaces", None) or {})
+    proc = expand_formats(_normalize(saved, path, {}), namespaces)
+    proc["$namespaces"] = namespaces
+    return proc
+
+
+def expand_formats(v: Any, namespaces: dict[str, str]) -> Any:
+    """`format: edam:format_1929` with the document's $namespaces expanded."""
+    if isinstance(v, list):
+        return [expand_formats(x, namespaces) for x in v]
+    if not isinstance(v, dict):
+        return v
+    out = {k: expand_formats(x, namespaces) for k, x in v.items()}
+    fmt = out.get("format")
+    if isinstance(fmt, str) and "$(" not in fmt and "${" not in fmt:
+        prefix, sep, rest = fmt.partition(":")
+        if sep and prefix in namespaces:
+            out["format"] = namespaces[prefix] + rest
+    return out
 
 
 def _first_lines(text: str, n: int = 12) -> str:

@@ -47,24 +47,26 @@ class _Stager:
         self.origin: dict[str, str] = {}  # location -> the local file or folder
         self.patterns = patterns
 
-    def stage(self, v: Any, base: str | None) -> Any:
+    def stage(self, v: Any, base: str | None, strict: bool = True) -> Any:
+        """`v` with its files' locations updraft:PATH. A missing file is an error when
+        `strict` (the job's), else left as it is (a document's default the job overrides)."""
         if isinstance(v, list):
-            return [self.stage(x, base) for x in v]
+            return [self.stage(x, base, strict) for x in v]
         if not isinstance(v, dict):
             return v
         if V.is_file(v) and ("location" in v or "path" in v):
-            return self._file(v, base)
-        return {k: self.stage(x, base) for k, x in v.items()}
+            return self._file(v, base, strict)
+        return {k: self.stage(x, base, strict) for k, x in v.items()}
 
-    def _file(self, v: dict[str, Any], base: str | None) -> dict[str, Any]:
-        src = os.path.abspath(v["path"] if "path" in v else V.local_path(v["location"], base))
+    def _file(self, v: dict[str, Any], base: str | None, strict: bool) -> dict[str, Any]:
+        src = os.path.abspath(V.local_path(v["path"], base) if "path" in v else V.local_path(v["location"], base, True))
+        if not os.path.exists(src):
+            if not strict:
+                return v
+            raise CwlError(f"input {v['class'].lower()} {src} does not exist")
         w = {k: x for k, x in v.items() if k not in ("path", "location", "listing", "dirname")}
         if "secondaryFiles" in v:
-            w["secondaryFiles"] = [self.stage(s, base) for s in v["secondaryFiles"]]
-        if not os.path.exists(src):
-            if v["class"] == "File":
-                raise CwlError(f"input file {src} does not exist")
-            raise CwlError(f"input directory {src} does not exist")
+            w["secondaryFiles"] = [self.stage(s, base, strict) for s in v["secondaryFiles"]]
         folder = self.by_source.get(os.path.dirname(src))
         if folder is None:
             folder = f"cwl/in/{len(self.by_source)}"
@@ -161,9 +163,9 @@ def _command(spec: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def plan(proc: dict[str, Any], job: Mapping[str, Any], job_base: str | None, name: str) -> tuple[Workflow, Final]:
-    stager = _Stager(_patterns(proc, []))
+    stager = _Stager(_patterns(proc.get("inputs", []), []))  # the run's inputs' secondary files
     job = stager.stage(copy.deepcopy(dict(job)), job_base)
-    proc = stager.stage(copy.deepcopy(proc), None)
+    proc = stager.stage(copy.deepcopy(proc), None, strict=False)
     cls = proc.get("class")
     if cls in ("CommandLineTool", "ExpressionTool"):
         tid = _task_id(name)

@@ -54,11 +54,12 @@ def read_job(path: str | None) -> tuple[dict[str, Any], str | None]:
 
 
 def load_and_plan(process: str, job_path: str | None) -> tuple[Any, Any]:
-    from chalicelib.cwl.load import load_process
+    from chalicelib.cwl.load import expand_formats, load_process
     from chalicelib.cwl.plan import plan
 
     proc = load_process(process)
     job, base = read_job(job_path)
+    job = expand_formats(job, proc.get("$namespaces", {}))
     name = os.path.splitext(os.path.basename(process.split("#", 1)[0]))[0]
     return plan(proc, job, base, name)
 
@@ -71,7 +72,7 @@ def output_object(rt: Any, run_id: str, final: Any, outdir: str) -> dict[str, An
     scratch = tempfile.mkdtemp(prefix="cwl-final-", dir=outdir)
     try:
         for tid, archive in final.archives.items():
-            if not rt.blobs.exists(data_key(run_id, archive)):
+            if rt is None or not rt.blobs.exists(data_key(run_id, archive)):
                 continue
             dest = os.path.join(scratch, tid)
             os.makedirs(dest)
@@ -165,6 +166,9 @@ def run(process: str, job_path: str | None, outdir: str, workdir: str | None, qu
     from chalicelib.engine.states import RunState
 
     wf, final = load_and_plan(process, job_path)
+    if not wf.tasks:  # a workflow without steps: its outputs come from its inputs
+        os.makedirs(outdir, exist_ok=True)
+        return output_object(None, "", final, outdir)
     own = workdir is None
     work = workdir or tempfile.mkdtemp(prefix="updraft-cwl-")
     try:

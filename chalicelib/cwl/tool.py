@@ -69,7 +69,20 @@ def fill_job(inputs: list[dict[str, Any]], job: Mapping[str, Any], base: str | N
     ctx = Context(filled, js=ctx_js)
     for p in inputs:
         _secondary(p, filled[p["id"]], ctx)
+        if p.get("loadContents") or (p.get("inputBinding") or {}).get("loadContents"):
+            for f in filled[p["id"]] if isinstance(filled[p["id"]], list) else [filled[p["id"]]]:
+                if V.is_file(f) and f["class"] == "File":
+                    f["contents"] = load_contents(f["path"])
     return filled
+
+
+def load_contents(path: str) -> str:
+    """A file's first 64 KiB as text; a bigger file is an error (CWL's loadContents limit)."""
+    with open(path, "rb") as fh:
+        data = fh.read(LOAD_CONTENTS_LIMIT + 1)
+    if len(data) > LOAD_CONTENTS_LIMIT:
+        raise CwlError(f"loadContents: {path} is over 64 KiB")
+    return data.decode("utf-8", "replace")
 
 
 def _complete(t: Any, v: Any, base: str | None, literal_dir: str, default: bool = False) -> Any:
@@ -167,12 +180,22 @@ def tostr(v: Any) -> str:
         return str(v["path"])
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, float):
-        text = format(Decimal(repr(v)), "f")
-        return text
+    if isinstance(v, float):  # decimals, never scientific notation; whole numbers without ".0"
+        return str(int(v)) if v.is_integer() else format(Decimal(repr(v)), "f")
     if isinstance(v, dict | list):
         return json.dumps(v)
     return str(v)
+
+
+def _flat(value: list[Any]) -> list[Any]:
+    """An array's elements, nested arrays processed recursively (records have no text)."""
+    out: list[Any] = []
+    for x in value:
+        if isinstance(x, list):
+            out.extend(_flat(x))
+        elif x is not None and not (isinstance(x, dict) and not V.is_file(x)):
+            out.append(x)
+    return out
 
 
 class Arg:
@@ -195,7 +218,7 @@ def _emit(binding: Mapping[str, Any], value: Any, ctx: Context, has_item_binding
             if not value:
                 return []
             head = [Arg(prefix, quote)] if prefix else []
-            return head + [Arg(tostr(x), quote) for x in value]
+            return head + [Arg(tostr(x), quote) for x in _flat(value)]
         else:
             return [Arg(prefix, quote)] if prefix and value else []
     elif V.is_file(value):
@@ -220,13 +243,13 @@ def _emit(binding: Mapping[str, Any], value: Any, ctx: Context, has_item_binding
 def _bind(t: Any, value: Any, binding: Mapping[str, Any] | None, key: list[Any], ctx: Context,
           out: list[tuple[list[Any], list[Arg]]]) -> None:
     """Collect (sort key, args) for one value and the bindings inside its type."""
-    if value is None and binding is not None and "valueFrom" not in binding:
+    if value is None:
         return
     t = V.choose(t, value)
     item_bindings = False
     if isinstance(t, dict) and t.get("type") == "array" and isinstance(value, list):
         items_t = t["items"]
-        inner = _type_binding(items_t)
+        inner = t.get("inputBinding") or _type_binding(items_t)
         if inner is not None or _has_nested(items_t):
             item_bindings = True
             for i, x in enumerate(value):
@@ -506,11 +529,8 @@ def _collect_one(o: Mapping[str, Any], ctx: Context, outdir: str, streams: Mappi
                 files.append(f)
     if binding.get("loadContents"):
         for f in files:
-            with open(f["path"], "rb") as fh:
-                data = fh.read(LOAD_CONTENTS_LIMIT + 1)
-            if len(data) > LOAD_CONTENTS_LIMIT:
-                raise CwlError(f"loadContents: {f['path']} is over 64 KiB")
-            f["contents"] = data.decode("utf-8", "replace")
+            if f["class"] == "File":
+                f["contents"] = load_contents(f["path"])
     value: Any = files
     if "outputEval" in binding:
         value = evaluate(binding["outputEval"], ctx, files)

@@ -68,11 +68,14 @@ def optional(t: Any) -> bool:
     return matches(t, None)
 
 
-def local_path(location: str, base: str | None = None) -> str:
-    if location.startswith("file://"):
+def local_path(location: str, base: str | None = None, uri: bool = False) -> str:
+    """The local path of a `location` (a URI: %-escapes decoded when `uri`) or `path`."""
+    if location.startswith("file:"):
         return unquote(urlparse(location).path)
     if "://" in location:
         raise CwlError(f"remote location {location!r} is not supported; use local files")
+    if uri:
+        location = unquote(location)
     return location if os.path.isabs(location) or base is None else os.path.join(base, location)
 
 
@@ -95,7 +98,7 @@ def file_fields(f: dict[str, Any], base: str | None = None, literal_dir: str | N
             f["listing"] = [_place(x, dest, base, literal_dir) for x in f["listing"]]
         else:
             raise CwlError(f"a {f.get('class')} without location or path: {f}")
-    path = f["path"] if "path" in f else local_path(f["location"], base)
+    path = f["path"] if "path" in f else local_path(f["location"], base, uri=True)
     path = os.path.abspath(path)
     f["path"], f["location"] = path, "file://" + path
     if not os.path.exists(path):
