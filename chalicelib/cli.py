@@ -70,12 +70,15 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _cwl_outputs(rt: Any, run_id: str, args: argparse.Namespace) -> None:
-    """After a successful CWL run: its output object on stdout, its files in --outdir."""
+    """After a successful CWL run: its files in --outdir, its output object on stdout (after
+    the summary; with --json the one JSON object stays the summary's)."""
     from chalicelib.workflow.formats import cwl
 
     if not (args.job or args.format == cwl.NAME or args.file.endswith(".cwl")):
         return
-    _print_json(cwl.write_outputs(rt, run_id, args.file, args.job, args.outdir or "."))
+    obj = cwl.write_outputs(rt, run_id, args.file, args.job, args.outdir or ".")
+    if not args.json:
+        _print_json(obj)
 
 
 # ---- progress -----------------------------------------------------------------------------

@@ -82,7 +82,7 @@ def _first_lines(text: str, n: int = 12) -> str:
 def _normalize(proc: dict[str, Any], path: str, types: dict[str, Any]) -> dict[str, Any]:
     cls = proc.get("class")
     if cls not in PROCESS_CLASSES:
-        raise FormatError([Problem(f"class {cls!r} is not a CWL process", "class")], path)
+        raise FormatError([Problem(f"class {cls!r} is not a CWL process", field="class")], path)
     proc_id = str(proc.get("id", ""))
     named = dict(types)
     for req in [*proc.get("requirements", []), *proc.get("hints", [])]:
@@ -93,8 +93,8 @@ def _normalize(proc: dict[str, Any], path: str, types: dict[str, Any]) -> dict[s
         if isinstance(req, dict) and req.get("class") == "SchemaDefRequirement":
             req["types"] = [_type(t, named) for t in req.get("types", [])]
     out = dict(proc)
-    out["inputs"] = [_param(p, named) for p in proc.get("inputs", [])]
-    out["outputs"] = [_param(p, named) for p in proc.get("outputs", [])]
+    out["inputs"] = [_param(p, named, path, "inputs") for p in proc.get("inputs", [])]
+    out["outputs"] = [_param(p, named, path, "outputs") for p in proc.get("outputs", [])]
     if cls == "Workflow":
         prefix = proc_id.split("#", 1)[1] + "/" if "#" in proc_id else ""
         for o in out["outputs"]:
@@ -104,12 +104,38 @@ def _normalize(proc: dict[str, Any], path: str, types: dict[str, Any]) -> dict[s
     return out
 
 
-def _param(p: dict[str, Any], named: dict[str, Any]) -> dict[str, Any]:
+PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "string", "File", "Directory", "Any",
+              "stdout", "stderr"}
+
+
+def _param(p: dict[str, Any], named: dict[str, Any], path: str, where: str) -> dict[str, Any]:
     q = dict(p)
     q["id"] = shortname(str(p.get("id", p.get("name", ""))))
     if "type" in q:
         q["type"] = _type(q["type"], named)
+        unknown = _unknown_types(q["type"])
+        if unknown:
+            what = (f"unknown type {shortname(unknown)!r}: use a CWL type ({', '.join(sorted(PRIMITIVES))}), "
+                    "a record, enum or array, or define it with SchemaDefRequirement")
+            raise FormatError([Problem(what, field=f"{where}.{q['id']}.type")], path)
     return q
+
+
+def _unknown_types(t: Any) -> str | None:
+    if isinstance(t, str):
+        return None if t in PRIMITIVES else t
+    if isinstance(t, list):
+        return next((u for u in map(_unknown_types, t) if u), None)
+    if isinstance(t, dict):
+        kind = t.get("type")
+        if kind == "array":
+            return _unknown_types(t.get("items"))
+        if kind == "record":
+            return next((u for u in (_unknown_types(f.get("type")) for f in t.get("fields", [])) if u), None)
+        if kind == "enum":
+            return None
+        return _unknown_types(kind)
+    return None
 
 
 def _type(t: Any, named: dict[str, Any], seen: frozenset[str] = frozenset()) -> Any:
