@@ -95,6 +95,73 @@ def _localize(v: Any, root: str, upstream: Mapping[str, Any]) -> Any:
     return v
 
 
+def sources_of(raw: Any, steps: set[str]) -> list[dict[str, str]]:
+    """A `source`/`outputSource` as [{"input": NAME} | {"step": TASK_ID, "out": NAME}]."""
+    out = []
+    for src in raw if isinstance(raw, list) else [raw] if raw is not None else []:
+        head, _, tail = str(src).partition("/")
+        if tail and head in steps:
+            out.append({"step": V.safe_id(head), "out": tail})
+        else:
+            out.append({"input": str(src)})
+    return out
+
+
+def step_entry(s: Mapping[str, Any], wf: Mapping[str, Any], reqs: list[dict[str, Any]],
+               step_ids: set[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A workflow step as the launcher reads it, and the requirements its process inherits."""
+    ins: dict[str, Any] = {}
+    for i in s.get("in", []):
+        entry: dict[str, Any] = {"sources": sources_of(i.get("source"), step_ids),
+                                 "multiple": isinstance(i.get("source"), list) and len(i["source"]) > 1}
+        for k in ("default", "valueFrom", "linkMerge", "pickValue"):
+            if k in i:
+                entry[k] = i[k]
+        ins[i["id"]] = entry
+    inherited = [*reqs, *(s.get("requirements", []) or [])]
+    js = next((list(r.get("expressionLib", []) or []) for r in [*(wf.get("hints", []) or []), *inherited]
+               if V.short_class(r.get("class", "")) == "InlineJavascriptRequirement"), None)
+    step: dict[str, Any] = {"id": s["id"], "in": ins, "scatter": s.get("scatter") or [],
+                            "scatterMethod": s.get("scatterMethod"), "js": js}
+    if "when" in s:
+        step["when"] = s["when"]
+    if step["scatter"] and not any(V.short_class(r.get("class", "")) == "ScatterFeatureRequirement"
+                                   for r in inherited):
+        raise CwlError(f"step {s['id']}: scatter needs ScatterFeatureRequirement")
+    return step, inherited
+
+
+def run_workflow(wf: Mapping[str, Any], job: Mapping[str, Any], work: str,
+                 inherited: list[dict[str, Any]]) -> dict[str, Any]:
+    """A (sub)workflow inside one task: its steps one after another, in dependency order."""
+    reqs = [*inherited, *(wf.get("requirements", []) or [])]
+    values = {}
+    for p in wf.get("inputs", []):
+        v = job.get(p["id"])
+        values[p["id"]] = p.get("default") if v is None else v
+    steps = list(wf.get("steps", []))
+    step_ids = {s["id"] for s in steps}
+    done: dict[str, dict[str, Any]] = {}
+    while len(done) < len(steps):
+        ready = [s for s in steps if V.safe_id(s["id"]) not in done and all(
+            src.get("step") in done for i in s.get("in", []) for src in sources_of(i.get("source"), step_ids)
+            if "step" in src)]
+        if not ready:
+            raise CwlError("the subworkflow's steps depend on each other in a cycle")
+        for s in ready:
+            step, step_reqs = step_entry(s, wf, reqs, step_ids)
+            sub_job = step_job(step, values, done)
+            done[V.safe_id(s["id"])] = run_step(step, s["run"], sub_job, os.path.join(work, V.safe_id(s["id"])),
+                                                step_reqs)
+    out = {}
+    for o in wf.get("outputs", []):
+        srcs = sources_of(o.get("outputSource"), step_ids)
+        got = [_source_value(src, values, done) for src in srcs]
+        multiple = isinstance(o.get("outputSource"), list) and len(o["outputSource"]) > 1
+        out[o["id"]] = pick(merge(got, o.get("linkMerge"), multiple), o.get("pickValue"), o["id"])
+    return out
+
+
 def _source_value(src: Mapping[str, Any], values: Mapping[str, Any], upstream: Mapping[str, Any]) -> Any:
     if "input" in src:
         return values.get(src["input"])
@@ -193,6 +260,8 @@ def _one(step: Mapping[str, Any], proc: Mapping[str, Any], job: dict[str, Any], 
             if not ok:
                 return None
     os.makedirs(work, exist_ok=True)
+    if proc.get("class") == "Workflow":
+        return run_workflow(proc, job, work, inherited)
     return run_process(proc, job, work, None, inherited).outputs
 
 

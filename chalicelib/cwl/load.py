@@ -83,7 +83,6 @@ def _normalize(proc: dict[str, Any], path: str, types: dict[str, Any]) -> dict[s
     cls = proc.get("class")
     if cls not in PROCESS_CLASSES:
         raise FormatError([Problem(f"class {cls!r} is not a CWL process", field="class")], path)
-    proc_id = str(proc.get("id", ""))
     named = dict(types)
     for req in [*proc.get("requirements", []), *proc.get("hints", [])]:
         if isinstance(req, dict) and req.get("class") == "SchemaDefRequirement":
@@ -96,11 +95,11 @@ def _normalize(proc: dict[str, Any], path: str, types: dict[str, Any]) -> dict[s
     out["inputs"] = [_param(p, named, path, "inputs") for p in proc.get("inputs", [])]
     out["outputs"] = [_param(p, named, path, "outputs") for p in proc.get("outputs", [])]
     if cls == "Workflow":
-        prefix = proc_id.split("#", 1)[1] + "/" if "#" in proc_id else ""
+        steps = {shortname(str(s["id"])) for s in proc.get("steps", [])}
         for o in out["outputs"]:
             if "outputSource" in o:
-                o["outputSource"] = _sources(o["outputSource"], prefix)
-        out["steps"] = [_step(s, prefix, path, named) for s in proc.get("steps", [])]
+                o["outputSource"] = _sources(o["outputSource"], steps)
+        out["steps"] = [_step(s, steps, path, named) for s in proc.get("steps", [])]
     return out
 
 
@@ -159,16 +158,18 @@ def _type(t: Any, named: dict[str, Any], seen: frozenset[str] = frozenset()) -> 
     return t
 
 
-def _sources(src: Any, prefix: str) -> Any:
+def _sources(src: Any, steps: set[str]) -> Any:
+    """A source as "STEP/OUTPUT" or "INPUT" (whatever the document's ids were nested in)."""
     if isinstance(src, list):
-        return [_sources(s, prefix) for s in src]
+        return [_sources(s, steps) for s in src]
     frag = str(src).split("#", 1)[1] if "#" in str(src) else str(src)
-    if prefix and frag.startswith(prefix):
-        frag = frag[len(prefix):]
-    return frag
+    parts = frag.split("/")
+    if len(parts) >= 2 and parts[-2] in steps:
+        return f"{parts[-2]}/{parts[-1]}"
+    return parts[-1]
 
 
-def _step(s: dict[str, Any], prefix: str, path: str, named: dict[str, Any]) -> dict[str, Any]:
+def _step(s: dict[str, Any], steps: set[str], path: str, named: dict[str, Any]) -> dict[str, Any]:
     q = dict(s)
     q["id"] = shortname(str(s["id"]))
     q["in"] = []
@@ -176,7 +177,7 @@ def _step(s: dict[str, Any], prefix: str, path: str, named: dict[str, Any]) -> d
         j = dict(i)
         j["id"] = shortname(str(i["id"]))
         if "source" in j:
-            j["source"] = _sources(j["source"], prefix)
+            j["source"] = _sources(j["source"], steps)
         q["in"].append(j)
     q["out"] = [shortname(str(o["id"] if isinstance(o, dict) else o)) for o in s.get("out", [])]
     run = s.get("run")

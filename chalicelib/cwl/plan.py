@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,11 +20,11 @@ from msgspec import Struct
 from chalicelib.cwl import values as V
 from chalicelib.cwl.errors import CwlError, Unsupported
 from chalicelib.cwl.hook import LAUNCHER
+from chalicelib.cwl.launch import sources_of, step_entry
 from chalicelib.cwl.tool import requirements
 from chalicelib.workflow.model import InputFile, Resources, Task, Workflow
 
 ARCHIVE_DIR = "cwl/out"
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 class Final(Struct, frozen=True):
@@ -131,7 +130,7 @@ def _patterns(v: Any, out: list[str]) -> list[str]:
 
 
 def _task_id(text: str) -> str:
-    return _SAFE.sub("_", text).strip("_") or "step"
+    return V.safe_id(text)
 
 
 def resources_of(proc: Mapping[str, Any], inherited: list[dict[str, Any]]) -> Resources:
@@ -197,17 +196,6 @@ def _workflow(name: str, tasks: list[Task], stager: _Stager) -> Workflow:
     return Workflow(name=name, tasks=tuple(tasks), inputs=inputs)
 
 
-def _sources(raw: Any, steps: set[str]) -> list[dict[str, str]]:
-    out = []
-    for s in raw if isinstance(raw, list) else [raw] if raw is not None else []:
-        head, _, tail = str(s).partition("/")
-        if tail and head in steps:
-            out.append({"step": _task_id(head), "out": tail})
-        else:
-            out.append({"input": str(s)})
-    return out
-
-
 def _plan_workflow(wf: dict[str, Any], job: Mapping[str, Any], stager: _Stager,
                    name: str) -> tuple[Workflow, Final]:
     reqs = wf.get("requirements", []) or []
@@ -225,36 +213,14 @@ def _plan_workflow(wf: dict[str, Any], job: Mapping[str, Any], stager: _Stager,
     archives = {}
     for s in wf.get("steps", []):
         run = s["run"]
-        if run.get("class") == "Workflow":
-            raise Unsupported(f"step {s['id']}: subworkflows are not supported yet")
         if run.get("class") == "Operation":
             raise Unsupported(f"step {s['id']}: Operation cannot run")
         tid = _task_id(s["id"])
         archive = f"{ARCHIVE_DIR}/{tid}.tar"
         archives[tid] = archive
-        ins: dict[str, Any] = {}
-        upstream: dict[str, str] = {}
-        for i in s.get("in", []):
-            srcs = _sources(i.get("source"), step_ids)
-            entry: dict[str, Any] = {"sources": srcs,
-                                     "multiple": isinstance(i.get("source"), list) and len(i["source"]) > 1}
-            for k in ("default", "valueFrom", "linkMerge", "pickValue"):
-                if k in i:
-                    entry[k] = i[k]
-            ins[i["id"]] = entry
-            for src in srcs:
-                if "step" in src:
-                    upstream[src["step"]] = f"{ARCHIVE_DIR}/{src['step']}.tar"
-        inherited = [*reqs, *(s.get("requirements", []) or [])]
-        js = next((list(r.get("expressionLib", []) or []) for r in [*wf.get("hints", []), *inherited]
-                   if V.short_class(r.get("class", "")) == "InlineJavascriptRequirement"), None)
-        step = {"id": s["id"], "in": ins, "scatter": s.get("scatter") or [],
-                "scatterMethod": s.get("scatterMethod"), "js": js}
-        if "when" in s:
-            step["when"] = s["when"]
-        if step["scatter"] and not any(V.short_class(r.get("class", "")) == "ScatterFeatureRequirement"
-                                       for r in inherited):
-            raise CwlError(f"step {s['id']}: scatter needs ScatterFeatureRequirement")
+        step, inherited = step_entry(s, wf, reqs, step_ids)
+        upstream = {src["step"]: f"{ARCHIVE_DIR}/{src['step']}.tar"
+                    for entry in step["in"].values() for src in entry["sources"] if "step" in src}
         spec = {"process": run, "inherited": inherited, "step": step, "values": values,
                 "upstream": upstream, "archive": archive}
         tasks.append(Task(
@@ -264,7 +230,7 @@ def _plan_workflow(wf: dict[str, Any], job: Mapping[str, Any], stager: _Stager,
         ))
     outputs = {}
     for o in wf.get("outputs", []):
-        entry = {"sources": _sources(o.get("outputSource"), step_ids),
+        entry = {"sources": sources_of(o.get("outputSource"), step_ids),
                  "multiple": isinstance(o.get("outputSource"), list) and len(o["outputSource"]) > 1}
         for k in ("linkMerge", "pickValue"):
             if k in o:

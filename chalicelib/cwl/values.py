@@ -4,6 +4,7 @@ defaults filled in. Standard library only (runs inside tasks)."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -170,3 +171,11 @@ def short_class(cls: str) -> str:
 
 def has_expr(text: str) -> bool:
     return "$(" in text or "${" in text
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def safe_id(text: str) -> str:
+    """A step name as a task id (and a folder name)."""
+    return _UNSAFE.sub("_", text).strip("_") or "step"
