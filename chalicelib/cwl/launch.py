@@ -247,6 +247,7 @@ def _nest(flat: list[Any], shape: list[int]) -> Any:
 def _one(step: Mapping[str, Any], proc: Mapping[str, Any], job: dict[str, Any], work: str,
          inherited: list[dict[str, Any]], js: list[str] | None, out_ids: list[str]) -> dict[str, Any] | None:
     if step:
+        job = {k: _complete_files(v) for k, v in job.items()}
         ctx = Context(job, js=js)
         final = dict(job)
         for name, inp in step.get("in", {}).items():
@@ -263,6 +264,20 @@ def _one(step: Mapping[str, Any], proc: Mapping[str, Any], job: dict[str, Any], 
     if proc.get("class") == "Workflow":
         return run_workflow(proc, job, work, inherited)
     return run_process(proc, job, work, None, inherited).outputs
+
+
+def _complete_files(v: Any) -> Any:
+    """Files with basename, nameroot, size... (what valueFrom expressions read)."""
+    if isinstance(v, list):
+        return [_complete_files(x) for x in v]
+    if V.is_file(v) and ("path" in v or "location" in v):
+        try:
+            return V.file_fields(dict(v))
+        except CwlError:
+            return v
+    if isinstance(v, dict):
+        return {k: _complete_files(x) for k, x in v.items()}
+    return v
 
 
 def pack(result: Mapping[str, Any], archive: str) -> None:

@@ -93,6 +93,10 @@ def _normalize(proc: dict[str, Any], path: str, types: dict[str, Any]) -> dict[s
             req["types"] = [_type(t, named) for t in req.get("types", [])]
     out = dict(proc)
     out["inputs"] = [_param(p, named, path, "inputs") for p in proc.get("inputs", [])]
+    for p in out["inputs"]:  # `type: stdin`: a File that is the tool's standard input
+        if p.get("type") == "stdin":
+            p["type"] = "File"
+            out["stdin"] = f"$(inputs.{p['id']}.path)"
     out["outputs"] = [_param(p, named, path, "outputs") for p in proc.get("outputs", [])]
     if cls == "Workflow":
         steps = {shortname(str(s["id"])) for s in proc.get("steps", [])}
@@ -104,7 +108,7 @@ def _normalize(proc: dict[str, Any], path: str, types: dict[str, Any]) -> dict[s
 
 
 PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "string", "File", "Directory", "Any",
-              "stdout", "stderr"}
+              "stdout", "stderr", "stdin"}
 
 
 def _param(p: dict[str, Any], named: dict[str, Any], path: str, where: str) -> dict[str, Any]:

@@ -150,10 +150,24 @@ def _sec_specs(specs: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _sec_names(primary: Mapping[str, Any], spec: Mapping[str, Any], ctx: Context) -> list[tuple[str, bool]]:
+def _sec_names(primary: Mapping[str, Any], spec: Mapping[str, Any], ctx: Context,
+               output: bool = False) -> list[tuple[str, bool]]:
+    """(file name, required) for one secondaryFiles entry: a pattern (suffix, ^ strips an
+    extension, ? optional) or an expression giving names (literal), Files or null."""
     pattern = spec["pattern"]
     required = spec.get("required")
-    got = evaluate(pattern, ctx, primary) if isinstance(pattern, str) and V.has_expr(pattern) else pattern
+    if required is None and output:
+        required = False
+    if isinstance(pattern, str) and V.has_expr(pattern):
+        got = evaluate(pattern, ctx, primary)
+        names = []
+        for g in got if isinstance(got, list) else [got]:
+            if isinstance(g, dict):
+                names.append((g.get("path") or V.local_path(g["location"]), True if required is None else required))
+            elif g is not None:
+                names.append((str(g), True if required is None else bool(required)))
+        return names
+    got = pattern
     names = []
     for g in got if isinstance(got, list) else [got]:
         if g is None:
@@ -314,8 +328,8 @@ def command_line(tool: Mapping[str, Any], job: Mapping[str, Any], ctx: Context) 
         v = job.get(p["id"])
         if b is not None:
             _bind(p["type"], v, b, _key(_position(b, ctx, v), p["id"]), ctx, found)
-        elif _has_nested(p["type"]):
-            _bind(p["type"], v, None, _key(0, p["id"]), ctx, found)
+        elif _has_nested(p["type"]):  # an unbound record's fields sort by their own positions
+            _bind(p["type"], v, None, [], ctx, found)
     found.sort(key=lambda kv: kv[0])
     return [Arg(str(x), False) for x in base] + [a for _, args in found for a in args]
 
@@ -454,19 +468,26 @@ def _stage_entry(item: Any, ctx: Context, outdir: str) -> None:
         _copy_in(item, outdir, None, True)
 
 
-def _copy_in(f: Mapping[str, Any], outdir: str, name: str | None, writable: bool) -> None:
+def _copy_in(f: dict[str, Any], outdir: str, name: str | None, writable: bool) -> None:
+    """Stage a File or Directory into the output folder; `f` (often the very object in
+    `inputs`) then names the staged copy, as the tool sees it."""
     if "path" not in f and "location" not in f:
-        f = V.file_fields(dict(f), None, outdir)
+        f.update(V.file_fields(dict(f), None, outdir))
         return
     src = f.get("path") or V.local_path(f["location"])
-    dest = os.path.join(outdir, name or f.get("basename") or os.path.basename(src))
+    dest = name if name and os.path.isabs(name) else os.path.join(outdir, name or f.get("basename")
+                                                                  or os.path.basename(src))
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     if os.path.isdir(src):
         shutil.copytree(src, dest, dirs_exist_ok=True)
     elif writable:
         shutil.copyfile(src, dest)
-    else:
+    elif not os.path.exists(dest):
         os.symlink(src, dest)
+    secondary = f.get("secondaryFiles")
+    f.update(V.file_fields({"class": f["class"], "path": dest}))
+    if secondary:
+        f["secondaryFiles"] = secondary
 
 
 # ---- outputs ----------------------------------------------------------------------------
@@ -559,7 +580,7 @@ def _output_secondary(o: Mapping[str, Any], value: Any, ctx: Context) -> None:
             continue
         extra = list(f.get("secondaryFiles", []))
         for spec in _sec_specs(specs):
-            for name, required in _sec_names(f, spec, ctx):
+            for name, required in _sec_names(f, spec, ctx, output=True):
                 path = name if os.path.isabs(name) else os.path.join(f["dirname"], name)
                 if os.path.exists(path):
                     cls = "Directory" if os.path.isdir(path) else "File"
