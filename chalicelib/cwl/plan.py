@@ -70,14 +70,14 @@ class _Stager:
         if folder is None:
             folder = f"cwl/in/{len(self.by_source)}"
             self.by_source[os.path.dirname(src)] = folder
-        data = f"{folder}/{os.path.basename(src)}"
+        name = v.get("basename") or os.path.basename(src)  # a given basename renames the file
+        data = f"{folder}/{name}"
         needed = []
         if os.path.isdir(src):
             for dirpath, _dirs, files in os.walk(src):
-                for name in files:
-                    full = os.path.join(dirpath, name)
-                    rel = os.path.relpath(full, os.path.dirname(src))
-                    needed.append(self._add(f"{folder}/{rel}", full))
+                for entry in files:
+                    full = os.path.join(dirpath, entry)
+                    needed.append(self._add(f"{data}/{os.path.relpath(full, src)}", full))
         else:
             needed.append(self._add(data, src))
             for pat in self.patterns:

@@ -51,7 +51,7 @@ def js_context(reqs: Mapping[str, Any]) -> list[str] | None:
 
 
 def fill_job(inputs: list[dict[str, Any]], job: Mapping[str, Any], base: str | None, literal_dir: str,
-             ctx_js: list[str] | None = None) -> dict[str, Any]:
+             ctx_js: list[str] | None = None, load_listing: str | None = None) -> dict[str, Any]:
     """The job with defaults applied, Files completed and secondary files found; a value that
     does not fit its type is a CwlError."""
     filled: dict[str, Any] = {}
@@ -69,11 +69,27 @@ def fill_job(inputs: list[dict[str, Any]], job: Mapping[str, Any], base: str | N
     ctx = Context(filled, js=ctx_js)
     for p in inputs:
         _secondary(p, filled[p["id"]], ctx)
+        how = p.get("loadListing") or load_listing
+        if how in ("shallow_listing", "deep_listing"):
+            _list_dirs(filled[p["id"]], how == "deep_listing")
         if p.get("loadContents") or (p.get("inputBinding") or {}).get("loadContents"):
             for f in filled[p["id"]] if isinstance(filled[p["id"]], list) else [filled[p["id"]]]:
                 if V.is_file(f) and f["class"] == "File":
                     f["contents"] = load_contents(f["path"])
     return filled
+
+
+def _list_dirs(v: Any, deep: bool) -> None:
+    """Fill in `listing` for the Directories in an input value (loadListing)."""
+    if isinstance(v, list):
+        for x in v:
+            _list_dirs(x, deep)
+    elif V.is_file(v) and v["class"] == "Directory":
+        if "listing" not in v:
+            v["listing"] = V.listing(v["path"], deep)
+    elif isinstance(v, dict) and not V.is_file(v):
+        for x in v.values():
+            _list_dirs(x, deep)
 
 
 def load_contents(path: str) -> str:
@@ -363,14 +379,15 @@ def run_process(proc: Mapping[str, Any], job: Mapping[str, Any], workdir: str, b
     for d in (outdir, tmpdir, staged):
         os.makedirs(d, exist_ok=True)
     js = js_context(reqs)
-    filled = fill_job(proc.get("inputs", []), job, base, staged, js)
+    listing = reqs.get("LoadListingRequirement", {}).get("loadListing")
+    filled = fill_job(proc.get("inputs", []), job, base, staged, js, listing)
     ctx = Context(filled, js=js)
     ctx.runtime = runtime_of(reqs, outdir, tmpdir, ctx)
     if proc.get("class") == "ExpressionTool":
         got = evaluate(proc["expression"], ctx)
         if not isinstance(got, dict):
             raise CwlError("ExpressionTool's expression must give an object")
-        return Result({o["id"]: got.get(o["id"]) for o in proc.get("outputs", [])}, 0)
+        return Result({o["id"]: _materialize(got.get(o["id"]), outdir) for o in proc.get("outputs", [])}, 0)
     if proc.get("class") != "CommandLineTool":
         raise Unsupported(f"class {proc.get('class')} cannot run as one task")
     _initial_workdir(reqs, ctx, outdir)
@@ -392,6 +409,17 @@ def run_process(proc: Mapping[str, Any], job: Mapping[str, Any], workdir: str, b
     if code not in success:
         raise CwlError(f"the command exited with code {code} ({' '.join(argv)[:500]})")
     return Result(collect(proc, ctx, outdir, streams), code)
+
+
+def _materialize(v: Any, outdir: str) -> Any:
+    """File and Directory literals (contents or listing, no location) written into `outdir`."""
+    if isinstance(v, list):
+        return [_materialize(x, outdir) for x in v]
+    if V.is_file(v):
+        return V.file_fields(v, None, outdir)
+    if isinstance(v, dict):
+        return {k: _materialize(x, outdir) for k, x in v.items()}
+    return v
 
 
 def _streams(proc: Mapping[str, Any], ctx: Context, outdir: str) -> dict[str, str | None]:
