@@ -20,7 +20,7 @@ from typing import Any
 from chalicelib.cwl import values as V
 from chalicelib.cwl.errors import UNSUPPORTED_EXIT, CwlError, Unsupported
 from chalicelib.cwl.expr import Context, evaluate
-from chalicelib.cwl.tool import js_context, requirements, run_process
+from chalicelib.cwl.tool import js_context, load_contents, requirements, run_process
 
 OBJECT_NAME = "cwl.object.json"
 
@@ -111,12 +111,15 @@ def step_entry(s: Mapping[str, Any], wf: Mapping[str, Any], reqs: list[dict[str,
                step_ids: set[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A workflow step as the launcher reads it, and the requirements its process inherits."""
     ins: dict[str, Any] = {}
+    loading = {p["id"] for p in wf.get("inputs", []) if p.get("loadContents")}
     for i in s.get("in", []):
         entry: dict[str, Any] = {"sources": sources_of(i.get("source"), step_ids),
                                  "multiple": isinstance(i.get("source"), list) and len(i["source"]) > 1}
         for k in ("default", "valueFrom", "linkMerge", "pickValue"):
             if k in i:
                 entry[k] = i[k]
+        if i.get("loadContents") or any(src.get("input") in loading for src in entry["sources"]):
+            entry["loadContents"] = True
         ins[i["id"]] = entry
     inherited = [*reqs, *(s.get("requirements", []) or [])]
     js = next((list(r.get("expressionLib", []) or []) for r in [*(wf.get("hints", []) or []), *inherited]
@@ -248,6 +251,12 @@ def _one(step: Mapping[str, Any], proc: Mapping[str, Any], job: dict[str, Any], 
          inherited: list[dict[str, Any]], js: list[str] | None, out_ids: list[str]) -> dict[str, Any] | None:
     if step:
         job = {k: _complete_files(v) for k, v in job.items()}
+        for name, inp in step.get("in", {}).items():
+            if inp.get("loadContents"):
+                value: Any = job.get(name)
+                for f in value if isinstance(value, list) else [value]:
+                    if V.is_file(f) and f["class"] == "File" and "path" in f:
+                        f["contents"] = load_contents(f["path"])
         ctx = Context(job, js=js)
         final = dict(job)
         for name, inp in step.get("in", {}).items():
@@ -306,7 +315,8 @@ def _arc(v: Any, tar: tarfile.TarFile, names: dict[str, str], folder: str | None
         path = v["path"]
         name = names.get(path)
         if name is None:
-            name = f"{folder or f'f{len(names)}'}/{os.path.basename(path.rstrip('/'))}"
+            base = v.get("basename") or os.path.basename(path.rstrip("/"))  # an ExpressionTool may rename
+            name = f"{folder or f'f{len(names)}'}/{base}"
             names[path] = name
             _add(tar, path, name)
         w["location"] = "arc:" + name

@@ -8,6 +8,7 @@ import contextlib
 import copy
 import glob as globmod
 import json
+import math
 import os
 import shlex
 import shutil
@@ -365,10 +366,10 @@ def runtime_of(reqs: Mapping[str, Any], outdir: str, tmpdir: str, ctx: Context) 
         v = evaluate(v, ctx) if v is not None else default
         return float(v)
 
-    cores = pick("coresMin", "coresMax", 1)
-    return {"outdir": outdir, "tmpdir": tmpdir, "cores": int(cores) if cores == int(cores) else cores,
-            "ram": int(pick("ramMin", "ramMax", 1024)), "outdirSize": int(pick("outdirMin", "outdirMax", 1024)),
-            "tmpdirSize": int(pick("tmpdirMin", "tmpdirMax", 1024)), "exitCode": None}
+    return {"outdir": outdir, "tmpdir": tmpdir, "cores": math.ceil(pick("coresMin", "coresMax", 1)),
+            "ram": math.ceil(pick("ramMin", "ramMax", 1024)),
+            "outdirSize": math.ceil(pick("outdirMin", "outdirMax", 1024)),
+            "tmpdirSize": math.ceil(pick("tmpdirMin", "tmpdirMax", 1024)), "exitCode": None}
 
 
 def run_process(proc: Mapping[str, Any], job: Mapping[str, Any], workdir: str, base: str | None = None,
@@ -416,6 +417,15 @@ def _materialize(v: Any, outdir: str) -> Any:
     if isinstance(v, list):
         return [_materialize(x, outdir) for x in v]
     if V.is_file(v):
+        src = v.get("path") or (V.local_path(v["location"], None, True) if "location" in v else None)
+        if src and v.get("basename") and os.path.basename(src.rstrip("/")) != v["basename"]:  # renamed
+            dest = os.path.join(outdir, v["basename"])
+            if os.path.isdir(src):
+                shutil.copytree(src, dest)
+            else:
+                shutil.copyfile(src, dest)
+            v = {k: x for k, x in v.items() if k not in ("location", "dirname", "nameroot", "nameext")}
+            v["path"] = dest
         return V.file_fields(v, None, outdir)
     if isinstance(v, dict):
         return {k: _materialize(x, outdir) for k, x in v.items()}
@@ -479,9 +489,12 @@ def _stage_entry(item: Any, ctx: Context, outdir: str) -> None:
         name = evaluate(item.get("entryname"), ctx) if item.get("entryname") else None
         raw = item["entry"]
         content = evaluate(raw, ctx, strip_whitespace=False) if isinstance(raw, str) else raw
-        if V.is_file(content) or (isinstance(content, list) and content and all(V.is_file(x) for x in content)):
+        if content is None:
+            return
+        if V.is_file(content) or (isinstance(content, list) and all(V.is_file(x) or x is None for x in content)):
             for f in content if isinstance(content, list) else [content]:
-                _copy_in(f, outdir, name if not isinstance(content, list) else None, item.get("writable", False))
+                if f is not None:
+                    _copy_in(f, outdir, name if not isinstance(content, list) else None, item.get("writable", False))
             return
         if name is None:
             raise CwlError("an InitialWorkDir entry that is not a File needs an entryname")
@@ -514,7 +527,9 @@ def _copy_in(f: dict[str, Any], outdir: str, name: str | None, writable: bool) -
         os.symlink(src, dest)
     secondary = f.get("secondaryFiles")
     f.update(V.file_fields({"class": f["class"], "path": dest}))
-    if secondary:
+    if secondary:  # they stay beside their primary
+        for sec in secondary:
+            _copy_in(sec, os.path.dirname(dest), None, writable)
         f["secondaryFiles"] = secondary
 
 
