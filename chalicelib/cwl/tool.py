@@ -404,7 +404,10 @@ def run_process(proc: Mapping[str, Any], job: Mapping[str, Any], workdir: str, b
     for e in reqs.get("EnvVarRequirement", {}).get("envDef", []) or []:
         env[e["envName"]] = tostr(evaluate(e["envValue"], ctx))
     streams = _streams(proc, ctx, outdir)
-    code = _spawn(argv, outdir, env, streams)
+    limit = evaluate(reqs.get("ToolTimeLimit", {}).get("timelimit", 0), ctx)
+    if not isinstance(limit, int | float) or isinstance(limit, bool) or limit < 0:
+        raise CwlError(f"ToolTimeLimit timelimit must be a number of seconds >= 0, not {limit!r}")
+    code = _spawn(argv, outdir, env, streams, float(limit) or None)
     ctx.runtime["exitCode"] = code
     success = proc.get("successCodes") or [0]
     if code not in success:
@@ -448,7 +451,8 @@ def _streams(proc: Mapping[str, Any], ctx: Context, outdir: str) -> dict[str, st
     return out
 
 
-def _spawn(argv: list[str], cwd: str, env: dict[str, str], streams: Mapping[str, str | None]) -> int:
+def _spawn(argv: list[str], cwd: str, env: dict[str, str], streams: Mapping[str, str | None],
+           timeout: float | None = None) -> int:
     """Run the tool; stdout/stderr not captured go to the task's log."""
     with contextlib.ExitStack() as stack:
         stdin: Any = subprocess.DEVNULL
@@ -464,7 +468,10 @@ def _spawn(argv: list[str], cwd: str, env: dict[str, str], streams: Mapping[str,
             else:
                 outs.append(None)
         try:
-            done = subprocess.run(argv, cwd=cwd, env=env, stdin=stdin, stdout=outs[0], stderr=outs[1], check=False)
+            done = subprocess.run(argv, cwd=cwd, env=env, stdin=stdin, stdout=outs[0], stderr=outs[1], check=False,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise CwlError(f"the command ran past its ToolTimeLimit of {timeout:g} s") from None
         except OSError as exc:
             raise CwlError(f"could not start {argv[0]!r}: {exc}") from exc
         return done.returncode
