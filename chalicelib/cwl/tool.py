@@ -593,6 +593,7 @@ def _collect_one(o: Mapping[str, Any], ctx: Context, outdir: str, streams: Mappi
                 g = g["path"]
             pattern = g if os.path.isabs(g) else os.path.join(outdir, g)
             for path in sorted(globmod.glob(pattern)):
+                _inside(path, outdir, ctx)
                 cls = "Directory" if os.path.isdir(path) else "File"
                 f = V.file_fields({"class": cls, "path": path})
                 if cls == "Directory":
@@ -619,6 +620,28 @@ def _collect_one(o: Mapping[str, Any], ctx: Context, outdir: str, streams: Mappi
             if V.is_file(f):
                 f["format"] = evaluate(o["format"], ctx, f)
     return value
+
+
+def _inside(path: str, outdir: str, ctx: Context) -> None:
+    """An output must be in the output folder (a symlink may lead to one of the inputs)."""
+    real, top = os.path.realpath(path), os.path.realpath(outdir)
+    if real == top or real.startswith(top + os.sep):
+        return
+    inputs: set[str] = set()
+    _input_paths(ctx.inputs, inputs)
+    if not any(real == p or real.startswith(p + os.sep) for p in inputs):
+        raise CwlError(f"output {path} is outside the output folder (it leads to {real})")
+
+
+def _input_paths(v: Any, out: set[str]) -> None:
+    if isinstance(v, list):
+        for x in v:
+            _input_paths(x, out)
+    elif isinstance(v, dict):
+        if V.is_file(v) and "path" in v:
+            out.add(os.path.realpath(v["path"]))
+        for x in v.values():
+            _input_paths(x, out)
 
 
 def _output_secondary(o: Mapping[str, Any], value: Any, ctx: Context) -> None:
