@@ -162,6 +162,11 @@ def _command(spec: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def plan(proc: dict[str, Any], job: Mapping[str, Any], job_base: str | None, name: str) -> tuple[Workflow, Final]:
+    job = dict(job)
+    extra = job.pop("cwl:requirements", None)
+    if extra:  # the job's requirements override the documents' (every process's, last)
+        proc = copy.deepcopy(proc)
+        _add_requirements(proc, [r for r in extra if isinstance(r, dict)])
     stager = _Stager(_patterns(proc.get("inputs", []), []))  # the run's inputs' secondary files
     job = stager.stage(copy.deepcopy(dict(job)), job_base)
     proc = stager.stage(copy.deepcopy(proc), None, strict=False)
@@ -178,6 +183,13 @@ def plan(proc: dict[str, Any], job: Mapping[str, Any], job_base: str | None, nam
     if cls != "Workflow":
         raise Unsupported(f"class {cls} is not supported")
     return _plan_workflow(proc, job, stager, name)
+
+
+def _add_requirements(proc: dict[str, Any], extra: list[dict[str, Any]]) -> None:
+    proc["requirements"] = [*(proc.get("requirements", []) or []), *copy.deepcopy(extra)]
+    for step in proc.get("steps", []) or []:
+        if isinstance(step.get("run"), dict):
+            _add_requirements(step["run"], extra)
 
 
 def _base_command(proc: Mapping[str, Any]) -> str:
