@@ -218,7 +218,8 @@ def _plan_workflow(wf: dict[str, Any], job: Mapping[str, Any], stager: _Stager,
         if v is None and "default" in p:
             v = p["default"]
         if v is None and not V.optional(p.get("type")):
-            raise CwlError(f"workflow input {p['id']!r} has no value and no default")
+            raise CwlError(f"workflow input {p['id']!r} has no value and no default: give it one in the job "
+                           "(updraft run FILE.cwl --job JOB.yml; updraft-cwl-runner FILE.cwl JOB.yml)")
         values[p["id"]] = v
     step_ids = {s["id"] for s in wf.get("steps", [])}
     tasks = []
