@@ -89,8 +89,9 @@ def _parts(text: str) -> list[tuple[str, str]]:
     buf, i = [], 0
     while i < len(text):
         ch = text[i]
-        if ch == "\\" and i + 1 < len(text) and text[i + 1] == "$":
-            buf.append("$")
+        nxt = text[i + 1:i + 3]
+        if ch == "\\" and (nxt[:1] == "\\" or nxt in ("$(", "${")):  # \\ is \; \$( is a plain $(
+            buf.append(nxt[0])
             i += 2
             continue
         if ch == "$" and i + 1 < len(text) and text[i + 1] in "({":

@@ -24,6 +24,7 @@ INPUTS = {"bar": {"baz": "zab1", "b az": 2, "b'az": True, "buz": ["a", "b", "c"]
     ("$(inputs.bar.buz)", ["a", "b", "c"]),
     ("x $(inputs.bar.buz)", 'x ["a","b","c"]'),
     ("\\$(inputs.bar.baz)", "$(inputs.bar.baz)"),
+    ("\\\\$(inputs.bar.baz) \\$ $$", "\\zab1 \\$ $$"),
     ("no expression", "no expression"),
 ])
 def test_parameter_references(text: str, want: object) -> None:
