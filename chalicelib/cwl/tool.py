@@ -519,8 +519,20 @@ def _stage_entry(item: Any, ctx: Context, outdir: str) -> None:
 def _copy_in(f: dict[str, Any], outdir: str, name: str | None, writable: bool) -> None:
     """Stage a File or Directory into the output folder; `f` (often the very object in
     `inputs`) then names the staged copy, as the tool sees it."""
-    if "path" not in f and "location" not in f:
-        f.update(V.file_fields(dict(f), None, outdir))
+    if "path" not in f and "location" not in f:  # a literal: written at its entryname
+        if f["class"] == "Directory":
+            dest = os.path.join(outdir, name or f.get("basename") or "dir")
+            os.makedirs(dest, exist_ok=True)
+            for item in f.get("listing", []) or []:
+                _copy_in(item, dest, None, writable)
+            f.update(V.file_fields({"class": "Directory", "path": dest}))
+            return
+        if name:
+            f = {**f, "basename": os.path.basename(name)}
+            literal_dir = os.path.join(outdir, os.path.dirname(name))
+        else:
+            literal_dir = outdir
+        f.update(V.file_fields(dict(f), None, literal_dir))
         return
     src = f.get("path") or V.local_path(f["location"])
     dest = name if name and os.path.isabs(name) else os.path.join(outdir, name or f.get("basename")
