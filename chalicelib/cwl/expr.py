@@ -109,6 +109,12 @@ def _parts(text: str) -> list[tuple[str, str]]:
     return out
 
 
+def single_expression(text: str) -> bool:
+    """Is `text` (stripped) exactly one $(...) or ${...}?"""
+    parts = _parts(text.strip()) if has_expression(text) else []
+    return len(parts) == 1 and parts[0][0] != "text"
+
+
 def has_expression(value: Any) -> bool:
     return isinstance(value, str) and ("$(" in value or "${" in value)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from chalicelib.cwl import values as V
 from chalicelib.cwl.errors import CwlError, Unsupported
-from chalicelib.cwl.expr import Context, evaluate
+from chalicelib.cwl.expr import Context, evaluate, single_expression
 
 KNOWN_REQUIREMENTS = {
     "InlineJavascriptRequirement", "SchemaDefRequirement", "ShellCommandRequirement", "EnvVarRequirement",
@@ -496,6 +496,11 @@ def _stage_entry(item: Any, ctx: Context, outdir: str) -> None:
         name = evaluate(item.get("entryname"), ctx) if item.get("entryname") else None
         raw = item["entry"]
         content = evaluate(raw, ctx, strip_whitespace=False) if isinstance(raw, str) else raw
+        if isinstance(raw, str) and single_expression(raw):  # one expression: a non-string is dumped as JSON
+            got = evaluate(raw.strip(), ctx)
+            if got is not None and not isinstance(got, str) and not V.is_file(got) and not (
+                    isinstance(got, list) and got and all(V.is_file(x) or x is None for x in got)):
+                content = json.dumps(got) + raw[len(raw.rstrip()):]
         if content is None:
             return
         if V.is_file(content) or (isinstance(content, list) and all(V.is_file(x) or x is None for x in content)):
@@ -506,7 +511,7 @@ def _stage_entry(item: Any, ctx: Context, outdir: str) -> None:
         if name is None:
             raise CwlError("an InitialWorkDir entry that is not a File needs an entryname")
         if not isinstance(content, str):
-            content = json.dumps(content, indent=2)
+            content = json.dumps(content)
         dest = name if os.path.isabs(name) else os.path.join(outdir, name)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         with open(dest, "w", encoding="utf-8") as fh:
