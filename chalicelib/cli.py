@@ -534,7 +534,7 @@ def _size_mb(text: str) -> float:
 
 
 # what --format takes (formats.format_names() loads every importer; a test keeps this in step)
-FORMAT_NAMES = ("native", "hyperflow", "wfformat", "makeflow-json", "makeflow-jx", "makeflow")
+FORMAT_NAMES = ("native", "hyperflow", "wfformat", "makeflow-json", "makeflow-jx", "makeflow", "cwl")
 EMULATE_HELP = ("hold function and auto tasks to Lambda's limits and defaults (900 s, 1,024 MB, 512 MB of "
                 "disk), as on AWS; without it a local task is bound only by the resources its file gives")
 FORMAT_HELP = f"input format: {', '.join(FORMAT_NAMES)} (default: detected from content)"

@@ -223,6 +223,7 @@ def test_expected_counts_match_an_independent_reading(shared_workflows: Path, re
     ({"process": [], "signals": []}, "looks like the HyperFlow format but has 'process' where 'processes'"),
     ({"workflow": {"taks": []}}, "looks like the WfCommons format but has 'workflow.taks' where 'workflow.tasks'"),
     ({"rule": []}, "looks like the Makeflow JSON format but has 'rule' where 'rules'"),
+    ({"cwlversion": "v1.2"}, "looks like a CWL document but has 'cwlversion' where 'cwlVersion'"),
 ])
 def test_a_near_miss_names_the_format_and_the_misspelt_key(data: dict, expected: str) -> None:
     with pytest.raises(WorkflowError) as info:

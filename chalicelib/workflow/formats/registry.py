@@ -57,6 +57,7 @@ _SIGNATURES: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = [
     (hyperflow.NAME, "the HyperFlow format", ("processes", "signals"), ()),
     (wfformat.NAME, "the WfCommons format", ("workflow", "schemaVersion"), ("specification", "tasks", "jobs")),
     (makeflow_json.NAME, "the Makeflow JSON format", ("rules",), ()),
+    (cwl.NAME, "a CWL document", ("cwlVersion",), ()),
 ]
 
 
