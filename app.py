@@ -24,6 +24,7 @@ from chalicelib.backends.aws.coordinator_function import handle_batch
 from chalicelib.backends.aws.observability import obs
 from chalicelib.backends.aws.sweeper import sweep
 from chalicelib.backends.aws.task_function import handle_task
+from chalicelib.backends.aws.wiring import EVENTS_BATCH_SIZE, EVENTS_BATCH_WINDOW_S
 from chalicelib.errors import FormatError, Problem, UpdraftError
 
 app = Chalice(app_name="updraft", configure_logs=False)  # Powertools formats the "updraft" logger
@@ -115,8 +116,9 @@ else:
         return {"status": status, **body}
 
 
-@app.on_sqs_message(queue=settings.events_queue_name, batch_size=10, maximum_batching_window_in_seconds=1,
-                    name="coordinator")
+# No batching window: it would hold every hop of a chain for a batch that never fills (wiring.py).
+@app.on_sqs_message(queue=settings.events_queue_name, batch_size=EVENTS_BATCH_SIZE,
+                    maximum_batching_window_in_seconds=EVENTS_BATCH_WINDOW_S, name="coordinator")
 def coordinator(event: Any) -> dict[str, Any]:
     return handle_batch(event.to_dict(), current())
 

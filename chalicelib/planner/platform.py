@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from msgspec import Struct, field
 
+from chalicelib.backends.aws.wiring import EVENTS_BATCH_SIZE, EVENTS_BATCH_WINDOW_S
 from chalicelib.planner.pricing import PRICES, PriceTable
 
 MIB = 1_048_576
@@ -24,6 +25,10 @@ class Latencies(Struct, frozen=True):
     container_poll_s: float = 0.05  # an idle worker's SQS long poll picks the message up
     event_s: float = 0.05  # a completion event's trip to the coordinator (SQS)
     coordinator_s: float = 0.01  # one coordinator step (a batch of events)
+    # The deployed event source mapping of the coordinator (app.py via backends/aws/wiring.py):
+    # Lambda gathers up to `events_batch_size` events for at most `events_batch_window_s`.
+    events_batch_size: int = EVENTS_BATCH_SIZE
+    events_batch_window_s: float = float(EVENTS_BATCH_WINDOW_S)
     s3_mb_per_s: float = 80.0  # MiB/s between S3 and one function or container
     s3_request_s: float = 0.02  # per object staged in or out
 

@@ -233,6 +233,12 @@ class _Tick:
     pass
 
 
+class _Flush(Struct, frozen=True):
+    """The coordinator's batching window closes: Lambda invokes it with what it gathered."""
+
+    window: int  # which window; a window emptied early by a full batch is not flushed again
+
+
 class _Sweep:
     pass
 
@@ -282,6 +288,9 @@ class Simulation:
         self.first_placement: dict[str, str] = {}
         self.finished_at: float | None = None
         self.final_state = RunState.RUNNING.value
+        self.gathering: list[ev.Event] = []  # events the event source mapping holds in its window
+        self.window = 0
+        self.coordinator_calls = 0
 
     # ---- the event loop ---------------------------------------------------------------------
 
@@ -303,7 +312,12 @@ class Simulation:
                 batch = list(item.events)
                 while self.heap.peek_time() == t and isinstance(self.heap.peek(), _Deliver):
                     batch.extend(self.heap.pop()[1].events)  # type: ignore[attr-defined]
-                self._handle(batch, t)
+                self._arrive(batch, t)
+            elif isinstance(item, _Flush):
+                if item.window == self.window:
+                    batch, self.gathering = self.gathering, []
+                    self.window += 1
+                    self._invoke_coordinator(batch, t)
             elif isinstance(item, _Submit):
                 self._started(self.machine.submit(self._job(item.launch), t))
             elif isinstance(item, _End):
@@ -315,6 +329,34 @@ class Simulation:
             for tm in self.machine.timers():
                 self.heap.push(tm, _Tick())
         return self._result(time.perf_counter() - wall)
+
+    def _arrive(self, batch: list[ev.Event], t: float) -> None:
+        """Events reach the coordinator's queue. As the event source mapping does: with no
+        batching window, the poller hands over what it received (up to the batch size per
+        invocation); with a window, it gathers until the batch is full or the window, opened
+        by the first event, has passed."""
+        lat = self.platform.latencies
+        if lat.events_batch_window_s <= 0:
+            self._invoke_coordinator(batch, t)
+            return
+        if not self.gathering:
+            self.heap.push(t + lat.events_batch_window_s, _Flush(self.window))
+        self.gathering.extend(batch)
+        size = max(1, lat.events_batch_size)
+        if len(self.gathering) >= size:
+            full = len(self.gathering) - len(self.gathering) % size
+            batch, self.gathering = self.gathering[:full], self.gathering[full:]
+            if not self.gathering:
+                self.window += 1  # its timer is void; the next event opens a new window
+            self._invoke_coordinator(batch, t)
+
+    def _invoke_coordinator(self, batch: list[ev.Event], t: float) -> None:
+        if not batch:
+            return
+        size = max(1, self.platform.latencies.events_batch_size)
+        for i in range(0, len(batch), size):
+            self.coordinator_calls += 1
+            self._handle(batch[i:i + size], t)
 
     def _handle(self, batch: list[ev.Event], t: float) -> None:
         self.events += len(batch)
