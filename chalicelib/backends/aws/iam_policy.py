@@ -3,7 +3,7 @@
     python -m chalicelib.backends.aws.iam_policy dev      # rewrites .chalice/policy-dev.json
 
 Each statement names one resource of the stage (its table and indexes, its bucket, its two
-queues, its task function, its worker service) and only the actions the code calls; the
+queues, its task functions, its worker service) and only the actions the code calls; the
 account and region are wildcards so one file serves any account. tests/unit/test_app_policy.py
 checks the committed files against this generator and against the calls the handlers make.
 """
@@ -52,7 +52,8 @@ def control_policy(cfg: AwsConfig, function_prefix: str = "updraft-", bucket: st
         ("Listing", CONTROL_ACTIONS["bucket"], [bucket]),
         ("Events", CONTROL_ACTIONS["events"], [queue.format(_name(cfg.events_queue))]),
         ("ContainerTasks", CONTROL_ACTIONS["containers"], [queue.format(_name(cfg.container_queue))]),
-        ("TaskFunction", CONTROL_ACTIONS["function"], [f"arn:aws:lambda:*:*:function:{cfg.task_function}"]),
+        ("TaskFunction", CONTROL_ACTIONS["function"],
+         [f"arn:aws:lambda:*:*:function:{cfg.function_for(mb)}" for mb in cfg.sizes.function_mb]),
         ("WorkerService", CONTROL_ACTIONS["service"],
          [f"arn:aws:ecs:*:*:service/{cfg.ecs_cluster}/{cfg.ecs_service}"]),
         ("Logs", CONTROL_ACTIONS["logs"], [f"arn:aws:logs:*:*:log-group:/aws/lambda/{function_prefix}*"]),

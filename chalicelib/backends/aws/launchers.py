@@ -1,9 +1,11 @@
 """Starting task attempts in the cloud.
 
-Function placement: an asynchronous Invoke (InvocationType=Event) of the task function with
-the attempt's ids. Lambda queues it and retries nothing (MaximumRetryAttempts=0 in the
-deployment); the function's OnFailure destination is the events queue, so a crash, timeout
-or out-of-memory kill still reaches the coordinator as a TaskFailed.
+Function placement: an asynchronous Invoke (InvocationType=Event) of the task function of the
+smallest deployed memory size that holds the attempt's memory (its task's, or what an
+out-of-memory retry escalated it to; AwsConfig.function_for names it), with the attempt's ids.
+Lambda queues it and retries nothing (MaximumRetryAttempts=0 in the deployment); the
+function's OnFailure destination is the events queue, so a crash, timeout or out-of-memory
+kill still reaches the coordinator as a TaskFailed.
 
 Container placement: a message on the container queue, then the worker service is scaled
 to the queue's backlog (bounded by max_workers). Workers exit when idle and protect
@@ -26,6 +28,7 @@ from chalicelib.backends.aws.clients import AwsClients
 from chalicelib.backends.aws.config import AwsConfig
 from chalicelib.backends.aws.messages import task_payload
 from chalicelib.engine.events import Launch
+from chalicelib.engine.spec import SpecCache
 from chalicelib.errors import UpdraftError
 from chalicelib.ports import MessageQueue
 
@@ -40,15 +43,32 @@ class LaunchError(UpdraftError):
 
 
 class FunctionLauncher:
-    def __init__(self, config: AwsConfig, clients: AwsClients, parallelism: int = 16) -> None:
+    def __init__(self, config: AwsConfig, clients: AwsClients, parallelism: int = 16,
+                 specs: SpecCache | None = None) -> None:
+        self.config = config
         self.function = config.task_function
+        self.sizes = config.sizes
         self.clients = clients
         self.parallelism = parallelism
+        self.specs = specs  # None: every attempt goes to the function named task_function
+
+    def function_for(self, launch: Launch) -> str:
+        """The deployed task function whose memory holds the attempt (LaunchError text if none)."""
+        if self.specs is None:
+            return self.function
+        memory = launch.resources.get("memory_mb")
+        if memory is None:
+            memory = self.specs.get(launch.run_id).tasks[launch.task_id].resources.memory_mb
+        size = self.sizes.function_size_for(memory)
+        if size is None:
+            raise ValueError(f"no deployed task function holds {memory:g} MB (largest: "
+                             f"{self.sizes.largest_function_mb} MB, UPDRAFT_FUNCTION_SIZES)")
+        return self.config.function_for(size)
 
     def _invoke(self, launch: Launch) -> str | None:
         try:
             resp = self.clients.lambda_.invoke(
-                FunctionName=self.function, InvocationType="Event",
+                FunctionName=self.function_for(launch), InvocationType="Event",
                 Payload=json.dumps(task_payload(launch)).encode("utf-8"),
             )
         except Exception as exc:

@@ -1,0 +1,162 @@
+"""Sizes that exist: a cloud stage's task functions (UPDRAFT_FUNCTION_SIZES) decide what
+validation accepts, which function each attempt is invoked on, and where an out-of-memory
+retry goes (the next size up, then a container)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.backends.aws.config import AwsConfig
+from chalicelib.backends.aws.launchers import FunctionLauncher, LaunchError
+from chalicelib.backends.local.fs_blobs import FsBlobStore
+from chalicelib.backends.local.sqlite_state import SqliteStateStore
+from chalicelib.engine import events as ev
+from chalicelib.engine.backoff import Backoff
+from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
+from chalicelib.engine.lifecycle import create_run
+from chalicelib.engine.spec import RunSpec, SpecCache
+from chalicelib.errors import ConfigError, WorkflowError
+from chalicelib.workflow.formats import loads
+from chalicelib.workflow.limits import DeployedSizes
+from chalicelib.workflow.validate import validate
+
+SMALL = DeployedSizes((512, 1769, 3008))
+
+
+def _wf(*tasks: dict[str, Any]) -> Any:
+    return loads(json.dumps({"name": "s", "tasks": list(tasks)}))
+
+
+def _t(tid: str, memory_mb: int, placement: str = "function", **extra: Any) -> dict[str, Any]:
+    return {"id": tid, "command": ["true"], "placement": placement, "resources": {"memory_mb": memory_mb}, **extra}
+
+
+# ---- the list ---------------------------------------------------------------------------------
+
+def test_sizes_parse_sorted_and_bad_lists_name_the_setting() -> None:
+    assert DeployedSizes.parse("3008, 512,1769,512") == (512, 1769, 3008)
+    with pytest.raises(ConfigError, match="UPDRAFT_FUNCTION_SIZES='512,big'"):
+        DeployedSizes.parse("512,big")
+    with pytest.raises(ConfigError, match="20000 MB is not a Lambda memory size"):
+        DeployedSizes.parse("512,20000")
+    assert SMALL.function_size_for(1000) == 1769 and SMALL.function_size_for(4000) is None
+    assert SMALL.next_function_size(1769) == 3008 and SMALL.next_function_size(3008) is None
+
+
+def test_config_names_one_function_per_size_and_checks_its_own() -> None:
+    cfg = AwsConfig.from_env({"UPDRAFT_FUNCTION_SIZES": "512,3008,10240", "UPDRAFT_TASK_FUNCTION": "app-s-task"})
+    assert cfg.sizes.function_mb == (512, 3008, 10240)
+    assert [cfg.function_for(mb) for mb in cfg.sizes.function_mb] == ["app-s-task-512", "app-s-task",
+                                                                      "app-s-task-10240"]
+    with pytest.raises(ConfigError, match="UPDRAFT_TASK_FUNCTION_MB=3008 is not one of"):
+        AwsConfig.from_env({"UPDRAFT_FUNCTION_SIZES": "512,1769"})
+    with pytest.raises(ConfigError, match="Fargate does not run 256 CPU units with 4096 MiB"):
+        AwsConfig.from_env({"UPDRAFT_WORKER_CPU": "256"})
+
+
+# ---- validation -------------------------------------------------------------------------------
+
+def test_validation_refuses_what_no_deployed_function_holds_and_names_the_largest() -> None:
+    wf = _wf(_t("big", 6000), _t("ok", 3008), _t("anywhere", 6000, "auto"))
+    validate(wf)  # Lambda itself could be configured to 6,000 MB
+    with pytest.raises(WorkflowError) as err:
+        validate(wf, sizes=SMALL)
+    (problem,) = err.value.problems
+    assert problem.task_id == "big" and problem.field == "resources.memory_mb"
+    assert "3,008 MB" in problem.message and "UPDRAFT_FUNCTION_SIZES: 512, 1769, 3008" in problem.message
+
+
+def test_validation_of_containers_follows_the_stage_largest_container() -> None:
+    sizes = DeployedSizes((512,), container_cpus=4.0, container_memory_mb=30720)
+    with pytest.raises(WorkflowError, match="4 vCPU / 30,720 MB"):
+        validate(_wf(_t("c", 40000, "container")), sizes=sizes)
+
+
+# ---- launches -----------------------------------------------------------------------------------
+
+class Recorder:
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def invoke(self, FunctionName: str, InvocationType: str, Payload: bytes) -> dict[str, Any]:
+        self.names.append(FunctionName)
+        return {"StatusCode": 202}
+
+
+class Clients:
+    def __init__(self) -> None:
+        self.lambda_ = Recorder()
+
+
+def _specs(*tasks: dict[str, Any]) -> SpecCache:
+    specs = SpecCache(lambda run_id: (_ for _ in ()).throw(KeyError(run_id)))
+    specs.put("r", RunSpec.of(_wf(*tasks)))
+    return specs
+
+
+def test_each_attempt_is_invoked_on_the_smallest_size_that_holds_it() -> None:
+    cfg = AwsConfig.from_env({}, task_function="u-dev-task")
+    clients = Clients()
+    specs = _specs(_t("tiny", 300), _t("one", 1769), _t("mid", 2000), _t("big", 6000))
+    launcher = FunctionLauncher(cfg, clients, specs=specs)  # type: ignore[arg-type]
+    launcher.launch([ev.Launch("r", tid, 1, "function") for tid in ("tiny", "one", "mid", "big")])
+    assert sorted(clients.lambda_.names) == sorted(["u-dev-task-512", "u-dev-task-1769", "u-dev-task",
+                                                    "u-dev-task-10240"])
+    clients.lambda_.names.clear()
+    launcher.launch([ev.Launch("r", "one", 2, "function", {"memory_mb": 3008.0})])  # an escalated retry
+    assert clients.lambda_.names == ["u-dev-task"]
+    with pytest.raises(LaunchError, match="no deployed task function holds 20000 MB"):
+        launcher.launch([ev.Launch("r", "one", 3, "function", {"memory_mb": 20000.0})])
+
+
+# ---- out-of-memory retries ----------------------------------------------------------------------
+
+class _Clock:
+    t = 1000.0
+
+    def now(self) -> float:
+        return self.t
+
+
+def _coordinator(tmp: Path, task: dict[str, Any], sizes: tuple[int, ...]) -> tuple[Coordinator, str]:
+    store = SqliteStateStore(":memory:")
+    blobs = FsBlobStore(str(tmp / "blobs"))
+    run = create_run(RunSpec.of(_wf(task)), store, blobs, 1000.0)
+    co = Coordinator(store, SpecCache.from_blobs(blobs), _Clock(),
+                     CoordinatorConfig(backoff=Backoff(0.0, 0.0), function_sizes=sizes), random.Random(1))
+    co.handle([ev.Start(run.run_id)])
+    return co, run.run_id
+
+
+def _oom(co: Coordinator, rid: str, attempt: int) -> ev.Launch:
+    out = co.handle([ev.TaskFailed(rid, "a", attempt, "OOM", {"exit_code": None})])
+    return next(i for i in out if isinstance(i, ev.Launch))
+
+
+def test_an_auto_task_out_of_memory_climbs_the_function_sizes_then_spills(tmp_path: Path) -> None:
+    co, rid = _coordinator(tmp_path, _t("a", 1000, "auto", retries=1), (512, 1769, 3008, 10240))
+    steps = [_oom(co, rid, attempt) for attempt in (1, 2, 3, 4)]
+    assert [(s.placement, s.resources.get("memory_mb")) for s in steps] == [
+        ("function", 3008.0), ("function", 10240.0), ("container", 20480.0), ("container", 40960.0)]
+    # sizes and the spill are ours to get right: the task's one retry is left for the container
+    assert [s.attempt for s in steps] == [2, 3, 4, 5]
+
+
+def test_a_function_task_at_the_largest_size_is_not_sent_where_no_function_exists(tmp_path: Path) -> None:
+    co, rid = _coordinator(tmp_path, _t("a", 1769, "function", retries=2), (512, 1769, 3008))
+    first = _oom(co, rid, 1)
+    assert (first.placement, first.resources) == ("function", {"memory_mb": 3008.0})
+    second = _oom(co, rid, 2)  # already on the largest: its own retry, on the largest
+    assert (second.placement, second.resources) == ("function", {"memory_mb": 3008.0})
+
+
+def test_an_auto_task_bigger_than_every_function_starts_in_a_container(tmp_path: Path) -> None:
+    store = SqliteStateStore(":memory:")
+    run = create_run(RunSpec.of(_wf(_t("a", 6000, "auto"))), store, FsBlobStore(str(tmp_path)), 0.0,
+                     function_limits=SMALL.function_limits())
+    assert store.get_task(run.run_id, "a").placement == "container"
