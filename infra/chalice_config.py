@@ -31,8 +31,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from chalicelib.backends.aws.config import AwsConfig
+from chalicelib.backends.aws.config import ENV, AwsConfig
 from chalicelib.errors import ConfigError
+from chalicelib.workflow.limits import DeployedSizes
 from infra import settings
 from infra.errors import DeployError
 from infra.names import APP_NAME, COORDINATOR_FUNCTION, TASK_FUNCTION
@@ -81,12 +82,17 @@ def task_functions(config: Mapping[str, Any], stage: str) -> dict[str, int]:
     The stage's environment_variables override the top-level ones, as in Chalice."""
     env = {**config.get("environment_variables", {}),
            **config.get("stages", {}).get(stage, {}).get("environment_variables", {})}
+    sizes_var, task_var = ENV["function_sizes"], ENV["task_function_mb"]
+    defaults = AwsConfig()
     try:
-        cfg = AwsConfig.from_env({k: str(v) for k, v in env.items()})
-    except ConfigError as exc:
+        sizes = DeployedSizes.parse(str(env.get(sizes_var) or defaults.function_sizes), sizes_var)
+        task_mb = int(env.get(task_var) or defaults.task_function_mb)
+    except (ConfigError, ValueError) as exc:
         raise DeployError(f".chalice/config.json, stage {stage!r}: {exc}") from None
-    return {(TASK_FUNCTION if mb == cfg.task_function_mb else f"{TASK_FUNCTION}-{mb}"): mb
-            for mb in cfg.sizes.function_mb}
+    if task_mb not in sizes:
+        raise DeployError(f".chalice/config.json, stage {stage!r}: {task_var}={task_mb} is not one of "
+                          f"{sizes_var} ({', '.join(map(str, sizes))})")
+    return {(TASK_FUNCTION if mb == task_mb else f"{TASK_FUNCTION}-{mb}"): mb for mb in sizes}
 
 
 def _sized_tasks(config: dict[str, Any], stage: str) -> list[tuple[dict[str, Any], int | None]]:

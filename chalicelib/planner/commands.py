@@ -35,6 +35,9 @@ def _model_options(p: argparse.ArgumentParser) -> None:
                    help="N always-on container workers of that size instead of elastic ones (e.g. 1:0.25:512)")
     p.add_argument("--function-concurrency", type=int, default=None, help="concurrent functions (default 1000)")
     p.add_argument("--arch", choices=("x86_64", "arm64"), default=None, help="price functions and containers as")
+    p.add_argument("--function-sizes", default=None, metavar="MB,MB,...",
+                   help="the task function sizes the stage deploys (default: UPDRAFT_FUNCTION_SIZES, else "
+                   "512,1769,3008,10240)")
     p.add_argument("--batch-window", type=float, default=None, metavar="SECONDS",
                    help="the coordinator's event batching window (default: as app.py deploys it, "
                    "chalicelib/backends/aws/wiring.py)")
@@ -66,6 +69,12 @@ def _platform(args: argparse.Namespace) -> Any:
     from chalicelib.planner.platform import FixedWorkers, Latencies, Platform
 
     kwargs: dict[str, Any] = {}
+    sizes = getattr(args, "function_sizes", None) or os.environ.get("UPDRAFT_FUNCTION_SIZES")
+    if sizes:
+        from chalicelib.workflow.limits import DeployedSizes
+
+        setting = "--function-sizes" if getattr(args, "function_sizes", None) else "UPDRAFT_FUNCTION_SIZES"
+        kwargs["function_sizes"] = DeployedSizes.parse(sizes, setting)
     window = getattr(args, "batch_window", None)
     if window is not None:
         if not 0 <= window <= 300:  # NaN fails too; 300 s is Lambda's largest window

@@ -11,7 +11,9 @@ from __future__ import annotations
 from msgspec import Struct, field
 
 from chalicelib.backends.aws.wiring import EVENTS_BATCH_SIZE, EVENTS_BATCH_WINDOW_S
+from chalicelib.errors import ConfigError
 from chalicelib.planner.pricing import PRICES, PriceTable
+from chalicelib.workflow.limits import DEFAULT_FUNCTION_SIZES, DeployedSizes
 
 MIB = 1_048_576
 
@@ -60,6 +62,17 @@ class Platform(Struct, frozen=True):
     fixed_workers: FixedWorkers | None = None
     arch: str = "x86_64"
     prices: PriceTable = PRICES
+    # the task function sizes the stage deploys (MB, ascending): plans choose among these only
+    function_sizes: tuple[int, ...] = DEFAULT_FUNCTION_SIZES
+
+    def __post_init__(self) -> None:
+        DeployedSizes.checked(self.function_sizes, "function_sizes")
+        if tuple(sorted(set(self.function_sizes))) != tuple(self.function_sizes):
+            raise ConfigError(f"function_sizes must be ascending without repeats, got {self.function_sizes}")
+
+    def function_size_for(self, memory_mb: float) -> int:
+        """The smallest deployed size of at least `memory_mb`, else the largest."""
+        return next((s for s in self.function_sizes if s >= memory_mb), self.function_sizes[-1])
 
     def describe(self) -> str:
         lat = self.latencies
@@ -69,6 +82,7 @@ class Platform(Struct, frozen=True):
         else:
             workers = (f"elastic Fargate workers (at most {self.max_workers}, start {lat.container_start_s:g} s, "
                        f"keep-alive {self.worker_keepalive_s:g} s)")
-        return (f"functions: concurrency {self.function_concurrency}, cold start {lat.function_cold_s:g} s; "
+        return (f"functions: {', '.join(map(str, self.function_sizes))} MB, concurrency "
+                f"{self.function_concurrency}, cold start {lat.function_cold_s:g} s; "
                 f"containers: {workers}; S3 {lat.s3_mb_per_s:g} MiB/s; {self.arch}; "
                 f"prices {self.prices.region} read {self.prices.read_on}")

@@ -160,3 +160,39 @@ def test_an_auto_task_bigger_than_every_function_starts_in_a_container(tmp_path:
     run = create_run(RunSpec.of(_wf(_t("a", 6000, "auto"))), store, FsBlobStore(str(tmp_path)), 0.0,
                      function_limits=SMALL.function_limits())
     assert store.get_task(run.run_id, "a").placement == "container"
+
+
+# ---- plan and simulate ------------------------------------------------------------------------
+
+def test_plans_choose_among_the_deployed_function_sizes_only() -> None:
+    from chalicelib.planner.planner import FUNCTION, Objective, Planner
+    from chalicelib.planner.platform import Platform
+
+    tasks = [{"id": f"t{i}", "command": ["t"], "placement": "auto", "outputs": [f"o{i}"],
+              "hints": {"runtime_s": 5.0 * (i + 1)}} for i in range(6)]
+    wf = loads(json.dumps({"name": "p", "tasks": tasks}))
+    seen: set[int] = set()
+    for sizes in ((512, 1769, 3008, 10240), (256, 2048)):
+        planner = Planner(wf, platform=Platform(function_sizes=sizes))
+        for objective in (Objective("cost"), Objective("makespan")):
+            used = {c.memory_mb for c in planner.plan(objective).choices.values() if c.placement == FUNCTION}
+            assert used <= set(sizes), (sizes, objective, used)
+            seen |= used
+    assert {1769, 2048} <= seen
+
+
+def test_the_cli_takes_the_deployed_sizes_from_the_environment_or_an_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from chalicelib.planner.commands import _platform
+
+    args = argparse.Namespace(max_workers=None, function_concurrency=None, arch=None, fixed_workers=None,
+                              function_sizes=None, batch_window=None)
+    assert _platform(args).function_sizes == (512, 1769, 3008, 10240)
+    monkeypatch.setenv("UPDRAFT_FUNCTION_SIZES", "1769,512")
+    assert _platform(args).function_sizes == (512, 1769)
+    args.function_sizes = "3008"
+    assert _platform(args).function_sizes == (3008,)
+    args.function_sizes = "lots"
+    with pytest.raises(ConfigError, match="--function-sizes='lots'"):
+        _platform(args)

@@ -82,7 +82,7 @@ class Cloud(Struct, dict=True):  # dict: the cached_property parts
     def shell(self) -> CloudShell:
         launchers = {
             "function": FunctionLauncher(self.config, self.clients, specs=self.specs),
-            "container": ContainerLauncher(self.container_queue, self.scaler),
+            "container": ContainerLauncher(self.container_queue, self.scaler, self.config, self.clients, self.specs),
         }
         return CloudShell(self.store, self.blobs, self.specs, self.sink, launchers, self.clock)  # type: ignore[arg-type]
 

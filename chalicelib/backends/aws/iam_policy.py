@@ -28,6 +28,8 @@ CONTROL_ACTIONS = {
     "containers": ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
     "function": ["lambda:InvokeFunction"],
     "service": ["ecs:DescribeServices", "ecs:UpdateService"],
+    "worker_tasks": ["ecs:RunTask"],  # a container attempt bigger than the service's size
+    "pass_worker_roles": ["iam:PassRole"],
     "logs": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
     "xray": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
 }
@@ -37,6 +39,12 @@ def _name(value: str) -> str:
     """A resource's name in an ARN; {account}/{region} placeholders match any value."""
     name = value.rstrip("/").rsplit("/", 1)[-1]
     return name.replace("{account}", "*").replace("{region}", "*")
+
+
+def _stack_prefix(service: str) -> str:
+    """<app>-<stage>-infra from the worker service's name <app>-<stage>-worker."""
+    name = _name(service)
+    return (name[: -len("-worker")] if name.endswith("-worker") else name) + "-infra"
 
 
 def control_policy(cfg: AwsConfig, function_prefix: str = "updraft-", bucket: str | None = None) -> dict[str, Any]:
@@ -56,6 +64,12 @@ def control_policy(cfg: AwsConfig, function_prefix: str = "updraft-", bucket: st
          [f"arn:aws:lambda:*:*:function:{cfg.function_for(mb)}" for mb in cfg.sizes.function_mb]),
         ("WorkerService", CONTROL_ACTIONS["service"],
          [f"arn:aws:ecs:*:*:service/{cfg.ecs_cluster}/{cfg.ecs_service}"]),
+        # RunTask of the worker's task definition (its family is the service's name in the stack)
+        ("WorkerTasks", CONTROL_ACTIONS["worker_tasks"],
+         [f"arn:aws:ecs:*:*:task-definition/{_name(cfg.ecs_service)}:*"]),
+        # the worker's execution and task roles, which the stack (<app>-<stage>-infra) names
+        ("WorkerRoles", CONTROL_ACTIONS["pass_worker_roles"],
+         [f"arn:aws:iam::*:role/{_stack_prefix(cfg.ecs_service)}-Worker*"]),
         ("Logs", CONTROL_ACTIONS["logs"], [f"arn:aws:logs:*:*:log-group:/aws/lambda/{function_prefix}*"]),
         ("Traces", CONTROL_ACTIONS["xray"], ["*"]),  # X-Ray actions take no resource
     ]
