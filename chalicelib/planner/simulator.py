@@ -23,6 +23,7 @@ from contextlib import AbstractContextManager
 from typing import Any, cast
 
 from msgspec import Struct, field
+from msgspec.structs import replace
 
 from chalicelib.backends.local.sqlite_state import SqliteStateStore
 from chalicelib.engine import events as ev
@@ -38,6 +39,7 @@ from chalicelib.planner.machine import EventHeap, Machine, Start, Usage
 from chalicelib.planner.perfmodel import PerfModel
 from chalicelib.planner.plans import Choice, Plan, apply_plan
 from chalicelib.planner.platform import Platform
+from chalicelib.workflow.limits import DeployedSizes
 from chalicelib.workflow.model import Workflow
 
 RUN_ID = "sim"
@@ -274,6 +276,9 @@ class Simulation:
 
         self.specs = SpecCache(unknown)
         self.specs.put(RUN_ID, spec)
+        config = config or CoordinatorConfig()
+        if not config.function_sizes:  # out-of-memory retries step through the deployed sizes
+            config = replace(config, function_sizes=self.platform.function_sizes)
         self.coordinator = Coordinator(self.store, self.specs, self.clock, config, random.Random(seed))
         self.machine = Machine(self.platform)
         self.heap = EventHeap()
@@ -296,7 +301,8 @@ class Simulation:
 
     def run(self) -> SimResult:
         wall = time.perf_counter()
-        create_run(self.specs.get(RUN_ID), self.store, self.blobs, now=0.0, run_id=RUN_ID)
+        largest = DeployedSizes(self.platform.function_sizes).function_limits()
+        create_run(self.specs.get(RUN_ID), self.store, self.blobs, now=0.0, run_id=RUN_ID, function_limits=largest)
         self.heap.push(0.0, _Deliver((ev.Start(RUN_ID),)))
         if self.sweeper_s > 0:
             self.heap.push(self.sweeper_s, _Sweep())
@@ -382,7 +388,10 @@ class Simulation:
     def _job(self, launch: ev.Launch) -> Any:
         i = self.problem.index[launch.task_id]
         res = self.problem.tasks[i].resources
-        choice = Choice(launch.placement, res.memory_mb, res.cpus, res.disk_mb)
+        memory = int(launch.resources.get("memory_mb", res.memory_mb))
+        if launch.placement == "function":  # the deployed function that holds it, as in the cloud
+            memory = self.platform.function_size_for(memory)
+        choice = Choice(launch.placement, memory, res.cpus, res.disk_mb)
         return self.problem.job(i, choice, self.slowdown[i], key=(launch.task_id, launch.attempt))
 
     def _started(self, starts: list[Start]) -> None:

@@ -312,6 +312,7 @@ class EmulatedCloud:
                        "ecs_service": "updraft-e2e-worker", "task_shards": 8, "counter_shards": 4,
                        "workroot": str(workdir / "sandbox"), "worker_lease_s": 30.0,
                        "cache_root": str(workdir / "efs"),  # the shared volume (EFS) of functions and workers
+                       "worker_cpu": 1024, "worker_memory_mb": 4096,  # the worker service's task size
                        **config}
         self.tally = Tally()
         self._held: list[dict[str, Any]] = []
@@ -355,7 +356,8 @@ class EmulatedCloud:
                  "container_queue": "UPDRAFT_CONTAINER_QUEUE", "ecs_cluster": "UPDRAFT_ECS_CLUSTER",
                  "ecs_service": "UPDRAFT_ECS_SERVICE", "task_shards": "UPDRAFT_TASK_SHARDS",
                  "counter_shards": "UPDRAFT_COUNTER_SHARDS", "worker_lease_s": "UPDRAFT_WORKER_LEASE_S",
-                 "cache_root": "UPDRAFT_CACHE_ROOT"}
+                 "cache_root": "UPDRAFT_CACHE_ROOT", "worker_cpu": "UPDRAFT_WORKER_CPU",
+                 "worker_memory_mb": "UPDRAFT_WORKER_MEMORY_MB"}
         env.update({var: str(self.config[k]) for k, var in names.items()})
         env["UPDRAFT_WORKROOT"] = str(self.workdir / "worker-sandbox")
         return env
@@ -424,22 +426,25 @@ class EmulatedCloud:
     def start_task_workers(self) -> int:
         """A worker process for each Fargate task the coordinator started of its own size
         (RunTask with UPDRAFT_ONE_TASK), with the environment its overrides give it."""
-        ecs, cluster = self.cloud.clients.ecs, self.cloud.config.ecs_cluster
-        arns = [a for a in ecs.list_tasks(cluster=cluster, startedBy="updraft").get("taskArns", [])
-                if a not in self.run_tasks]
-        if not arns:
-            return 0
-        for task in ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"]:
-            overrides = task.get("overrides") or {}
+        # read from moto's backend, not through the server: the harness's own calls are not
+        # the handlers' (the montage test checks every operation they make against IAM)
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.ecs.models import ecs_backends
+
+        backend = ecs_backends[DEFAULT_ACCOUNT_ID][str(self.config["region"])]
+        started = {arn: task for arn, task in backend.tasks.get(self.cloud.config.ecs_cluster, {}).items()
+                   if task.started_by == "updraft" and arn not in self.run_tasks}
+        for arn, task in started.items():
+            overrides = task.overrides or {}
             (container,) = overrides["containerOverrides"]
             env = {e["name"]: e["value"] for e in container.get("environment", [])}
-            self.run_tasks[task["taskArn"]] = {"cpu": overrides.get("cpu"), "memory": overrides.get("memory"),
-                                               "payload": json.loads(env["UPDRAFT_ONE_TASK"])}
+            self.run_tasks[arn] = {"cpu": overrides.get("cpu"), "memory": overrides.get("memory"),
+                                   "payload": json.loads(env["UPDRAFT_ONE_TASK"])}
             log = open(self.workdir / f"task-worker-{len(self.run_tasks)}.log", "wb")  # noqa: SIM115
             self.task_workers.append(subprocess.Popen(
                 [sys.executable, "-m", "workers.worker"], cwd=REPO, env={**self.worker_env(), **env},
                 stdout=log, stderr=subprocess.STDOUT))
-        return len(arns)
+        return len(started)
 
     def deliver_batch(self) -> bool:
         sqs = self.cloud.clients.sqs
