@@ -216,10 +216,10 @@ class Heartbeat:
 class ScaleInProtection:
     """ECS task scale-in protection while busy (only when running on ECS)."""
 
-    def __init__(self, cloud: Cloud) -> None:
+    def __init__(self, cloud: Cloud, enabled: bool = True) -> None:
         self.cloud = cloud
         self._task_arn: str | None = None
-        self._uri = os.environ.get("ECS_CONTAINER_METADATA_URI_V4")
+        self._uri = os.environ.get("ECS_CONTAINER_METADATA_URI_V4") if enabled else None
 
     def set(self, on: bool) -> None:
         if not self._uri:
@@ -249,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                     0.0 if one_task else args.poll_wait_s)
     if one_task:  # a Fargate task of its own size for one attempt: run it, then exit
         worker.queue = OneMessage(one_task)
+        worker._protection = ScaleInProtection(worker.cloud, enabled=False)  # no service scales it in
     # what a task leaves running (setsid, double fork) comes back to this process, which kills
     # and reaps it when the task ends (runner/procs.py); it runs nothing else
     worker.all_orphans = set_subreaper()

@@ -196,3 +196,76 @@ def test_the_cli_takes_the_deployed_sizes_from_the_environment_or_an_option(monk
     args.function_sizes = "lots"
     with pytest.raises(ConfigError, match="--function-sizes='lots'"):
         _platform(args)
+
+
+# ---- container sizes ---------------------------------------------------------------------------
+
+class FakeEcs:
+    def __init__(self) -> None:
+        self.runs: list[dict[str, Any]] = []
+
+    def describe_services(self, cluster: str, services: list[str]) -> dict[str, Any]:
+        return {"services": [{"taskDefinition": "arn:td/updraft-dev-worker:3", "networkConfiguration": {
+            "awsvpcConfiguration": {"subnets": ["s-1"], "securityGroups": ["g-1"]}}}]}
+
+    def run_task(self, **kwargs: Any) -> dict[str, Any]:
+        self.runs.append(kwargs)
+        return {"tasks": [{"taskArn": f"arn:task/{len(self.runs)}"}], "failures": []}
+
+
+class FakeQueue:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, bodies: list[str], delay_s: float = 0.0) -> None:
+        self.sent += bodies
+
+
+def test_containers_the_worker_service_holds_are_queued_bigger_ones_get_a_task_of_their_size() -> None:
+    from chalicelib.backends.aws.launchers import ONE_TASK_ENV, ContainerLauncher
+
+    class EcsClients:
+        ecs = FakeEcs()
+
+    cfg = AwsConfig.from_env({}, worker_cpu=1024, worker_memory_mb=4096)
+    specs = _specs(_t("fits", 4096, "container"), _t("wide", 1000, "container", ), _t("huge", 8000, "container"))
+    queue = FakeQueue()
+    launcher = ContainerLauncher(queue, None, cfg, EcsClients(), specs)  # type: ignore[arg-type]
+    launcher.launch([ev.Launch("r", "fits", 1, "container"), ev.Launch("r", "huge", 1, "container"),
+                     ev.Launch("r", "wide", 1, "container", {"cpus": 3.0}),
+                     ev.Launch("r", "fits", 2, "container", {"memory_mb": 8192.0})])  # an OOM retry, doubled
+    assert [json.loads(b)["task_id"] for b in queue.sent] == ["fits"]
+    runs = EcsClients.ecs.runs
+    assert [(r["overrides"]["cpu"], r["overrides"]["memory"]) for r in runs] == [
+        ("1024", "8192"), ("4096", "8192"), ("1024", "8192")]
+    first = runs[0]
+    assert first["taskDefinition"] == "arn:td/updraft-dev-worker:3" and first["launchType"] == "FARGATE"
+    assert first["networkConfiguration"]["awsvpcConfiguration"]["subnets"] == ["s-1"]
+    env = {e["name"]: e["value"] for e in first["overrides"]["containerOverrides"][0]["environment"]}
+    assert json.loads(env[ONE_TASK_ENV]) == {"run_id": "r", "task_id": "huge", "attempt": 1}
+    assert (env["UPDRAFT_WORKER_CPU"], env["UPDRAFT_WORKER_MEMORY_MB"]) == ("1024", "8192")
+
+
+def test_a_container_bigger_than_the_stage_allows_fails_its_launch_naming_the_largest() -> None:
+    from chalicelib.backends.aws.launchers import ContainerLauncher
+
+    class EcsClients:
+        ecs = FakeEcs()
+
+    cfg = AwsConfig.from_env({}, container_max_cpu=2048, container_max_memory_mb=16384)
+    launcher = ContainerLauncher(FakeQueue(), None, cfg, EcsClients(),  # type: ignore[arg-type]
+                                 _specs(_t("huge", 20000, "container")))
+    with pytest.raises(LaunchError, match="largest: 2 vCPU / 16384 MB"):
+        launcher.launch([ev.Launch("r", "huge", 1, "container")])
+    assert EcsClients.ecs.runs == []
+
+
+def test_a_one_task_worker_runs_its_one_message_and_has_nothing_to_acknowledge() -> None:
+    from workers.worker import OneMessage
+
+    queue = OneMessage('{"run_id": "r", "task_id": "t", "attempt": 2}')
+    (msg,) = queue.receive(1, wait_s=20)
+    assert json.loads(msg.body)["attempt"] == 2 and queue.receive(1) == [] and queue.backlog() == 0
+    queue.delete([msg])
+    queue.extend(msg, 60)
+    queue.release(msg)
