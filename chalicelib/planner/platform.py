@@ -1,9 +1,9 @@
 """The modelled cloud: latencies, concurrency and worker policy the planner and simulator share.
 
-Defaults are typical figures, not promises: a Python function with a scientific-tools layer
-cold-starts in about a second (HyperFlow's paper measured ~1 s), a warm one in milliseconds;
-Fargate takes 30-60 s from RunTask to a running container (image pull); S3 moves tens of MB/s
-per stream to one function or container. Override them per experiment.
+Each latency follows the deployed settings (the coordinator's event source mapping, from
+chalicelib/backends/aws/wiring.py as app.py deploys it) or a published measurement; the table
+with the sources is in docs/planner.md ("Latencies and where they come from"). Function sizes
+are the ones a stage deploys (UPDRAFT_FUNCTION_SIZES). Override them per experiment.
 """
 
 from __future__ import annotations
