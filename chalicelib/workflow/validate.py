@@ -52,7 +52,8 @@ def path_problem(path: str) -> str | None:
     return None
 
 
-def _task_problems(task: Task, lambda_limits: bool = True) -> Iterator[Problem]:
+def _task_problems(task: Task, sizes: limits.DeployedSizes | None = None,
+                   lambda_limits: bool = True) -> Iterator[Problem]:
     tid = task.id
     if not isinstance(tid, str) or not tid:
         yield Problem("task id is empty", None, "id")
@@ -85,13 +86,14 @@ def _task_problems(task: Task, lambda_limits: bool = True) -> Iterator[Problem]:
         yield Problem("an output is listed twice", tid, "outputs")
     for path in set(task.inputs) & set(task.outputs):
         yield Problem(f"{path!r} is both an input and an output of the same task", tid, "inputs")
-    yield from _resource_problems(task, lambda_limits)
+    yield from _resource_problems(task, sizes, lambda_limits)
     yield from _hint_problems(task)
     if not 0 <= task.retries <= MAX_RETRIES:
         yield Problem(f"retries must be between 0 and {MAX_RETRIES}, got {task.retries}", tid, "retries")
 
 
-def _resource_problems(task: Task, lambda_limits: bool = True) -> Iterator[Problem]:
+def _resource_problems(task: Task, sizes: limits.DeployedSizes | None = None,
+                       lambda_limits: bool = True) -> Iterator[Problem]:
     tid, res = task.id, task.resources
     values = {"memory_mb": res.memory_mb, "cpus": res.cpus, "disk_mb": res.disk_mb, "timeout_s": res.timeout_s}
     bad = [name for name, v in values.items() if finite(v) is None]
@@ -106,16 +108,26 @@ def _resource_problems(task: Task, lambda_limits: bool = True) -> Iterator[Probl
     if res.timeout_s > MAX_SECONDS:
         yield Problem(f"timeout_s {res.timeout_s:g} is more than a year ({MAX_SECONDS:g} s)", tid,
                       "resources.timeout_s")
-    if task.placement is Placement.FUNCTION and limits.lambda_bound(task, lambda_limits):
-        fix = "set placement to 'container' or 'auto'"
+    if sizes is None:  # the services' own limits
+        fn_lim, fn_fix = limits.FUNCTION, "set placement to 'container' or 'auto'"
+        ct_lim, ct_fix = limits.CONTAINER, "the largest container cannot run it"
         if not lambda_limits:  # a local run: the task's own placement holds it to Lambda's limits
-            fix = ("the task's own placement 'function' holds it to Lambda's limits; set placement to "
-                   "'container' or 'auto', or leave placement out to run it locally without them")
+            fn_fix = ("the task's own placement 'function' holds it to Lambda's limits; set placement to "
+                      "'container' or 'auto', or leave placement out to run it locally without them")
         elif "placement" not in task.declared():
-            fix += " (a local run without --emulate-lambda is not bound by Lambda's limits)"
-        yield from _over_limits(task, limits.FUNCTION, fix)
+            fn_fix += " (a local run without --emulate-lambda is not bound by Lambda's limits)"
+    else:  # what the stage deploys
+        fn_lim = sizes.function_limits()
+        fn_fix = (f"the largest function this stage deploys has {sizes.largest_function_mb:,} MB "
+                  f"(UPDRAFT_FUNCTION_SIZES: {', '.join(map(str, sizes.function_mb))}); set placement to "
+                  "'container' or 'auto', or deploy a larger size")
+        ct_lim = sizes.container_limits()
+        ct_fix = (f"the largest container this stage starts has {sizes.container_cpus:g} vCPU / "
+                  f"{sizes.container_memory_mb:,} MB")
+    if task.placement is Placement.FUNCTION and (sizes is not None or limits.lambda_bound(task, lambda_limits)):
+        yield from _over_limits(task, fn_lim, fn_fix)
     else:  # container, auto, local; and function on a local run not bound by Lambda's limits
-        yield from _over_limits(task, limits.CONTAINER, "the largest container cannot run it")
+        yield from _over_limits(task, ct_lim, ct_fix)
 
 
 def _hint_problems(task: Task) -> Iterator[Problem]:
@@ -142,9 +154,11 @@ def _over_limits(task: Task, lim: limits.PlacementLimits, fix: str) -> Iterator[
             yield Problem(msg, tid, f"resources.{name}")
 
 
-def problems(workflow: Workflow, max_tasks: int | None = None, lambda_limits: bool = True) -> list[Problem]:
-    """Every problem with the workflow (empty when it is valid). `lambda_limits` False: a local
-    run that does not emulate Lambda (see limits.py)."""
+def problems(workflow: Workflow, max_tasks: int | None = None,
+             sizes: limits.DeployedSizes | None = None, lambda_limits: bool = True) -> list[Problem]:
+    """Every problem with the workflow (empty when it is valid); `sizes`: check resources
+    against what a cloud stage deploys instead of the services' own limits; `lambda_limits`
+    False: a local run that does not emulate Lambda (see limits.py)."""
     found: list[Problem] = []
     if max_tasks is None:
         max_tasks = task_limit()
@@ -162,7 +176,7 @@ def problems(workflow: Workflow, max_tasks: int | None = None, lambda_limits: bo
         if task.id in ids:
             found.append(Problem("duplicate task id", task.id, "id"))
         ids.add(task.id)
-        found.extend(_task_problems(task, lambda_limits))
+        found.extend(_task_problems(task, sizes, lambda_limits))
     producer: dict[str, str] = {}
     for task in workflow.tasks:
         for out in task.outputs:
@@ -203,10 +217,11 @@ def _file_and_folder(producer: dict[str, str]) -> Iterator[Problem]:
 
 
 def validate(workflow: Workflow, source: str | None = None, max_tasks: int | None = None,
-             lambda_limits: bool = True) -> Workflow:
+             sizes: limits.DeployedSizes | None = None, lambda_limits: bool = True) -> Workflow:
     """Return the workflow unchanged, or raise WorkflowError listing every problem. The cloud
-    validates with Lambda's limits; a local run passes `lambda_limits=emulate_lambda`."""
-    found = problems(workflow, max_tasks, lambda_limits)
+    validates with Lambda's limits (or the stage's deployed `sizes`); a local run passes
+    `lambda_limits=emulate_lambda`."""
+    found = problems(workflow, max_tasks, sizes, lambda_limits)
     if found:
         raise WorkflowError(found, source)
     return workflow
