@@ -23,7 +23,7 @@ import contextlib
 import os
 import shutil
 import stat
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from msgspec import Struct
 
@@ -127,9 +127,10 @@ class Sandbox(Struct):
 
     def stage_in(
         self, blobs: BlobStore, run_id: str, paths: tuple[str, ...], sources: Mapping[str, str] | None = None,
-        cache: TaskCache | None = None, known: Mapping[str, str] | None = None,
+        cache: TaskCache | None = None, known: Mapping[str, str] | None = None, folders: Collection[str] = (),
     ) -> tuple[int, dict[str, str]]:
-        """Place each input at its relative path (through the cache when given).
+        """Place each input at its relative path (through the cache when given); a folder is
+        found where no file is (runner/trees.py), and `folders` must be folders.
 
         Returns (bytes staged, {path: sha256} of the inputs whose content is known).
         """
@@ -150,7 +151,12 @@ class Sandbox(Struct):
                         total += copy_file(local, dest)
                     continue
                 key = source or data_key(run_id, path)
-                if known_sha is None or not known_sha.startswith(TREE_PREFIX):
+                if path in folders and (known_sha is None or not known_sha.startswith(TREE_PREFIX)):
+                    members = tree_members(blobs, key)
+                    if not members:
+                        what = "a file" if blobs.exists(key) else "not there"
+                        raise TreeError(f"it is declared a folder (a trailing '/') but is {what}")
+                elif known_sha is None or not known_sha.startswith(TREE_PREFIX):
                     try:
                         if cache is not None:
                             sha, size = cache.stage_blob(blobs, key, dest, known_sha)
@@ -245,6 +251,10 @@ class Sandbox(Struct):
             if not os.path.isfile(full) and not os.path.isdir(full):
                 missing.append(path)
         return missing, unsafe
+
+    def not_folders(self, folders: Collection[str], outputs: tuple[str, ...]) -> list[str]:
+        """The outputs declared as folders that the task made files."""
+        return [p for p in outputs if p in folders and not os.path.isdir(os.path.join(self.root, p))]
 
     def stage_out(
         self, blobs: BlobStore, run_id: str, outputs: tuple[str, ...], cache: TaskCache | None = None

@@ -82,3 +82,10 @@ def test_memoized_folder_outputs_are_restored_file_by_file(blobs: BlobStore, tmp
     assert cache.restore(hashes, blobs, lambda p: data_key("r2", p)) == sum(len(v) for v in FILES.values())
     assert sorted(blobs.list(data_key("r2", ""))) == sorted(data_key("r2", f"db/{r}") for r in FILES)
     assert blobs.get_bytes(data_key("r2", "db/sub/b.txt")) == b"two\n"
+
+
+def test_an_input_declared_a_folder_that_is_a_file_is_a_clear_problem(blobs: BlobStore, tmp_path: Path) -> None:
+    blobs.put_bytes(data_key("r1", "x"), b"a file")
+    box = Sandbox.create(str(tmp_path / "work"), "r1", "t", 1)
+    with pytest.raises(StageError, match=r"declared a folder \(a trailing '/'\) but is a file"):
+        box.stage_in(blobs, "r1", ("x",), folders=("x",))

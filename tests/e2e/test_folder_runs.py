@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.e2e.cli import run_json, status, write_workflow
+from tests.e2e.cli import run_json, status, updraft, write_workflow
 from tests.e2e.test_cache_runs import executed
 
 
@@ -93,3 +93,19 @@ def test_a_folder_output_holding_a_symlink_out_of_the_sandbox_is_refused(tmp_pat
     assert code != 0
     st = status(out["run_id"], tmp_path / "wd")
     assert st["tasks"][0]["reason"] == "UNSAFE_OUTPUT", st["tasks"][0]
+
+
+def test_a_trailing_slash_declares_a_folder_and_a_file_there_is_a_clear_problem(tmp_path: Path) -> None:
+    (tmp_path / "notdir").write_text("a file\n")
+    wf = write_workflow(tmp_path / "in.json", [
+        {"id": "t", "shell": "true", "inputs": ["notdir/"], "outputs": ["o"]}])
+    proc = updraft("run", str(wf), workdir=tmp_path / "wd")
+    assert proc.returncode != 0 and "notdir (declared a folder with a trailing '/', but" in proc.stderr
+    wf = write_workflow(tmp_path / "out.json", [
+        {"id": "t", "shell": "echo x > made", "outputs": ["made/"]},
+        {"id": "ok", "shell": "mkdir d; echo y > d/f", "outputs": ["d/"]}])
+    code, out = run_json(wf, tmp_path / "wd")
+    assert code != 0
+    st = {t["id"]: t for t in status(out["run_id"], tmp_path / "wd")["tasks"]}
+    assert st["t"]["reason"] == "MISSING_OUTPUT" and st["ok"]["state"] == "SUCCEEDED", st
+    assert (data_of(tmp_path / "wd", out["run_id"]) / "d" / "f").read_text() == "y\n"

@@ -134,6 +134,7 @@ class LocalRuntime:
     def _input_sources(self, workflow: Workflow, data_dir: str | None) -> dict[str, str]:
         """Local file or folder for each external input; raises MissingInputsError naming every gap."""
         declared = {f.path: f.source for f in workflow.inputs}
+        folders = {p for t in workflow.tasks for p in t.folders}
         base = data_dir or workflow.base_dir or os.getcwd()
         found: dict[str, str] = {}
         missing: list[str] = []
@@ -147,7 +148,9 @@ class LocalRuntime:
                 local = local if os.path.isabs(local) else os.path.join(workflow.base_dir or os.getcwd(), local)
             else:
                 local = os.path.join(base, path)
-            if os.path.isfile(local) or os.path.isdir(local):  # a folder is data too (runner/trees.py)
+            if path in folders and os.path.isfile(local):
+                missing.append(f"{path} (declared a folder with a trailing '/', but {local} is a file)")
+            elif os.path.isfile(local) or os.path.isdir(local):  # a folder is data too (runner/trees.py)
                 found[path] = os.path.abspath(local)
             else:
                 missing.append(f"{path} (looked for {local})")
