@@ -418,7 +418,8 @@ class Attempt(Struct):
             return Reason.NONZERO_EXIT.value, f"the command {how}"
         missing, unsafe = self.sandbox.check_outputs(self.req.task.outputs)
         if unsafe:
-            return Reason.UNSAFE_OUTPUT.value, f"outputs are symlinks leading outside the sandbox: {unsafe}"
+            return Reason.UNSAFE_OUTPUT.value, (f"outputs are symlinks leading outside the sandbox "
+                                               f"(or to a folder: a folder output must be a real one): {unsafe}")
         if missing:
             return Reason.MISSING_OUTPUT.value, f"exited 0 but did not write declared output(s): {missing}"
         files = self.sandbox.not_folders(self.req.task.folders, self.req.task.outputs)
