@@ -78,10 +78,10 @@ def test_a_layered_dag_succeeds_with_mixed_placements_and_duplicates(tmp_path: P
         assert "task succeeded" in ec.worker_log()
 
 
-def test_folders_are_data_in_the_cloud(tmp_path: Path) -> None:
-    """A folder from the data prefix and a folder output, staged in and out by the task
-    function and the Fargate worker alike (runner/trees.py on S3)."""
-    wf = {"name": "folders", "defaults": {"resources": {"timeout_s": 60}}, "tasks": [
+def folder_workflow() -> dict[str, Any]:
+    """`make` reads folder `refs` and writes folder `db`; `use` (a container) reads `db`
+    whole, `one` (a function) a file inside it."""
+    return {"name": "folders", "defaults": {"resources": {"timeout_s": 60}}, "tasks": [
         {"id": "make", "shell": "mkdir -p db/sub; cat refs/x > db/a.txt; cat refs/deep/y > db/sub/b.txt",
          "inputs": ["refs"], "outputs": ["db"], "placement": "function"},
         {"id": "use", "shell": "find db -type f | sort > listing; cat db/a.txt db/sub/b.txt >> listing",
@@ -89,6 +89,12 @@ def test_folders_are_data_in_the_cloud(tmp_path: Path) -> None:
         {"id": "one", "shell": "cat db/sub/b.txt > first", "inputs": ["db/sub/b.txt"], "outputs": ["first"],
          "placement": "function"},
     ]}
+
+
+def test_folders_are_data_in_the_cloud(tmp_path: Path) -> None:
+    """A folder from the data prefix and a folder output, staged in and out by the task
+    function and the Fargate worker alike (runner/trees.py on S3)."""
+    wf = folder_workflow()
     with emulated_cloud(tmp_path, Delivery()) as ec:
         data = upload_inputs(ec, {"refs/x": b"x\n", "refs/deep/y": b"y\n"})
         resp = ec.post("/runs", {"workflow": wf, "data": data})
