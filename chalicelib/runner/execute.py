@@ -192,8 +192,8 @@ class Attempt(Struct):
         """Stage inputs and deps; with memoization, first try to reuse a stored result."""
         req, cache, task = self.req, self.cache, self.req.task
         if cache is None:
-            self.bytes_in, _ = self.sandbox.stage_in(blobs, req.run_id, task.inputs, sources,
-                                                     folders=task.folders)
+            self.bytes_in, _ = self.sandbox.stage_in(blobs, req.run_id, task.inputs, sources, None,
+                                                     req.input_hashes, task.folders)
             self.bytes_in += self.sandbox.copy_deps(task.deps)
             return
         known = dict(req.input_hashes)

@@ -35,6 +35,7 @@ from chalicelib.runner.keys import data_key
 from chalicelib.runner.trees import TreeError, local_tree, tree_members
 
 TMP_NAME = ".updraft-tmp"
+EMPTY_TREE = tree_hash({})  # a folder output with no files: known by its producer's hash only
 RESERVED_PREFIX = ".updraft"  # data paths may not start with it (validate.path_problem)
 
 
@@ -170,6 +171,10 @@ class Sandbox(Struct):
                             raise  # not a folder either: the file's own error
                 else:
                     members = tree_members(blobs, key)
+                    if not members and known_sha == EMPTY_TREE:  # an empty folder output: no objects
+                        os.makedirs(dest, exist_ok=True)
+                        hashes[path] = known_sha
+                        continue
                     if not members:
                         raise TreeError(f"folder {key!r} is gone from the blob store")
                 size, tree = self._stage_tree(blobs, members, dest, cache, known_sha)

@@ -109,3 +109,18 @@ def test_a_trailing_slash_declares_a_folder_and_a_file_there_is_a_clear_problem(
     st = {t["id"]: t for t in status(out["run_id"], tmp_path / "wd")["tasks"]}
     assert st["t"]["reason"] == "MISSING_OUTPUT" and st["ok"]["state"] == "SUCCEEDED", st
     assert (data_of(tmp_path / "wd", out["run_id"]) / "d" / "f").read_text() == "y\n"
+
+
+def test_an_empty_folder_output_is_staged_as_an_empty_folder_and_an_empty_input_folder_is_refused(
+        tmp_path: Path) -> None:
+    for flag in ((), ("--no-cache",)):
+        wf = write_workflow(tmp_path / "e.json", [
+            {"id": "make", "shell": "mkdir hits", "outputs": ["hits"]},
+            {"id": "count", "shell": "ls -A hits | wc -l > n", "inputs": ["hits"], "outputs": ["n"]}])
+        code, out = run_json(wf, tmp_path / "wd", *flag)
+        assert code == 0, out
+        assert (data_of(tmp_path / "wd", out["run_id"]) / "n").read_text().strip() == "0"
+    (tmp_path / "none").mkdir()
+    wf = write_workflow(tmp_path / "in.json", [{"id": "t", "shell": "true", "inputs": ["none"], "outputs": ["o"]}])
+    proc = updraft("run", str(wf), workdir=tmp_path / "wd")
+    assert proc.returncode != 0 and "none (" in proc.stderr and "is an empty folder" in proc.stderr

@@ -51,6 +51,11 @@ from chalicelib.workflow.graph import external_inputs
 from chalicelib.workflow.model import Task, Workflow
 from chalicelib.workflow.validate import validate
 
+
+def _holds_a_file(folder: str) -> bool:
+    return any(files for _, _, files in os.walk(folder))
+
+
 ProgressFn = Callable[[dict[str, int], int], None]
 
 
@@ -150,6 +155,8 @@ class LocalRuntime:
                 local = os.path.join(base, path)
             if path in folders and os.path.isfile(local):
                 missing.append(f"{path} (declared a folder with a trailing '/', but {local} is a file)")
+            elif os.path.isdir(local) and not _holds_a_file(local):
+                missing.append(f"{path} ({local} is an empty folder; a folder as data is its files)")
             elif os.path.isfile(local) or os.path.isdir(local):  # a folder is data too (runner/trees.py)
                 found[path] = os.path.abspath(local)
             else:
