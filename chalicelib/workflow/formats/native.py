@@ -273,7 +273,7 @@ def _task_dict(task: Task) -> dict[str, Any]:
     for key in ("inputs", "outputs", "after", "deps"):
         value = getattr(task, key)
         if value:
-            out[key] = list(value)
+            out[key] = [p + "/" if key in ("inputs", "outputs") and p in task.folders else p for p in value]
     # what the file gave, and every value that is not the default (an importer's): read back,
     # the task has the same values and the same `given` for what matters (limits.py)
     declared = task.declared()
