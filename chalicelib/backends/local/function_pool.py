@@ -43,6 +43,7 @@ from chalicelib.backends.local.slot import encode_job, parse_reports
 from chalicelib.backends.local.slot_program import python_slot, slot_command
 from chalicelib.cache.stage import TaskCache
 from chalicelib.engine.events import Event, TaskStarted
+from chalicelib.engine.transitions import function_lease_s
 from chalicelib.ports import BlobStore
 from chalicelib.runner import affinity
 from chalicelib.runner.execute import Attempt, EncodedEnv, TaskRequest
@@ -318,7 +319,8 @@ class FunctionPool:
                 # saves a state write per task for thousands of short tasks.
                 att.extra["reported"] = True
                 req = att.req
-                self.emit(TaskStarted(req.run_id, req.task_id, req.attempt, att.started_at, att.timeout_s + 30.0))
+                lease_s = function_lease_s(att.timeout_s)
+                self.emit(TaskStarted(req.run_id, req.task_id, req.attempt, att.started_at, lease_s))
 
     def next_check_in(self) -> float | None:
         if not self.running:
