@@ -152,7 +152,7 @@ class Coordinator:
             if children:
                 completions.append((e.task_id, children))
         if completions:
-            self._dispatch_many(run_id, tr.complete_parents(self.store, run_id, completions), out)
+            self._dispatch_many(run_id, tr.ready_children(self.store, run_id, completions), out)
 
     def _on_failed(self, e: ev.TaskFailed, out: Instructions, touched: set[str]) -> None:
         self._fail(e.run_id, e.task_id, e.attempt, e.reason, dict(e.result), out, touched)

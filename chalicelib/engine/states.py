@@ -49,6 +49,8 @@ TERMINAL_TASK = frozenset(
 DONE_OK = frozenset({TaskState.SUCCEEDED, TaskState.CACHED})
 IN_FLIGHT = frozenset({TaskState.DISPATCHED, TaskState.RUNNING})
 NOT_STARTED = frozenset({TaskState.WAITING, TaskState.READY})
+# Waiting for an attempt to start: start/finish times such a task carries are an earlier attempt's.
+NOT_YET_RUNNING = NOT_STARTED | {TaskState.DISPATCHED}
 TERMINAL_RUN = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
 # Reasons a function-placed `auto` task is retried in a container instead (spill).
 SPILL_REASONS = frozenset({Reason.TIMEOUT, Reason.OOM, Reason.DISK_QUOTA})
@@ -108,6 +110,7 @@ def states_json() -> dict[str, Any]:
         "done_ok": [s.value for s in TASK_STATE_ORDER if s in DONE_OK],
         "in_flight": [s.value for s in TASK_STATE_ORDER if s in IN_FLIGHT],
         "not_started": [s.value for s in TASK_STATE_ORDER if s in NOT_STARTED],
+        "not_yet_running": [s.value for s in TASK_STATE_ORDER if s in NOT_YET_RUNNING],
         "task_colours": {s.value: i.colour for s, i in TASK_STATES.items()},
         "run_colours": {s.value: i.colour for s, i in RUN_STATES.items()},
     }

@@ -83,12 +83,13 @@ TRANSITIONS: dict[str, Transition] = {t.name: t for t in (
                ("coordinator",)),
     Transition("cancel_live", "task", _LIVE, ("CANCELLED",), "the state and attempt just read",
                ("coordinator (Cancel)", "coordinator function (poison event)")),
-    Transition("ready", "task", ("WAITING",), ("READY",), "its last parent's completion counted (pending 0)",
+    Transition("ready_children", "task", ("WAITING",), ("READY",),
+               "its last parent's completion counted (pending 0)",
                ("store.complete_parents, called by the coordinator",)),
     Transition("reset", "task", tuple(s.value for s in TaskState), ("WAITING", "READY"),
                "unconditional, the run not RUNNING (or its owner gone); next attempt", ("resume",)),
     Transition("finish_run", "run", ("RUNNING",), ("SUCCEEDED", "FAILED"), "every task terminal",
-               ("coordinator", "sweeper (lagging counters)")),
+               ("coordinator", "sweeper (finish_recounted: the same condition, storing the recounted counters)")),
     Transition("cancel_run", "run", ("RUNNING",), ("CANCELLED",), "a user asked", ("coordinator (Cancel)",)),
     Transition("fail_run", "run", ("RUNNING",), ("FAILED",), "an event of the run was dead-lettered",
                ("coordinator function (poison event)",)),
@@ -286,7 +287,7 @@ def reset(
     return store.reset_task(run_id, task_id, state, attempt, done_parents, pending, max_attempts)
 
 
-def complete_parents(
+def ready_children(
     store: StateStore, run_id: str, completions: Sequence[tuple[str, Sequence[str]]],
 ) -> list[TaskRecord]:
     """WAITING -> READY for each child whose last parent this counts; returns the READY children

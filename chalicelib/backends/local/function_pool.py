@@ -43,6 +43,7 @@ from chalicelib.backends.local.slot import encode_job, parse_reports
 from chalicelib.backends.local.slot_program import python_slot, slot_command
 from chalicelib.cache.stage import TaskCache
 from chalicelib.engine.events import Event, TaskStarted
+from chalicelib.engine.states import Reason
 from chalicelib.engine.transitions import function_lease_s
 from chalicelib.ports import BlobStore
 from chalicelib.runner import affinity
@@ -330,14 +331,14 @@ class FunctionPool:
     def kill(self, run_id: str, task_id: str, attempt: int) -> None:
         att = self.running.get((run_id, task_id, attempt))
         if att is not None:  # one still waiting in its slot is killed the moment it starts
-            att.kill("CANCELLED", "cancelled")
+            att.kill(Reason.CANCELLED.value, "cancelled")
         self.queue = deque(r for r in self.queue if (r.run_id, r.task_id, r.attempt) != (run_id, task_id, attempt))
 
     def kill_all(self) -> None:
         """Kill everything (the run is ending) and stop the slot processes."""
         self.queue.clear()
         for att in self.running.values():
-            att.kill("CANCELLED", "cancelled")
+            att.kill(Reason.CANCELLED.value, "cancelled")
         slots, self._slots = self._slots, []
         for slot in slots:
             self._stop_slot(slot)
