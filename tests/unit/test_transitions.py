@@ -72,6 +72,9 @@ def test_the_dashboard_page_receives_the_table() -> None:
     script = PAGE.read_text(encoding="utf-8")
     lists = re.findall(r"\[([^\]]*)\]", script)
     assert not [x for x in lists if sum(f'"{name}"' in x for name in TASK_NAMES) > 1]
+    # and every state it names by itself is one of the table's
+    named = set(re.findall(r'"([A-Z][A-Z_]+)"', script)) - {"GET", "POST", "PUT", "DELETE"}
+    assert named and named <= TASK_NAMES | RUN_NAMES
 
 
 def test_the_chalice_app_serves_the_page_with_the_table() -> None:
