@@ -189,10 +189,8 @@ class LocalRuntime:
         now = time.time()
         run_id = new_run_id(now)
         try:
-            for path, local in sources.items():
-                key = data_key(run_id, path)
-                if not _same_fs_link(local, self.blobs.path(key)):
-                    self.blobs.put_file(key, local)
+            for path, local in sources.items():  # copies: the user's files are never linked in
+                self.blobs.put_file(data_key(run_id, path), local)
             run = create_run(spec, self.store, self.blobs, now, {"data_dir": data_dir, "source": source}, run_id)
         except BaseException:
             self.blobs.delete_prefix(f"runs/{run_id}/")
@@ -264,16 +262,6 @@ class LocalRuntime:
             return self.store.get_run(run_id)
         self.coordinator.handle([ev.Cancel(run_id)])
         return self.store.get_run(run_id)
-
-
-def _same_fs_link(src: str, dest: str) -> bool:
-    """Hard-link an input into the blob store when on the same filesystem (no copy)."""
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    try:
-        os.link(src, dest)
-        return True
-    except OSError:
-        return False
 
 
 class _Loop:
