@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import Any
 
 from msgspec import Struct, field
+from msgspec.structs import replace
 
 from chalicelib.backends.aws.clients import AwsClients
 from chalicelib.backends.aws.config import AwsConfig
@@ -72,13 +73,16 @@ class Cloud(Struct, dict=True):  # dict: the cached_property parts
 
     @cached_property
     def coordinator(self) -> Coordinator:
-        return Coordinator(self.store, self.specs, config=self.coordinator_config)
+        config = self.coordinator_config
+        if not config.function_sizes:  # an out-of-memory retry steps through the deployed sizes
+            config = replace(config, function_sizes=self.config.sizes.function_mb)
+        return Coordinator(self.store, self.specs, config=config)
 
     @cached_property
     def shell(self) -> CloudShell:
         launchers = {
-            "function": FunctionLauncher(self.config, self.clients),
-            "container": ContainerLauncher(self.container_queue, self.scaler),
+            "function": FunctionLauncher(self.config, self.clients, specs=self.specs),
+            "container": ContainerLauncher(self.container_queue, self.scaler, self.config, self.clients, self.specs),
         }
         return CloudShell(self.store, self.blobs, self.specs, self.sink, launchers, self.clock)  # type: ignore[arg-type]
 

@@ -180,7 +180,7 @@ def load_workflow(sub: Submission, cloud: Cloud) -> Workflow:
             raise FormatError([Problem(f"cannot read {sub.uri}: {exc}", None, "s3")], sub.source) from None
     try:
         workflow = formats.loads(text, source=sub.source, fmt=sub.fmt)
-        workflow = validate(workflow, sub.source, max_tasks=cloud.config.max_tasks)
+        workflow = validate(workflow, sub.source, max_tasks=cloud.config.max_tasks, sizes=cloud.config.sizes)
     except UpdraftError:
         raise
     except Exception as exc:  # an importer tripped on input it should have rejected: still a 400
@@ -263,7 +263,8 @@ def submit(sub: Submission, cloud: Cloud, run_id: str | None = None) -> RunRecor
     now = cloud.clock()
     run_id = run_id or new_run_id(now)
     try:
-        run = create_run(spec, cloud.store, cloud.blobs, now, dict(sub.options), run_id)
+        run = create_run(spec, cloud.store, cloud.blobs, now, dict(sub.options), run_id,
+                         function_limits=cloud.config.sizes.function_limits())
     except StateConflictError as exc:
         if isinstance(exc.current, RunRecord):
             return exc.current  # a concurrent delivery of the same submission won: its run stands
