@@ -14,10 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO, cast
 
+from chalicelib.engine.states import DONE_OK, TASK_STATE_ORDER, TERMINAL_TASK, RunState, TaskState, ordered
 from chalicelib.errors import ConfigError, UpdraftError
-
-STATE_ORDER = ["WAITING", "READY", "DISPATCHED", "RUNNING", "SUCCEEDED", "CACHED", "FAILED", "UPSTREAM_FAILED",
-               "CANCELLED"]
 
 
 def _print_json(obj: Any, out: TextIO = sys.stdout) -> None:
@@ -119,10 +117,10 @@ class Progress:
     def __call__(self, counts: dict[str, int], _unused: int = 0) -> None:
         if not self.enabled:
             return
-        done = sum(counts.get(s, 0) for s in ("SUCCEEDED", "CACHED", "FAILED", "UPSTREAM_FAILED", "CANCELLED"))
+        done = sum(counts.get(s.value, 0) for s in TERMINAL_TASK)
         width = 30
         fill = int(width * done / self.total) if self.total else width
-        parts = " ".join(f"{s.lower()}={counts[s]}" for s in STATE_ORDER if counts.get(s))
+        parts = " ".join(f"{s.lower()}={n}" for s, n in ordered(counts))
         elapsed = time.monotonic() - self.started
         line = f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} {parts} {elapsed:.1f}s"
         self.stream.write(line[:200].ljust(80))
@@ -207,7 +205,7 @@ def _finish_report(rt: Any, run_id: str, wall: float, as_json: bool) -> int:
                      "failed": failed})
     else:
         _summary_table(rt, run_id, wall)
-    return 0 if run.state.value == "SUCCEEDED" else 1
+    return 0 if run.state is RunState.SUCCEEDED else 1
 
 
 def _summary_table(rt: Any, run_id: str, wall: float) -> None:
@@ -221,12 +219,12 @@ def _summary_table(rt: Any, run_id: str, wall: float) -> None:
         ttype = spec.tasks[rec.task_id].task_type
         row = by_type.setdefault(ttype, {"n": 0, "ok": 0, "bad": 0, "cached": 0, "time": 0.0})
         row["n"] += 1
-        row["ok" if rec.state.value in ("SUCCEEDED", "CACHED") else "bad"] += 1
-        row["cached"] += rec.state.value == "CACHED"
+        row["ok" if rec.state in DONE_OK else "bad"] += 1
+        row["cached"] += rec.state is TaskState.CACHED
         tries = rec.result.get("tries") or []  # the failed attempts that were retried count too
         row["time"] += float(rec.result.get("duration_s") or 0.0)
         row["time"] += sum(float(t.get("duration_s") or 0.0) for t in tries)
-        if rec.state.value == "FAILED" and len(failed) < 10:
+        if rec.state is TaskState.FAILED and len(failed) < 10:
             failed.append(rec)
     print(f"run {run_id}  {run.state.value}  {total} tasks in {wall:.2f} s")
     print(f"  {'task type':<24} {'tasks':>6} {'ok':>6} {'not ok':>6} {'task time s':>12} {'cached':>6}")
@@ -301,7 +299,7 @@ def cache_metrics(tasks: Sequence[Any]) -> dict[str, int]:
         for k in ("hits", "misses", "bytes_from_origin", "bytes_from_cache"):
             out[k] += int(c.get(k, 0))
         out["memo_hits"] += c.get("memo") == "hit"
-        out["tasks_executed"] += t.state.value in ("SUCCEEDED", "FAILED") and c.get("memo") != "hit"
+        out["tasks_executed"] += t.state in (TaskState.SUCCEEDED, TaskState.FAILED) and c.get("memo") != "hit"
     return out
 
 
@@ -331,9 +329,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "tasks": [t.to_dict() for t in tasks],
             })
             return 0
-        ordered = " ".join(f"{s}={counts[s]}" for s in STATE_ORDER if counts.get(s))
-        print(f"run {run_id} ({run.name}): {run.state.value}  {ordered}")
-        if run.state.value == "RUNNING" and rt.owner_pid(run_id) is None:
+        by_state = " ".join(f"{s}={n}" for s, n in ordered(counts))
+        print(f"run {run_id} ({run.name}): {run.state.value}  {by_state}")
+        if run.state is RunState.RUNNING and rt.owner_pid(run_id) is None:
             print(f"  no live process is running it (stopped or killed): `updraft resume {run_id}` finishes it")
         print(f"  {'task':<32} {'state':<16} {'try':>3} {'placement':<10} {'secs':>8} reason")
         for t in tasks:
@@ -348,9 +346,10 @@ def _states_of(values: Sequence[str] | None) -> set[str]:
     """--state FAILED --state cached,running: the named task states (upper case); ConfigError
     naming the states for an unknown one."""
     wanted = {v.strip().upper() for value in values or () for v in value.split(",") if v.strip()}
-    unknown = sorted(wanted - set(STATE_ORDER))
+    names = [s.value for s in TASK_STATE_ORDER]
+    unknown = sorted(wanted - set(names))
     if unknown:
-        raise ConfigError(f"unknown task state {', '.join(unknown)} for --state; states: {', '.join(STATE_ORDER)}")
+        raise ConfigError(f"unknown task state {', '.join(unknown)} for --state; states: {', '.join(names)}")
     return wanted
 
 
@@ -397,7 +396,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
             tail = rec.result.get("log_tail")
             if tail:
                 print(tail)
-            elif rec.state.value in ("WAITING", "READY", "DISPATCHED", "RUNNING"):
+            elif rec.state not in TERMINAL_TASK:
                 raise NotFoundError(f"task {args.task} is {rec.state.value}; its log is stored when it ends")
             else:
                 print(f"(task {args.task} printed nothing)")
@@ -449,7 +448,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         if not rows:
             print(f"no runs in {rt.workdir} yet; start one with `updraft run FILE`")
         for row in rows:
-            done = sum(v for k, v in row["counts"].items() if k in ("SUCCEEDED", "CACHED"))
+            done = sum(row["counts"].get(s.value, 0) for s in DONE_OK)
             created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["created_at"]))
             print(f"{row['run_id']}  {row['state']:<10} {done:>6}/{row['task_count']:<6} {created}  {row['name']}")
         return 0

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from chalicelib.engine.states import TERMINAL_RUN
 from chalicelib.errors import (
     ConfigError,
     MissingInputsError,
@@ -24,7 +25,7 @@ from chalicelib.errors import (
     WorkflowError,
 )
 
-TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+TERMINAL = frozenset(s.value for s in TERMINAL_RUN)  # the run states `wait` stops at
 Run = dict[str, Any]
 
 

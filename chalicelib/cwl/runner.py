@@ -22,6 +22,7 @@ from typing import Any
 from chalicelib.cwl import launch
 from chalicelib.cwl import values as V
 from chalicelib.cwl.errors import UNSUPPORTED_EXIT, CwlError, Unsupported
+from chalicelib.engine.states import TaskState
 from chalicelib.errors import UpdraftError
 
 PERMANENT_FAILURE = 1
@@ -190,7 +191,7 @@ def run(process: str, job_path: str | None, outdir: str, workdir: str | None, qu
 def _explain_failure(rt: Any, run_id: str, quiet: bool) -> None:
     unsupported = False
     for t in rt.store.iter_tasks(run_id):
-        if t.state.value == "SUCCEEDED":
+        if t.state is TaskState.SUCCEEDED:
             continue
         tail = str(t.result.get("log_tail", "")).strip()
         if t.result.get("exit_code") == UNSUPPORTED_EXIT or "cwl: unsupported:" in tail:

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from msgspec import Struct, field
 
 from chalicelib.engine import events as ev
+from chalicelib.engine import transitions as tr
 from chalicelib.engine.backoff import Backoff
 from chalicelib.engine.records import TaskRecord
 from chalicelib.engine.sizing import capped_to_largest, next_function_memory
@@ -35,14 +36,13 @@ from chalicelib.engine.spec import RunSpec, SpecCache
 from chalicelib.engine.states import (
     DONE_OK,
     IN_FLIGHT,
-    NOT_STARTED,
     SPILL_REASONS,
     TERMINAL_TASK,
     Reason,
     RunState,
     TaskState,
 )
-from chalicelib.errors import NotFoundError, StateConflictError
+from chalicelib.errors import NotFoundError
 from chalicelib.ports import Clock, StateStore, SystemClock
 from chalicelib.workflow import limits
 from chalicelib.workflow.graph import descendants
@@ -53,7 +53,7 @@ Instructions = list[ev.Launch | ev.Schedule | ev.Kill | ev.RunFinished]
 
 class CoordinatorConfig(Struct, frozen=True):
     backoff: Backoff = field(default_factory=Backoff)
-    lease_grace_s: float = 30.0  # added to a function task's timeout for its dispatch lease
+    lease_grace_s: float = tr.FUNCTION_LEASE_GRACE_S  # added to a function task's timeout for its dispatch lease
     container_queue_lease_s: float = 6 * 3600.0  # a container task may wait in the queue this long
     min_schedule_s: float = 0.001  # retries due sooner than this are dispatched at once
     lost_worker_retries: int = 2  # extra attempts when a worker or function vanished (lease expired)
@@ -126,30 +126,29 @@ class Coordinator:
         touched.add(e.run_id)  # a run whose tasks were all cached finishes here
 
     def _on_started(self, e: ev.TaskStarted, out: Instructions, touched: set[str]) -> None:
-        changes = {"state": TaskState.RUNNING, "started_at": e.at, "lease_expires": e.at + e.lease_s}
-        self._try_update(e.run_id, e.task_id, [TaskState.DISPATCHED], e.attempt, changes)
+        tr.claim(self.store, e.run_id, e.task_id, e.attempt, e.at, e.lease_s)  # refused: a duplicate
 
     def _on_heartbeat(self, e: ev.Heartbeat, out: Instructions, touched: set[str]) -> None:
-        changes = {"lease_expires": self.clock.now() + e.lease_s}
-        self._try_update(e.run_id, e.task_id, IN_FLIGHT, e.attempt, changes)
+        tr.renew(self.store, e.run_id, e.task_id, e.attempt, self.clock.now() + e.lease_s)
 
     def _on_succeeded_many(self, events: Sequence[ev.TaskSucceeded], out: Instructions, touched: set[str]) -> None:
         """Completions of one run: their state writes in one call, their children counted in
         one call, then the children they readied dispatched in one call."""
         run_id = events[0].run_id
-        updates = []
+        now = self.clock.now()
+        completions_in: list[tuple[str, int, bool, dict[str, Any], float]] = []
         for e in events:
-            changes = self._success(e)
+            result = dict(e.result)
             if e.attempt > 1:  # a retry (rare): its earlier attempts are kept for the report
                 tries = self._earlier_tries(run_id, e.task_id, e.attempt)
                 if tries:
-                    changes["result"] = {**changes["result"], "tries": tries}
-            updates.append((e.task_id, e.attempt, changes))
-        records = self.store.update_tasks(run_id, IN_FLIGHT, updates)
+                    result["tries"] = tries
+            completions_in.append((e.task_id, e.attempt, e.cached, result, now))
+        records = tr.finish(self.store, run_id, completions_in)
         spec = self.specs.get(run_id)
         completions: list[tuple[str, Sequence[str]]] = []
         for e, rec in zip(events, records, strict=True):
-            if rec is None:
+            if isinstance(rec, tr.Refused):
                 # A redelivered completion of the attempt that won: finish its propagation, which
                 # a crashed coordinator may have left half done. Anything else is a stale no-op.
                 try:
@@ -163,21 +162,7 @@ class Coordinator:
             if children:
                 completions.append((e.task_id, children))
         if completions:
-            self._dispatch_many(run_id, self.store.complete_parents(run_id, completions), out)
-
-    def _success(self, e: ev.TaskSucceeded) -> dict[str, Any]:
-        result = dict(e.result)
-        changes: dict[str, Any] = {
-            "state": TaskState.CACHED if e.cached else TaskState.SUCCEEDED,
-            "finished_at": result.get("finished_at", self.clock.now()),
-            "exit_code": result.get("exit_code", 0),
-            "result": result,
-            "lease_expires": None,
-            "reason": None,
-        }
-        if "started_at" in result:
-            changes["started_at"] = result["started_at"]
-        return changes
+            self._dispatch_many(run_id, tr.ready_children(self.store, run_id, completions), out)
 
     def _earlier_tries(self, run_id: str, task_id: str, attempt: int) -> list[dict[str, Any]]:
         try:
@@ -192,9 +177,11 @@ class Coordinator:
         self._fail(e.run_id, e.task_id, e.attempt, e.reason, dict(e.result), out, touched)
 
     def _on_lease_expired(self, e: ev.LeaseExpired, out: Instructions, touched: set[str]) -> None:
+        # Only a task that is not there is a no-op: any other store error propagates, so the
+        # event is redelivered rather than acknowledged and lost.
         try:
             rec = self.store.get_task(e.run_id, e.task_id)
-        except Exception:
+        except NotFoundError:
             return
         now = self.clock.now()
         if rec.state not in IN_FLIGHT or rec.attempt != e.attempt:
@@ -211,18 +198,11 @@ class Coordinator:
 
     def _on_cancel(self, e: ev.Cancel, out: Instructions, touched: set[str]) -> None:
         now = self.clock.now()
-        try:
-            self.store.update_run(e.run_id, [RunState.RUNNING], {"state": RunState.CANCELLED, "finished_at": now})
-        except StateConflictError as conflict:
-            cur = getattr(conflict.current, "state", None)
-            if cur is not RunState.CANCELLED:
-                return
-        live = [s for s in TaskState if s not in TERMINAL_TASK]
-        for rec in self.store.list_tasks(e.run_id, live):
-            changes = {"state": TaskState.CANCELLED, "reason": Reason.CANCELLED.value, "finished_at": now,
-                       "lease_expires": None}
-            if self._try_update(e.run_id, rec.task_id, [rec.state], rec.attempt, changes) and rec.state in IN_FLIGHT:
-                out.append(ev.Kill(e.run_id, rec.task_id, rec.attempt, rec.placement))
+        run = tr.cancel_run(self.store, e.run_id, now)
+        if isinstance(run, tr.Refused) and getattr(run.current, "state", None) is not RunState.CANCELLED:
+            return  # finished before the cancel (a redelivered Cancel goes on: its tasks may be left)
+        for rec in tr.cancel_all_live(self.store, e.run_id, now):
+            out.append(ev.Kill(e.run_id, rec.task_id, rec.attempt, rec.placement))
         out.append(ev.RunFinished(e.run_id, RunState.CANCELLED.value))
 
     # ---- steps --------------------------------------------------------------------------
@@ -235,8 +215,8 @@ class Coordinator:
         task = spec.tasks[task_id]
         try:
             rec = self.store.get_task(run_id, task_id)
-        except Exception:
-            return
+        except NotFoundError:
+            return  # (any other store error propagates: the event is redelivered, not lost)
         if rec.attempt != attempt:
             return  # a late event from an older attempt
         if rec.state is TaskState.FAILED:
@@ -277,14 +257,12 @@ class Coordinator:
             result = {**result, "tries": [*tries, this_try]}
             failures = attempt - (rec.max_attempts - task.retries - 1)
             delay = 0.0 if step else self.config.backoff.delay(max(1, failures), self.rng)
-            changes = {
-                "state": TaskState.READY, "attempt": attempt + 1, "not_before": now + delay,
-                "lease_expires": None, "reason": reason, "result": result,
-                "placement": "container" if spill else rec.placement,
-                "max_attempts": rec.max_attempts + (1 if step or lost else 0),
-            }
-            new = self._try_update(run_id, task_id, IN_FLIGHT, attempt, changes)
-            if new is None:
+            new = tr.retry(
+                self.store, rec, reason=reason, result=result, not_before=now + delay,
+                placement="container" if spill else rec.placement,
+                max_attempts=rec.max_attempts + (1 if step or lost else 0),
+            )
+            if isinstance(new, tr.Refused):
                 return
             if delay > self.config.min_schedule_s:
                 out.append(ev.Schedule(ev.DispatchDue(run_id, task_id, attempt + 1), delay))
@@ -293,13 +271,12 @@ class Coordinator:
             return
         if tries:
             result = {**result, "tries": tries}
-        changes = {
-            "state": TaskState.FAILED, "finished_at": this_try.get("finished_at", now), "reason": reason,
-            "result": result, "lease_expires": None, "exit_code": result.get("exit_code"),
-        }
-        if "started_at" in this_try:  # this attempt's start, not an earlier one's (from its start event)
-            changes["started_at"] = this_try["started_at"]
-        if self._try_update(run_id, task_id, IN_FLIGHT, attempt, changes) is None:
+        # this attempt's own start and end (by the runner's clock), not an earlier one's
+        ended, began = this_try.get("finished_at", now), this_try.get("started_at")
+        if isinstance(tr.fail(self.store, run_id, task_id, attempt, reason=reason, result=result,
+                              now=float(cast(float, ended)),
+                              started_at=None if began is None else float(cast(float, began))),
+                      tr.Refused):
             return
         touched.add(run_id)
         self._mark_upstream_failed(run_id, spec, task_id)
@@ -318,12 +295,8 @@ class Coordinator:
 
     def _mark_upstream_failed(self, run_id: str, spec: RunSpec, task_id: str) -> None:
         now = self.clock.now()
-        changes = {
-            "state": TaskState.UPSTREAM_FAILED, "reason": Reason.UPSTREAM.value, "finished_at": now,
-            "result": {"failed_parent": task_id},
-        }
         for tid in descendants(spec.graph, [task_id]):
-            self._try_update(run_id, tid, NOT_STARTED, None, changes)
+            tr.upstream_failed(self.store, run_id, tid, task_id, now)  # refused: started or done already
 
     def _dispatch(self, rec: TaskRecord, out: Instructions) -> None:
         self._dispatch_many(rec.run_id, [rec], out)
@@ -334,16 +307,15 @@ class Coordinator:
             return
         tasks = self.specs.get(run_id).tasks
         now = self.clock.now()
-        updates: list[tuple[str, int | None, dict[str, Any]]] = []
+        attempts: list[tuple[str, int, float]] = []
         for rec in recs:
             if rec.placement == "function":
                 lease = tasks[rec.task_id].resources.timeout_s + self.config.lease_grace_s
             else:
                 lease = self.config.container_queue_lease_s
-            updates.append((rec.task_id, rec.attempt,
-                            {"state": TaskState.DISPATCHED, "lease_expires": now + lease, "not_before": None}))
-        for rec, moved in zip(recs, self.store.update_tasks(run_id, [TaskState.READY], updates), strict=True):
-            if moved is not None:
+            attempts.append((rec.task_id, rec.attempt, now + lease))
+        for rec, moved in zip(recs, tr.dispatch(self.store, run_id, attempts), strict=True):
+            if not isinstance(moved, tr.Refused):
                 grown = (rec.result or {}).get("resources") or {}
                 out.append(ev.Launch(rec.run_id, rec.task_id, rec.attempt, rec.placement, dict(grown)))
 
@@ -353,20 +325,9 @@ class Coordinator:
             return
         bad = sum(n for state, n in counts.items() if TaskState(state) not in DONE_OK)
         final = RunState.FAILED if bad else RunState.SUCCEEDED
-        try:
-            self.store.update_run(run_id, [RunState.RUNNING], {"state": final, "finished_at": self.clock.now()})
-        except StateConflictError:
+        if isinstance(tr.finish_run(self.store, run_id, final, self.clock.now()), tr.Refused):
             return
         out.append(ev.RunFinished(run_id, final.value))
-
-    def _try_update(
-        self, run_id: str, task_id: str, states: Sequence[TaskState] | frozenset[TaskState],
-        attempt: int | None, changes: dict[str, Any],
-    ) -> TaskRecord | None:
-        try:
-            return self.store.update_task(run_id, task_id, states, attempt, changes)
-        except StateConflictError:
-            return None
 
 
 def _completions_grouped(events: Iterable[ev.Event]) -> Iterator[ev.Event | list[ev.TaskSucceeded]]:

@@ -9,6 +9,7 @@ import os
 import time
 from typing import Any
 
+from chalicelib.engine import transitions
 from chalicelib.engine.placement import initial_placement
 from chalicelib.engine.records import RunRecord, TaskRecord
 from chalicelib.engine.spec import RunSpec, spec_key
@@ -80,10 +81,8 @@ def resume_run(run_id: str, spec: RunSpec, store: StateStore, allow_running: boo
             done = [p for p in parents if p in ok]
             pending = len(parents) - len(done)
             attempt = rec.attempt + 1
-            store.reset_task(
-                run_id, task.id, TaskState.READY if pending == 0 else TaskState.WAITING,
-                attempt, done, pending, attempt + task.retries,
-            )
+            transitions.reset(store, run_id, task.id, ready=pending == 0, attempt=attempt, done_parents=done,
+                              pending=pending, max_attempts=attempt + task.retries)
             reset += 1
-        store.update_run(run_id, list(RunState), {"state": RunState.RUNNING, "finished_at": None})
+        transitions.reopen_run(store, run_id)
     return reset

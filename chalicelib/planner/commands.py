@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from chalicelib.engine.states import RunState
 from chalicelib.errors import ConfigError
 
 AddFn = Callable[..., argparse.ArgumentParser]
@@ -175,5 +176,5 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         sys.stdout.write(result.summary() + "\n")
         if plan is not None:
             sys.stdout.write(f"  planner predicted {plan.makespan_s:,.1f} s and ${plan.cost.total:.4f}\n")
-    return 0 if result.state == "SUCCEEDED" else 1
+    return 0 if result.state == RunState.SUCCEEDED else 1
 

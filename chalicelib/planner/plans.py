@@ -20,6 +20,7 @@ from msgspec.structs import replace
 from chalicelib.errors import Problem, WorkflowError
 from chalicelib.planner.costs import Cost, dollars
 from chalicelib.planner.pricing import fargate_size
+from chalicelib.workflow import limits
 from chalicelib.workflow.model import Placement, Workflow
 from chalicelib.workflow.numbers import number_problem
 
@@ -28,7 +29,7 @@ _MAX_SIZE = {"memory_mb": 1e7, "cpus": 1e4, "disk_mb": 1e9}
 
 FUNCTION = "function"
 CONTAINER = "container"
-FUNCTION_TIMEOUT_S = 900.0
+FUNCTION_TIMEOUT_S = limits.FUNCTION_MAX_TIMEOUT_S
 
 
 class Choice(Struct, frozen=True, order=True):

@@ -10,6 +10,7 @@ import io
 import sys
 from typing import Any
 
+from chalicelib.engine.states import TASK_STATES, TaskState
 from chalicelib.errors import ConfigError
 from chalicelib.report.model import RunData, TaskRow
 from chalicelib.report.timeline import SpanKey, Steps, concurrency, lanes, span_key
@@ -17,11 +18,7 @@ from chalicelib.report.timeline import SpanKey, Steps, concurrency, lanes, span_
 INSTALL = f"{sys.executable} -m pip install 'matplotlib>=3.7'"
 PLACEMENT_COLOURS = {"function": "#4c78a8", "container": "#f58518", "local": "#54a24b"}
 OTHER_COLOUR = "#9d9d9d"
-STATE_COLOURS = {
-    "WAITING": "#d9d9d9", "READY": "#fdd49e", "DISPATCHED": "#9ecae1", "RUNNING": "#3182bd",
-    "SUCCEEDED": "#31a354", "CACHED": "#a1d99b", "FAILED": "#de2d26", "UPSTREAM_FAILED": "#fc9272",
-    "CANCELLED": "#756bb1",
-}
+STATE_COLOURS = {s.value: info.colour for s, info in TASK_STATES.items()}  # in display order
 FAILED_EDGE = "#b30000"
 DPI = 110
 
@@ -69,7 +66,7 @@ def gantt(run: RunData, rows: str = "type") -> bytes:
         _wait_lines(ax, run, drawn, where, t0)
     groups: dict[tuple[str, str], list[TaskRow]] = {}
     for t in drawn:
-        kind = "cached" if t.cached else "failed" if t.failed or t.state == "CANCELLED" else "ok"
+        kind = "cached" if t.cached else "failed" if t.failed or t.state == TaskState.CANCELLED else "ok"
         groups.setdefault((t.placement, kind), []).append(t)
     for (placement, kind), tasks in sorted(groups.items()):
         _bars(ax, tasks, where, t0, run.end, min_w, placement, kind)
@@ -181,7 +178,7 @@ def _gantt_legend(ax: Any, run: RunData, drawn: list[TaskRow]) -> None:
                           for p in sorted({t.placement for t in drawn})]
     if any(t.cached for t in drawn):
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="////", label="cached"))
-    if any(t.failed or t.state == "CANCELLED" for t in drawn):
+    if any(t.failed or t.state == TaskState.CANCELLED for t in drawn):
         handles.append(Patch(facecolor="white", edgecolor=FAILED_EDGE, hatch="xxx", label="failed / cancelled"))
     retried = sum(t.retried for t in drawn)
     if retried and retried <= LABEL_LIMIT:

@@ -14,11 +14,10 @@ from typing import Any
 from msgspec import Struct
 from msgspec.structs import replace
 
-OK_STATES = frozenset({"SUCCEEDED", "CACHED"})
-FAILED_STATES = frozenset({"FAILED"})
-IN_FLIGHT_STATES = frozenset({"DISPATCHED", "RUNNING"})
-# A task waiting for (another) attempt: start/finish times it carries are an earlier attempt's.
-NOT_RUNNING_STATES = frozenset({"WAITING", "READY", "DISPATCHED"})
+from chalicelib.engine.states import DONE_OK, NOT_YET_RUNNING, RunState, TaskState
+
+# (StrEnum members: a state's name as the API's bodies carry it is a member of these.)
+OK_STATES = DONE_OK
 
 
 class Try(Struct, frozen=True):
@@ -69,11 +68,11 @@ class TaskRow(Struct, frozen=True):
 
     @property
     def cached(self) -> bool:
-        return self.state == "CACHED"
+        return self.state == TaskState.CACHED
 
     @property
     def failed(self) -> bool:
-        return self.state in FAILED_STATES
+        return self.state == TaskState.FAILED
 
     @property
     def retried(self) -> bool:
@@ -160,11 +159,11 @@ def from_parts(run: Mapping[str, Any], tasks: Iterable[Mapping[str, Any]], graph
     for body in tasks:
         tid = str(body["id"])
         node = nodes.get(tid, {})
-        state = str(body.get("state", "WAITING"))
+        state = str(body.get("state", TaskState.WAITING.value))
         started, finished = _num(body.get("started_at")), _num(body.get("finished_at"))
-        if state in NOT_RUNNING_STATES:
+        if state in NOT_YET_RUNNING:
             started = finished = None  # times of an earlier attempt: this one has not started
-        elif state == "RUNNING":
+        elif state == TaskState.RUNNING:
             finished = None
         rows.append(TaskRow(
             id=tid,
@@ -189,7 +188,7 @@ def from_parts(run: Mapping[str, Any], tasks: Iterable[Mapping[str, Any]], graph
             tries=_tries(body.get("tries")),
         ))
     return RunData(
-        run_id=str(run["run_id"]), name=str(run.get("name") or ""), state=str(run.get("state", "RUNNING")),
+        run_id=str(run["run_id"]), name=str(run.get("name") or ""), state=str(run.get("state", RunState.RUNNING.value)),
         created_at=float(run.get("created_at") or 0.0), finished_at=_num(run.get("finished_at")),
         tasks=tuple(rows), now=now,
     )

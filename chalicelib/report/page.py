@@ -7,25 +7,23 @@ import html
 import time
 from collections.abc import Mapping
 
+from chalicelib.engine.states import RUN_STATES, ordered
 from chalicelib.report.cost import CostModel
 from chalicelib.report.model import RunData
 from chalicelib.report.timeline import TypeStats, concurrency, type_stats
 
-STATE_ORDER = ("SUCCEEDED", "CACHED", "FAILED", "UPSTREAM_FAILED", "CANCELLED", "RUNNING", "DISPATCHED", "READY",
-               "WAITING")
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1400px;
 padding:0 16px;color:#222}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
 .muted{color:#666}.state{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-weight:600}
-.SUCCEEDED{background:#31a354}.FAILED{background:#de2d26}.CANCELLED{background:#756bb1}.RUNNING{background:#3182bd}
 dl.kv{display:grid;grid-template-columns:max-content auto;gap:2px 16px;margin:12px 0}dl.kv dt{color:#666}
 dl.kv dd{margin:0}img{max-width:100%;height:auto;border:1px solid #eee}
 table{border-collapse:collapse;font-variant-numeric:tabular-nums}
 th,td{padding:3px 9px;border-bottom:1px solid #e5e5e5;text-align:right}th{background:#f6f6f6}
 td:first-child,th:first-child{text-align:left}tr.total td{font-weight:600;border-top:2px solid #bbb}
 pre{background:#f7f7f7;padding:8px;overflow:auto;max-height:14em;font-size:12px}
-""".strip()
+""".strip() + "\n" + "".join(f".{s.value}{{background:{i.colour}}}" for s, i in RUN_STATES.items())
 
 
 def _e(value: object) -> str:
@@ -78,7 +76,7 @@ def render(run: RunData, pngs: Mapping[str, bytes], costs: CostModel, rows: str 
 
 
 def _summary(run: RunData, stats: list[TypeStats], counts: dict[str, int], costs: CostModel) -> str:
-    by_state = ", ".join(f"{counts[s]} {s.lower()}" for s in STATE_ORDER if counts.get(s))
+    by_state = ", ".join(f"{n} {s.lower()}" for s, n in ordered(counts))
     task_s = sum(s.seconds for s in stats)
     cost = None if any(s.cost is None for s in stats) else sum(s.cost or 0.0 for s in stats)
     created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.created_at)) if run.created_at else "-"

@@ -11,11 +11,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from chalicelib.engine.states import TERMINAL_TASK, RunState, TaskState
 from chalicelib.errors import ConfigError, UpdraftError
 
 AddFn = Callable[..., argparse.ArgumentParser]
-TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
-DONE = ("SUCCEEDED", "CACHED", "FAILED", "UPSTREAM_FAILED", "CANCELLED")
 DEFAULT_PORT = 8765
 
 
@@ -143,7 +142,7 @@ def run_data(client: Any, run_id: str) -> Any:
     run = client.get(run_id)
     tasks = client.tasks(run_id)
     graph = client.graph(run_id)
-    failed = [t for t in tasks if t.get("state") == "FAILED"][:20]
+    failed = [t for t in tasks if t.get("state") == TaskState.FAILED][:20]
     for t in failed:
         detail = client.task(run_id, t["id"])
         t["log_tail"], t["detail"] = detail.get("log_tail"), detail.get("detail")
@@ -228,7 +227,7 @@ def _follow(client: Any, run_id: str, timeout: float | None, as_json: bool) -> i
         counts = run.get("counts", {})
         parts = " ".join(f"{k.lower()}={v}" for k, v in sorted(counts.items()))
         print(f"run {run_id}: {run['state']}  {parts}")
-    return 0 if run["state"] == "SUCCEEDED" else 1
+    return 0 if run["state"] == RunState.SUCCEEDED else 1
 
 
 class _ProgressLine:
@@ -242,7 +241,7 @@ class _ProgressLine:
     def __call__(self, run: dict[str, Any]) -> None:
         counts = run.get("counts", {})
         total = run.get("task_count") or sum(counts.values()) or 1
-        done = sum(counts.get(s, 0) for s in DONE)
+        done = sum(counts.get(s.value, 0) for s in TERMINAL_TASK)
         parts = " ".join(f"{k.lower()}={v}" for k, v in sorted(counts.items()) if v)
         elapsed = (run.get("timings") or {}).get("elapsed_s", 0.0)
         text = f"{run.get('state')} {done}/{total} {parts}"

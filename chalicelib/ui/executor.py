@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from chalicelib.engine.states import RunState
 from chalicelib.errors import UpdraftError
 
 START_TIMEOUT_S = 20.0
@@ -55,7 +56,7 @@ def start(workdir: str, run_id: str, concurrency: int | None = None,
                 return proc.pid
             if proc.poll() is not None:
                 # it may have finished already (a tiny run): then the run is no longer RUNNING
-                if rt.store.get_run(run_id).state.value != "RUNNING":
+                if rt.store.get_run(run_id).state is not RunState.RUNNING:
                     return proc.pid
                 raise ExecutorError(f"the executor of run {run_id} exited with code {proc.returncode}:\n"
                                     f"{_tail(path)}")

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote
 
+from chalicelib.engine.states import TERMINAL_RUN, RunState
 from chalicelib.errors import (
     FormatError,
     MissingInputsError,
@@ -37,7 +38,7 @@ from chalicelib.ui import views
 
 Reply = tuple[int, dict[str, Any]]
 MAX_TASKS_PAGE = 5000
-TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+TERMINAL = frozenset(s.value for s in TERMINAL_RUN)
 _REQUEST_KEYS = {"workflow", "file", "format", "data", "name"}
 
 
@@ -188,14 +189,14 @@ class LocalApi:
 
         with self._rt() as rt:
             run = rt.store.get_run(run_id)
-            if run.state.value == "SUCCEEDED":
+            if run.state is RunState.SUCCEEDED:
                 return 409, {"error": "conflict", "message": f"run {run_id} already SUCCEEDED: nothing to resume"}
             pid = rt.owner_pid(run_id)
             if pid is not None:
                 return 409, {"error": "conflict", "message": f"run {run_id} is being executed by process {pid}"}
             reset = resume_run(run_id, rt.specs.get(run_id), rt.store, allow_running=True)
         executor.start(self.workdir, run_id, self.concurrency)
-        return 202, {"run_id": run_id, "state": "RUNNING", "reset_tasks": reset}
+        return 202, {"run_id": run_id, "state": RunState.RUNNING.value, "reset_tasks": reset}
 
 
 def _parse_submission(body: Any) -> tuple[Any, str | None, str]:

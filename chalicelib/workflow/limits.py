@@ -34,9 +34,12 @@ class PlacementLimits(Struct, frozen=True):
 
 
 # AWS Lambda: 15 min, 10,240 MB memory, 10,240 MB ephemeral /tmp, 6 vCPUs at 10 GB.
-FUNCTION = PlacementLimits("function", 900.0, 10_240, 10_240, 6.0)
+FUNCTION_MAX_TIMEOUT_S = 900.0
+FUNCTION = PlacementLimits("function", FUNCTION_MAX_TIMEOUT_S, 10_240, 10_240, 6.0)
 # ECS Fargate: 16 vCPU / 120 GB, 200 GiB ephemeral storage, no time limit.
 CONTAINER = PlacementLimits("container", None, 122_880, 204_800, 16.0)
+# The least memory a Lambda function can have (importers and replays round up to it).
+FUNCTION_MIN_MEMORY_MB = 128
 
 BY_PLACEMENT = {"function": FUNCTION, "container": CONTAINER}
 

@@ -37,7 +37,7 @@ from chalicelib.workflow.graph import (
     external_inputs,
     topological_order,
 )
-from chalicelib.workflow.limits import FUNCTION
+from chalicelib.workflow.limits import FUNCTION, FUNCTION_MIN_MEMORY_MB
 from chalicelib.workflow.model import Placement, Resources, Task, Workflow
 from chalicelib.workflow.numbers import MAX_BYTES, MAX_SECONDS, finite
 
@@ -47,7 +47,6 @@ DEFAULT_SIZE_BYTES = 1024
 TARGET_SECONDS = 3.0
 TARGET_BYTES = 32 * 1024 * 1024
 PARALLELISM = 2
-MIN_MEMORY_MB = 128
 INPUTS_TASK = "replay-inputs"
 INPUTS_TYPE = "replay-inputs"
 
@@ -139,7 +138,7 @@ def _resources(task: Task, sleep_s: float, written: int) -> Resources:
     if task.placement is Placement.FUNCTION and FUNCTION.max_timeout_s is not None:
         timeout = min(timeout, FUNCTION.max_timeout_s)
     return Resources(
-        memory_mb=max(res.memory_mb, MIN_MEMORY_MB),
+        memory_mb=max(res.memory_mb, FUNCTION_MIN_MEMORY_MB),
         cpus=res.cpus,
         disk_mb=max(res.disk_mb, math.ceil(written / (1024 * 1024)) + 64),
         timeout_s=timeout,

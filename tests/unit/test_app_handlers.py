@@ -110,6 +110,33 @@ def test_an_event_that_fails_is_isolated_from_its_batch(h: Harness) -> None:
     assert h.cloud.store.get_task(run_id, "a").state is TaskState.DISPATCHED
 
 
+def test_a_failure_whose_read_keeps_failing_is_a_batch_item_failure(h: Harness, monkeypatch: Any) -> None:
+    """A store error other than not-found reaches the handler: the event is reported failed
+    (SQS redelivers it) instead of acknowledged and lost, and its redelivery fails the task
+    with its own reason (not LEASE_EXPIRED when the lease later runs out)."""
+    from botocore.exceptions import ClientError
+
+    run_id = h.submit(ECHO)
+    h.coordinate(h.take())
+    read = h.cloud.store.get_task
+    throttled = {"left": 2}  # the batch, then the event alone
+
+    def get_task(rid: str, tid: str) -> Any:
+        if throttled["left"] > 0:
+            throttled["left"] -= 1
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
+                              "GetItem")
+        return read(rid, tid)
+
+    monkeypatch.setattr(h.cloud.store, "get_task", get_task)
+    failed = event_body(ev.TaskFailed(run_id, "a", 1, Reason.NONZERO_EXIT.value, {"exit_code": 3}))
+    assert h.coordinate([failed]) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    assert h.cloud.store.get_task(run_id, "a").state is TaskState.DISPATCHED
+    assert h.coordinate([failed]) == {"batchItemFailures": []}  # SQS's redelivery
+    rec = h.cloud.store.get_task(run_id, "a")
+    assert (rec.state, rec.reason, rec.exit_code) == (TaskState.FAILED, "NONZERO_EXIT", 3)
+
+
 def test_a_timer_not_yet_due_goes_back_on_the_queue(h: Harness) -> None:
     run_id = h.submit(ECHO)
     h.take()

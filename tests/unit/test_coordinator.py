@@ -336,3 +336,45 @@ def test_every_attempt_is_kept_for_the_report_and_a_failure_carries_its_own_time
     b = h.store.get_task(h.rid, "b")
     assert b.state is TaskState.SUCCEEDED
     assert [(t["attempt"], t["reason"]) for t in b.result["tries"]] == [(1, "NONZERO_EXIT")]
+
+
+class ThrottledReads:
+    """Makes the store's `get_task` raise (as a throttled or unreachable DynamoDB does) the
+    next `times` calls, then read normally."""
+
+    def __init__(self, store: SqliteStateStore, times: int) -> None:
+        self.store, self.left, self.read = store, times, store.get_task
+
+    def __call__(self, run_id: str, task_id: str) -> object:
+        if self.left > 0:
+            self.left -= 1
+            raise RuntimeError("ProvisionedThroughputExceededException: slow down")
+        return self.read(run_id, task_id)
+
+
+def test_a_failure_whose_read_fails_is_not_acknowledged_and_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = Harness(tmp_path, [T("a"), T("b", ("a",))])
+    h.start()
+    monkeypatch.setattr(h.store, "get_task", ThrottledReads(h.store, 1))
+    with pytest.raises(RuntimeError, match="slow down"):  # the handler that can retry sees it
+        h.fail("a")
+    assert h.state("a") is TaskState.DISPATCHED  # nothing half done
+    h.fail("a")  # the redelivery
+    rec = h.store.get_task(h.rid, "a")
+    assert (rec.state, rec.reason) == (TaskState.FAILED, "NONZERO_EXIT")  # not re-labelled LEASE_EXPIRED later
+    assert h.state("b") is TaskState.UPSTREAM_FAILED
+
+
+def test_a_lease_expiry_whose_read_fails_is_redelivered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(tmp_path, [T("a", retries=0)])
+    h.start()
+    h.clock.t += 10_000
+    monkeypatch.setattr(h.store, "get_task", ThrottledReads(h.store, 1))
+    with pytest.raises(RuntimeError, match="slow down"):
+        h.handle(ev.LeaseExpired(h.rid, "a", 1))
+    assert h.state("a") is TaskState.DISPATCHED
+    h.handle(ev.LeaseExpired(h.rid, "a", 1))
+    assert h.store.get_task(h.rid, "a").attempt == 2  # a lost worker's extra attempt
+

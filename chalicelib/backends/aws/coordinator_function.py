@@ -26,10 +26,11 @@ from typing import Any
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.messages import Decoded, decode
 from chalicelib.backends.aws.provision import MAX_RECEIVES
+from chalicelib.engine import transitions
 from chalicelib.engine.events import Event, Instruction, Kill, RunFinished
 from chalicelib.engine.records import RunRecord
-from chalicelib.engine.states import IN_FLIGHT, TERMINAL_TASK, Reason, RunState, TaskState
-from chalicelib.errors import NotFoundError, StateConflictError, UpdraftError
+from chalicelib.engine.states import RunState
+from chalicelib.errors import NotFoundError, UpdraftError
 
 log = logging.getLogger("updraft.coordinator")
 
@@ -152,27 +153,14 @@ def _mark_failed(cloud: Cloud, run_id: str, why: str) -> bool:
         log.error("poison event names an unknown run: it goes to the dead-letter queue", extra={"run_id": run_id})
         return False
     if run.state is RunState.RUNNING:
-        try:
-            run = store.update_run(run_id, [RunState.RUNNING], {
-                "state": RunState.FAILED, "finished_at": now, "options": {**run.options, "failure": why}})
-        except StateConflictError as conflict:
-            run = conflict.current if isinstance(conflict.current, RunRecord) else store.get_run(run_id)
+        failed = transitions.fail_run(store, run, why, now)
+        if isinstance(failed, transitions.Refused):
+            failed = failed.current if isinstance(failed.current, RunRecord) else store.get_run(run_id)
+        run = failed
     if run.state is not RunState.FAILED or "failure" not in run.options:
         return False  # the run finished on its own: nothing to mark
-    instructions: list[Instruction] = []
-    with store.batch():
-        for _ in range(3):  # a coordinator may move a task while we look: look again
-            live = store.list_tasks(run_id, [s for s in TaskState if s not in TERMINAL_TASK])
-            if not live:
-                break
-            for rec in live:
-                changes = {"state": TaskState.CANCELLED, "reason": Reason.CANCELLED.value, "finished_at": now,
-                           "lease_expires": None, "result": {**rec.result, "log_tail": why}}
-                try:
-                    store.update_task(run_id, rec.task_id, [rec.state], rec.attempt, changes)
-                except StateConflictError:
-                    continue
-                if rec.state in IN_FLIGHT:
-                    instructions.append(Kill(run_id, rec.task_id, rec.attempt, rec.placement))
+    with store.batch():  # (3 rounds: a coordinator may move a task while we look)
+        killed = transitions.cancel_all_live(store, run_id, now, log_tail=why, rounds=3)
+    instructions: list[Instruction] = [Kill(run_id, rec.task_id, rec.attempt, rec.placement) for rec in killed]
     cloud.shell.apply([*instructions, RunFinished(run_id, RunState.FAILED.value)])
     return True

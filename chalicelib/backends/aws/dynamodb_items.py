@@ -181,12 +181,12 @@ def state_condition(e: x.Expr, states: Collection[TaskState]) -> str:
         parts.append(f"{e.n('st')} IN ({', '.join(e.v(x.text(s)) for s in plain)})")
     waiting, ready = TaskState.WAITING in wanted, TaskState.READY in wanted
     if waiting and ready:
-        parts.append(f"{e.n('st')} IN ({e.v(x.text('WAITING'))}, {e.v(x.text('READY'))})")
+        parts.append(f"{e.n('st')} IN ({e.v(x.text(TaskState.WAITING.value))}, {e.v(x.text(TaskState.READY.value))})")
     elif ready:
-        parts.append(f"({e.n('st')} = {e.v(x.text('READY'))} OR "
-                     f"({e.n('st')} = {e.v(x.text('WAITING'))} AND {e.n('pend')} <= {e.v(x.num(0))}))")
+        parts.append(f"({e.n('st')} = {e.v(x.text(TaskState.READY.value))} OR "
+                     f"({e.n('st')} = {e.v(x.text(TaskState.WAITING.value))} AND {e.n('pend')} <= {e.v(x.num(0))}))")
     elif waiting:
-        parts.append(f"({e.n('st')} = {e.v(x.text('WAITING'))} AND {e.n('pend')} > {e.v(x.num(0))})")
+        parts.append(f"({e.n('st')} = {e.v(x.text(TaskState.WAITING.value))} AND {e.n('pend')} > {e.v(x.num(0))})")
     if not parts:
         return f"attribute_not_exists({e.n('sk')})"  # expecting no state: always fails on a task
     return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"

@@ -22,9 +22,9 @@ from msgspec import Struct
 from chalicelib.backends.aws.launchers import LaunchError
 from chalicelib.backends.aws.manifest import write_manifest
 from chalicelib.engine import events as ev
+from chalicelib.engine import transitions
 from chalicelib.engine.spec import SpecCache
-from chalicelib.engine.states import Reason, TaskState
-from chalicelib.errors import NotFoundError, StateConflictError
+from chalicelib.engine.states import Reason
 from chalicelib.ports import BlobStore, EventSink, Launcher, StateStore
 
 log = logging.getLogger("updraft.shell")
@@ -84,10 +84,9 @@ class CloudShell(Struct):
                 continue
             delay = random.uniform(*self.relaunch_delay_s)
             log.warning("launch failed, retrying in %.1f s: %s", delay, why, extra=extra)
-            try:
-                self.store.update_task(launch.run_id, launch.task_id, [TaskState.DISPATCHED], launch.attempt,
-                                       {"state": TaskState.READY, "lease_expires": None, "not_before": now + delay})
-            except (StateConflictError, NotFoundError):
+            moved = transitions.relaunch(self.store, launch.run_id, launch.task_id, launch.attempt, now + delay)
+            if isinstance(moved, transitions.Refused):
+                log.info("no relaunch: %s", moved.why, extra=extra)
                 continue  # the attempt moved on (cancelled, or it did start after all)
             self.events.send([ev.DispatchDue(launch.run_id, launch.task_id, launch.attempt)], delay)
         if fail_events:

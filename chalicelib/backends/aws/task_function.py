@@ -31,12 +31,12 @@ from chalicelib.backends.aws.observability import Observability
 from chalicelib.backends.aws.task_env import cloud_task_env, forbid_reading_this_process
 from chalicelib.engine.events import TaskSucceeded
 from chalicelib.engine.spec import RunSpec
+from chalicelib.engine.transitions import function_lease_s
 from chalicelib.runner import TaskRequest, run_task
 from chalicelib.runner.procs import set_subreaper
 from chalicelib.workflow.model import Task
 
 REPORT_MARGIN_S = 20.0  # kept back from the invocation's time to stage out and report
-LEASE_GRACE_S = 30.0
 
 _unreadable = False  # set once this process has been made non-dumpable
 _reaper: bool | None = None  # whether this process reaps its tasks' orphans (see reaps_orphans)
@@ -94,7 +94,7 @@ def handle_task(payload: Any, cloud: Cloud, obs: Observability, remaining_s: flo
     spec = cloud.specs.get(run_id)
     task = capped(with_resources(spec.tasks[task_id], overrides), remaining_s)
     now = cloud.clock()
-    if claim(cloud.store, run_id, task_id, attempt, now, task.resources.timeout_s + LEASE_GRACE_S) is None:
+    if claim(cloud.store, run_id, task_id, attempt, now, function_lease_s(task.resources.timeout_s)) is None:
         obs.logger.info("attempt already claimed or no longer current: nothing to run")
         return task_result(None, delivered=False)
     obs.count("TasksStarted")

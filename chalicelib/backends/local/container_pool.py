@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from msgspec import Struct, field
 
 from chalicelib.engine.events import Event, Launch, event_from_dict
+from chalicelib.engine.states import Reason
 from chalicelib.runner import affinity
 from chalicelib.runner.execute import TaskRequest
 
@@ -109,7 +110,7 @@ class ContainerPool:
                 lost = worker.current
                 from chalicelib.engine.events import TaskFailed
 
-                self.emit(TaskFailed(lost.run_id, lost.task_id, lost.attempt, "LEASE_EXPIRED",
+                self.emit(TaskFailed(lost.run_id, lost.task_id, lost.attempt, Reason.LEASE_EXPIRED.value,
                                      {"log_tail": f"container worker exited with {worker.proc.returncode}"}))
             self._fill()
             return

@@ -23,6 +23,7 @@ from chalicelib.cache.memo import MemoIndex
 from chalicelib.cache.stage import TaskCache
 from chalicelib.engine.events import TaskStarted
 from chalicelib.engine.spec import SpecCache
+from chalicelib.engine.states import Reason
 from chalicelib.runner.execute import Attempt, TaskRequest, run_task
 from chalicelib.runner.procs import set_subreaper
 
@@ -31,7 +32,7 @@ _current: list[Attempt] = []
 
 def _on_signal(signum: int, _frame: Any) -> None:
     for att in _current:
-        att.kill("CANCELLED", "cancelled")
+        att.kill(Reason.CANCELLED.value, "cancelled")
     if signum == signal.SIGTERM:
         sys.exit(143)
 

@@ -55,6 +55,8 @@ from chalicelib.backends.local.slot import encode_job, parse_reports
 from chalicelib.backends.local.slot_program import python_slot, slot_command
 from chalicelib.cache.stage import TaskCache
 from chalicelib.engine.events import Event, TaskStarted
+from chalicelib.engine.states import Reason
+from chalicelib.engine.transitions import function_lease_s
 from chalicelib.errors import ConfigError
 from chalicelib.ports import BlobStore
 from chalicelib.runner import affinity
@@ -258,7 +260,7 @@ class FunctionPool:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(att.proc.pid, signal.SIGKILL)
             if self.halted:  # killed by halt()
-                att.kill("CANCELLED", "cancelled: the run was interrupted")
+                att.kill(Reason.CANCELLED.value, "cancelled: the run was interrupted")
             else:
                 att.lost("the function pool's slot process running it ended unexpectedly")
             self._done(att, None, 0)
@@ -322,7 +324,7 @@ class FunctionPool:
         # either it started before the interrupt, or it does not start
         with _signals_held():
             if self.halted:
-                att.kill("CANCELLED", "cancelled: the run was interrupted")
+                att.kill(Reason.CANCELLED.value, "cancelled: the run was interrupted")
             else:
                 att.launch()
         if att.proc is None:
@@ -401,7 +403,8 @@ class FunctionPool:
                 # saves a state write per task for thousands of short tasks.
                 att.extra["reported"] = True
                 req = att.req
-                self.emit(TaskStarted(req.run_id, req.task_id, req.attempt, att.started_at, att.timeout_s + 30.0))
+                lease_s = function_lease_s(att.timeout_s)
+                self.emit(TaskStarted(req.run_id, req.task_id, req.attempt, att.started_at, lease_s))
 
     def next_check_in(self) -> float | None:
         if not self.running:
@@ -411,14 +414,14 @@ class FunctionPool:
     def kill(self, run_id: str, task_id: str, attempt: int) -> None:
         att = self.running.get((run_id, task_id, attempt))
         if att is not None:  # one still waiting in its slot is killed the moment it starts
-            att.kill("CANCELLED", "cancelled")
+            att.kill(Reason.CANCELLED.value, "cancelled")
         self.queue = deque(r for r in self.queue if (r.run_id, r.task_id, r.attempt) != (run_id, task_id, attempt))
 
     def kill_all(self) -> None:
         """Kill everything (the run is ending) and stop the slot processes."""
         self.queue.clear()
         for att in self.running.values():
-            att.kill("CANCELLED", "cancelled")
+            att.kill(Reason.CANCELLED.value, "cancelled")
         slots, self._slots = self._slots, []
         for slot in slots:
             self._stop_slot(slot)

@@ -31,7 +31,6 @@ from chalicelib.workflow.numbers import MAX_BYTES, MAX_SECONDS, finite, number_p
 
 NAME = "wfformat"
 SUPPORTED_VERSIONS = ("1.4", "1.5", "1.6")
-MIN_MEMORY_MB = 128
 _ID_SUFFIX = re.compile(r"_ID\d+$")
 _SHELL_OPS = {">", ">>", "2>", "2>>", "<", "|", "&>", ">&", "2>&1", "&&", ";"}
 MIB = 1024 * 1024
@@ -212,7 +211,7 @@ class _Importer:
         memory_mb = base.memory_mb
         if memory is not None and memory > 0:
             hints["memory_bytes"] = memory
-            memory_mb = min(max(math.ceil(memory / MIB), MIN_MEMORY_MB),
+            memory_mb = min(max(math.ceil(memory / MIB), limits.FUNCTION_MIN_MEMORY_MB),
                             limits.CONTAINER.max_memory_mb)
         timeout = min(max(base.timeout_s, math.ceil(2 * runtime)), MAX_SECONDS) if runtime else base.timeout_s
         return Resources(memory_mb=memory_mb, cpus=cpus, disk_mb=base.disk_mb,
