@@ -22,7 +22,8 @@ import os
 import selectors
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from msgspec import Struct, field
 from msgspec.structs import replace
@@ -36,15 +37,16 @@ from chalicelib.cache.memo import MemoIndex
 from chalicelib.cache.stage import TaskCache
 from chalicelib.engine import events as ev
 from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
-from chalicelib.engine.lifecycle import create_run, new_run_id, resume_run
+from chalicelib.engine.lifecycle import resume_run
 from chalicelib.engine.records import RunRecord
-from chalicelib.engine.spec import RunSpec, SpecCache
+from chalicelib.engine.spec import SpecCache
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
-from chalicelib.errors import MissingInputsError, StateConflictError, UpdraftError, WorkdirError
+from chalicelib.errors import MissingInputsError, RunBusyError, StateConflictError, WorkdirError
 from chalicelib.runner.affinity import LoopPin
 from chalicelib.runner.execute import TaskRequest
 from chalicelib.runner.keys import data_key
 from chalicelib.runner.sandbox import parse_dep
+from chalicelib.service.runtime import Request, Resolved
 from chalicelib.workflow.graph import external_inputs
 from chalicelib.workflow.model import Task, Workflow
 from chalicelib.workflow.validate import validate
@@ -80,13 +82,11 @@ class RuntimeOptions(Struct):
     cache_max_mb: int = field(default_factory=lambda: int(os.environ.get("UPDRAFT_CACHE_MAX_MB", "20480")))
 
 
-class RunBusyError(UpdraftError):
-    exit_code = 2
-
-
 class LocalRuntime:
-    def __init__(self, workdir: str | None = None, options: RuntimeOptions | None = None) -> None:
+    def __init__(self, workdir: str | None = None, options: RuntimeOptions | None = None,
+                 starter: Callable[[str], object] | None = None) -> None:
         self.workdir = workdir_path(workdir)
+        self.starter = starter
         try:
             os.makedirs(os.path.join(self.workdir, "locks"), exist_ok=True)
         except OSError as exc:
@@ -172,27 +172,50 @@ class LocalRuntime:
     def submit(
         self, workflow: Workflow, data_dir: str | None = None, source: str | None = None, validated: bool = False,
     ) -> RunRecord:
-        """Validate (unless the caller just did), check inputs, stage them, store the run.
-        Writes nothing if any step fails."""
+        """Validate (unless the caller just did), check inputs, stage them, store the run
+        (chalicelib/service/submission.py). Writes nothing if any step fails."""
+        from chalicelib.service.submission import submit
+
+        return submit(self, self.request(workflow, data_dir, source, validated))
+
+    # ---- the run service's Runtime (chalicelib/service/runtime.py) --------------------------
+
+    tracks_owner = True  # a RUNNING run whose lock is free has no live executor: resume takes it over
+
+    def clock(self) -> float:
+        return time.time()
+
+    def request(self, workflow: Workflow, data_dir: str | None = None, source: str | None = None,
+                validated: bool = False, name: str | None = None) -> Request:
+        """A submission of a loaded workflow (validated here unless the caller just did)."""
         if not validated:
             validate(workflow, source)
+        return Request(workflow, data_dir, source, {"data_dir": data_dir, "source": source}, name)
+
+    def read_request(self, body: Any, raw: bytes | None = None) -> Request:
+        from chalicelib.backends.local.requests import read_request
+
+        return read_request(self, body)
+
+    def resolve_inputs(self, workflow: Workflow, data: str | None, source: str | None) -> Resolved:
         if any(t.deps for t in workflow.tasks):
             workflow = self._resolve_deps(workflow)
-        sources = self._input_sources(workflow, data_dir)
-        spec = RunSpec.of(workflow)
-        now = time.time()
-        run_id = new_run_id(now)
-        try:
-            for path, local in sources.items():
-                key = data_key(run_id, path)
-                if not _same_fs_link(local, self.blobs.path(key)):
-                    self.blobs.put_file(key, local)
-            run = create_run(spec, self.store, self.blobs, now, {"data_dir": data_dir, "source": source}, run_id)
-        except BaseException:
-            self.blobs.delete_prefix(f"runs/{run_id}/")
-            raise
-        self.specs.put(run_id, spec)
-        return run
+        return Resolved(workflow, self._input_sources(workflow, data))
+
+    def stage_inputs(self, run_id: str, staged: Mapping[str, str]) -> None:
+        for path, local in staged.items():
+            key = data_key(run_id, path)
+            if not _same_fs_link(local, self.blobs.path(key)):
+                self.blobs.put_file(key, local)
+
+    def start(self, run_id: str) -> None:
+        """Hand the run to the starter this runtime was composed with (backends/local/compose.py:
+        an executor process for the local server); without one the caller executes it."""
+        if self.starter is not None:
+            self.starter(run_id)
+
+    def owner(self, run_id: str) -> int | None:
+        return self.owner_pid(run_id)
 
     # ---- execute ------------------------------------------------------------------------
 
