@@ -37,7 +37,6 @@ from chalicelib.cache.memo import MemoIndex
 from chalicelib.cache.stage import TaskCache
 from chalicelib.engine import events as ev
 from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
-from chalicelib.engine.lifecycle import resume_run
 from chalicelib.engine.records import RunRecord
 from chalicelib.engine.spec import SpecCache
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
@@ -262,9 +261,10 @@ class LocalRuntime:
                 self.trim_cache()
 
     def resume(self, run_id: str, progress: ProgressFn | None = None) -> RunRecord:
-        with self.owning(run_id):
-            spec = self.specs.get(run_id)
-            resume_run(run_id, spec, self.store, allow_running=True)
+        from chalicelib.service.guards import reset_for_resume
+
+        with self.owning(run_id):  # the guard: RunBusyError while another process executes it
+            reset_for_resume(self, run_id)
             try:
                 return _Loop(self, run_id, progress).run()
             finally:
