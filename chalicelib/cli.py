@@ -52,13 +52,30 @@ def _runtime(args: argparse.Namespace) -> Any:
 
     opts = options(getattr(args, "concurrency", None), memoize=not getattr(args, "no_cache", False),
                    rerun=getattr(args, "rerun", None) or ())
+    opts.sole_process = True  # this process runs nothing but the engine: see RuntimeOptions
     return foreground(args.workdir, opts)
 
 
 def _load(args: argparse.Namespace) -> Any:
     from chalicelib.workflow.formats import load
+    from chalicelib.workflow.formats.context import importing
 
-    return load(args.file, getattr(args, "format", None))
+    with importing(_import_context(args)):
+        return load(args.file, getattr(args, "format", None))
+
+
+def _import_context(args: argparse.Namespace) -> Any:
+    """What `makeflow` would see when reading the file: this environment, --jx-args/-define."""
+    from chalicelib.workflow.formats.context import from_options
+
+    return from_options(os.environ, getattr(args, "jx_args", None), getattr(args, "jx_define", None))
+
+
+def _jx_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jx-args", action="append", metavar="FILE",
+                   help="JX workflows: a JX object of values to bind (repeatable)")
+    p.add_argument("--jx-define", action="append", metavar="NAME=EXPR",
+                   help="JX workflows: bind NAME to a JX expression, after --jx-args (repeatable)")
 
 
 # ---- progress -----------------------------------------------------------------------------
@@ -101,15 +118,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"{args.file}: valid, {s.tasks} tasks, {s.edges} edges, {s.levels} levels")
     if s.external_inputs:
         print(f"external inputs ({len(s.external_inputs)}):")
-        for path in s.external_inputs:
+        for path in s.external_inputs[:100]:
             print(f"  {path}")
+        if len(s.external_inputs) > 100:
+            print(f"  ... and {len(s.external_inputs) - 100} more (updraft show --json lists all)")
     return 0
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from chalicelib.workflow.convert import convert
+    from chalicelib.workflow.formats.context import importing
 
-    text = convert(args.file, to=args.to, fmt=args.format)
+    with importing(_import_context(args)):
+        text = convert(args.file, to=args.to, fmt=args.format)
     if args.output in (None, "-"):
         sys.stdout.write(text)
     else:
@@ -297,7 +318,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
             if rt.blobs.exists(key):
                 if len(attempts) > 1:
                     print(f"==> attempt {attempt} <==")
-                sys.stdout.write(rt.blobs.get_bytes(key).decode("utf-8", "replace"))
+                _copy_log(rt.blobs, key, args.tail)
                 shown += 1
         if not shown:
             tail = rec.result.get("log_tail")
@@ -308,6 +329,19 @@ def cmd_logs(args: argparse.Namespace) -> int:
             else:
                 print(f"(task {args.task} printed nothing)")
         return 0
+
+
+def _copy_log(blobs: Any, key: str, lines: int | None) -> None:
+    """Write a stored log (its last `lines` lines) to standard output a block at a time: a
+    log of gigabytes costs a block of memory, not its size."""
+    from chalicelib.runner.log_read import chunks, last_lines_start
+
+    start = last_lines_start(blobs, key, lines) if lines is not None else 0
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    for block in chunks(blobs, key, start):
+        out.write(block)
+    out.flush()
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -430,17 +464,20 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--replay", action="store_true", help="replay recorded runtimes and sizes instead of commands")
     p.add_argument("--time-scale", type=float, default=None, help="replay: multiply recorded runtimes")
     p.add_argument("--size-scale", type=float, default=None, help="replay: multiply recorded file sizes")
+    _jx_options(p)
     p.set_defaults(func=cmd_run)
 
     p = add("validate", "check a workflow file; exit 0 if valid, 2 if not", workdir=False)
     p.add_argument("file")
     p.add_argument("--format", default=None)
+    _jx_options(p)
     p.set_defaults(func=cmd_validate)
 
     p = add("show", "describe a workflow: tasks, edges, levels, width, critical path, inputs", workdir=False)
     p.add_argument("file")
     p.add_argument("--format", default=None)
     p.add_argument("--json", action="store_true")
+    _jx_options(p)
     p.set_defaults(func=cmd_show)
 
     p = add("convert", "write a workflow (HyperFlow, WfCommons, Makeflow, ...) in another format",
@@ -449,6 +486,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--to", default="native", choices=["native"], help="output format (default: native)")
     p.add_argument("--format", default=None, help="input format (default: detected from content)")
     p.add_argument("-o", "--output", default=None, help="write here instead of standard output")
+    _jx_options(p)
     p.set_defaults(func=cmd_convert)
 
     p = add("status", "a run and each of its tasks (default: the latest run)")
@@ -460,6 +498,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("task", nargs="?")
     p.add_argument("--attempt", type=_at_least(1), default=None)
+    p.add_argument("--tail", type=_at_least(0), default=None, metavar="N", help="only the last N lines of each log")
     from chalicelib.ui.commands import add_log_options
 
     add_log_options(p)

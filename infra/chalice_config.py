@@ -6,7 +6,11 @@ bootstrap writes, under stages.<stage>:
     lambda_functions.task.manage_iam_role    false (the role comes from the stack)
     lambda_functions.task.subnet_ids,        private subnets and security group, when the task
         security_group_ids                   function mounts EFS (TaskFunctionInVpc)
-    lambda_functions.task.environment_variables   the EFS mount path (same condition)
+    lambda_functions.coordinator.environment_variables   UPDRAFT_PARTIAL_BATCH=0 (infra/settings.py:
+                                             safe until postdeploy enables partial batches)
+    lambda_functions.<api_handler|submit|coordinator|sweeper>.environment_variables
+                                             UPDRAFT_MAX_WORKERS=0 while the stack has no worker
+                                             image (infra/settings.py SCALING_FUNCTIONS)
     lambda_functions.task.layers             published tool layers (scripts/deploy)
     updraft_stack                            stack name, region and outputs (Chalice ignores it;
                                              scripts/deploy and scripts/destroy read it)
@@ -26,7 +30,7 @@ from typing import Any
 
 from infra import settings
 from infra.errors import DeployError
-from infra.names import APP_NAME, TASK_FUNCTION
+from infra.names import APP_NAME, COORDINATOR_FUNCTION, TASK_FUNCTION
 
 STACK_KEY = "updraft_stack"
 VPC_KEYS = ("subnet_ids", "security_group_ids")
@@ -67,8 +71,9 @@ def _task(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_stack(config: Mapping[str, Any], stage: str, stack: str, region: str,
-                outputs: Mapping[str, str]) -> dict[str, Any]:
-    """A copy of `config` with the stage's resource settings taken from the stack outputs."""
+                outputs: Mapping[str, str], worker_image: bool = True) -> dict[str, Any]:
+    """A copy of `config` with the stage's resource settings taken from the stack outputs;
+    `worker_image`: whether the stack runs a worker image (if not, nothing scales workers up)."""
     new = copy.deepcopy(dict(config))
     new.setdefault("version", "2.0")
     new.setdefault("app_name", APP_NAME)
@@ -77,17 +82,37 @@ def apply_stack(config: Mapping[str, Any], stage: str, stack: str, region: str,
     task = _task(entry)
     task["iam_role_arn"] = outputs["TaskFunctionRoleArn"]
     task["manage_iam_role"] = False
-    task_env = settings.task_environment(outputs)
     if outputs.get("TaskFunctionInVpc") == "true":
         task["subnet_ids"] = outputs["PrivateSubnetIds"].split(",")
         task["security_group_ids"] = [outputs["TaskFunctionSecurityGroupId"]]
     else:
         for key in VPC_KEYS:
             task.pop(key, None)
-    if task_env:
-        task.setdefault("environment_variables", {}).update(task_env)
+    _drop_env(task, settings.task_environment_keys())  # postdeploy sets them, with the mount
+    coordinator = entry["lambda_functions"].setdefault(COORDINATOR_FUNCTION, {})
+    coordinator.setdefault("environment_variables", {}).update(settings.COORDINATOR_UNTIL_POSTDEPLOY)
+    _set_no_workers(entry, not worker_image)
     entry[STACK_KEY] = {"name": stack, "region": region, "outputs": dict(sorted(outputs.items()))}
     return new
+
+
+def _set_no_workers(entry: dict[str, Any], on: bool) -> None:
+    functions = entry.setdefault("lambda_functions", {})
+    for name in settings.SCALING_FUNCTIONS:
+        if on:
+            functions.setdefault(name, {}).setdefault("environment_variables", {}).update(settings.NO_WORKERS)
+        elif isinstance(functions.get(name), dict):
+            _drop_env(functions[name], set(settings.NO_WORKERS))
+            if not functions[name]:
+                functions.pop(name)
+
+
+def _drop_env(function: dict[str, Any], names: set[str]) -> None:
+    env = function.get("environment_variables", {})
+    for name in names:
+        env.pop(name, None)
+    if "environment_variables" in function and not env:
+        function.pop("environment_variables")
 
 
 def set_layers(config: Mapping[str, Any], stage: str, arns: Sequence[str]) -> dict[str, Any]:
@@ -118,19 +143,22 @@ def remove_stack(config: Mapping[str, Any], stage: str) -> dict[str, Any]:
         env.pop(var, None)
     if not env:
         entry.pop("environment_variables", None)
-    task = entry.get("lambda_functions", {}).get(TASK_FUNCTION)
+    if record:
+        _set_no_workers(entry, False)
+    functions = entry.get("lambda_functions", {})
+    task = functions.get(TASK_FUNCTION)
     if isinstance(task, dict):
         for key in (*VPC_KEYS, "iam_role_arn", "manage_iam_role", "layers"):
             task.pop(key, None)
-        task_env = task.get("environment_variables", {})
-        for var in settings.task_environment(record["outputs"]) if record else {}:
-            task_env.pop(var, None)
-        if not task_env:
-            task.pop("environment_variables", None)
-        if not task:
-            entry["lambda_functions"].pop(TASK_FUNCTION)
-        if not entry["lambda_functions"]:
-            entry.pop("lambda_functions")
+        _drop_env(task, settings.task_environment_keys())
+    coordinator = functions.get(COORDINATOR_FUNCTION)
+    if isinstance(coordinator, dict) and record:
+        _drop_env(coordinator, set(settings.COORDINATOR_UNTIL_POSTDEPLOY))
+    for name in (TASK_FUNCTION, COORDINATOR_FUNCTION):
+        if name in functions and not functions[name]:
+            functions.pop(name)
+    if "lambda_functions" in entry and not functions:
+        entry.pop("lambda_functions")
     if not entry:
         new["stages"].pop(stage)
     return new

@@ -68,8 +68,9 @@ def deploy(stage: str, sess: Any, params: dict[str, str], *, profile: str | None
     say(f"== 1/6 stack for stage {stage}")
     outputs = bootstrap(stage, sess, params, config_path, say=say, stacks=stacks, allow_replace=allow_replace)
     say("== 2/6 worker image")
-    if push_worker:
-        worker_image.push(sess, outputs, say)
+    if push_worker:  # pinned by digest before any function exists that could start a worker
+        params = {**params, "WorkerImage": worker_image.push(sess, outputs, say)}
+        outputs = bootstrap(stage, sess, params, config_path, say=say, stacks=stacks, allow_replace=allow_replace)
     else:
         say("skipped (--push-worker builds workers/Dockerfile and pushes it)")
     say("== 3/6 tool layers")
@@ -88,7 +89,7 @@ def deploy(stage: str, sess: Any, params: dict[str, str], *, profile: str | None
     outputs = bootstrap(stage, sess, params, config_path, say=say, stacks=stacks)
     say("== 6/6 what Chalice cannot set: task function EFS mount and /tmp, coordinator partial batches")
     postdeploy.configure_task_function(sess, outputs, say, sleep=sleep)
-    postdeploy.enable_partial_batches(sess, stage, outputs, say)
+    postdeploy.enable_partial_batches(sess, stage, outputs, say, sleep=sleep)
     say(f"stage {stage} deployed: API in .chalice/deployed/{stage}.json, uploads under "
         f"s3://{outputs['BucketName']}/submit/ start runs")
     return outputs

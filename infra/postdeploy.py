@@ -1,13 +1,18 @@
 """After `chalice deploy`: what Chalice has no setting for, set on what it made.
 
-- the task function: the EFS cache mounted at MOUNT_PATH, and /tmp sized to what a
-  function-placed task may declare (docs/deploy.md says why this is a post-deploy step);
+- the task function: the EFS cache mounted at MOUNT_PATH, /tmp sized to what a
+  function-placed task may declare (docs/deploy.md says why this is a post-deploy step), and
+  the variable that points the function at the cache (UPDRAFT_CACHE_ROOT) - all three in ONE
+  UpdateFunctionConfiguration, so the function never sees a cache root without its mount;
 - the coordinator's SQS trigger: ReportBatchItemFailures, so that the events of a batch the
   coordinator reports as failed are redelivered instead of deleted with the batch
-  (docs/aws.md, "Deploying").
+  (docs/aws.md, "Deploying"); only then the coordinator's UPDRAFT_PARTIAL_BATCH=1. Until
+  then (the Chalice config says 0) any failure fails the whole batch, which SQS redelivers.
 
-Chalice never sends these fields on later deploys, so they stay; this step is idempotent
-anyway and runs after every deploy.
+Chalice never sends FileSystemConfigs, EphemeralStorage or FunctionResponseTypes on later
+deploys, so those stay; it does send the environment, which puts both functions back in their
+safe state (no cache root; whole-batch failures) until this step runs again. It is idempotent
+and runs after every deploy.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from chalicelib.workflow.limits import FUNCTION
+from infra import settings
 from infra.cfn import error_code
 from infra.errors import DeployError
 from infra.names import APP_NAME, COORDINATOR_FUNCTION
@@ -24,10 +30,21 @@ from infra.names import APP_NAME, COORDINATOR_FUNCTION
 EPHEMERAL_MB = FUNCTION.max_disk_mb  # the /tmp a function-placed task may declare (validation)
 
 
-def wanted_config(outputs: Mapping[str, str], ephemeral_mb: int = EPHEMERAL_MB) -> dict[str, Any]:
+def wanted_config(outputs: Mapping[str, str], ephemeral_mb: int = EPHEMERAL_MB,
+                  environment: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The task function's mount, /tmp and environment: `environment` (its current variables)
+    with the cache root added when it mounts EFS, removed when it does not."""
     mounts = ([{"Arn": outputs["AccessPointArn"], "LocalMountPath": outputs["MountPath"]}]
               if outputs.get("TaskFunctionInVpc") == "true" else [])
-    return {"FileSystemConfigs": mounts, "EphemeralStorage": {"Size": ephemeral_mb}}
+    env = {k: v for k, v in (environment or {}).items() if k not in settings.task_environment_keys()}
+    if mounts:
+        env.update(settings.task_environment(outputs))
+    return {"FileSystemConfigs": mounts, "EphemeralStorage": {"Size": ephemeral_mb},
+            "Environment": {"Variables": env}}
+
+
+def _environment(config: Mapping[str, Any]) -> dict[str, str]:
+    return dict(config.get("Environment", {}).get("Variables") or {})
 
 
 def _wait_settled(client: Any, name: str, sleep: Callable[[float], None], timeout_s: float) -> dict[str, Any]:
@@ -56,18 +73,19 @@ def configure_task_function(session: Any, outputs: Mapping[str, str], say: Calla
         if error_code(exc) == "ResourceNotFoundException":
             raise DeployError(f"{name} does not exist: run `chalice deploy` (scripts/deploy does) first") from None
         raise
-    want = wanted_config(outputs, ephemeral_mb)
+    want = wanted_config(outputs, ephemeral_mb, _environment(current))
     if want["FileSystemConfigs"]:
         subnets = set(current.get("VpcConfig", {}).get("SubnetIds") or [])
         if subnets != set(outputs["PrivateSubnetIds"].split(",")):
             raise DeployError(f"{name} is not in the stack's private subnets, so it cannot mount EFS; run "
                               "scripts/bootstrap, then `chalice deploy` again (scripts/deploy does both)")
     have = {"FileSystemConfigs": current.get("FileSystemConfigs", []),
-            "EphemeralStorage": current.get("EphemeralStorage", {"Size": 512})}
+            "EphemeralStorage": current.get("EphemeralStorage", {"Size": 512}),
+            "Environment": {"Variables": _environment(current)}}
     if have == want:
-        say(f"{name}: EFS mount and /tmp already set")
+        say(f"{name}: EFS mount, its cache root and /tmp already set")
         return False
-    client.update_function_configuration(FunctionName=name, **want)
+    client.update_function_configuration(FunctionName=name, **want)  # mount and cache root at once
     _wait_settled(client, name, sleep, timeout_s)
     mounted = ", ".join(f"{m['LocalMountPath']} <- {m['Arn']}" for m in want["FileSystemConfigs"]) or "no EFS"
     say(f"{name}: {mounted}; /tmp {ephemeral_mb} MB")
@@ -78,8 +96,10 @@ PARTIAL_BATCHES = "ReportBatchItemFailures"
 
 
 def enable_partial_batches(session: Any, stage: str, outputs: Mapping[str, str],
-                           say: Callable[[str], None] = print) -> bool:
-    """ReportBatchItemFailures on the coordinator's events-queue trigger; returns whether it changed."""
+                           say: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep,
+                           timeout_s: float = 600.0) -> bool:
+    """ReportBatchItemFailures on the coordinator's events-queue trigger, then the coordinator's
+    partial batches (in that order: each state in between is safe); returns whether it changed."""
     client = session.client("lambda")
     name = f"{APP_NAME}-{stage}-{COORDINATOR_FUNCTION}"
     queue_arn = session.client("sqs").get_queue_attributes(
@@ -95,4 +115,12 @@ def enable_partial_batches(session: Any, stage: str, outputs: Mapping[str, str],
         client.update_event_source_mapping(UUID=mapping["UUID"], FunctionResponseTypes=[PARTIAL_BATCHES])
         changed = True
     say(f"{name}: its events-queue trigger {'now reports' if changed else 'reports'} partial batch failures")
+    current = _wait_settled(client, name, sleep, timeout_s)
+    env = _environment(current)
+    if any(env.get(k) != v for k, v in settings.COORDINATOR_AFTER_POSTDEPLOY.items()):
+        env.update(settings.COORDINATOR_AFTER_POSTDEPLOY)
+        client.update_function_configuration(FunctionName=name, Environment={"Variables": env})
+        _wait_settled(client, name, sleep, timeout_s)
+        say(f"{name}: reports failed events one by one ({', '.join(settings.COORDINATOR_AFTER_POSTDEPLOY)})")
+        changed = True
     return changed

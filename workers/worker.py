@@ -39,6 +39,7 @@ from chalicelib.engine.states import Reason
 from chalicelib.ports import MessageQueue, QueueMessage
 from chalicelib.runner import TaskRequest, run_task
 from chalicelib.runner.execute import Attempt
+from chalicelib.runner.procs import set_subreaper
 
 POLL_WAIT_S = 20.0
 
@@ -57,6 +58,7 @@ class Worker:
         self._attempt: Attempt | None = None
         self._killed_for_stop = False
         self._protection = ScaleInProtection(cloud)
+        self.all_orphans = False  # main(): this process runs nothing but tasks (see run_task)
         self.tasks_run = 0
 
     # ---- loop -----------------------------------------------------------------------------
@@ -117,7 +119,8 @@ class Worker:
             request = TaskRequest(run_id, task_id, attempt, task, input_hashes(store, spec, run_id, task))
             outcome = run_task(request, self.cloud.blobs, self.workroot, input_sources(spec), on_start=self._started,
                                cache=task_cache(self.cloud.config),
-                               base_env=cloud_task_env())  # none of the worker's credentials
+                               base_env=cloud_task_env(),  # none of the worker's credentials
+                               all_orphans=self.all_orphans)
         finally:
             beat.stop()
             self._attempt = None
@@ -201,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     # credentials URI. Non-dumpable also means no core dumps and no same-user ptrace of the worker.
     forbid_reading_this_process()
     worker = Worker(Cloud.from_env(), obs(), args.idle_s, args.lease_s, args.poll_wait_s)
+    # what a task leaves running (setsid, double fork) comes back to this process, which kills
+    # and reaps it when the task ends (runner/procs.py); it runs nothing else
+    worker.all_orphans = set_subreaper()
     signal.signal(signal.SIGTERM, worker.stop)
     code = worker.run()
     worker.cloud.store.flush()

@@ -17,7 +17,7 @@ import select
 import shutil
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from msgspec import Struct, field
@@ -29,7 +29,7 @@ from chalicelib.engine.states import Reason
 from chalicelib.ports import BlobStore
 from chalicelib.runner import affinity
 from chalicelib.runner.keys import data_key, log_key
-from chalicelib.runner.procs import dir_size_bytes, tree_rss_kb
+from chalicelib.runner.procs import attempt_marker, dir_size_bytes, orphans_rss_kb, sweep_orphans, tree_rss_kb
 from chalicelib.runner.sandbox import Sandbox, StageError
 from chalicelib.runner.spawn import reap_process
 from chalicelib.runner.spawn import spawn as spawn_process
@@ -149,6 +149,9 @@ class Attempt(Struct):
     base_env: Mapping[Any, Any]
     proc: Proc | None = None
     pidfd: int = -1
+    spawner: int = 0  # the process that spawned it, whose children its orphans become (0: this one)
+    keep: Collection[int] = ()  # children of this process that are not the task's (a pool's slots)
+    sweep_all: bool = False  # every child of this process but `keep` is the task's orphan (see reap)
     unpin_tree: bool = False  # spawned by a pinned loop or slot: widen its tree at the first sample
     started_at: float = 0.0
     deadline: float = 0.0
@@ -296,7 +299,7 @@ class Attempt(Struct):
         if self.unpin_tree:
             self.unpin_tree = False
             affinity.release_tree(self.proc.pid)
-        rss = tree_rss_kb(self.proc.pid)
+        rss = tree_rss_kb(self.proc.pid) + self._orphans_kb()
         self.peak_rss_kb = max(self.peak_rss_kb, rss)
         if rss > self.memory_kb:
             self.kill(Reason.OOM.value, f"used {rss // 1024} MB, over its memory limit of {self.memory_kb // 1024} MB")
@@ -307,6 +310,16 @@ class Attempt(Struct):
             if used > self.disk_bytes:
                 self.kill(Reason.DISK_QUOTA.value, _over_disk(used, self.disk_bytes))
 
+    def marker(self) -> tuple[bytes, ...]:
+        return attempt_marker(self.req.run_id, self.req.task_id, self.req.attempt)
+
+    def _orphans_kb(self) -> int:
+        """Memory of what the task started that left its process tree (re-parented to its
+        spawner, a child subreaper: see procs.py), found by the environment it started with."""
+        assert self.proc is not None
+        marker = None if self.sweep_all and not self.spawner else self.marker()
+        return orphans_rss_kb({self.proc.pid, *self.keep}, marker, self.spawner)
+
     def kill(self, reason: str, detail: str) -> None:
         self.kill_reason, self.kill_detail = reason, detail
         if self.proc is not None and self.proc.returncode is None:  # not reaped: its pid is still its own
@@ -314,10 +327,13 @@ class Attempt(Struct):
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
     def reap(self) -> tuple[int, int]:
-        """Wait for the process; returns (exit code, peak RSS KiB of the main process, 0 when
-        not known: see reap_process)."""
+        """Wait for the process, then kill and reap what it left running that came back to
+        this process (procs.sweep_orphans: those carrying its environment, or with `sweep_all`
+        every child but `keep`, for a process that runs nothing but tasks); returns (exit code,
+        peak RSS KiB of the main process or of an orphan, 0 when not known: see reap_process)."""
         assert self.proc is not None
         code, maxrss = reap_process(self.proc.pid)
+        maxrss = max(maxrss, sweep_orphans(set(self.keep), None if self.sweep_all else self.marker()))
         self.reaped(code)
         if self.pidfd >= 0:
             os.close(self.pidfd)
@@ -428,15 +444,18 @@ class Attempt(Struct):
 def run_task(
     req: TaskRequest, blobs: BlobStore, workroot: str, sources: Mapping[str, str] | None = None,
     sample_s: float = 0.2, on_start: Callable[[Attempt], None] | None = None, cache: TaskCache | None = None,
-    base_env: Mapping[Any, Any] | None = None,
+    base_env: Mapping[Any, Any] | None = None, all_orphans: bool = False,
 ) -> TaskOutcome:
     """Run one attempt to completion (blocking). Never raises for a task's own failure.
+    `all_orphans`: this process runs nothing but tasks, so every child left when the task has
+    ended is its orphan (else only those carrying its environment; see Attempt.reap).
 
     `on_start` is called once the process runs (to report TaskStarted, or to remember the
     attempt so a signal handler can kill it). `base_env` is the environment the task starts
     from (default: this process's own; the cloud runtimes pass one without AWS credentials).
     """
     att = Attempt.prepare(req, blobs, workroot, sources, base_env=base_env, cache=cache)
+    att.sweep_all = all_orphans  # sampled with the task's memory too
     att.start()
     if att.proc is None:
         return att.finish(blobs, None, 0)

@@ -14,6 +14,7 @@ from chalicelib.engine.records import TaskRecord
 from chalicelib.engine.spec import RunSpec
 from chalicelib.ports import BlobStore
 from chalicelib.runner.keys import log_key
+from chalicelib.runner.log_read import tail_bytes
 from chalicelib.workflow.graph import levels, topological_order
 
 LOG_TAIL_BYTES = 16 * 1024
@@ -55,8 +56,7 @@ def log_text(rec: TaskRecord, blobs: BlobStore, max_bytes: int = LOG_TAIL_BYTES)
     for key in dict.fromkeys(keys):
         try:
             if blobs.exists(key):
-                data = blobs.get_bytes(key)
-                return data[-max_bytes:].decode("utf-8", "replace")
+                return tail_bytes(blobs, key, max_bytes).decode("utf-8", "replace")
         except Exception:  # noqa: S112 - an unreadable log must not hide the task
             continue
     tail = result.get("log_tail")

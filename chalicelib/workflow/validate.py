@@ -19,6 +19,7 @@ DEFAULT_MAX_TASKS = 250_000
 MAX_ID_LENGTH = 200
 MAX_RETRIES = 20
 _ID_RE = re.compile(r"^[^\s/\\\x00-\x1f\x7f]+$")
+_DRIVE_RE = re.compile(r"^[A-Za-z]:[\\/]")
 
 
 def task_limit() -> int:
@@ -33,10 +34,12 @@ def path_problem(path: str) -> str | None:
         return "path is empty"
     if "\x00" in path:
         return f"path {path!r} contains a NUL byte"
-    if path.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", path):
+    if path.startswith("/") or _DRIVE_RE.match(path):
         return f"path {path!r} is absolute; use a path relative to the run's data root"
     if "\\" in path:
         return f"path {path!r} contains a backslash; use '/' separators"
+    if "." not in path:
+        return None  # no '.' or '..' part, and not only slashes: safe (the fast, usual case)
     parts = [part for part in path.split("/") if part not in ("", ".")]  # as PurePosixPath(path).parts
     if ".." in parts:
         return f"path {path!r} contains '..'; paths must stay inside the run's data root"

@@ -119,3 +119,18 @@ def test_delete_prefix_takes_only_the_stores_own_keys(blobs: BlobStore) -> None:
     with pytest.raises(ValueError, match="not a URI"):
         blobs.delete_prefix("s3://other/")
     assert blobs.get_bytes("x") == b"mine"  # S3 used to delete this one for s3://other/x
+
+
+def test_ranges_read_part_of_an_object(blobs: Any) -> None:
+    """get_range serves log tails without reading the whole log (chalicelib/runner/log_read.py)."""
+    from chalicelib.runner.log_read import chunks, last_lines_start, tail_bytes
+
+    blobs.put_bytes("runs/r1/logs/t.1.log", b"one\ntwo\nthree\n")
+    assert blobs.get_range("runs/r1/logs/t.1.log", 4, 3) == b"two"
+    assert blobs.get_range("runs/r1/logs/t.1.log", 11, 100) == b"ee\n"
+    assert blobs.get_range("runs/r1/logs/t.1.log", 14, 5) == b""
+    assert tail_bytes(blobs, "runs/r1/logs/t.1.log", 6) == b"three\n"
+    start = last_lines_start(blobs, "runs/r1/logs/t.1.log", 2, block=3)
+    assert b"".join(chunks(blobs, "runs/r1/logs/t.1.log", start, block=2)) == b"two\nthree\n"
+    with pytest.raises(NotFoundError):
+        blobs.get_range("runs/r1/logs/none.log", 0, 1)

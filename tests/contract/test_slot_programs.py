@@ -162,6 +162,30 @@ def test_what_a_task_leaves_running_is_killed_when_it_exits(slot: Slot, tmp_path
         time.sleep(0.02)
 
 
+def _gone(pid: int) -> bool:
+    """Reaped, not merely dead: a zombie left by the slot would still be listed."""
+    return not Path(f"/proc/{pid}").exists()
+
+
+def test_what_a_task_detaches_is_killed_reaped_and_counted_when_it_exits(slot: Slot, tmp_path: Path) -> None:
+    """A daemon in a session of its own and a double-forked process leave the task's group and
+    tree (issue 22, D9): the slot, their subreaper, ends them with the task, and their peak
+    memory is the attempt's."""
+    (tmp_path / "hog.py").write_text("import time\nb = bytearray(150 << 20)\nopen('hog.ready', 'w').close()\n"
+                                     "time.sleep(60)\n")
+    script = ("setsid sleep 98 & echo $! > a.pid; "
+              f"(setsid sh -c 'echo $$ > b.pid; exec {sys.executable} -S hog.py' &); "
+              "while [ ! -e hog.ready ]; do sleep 0.01; done")
+    slot.send(1, [SH, "-c", script], tmp_path)
+    _, (kind, _, code, maxrss_kb, _) = slot.wait_for(2)
+    assert (kind, code) == ("X", 0)
+    pids = [int((tmp_path / name).read_text()) for name in ("a.pid", "b.pid")]
+    assert [p for p in pids if not _gone(p)] == [], "what the task detached outlived it"
+    assert maxrss_kb >= 150 * 1024  # the double-forked process's peak, not only the shell's
+    slot.send(2, [SH, "-c", "echo next"], tmp_path)  # and the slot goes on
+    assert [r[0] for r in slot.wait_for(4)[2:]] == ["S", "X"]
+
+
 def test_a_large_environment_and_peak_memory_come_through(slot: Slot, tmp_path: Path) -> None:
     env = [b"PATH=/usr/bin:/bin", *(f"VAR_{i}={'x' * 200}".encode() for i in range(1000))]  # ~200 KB
     grow = "b = bytearray(120 << 20); import os; print(sum(k.startswith('VAR_') for k in os.environ))"

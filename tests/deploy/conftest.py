@@ -10,7 +10,7 @@ import pytest
 from infra.bootstrap import bootstrap
 from infra.cfn import Stacks
 from tests.contract.awskit import mocked_aws
-from tests.deploy.moto_gaps import DeletingClient, fill_efs_gaps, fill_lambda_gaps
+from tests.deploy.moto_gaps import DeletingClient, fill_ecs_gaps, fill_efs_gaps, fill_lambda_gaps
 
 REGION = "us-east-1"
 
@@ -21,6 +21,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     import boto3.session
 
     fill_efs_gaps(monkeypatch)
+    fill_ecs_gaps(monkeypatch)
     fill_lambda_gaps(monkeypatch)
     with mocked_aws():
         yield boto3.session.Session(region_name=REGION)
@@ -58,6 +59,7 @@ def bootstrapped(config_path: Path, stage: str) -> Iterator[tuple[Any, dict[str,
 
     with pytest.MonkeyPatch.context() as patch, mocked_aws():
         fill_efs_gaps(patch)
+        fill_ecs_gaps(patch)
         fill_lambda_gaps(patch)
         session = boto3.session.Session(region_name=REGION)
         yield session, run_bootstrap(session, quiet_stacks(session), config_path, stage)

@@ -5,6 +5,9 @@
 - AWS::EFS::FileSystem and AWS::EFS::AccessPoint have no `Arn` attribute there; moto already
   computes the same ARN AWS returns, so `!GetAtt X.Arn` gets it.
 
+- A stack update of AWS::ECS::TaskDefinition registers the container definitions as
+  CloudFormation spells them (Image, not image), unlike a create; the shim spells them as
+  the ECS API does, as the create path already does.
 - A Lambda function's FileSystemConfigs and EphemeralStorage are dropped by moto's
   UpdateFunctionConfiguration; the shim keeps them, as Lambda does.
 - moto's DeleteStack cannot delete VPC endpoints, the gateway attachment or route tables, so
@@ -14,7 +17,8 @@
 
 Types moto skips altogether (AWS::SQS::QueuePolicy, AWS::S3::BucketPolicy,
 AWS::Lambda::EventInvokeConfig) and the bucket properties its CloudFormation ignores
-(NotificationConfiguration, LifecycleConfiguration) are checked from the template instead.
+(NotificationConfiguration, LifecycleConfiguration), like the file system's FileSystemPolicy,
+are checked from the template instead.
 """
 
 from __future__ import annotations
@@ -38,6 +42,23 @@ def fill_efs_gaps(monkeypatch: pytest.MonkeyPatch) -> None:
     for cls in (efs.AccessPoint, efs.FileSystem):
         monkeypatch.setattr(cls, "get_cfn_attribute", _arn, raising=False)
         monkeypatch.setattr(cls, "has_cfn_attr", classmethod(lambda cls, attr: attr == "Arn"), raising=False)
+
+
+def fill_ecs_gaps(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.core.utils import pascal_to_camelcase, remap_nested_keys
+    from moto.ecs.models import TaskDefinition
+
+    update = TaskDefinition.update_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def update_from_cloudformation_json(cls: Any, **kwargs: Any) -> Any:
+        template = kwargs["cloudformation_json"]
+        props = dict(template["Properties"])
+        for key in ("ContainerDefinitions", "Volumes"):
+            if key in props:
+                props[key] = remap_nested_keys(props[key], pascal_to_camelcase)
+        return update(cls, **{**kwargs, "cloudformation_json": {**template, "Properties": props}})
+
+    monkeypatch.setattr(TaskDefinition, "update_from_cloudformation_json", classmethod(update_from_cloudformation_json))
 
 
 def fill_lambda_gaps(monkeypatch: pytest.MonkeyPatch) -> None:

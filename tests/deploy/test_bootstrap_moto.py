@@ -38,7 +38,7 @@ def test_bootstrap_keeps_other_settings_of_the_config(aws: Any, stacks: Stacks, 
     entry = json.loads(config_path.read_text())["stages"][STAGE]
     assert entry["api_gateway_stage"] == "api"
     assert entry["environment_variables"]["UPDRAFT_API_AUTH"] == "iam"
-    assert entry["lambda_functions"]["coordinator"] == {"lambda_timeout": 60}
+    assert entry["lambda_functions"]["coordinator"]["lambda_timeout"] == 60
     task = entry["lambda_functions"]["task"]
     assert task["lambda_timeout"] == 900
     assert task["manage_iam_role"] is False and task["iam_role_arn"].startswith("arn:aws:iam::")
@@ -69,3 +69,43 @@ def test_destinations_are_requested_once_the_task_function_exists(aws: Any, stac
         Role=outputs["TaskFunctionRoleArn"], Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18})
     run_bootstrap(aws, stacks, config_path)
     assert deployed_param() == "true"
+
+
+def test_a_fresh_account_gets_the_ecs_service_linked_role_before_the_stack(aws: Any, stacks: Stacks,
+                                                                           config_path: Path) -> None:
+    iam = aws.client("iam")
+    prefix = "/aws-service-role/ecs.amazonaws.com/"
+    assert iam.list_roles(PathPrefix=prefix)["Roles"] == []  # moto starts as a fresh account
+    order: list[str] = []
+    create = iam.create_service_linked_role
+
+    def recording_create(**kwargs: Any) -> Any:
+        order.append(f"role, stack {'absent' if stacks.status(stack_name(STAGE)) is None else 'present'}")
+        return create(**kwargs)
+
+    real_client = aws.client
+
+    def client(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "iam":
+            iam.create_service_linked_role = recording_create  # type: ignore[method-assign]
+            return iam
+        return real_client(name, *args, **kwargs)
+
+    aws.client = client
+    try:
+        run_bootstrap(aws, stacks, config_path)
+        run_bootstrap(aws, stacks, config_path)
+    finally:
+        aws.client = real_client
+    assert order == ["role, stack absent"]  # once, and before the stack's ECS service exists
+    (role,) = iam.list_roles(PathPrefix=prefix)["Roles"]
+    assert "ecs.amazonaws.com" in json.dumps(role["AssumeRolePolicyDocument"])
+
+
+def test_an_account_with_the_role_is_left_alone(aws: Any, stacks: Stacks, config_path: Path) -> None:
+    from infra.bootstrap import ensure_ecs_service_linked_role
+
+    aws.client("iam").create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
+    said: list[str] = []
+    assert ensure_ecs_service_linked_role(aws, said.append, sleep=lambda s: None) is False
+    assert said == []

@@ -38,12 +38,13 @@ def test_apply_writes_the_stack_settings_and_keeps_the_rest() -> None:
     assert dev["environment_variables"]["UPDRAFT_TABLE"] == "updraft-dev"  # the stack's name wins
     assert dev["environment_variables"]["POWERTOOLS_LOG_LEVEL"] == "DEBUG"
     assert dev["environment_variables"]["UPDRAFT_BUCKET"] == OUTPUTS["BucketName"]
-    assert dev["lambda_functions"]["coordinator"] == {"lambda_timeout": 60}
+    # until postdeploy gives its trigger ReportBatchItemFailures, a failure fails the whole batch
+    assert dev["lambda_functions"]["coordinator"] == {"lambda_timeout": 60,
+                                                      "environment_variables": {"UPDRAFT_PARTIAL_BATCH": "0"}}
+    # no UPDRAFT_CACHE_ROOT: postdeploy sets it with the mount, never `chalice deploy` before it
     assert dev["lambda_functions"]["task"] == {
         "iam_role_arn": "arn:aws:iam::1:role/task", "manage_iam_role": False,
-        "subnet_ids": ["subnet-a", "subnet-b"], "security_group_ids": ["sg-1"],
-        # the task function alone mounts EFS: it is told where the shared cache is
-        "environment_variables": {"UPDRAFT_CACHE_ROOT": "/mnt/updraft"}}
+        "subnet_ids": ["subnet-a", "subnet-b"], "security_group_ids": ["sg-1"]}
     assert dev[chalice_config.STACK_KEY]["outputs"]["AccessPointArn"] == OUTPUTS["AccessPointArn"]
     assert applied["stages"]["prod"] == THEIRS["stages"]["prod"]
     assert applied["lambda_functions"] == THEIRS["lambda_functions"]
@@ -82,3 +83,27 @@ def test_an_unreadable_config_is_reported_not_overwritten(tmp_path: Path) -> Non
     with pytest.raises(DeployError, match="not valid JSON"):
         chalice_config.load(path)
     assert path.read_text() == "{ not json"
+
+
+def test_a_cache_root_an_older_bootstrap_wrote_is_taken_out() -> None:
+    older = copy.deepcopy(THEIRS)
+    older["stages"]["dev"]["lambda_functions"]["task"] = {"environment_variables": {
+        "UPDRAFT_CACHE_ROOT": "/mnt/updraft", "MINE": "1"}}
+    applied = chalice_config.apply_stack(older, "dev", "s", "eu-west-1", OUTPUTS)
+    assert applied["stages"]["dev"]["lambda_functions"]["task"]["environment_variables"] == {"MINE": "1"}
+
+
+def test_without_a_worker_image_nothing_scales_workers_up() -> None:
+    none = chalice_config.apply_stack(THEIRS, "dev", "s", "eu-west-1", OUTPUTS, worker_image=False)
+    functions = none["stages"]["dev"]["lambda_functions"]
+    for name in ("api_handler", "submit", "coordinator", "sweeper"):  # function level: over the stage's value
+        assert functions[name]["environment_variables"]["UPDRAFT_MAX_WORKERS"] == "0", name
+    assert "UPDRAFT_MAX_WORKERS" not in functions["task"].get("environment_variables", {})
+    assert functions["coordinator"]["lambda_timeout"] == 60  # the rest kept
+    pinned = chalice_config.apply_stack(none, "dev", "s", "eu-west-1", OUTPUTS, worker_image=True)
+    assert "UPDRAFT_MAX_WORKERS" not in json.dumps(pinned)
+    assert pinned == chalice_config.apply_stack(THEIRS, "dev", "s", "eu-west-1", OUTPUTS)
+    before = copy.deepcopy(THEIRS)
+    before["stages"]["dev"]["environment_variables"].pop("UPDRAFT_TABLE")
+    assert chalice_config.remove_stack(chalice_config.apply_stack(
+        before, "dev", "s", "eu-west-1", OUTPUTS, worker_image=False), "dev") == before

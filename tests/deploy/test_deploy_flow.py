@@ -5,6 +5,7 @@ way Chalice does (moto cannot run Chalice's deployer against itself from a subpr
 from __future__ import annotations
 
 import json
+import subprocess
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from infra.deploy import deploy
 from infra.destroy import destroy
 from infra.errors import RefusedError
 from infra.names import MOUNT_PATH, stack_name
-from infra.postdeploy import EPHEMERAL_MB, PARTIAL_BATCHES
+from infra.postdeploy import EPHEMERAL_MB, PARTIAL_BATCHES, configure_task_function, enable_partial_batches
 
 STAGE = "ci"
 
@@ -30,6 +31,7 @@ class FakeChalice:
         self.session, self.config_path = session, config_path
         self.calls: list[list[str]] = []
         self.envs: list[dict[str, str]] = []
+        self.states: list[dict[str, bool]] = []  # safety() right after each `chalice deploy`
 
     @property
     def deployed(self) -> Path:
@@ -42,15 +44,23 @@ class FakeChalice:
         env = entry["environment_variables"]
         name, coordinator = env["UPDRAFT_TASK_FUNCTION"], f"updraft-{STAGE}-coordinator"
         lam = self.session.client("lambda")
-        if args[0] == "deploy" and not self.deployed.exists():
+
+        def environment(function: str) -> dict[str, Any]:  # Chalice sends the whole environment
+            own = entry.get("lambda_functions", {}).get(function, {}).get("environment_variables", {})
+            return {"Variables": {**env, **own}}
+
+        if args[0] == "deploy" and self.deployed.exists():
+            for fn, short in ((name, "task"), (coordinator, "coordinator")):
+                lam.update_function_configuration(FunctionName=fn, Environment=environment(short))
+        elif args[0] == "deploy":
             task = entry["lambda_functions"]["task"]
             code = {"ZipFile": make_zip({"app.py": "x = 1\n"})}
             lam.create_function(
                 FunctionName=name, Runtime="python3.12", Handler="app.task", Role=task["iam_role_arn"],
-                Code=code, Layers=task.get("layers", []),
+                Code=code, Layers=task.get("layers", []), Environment=environment("task"),
                 VpcConfig={"SubnetIds": task["subnet_ids"], "SecurityGroupIds": task["security_group_ids"]})
             lam.create_function(FunctionName=coordinator, Runtime="python3.12", Handler="app.coordinator",
-                                Role=task["iam_role_arn"], Code=code)
+                                Role=task["iam_role_arn"], Code=code, Environment=environment("coordinator"))
             queue_arn = self.session.client("sqs").get_queue_attributes(
                 QueueUrl=env["UPDRAFT_EVENTS_QUEUE"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             lam.create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=coordinator, BatchSize=10)
@@ -60,7 +70,29 @@ class FakeChalice:
             for fn in (name, coordinator):
                 lam.delete_function(FunctionName=fn)
             self.deployed.unlink()
+        if args[0] == "deploy":
+            self.states.append(safety(self.session))
         return 0
+
+
+def safety(session: Any) -> dict[str, bool]:
+    """Whether the task function and the coordinator are in a state that loses nothing."""
+    lam = session.client("lambda")
+    task = lam.get_function_configuration(FunctionName=f"updraft-{STAGE}-task")
+    coordinator = lam.get_function_configuration(FunctionName=f"updraft-{STAGE}-coordinator")
+    (mapping,) = lam.list_event_source_mappings(FunctionName=f"updraft-{STAGE}-coordinator")["EventSourceMappings"]
+    task_env = task.get("Environment", {}).get("Variables", {})
+    coordinator_env = coordinator.get("Environment", {}).get("Variables", {})
+    return {
+        # a cache root only together with the mount it points into
+        "task": "UPDRAFT_CACHE_ROOT" not in task_env or bool(task.get("FileSystemConfigs")),
+        # partial batches only once the trigger honours them (otherwise the batch raises)
+        "coordinator": coordinator_env.get("UPDRAFT_PARTIAL_BATCH") == "0"
+        or PARTIAL_BATCHES in (mapping.get("FunctionResponseTypes") or []),
+        # and once postdeploy ran, both on
+        "cache": task_env.get("UPDRAFT_CACHE_ROOT") == MOUNT_PATH and bool(task.get("FileSystemConfigs")),
+        "partial": coordinator_env.get("UPDRAFT_PARTIAL_BATCH") == "1",
+    }
 
 
 def make_zip(files: dict[str, str]) -> bytes:
@@ -108,9 +140,19 @@ def test_deploy_builds_a_working_stage_and_is_repeatable(aws: Any, stacks: Stack
 
     said.clear()
     run_deploy(aws, stacks, config_path, layer_dir, chalice, said)
+    # right after each `chalice deploy`, before postdeploy: nothing unsafe; after it: all on
+    assert [(s["task"], s["coordinator"]) for s in chalice.states] == [(True, True), (True, True)]
+    assert chalice.states[0]["cache"] is False and chalice.states[0]["partial"] is False
+    assert safety(aws) == {"task": True, "coordinator": True, "cache": True, "partial": True}
     assert any("unchanged" in line for line in said), said  # the same zip is not republished
-    assert any("already set" in line for line in said), said
+    # `chalice deploy` sent the environment again (no cache root, whole batches): postdeploy put them back
+    assert any(line.startswith(f"updraft-{STAGE}-task: {MOUNT_PATH} <- ") for line in said), said
     assert any("coordinator: its events-queue trigger reports" in line for line in said), said
+    assert any("coordinator: reports failed events one by one" in line for line in said), said
+    said.clear()
+    configure_task_function(aws, outputs, said.append, sleep=lambda s: None)
+    assert enable_partial_batches(aws, STAGE, outputs, said.append, sleep=lambda s: None) is False
+    assert any("already set" in line for line in said), said
     assert json.loads(config_path.read_text())["stages"][STAGE]["lambda_functions"]["task"]["layers"] == [layer]
 
 
@@ -140,3 +182,60 @@ def test_destroy_refuses_to_lose_data_then_removes_everything(aws: Any, stacks: 
     config = json.loads(config_path.read_text())
     assert chalice_config.stack_record(config, STAGE) is None
     assert "UPDRAFT_TABLE" not in config["stages"].get(STAGE, {}).get("environment_variables", {})
+
+
+def test_push_worker_pins_the_image_by_digest_before_any_function_exists(
+        aws: Any, stacks: Stacks, config_path: Path, layer_dir: Path, said: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra import preflight, worker_image
+    from tests.deploy.test_worker_image import Docker
+
+    real_push = worker_image.push
+    monkeypatch.setattr(worker_image, "push",
+                        lambda sess, outputs, say: real_push(sess, outputs, say, run=Docker(sess)))
+    # The stand-in Docker above answers the push; the tool check asks the same stand-in's daemon.
+    real_check = preflight.check_tools
+    monkeypatch.setattr(preflight, "check_tools", lambda push_worker=False: real_check(
+        push_worker, which=lambda name: f"/usr/bin/{name}",
+        run=lambda *a, **k: subprocess.CompletedProcess(a, 0, "27.0.0\n", "")))
+    seen: list[str] = []
+
+    class ChaliceSeeingTheWorker(FakeChalice):
+        def __call__(self, args: Sequence[str], env: dict[str, str]) -> int:
+            ecs = self.session.client("ecs")
+            (arn,) = ecs.list_task_definitions(familyPrefix=f"updraft-{STAGE}-worker", sort="DESC")[
+                "taskDefinitionArns"][:1]
+            definition = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+            seen.append(definition["containerDefinitions"][0]["image"])
+            return super().__call__(args, env)
+
+    outputs = deploy(STAGE, aws, {}, config_path=config_path, layer_dir=layer_dir, push_worker=True,
+                     chalice=ChaliceSeeingTheWorker(aws, config_path), say=said.append, stacks=stacks,
+                     sleep=lambda s: None)
+    (image,) = aws.client("ecr").describe_images(repositoryName=f"updraft-{STAGE}-worker")["imageDetails"]
+    pinned = f"{outputs['WorkerRepositoryUri']}@{image['imageDigest']}"
+    assert seen == [pinned]  # the task definition ran the pushed digest before `chalice deploy`
+    env = aws.client("lambda").get_function_configuration(FunctionName=f"updraft-{STAGE}-coordinator")[
+        "Environment"]["Variables"]
+    assert "UPDRAFT_MAX_WORKERS" not in env  # the stage's own limit applies
+    assert stack_params(aws)["WorkerImage"] == pinned
+    said.clear()
+    run_deploy(aws, stacks, config_path, layer_dir, FakeChalice(aws, config_path), said)
+    assert stack_params(aws)["WorkerImage"] == pinned  # a deploy without --push-worker keeps the pinned image
+    assert not any("no worker image yet" in line for line in said), said
+
+
+def stack_params(aws: Any) -> dict[str, str]:
+    stack = aws.client("cloudformation").describe_stacks(StackName=stack_name(STAGE))["Stacks"][0]
+    return {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+
+
+def test_a_stage_without_a_worker_image_says_so(aws: Any, stacks: Stacks, config_path: Path, layer_dir: Path,
+                                                said: list[str]) -> None:
+    run_deploy(aws, stacks, config_path, layer_dir, FakeChalice(aws, config_path), said)
+    assert stack_params(aws).get("WorkerImage", "") == ""
+    assert any("no worker image yet: nothing starts workers" in line for line in said), said
+    # the coordinator (like the API, submit and the sweeper) would scale workers up: it may not
+    env = aws.client("lambda").get_function_configuration(FunctionName=f"updraft-{STAGE}-coordinator")[
+        "Environment"]["Variables"]
+    assert env["UPDRAFT_MAX_WORKERS"] == "0"

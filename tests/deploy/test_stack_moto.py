@@ -127,13 +127,14 @@ def test_worker_task_definition_runs_the_stack_image_with_the_adapters_settings(
     ecs = shared.client("ecs")
     container = ecs.describe_task_definition(taskDefinition=outputs["WorkerTaskDefinitionArn"])[
         "taskDefinition"]["containerDefinitions"][0]
-    assert container["image"] == outputs["WorkerRepositoryUri"] + ":latest"
+    assert container["image"] == outputs["WorkerRepositoryUri"] + ":no-image-pushed"  # none pushed yet
     env = {e["name"]: e["value"] for e in container["environment"]}
     assert set(env) <= set(ENV.values())
     assert env[ENV["table"]] == outputs["TableName"]
     assert env[ENV["container_queue"]] == outputs["ContainerQueueUrl"]
     assert env[ENV["ecs_service"]] == outputs["WorkerServiceName"]
     assert container["mountPoints"] == [{"sourceVolume": "cache", "containerPath": outputs["MountPath"]}]
+    assert container["linuxParameters"]["initProcessEnabled"] is True  # PID 1 reaps orphaned task processes
     service = ecs.describe_services(cluster=outputs["ClusterName"], services=[outputs["WorkerServiceName"]])
     assert service["services"][0]["desiredCount"] == 0
 

@@ -104,6 +104,8 @@ def test_worker_is_fargate_in_public_subnets_with_the_efs_cache(template: dict[s
     assert efs["TransitEncryption"] == "ENABLED"
     (container,) = task["ContainerDefinitions"]
     assert container["MountPoints"] == [{"SourceVolume": volume["Name"], "ContainerPath": MOUNT_PATH}]
+    # the worker's task processes may leave orphans: an init process as PID 1 reaps them
+    assert container["LinuxParameters"]["InitProcessEnabled"] is True
     assert {e["Name"] for e in container["Environment"]} <= set(ENV.values())
     assert template["Parameters"]["WorkerEphemeralGiB"]["MaxValue"] * 1024 == CONTAINER.max_disk_mb
     network = props(template, "WorkerService")["NetworkConfiguration"]["AwsvpcConfiguration"]
@@ -111,12 +113,16 @@ def test_worker_is_fargate_in_public_subnets_with_the_efs_cache(template: dict[s
     assert network["Subnets"] == [{"Ref": "PublicSubnetA"}, {"Ref": "PublicSubnetB"}]
 
 
-def test_worker_image_defaults_to_the_stacks_repository(template: dict[str, Any]) -> None:
+def test_workers_run_an_image_pinned_by_digest_and_none_before_one_is_pushed(template: dict[str, Any]) -> None:
     (container,) = props(template, "WorkerTaskDefinition")["ContainerDefinitions"]
     condition, default, given = container["Image"]["Fn::If"]
     assert condition == "DefaultWorkerImage" and given == {"Ref": "WorkerImage"}
-    assert default["Fn::Sub"].endswith("/${WorkerRepository}:latest")
+    # no mutable :latest: before a push the task definition names a tag nobody pushes
+    assert default["Fn::Sub"].endswith("/${WorkerRepository}:no-image-pushed")
     assert template["Parameters"]["WorkerImage"]["Default"] == ""
+    assert template["Parameters"]["WorkerImage"]["AllowedPattern"].endswith("@sha256:[0-9a-f]{64}$")
+    assert props(template, "WorkerRepository")["ImageTagMutability"] == "IMMUTABLE"
+    assert props(template, "WorkerService")["DesiredCount"] == 0  # the coordinator scales it, to the backlog
 
 
 def test_outputs_cover_what_bootstrap_writes(template: dict[str, Any]) -> None:
@@ -132,3 +138,21 @@ def test_stage_names_follow_the_same_rule_as_the_scripts(template: dict[str, Any
     assert template["Parameters"]["Stage"]["AllowedPattern"] == STAGE_PATTERN.pattern
     assert template["Parameters"]["AppName"]["AllowedPattern"] == STAGE_PATTERN.pattern
     assert STAGE_PATTERN.match(APP_NAME)
+
+
+def test_efs_policy_leaves_mounts_to_iam_through_an_access_point_over_tls(template: dict[str, Any]) -> None:
+    """Without a file system policy any client reaching a mount target may mount, so the roles'
+    elasticfilesystem:AccessPointArn condition would enforce nothing (moto ignores the policy)."""
+    statements = {s["Sid"]: s for s in props(template, "FileSystem")["FileSystemPolicy"]["Statement"]}
+    allows = [s for s in statements.values() if s["Effect"] == "Allow"]
+    account = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
+    assert [s["Principal"] for s in allows] == [{"AWS": account}]
+    assert {a for s in allows for a in s["Action"]} == {"elasticfilesystem:ClientMount",
+                                                        "elasticfilesystem:ClientWrite"}
+    assert statements["TlsOnly"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert statements["AccessPointsOnly"]["Condition"] == {"Null": {"elasticfilesystem:AccessPointArn": "true"}}
+    assert "elasticfilesystem:ClientRootAccess" in statements["AccessPointsOnly"]["Action"]
+    # and the roles that mount it name the access point, which the policy now makes count
+    cache = next(s for s in props(template, "DataPlanePolicy")["PolicyDocument"]["Statement"] if s["Sid"] == "Cache")
+    assert cache["Condition"] == {"StringEquals": {"elasticfilesystem:AccessPointArn": {
+        "Fn::GetAtt": ["AccessPoint", "Arn"]}}}

@@ -152,3 +152,35 @@ def test_montage143_keeps_types_and_fan_in(shared_workflows: Path) -> None:
     graph = build_graph(w)
     assert len(graph.parents["mConcatFit"]) == 73  # every mDiffFit
     assert "'mDiff'" in w.description  # binaries passed as signals: ordering only, said so
+
+
+def test_tasks_with_signals_is_hyperflow_and_reads_the_signals() -> None:
+    """HyperFlow takes `processes||tasks` and `signals||data` independently (wflib)."""
+    data = {"tasks": [proc("a", ["in.txt"], ["out.txt"], "cp", ["in.txt", "out.txt"])],
+            "signals": [{"name": "in.txt"}, {"name": "out.txt"}]}
+    w = load(data)
+    assert w.tasks[0].inputs == ("in.txt",) and w.tasks[0].outputs == ("out.txt",)
+    by_index = {"processes": [proc("a", [0], [1], "cp", ["x.txt", "y.txt"])],
+                "data": [{"name": "x.txt"}, {"name": "y.txt"}]}
+    (t,) = load(by_index).tasks
+    assert (t.inputs, t.outputs) == (("x.txt",), ("y.txt",))
+
+
+def test_repeated_signal_names_are_one_signal() -> None:
+    data = wf([proc("a", ["ref.fa"], ["a.out"], "align", ["ref.fa"]),
+               proc("b", [1, 2], ["b.out"], "align", ["ref.fa", "a.out"])],
+              ["ref.fa", "ref.fa", "a.out", "b.out"])
+    w = load(data)
+    a, b = w.tasks
+    assert a.inputs == ("ref.fa",) and b.inputs == ("ref.fa", "a.out")
+    assert "'ref.fa' x2" in w.description
+    twice_made = wf([proc("a", [], ["x.txt"], "t"), proc("b", [], [1], "t")], ["x.txt", "x.txt"])
+    with pytest.raises(WorkflowError, match="emitted by 'a', 'b'"):
+        load(twice_made)
+
+
+def test_args_as_one_string_is_a_shell_line() -> None:
+    p = proc("m", ["a.txt", "b.txt"], ["c.txt"], "mAdd")
+    p["config"]["executor"]["args"] = "a.txt b.txt > c.txt"
+    (t,) = load(wf([p], ["a.txt", "b.txt", "c.txt"])).tasks
+    assert t.shell == "mAdd a.txt b.txt > c.txt" and t.command == () and t.type == "mAdd"

@@ -60,7 +60,7 @@ def test_expressions(text: str, value: Any) -> None:
         ("[\n1,\n  MISSING]", 3, "undefined symbol 'MISSING'"),
         ('{\n"a": listdir("points")}', 2, "listdir()"),
         ("[1,\n 2 +]", 2, "expected a value"),
-        ('\n\n1 + "a"', 3, "mismatched types"),
+        ('\n\n[1] + "a"', 3, "mismatched types"),
         ("1 / 0", 1, "division by zero"),
         ('template("{nope}")', 1, "undefined symbol 'nope'"),
         ("frobnicate(1)", 1, "unknown function frobnicate()"),
@@ -108,3 +108,17 @@ def test_a_huge_range_is_refused() -> None:
 def test_absurd_nesting_is_an_error_not_a_crash() -> None:
     with pytest.raises(WorkflowError, match="nested too deeply"):
         load_jx_text('{"rules": ' + "[" * 5000 + "]" * 5000 + ', "x": y}', source="deep.jx")
+
+
+def test_plus_joins_a_string_and_an_atom_as_cctools_does() -> None:
+    assert ev('"out." + 1') == "out.1"
+    assert ev('2 + ".txt"') == "2.txt"
+    assert ev('"x" + 0.5') == "x0.5" and ev('"flag=" + true') == "flag=true"
+    assert ev("1 + 2") == 3
+
+
+def test_defines_from_outside_win_over_the_files_own() -> None:
+    text = '{"define": {"N": 2, "M": N + 1}, "rules": [{"command": "echo " + M + " " + X}]}'
+    data = jx.evaluate_workflow(text, {"N": 10, "X": "hi"})
+    assert data["rules"][0]["command"] == "echo 11 hi"
+    assert jx.evaluate_workflow(text, {"X": "a"})["rules"][0]["command"] == "echo 3 a"

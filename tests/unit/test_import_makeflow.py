@@ -39,7 +39,7 @@ def test_variables_are_substituted_in_files_and_commands_but_not_in_single_quote
     (t,) = load(text).tasks
     assert t.outputs == ("out.dat",) and t.inputs == ("bin/tool", "in.dat")
     assert t.shell == "./bin/tool -a 1 -b 2 '$HOME' \"dat\" ${UNKNOWN} > out.dat"
-    assert t.env == {"TOOL": "./bin/tool", "OPTS": "-a 1 -b 2", "EXT": "dat"}
+    assert t.env == {"CORES": "1", "OMP_NUM_THREADS": "1"}  # none is exported
     assert "$UNKNOWN (line 6)" in load(text).description
 
 
@@ -57,11 +57,12 @@ def test_categories_carry_resources_and_fall_back_to_the_default_category() -> N
     assert (a.type, a.resources.cpus, a.resources.memory_mb, a.resources.disk_mb) == (
         "analysis", 2, 2048, 512)
     assert (t.resources.cpus, t.resources.disk_mb) == (4, 600)  # back in "sim"
-    assert "CORES" not in s.env and "CATEGORY" not in s.env
+    assert (s.env["CATEGORY"], s.env["CORES"], s.env["MEMORY"]) == ("sim", "4", "2048")
+    assert s.env["OMP_NUM_THREADS"] == "4" and a.env["CATEGORY"] == "analysis"
 
 
 def test_rule_local_variables_apply_to_that_rule_only() -> None:
-    text = ("X=global\n"
+    text = ("export X=global\n"
             "one: \n@X=local\n\techo $X > one\n"
             "two: \n\techo $X > two\n")
     one, two = load(text).tasks
@@ -82,7 +83,7 @@ def test_directives_size_and_makeflow_resources() -> None:
 def test_export_puts_variables_in_the_environment() -> None:
     text = "export LANG=C\nexport HOME\nout: \n\tlocale > out\n"
     w = load(text)
-    assert w.tasks[0].env == {"LANG": "C"}
+    assert w.tasks[0].env == {"LANG": "C", "CORES": "1", "OMP_NUM_THREADS": "1"}
     assert "exported without a value" in w.description and "HOME" in w.description
 
 
@@ -117,8 +118,12 @@ def test_task_ids_come_from_first_targets_and_stay_unique() -> None:
         ("out: in\n\tcat in > out\n\tsecond\n", ["line 3", "outside a rule"]),
         ("out: in\n\tcp in out\nout: in2\n\tcp in2 out\n",
          ["line 3", "'out' is also made by the rule at line 1"]),
-        ("out->o: in\n\tcp in o\n", ["line 1", "renaming 'out->o'"]),
-        ("out: sub.mf\n\tMAKEFLOW sub.mf\n", ["line 2", "nested makeflows"]),
+        ("out -> /o: in\n\tcp in /o\n", ["line 1", "remote name '/o'"]),
+        ("out: sub.mf\n\tMAKEFLOW sub.mf\n", ["line 1", "nested workflow 'sub.mf'"]),
+        ('out: "in\n\tcat in > out\n', ["line 1", "double quote"]),
+        ("=bad\nout:\n\tx\n", ["line 1", "not a variable assignment"]),
+        (".MAKEFLOW CORES some\nout:\n\tx\n", ["line 1", "expects a number"]),
+        (".MAKEFLOW NOT_DIRECTIVE x\nout:\n\tx\n", ["line 1", "malformed directive"]),
         (".UMBRELLA SPEC x.json\nout:\n\tx\n", ["line 1", "unsupported directive '.UMBRELLA'"]),
         (".SIZE out lots\nout:\n\tx\n", ["line 1", "'lots'"]),
         ("CORES=many\nout:\n\tx\n", ["line 3", "CORES must be a number"]),
@@ -149,3 +154,96 @@ def test_snpexp_reads_variables_and_mostly_local_rules(shared_workflows: Path) -
 def test_an_undefined_variable_is_left_to_the_shell_as_a_variable_not_a_command() -> None:
     (t,) = load("out: \n\techo $(UNDEF) ${ALSO} > out\n").tasks
     assert t.shell == "echo ${UNDEF} ${ALSO} > out"  # '$(UNDEF)' would run a program named UNDEF
+
+
+# -- issue 24: Makeflow's own semantics ------------------------------------------------------
+
+def test_backslash_dollar_is_left_to_the_shell_and_backslashes_are_reduced() -> None:
+    text = "X=1\nout:\n\techo \\$X \\\\\\$ \\$GOODBYE \"a\\tb\" '$X' > out\n"
+    (t,) = load(text).tasks
+    assert t.shell == "echo $X \\$ $GOODBYE \"a\tb\" '$X' > out"
+
+
+def test_only_exported_variables_and_makeflows_own_reach_the_environment() -> None:
+    text = "X=1\nexport Y=2\nCATEGORY=big\nCORES=3\nout:\n\tprintenv X > out\n"
+    (t,) = load(text).tasks
+    assert t.env == {"Y": "2", "CATEGORY": "big", "CORES": "3", "OMP_NUM_THREADS": "3"}
+
+
+def test_quoted_names_in_rule_heads() -> None:
+    text = ('"A":\n\techo A > A\n'
+            "'B' \"C D\":\n\ttouch B 'C D'\n"
+            'V="H I" "J K"\n$(V):\n\ttouch "H I" "J K"\n'
+            'W=E F\n"$(W)" $(W):\n\ttouch "E F" E F\n')
+    a, b, h, e = load(text).tasks
+    assert (a.outputs, b.outputs, h.outputs, e.outputs) == (
+        ("A",), ("B", "C D"), ("H I", "J K"), ("E F", "E", "F"))
+
+
+def test_rules_without_targets_and_space_indented_commands_are_detected_and_read() -> None:
+    text = "in.txt:\n    echo hi > in.txt\n: in.txt\n    cat in.txt\n"
+    assert makeflow.sniff(text)
+    made, check = load(text).tasks
+    assert check.id == "rule-2" and check.inputs == ("in.txt",) and check.outputs == ()
+    assert made.shell == "echo hi > in.txt"
+    assert not makeflow.sniff("Note: a list\n    code in a README\nSee: here\n\nMore: text\n")
+
+
+def test_undefined_variables_come_from_the_importing_users_environment() -> None:
+    from chalicelib.workflow.formats.context import ImportContext, importing
+
+    text = "export ECHOC=$ECHOA\nout: $ECHOA\n\t$ECHOA $ECHOB > out\n"
+    with importing(ImportContext(environ={"ECHOA": "/bin/echo", "ECHOB": "b"})):
+        w = load(text)
+    (t,) = w.tasks
+    assert t.shell == "/bin/echo b > out" and t.env["ECHOC"] == "/bin/echo"
+    assert t.inputs == ("_abs/bin/echo",) and "ECHOA" in w.description
+    assert "not defined" in rejected(text)  # without it (a server's import): $ECHOA is unknown
+
+
+def test_remote_names_wrap_the_command_in_the_private_sandbox() -> None:
+    text = "out.1 -> out.txt: in.txt -> in.1\n\tcat in.1 > out.txt\n"
+    (t,) = load(text).tasks
+    assert (t.inputs, t.outputs) == (("in.txt",), ("out.1",))
+    assert t.shell == "cp -p -- in.txt in.1 && ( cat in.1 > out.txt ) && mv -- out.txt out.1"
+
+
+def test_a_nested_makeflow_is_inlined(tmp_path: Path) -> None:
+    (tmp_path / "sub.mf").write_text("mid: in\n\tcp in mid\nout: mid\n\tcp mid out\n")
+    top = tmp_path / "top.mf"
+    top.write_text("out: in\n\tMAKEFLOW sub.mf\n")
+    w = formats.load(str(top))
+    assert [t.id for t in w.tasks] == ["mid", "out"] and "inlined" in w.description
+    top.write_text("other: in\n\tMAKEFLOW sub.mf\n")
+    with pytest.raises(WorkflowError, match="makes none of \\['other'\\]"):
+        formats.load(str(top))
+
+
+def test_many_plain_sources_map_as_one_by_one() -> None:
+    from chalicelib.workflow.formats.names import PathError, PathMapper
+
+    plain = [f"d{i % 7}/word{i}.txt" for i in range(500)]
+    mixed = [*plain[:100], "./x", "a//b", "../up", "/abs/p", "sp ace", "C:/w", "x/"]
+    for raws in (plain, mixed, mixed[::-1]):
+        one = PathMapper()
+        assert list(PathMapper().map_many(raws)) == [one.map(r) for r in raws]
+    clash = PathMapper()
+    clash.map("/x")  # maps to _abs/x
+    with pytest.raises(PathError, match="would both map to '_abs/x'"):
+        clash.map_many(["_abs/x", *plain])
+    later = PathMapper()
+    later.map_many(["_abs/x", *plain])
+    with pytest.raises(PathError, match="would both map to '_abs/x'"):
+        later.map("/x")
+
+
+def test_text_without_a_folder_reads_no_nested_file() -> None:
+    """A workflow sent as text (the cloud API) must not make the server read its files."""
+    message = rejected("out:\n\tMAKEFLOW /etc/passwd\n")
+    assert "import the file from disk" in message and "root" not in message
+
+
+def test_prose_with_an_example_rule_in_it_is_not_makeflow() -> None:
+    readme = "This is a preview of Makeflow.\nIt reads rules like this one.\n\nout: in\n\tcat in > out\n"
+    assert not makeflow.sniff(readme)
+    assert makeflow.sniff("# a comment first\nout: in\n\tcat in > out\n")

@@ -35,11 +35,12 @@ def test_rules_categories_and_environment_layer_in_order() -> None:
     prep, crunch = load(data).tasks
     assert prep.placement is Placement.LOCAL and prep.shell == "prep > x"
     assert (prep.resources.cpus, prep.resources.memory_mb) == (1, 512)
-    assert prep.env == {"A": "top", "B": "base"} and prep.type == "base"
+    one = {"CORES": "1", "OMP_NUM_THREADS": "1"}  # Makeflow's defaults
+    assert prep.env == {"A": "top", "B": "base", **one} and prep.type == "base"
     assert crunch.placement is Placement.AUTO and crunch.type == "big"
     assert (crunch.resources.cpus, crunch.resources.memory_mb, crunch.resources.disk_mb,
             crunch.resources.timeout_s) == (8, 9000, 4000, 600)
-    assert crunch.env == {"A": "rule", "B": "base", "C": "big"}
+    assert crunch.env == {"A": "rule", "B": "base", "C": "big", **one}
 
 
 def test_object_files_and_dot_slash_names() -> None:
@@ -65,10 +66,11 @@ def test_a_rule_that_makes_nothing_is_named_by_its_position() -> None:
 @pytest.mark.parametrize(
     ("rule", "phrases"),
     [
-        ({"workflow": "sub.json", "args": {}}, ["rules[1]", "sub-workflow"]),
+        ({"workflow": "sub.json", "args": {}}, ["rules[1]", "nested workflow", "sub.json"]),
+        ({"workflow": "sub.json", "command": "c"}, ["rules[1]", "not both"]),
         ({"outputs": ["z"]}, ["rules[1]", "needs a 'command'"]),
-        ({"command": "c", "inputs": [{"dag_name": "a", "task_name": "b"}]},
-         ["rules[1]", "renamed to 'b'"]),
+        ({"command": "c", "inputs": [{"dag_name": "a", "task_name": "/b"}]},
+         ["rules[1]", "remote name '/b'", "relative path"]),
         ({"command": "c", "outputs": ["x"]}, ["rules[1]", "'x' is also made by the rule at rules[0]"]),
         ({"command": "c", "resources": {"cores": "many"}}, ["rules[1]", "resources.cores"]),
         ({"command": "c", "environment": {"A": ["x"]}}, ["rules[1]", "environment 'A'"]),

@@ -32,12 +32,14 @@ from chalicelib.backends.aws.task_env import cloud_task_env, forbid_reading_this
 from chalicelib.engine.events import TaskSucceeded
 from chalicelib.engine.spec import RunSpec
 from chalicelib.runner import TaskRequest, run_task
+from chalicelib.runner.procs import set_subreaper
 from chalicelib.workflow.model import Task
 
 REPORT_MARGIN_S = 20.0  # kept back from the invocation's time to stage out and report
 LEASE_GRACE_S = 30.0
 
 _unreadable = False  # set once this process has been made non-dumpable
+_reaper: bool | None = None  # whether this process reaps its tasks' orphans (see reaps_orphans)
 
 
 def forbid_reading_once() -> None:
@@ -48,6 +50,18 @@ def forbid_reading_once() -> None:
     if not _unreadable:
         forbid_reading_this_process()
         _unreadable = True
+
+
+def reaps_orphans() -> bool:
+    """In Lambda (the runtime process runs nothing but our tasks), once: become the child
+    subreaper of the tasks, so that what one leaves running (setsid, a double fork) comes
+    back here and is killed and reaped when it ends, not frozen with the function and thawed
+    into the next invocation (runner/procs.py). Elsewhere (tests calling the handler in a
+    process of their own) False: only what carries the attempt's environment is swept."""
+    global _reaper
+    if _reaper is None:
+        _reaper = "AWS_LAMBDA_RUNTIME_API" in os.environ and set_subreaper()
+    return _reaper
 
 
 def input_sources(spec: RunSpec) -> dict[str, str]:
@@ -84,7 +98,8 @@ def handle_task(payload: Any, cloud: Cloud, obs: Observability, remaining_s: flo
     workroot = os.path.join(cloud.config.workroot, "fn")
     request = TaskRequest(run_id, task_id, attempt, task, input_hashes(cloud.store, spec, run_id, task))
     outcome = run_task(request, cloud.blobs, workroot, input_sources(spec), cache=task_cache(cloud.config),
-                       base_env=cloud_task_env())  # the task gets none of this function's credentials
+                       base_env=cloud_task_env(),  # the task gets none of this function's credentials
+                       all_orphans=reaps_orphans())
     record_outcome(obs, outcome.event, task.task_type, "function")
     try:
         cloud.sink.send([outcome.event])

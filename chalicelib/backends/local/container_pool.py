@@ -44,6 +44,7 @@ class ContainerPool:
         self.worker_args = list(worker_args or [])
         self.queue: deque[tuple[Launch, TaskRequest]] = deque()
         self.workers: list[_Worker] = []
+        self.halted = False  # interrupted: no more launches are handed to workers
 
     @property
     def busy(self) -> int:
@@ -69,8 +70,16 @@ class ContainerPool:
         self.workers.append(worker)
         return worker
 
+    def pids(self) -> set[int]:
+        """The worker processes (children of this process that are not tasks)."""
+        return {w.proc.pid for w in self.workers}
+
+    def halt(self) -> None:
+        """Hand no more launches to workers (the run was interrupted; see FunctionPool.halt)."""
+        self.halted = True
+
     def _fill(self) -> None:
-        while self.queue:
+        while self.queue and not self.halted:
             idle = next((w for w in self.workers if w.current is None and w.proc.poll() is None), None)
             if idle is None and len(self.workers) < self.size:
                 idle = self._spawn()

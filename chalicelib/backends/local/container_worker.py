@@ -24,6 +24,7 @@ from chalicelib.cache.stage import TaskCache
 from chalicelib.engine.events import TaskStarted
 from chalicelib.engine.spec import SpecCache
 from chalicelib.runner.execute import Attempt, TaskRequest, run_task
+from chalicelib.runner.procs import set_subreaper
 
 _current: list[Attempt] = []
 
@@ -62,7 +63,7 @@ def serve(blob_root: str, workroot: str, cache: TaskCache | None = None) -> None
             event = TaskStarted(r.run_id, r.task_id, r.attempt, att.started_at, att.timeout_s + 60)
             _write(out, event.to_dict())
 
-        outcome = run_task(req, blobs, workroot, on_start=started, cache=cache)
+        outcome = run_task(req, blobs, workroot, on_start=started, cache=cache, all_orphans=True)
         _current.clear()
         _write(out, outcome.event.to_dict())
 
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-memo", action="store_true", help="neither reuse nor keep task results")
     args = parser.parse_args(argv)
     os.makedirs(args.workroot, exist_ok=True)
+    set_subreaper()  # what a task leaves running comes back here, to be ended with it (run_task)
     cache = None
     if args.cache:
         memo = None if args.no_memo else MemoIndex(os.path.join(args.cache, "memo"))

@@ -1,9 +1,10 @@
 """Local function pool: runs attempts as child processes, with the function limits (timeout,
 memory, /tmp quota, concurrency) enforced, so what runs here runs on Lambda.
 
-Each slot is a small process of its own (slot.c built by slot_program.py, else slot.py) that
-spawns the attempts the pool sends it, one at a time, waits for each and reports its start
-and exit through a pipe the loop's selector watches. A built slot that dies before its first
+Each slot is a small process of its own (slot.c built by slot_program.py, else slot.py),
+started when an attempt first needs it (at most `slots`, see max_concurrency), that spawns
+the attempts the pool sends it, one at a time, waits for each and reports its start and exit
+through a pipe the loop's selector watches. A built slot that dies before its first
 report does not work on this machine: the pool's later slots are Python ones.
 
 Spawning (vfork + exec waits for the kernel to exec the child) and waiting thus never hold up
@@ -12,10 +13,16 @@ ahead so that a slot starts the next one the moment the last ends, then finishes
 (outputs, logs). Limits are sampled from the loop every `sample_s`, and a task is killed
 there (its process group) by pid.
 
-When every slot is idle (a chain of tasks, the last ones of a run) the loop spawns the next
-attempt itself, in the first slot's place, and watches it through a pidfd: with nothing else
-to do it would only wait for the hand-offs to and from a slot process, which is each link of
-a chain's latency.
+When nothing runs (a chain of tasks, the last ones of a run) the loop spawns the next attempt
+itself, taking one of the `slots` places, and watches it through a pidfd: with nothing else to
+do it would only wait for the hand-offs to and from a slot process, which is each link of a
+chain's latency. What such a task leaves running (setsid, a double fork) is re-parented to the
+engine's process, a child subreaper for the run, and swept when the task ends (Attempt.reap,
+runner/procs.py); a slot does the same for its own tasks.
+
+An interrupt halts the pool at once (`halt`, from the run's SIGINT / SIGTERM handler): nothing
+more is dispatched and the slots are killed with whatever is queued in their pipes, so no
+attempt starts after it.
 
 How many prepared attempts wait in a slot behind the running one follows the tasks' recent
 durations: two, or enough for `queued_s` of work when tasks are shorter than that (at most
@@ -34,7 +41,7 @@ import shutil
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
 from typing import TYPE_CHECKING
 
 from msgspec import Struct, field
@@ -43,6 +50,7 @@ from chalicelib.backends.local.slot import encode_job, parse_reports
 from chalicelib.backends.local.slot_program import python_slot, slot_command
 from chalicelib.cache.stage import TaskCache
 from chalicelib.engine.events import Event, TaskStarted
+from chalicelib.errors import ConfigError
 from chalicelib.ports import BlobStore
 from chalicelib.runner import affinity
 from chalicelib.runner.execute import Attempt, EncodedEnv, TaskRequest
@@ -52,8 +60,30 @@ if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
 EmitFn = Callable[[Event], None]
+CONCURRENCY_FLOOR = 256  # the most tasks at once allowed on any machine (see max_concurrency)
+CONCURRENCY_PER_CPU = 4
 Key = tuple[str, str, int]
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def max_concurrency() -> int:
+    """The most tasks one local run may run at once: 256, or 4 per CPU on a bigger machine.
+
+    Each running task holds a slot process and two of the engine's file descriptors (1,024 by
+    default), and one loop serves them all; past a few per core, more at once only helps tasks
+    that wait (on the network, on sleep), and a typo such as 100000 would start that many
+    processes. Slots start as attempts need them, so a high limit costs nothing until used."""
+    return max(CONCURRENCY_FLOOR, CONCURRENCY_PER_CPU * (os.cpu_count() or 1))
+
+
+def check_concurrency(value: int) -> int:
+    """`value` when it is a usable concurrency; ConfigError naming the limit otherwise."""
+    top = max_concurrency()
+    if not 1 <= value <= top:
+        raise ConfigError(f"concurrency {value} is out of range: a local run takes 1 to {top} tasks at once "
+                          f"(at most {CONCURRENCY_FLOOR}, or {CONCURRENCY_PER_CPU} per CPU on machines with "
+                          f"more than {CONCURRENCY_FLOOR // CONCURRENCY_PER_CPU}); pass a smaller --concurrency")
+    return value
 
 
 class _Slot(Struct):
@@ -63,7 +93,6 @@ class _Slot(Struct):
     reports: int  # read end of its report pipe
     buf: bytearray = field(default_factory=bytearray)
     assigned: deque[int] = field(default_factory=deque)  # job ids sent, in order
-    inline: Attempt | None = None  # spawned by the loop itself in this slot's place (see _fill)
     reported: bool = False  # has sent a report: its program works
     pinned: bool = False  # keeps to one CPU (its tasks are widened by it, their trees by the loop)
 
@@ -98,7 +127,15 @@ class FunctionPool:
         self._jobs: dict[int, Attempt] = {}
         self._job_ids = 0
         self._slot_argv = slot_command()
-        self._slots: list[_Slot] = [self._start_slot(i) for i in range(self.slots)]
+        self._slots: list[_Slot] = []  # started as attempts need them, up to `slots`
+        self._slot_pids: set[int] = set()  # children of this process that are not tasks
+        self.inline: Attempt | None = None  # spawned by the loop itself (see _fill)
+        self.halted = False  # interrupted: nothing more starts (see halt)
+        # the loop's own attempts (_launch_inline) leave their orphans to this process: those
+        # carrying the attempt's environment are its; with sweep_all (this process runs nothing
+        # else) every child but the slots and `others()` is
+        self.sweep_all = False
+        self.others: Callable[[], set[int]] = set
 
     @property
     def busy(self) -> int:
@@ -115,7 +152,9 @@ class FunctionPool:
 
     # ---- slots --------------------------------------------------------------------------
 
-    def _start_slot(self, index: int) -> _Slot:
+    def _start_slot(self) -> _Slot:
+        used = {s.index for s in self._slots}
+        index = next(i for i in range(len(self._slots) + 1) if i not in used)
         job_r, job_w = os.pipe()
         rep_r, rep_w = os.pipe()
         actions = [(os.POSIX_SPAWN_DUP2, job_r, 0), (os.POSIX_SPAWN_DUP2, rep_w, 1)]
@@ -131,6 +170,8 @@ class FunctionPool:
         os.set_blocking(rep_r, False)
         slot = _Slot(index, pid, job_w, rep_r, pinned=bool(pin))
         self.selector.register(rep_r, selectors.EVENT_READ, (self._on_reports, slot))
+        self._slots.append(slot)
+        self._slot_pids.add(pid)
         return slot
 
     def _stop_slot(self, slot: _Slot) -> None:
@@ -165,6 +206,7 @@ class FunctionPool:
             kind, job_id = report[0], report[1]
             att = self._jobs[job_id]
             if kind == "S":
+                att.spawner = slot.pid  # the task's orphans become the slot's children
                 att.started(report[2], report[3])
                 att.unpin_tree = slot.pinned
                 continue
@@ -177,29 +219,42 @@ class FunctionPool:
                 att.launch_failed(report[2])
                 self._done(att, None, 0)
 
+    def halt(self) -> None:
+        """Start nothing more, from now on: called from the run's SIGINT / SIGTERM handler, so
+        that no queued attempt starts after the interrupt (the cancellation it leads to comes
+        a loop turn later). Jobs sent to a slot but not started yet are in its pipe: the slot
+        is killed, which also stops a spawn not yet under way (the kernel refuses to create a
+        process for one with a fatal signal pending). What its tasks run is ended by the
+        cancellation, and the attempts it held end as CANCELLED when its reports pipe closes."""
+        self.halted = True
+        for slot in self._slots:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(slot.pid, signal.SIGKILL)
+
     def _lost(self, slot: _Slot) -> None:
         """A slot process ended unexpectedly: what it held failed as a lost worker's tasks do
-        (LEASE_EXPIRED: the coordinator gives them extra attempts of their own), and another
-        slot takes its place."""
+        (LEASE_EXPIRED: the coordinator gives them extra attempts of their own); another slot
+        starts when attempts need it."""
         self._slots.remove(slot)
+        self._slot_pids.discard(slot.pid)
         self.selector.unregister(slot.reports)
         os.close(slot.jobs)
         os.close(slot.reports)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(slot.pid, 0)
-        if not slot.reported and self._slot_argv != python_slot():
+        if not slot.reported and not self.halted and self._slot_argv != python_slot():
             # a built slot program that dies before its first report does not work here:
             # the Python slot takes over for this pool
             self._slot_argv = python_slot()
-        replacement = self._start_slot(slot.index)
-        replacement.inline = slot.inline  # the loop's own attempt is unaffected
-        self._slots.append(replacement)
         for job_id in slot.assigned:
             att = self._jobs.pop(job_id)
             if att.proc is not None:  # the task itself may still run: its group is ours to end
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(att.proc.pid, signal.SIGKILL)
-            att.lost("the function pool's slot process running it ended unexpectedly")
+            if self.halted:  # killed by halt()
+                att.kill("CANCELLED", "cancelled: the run was interrupted")
+            else:
+                att.lost("the function pool's slot process running it ended unexpectedly")
             self._done(att, None, 0)
 
     # ---- attempts -----------------------------------------------------------------------
@@ -212,26 +267,37 @@ class FunctionPool:
         self._boxes += 1  # reusable folders: as many as attempts in flight at once
         return Sandbox.slot(self.workroot, f"fn-{os.getpid()}-{self._boxes}")
 
+    def _open_slot(self) -> _Slot | None:
+        """The slot for the next attempt: an idle one (started now if need be) while fewer
+        than `slots` attempts run, else the one with the shortest queue that has room."""
+        active = [s for s in self._slots if s.assigned]
+        if len(active) + (self.inline is not None) < self.slots:
+            idle = next((s for s in self._slots if not s.assigned), None)
+            return idle if idle is not None else self._start_slot()
+        slot = min(active, key=lambda s: len(s.assigned), default=None)
+        return slot if slot is not None and len(slot.assigned) < self.per_slot else None
+
     def _fill(self) -> None:
-        while self.queue and len(self.running) < self.slots * self.per_slot:
-            open_slots = [s for s in self._slots if s.inline is None]  # an inline attempt has its slot
-            if not open_slots:
-                return
-            slot = min(open_slots, key=lambda s: len(s.assigned))
-            if len(slot.assigned) >= self.per_slot:
+        while self.queue and len(self.running) < self.slots * self.per_slot and not self.halted:
+            slot = self._open_slot() if self.running else None  # alone: the loop spawns it (below)
+            if slot is None and self.running:
                 return
             req = self.queue.popleft()
             att = Attempt.prepare(req, self.blobs, self.workroot, base_env=self.base_env, sandbox=self._sandbox(),
                                   cache=self.cache)
             cmd = None
             if att.begin():
-                if not self.running:
-                    self._launch_inline(att, slot)
+                if slot is None:
+                    self._launch_inline(att)
                     continue
                 cmd = att.command()
-            if cmd is None:  # stage-in failed, a memoized result, or no such program: report at once
+            if cmd is None or slot is None:  # stage-in failed, a memoized result, no such program
                 self._finish(att, None, 0)
                 continue
+            if self.halted:  # interrupted while this attempt was prepared: a slot started meanwhile lives on
+                self.queue.appendleft(req)
+                self._release(att.sandbox)
+                return
             self._job_ids += 1
             try:
                 os.write(slot.jobs, encode_job(self._job_ids, cmd.exe, cmd.argv, cmd.env, cmd.cwd, cmd.log_path))
@@ -239,26 +305,33 @@ class FunctionPool:
                 self.queue.appendleft(req)
                 self._release(att.sandbox)  # its inputs are staged: emptied before reuse
                 return
-            self._jobs[self._job_ids] = att
+            self._jobs[self._job_ids] = att  # (sent to a slot halt() killed meanwhile: cancelled at its EOF)
             slot.assigned.append(self._job_ids)
             self.running[(req.run_id, req.task_id, req.attempt)] = att
 
-    def _launch_inline(self, att: Attempt, slot: _Slot) -> None:
-        att.launch()
+    def _launch_inline(self, att: Attempt) -> None:
+        att.keep = _NotTasks(self)  # the loop's children that are not the task's orphans (read live)
+        att.sweep_all = self.sweep_all
+        # SIGINT and SIGTERM wait until the attempt has started (their handler calls halt()):
+        # either it started before the interrupt, or it does not start
+        with _signals_held():
+            if self.halted:
+                att.kill("CANCELLED", "cancelled: the run was interrupted")
+            else:
+                att.launch()
         if att.proc is None:
             self._finish(att, None, 0)
             return
         req = att.req
-        slot.inline = att
+        self.inline = att
         self.running[(req.run_id, req.task_id, req.attempt)] = att
         self.selector.register(att.pidfd, selectors.EVENT_READ, (self._on_inline_exit, att))
 
     def _on_inline_exit(self, att: Attempt) -> None:
         self.selector.unregister(att.pidfd)
         code, maxrss = att.reap()
-        for slot in self._slots:
-            if slot.inline is att:
-                slot.inline = None
+        if self.inline is att:
+            self.inline = None
         self._done(att, code, maxrss)
 
     def _done(self, att: Attempt, code: int | None, maxrss: int, ended_at: float | None = None) -> None:
@@ -296,7 +369,7 @@ class FunctionPool:
             from concurrent.futures import ThreadPoolExecutor  # not imported by runs that never need it
 
             self._cleaner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="updraft-sandbox-cleaner",
-                                               initializer=affinity.release_thread)
+                                               initializer=_cleaner_thread)
         self._cleaner.submit(self._clear, box)
 
     def _clear(self, box: Sandbox) -> None:
@@ -339,9 +412,51 @@ class FunctionPool:
         slots, self._slots = self._slots, []
         for slot in slots:
             self._stop_slot(slot)
+        self._slot_pids.clear()
         if self._cleaner is not None:
             self._cleaner.shutdown(wait=True)
             self._cleaner = None
+
+
+class _NotTasks(Collection[int]):
+    """The pool's slots and the loop's other children (`others`), as they are when read: a
+    slot started while an inline attempt runs is not that attempt's orphan."""
+
+    def __init__(self, pool: FunctionPool) -> None:
+        self.pool = pool
+
+    def _now(self) -> set[int]:
+        return self.pool._slot_pids | self.pool.others()
+
+    def __contains__(self, pid: object) -> bool:
+        return pid in self._now()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._now())
+
+    def __len__(self) -> int:
+        return len(self._now())
+
+
+_HELD = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back from the calling thread (the loop's) for the block: their
+    Python handler runs after it. Only the loop's thread can take them (see _cleaner_thread)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _cleaner_thread() -> None:
+    """The sandbox cleaner thread: every CPU, and no SIGINT / SIGTERM (a signal the loop's
+    thread holds back must wait for it, not be taken here)."""
+    affinity.release_thread()
+    signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
 
 
 def _remove_dead_slots(workroot: str) -> None:

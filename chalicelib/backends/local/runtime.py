@@ -30,7 +30,7 @@ from msgspec.structs import replace
 
 from chalicelib.backends.local.container_pool import ContainerPool
 from chalicelib.backends.local.fs_blobs import FsBlobStore
-from chalicelib.backends.local.function_pool import FunctionPool
+from chalicelib.backends.local.function_pool import FunctionPool, check_concurrency
 from chalicelib.backends.local.sqlite_state import SqliteStateStore
 from chalicelib.cache.cas import ContentStore
 from chalicelib.cache.memo import MemoIndex
@@ -44,6 +44,7 @@ from chalicelib.errors import MissingInputsError, RunBusyError, StateConflictErr
 from chalicelib.runner.affinity import LoopPin
 from chalicelib.runner.execute import TaskRequest
 from chalicelib.runner.keys import data_key
+from chalicelib.runner.procs import is_subreaper, own_children, run_marker, set_subreaper, sweep_orphans
 from chalicelib.runner.sandbox import parse_dep
 from chalicelib.service.runtime import Request, Resolved
 from chalicelib.workflow.graph import external_inputs
@@ -79,18 +80,23 @@ class RuntimeOptions(Struct):
     rerun: tuple[str, ...] = ()  # task id or type patterns that always run (fnmatch)
     dependency_cache: bool = True  # stage inputs and deps through the content store
     cache_max_mb: int = field(default_factory=lambda: int(os.environ.get("UPDRAFT_CACHE_MAX_MB", "20480")))
+    # the process runs nothing but this engine (the CLI): every child it did not start itself is
+    # an orphan of a task, even one that cleared its environment (see FunctionPool.sweep_all)
+    sole_process: bool = False
 
 
 class LocalRuntime:
     def __init__(self, workdir: str | None = None, options: RuntimeOptions | None = None,
                  starter: Callable[[str], object] | None = None) -> None:
+        self.options = options or RuntimeOptions()
+        check_concurrency(self.options.concurrency)  # before anything is written
+        check_concurrency(self.options.container_workers)
         self.workdir = workdir_path(workdir)
         self.starter = starter
         try:
             os.makedirs(os.path.join(self.workdir, "locks"), exist_ok=True)
         except OSError as exc:
             raise _unusable(self.workdir, f"{exc.strerror or exc} ({exc.filename})") from None
-        self.options = options or RuntimeOptions()
         self.store = SqliteStateStore(os.path.join(self.workdir, "state.db"))
         self.blob_root = os.path.join(self.workdir, "blobs")
         self.blobs = FsBlobStore(self.blob_root)
@@ -337,6 +343,13 @@ class _Loop:
         old_wakeup = signal.set_wakeup_fd(wfd)
         old_int = signal.signal(signal.SIGINT, self._interrupt)
         old_term = signal.signal(signal.SIGTERM, self._interrupt)
+        # the loop spawns tasks itself (FunctionPool._launch_inline): what they leave running
+        # comes back to it, and so do the tasks of a slot killed by an interrupt
+        was_subreaper = is_subreaper()
+        set_subreaper()
+        before = set(own_children())  # not this run's
+        self.functions.sweep_all = self.rt.options.sole_process
+        self.functions.others = lambda: before | self.containers.pids()
         try:
             self.events.append(ev.Start(self.run_id))
             with self.pin:  # the loop stays on one CPU; what it starts gets every CPU
@@ -347,13 +360,21 @@ class _Loop:
             signal.set_wakeup_fd(old_wakeup)
             self.functions.kill_all()
             self.containers.shutdown()
+            # what this run's tasks left running (the slots and workers are gone by now)
+            sweep_orphans(before, None if self.rt.options.sole_process else run_marker(self.run_id))
+            if not was_subreaper:
+                set_subreaper(False)
             self.selector.close()
             os.close(rfd)
             os.close(wfd)
         return self.rt.store.get_run(self.run_id)
 
     def _interrupt(self, _signum: int, _frame: object) -> None:
+        """SIGINT / SIGTERM: the pools start nothing more from this moment (the Cancel that
+        records it in the store follows at the loop's next turn)."""
         self.interrupted = True
+        self.functions.halt()
+        self.containers.halt()
 
     def _on_signal(self, fd: int) -> None:
         with contextlib.suppress(BlockingIOError):

@@ -14,6 +14,9 @@
  *
  * With UPDRAFT_SLOT_CPU and UPDRAFT_TASK_CPUS set (see runner/affinity.py), the slot keeps to
  * that one CPU and gives each task it starts the listed CPUs the moment it has started.
+ *
+ * The slot is a child subreaper, as slot.py is: what a task leaves running (setsid, a double
+ * fork) comes back to it, and is killed and reaped before the task's exit is reported.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -26,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -96,6 +100,80 @@ static long own_peak_kb(void) {
         kb = me.ru_maxrss;
     }
     return kb;
+}
+
+/* The pids listed in /proc/<pid>/task/<pid>/children (its main thread's children), in a
+   malloc'ed array (*out; NULL when none); returns how many. */
+static size_t children_of(pid_t pid, pid_t **out) {
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid, (int)pid);
+    *out = NULL;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return 0;
+    size_t n = 0, cap = 0;
+    long cur = -1;
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        for (ssize_t i = 0; i < r; i++) {
+            if (buf[i] >= '0' && buf[i] <= '9') {
+                cur = (cur < 0 ? 0 : cur * 10) + (buf[i] - '0');
+                continue;
+            }
+            if (cur < 0) continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                pid_t *grown = realloc(*out, cap * sizeof **out);
+                if (!grown) break;
+                *out = grown;
+            }
+            if (n < cap) (*out)[n++] = (pid_t)cur;
+            cur = -1;
+        }
+    }
+    if (cur >= 0) { /* the file ends without a separator */
+        pid_t *grown = realloc(*out, (n + 1) * sizeof **out);
+        if (grown) { *out = grown; (*out)[n++] = (pid_t)cur; }
+    }
+    close(fd);
+    return n;
+}
+
+/* SIGKILL `pid` and its descendants (those still under it; the rest come back to this slot). */
+static void kill_tree(pid_t pid, int depth) {
+    kill(pid, SIGKILL);
+    if (depth > 64) return;
+    pid_t *kids;
+    size_t n = children_of(pid, &kids);
+    for (size_t i = 0; i < n; i++) kill_tree(kids[i], depth + 1);
+    free(kids);
+}
+
+/* This slot is a child subreaper: once its task has exited, every child it still has is
+   something the task left running (a daemon in a session of its own, a double fork). Kill
+   each with its descendants and reap them, round after round, until none is left; returns
+   the largest peak RSS (KiB) among them (see sweep_orphans in runner/procs.py). */
+static long sweep_orphans(void) {
+    long peak = 0;
+    for (int round = 0; round < 1000; round++) {
+        pid_t *kids;
+        size_t n = children_of(getpid(), &kids);
+        if (n == 0) {
+            free(kids);
+            break;
+        }
+        for (size_t i = 0; i < n; i++) kill_tree(kids[i], 0);
+        for (size_t i = 0; i < n; i++) {
+            int st;
+            struct rusage ru;
+            pid_t got;
+            while ((got = wait4(kids[i], &st, 0, &ru)) < 0 && errno == EINTR) {}
+            if (got > 0 && ru.ru_maxrss > peak) peak = ru.ru_maxrss;
+        }
+        free(kids);
+    }
+    return peak;
 }
 
 static cpu_set_t task_cpus; /* given to each task when this slot keeps to one CPU */
@@ -174,6 +252,7 @@ static int run_job(char **f, size_t nf, const posix_spawnattr_t *attr) {
     char sended[48];
     snprintf(sended, sizeof sended, "%lld.%06ld", (long long)now.tv_sec, now.tv_nsec / 1000);
     killpg(pid, SIGKILL); /* what the task left running belongs to its attempt */
+    long orphans_peak = sweep_orphans(); /* and so does what left its group */
     /* a vfork'ed child's peak includes the spawner's memory at exec: it counts only above
        the spawner's own peak (see reap_process in spawn.py) */
     long maxrss = usage.ru_maxrss;
@@ -181,7 +260,9 @@ static int run_job(char **f, size_t nf, const posix_spawnattr_t *attr) {
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? -WTERMSIG(status) : 255;
     char scode[24], srss[24];
     snprintf(scode, sizeof scode, "%d", code);
-    snprintf(srss, sizeof srss, "%ld", maxrss > self_peak_kb ? maxrss : 0L);
+    long reported = maxrss > self_peak_kb ? maxrss : 0L;
+    if (orphans_peak > reported) reported = orphans_peak;
+    snprintf(srss, sizeof srss, "%ld", reported);
     const char *exited[] = {"X", job, scode, srss, sended};
     return report(exited, 5);
 }
@@ -189,6 +270,7 @@ static int run_job(char **f, size_t nf, const posix_spawnattr_t *attr) {
 int main(void) {
     pid_t engine = getppid();
     pin_from_env();
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); /* what a task leaves running comes back here */
     signal(SIGINT, SIG_IGN);  /* the engine decides what Ctrl-C stops */
     signal(SIGPIPE, SIG_IGN); /* a write to a dead engine fails with EPIPE instead */
 

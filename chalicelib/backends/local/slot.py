@@ -20,6 +20,11 @@ so neither holds up the engine's thread, and this process is small and single-th
 GIL shared with the engine's bookkeeping. The slot exits when its job pipe closes (the run
 ended), and, once the attempt it waits for has ended, when its engine is gone (killed): the
 jobs still queued in its pipe are then `updraft resume`'s to run.
+
+A slot is a child subreaper (runner/procs.py): what a task leaves running (a daemon that
+started its own session, a double fork) is re-parented to it, and once the task has exited
+the slot kills and reaps every such process before it reports the exit; the exit's maxrss
+is the largest of the task's and theirs.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import signal
 import struct
 import time
 
+from chalicelib.runner.procs import set_subreaper, sweep_orphans
 from chalicelib.runner.spawn import reap_process, spawn
 
 TYPE_CHECKING = False  # not typing's: a slot starts faster without importing typing
@@ -96,6 +102,7 @@ def pin_from_env() -> set[int] | None:
 def main() -> None:
     jobs = os.fdopen(0, "rb", buffering=1 << 16)
     engine = os.getppid()
+    set_subreaper()  # what a task leaves running comes back here, to be ended with it
     task_cpus = pin_from_env()
     try:
         while True:
@@ -126,6 +133,8 @@ def run_job(out: int, job: list[bytes], task_cpus: set[int] | None = None) -> No
     os.write(out, _frame(b"S", job_id, str(pid).encode(), repr(time.time()).encode()))
     code, maxrss = reap_process(pid)
     ended = repr(time.time()).encode()
+    # every other child is what the task left running (setsid, double fork): its orphans
+    maxrss = max(maxrss, sweep_orphans((), None))
     os.write(out, _frame(b"X", job_id, str(code).encode(), str(maxrss).encode(), ended))
 
 

@@ -101,10 +101,12 @@ def unreadable_number() -> str:
 
 def _plainly_native(data: Any) -> bool:
     """Tagged native, or an object with a `tasks` list and none of the keys by which the
-    importers' formats are recognised (legacy HyperFlow also has `tasks`, with a `data` list):
-    then the importers need not be loaded to tell. False: let the full detection decide."""
+    importers' formats are recognised (HyperFlow may also have `tasks`, with a `data` or a
+    `signals` list): then the importers need not be loaded to tell. False: let the full
+    detection decide."""
     return native.sniff(data) and (
-        data.get("format") == native.FORMAT_TAG or not isinstance(data.get("data"), list))
+        data.get("format") == native.FORMAT_TAG
+        or not (isinstance(data.get("data"), list) or isinstance(data.get("signals"), list)))
 
 
 def load(path: str, fmt: str | None = None) -> Workflow:

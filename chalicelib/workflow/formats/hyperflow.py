@@ -1,7 +1,12 @@
-"""HyperFlow workflow.json: `processes` + `signals` (and the legacy `tasks` + `data`).
+"""HyperFlow workflow.json: `processes` (or the older `tasks`) + `signals` (or `data`).
 
+As HyperFlow's wflib reads them, the two keys are chosen independently: `processes` if
+present else `tasks`, `signals` if present else `data`.
 A process becomes a task; its command is `config.executor` (`executable`, `args`, and
-`stdout`/`stderr` redirections or `shell: true`). A signal is either a file or a control
+`stdout`/`stderr` redirections or `shell: true`). `args` given as one string is the rest of
+a shell line (`"executable args"`, as HyperFlow's job executors run it); a list is argv.
+Signals that share a name are one signal (HyperFlow looks signals up by name) as long as
+they agree on being control signals; two producers of it are still refused. A signal is either a file or a control
 token: it is a file when its name looks like one (has a '.' and is not a number) or appears
 in the command of a process that reads or writes it; otherwise it only orders tasks
 (`after`). Processes that do not fire exactly once (choice/join, control signals, counted
@@ -25,7 +30,7 @@ from chalicelib.workflow.model import Placement, Task, Workflow
 from chalicelib.workflow.numbers import finite, number_problem
 
 NAME = "hyperflow"
-_COUNT = re.compile(r"^(.*):(\d+)$")
+_COUNT = re.compile(r"^(.*):(\w+)$")
 _NOT_A_DAG_TYPES = {
     "choice": "it routes its inputs to outputs chosen at run time",
     "join": "it fires when some of its inputs arrive, decided at run time",
@@ -39,13 +44,13 @@ _NOOP_FUNCTIONS = {"exit"}
 def sniff(data: Any) -> bool:
     if not isinstance(data, dict):
         return False
-    if isinstance(data.get("processes"), list) and isinstance(data.get("signals"), list):
+    procs = data["processes"] if "processes" in data else data.get("tasks")
+    sigs = data["signals"] if "signals" in data else data.get("data")
+    if not (isinstance(procs, list) and isinstance(sigs, list)):
+        return False
+    if "processes" in data:
         return True
-    tasks, legacy_data = data.get("tasks"), data.get("data")
-    return (
-        isinstance(tasks, list) and isinstance(legacy_data, list)
-        and all(isinstance(t, dict) and ("ins" in t or "outs" in t) for t in tasks[:5])
-    )
+    return all(isinstance(t, dict) and ("ins" in t or "outs" in t) for t in procs[:5])
 
 
 class _Signal(Struct):
@@ -80,7 +85,10 @@ class _Importer:
         self.source = source
         self.problems: list[Problem] = []
         self.paths = PathMapper()
-        self.legacy = "processes" not in data
+        self.procs_key = "processes" if "processes" in data else "tasks"
+        self.signals_key = "signals" if "signals" in data else "data"
+        self.alias: dict[int, int] = {}  # index of a repeated signal name -> its first index
+        self.repeated: dict[str, int] = {}
 
     def fail(self, message: str, where: str | None = None, fieldname: str | None = None) -> None:
         self.problems.append(Problem(message, where, fieldname))
@@ -88,28 +96,38 @@ class _Importer:
     # -- reading -------------------------------------------------------------------------
 
     def signals(self) -> list[_Signal]:
-        raw = self.data.get("data" if self.legacy else "signals") or []
+        raw = self.data.get(self.signals_key) or []
+        if not isinstance(raw, list):
+            self.fail("must be a list of signals", None, self.signals_key)
+            raw = []
         out: list[_Signal] = []
-        seen: set[str] = set()
+        seen: dict[str, int] = {}
         for i, sig in enumerate(raw):
             name = _scalar(sig.get("name")) if isinstance(sig, dict) else None
-            if name is None or name == "":
-                self.fail(f"signal #{i} needs a name", None, "signals")
-                name = f"#{i}"
-            elif name in seen:
-                self.fail(f"signal name {name!r} is used twice", None, "signals")
-            seen.add(name)
             items = sig.get("data") if isinstance(sig, dict) else None
             control = sig.get("control") if isinstance(sig, dict) else None
-            out.append(_Signal(name, str(control) if control else None,
-                               len(items) if isinstance(items, list) else 0))
+            signal = _Signal(name or f"#{i}", str(control) if control else None,
+                             len(items) if isinstance(items, list) else 0)
+            if name is None or name == "":
+                self.fail(f"signal #{i} needs a name", None, "signals")
+            elif name in seen:
+                first = out[seen[name]]
+                if first.control != signal.control:
+                    self.fail(f"signal name {name!r} is used twice, once as a control signal",
+                              None, "signals")
+                self.alias[i] = seen[name]
+                self.repeated[name] = self.repeated.get(name, 1) + 1
+                first.items = max(first.items, signal.items)
+            else:
+                seen[name] = i
+            out.append(signal)
         return out
 
     def resolve(self, ref: Any, signals: list[_Signal], by_name: Mapping[str, int],
                 proc: str, fieldname: str) -> int | None:
         if isinstance(ref, int) and not isinstance(ref, bool):
             if 0 <= ref < len(signals):
-                return ref
+                return self.alias.get(ref, ref)
             self.fail(f"signal index {ref} is out of range (0..{len(signals) - 1})", proc, fieldname)
             return None
         name = _scalar(ref)
@@ -117,17 +135,24 @@ class _Importer:
             return by_name[name]
         counted = _COUNT.match(name or "")
         if counted and counted.group(1) in by_name:
-            self.fail(
-                f"reads {name!r}: HyperFlow's count syntax (consume {counted.group(2)} signals "
-                "per firing) makes a stream, not a DAG", proc, fieldname,
-            )
+            count = counted.group(2)
+            how = (f"consume {count} signals per firing" if count.isdigit()
+                   else f"as many per firing as signal {count!r} says")
+            verb = "reads" if fieldname == "ins" else "emits"
+            self.fail(f"{verb} {name!r}: HyperFlow's count syntax ({how}) makes a stream, not a "
+                      "DAG", proc, fieldname)
             return None
         self.fail(f"names unknown signal {ref!r}", proc, fieldname)
         return None
 
     def processes(self, signals: list[_Signal]) -> list[_Proc]:
-        raw = self.data.get("tasks" if self.legacy else "processes") or []
-        by_name = {s.name: i for i, s in enumerate(signals)}
+        raw = self.data.get(self.procs_key) or []
+        if not isinstance(raw, list):
+            self.fail("must be a list of processes", None, self.procs_key)
+            raw = []
+        by_name: dict[str, int] = {}
+        for i, s in enumerate(signals):
+            by_name.setdefault(s.name, i)
         procs: list[_Proc] = []
         for i, item in enumerate(raw):
             if not isinstance(item, dict):
@@ -199,7 +224,15 @@ class _Importer:
         if not isinstance(exe, str) or not exe.strip():
             self.fail("config.executor.executable must be a non-empty string", proc.name, "config")
             return ("true",), None, [], proc.name
-        if isinstance(args_raw, str | int | float):
+        if isinstance(args_raw, str):
+            line = f"{exe} {args_raw}".strip()  # HyperFlow runs "executable args" as a shell line
+            redirected = "".join(f" {op} {shlex.quote(executor[key])}"
+                                 for op, key in ((">", "stdout"), ("2>", "stderr"))
+                                 if isinstance(executor.get(key), str) and executor.get(key))
+            extra_out = [executor[k] for k in ("stdout", "stderr")
+                         if isinstance(executor.get(k), str) and executor.get(k)]
+            return (), line + redirected, extra_out, exe.rsplit("/", 1)[-1]
+        if isinstance(args_raw, int | float):
             args_raw = [args_raw]
         args: list[str] = []
         for a in args_raw if isinstance(args_raw, list) else []:
@@ -271,6 +304,9 @@ class _Importer:
             shown = ", ".join(repr(c) for c in control[:20])
             more = f" and {len(control) - 20} more" if len(control) > 20 else ""
             notes.append(f"signals read as control tokens (ordering only, not files): {shown}{more}")
+        if self.repeated:
+            shown = ", ".join(f"{n!r} x{k}" for n, k in list(self.repeated.items())[:10])
+            notes.append(f"signal names used more than once, read as one signal each: {shown}")
         renamed = [f"{p.name!r} -> {i!r}" for p, i in zip(procs, ids, strict=True) if p.name != i]
         if renamed:
             notes.append(f"{len(renamed)} process name(s) repeat or needed cleaning; "

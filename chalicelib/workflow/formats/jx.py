@@ -370,13 +370,24 @@ def _finite(value: Any, line: int) -> Any:
     return value
 
 
+def _atom_text(v: Any) -> str:
+    """An atom as cctools prints it when `+` joins it to a string: true, 1, 0.5."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:.16g}"
+    return str(v)
+
+
 def _arith(op: str, a: Any, b: Any, line: int) -> Any:
     return _finite(_arith_raw(op, a, b, line), line)
 
 
 def _arith_raw(op: str, a: Any, b: Any, line: int) -> Any:
-    if op == "+" and isinstance(a, str) and isinstance(b, str):
-        return a + b
+    if op == "+" and isinstance(a, str) and isinstance(b, str | int | float):
+        return a + _atom_text(b)  # cctools turns the other atom into a string for '+'
+    if op == "+" and isinstance(b, str) and isinstance(a, int | float):
+        return _atom_text(a) + b
     if op == "+" and isinstance(a, list) and isinstance(b, list):
         return a + b
     if not (_is_num(a) and _is_num(b)):
@@ -608,13 +619,17 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 
-def evaluate_workflow(text: str) -> Any:
+def evaluate_workflow(text: str, defines: Mapping[str, Any] | None = None) -> Any:
     """Evaluate a JX workflow: `define` first (each entry sees the ones before it), then the
-    rest of the document with those symbols bound. Returns plain JSON data."""
+    rest of the document with those symbols bound. Returns plain JSON data.
+
+    `defines` (makeflow's --jx-args and --jx-define) are bound first and win over the
+    file's own `define` entries of the same name, as in makeflow."""
     node = parse(text)
+    given = dict(defines or {})
     if not isinstance(node, ObjE):
-        return evaluate(node, {})
-    context: dict[str, Any] = {}
+        return evaluate(node, given)
+    context: dict[str, Any] = dict(given)
     keyed: list[tuple[str, Node]] = []
     for key_node, value_node in node.pairs:
         key = evaluate(key_node, {})
@@ -627,6 +642,7 @@ def evaluate_workflow(text: str) -> Any:
                 name = evaluate(name_node, context)
                 if not isinstance(name, str):
                     raise JXError(name_node.line, "define keys must be strings")
-                context[name] = evaluate(def_node, context)
+                if name not in given:
+                    context[name] = evaluate(def_node, context)
     return {key: dict(context) if key == "define" else evaluate(value_node, context)
             for key, value_node in keyed}

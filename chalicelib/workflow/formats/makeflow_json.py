@@ -3,8 +3,10 @@
 Each rule has `command`, `inputs`, `outputs` (a file is a string or an object naming it),
 `local_job`, `category`, `resources` {cores, memory, disk, wall-time} and `environment`.
 A rule's resources and environment override its category's, which override the default
-category's and the workflow's `environment`. `define` holds the values the JX was expanded
-from and is not needed once expanded. Sub-workflows and file renaming are rejected.
+category's and the workflow's `environment`; as in Makeflow, CORES and OMP_NUM_THREADS are
+also set (to each other, or 1). `define` holds the values the JX was expanded
+from and is not needed once expanded. A file object's `task_name` (or `source`) renames it
+inside the task; a rule with `workflow` (and JX `args`) runs a nested workflow, inlined.
 Two spellings seen in real files and ignored by Makeflow itself are read as meant, and
 said so: `output` for `outputs` and `local job` for `local_job`.
 """
@@ -76,7 +78,8 @@ class _Reader:
                 self.fail(where, f"resources.{key} {why}")
         return out
 
-    def files(self, value: Any, where: str, key: str) -> list[str]:
+    def files(self, value: Any, where: str, key: str,
+              renames: dict[str, str] | None = None) -> list[str]:
         if value is None:
             return []
         if not isinstance(value, list):
@@ -91,10 +94,11 @@ class _Reader:
                 remote = item.get("task_name", item.get("source"))
                 if not isinstance(name, str):
                     self.fail(where, f"a file in {key} has no 'dag_name' or 'name'")
-                elif remote not in (None, name):
-                    self.fail(where, f"file {name!r} is renamed to {remote!r} in the task: "
-                                     "file renaming is not supported")
+                elif remote not in (None, name) and not isinstance(remote, str):
+                    self.fail(where, f"file {name!r}: 'task_name' must be a string")
                 else:
+                    if isinstance(remote, str) and remote != name and renames is not None:
+                        renames[name] = remote
                     out.append(name)
             else:
                 self.fail(where, f"{key} entries must be strings or objects, got {item!r}")
@@ -126,15 +130,24 @@ class _Reader:
                 raw[key] = raw.pop(alias)
                 self.aliased.setdefault(f"{alias!r} as {key!r}", []).append(where)
         for key in raw:
-            if key not in _KNOWN and key not in ("workflow", "makeflow", "args"):
+            if key not in _KNOWN and key not in ("workflow", "args"):
                 self.ignored.setdefault(str(key), []).append(where)
         command = raw.get("command")
-        if "workflow" in raw or "makeflow" in raw:
-            self.fail(where, "sub-workflow rules (workflow/makeflow) are not supported; "
-                             "import the sub-workflow on its own")
+        workflow = raw.get("workflow")
+        if command is not None and workflow is not None:
+            self.fail(where, "a rule has a 'command' or a 'workflow', not both")
             return None
-        if not isinstance(command, str):
-            self.fail(where, "a rule needs a 'command' string")
+        if workflow is not None:
+            args = raw.get("args")
+            if not isinstance(workflow, str) or not workflow:
+                self.fail(where, "'workflow' must be the name of a workflow file")
+                return None
+            if args is not None and not isinstance(args, dict):
+                self.fail(where, "'args' must be an object of JX values")
+                return None
+            command = f"makeflow {workflow}"
+        elif not isinstance(command, str):
+            self.fail(where, "a rule needs a 'command' string (or a nested 'workflow')")
             return None
         where = f"{where} ({command[:60]!r})"
         category = raw.get("category") if isinstance(raw.get("category"), str) else default
@@ -146,10 +159,20 @@ class _Reader:
             env.update(cat_env)
         res.update(self.resources(raw.get("resources"), where))
         env.update(self.env(raw.get("environment"), where))
+        threads = env.get("OMP_NUM_THREADS")  # as Makeflow's dag_node_env_create
+        if "CORES" in env and not threads:
+            env["OMP_NUM_THREADS"] = env["CORES"]
+        elif threads:
+            env["CORES"] = threads
+        else:
+            env["CORES"] = env["OMP_NUM_THREADS"] = "1"
+        renames: dict[str, str] = {}
         return Rule(
             where=where, command=command,
-            inputs=self.files(raw.get("inputs"), where, "inputs"),
-            outputs=self.files(raw.get("outputs"), where, "outputs"),
+            inputs=self.files(raw.get("inputs"), where, "inputs", renames),
+            outputs=self.files(raw.get("outputs"), where, "outputs", renames),
+            renames=renames, workflow=workflow,
+            args=dict(raw["args"]) if isinstance(raw.get("args"), dict) else None,
             local=raw.get("local_job") is True, category=category,
             cores=res.get("cores"), memory_mb=res.get("memory_mb"), disk_mb=res.get("disk_mb"),
             wall_time_s=res.get("wall_time_s"), env=env,
@@ -169,12 +192,8 @@ def _few(items: list[str], limit: int = 5) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def load(data: Any, base_dir: str | None = None, source: str | None = None,
-         kind: str = "Makeflow JSON") -> Workflow:
-    """Import expanded Makeflow JSON, or raise WorkflowError naming the rules (rules[N])."""
-    if not sniff(data):
-        raise WorkflowError([Problem("a Makeflow JSON workflow is an object with a 'rules' list")],
-                            source)
+def read_rules(data: dict[str, Any]) -> tuple[list[Rule], list[Problem], list[str]]:
+    """(rules, problems, notes) of expanded Makeflow JSON, before they become tasks."""
     reader = _Reader(data)
     default = data.get("default_category")
     default = default if isinstance(default, str) else DEFAULT_CATEGORY
@@ -182,10 +201,19 @@ def load(data: Any, base_dir: str | None = None, source: str | None = None,
     top_env = reader.env(data.get("environment"), "environment")
     rules = [r for i, raw in enumerate(data["rules"])
              if (r := reader.rule(raw, i, default, cats, top_env)) is not None]
+    return rules, reader.problems, reader.notes()
+
+
+def load(data: Any, base_dir: str | None = None, source: str | None = None,
+         kind: str = "Makeflow JSON") -> Workflow:
+    """Import expanded Makeflow JSON, or raise WorkflowError naming the rules (rules[N])."""
+    if not sniff(data):
+        raise WorkflowError([Problem("a Makeflow JSON workflow is an object with a 'rules' list")],
+                            source)
+    rules, problems, notes = read_rules(data)
     name = os.path.basename(source).split(".")[0] if source else "makeflow"
     return build(rules, name=name or "makeflow", summary=f"imported from {kind} {name!r}",
-                 source=source, base_dir=base_dir, problems=reader.problems,
-                 notes=reader.notes())
+                 source=source, base_dir=base_dir, problems=problems, notes=notes)
 
 
 JX_NAME = "makeflow-jx"
@@ -203,11 +231,14 @@ def sniff_jx(text: str) -> bool:
 def load_jx_text(text: str, base_dir: str | None = None, source: str | None = None) -> Workflow:
     """Evaluate a JX workflow (see jx.py for what is supported), then import it as JSON."""
     from chalicelib.workflow.formats import jx
+    from chalicelib.workflow.formats.context import current
 
     try:
-        data = jx.evaluate_workflow(text)
+        data = jx.evaluate_workflow(text, current().jx_defines)
     except jx.JXError as exc:
-        raise WorkflowError([Problem(f"line {exc.line}: {exc.message}")], source) from exc
+        hint = (" (give it a value with --jx-define NAME=VALUE or --jx-args FILE, as for "
+                "makeflow --jx)" if exc.message.startswith("undefined symbol") else "")
+        raise WorkflowError([Problem(f"line {exc.line}: {exc.message}{hint}")], source) from exc
     except RecursionError as exc:
         raise WorkflowError([Problem("JX expressions are nested too deeply")], source) from exc
     return load(data, base_dir, source, kind="Makeflow JX")

@@ -86,6 +86,15 @@ class PathMapper:
         self._cache: dict[str, str] = {}
         self._owner: dict[str, str] = {}
         self.changed: dict[str, str] = {}
+        self._bulk: list[Sequence[str]] = []  # long lists of plain paths, kept as they are
+        self._bulk_set: set[str] | None = None
+
+    def _in_bulk(self, safe: str) -> bool:
+        if not self._bulk:
+            return False
+        if self._bulk_set is None:
+            self._bulk_set = {p for names in self._bulk for p in names}
+        return safe in self._bulk_set
 
     def map(self, raw: str) -> str:
         hit = self._cache.get(raw)
@@ -93,12 +102,33 @@ class PathMapper:
             return hit
         safe, canonical, odd = _map_path(raw)
         owner = self._owner.setdefault(safe, canonical)
-        if owner != canonical:
+        if owner != canonical or (canonical != safe and self._in_bulk(safe)):
+            owner = owner if owner != canonical else safe
             raise PathError(f"paths {owner!r} and {canonical!r} would both map to {safe!r}")
         if odd:
             self.changed[raw] = safe
         self._cache[raw] = safe
         return safe
+
+    def map_many(self, raws: Sequence[str]) -> Sequence[str]:
+        """`map` of each, in order; a long list of plain relative paths (a rule with a
+        million sources) is checked in one pass instead of one path at a time."""
+        if len(raws) < 64:
+            return [self.map(r) for r in raws]
+        try:
+            joined = "\n".join(raws)
+        except TypeError:
+            return [self.map(r) for r in raws]
+        if joined.count("\n") != len(raws) - 1 or not _plain_lines(joined):
+            return [self.map(r) for r in raws]
+        del joined
+        odd = {safe: canonical for safe, canonical in self._owner.items() if safe != canonical}
+        if odd:
+            for clash in odd.keys() & set(raws):
+                raise PathError(f"paths {odd[clash]!r} and {clash!r} would both map to {clash!r}")
+        self._bulk.append(raws)
+        self._bulk_set = None
+        return raws
 
     def notes(self, limit: int = 20) -> list[str]:
         items = [f"{src!r} -> {dst!r}" for src, dst in sorted(self.changed.items())]
@@ -110,8 +140,28 @@ class PathMapper:
         return [head]
 
 
+_PLAIN_PATH = re.compile(r"(?!\.\.?(?:/|$))[^/\\\x00\s]+(?:/(?!\.\.?(?:/|$))[^/\\\x00\s]+)*")
+
+
+_NOT_PLAIN = ("\\", "\x00", " ", "\t", "\r", "\f", "\v", "//", "\n\n", "\n/", "/\n", ":/",
+              "/./", "/../", "\n./", "\n../", "/.\n", "/..\n", "\n.\n", "\n..\n")
+
+
+def _plain_lines(joined: str) -> bool:
+    """Whether every line of "\n".join(paths) is a _PLAIN_PATH with no drive letter, by
+    substring tests (each a fast scan); False sends the paths one by one through `map`."""
+    if not joined.isascii() or any(bad in joined for bad in _NOT_PLAIN):
+        return False
+    cut = joined.find("\n")
+    first = joined if cut < 0 else joined[:cut]
+    last = joined[joined.rfind("\n") + 1:]
+    return not any(bad in f"\n{end}\n" for end in (first, last) for bad in _NOT_PLAIN)
+
+
 def _map_path(raw: str) -> tuple[str, str, bool]:
     """(safe path, canonical source spelling, whether the change must be reported)."""
+    if isinstance(raw, str) and _PLAIN_PATH.fullmatch(raw) and not _DRIVE.match(raw):
+        return raw, raw, False  # already a clean relative path (the common case, and fast)
     if not isinstance(raw, str) or not raw.strip():
         raise PathError("empty file name")
     if "\x00" in raw:
