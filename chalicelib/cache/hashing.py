@@ -41,9 +41,21 @@ def file_sha256(path: str) -> str:
 
 def remember(path: str, digest: str) -> None:
     """Record a digest computed elsewhere (e.g. while copying) for `path` as it is now."""
-    st = os.stat(path)
+    note(os.stat(path), digest)
+
+
+def note(st: os.stat_result, digest: str) -> None:
+    """Record `digest` for the file `st` describes (its inode, as it is now)."""
     with _lock:
         _memo[(st.st_dev, st.st_ino)] = (_sig(st), digest)
+
+
+def known_digest(st: os.stat_result) -> str | None:
+    """The digest recorded for this inode if it is unchanged since (size, mtime, ctime): a
+    write, truncate, chmod or utime changes ctime, which no unprivileged process can set."""
+    with _lock:
+        hit = _memo.get((st.st_dev, st.st_ino))
+    return hit[1] if hit is not None and hit[0] == _sig(st) else None
 
 
 def tree_manifest(root: str) -> dict[str, str]:

@@ -4,14 +4,25 @@ The key hashes what determines the outputs and nothing else: the command (argv o
 text), the task's own environment, the identity of the tool image (UPDRAFT_IMAGE_ID, else the
 content hash of the program the command starts), the content hashes of the inputs and deps,
 and the output names. No run id, no absolute paths, no mtimes.
+
+Entries are written only by the runner, after stage-out has hashed the outputs, and carry an
+HMAC over their key and content. The secret is UPDRAFT_MEMO_KEY when set (withheld from every
+task's environment; in the cloud the runner is also non-dumpable, so a task cannot read it
+from /proc), else a random key in `<index>.key` (mode 0600), created on first use. An entry
+without a valid MAC - forged, copied to another key, from before MACs - is ignored (the task
+runs). What this does not stop: a task running as the same user as the runner can read the
+key file (locally always; in the cloud when UPDRAFT_MEMO_KEY is not set) and delete entries or
+objects (the tasks then run again). See docs/reliability.md, "User data is inviolable".
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -61,12 +72,60 @@ def memo_key(
     return hashlib.sha256(blob).hexdigest()
 
 
-class MemoIndex:
-    """key -> {"outputs": {path: sha256}, ...} as one small JSON file per key."""
+_HEX = frozenset("0123456789abcdef")
 
-    def __init__(self, root: str) -> None:
+
+def usable_record(record: Mapping[str, Any], outputs: tuple[str, ...]) -> bool:
+    """Whether a memo record can stand in for running a task with these outputs: exactly
+    those outputs, each a sha256 hex digest (the objects themselves are verified against
+    their hashes before they are published: TaskCache.restore)."""
+    got = record.get("outputs")
+    if not isinstance(got, dict) or set(got) != set(outputs):
+        return False
+    return all(isinstance(h, str) and len(h) == 64 and _HEX.issuperset(h) for h in got.values())
+
+
+MEMO_KEY_VAR = "UPDRAFT_MEMO_KEY"
+
+
+def memo_secret(root: str) -> bytes:
+    """The secret memo entries are signed with: UPDRAFT_MEMO_KEY, else `<root>.key`."""
+    raw = os.environ.get(MEMO_KEY_VAR)
+    if raw:
+        return raw.encode()
+    path = root + ".key"
+    try:
+        with open(path, "rb") as fh:
+            key = fh.read().strip()
+        if key:
+            return key
+    except FileNotFoundError:
+        pass
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-key-", dir=os.path.dirname(path) or ".")  # mode 0600
+    try:
+        os.write(fd, secrets.token_hex(32).encode())
+        os.close(fd)
+        with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+            os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
+    with open(path, "rb") as fh:
+        return fh.read().strip()
+
+
+def _mac(secret: bytes, key: str, record: Mapping[str, Any]) -> str:
+    blob = key.encode() + b"\n" + json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+    return hmac.new(secret, blob, hashlib.sha256).hexdigest()
+
+
+class MemoIndex:
+    """key -> {"outputs": {path: sha256}, ..., "mac": ...} as one small JSON file per key."""
+
+    def __init__(self, root: str, secret: bytes | None = None) -> None:
         self.root = os.path.abspath(root)
         os.makedirs(self.root, exist_ok=True)
+        self.secret = secret if secret is not None else memo_secret(self.root)
 
     def _path(self, key: str) -> str:
         return os.path.join(self.root, key[:2], f"{key}.json")
@@ -77,15 +136,21 @@ class MemoIndex:
                 data = json.load(fh)
         except (OSError, ValueError):
             return None
-        return data if isinstance(data, dict) and isinstance(data.get("outputs"), dict) else None
+        if not isinstance(data, dict) or not isinstance(data.get("outputs"), dict):
+            return None
+        mac = data.pop("mac", None)
+        if not isinstance(mac, str) or not hmac.compare_digest(mac, _mac(self.secret, key, data)):
+            return None  # not written by a runner holding the secret (or for another key)
+        return data
 
     def put(self, key: str, record: Mapping[str, Any]) -> None:
         final = self._path(key)
         os.makedirs(os.path.dirname(final), exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(final))
         try:
+            signed = {**record, "mac": _mac(self.secret, key, json.loads(json.dumps(dict(record))))}
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(dict(record), fh, separators=(",", ":"))
+                json.dump(signed, fh, separators=(",", ":"))
             os.replace(tmp, final)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

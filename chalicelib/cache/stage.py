@@ -4,18 +4,23 @@ added to it, and memoized results replace execution.
 Tiers: the shared volume (this ContentStore: EFS in the cloud, a folder locally) in front of
 the origin (the blob store, or the dep's source). A Lambda's own /tmp is a second
 ContentStore in front of EFS when configured (`local_tier`).
+
+Whatever tier an object comes from, the sandbox gets a private copy verified against the
+object's hash (ContentStore.copy_to): a damaged object is removed and fetched again once,
+from the next tier; a second mismatch is an error. Nothing a task can write is linked to the
+store, the blob store or the user's files.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Mapping
 from typing import Any
 
 from msgspec import Struct, field
 
-from chalicelib.cache.cas import ContentStore
+from chalicelib.cache.cas import CacheIntegrityError, ContentStore
+from chalicelib.cache.copying import copy_file_hashing
 from chalicelib.cache.hashing import file_sha256, tree_manifest
 from chalicelib.cache.memo import MemoIndex
 from chalicelib.ports import BlobStore
@@ -59,11 +64,11 @@ class TaskCache(Struct):
         """A copy with fresh per-attempt stats."""
         return TaskCache(self.cas, self.memo, self.local_tier)
 
-    def _fetch(self, sha: str, fetch_origin: Any, size_hint: int | None = None) -> str:
-        """Make `sha` present in the nearest tier; returns the path of the object to link."""
+    def _fetch(self, sha: str, fetch_origin: Any) -> ContentStore:
+        """Make `sha` present in the nearest tier; returns that tier."""
         if self.local_tier is not None and self.local_tier.has(sha):
             self.stats.hits += 1
-            return self.local_tier.path(sha)
+            return self.local_tier
         fetched = self.cas.fetch(sha, fetch_origin)
         if fetched:
             self.stats.misses += 1
@@ -71,19 +76,22 @@ class TaskCache(Struct):
         else:
             self.stats.hits += 1
         if self.local_tier is not None:
-            self.local_tier.fetch(sha, lambda tmp: shutil.copyfile(self.cas.path(sha), tmp))
-            return self.local_tier.path(sha)
-        return self.cas.path(sha)
+            self.local_tier.fetch(sha, lambda tmp: copy_file_hashing(self.cas.path(sha), tmp))
+            return self.local_tier
+        return self.cas
 
-    def _place(self, obj: str, dest: str) -> int:
-        os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
-        try:
-            os.link(obj, dest)
-        except OSError:
-            shutil.copyfile(obj, dest)
-        size = os.path.getsize(dest)
-        self.stats.bytes_from_cache += size
-        return size
+    def _stage(self, sha: str, fetch_origin: Any, dest: str) -> int:
+        """A private copy of object `sha` at `dest`, verified; a damaged object (in any tier)
+        is removed and fetched again, once."""
+        for _ in range(3):
+            tier = self._fetch(sha, fetch_origin)
+            size = tier.copy_to(sha, dest)
+            if size is not None:
+                self.stats.bytes_from_cache += size
+                return size
+            if tier is self.local_tier:  # the shared tier may be damaged too: check it next time
+                self.cas.intact(sha)
+        raise CacheIntegrityError(f"cached object {sha} does not match its hash, even fetched again")
 
     def stage_blob(self, blobs: BlobStore, key: str, dest: str, sha: str | None) -> tuple[str, int]:
         """Stage a blob-store object into `dest` through the cache; returns (sha, bytes)."""
@@ -92,8 +100,7 @@ class TaskCache(Struct):
             self.stats.misses += 1
             self.stats.bytes_from_origin += size
             return file_sha256(dest), size
-        obj = self._fetch(sha, lambda tmp: blobs.get_file(key, tmp))
-        return sha, self._place(obj, dest)
+        return sha, self._stage(sha, lambda tmp: blobs.get_file(key, tmp), dest)
 
     def stage_dep(self, name: str, source: str, dest: str) -> dict[str, str]:
         """Stage a dependency (a local file or folder) at `dest`; returns {name: sha}."""
@@ -101,24 +108,21 @@ class TaskCache(Struct):
             manifest = tree_manifest(source)
             for rel, sha in manifest.items():
                 src = os.path.join(source, rel)
-                obj = self._fetch(sha, lambda tmp, src=src: shutil.copyfile(src, tmp))
-                self._place(obj, os.path.join(dest, rel))
+                self._stage(sha, lambda tmp, src=src: copy_file_hashing(src, tmp), os.path.join(dest, rel))
             return {f"{name}/{rel}": sha for rel, sha in manifest.items()}
         sha = file_sha256(source)
-        obj = self._fetch(sha, lambda tmp: shutil.copyfile(source, tmp))
-        self._place(obj, dest)
+        self._stage(sha, lambda tmp: copy_file_hashing(source, tmp), dest)
         return {name: sha}
 
-    def add_output(self, path: str) -> str:
-        """Add a finished output to the shared store (hard link when possible); returns sha."""
-        sha, _ = self.cas.add_file(path)
-        return sha
+    def add_output(self, path: str, sha: str) -> None:
+        """Add a finished output the runner has made its own (see Sandbox.stage_out)."""
+        self.cas.adopt(path, sha)
 
     def restore(self, outputs: Mapping[str, str], blobs: BlobStore, key_of: Any) -> int | None:
         """Publish memoized outputs into the blob store; None (run the task) if an object was
         evicted or no longer matches its hash: a memoized result is checked before it stands
         in for a run (reading the outputs once costs far less than the task would)."""
-        if not all(self.cas.intact(sha) for sha in outputs.values()):
+        if not all(isinstance(sha, str) and self.cas.intact(sha) for sha in outputs.values()):
             return None
         total = 0
         for path, sha in outputs.items():

@@ -16,13 +16,15 @@ import os
 import select
 import shutil
 import signal
+import stat
 import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from msgspec import Struct, field
 
-from chalicelib.cache.memo import image_id, memo_key
+from chalicelib.cache.copying import copy_hashing
+from chalicelib.cache.memo import image_id, memo_key, usable_record
 from chalicelib.cache.stage import TaskCache, dep_hashes
 from chalicelib.engine.events import TaskFailed, TaskSucceeded
 from chalicelib.engine.states import Reason
@@ -94,6 +96,7 @@ class TaskOutcome(Struct, frozen=True):
 
 
 _SET_PER_TASK = (b"TMPDIR", b"UPDRAFT_RUN_ID", b"UPDRAFT_TASK_ID", b"UPDRAFT_ATTEMPT")
+_WITHHELD = (b"UPDRAFT_MEMO_KEY",)  # the runner's memo secret (cache/memo.py) never reaches a task
 
 
 def _task_env(req: TaskRequest, sandbox: Sandbox, base: Mapping[Any, Any]) -> list[bytes]:
@@ -121,9 +124,9 @@ class EncodedEnv(dict[bytes, bytes]):
     def entries(self, overridden: Mapping[bytes, bytes] | None = None) -> list[bytes]:
         """"NAME=value" for each variable but those set per task (and `overridden`)."""
         if overridden is not None:
-            return [k + b"=" + v for k, v in self.items() if k not in overridden]
+            return [k + b"=" + v for k, v in self.items() if k not in overridden and k not in _WITHHELD]
         if self._entries is None:
-            self._entries = [k + b"=" + v for k, v in self.items() if k not in _SET_PER_TASK]
+            self._entries = [k + b"=" + v for k, v in self.items() if k not in _SET_PER_TASK and k not in _WITHHELD]
         return self._entries
 
 
@@ -214,7 +217,9 @@ class Attempt(Struct):
         cache, run_id = self.cache, self.req.run_id
         assert cache is not None and cache.memo is not None and self.memo_key is not None
         hit = cache.memo.get(self.memo_key)
-        if hit is None or cache.restore(hit["outputs"], blobs, lambda p: data_key(run_id, p)) is None:
+        if hit is None or not usable_record(hit, self.req.task.outputs):
+            return False
+        if cache.restore(hit["outputs"], blobs, lambda p: data_key(run_id, p)) is None:
             return False
         self.restored = dict(hit["outputs"])
         cache.stats.memo = "hit"
@@ -420,24 +425,46 @@ class Attempt(Struct):
         return None, ""
 
     def _store_log(self, blobs: BlobStore, result: dict[str, Any]) -> str:
-        path = self.sandbox.log_path
-        size = self.sandbox.log_size  # measured just now, when the task's outputs were checked
-        if size is None:
-            try:
-                size = os.path.getsize(path)
-            except OSError:
+        """Store the task's log and return its tail. The log lives beside the sandbox, but a
+        task can still reach it: whatever is there now (a folder, a symlink, a hard link to
+        another file) is never followed or moved, only a regular file's bytes are kept."""
+        path, out = self.sandbox.log_path, self.sandbox.out_path
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return ""  # none (nothing was written, or the task removed it), or not a file
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return ""  # a folder or such: Sandbox.remove takes it away
+            if st.st_nlink != 1:
+                # another name shares this inode (a file the task linked here): keep a copy of
+                # the bytes and drop our name, so the next task's log never writes into it
+                if st.st_size:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(out)
+                    copy_hashing(fd, out)
+                os.unlink(path)
+            elif st.st_size == 0:
                 return ""
-        if size == 0:
+            else:
+                os.replace(path, out)  # out of the task's reach (out is free after stage-out)
+            if st.st_size == 0:
+                return ""
+            tail = os.pread(fd, LOG_TAIL_BYTES, max(0, st.st_size - LOG_TAIL_BYTES)).decode("utf-8", "replace")
+        except OSError:
             return ""
-        with open(path, "rb") as fh:
-            fh.seek(max(0, size - LOG_TAIL_BYTES))
-            tail = fh.read().decode("utf-8", "replace")
+        finally:
+            os.close(fd)
         key = log_key(self.req.run_id, self.req.task_id, self.req.attempt)
         try:
-            blobs.put_file(key, path, move=True)
+            blobs.put_file(key, out, move=True)
             result["log_key"] = key
         except Exception:  # noqa: S110 - losing a log must not lose the result
             pass
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(out)
         return tail
 
 

@@ -27,7 +27,7 @@ import signal
 import threading
 from collections.abc import Mapping
 
-_OPEN_LOG = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+_OPEN_LOG = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW  # never through a planted symlink
 _SETSIGDEF, _SETSIGMASK, _SETSID = 0x04, 0x08, 0x80  # glibc's POSIX_SPAWN_* flags
 _OPAQUE = 1024  # bytes for posix_spawn_file_actions_t / posix_spawnattr_t (glibc: 80 / 336)
 # set back to their default in the child: Python ignores SIGPIPE and SIGXFSZ, a slot ignores

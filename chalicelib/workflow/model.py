@@ -1,7 +1,10 @@
 """The workflow model every format is imported into.
 
 Values are frozen: a Workflow is built once (by a format reader), validated, and then only read.
-Paths are POSIX, relative to the run's data root.
+Paths are POSIX, relative to the run's data root, and canonical: every reader's `./x`, `d//x`
+and `d/x/` become `x`, `d/x` and `d/x` when a Task or InputFile is made, so two spellings of
+one file are one path everywhere (the "produced by two tasks" and "both input and output"
+checks, the graph, staging); a task's repeated input is one input.
 """
 
 from __future__ import annotations
@@ -10,6 +13,29 @@ import enum
 from collections.abc import Mapping
 
 from msgspec import Struct, field
+from msgspec.structs import force_setattr
+
+
+def canonical_path(path: str) -> str:
+    """`path` without empty and `.` parts and trailing `/`. Paths that are absolute, contain
+    `..`, or name nothing are left as they are, for validation to name the problem."""
+    if not isinstance(path, str) or not path or path.startswith("/"):
+        return path
+    if ("//" not in path and not path.startswith("./") and "/./" not in path
+            and not path.endswith(("/", "/.")) and path != "."):
+        return path  # the common case, checked cheaply
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        return path
+    return "/".join(parts)
+
+
+def _canonical(paths: tuple[str, ...], dedupe: bool) -> tuple[str, ...] | None:
+    """The canonical form of `paths`, or None when it is `paths` itself."""
+    fixed = tuple(canonical_path(p) for p in paths)
+    if dedupe and len(set(fixed)) != len(fixed):
+        fixed = tuple(dict.fromkeys(fixed))
+    return None if fixed == paths else fixed
 
 
 class Placement(enum.StrEnum):
@@ -63,6 +89,13 @@ class Task(Struct, frozen=True):
     deps: tuple[str, ...] = ()
     hints: Mapping[str, float] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # inputs: a repeated one is one input; outputs: kept, so a repeat is a validation problem
+        if isinstance(self.inputs, tuple) and (fixed := _canonical(self.inputs, dedupe=True)) is not None:
+            force_setattr(self, "inputs", fixed)
+        if isinstance(self.outputs, tuple) and (fixed := _canonical(self.outputs, dedupe=False)) is not None:
+            force_setattr(self, "outputs", fixed)
+
     @property
     def task_type(self) -> str:
         """The task's type (for reports and the planner): explicit, else the program's name."""
@@ -83,6 +116,10 @@ class InputFile(Struct, frozen=True):
 
     path: str
     source: str | None = None
+
+    def __post_init__(self) -> None:
+        if (fixed := canonical_path(self.path)) != self.path:
+            force_setattr(self, "path", fixed)
 
 
 class Workflow(Struct, frozen=True):

@@ -15,6 +15,7 @@ from chalicelib.workflow.graph import build_graph, find_cycle
 from chalicelib.workflow.model import Placement, Task, Workflow
 from chalicelib.workflow.numbers import MAX_SECONDS, describe, finite, hint_bounds, number_problem
 
+RESERVED_PREFIX = ".updraft"  # the sandbox's own names (runner/sandbox.py)
 DEFAULT_MAX_TASKS = 250_000
 MAX_ID_LENGTH = 200
 MAX_RETRIES = 20
@@ -45,6 +46,9 @@ def path_problem(path: str) -> str | None:
         return f"path {path!r} contains '..'; paths must stay inside the run's data root"
     if path in (".", "./") or not parts:
         return f"path {path!r} names the data root itself, not a file"
+    if parts[0].startswith(RESERVED_PREFIX):
+        return (f"path {path!r}: names starting with {RESERVED_PREFIX!r} are the engine's own "
+                "(its temp folder and task logs); rename the file")
     return None
 
 

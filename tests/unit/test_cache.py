@@ -90,7 +90,7 @@ def test_lru_eviction_keeps_data_of_a_task_holding_a_file(tmp_path: Path) -> Non
         store.fetch(digests[-1], lambda tmp, data=data: Path(tmp).write_bytes(data))
         time.sleep(0.01)
     held = tmp_path / "sandbox" / "db"
-    store.link_to(digests[0], str(held))  # a running task holds the oldest object (and uses it)
+    store.copy_to(digests[0], str(held))  # a running task holds (a copy of) the oldest object
     os.utime(store.path(digests[0]), (1.0, 1.0))  # ...and it is the least recently used
     removed = store.evict(2000)
     assert [e.sha256 for e in removed] == [digests[0], digests[1]]

@@ -1,7 +1,10 @@
 """Filesystem blob store: key -> file under a root folder. Writes are atomic (temp + rename).
 
-Stage-in hard-links when source and sandbox share a filesystem (no copy), else copies;
-stage-out renames (no copy) when asked to move.
+Files come in and go out as private copies (a reflink where the filesystem offers one), never
+hard links: a stored blob shares no inode with the user's file it came from nor with the
+sandbox it is staged into, so a task writing to its input changes neither. `put_file(move=
+True)` renames the caller's own file in (no copy): the runner only moves files it has made
+its own (Sandbox.stage_out).
 """
 
 from __future__ import annotations
@@ -9,11 +12,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
 
+from chalicelib.cache.copying import READ, copy_fd
 from chalicelib.errors import NotFoundError
 
 
@@ -107,43 +110,27 @@ class FsBlobStore:
         size = os.path.getsize(path)
         if move:
             try:
-                os.makedirs(os.path.dirname(final), exist_ok=True)
-                os.replace(path, final)
+                try:
+                    os.replace(path, final)
+                except FileNotFoundError:  # the key's folder is new (or `path` is gone: raised again)
+                    os.makedirs(os.path.dirname(final), exist_ok=True)
+                    os.replace(path, final)
                 return size
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
                     raise
-        tmp = self._tmp_beside(final)
-        try:
-            try:  # a hard link when on the same filesystem (cached objects are never written)
-                os.unlink(tmp)
-                os.link(path, tmp)
-            except OSError:
-                shutil.copyfile(path, tmp)
-            os.replace(tmp, final)
-        except BaseException:
-            _unlink(tmp)
-            raise
+        _copy_via_tmp(path, self._tmp_beside(final), final)
+        if move:
+            _unlink(path)
         return size
 
     def get_file(self, key: str, dest: str) -> int:
-        """A hard link at `dest` when on the same filesystem, else a copy made beside `dest`
-        and renamed into place: no partly written `dest` is ever seen."""
+        """A private copy at `dest`, made beside it and renamed into place: no partly written
+        `dest` is ever seen."""
         src = self.path(key)
         size = self.size(key)
         os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
-        try:
-            os.link(src, dest)
-            return size
-        except OSError:
-            pass
-        tmp = self._tmp_beside(dest)
-        try:
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dest)
-        except BaseException:
-            _unlink(tmp)
-            raise
+        _copy_via_tmp(src, self._tmp_beside(dest), dest)
         return size
 
     def exists(self, key: str) -> bool:
@@ -170,6 +157,23 @@ class FsBlobStore:
         for key in keys:
             _unlink(self.path(key))
         return len(keys)
+
+
+def _copy_via_tmp(src: str, tmp: str, final: str) -> None:
+    try:
+        fd = os.open(src, READ)
+        try:
+            out = os.open(tmp, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                copy_fd(fd, out)
+            finally:
+                os.close(out)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+    except BaseException:
+        _unlink(tmp)
+        raise
 
 
 def _unlink(path: str) -> None:

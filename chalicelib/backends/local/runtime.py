@@ -208,10 +208,8 @@ class LocalRuntime:
         return Resolved(workflow, self._input_sources(workflow, data))
 
     def stage_inputs(self, run_id: str, staged: Mapping[str, str]) -> None:
-        for path, local in staged.items():
-            key = data_key(run_id, path)
-            if not _same_fs_link(local, self.blobs.path(key)):
-                self.blobs.put_file(key, local)
+        for path, local in staged.items():  # copies: the user's files are never linked in
+            self.blobs.put_file(data_key(run_id, path), local)
 
     def start(self, run_id: str) -> None:
         """Hand the run to the starter this runtime was composed with (backends/local/compose.py:
@@ -287,16 +285,6 @@ class LocalRuntime:
             return self.store.get_run(run_id)
         self.coordinator.handle([ev.Cancel(run_id)])
         return self.store.get_run(run_id)
-
-
-def _same_fs_link(src: str, dest: str) -> bool:
-    """Hard-link an input into the blob store when on the same filesystem (no copy)."""
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    try:
-        os.link(src, dest)
-        return True
-    except OSError:
-        return False
 
 
 class _Loop:
