@@ -6,7 +6,8 @@ returns. docs/aws.md describes what each one does.
     POST /runs/{id}/cancel, POST /runs/{id}/resume          (IAM auth by default)
     submit       S3 upload under submit/ starts a run (directly, or via UPDRAFT_SUBMIT_QUEUE)
     coordinator  SQS batches of events -> state transitions, launches
-    task         runs one function-placed task attempt (async Invoke)
+    task, task-<mb>  run one function-placed task attempt (async Invoke), one function per
+                 deployed memory size (UPDRAFT_FUNCTION_SIZES)
     sweeper      expired leases, quiet runs, missing manifests, worker scaling
 """
 
@@ -25,6 +26,7 @@ from chalicelib.backends.aws.coordinator_function import handle_batch
 from chalicelib.backends.aws.observability import obs
 from chalicelib.backends.aws.sweeper import sweep
 from chalicelib.backends.aws.task_function import handle_task
+from chalicelib.backends.aws.wiring import EVENTS_BATCH_SIZE, EVENTS_BATCH_WINDOW_S
 from chalicelib.errors import FormatError, Problem, UpdraftError
 from chalicelib.service import runs
 from chalicelib.service.errors import Reply, error_body
@@ -118,16 +120,37 @@ else:
         return {"status": status, **body}
 
 
-@app.on_sqs_message(queue=settings.events_queue_name, batch_size=10, maximum_batching_window_in_seconds=1,
-                    name="coordinator")
+# No batching window: it would hold every hop of a chain for a batch that never fills (wiring.py).
+@app.on_sqs_message(queue=settings.events_queue_name, batch_size=EVENTS_BATCH_SIZE,
+                    maximum_batching_window_in_seconds=EVENTS_BATCH_WINDOW_S, name="coordinator")
 def coordinator(event: Any) -> dict[str, Any]:
     return handle_batch(event.to_dict(), current())
 
 
-@app.lambda_function(name="task")
-def task(event: Any, context: Any) -> dict[str, Any]:
+def _run_task(event: Any, context: Any) -> dict[str, Any]:
     remaining = context.get_remaining_time_in_millis() / 1000.0 if context is not None else None
-    return handle_task(event, current(), obs(), remaining)
+    memory = int(context.memory_limit_in_mb) if getattr(context, "memory_limit_in_mb", None) else None
+    return handle_task(event, current(), obs(), remaining, memory)
+
+
+@app.lambda_function(name="task")  # the size UPDRAFT_TASK_FUNCTION_MB (.chalice/config.json sets its memory)
+def task(event: Any, context: Any) -> dict[str, Any]:
+    return _run_task(event, context)
+
+
+def _sized_task(mb: int) -> Callable[[Any, Any], dict[str, Any]]:
+    def handler(event: Any, context: Any) -> dict[str, Any]:
+        return _run_task(event, context)
+
+    handler.__name__ = handler.__qualname__ = f"task_{mb}"  # Chalice's handler string: app.task_<mb>
+    return handler
+
+
+# One task function per other deployed size, task-<mb> (docs/aws.md, Sizes; bootstrap sets each
+# one's memory, role and network in .chalice/config.json from UPDRAFT_FUNCTION_SIZES).
+for _mb in settings.sizes.function_mb:
+    if _mb != settings.task_function_mb:
+        globals()[f"task_{_mb}"] = app.lambda_function(name=f"task-{_mb}")(_sized_task(_mb))
 
 
 @app.schedule(Rate(settings.sweep_minutes, unit=Rate.MINUTES), name="sweeper")

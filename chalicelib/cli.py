@@ -60,6 +60,10 @@ def _load(args: argparse.Namespace) -> Any:
     from chalicelib.workflow.formats import load
     from chalicelib.workflow.formats.context import importing
 
+    if getattr(args, "job", None):  # a CWL process and its job
+        from chalicelib.workflow.formats.cwl import load_with_job
+
+        return load_with_job(args.file, args.job)
     with importing(_import_context(args)):
         return load(args.file, getattr(args, "format", None))
 
@@ -76,6 +80,18 @@ def _jx_options(p: argparse.ArgumentParser) -> None:
                    help="JX workflows: a JX object of values to bind (repeatable)")
     p.add_argument("--jx-define", action="append", metavar="NAME=EXPR",
                    help="JX workflows: bind NAME to a JX expression, after --jx-args (repeatable)")
+
+
+def _cwl_outputs(rt: Any, run_id: str, args: argparse.Namespace) -> None:
+    """After a successful CWL run: its files in --outdir, its output object on stdout (after
+    the summary; with --json the one JSON object stays the summary's)."""
+    from chalicelib.workflow.formats import cwl
+
+    if not (args.job or args.format == cwl.NAME or args.file.endswith(".cwl")):
+        return
+    obj = cwl.write_outputs(rt, run_id, args.file, args.job, args.outdir or ".")
+    if not args.json:
+        _print_json(obj)
 
 
 # ---- progress -----------------------------------------------------------------------------
@@ -228,6 +244,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         run = submit(rt, rt.request(wf, args.data, args.file, validated=not planned))
         code = _execute(rt, run.run_id, run.task_count, args, resume=False)
         _learn(rt, run.run_id, wf)
+        if code == 0:
+            _cwl_outputs(rt, run.run_id, args)
         return code
 
 
@@ -465,6 +483,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--time-scale", type=float, default=None, help="replay: multiply recorded runtimes")
     p.add_argument("--size-scale", type=float, default=None, help="replay: multiply recorded file sizes")
     _jx_options(p)
+    p.add_argument("--job", default=None, help="CWL: the job file (the process's input values, YAML or JSON)")
+    p.add_argument("--outdir", default=None, help="CWL: where the output object's files go (default: .)")
     p.set_defaults(func=cmd_run)
 
     p = add("validate", "check a workflow file; exit 0 if valid, 2 if not", workdir=False)

@@ -2,7 +2,10 @@
 
 bootstrap writes, under stages.<stage>:
     environment_variables.UPDRAFT_*          resource names (infra/settings.py)
-    lambda_functions.task.iam_role_arn       the stack's TaskFunctionRole
+    lambda_functions.task.iam_role_arn       the stack's TaskFunctionRole (this and the keys below
+                                             go on every task function: task and task-<mb>, one
+                                             per UPDRAFT_FUNCTION_SIZES; task-<mb> also gets
+                                             lambda_memory_size <mb> and the task's timeout)
     lambda_functions.task.manage_iam_role    false (the role comes from the stack)
     lambda_functions.task.subnet_ids,        private subnets and security group, when the task
         security_group_ids                   function mounts EFS (TaskFunctionInVpc)
@@ -28,6 +31,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from chalicelib.backends.aws.config import ENV, AwsConfig
+from chalicelib.errors import ConfigError
+from chalicelib.workflow.limits import DeployedSizes
 from infra import settings
 from infra.errors import DeployError
 from infra.names import APP_NAME, COORDINATOR_FUNCTION, TASK_FUNCTION
@@ -70,6 +76,40 @@ def _task(entry: dict[str, Any]) -> dict[str, Any]:
     return task
 
 
+def task_functions(config: Mapping[str, Any], stage: str) -> dict[str, int]:
+    """The stage's task functions (app.py names them) and their memory sizes: the size
+    UPDRAFT_TASK_FUNCTION_MB is `task`, every other size N of UPDRAFT_FUNCTION_SIZES is task-N.
+    The stage's environment_variables override the top-level ones, as in Chalice."""
+    env = {**config.get("environment_variables", {}),
+           **config.get("stages", {}).get(stage, {}).get("environment_variables", {})}
+    sizes_var, task_var = ENV["function_sizes"], ENV["task_function_mb"]
+    defaults = AwsConfig()
+    try:
+        sizes = DeployedSizes.parse(str(env.get(sizes_var) or defaults.function_sizes), sizes_var)
+        task_mb = int(env.get(task_var) or defaults.task_function_mb)
+    except (ConfigError, ValueError) as exc:
+        raise DeployError(f".chalice/config.json, stage {stage!r}: {exc}") from None
+    if task_mb not in sizes:
+        raise DeployError(f".chalice/config.json, stage {stage!r}: {task_var}={task_mb} is not one of "
+                          f"{sizes_var} ({', '.join(map(str, sizes))})")
+    return {(TASK_FUNCTION if mb == task_mb else f"{TASK_FUNCTION}-{mb}"): mb for mb in sizes}
+
+
+def _sized_tasks(config: dict[str, Any], stage: str) -> list[tuple[dict[str, Any], int | None]]:
+    """(the config entry, the memory size to write or None for `task`) of each task function."""
+    entry = _stage(config, stage)
+    fns = entry.setdefault("lambda_functions", {})
+    task_timeout = config.get("lambda_functions", {}).get(TASK_FUNCTION, {}).get("lambda_timeout", 900)
+    out: list[tuple[dict[str, Any], int | None]] = []
+    for name, mb in task_functions(config, stage).items():
+        fn = fns.setdefault(name, {})
+        if name != TASK_FUNCTION:
+            fn["lambda_memory_size"] = mb
+            fn.setdefault("lambda_timeout", task_timeout)
+        out.append((fn, None if name == TASK_FUNCTION else mb))
+    return out
+
+
 def apply_stack(config: Mapping[str, Any], stage: str, stack: str, region: str,
                 outputs: Mapping[str, str], worker_image: bool = True) -> dict[str, Any]:
     """A copy of `config` with the stage's resource settings taken from the stack outputs;
@@ -79,16 +119,16 @@ def apply_stack(config: Mapping[str, Any], stage: str, stack: str, region: str,
     new.setdefault("app_name", APP_NAME)
     entry = _stage(new, stage)
     entry.setdefault("environment_variables", {}).update(settings.app_environment(outputs))
-    task = _task(entry)
-    task["iam_role_arn"] = outputs["TaskFunctionRoleArn"]
-    task["manage_iam_role"] = False
-    if outputs.get("TaskFunctionInVpc") == "true":
-        task["subnet_ids"] = outputs["PrivateSubnetIds"].split(",")
-        task["security_group_ids"] = [outputs["TaskFunctionSecurityGroupId"]]
-    else:
-        for key in VPC_KEYS:
-            task.pop(key, None)
-    _drop_env(task, settings.task_environment_keys())  # postdeploy sets them, with the mount
+    for task, _mb in _sized_tasks(new, stage):  # every memory size's function: same role, network
+        task["iam_role_arn"] = outputs["TaskFunctionRoleArn"]
+        task["manage_iam_role"] = False
+        if outputs.get("TaskFunctionInVpc") == "true":
+            task["subnet_ids"] = outputs["PrivateSubnetIds"].split(",")
+            task["security_group_ids"] = [outputs["TaskFunctionSecurityGroupId"]]
+        else:
+            for key in VPC_KEYS:
+                task.pop(key, None)
+        _drop_env(task, settings.task_environment_keys())  # postdeploy sets them, with the mount
     coordinator = entry["lambda_functions"].setdefault(COORDINATOR_FUNCTION, {})
     coordinator.setdefault("environment_variables", {}).update(settings.COORDINATOR_UNTIL_POSTDEPLOY)
     _set_no_workers(entry, not worker_image)
@@ -117,11 +157,11 @@ def _drop_env(function: dict[str, Any], names: set[str]) -> None:
 
 def set_layers(config: Mapping[str, Any], stage: str, arns: Sequence[str]) -> dict[str, Any]:
     new = copy.deepcopy(dict(config))
-    task = _task(_stage(new, stage))
-    if arns:
-        task["layers"] = list(arns)
-    else:
-        task.pop("layers", None)
+    for task, _mb in _sized_tasks(new, stage):
+        if arns:
+            task["layers"] = list(arns)
+        else:
+            task.pop("layers", None)
     return new
 
 
@@ -146,11 +186,18 @@ def remove_stack(config: Mapping[str, Any], stage: str) -> dict[str, Any]:
     if record:
         _set_no_workers(entry, False)
     functions = entry.get("lambda_functions", {})
-    task = functions.get(TASK_FUNCTION)
-    if isinstance(task, dict):
-        for key in (*VPC_KEYS, "iam_role_arn", "manage_iam_role", "layers"):
-            task.pop(key, None)
-        _drop_env(task, settings.task_environment_keys())
+    names = task_functions(new, stage)
+    for name in names:
+        task = functions.get(name)
+        if isinstance(task, dict):
+            for key in (*VPC_KEYS, "iam_role_arn", "manage_iam_role", "layers"):
+                task.pop(key, None)
+            if name != TASK_FUNCTION:
+                for key in ("lambda_memory_size", "lambda_timeout"):
+                    task.pop(key, None)
+            _drop_env(task, settings.task_environment_keys())
+            if name != TASK_FUNCTION and not task:
+                functions.pop(name)
     coordinator = functions.get(COORDINATOR_FUNCTION)
     if isinstance(coordinator, dict) and record:
         _drop_env(coordinator, set(settings.COORDINATOR_UNTIL_POSTDEPLOY))

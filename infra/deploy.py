@@ -88,7 +88,8 @@ def deploy(stage: str, sess: Any, params: dict[str, str], *, profile: str | None
     say("== 5/6 task function destinations")
     outputs = bootstrap(stage, sess, params, config_path, say=say, stacks=stacks)
     say("== 6/6 what Chalice cannot set: task function EFS mount and /tmp, coordinator partial batches")
-    postdeploy.configure_task_function(sess, outputs, say, sleep=sleep)
+    sizes = chalice_config.task_functions(chalice_config.load(config_path), stage)
+    postdeploy.configure_task_functions(sess, outputs, sizes, say, sleep=sleep)
     postdeploy.enable_partial_batches(sess, stage, outputs, say, sleep=sleep)
     say(f"stage {stage} deployed: API in .chalice/deployed/{stage}.json, uploads under "
         f"s3://{outputs['BucketName']}/submit/ start runs")

@@ -61,12 +61,64 @@ def _wait_settled(client: Any, name: str, sleep: Callable[[float], None], timeou
         sleep(3.0)
 
 
+def configure_task_functions(session: Any, outputs: Mapping[str, str], sizes: Mapping[str, int],
+                             say: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep,
+                             timeout_s: float = 600.0) -> bool:
+    """Every task function of the stage (`sizes`: app.py's function name -> memory, from
+    chalice_config.task_functions): its EFS mount and /tmp; for task-<mb>, also what the stack
+    sets on `task` - its log group (with the stack's retention) and its async destinations (no
+    Lambda retries; success and failure records to the events queue). Returns whether anything
+    changed."""
+    base = outputs["TaskFunctionName"]
+    changed = False
+    for function in sizes:
+        suffix = function[len("task"):]  # "" or "-<mb>"
+        if suffix:
+            changed |= _sized_extras(session, outputs, base + suffix, say)
+        changed |= configure_task_function(session, outputs, say, sleep=sleep, timeout_s=timeout_s,
+                                           name=base + suffix)
+    return changed
+
+
+def _sized_extras(session: Any, outputs: Mapping[str, str], name: str, say: Callable[[str], None]) -> bool:
+    logs = session.client("logs")
+    group = f"/aws/lambda/{name}"
+    changed = False
+    try:
+        logs.create_log_group(logGroupName=group)
+        changed = True
+    except Exception as exc:
+        if error_code(exc) != "ResourceAlreadyExistsException":
+            raise
+    if outputs.get("LogRetentionDays"):
+        logs.put_retention_policy(logGroupName=group, retentionInDays=int(outputs["LogRetentionDays"]))
+    queue_arn = session.client("sqs").get_queue_attributes(
+        QueueUrl=outputs["EventsQueueUrl"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    want = {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": ASYNC_EVENT_AGE_S,
+            "DestinationConfig": {"OnSuccess": {"Destination": queue_arn}, "OnFailure": {"Destination": queue_arn}}}
+    client = session.client("lambda")
+    try:
+        have = client.get_function_event_invoke_config(FunctionName=name)
+    except Exception as exc:
+        if error_code(exc) != "ResourceNotFoundException":
+            raise
+        have = {}
+    if any(have.get(k) != v for k, v in want.items()):
+        client.put_function_event_invoke_config(FunctionName=name, **want)
+        say(f"{name}: no Lambda retries; outcomes to the events queue")
+        changed = True
+    return changed
+
+
+ASYNC_EVENT_AGE_S = 21_600  # the stack's TaskFunctionInvokeConfig: MaximumEventAgeInSeconds
+
+
 def configure_task_function(session: Any, outputs: Mapping[str, str], say: Callable[[str], None] = print,
               ephemeral_mb: int = EPHEMERAL_MB, sleep: Callable[[float], None] = time.sleep,
-              timeout_s: float = 600.0) -> bool:
+              timeout_s: float = 600.0, name: str | None = None) -> bool:
     """Set the task function's EFS mount and /tmp size; returns whether anything changed."""
     client = session.client("lambda")
-    name = outputs["TaskFunctionName"]
+    name = name or outputs["TaskFunctionName"]
     try:
         current = _wait_settled(client, name, sleep, timeout_s)
     except Exception as exc:

@@ -23,6 +23,10 @@ LOCAL = {"chalicelib", "app"}
 NOT_IN_FUNCTIONS = {  # imported only by code the functions never run
     "matplotlib": "charts of `updraft report` (the CLI)",
     "updraft": "the SDK, used by the CLI",
+    "cwl_utils": "CWL documents are read where a run is planned (the CLI, updraft-cwl-runner); "
+                 "the functions refuse CWL text with a clear problem, and its tasks' launcher needs "
+                 "only the standard library",
+    "yaml": "CWL job files (the CLI, updraft-cwl-runner)",
 }
 DISTRIBUTION = {"aws_lambda_powertools": "aws-lambda-powertools"}  # module -> name on the package index
 

@@ -23,6 +23,8 @@ REQUIRED: dict[str, str] = {
 # written only once the adapters read them (AwsConfig grows the field)
 OPTIONAL: dict[str, str] = {
     "SubmitQueueUrl": "submit_queue",
+    "WorkerCpu": "worker_cpu",  # the worker service's task size (launchers.ContainerLauncher)
+    "WorkerMemory": "worker_memory_mb",
 }
 # the task function alone mounts EFS: it gets the mount path, if the adapters take one. Never
 # through the Chalice config: `chalice deploy` would set it before the mount exists (tasks

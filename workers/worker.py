@@ -11,6 +11,10 @@ queue; delete the message. While the task runs, a heartbeat every lease/3 extend
 visibility and the attempt's lease; if the lease was taken away (cancel, or the sweeper retried
 it), the task is killed.
 
+Started with UPDRAFT_ONE_TASK (a container attempt bigger than the service's task size gets a
+Fargate task of its own, launchers.ContainerLauncher): that payload is the only message; the
+worker runs it like a queued one, then exits.
+
 SIGTERM (scale-in, deploy): stop polling; a running task is killed, un-claimed
 (RUNNING -> DISPATCHED) and its message made visible again at once, so another worker runs
 it. A worker exits 0 after `idle_s` without a message; while busy it protects itself from
@@ -28,9 +32,12 @@ import time
 import urllib.request
 from typing import Any
 
+from msgspec.structs import replace
+
 from chalicelib.backends.aws.cache import input_hashes, task_cache
 from chalicelib.backends.aws.claims import claim, renew, unclaim
 from chalicelib.backends.aws.components import Cloud
+from chalicelib.backends.aws.launchers import ONE_TASK_ENV
 from chalicelib.backends.aws.messages import parse_task_payload, payload_resources
 from chalicelib.backends.aws.observability import Observability, obs
 from chalicelib.backends.aws.task_env import cloud_task_env, forbid_reading_this_process
@@ -60,6 +67,10 @@ class Worker:
         self._protection = ScaleInProtection(cloud)
         self.all_orphans = False  # main(): this process runs nothing but tasks (see run_task)
         self.tasks_run = 0
+        # the Fargate size this worker runs at (the stack's task size, or a RunTask override),
+        # kept on each attempt's result: which size a task actually ran on
+        self.size = {"container_cpu": cloud.config.worker_cpu / 1024,
+                     "container_memory_mb": cloud.config.worker_memory_mb}
 
     # ---- loop -----------------------------------------------------------------------------
 
@@ -131,8 +142,9 @@ class Worker:
             self.queue.release(msg)
             self.obs.logger.info("stopped: task handed back to the queue")
             return
-        record_outcome(self.obs, outcome.event, task.task_type, "container")
-        self.cloud.sink.send([outcome.event])
+        event = replace(outcome.event, result={**outcome.event.result, **self.size})
+        record_outcome(self.obs, event, task.task_type, "container")
+        self.cloud.sink.send([event])
         self.queue.delete([msg])
         self.tasks_run += 1
 
@@ -140,6 +152,35 @@ class Worker:
         self._attempt = att
         if self.stopping.is_set():  # SIGTERM arrived while staging in
             self.stop()
+
+
+class OneMessage:
+    """The container queue of a worker started for one attempt (RunTask with UPDRAFT_ONE_TASK,
+    launchers.ContainerLauncher): the attempt's payload, received once; nothing to delete."""
+
+    def __init__(self, body: str) -> None:
+        self.pending = [QueueMessage(body=body, receipt="one-task")]
+
+    def receive(self, max_messages: int = 1, wait_s: float = 0.0, visibility_s: float | None = None
+                ) -> list[QueueMessage]:
+        out, self.pending = self.pending[:max_messages], self.pending[max_messages:]
+        return out
+
+    def send(self, bodies: Any, delay_s: float = 0.0) -> None:
+        raise NotImplementedError("a one-task worker sends nothing to its queue")
+
+    def delete(self, messages: Any) -> None:
+        """Nothing to delete: the payload came in the task's environment."""
+
+    def extend(self, message: QueueMessage, visibility_s: float) -> None:
+        """Nothing to extend: the attempt's lease is renewed in the state table."""
+
+    def release(self, message: QueueMessage) -> None:
+        """Stopped before the end: the attempt goes back to DISPATCHED (unclaim) and its lease
+        expires into a retry (the sweeper), as for a queued message nobody picks up."""
+
+    def backlog(self) -> int:
+        return len(self.pending)
 
 
 class Heartbeat:
@@ -175,10 +216,10 @@ class Heartbeat:
 class ScaleInProtection:
     """ECS task scale-in protection while busy (only when running on ECS)."""
 
-    def __init__(self, cloud: Cloud) -> None:
+    def __init__(self, cloud: Cloud, enabled: bool = True) -> None:
         self.cloud = cloud
         self._task_arn: str | None = None
-        self._uri = os.environ.get("ECS_CONTAINER_METADATA_URI_V4")
+        self._uri = os.environ.get("ECS_CONTAINER_METADATA_URI_V4") if enabled else None
 
     def set(self, on: bool) -> None:
         if not self._uri:
@@ -203,7 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     # Before anything else: the environment this process was started with holds the container
     # credentials URI. Non-dumpable also means no core dumps and no same-user ptrace of the worker.
     forbid_reading_this_process()
-    worker = Worker(Cloud.from_env(), obs(), args.idle_s, args.lease_s, args.poll_wait_s)
+    one_task = os.environ.get(ONE_TASK_ENV)
+    worker = Worker(Cloud.from_env(), obs(), 0.0 if one_task else args.idle_s, args.lease_s,
+                    0.0 if one_task else args.poll_wait_s)
+    if one_task:  # a Fargate task of its own size for one attempt: run it, then exit
+        worker.queue = OneMessage(one_task)
+        worker._protection = ScaleInProtection(worker.cloud, enabled=False)  # no service scales it in
     # what a task leaves running (setsid, double fork) comes back to this process, which kills
     # and reaps it when the task ends (runner/procs.py); it runs nothing else
     worker.all_orphans = set_subreaper()

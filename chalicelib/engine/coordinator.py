@@ -30,6 +30,7 @@ from msgspec import Struct, field
 from chalicelib.engine import events as ev
 from chalicelib.engine.backoff import Backoff
 from chalicelib.engine.records import TaskRecord
+from chalicelib.engine.sizing import capped_to_largest, next_function_memory
 from chalicelib.engine.spec import RunSpec, SpecCache
 from chalicelib.engine.states import (
     DONE_OK,
@@ -57,6 +58,7 @@ class CoordinatorConfig(Struct, frozen=True):
     min_schedule_s: float = 0.001  # retries due sooner than this are dispatched at once
     lost_worker_retries: int = 2  # extra attempts when a worker or function vanished (lease expired)
     start_batch: int = 256  # READY tasks dispatched per Start; more are dispatched by a follow-up Start
+    function_sizes: tuple[int, ...] = ()  # deployed task function sizes (MB): OOM retries step through them
 
 
 class Coordinator:
@@ -227,7 +229,9 @@ class Coordinator:
         if rec.state not in IN_FLIGHT:
             return
         now = self.clock.now()
-        spill = (reason in SPILL_REASONS and rec.placement == "function" and task.placement is Placement.AUTO)
+        bigger = next_function_memory(self.config.function_sizes, task, rec, reason)
+        spill = (reason in SPILL_REASONS and rec.placement == "function" and task.placement is Placement.AUTO
+                 and bigger is None)
         # A vanished worker is not the task's fault: it gets extra attempts of its own, bounded so
         # that a task that kills every worker it lands on still ends FAILED.
         lost_so_far = int(rec.result.get("lost_workers", 0)) if rec.result else 0
@@ -237,16 +241,21 @@ class Coordinator:
         elif lost_so_far:
             result = {**result, "lost_workers": lost_so_far}
         escalated = self._escalate(task, rec, reason) if spill or reason in SPILL_REASONS else None
+        if bigger is not None:  # the next deployed function size, not a doubling
+            escalated = {**(escalated or {}), **bigger}
+        elif rec.placement == "function" and not spill:
+            escalated = capped_to_largest(self.config.function_sizes, task, escalated)
         if escalated or (rec.result or {}).get("resources"):
             result = {**result, "resources": escalated or rec.result["resources"]}
-        if spill or lost or attempt < rec.max_attempts:
+        step = spill or bigger is not None  # our size was wrong: not the task's failure
+        if step or lost or attempt < rec.max_attempts:
             failures = attempt - (rec.max_attempts - task.retries - 1)
-            delay = 0.0 if spill else self.config.backoff.delay(max(1, failures), self.rng)
+            delay = 0.0 if step else self.config.backoff.delay(max(1, failures), self.rng)
             changes = {
                 "state": TaskState.READY, "attempt": attempt + 1, "not_before": now + delay,
                 "lease_expires": None, "reason": reason, "result": result,
                 "placement": "container" if spill else rec.placement,
-                "max_attempts": rec.max_attempts + (1 if spill or lost else 0),
+                "max_attempts": rec.max_attempts + (1 if step or lost else 0),
             }
             new = self._try_update(run_id, task_id, IN_FLIGHT, attempt, changes)
             if new is None:

@@ -16,6 +16,7 @@ from chalicelib.engine.states import DONE_OK, TERMINAL_RUN, RunState, TaskState
 from chalicelib.errors import StateConflictError
 from chalicelib.ports import BlobStore, StateStore
 from chalicelib.workflow.formats import native
+from chalicelib.workflow.limits import FUNCTION, PlacementLimits
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -24,14 +25,14 @@ def new_run_id(now: float | None = None) -> str:
     return f"{stamp}-{os.urandom(4).hex()}"
 
 
-def task_records(run_id: str, spec: RunSpec) -> list[TaskRecord]:
+def task_records(run_id: str, spec: RunSpec, function_limits: PlacementLimits = FUNCTION) -> list[TaskRecord]:
     records = []
     for task in spec.workflow.tasks:
         pending = len(spec.graph.parents[task.id])
         records.append(TaskRecord(
             run_id=run_id, task_id=task.id,
             state=TaskState.READY if pending == 0 else TaskState.WAITING,
-            attempt=1, placement=initial_placement(task), pending=pending,
+            attempt=1, placement=initial_placement(task, function_limits), pending=pending,
             max_attempts=task.retries + 1,
         ))
     return records
@@ -40,8 +41,10 @@ def task_records(run_id: str, spec: RunSpec) -> list[TaskRecord]:
 def create_run(
     spec: RunSpec, store: StateStore, blobs: BlobStore, now: float,
     options: dict[str, Any] | None = None, run_id: str | None = None,
+    function_limits: PlacementLimits = FUNCTION,
 ) -> RunRecord:
-    """Store the spec, then the run and its tasks. The workflow must be validated already."""
+    """Store the spec, then the run and its tasks. The workflow must be validated already.
+    `function_limits`: what the largest function holds (`auto` tasks beyond it start in a container)."""
     run_id = run_id or new_run_id(now)
     key = spec_key(run_id)
     blobs.put_bytes(key, native.dump(spec.workflow, indent=None).encode("utf-8"))
@@ -49,7 +52,7 @@ def create_run(
         run_id=run_id, name=spec.workflow.name, state=RunState.RUNNING, created_at=now,
         task_count=len(spec.workflow.tasks), spec_key=key, options=dict(options or {}),
     )
-    store.create_run(run, task_records(run_id, spec))
+    store.create_run(run, task_records(run_id, spec, function_limits))
     return run
 
 

@@ -10,8 +10,9 @@ from chalicelib.workflow import limits
 from chalicelib.workflow.model import Placement, Task
 
 
-def fits_function(task: Task) -> bool:
-    res, lim = task.resources, limits.FUNCTION
+def fits_function(task: Task, lim: limits.PlacementLimits = limits.FUNCTION) -> bool:
+    """Whether a function can hold the task: Lambda's limits, or a stage's largest deployed size."""
+    res = task.resources
     return (
         (lim.max_timeout_s is None or res.timeout_s <= lim.max_timeout_s)
         and res.memory_mb <= lim.max_memory_mb
@@ -20,10 +21,11 @@ def fits_function(task: Task) -> bool:
     )
 
 
-def initial_placement(task: Task) -> str:
-    """The placement of a task's first attempt: 'function' or 'container'."""
+def initial_placement(task: Task, lim: limits.PlacementLimits = limits.FUNCTION) -> str:
+    """The placement of a task's first attempt: 'function' or 'container'; `lim` is what the
+    largest function can hold (a cloud stage's deployed sizes)."""
     if task.placement is Placement.FUNCTION:
         return "function"
     if task.placement in (Placement.CONTAINER, Placement.LOCAL):
         return "container"
-    return "function" if fits_function(task) else "container"
+    return "function" if fits_function(task, lim) else "container"

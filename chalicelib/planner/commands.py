@@ -35,6 +35,12 @@ def _model_options(p: argparse.ArgumentParser) -> None:
                    help="N always-on container workers of that size instead of elastic ones (e.g. 1:0.25:512)")
     p.add_argument("--function-concurrency", type=int, default=None, help="concurrent functions (default 1000)")
     p.add_argument("--arch", choices=("x86_64", "arm64"), default=None, help="price functions and containers as")
+    p.add_argument("--function-sizes", default=None, metavar="MB,MB,...",
+                   help="the task function sizes the stage deploys (default: UPDRAFT_FUNCTION_SIZES, else "
+                   "512,1769,3008,10240)")
+    p.add_argument("--batch-window", type=float, default=None, metavar="SECONDS",
+                   help="the coordinator's event batching window (default: as app.py deploys it, "
+                   "chalicelib/backends/aws/wiring.py)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -60,9 +66,20 @@ def add_commands(sub: Any, add: AddFn) -> None:
 
 
 def _platform(args: argparse.Namespace) -> Any:
-    from chalicelib.planner.platform import FixedWorkers, Platform
+    from chalicelib.planner.platform import FixedWorkers, Latencies, Platform
 
     kwargs: dict[str, Any] = {}
+    sizes = getattr(args, "function_sizes", None) or os.environ.get("UPDRAFT_FUNCTION_SIZES")
+    if sizes:
+        from chalicelib.workflow.limits import DeployedSizes
+
+        setting = "--function-sizes" if getattr(args, "function_sizes", None) else "UPDRAFT_FUNCTION_SIZES"
+        kwargs["function_sizes"] = DeployedSizes.parse(sizes, setting)
+    window = getattr(args, "batch_window", None)
+    if window is not None:
+        if not 0 <= window <= 300:  # NaN fails too; 300 s is Lambda's largest window
+            raise ConfigError(f"--batch-window must be between 0 and 300 seconds, got {window!r}")
+        kwargs["latencies"] = Latencies(events_batch_window_s=window)
     if args.max_workers is not None:
         if args.max_workers < 1:
             raise ConfigError("--max-workers must be at least 1")

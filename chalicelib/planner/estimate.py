@@ -2,8 +2,11 @@
 
 A DAG walker drives the same `Machine` (pools, latencies, prices) the simulator uses, with the
 coordinator's timing: a finished task's event reaches the coordinator after `event_s`, its step
-takes `coordinator_s`, and a function launch takes `invoke_s` more. On a run without failures
-the simulator's makespan is the same up to event-ordering ties.
+takes `coordinator_s`, and a function launch takes `invoke_s` more. A batching window on the
+coordinator's events (`events_batch_window_s`) is counted in full for every event: what a lone
+completion waits, an upper bound for a level wide enough to fill batches. With the deployed
+window (none) the simulator's makespan is the same up to event-ordering ties on a run without
+failures.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ def estimate(problem: Problem, choices: Sequence[Choice]) -> Estimate:
     on_function = [c.placement == FUNCTION for c in choices]
     pending = list(problem.nparents)
     children = problem.children
-    after_event = lat.event_s + lat.coordinator_s
+    after_event = lat.event_s + lat.events_batch_window_s + lat.coordinator_s
     invoke = lat.invoke_s
     heap: list[tuple[float, int, int, int]] = []  # (time, sequence, kind, task)
     seq = 0

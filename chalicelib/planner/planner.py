@@ -44,7 +44,8 @@ from chalicelib.planner.pricing import fargate_size
 from chalicelib.workflow.limits import CONTAINER as CONTAINER_LIMITS
 from chalicelib.workflow.model import Placement, Workflow
 
-FUNCTION_SIZES = (128, 256, 512, 1024, 1536, 1769, 2048, 3008, 3538, 5307, 7076, 8846, 10240)
+# Function sizes come from the platform: the ones the cloud stage deploys (Platform.function_sizes,
+# UPDRAFT_FUNCTION_SIZES), so a plan never asks for a function that does not exist.
 CONTAINER_CPUS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 MAX_CONTAINER_MB = CONTAINER_LIMITS.max_memory_mb  # 120 GB: the largest Fargate size
 MEMORY_MARGIN = 1.2
@@ -171,7 +172,7 @@ class Planner:
         fn, task = self.platform.prices.functions, self.problem.tasks[i]
         return (
             FUNCTION in self.allowed(i)
-            and self._need[i] <= memory_mb <= fn.max_memory_mb
+            and self._need[i] <= memory_mb <= min(fn.max_memory_mb, self.platform.function_sizes[-1])
             and self._disk[i] <= fn.max_tmp_mb
             and self._payload_ok[i]
             and self.run_s(i, Choice(FUNCTION, memory_mb)) <= FUNCTION_TIME_MARGIN * min(
@@ -213,7 +214,7 @@ class Planner:
             return Choice(CONTAINER, task.resources.memory_mb, task.resources.cpus, self._disk_of(i))
         allowed = self.allowed(i)
         if policy.placement == FUNCTION and FUNCTION in allowed:
-            for m in (policy.memory_mb, *(s for s in FUNCTION_SIZES if s > policy.memory_mb)):
+            for m in (policy.memory_mb, *(s for s in self.platform.function_sizes if s > policy.memory_mb)):
                 if self.function_ok(i, m):
                     return Choice(FUNCTION, m, 0.0, self._disk_of(i))
             if CONTAINER not in allowed:
@@ -234,12 +235,13 @@ class Planner:
     def _best_function(self, i: int, memory_mb: float) -> Choice:
         """A task fixed to functions: the smallest size >= memory_mb that fits, else the largest
         function there is (the plan's note says the task is at risk)."""
-        for m in FUNCTION_SIZES:
+        for m in self.platform.function_sizes:
             if m >= memory_mb and self.function_ok(i, m):
                 return Choice(FUNCTION, m, 0.0, self._disk_of(i))
         fn = self.platform.prices.functions
         disk = min(self._disk_of(i), fn.max_tmp_mb)
-        return Choice(FUNCTION, fn.max_memory_mb, 0.0, disk if disk > self.problem.tasks[i].resources.disk_mb else 0)
+        top = self.platform.function_sizes[-1]
+        return Choice(FUNCTION, top, 0.0, disk if disk > self.problem.tasks[i].resources.disk_mb else 0)
 
     def _threads(self, i: int) -> float:
         return min(CONTAINER_CPUS[-1], max(0.25, self.problem.demands[i].threads))
@@ -252,7 +254,8 @@ class Planner:
         need = max(self._need[i] for i in members)
         raw: list[Choice] = []
         if FUNCTION in kinds:
-            raw += [Choice(FUNCTION, m) for m in FUNCTION_SIZES if m >= min(self._need[i] for i in members)]
+            raw += [Choice(FUNCTION, m) for m in self.platform.function_sizes
+                    if m >= min(self._need[i] for i in members)]
         if CONTAINER in kinds:
             raw += [Choice(CONTAINER, fargate_size(c, need)[1], c) for c in CONTAINER_CPUS if need <= MAX_CONTAINER_MB]
         out: list[_Option] = []
@@ -266,7 +269,9 @@ class Planner:
             picks = sorted({fns[0], fns[len(fns) // 2], fns[-1]})
             out += _pareto([self._isolated(name, Split(f, box, share)) for f in picks for share in SPLIT_SHARES])
         if not out:  # e.g. a type fixed to containers asked to run on functions only
-            out = _pareto([self._isolated(name, p) for p in (Choice(FUNCTION, 1769), self._container(members[0], 1))])
+            one_vcpu = self.platform.function_size_for(self.platform.prices.functions.mb_per_vcpu)
+            fallback = (Choice(FUNCTION, one_vcpu), self._container(members[0], 1))
+            out = _pareto([self._isolated(name, p) for p in fallback])
         out.sort(key=lambda o: (o.cost, o.duration_s))
         return out
 

@@ -23,6 +23,7 @@ from contextlib import AbstractContextManager
 from typing import Any, cast
 
 from msgspec import Struct, field
+from msgspec.structs import replace
 
 from chalicelib.backends.local.sqlite_state import SqliteStateStore
 from chalicelib.engine import events as ev
@@ -38,6 +39,7 @@ from chalicelib.planner.machine import EventHeap, Machine, Start, Usage
 from chalicelib.planner.perfmodel import PerfModel
 from chalicelib.planner.plans import Choice, Plan, apply_plan
 from chalicelib.planner.platform import Platform
+from chalicelib.workflow.limits import DeployedSizes
 from chalicelib.workflow.model import Workflow
 
 RUN_ID = "sim"
@@ -233,6 +235,12 @@ class _Tick:
     pass
 
 
+class _Flush(Struct, frozen=True):
+    """The coordinator's batching window closes: Lambda invokes it with what it gathered."""
+
+    window: int  # which window; a window emptied early by a full batch is not flushed again
+
+
 class _Sweep:
     pass
 
@@ -268,6 +276,9 @@ class Simulation:
 
         self.specs = SpecCache(unknown)
         self.specs.put(RUN_ID, spec)
+        config = config or CoordinatorConfig()
+        if not config.function_sizes:  # out-of-memory retries step through the deployed sizes
+            config = replace(config, function_sizes=self.platform.function_sizes)
         self.coordinator = Coordinator(self.store, self.specs, self.clock, config, random.Random(seed))
         self.machine = Machine(self.platform)
         self.heap = EventHeap()
@@ -282,12 +293,16 @@ class Simulation:
         self.first_placement: dict[str, str] = {}
         self.finished_at: float | None = None
         self.final_state = RunState.RUNNING.value
+        self.gathering: list[ev.Event] = []  # events the event source mapping holds in its window
+        self.window = 0
+        self.coordinator_calls = 0
 
     # ---- the event loop ---------------------------------------------------------------------
 
     def run(self) -> SimResult:
         wall = time.perf_counter()
-        create_run(self.specs.get(RUN_ID), self.store, self.blobs, now=0.0, run_id=RUN_ID)
+        largest = DeployedSizes(self.platform.function_sizes).function_limits()
+        create_run(self.specs.get(RUN_ID), self.store, self.blobs, now=0.0, run_id=RUN_ID, function_limits=largest)
         self.heap.push(0.0, _Deliver((ev.Start(RUN_ID),)))
         if self.sweeper_s > 0:
             self.heap.push(self.sweeper_s, _Sweep())
@@ -303,7 +318,12 @@ class Simulation:
                 batch = list(item.events)
                 while self.heap.peek_time() == t and isinstance(self.heap.peek(), _Deliver):
                     batch.extend(self.heap.pop()[1].events)  # type: ignore[attr-defined]
-                self._handle(batch, t)
+                self._arrive(batch, t)
+            elif isinstance(item, _Flush):
+                if item.window == self.window:
+                    batch, self.gathering = self.gathering, []
+                    self.window += 1
+                    self._invoke_coordinator(batch, t)
             elif isinstance(item, _Submit):
                 self._started(self.machine.submit(self._job(item.launch), t))
             elif isinstance(item, _End):
@@ -315,6 +335,34 @@ class Simulation:
             for tm in self.machine.timers():
                 self.heap.push(tm, _Tick())
         return self._result(time.perf_counter() - wall)
+
+    def _arrive(self, batch: list[ev.Event], t: float) -> None:
+        """Events reach the coordinator's queue. As the event source mapping does: with no
+        batching window, the poller hands over what it received (up to the batch size per
+        invocation); with a window, it gathers until the batch is full or the window, opened
+        by the first event, has passed."""
+        lat = self.platform.latencies
+        if lat.events_batch_window_s <= 0:
+            self._invoke_coordinator(batch, t)
+            return
+        if not self.gathering:
+            self.heap.push(t + lat.events_batch_window_s, _Flush(self.window))
+        self.gathering.extend(batch)
+        size = max(1, lat.events_batch_size)
+        if len(self.gathering) >= size:
+            full = len(self.gathering) - len(self.gathering) % size
+            batch, self.gathering = self.gathering[:full], self.gathering[full:]
+            if not self.gathering:
+                self.window += 1  # its timer is void; the next event opens a new window
+            self._invoke_coordinator(batch, t)
+
+    def _invoke_coordinator(self, batch: list[ev.Event], t: float) -> None:
+        if not batch:
+            return
+        size = max(1, self.platform.latencies.events_batch_size)
+        for i in range(0, len(batch), size):
+            self.coordinator_calls += 1
+            self._handle(batch[i:i + size], t)
 
     def _handle(self, batch: list[ev.Event], t: float) -> None:
         self.events += len(batch)
@@ -340,7 +388,10 @@ class Simulation:
     def _job(self, launch: ev.Launch) -> Any:
         i = self.problem.index[launch.task_id]
         res = self.problem.tasks[i].resources
-        choice = Choice(launch.placement, res.memory_mb, res.cpus, res.disk_mb)
+        memory = int(launch.resources.get("memory_mb", res.memory_mb))
+        if launch.placement == "function":  # the deployed function that holds it, as in the cloud
+            memory = self.platform.function_size_for(memory)
+        choice = Choice(launch.placement, memory, res.cpus, res.disk_mb)
         return self.problem.job(i, choice, self.slowdown[i], key=(launch.task_id, launch.attempt))
 
     def _started(self, starts: list[Start]) -> None:

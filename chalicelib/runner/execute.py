@@ -26,6 +26,7 @@ from msgspec import Struct, field
 from chalicelib.cache.copying import copy_hashing
 from chalicelib.cache.memo import image_id, memo_key, usable_record
 from chalicelib.cache.stage import TaskCache, dep_hashes
+from chalicelib.cwl import hook as cwl_hook
 from chalicelib.engine.events import TaskFailed, TaskSucceeded
 from chalicelib.engine.states import Reason
 from chalicelib.ports import BlobStore
@@ -137,6 +138,8 @@ def _over_disk(used: int, limit: int) -> str:
 def argv_of(task: Task) -> list[str]:
     if task.shell is not None:
         return ["/bin/sh", "-c", task.shell]
+    if cwl_hook.is_cwl(task.command):  # a CWL step: its command line is built when it starts
+        return cwl_hook.argv(task.command)
     return list(task.command)
 
 

@@ -17,6 +17,7 @@ from msgspec import Struct, field
 from chalicelib.engine.records import RunRecord
 from chalicelib.engine.spec import SpecCache
 from chalicelib.ports import BlobStore, StateStore
+from chalicelib.workflow.limits import PlacementLimits
 from chalicelib.workflow.model import Workflow
 
 
@@ -59,6 +60,9 @@ class Runtime(Protocol):
 
     def clock(self) -> float:
         """Seconds since the epoch."""
+
+    def function_limits(self) -> PlacementLimits:
+        """What the largest function holds: an `auto` task beyond it starts in a container."""
 
     def read_request(self, body: Any, raw: bytes | None) -> Request:
         """A POST /runs body (JSON `body`, else the `raw` bytes) read, loaded and validated.

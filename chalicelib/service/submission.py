@@ -56,7 +56,8 @@ def submit(rt: Runtime, request: Request, run_id: str | None = None) -> RunRecor
     run_id = run_id or new_run_id(now)
     try:
         rt.stage_inputs(run_id, resolved.staged)
-        run = create_run(spec, rt.store, rt.blobs, now, dict(request.options), run_id)
+        run = create_run(spec, rt.store, rt.blobs, now, dict(request.options), run_id,
+                         function_limits=rt.function_limits())
     except StateConflictError as exc:
         if isinstance(exc.current, RunRecord):
             return exc.current  # a concurrent delivery of the same submission won: its run stands

@@ -52,7 +52,7 @@ def path_problem(path: str) -> str | None:
     return None
 
 
-def _task_problems(task: Task) -> Iterator[Problem]:
+def _task_problems(task: Task, sizes: limits.DeployedSizes | None = None) -> Iterator[Problem]:
     tid = task.id
     if not isinstance(tid, str) or not tid:
         yield Problem("task id is empty", None, "id")
@@ -85,13 +85,13 @@ def _task_problems(task: Task) -> Iterator[Problem]:
         yield Problem("an output is listed twice", tid, "outputs")
     for path in set(task.inputs) & set(task.outputs):
         yield Problem(f"{path!r} is both an input and an output of the same task", tid, "inputs")
-    yield from _resource_problems(task)
+    yield from _resource_problems(task, sizes)
     yield from _hint_problems(task)
     if not 0 <= task.retries <= MAX_RETRIES:
         yield Problem(f"retries must be between 0 and {MAX_RETRIES}, got {task.retries}", tid, "retries")
 
 
-def _resource_problems(task: Task) -> Iterator[Problem]:
+def _resource_problems(task: Task, sizes: limits.DeployedSizes | None = None) -> Iterator[Problem]:
     tid, res = task.id, task.resources
     values = {"memory_mb": res.memory_mb, "cpus": res.cpus, "disk_mb": res.disk_mb, "timeout_s": res.timeout_s}
     bad = [name for name, v in values.items() if finite(v) is None]
@@ -106,10 +106,21 @@ def _resource_problems(task: Task) -> Iterator[Problem]:
     if res.timeout_s > MAX_SECONDS:
         yield Problem(f"timeout_s {res.timeout_s:g} is more than a year ({MAX_SECONDS:g} s)", tid,
                       "resources.timeout_s")
+    if sizes is None:  # the service's own limits (local runs)
+        fn_lim, fn_fix = limits.FUNCTION, "or set placement to 'container' or 'auto'"
+        ct_lim, ct_fix = limits.CONTAINER, "the largest container cannot run it"
+    else:  # what the stage deploys
+        fn_lim = sizes.function_limits()
+        fn_fix = (f"the largest function this stage deploys has {sizes.largest_function_mb:,} MB "
+                  f"(UPDRAFT_FUNCTION_SIZES: {', '.join(map(str, sizes.function_mb))}); set placement to "
+                  "'container' or 'auto', or deploy a larger size")
+        ct_lim = sizes.container_limits()
+        ct_fix = (f"the largest container this stage starts has {sizes.container_cpus:g} vCPU / "
+                  f"{sizes.container_memory_mb:,} MB")
     if task.placement is Placement.FUNCTION:
-        yield from _over_limits(task, limits.FUNCTION, "or set placement to 'container' or 'auto'")
+        yield from _over_limits(task, fn_lim, fn_fix)
     elif task.placement in (Placement.CONTAINER, Placement.AUTO, Placement.LOCAL):
-        yield from _over_limits(task, limits.CONTAINER, "the largest container cannot run it")
+        yield from _over_limits(task, ct_lim, ct_fix)
 
 
 def _hint_problems(task: Task) -> Iterator[Problem]:
@@ -136,8 +147,10 @@ def _over_limits(task: Task, lim: limits.PlacementLimits, fix: str) -> Iterator[
             yield Problem(msg, tid, f"resources.{name}")
 
 
-def problems(workflow: Workflow, max_tasks: int | None = None) -> list[Problem]:
-    """Every problem with the workflow (empty when it is valid)."""
+def problems(workflow: Workflow, max_tasks: int | None = None,
+             sizes: limits.DeployedSizes | None = None) -> list[Problem]:
+    """Every problem with the workflow (empty when it is valid); `sizes`: check resources
+    against what a cloud stage deploys instead of the services' own limits."""
     found: list[Problem] = []
     if max_tasks is None:
         max_tasks = task_limit()
@@ -155,7 +168,7 @@ def problems(workflow: Workflow, max_tasks: int | None = None) -> list[Problem]:
         if task.id in ids:
             found.append(Problem("duplicate task id", task.id, "id"))
         ids.add(task.id)
-        found.extend(_task_problems(task))
+        found.extend(_task_problems(task, sizes))
     producer: dict[str, str] = {}
     for task in workflow.tasks:
         for out in task.outputs:
@@ -195,9 +208,10 @@ def _file_and_folder(producer: dict[str, str]) -> Iterator[Problem]:
                 break
 
 
-def validate(workflow: Workflow, source: str | None = None, max_tasks: int | None = None) -> Workflow:
+def validate(workflow: Workflow, source: str | None = None, max_tasks: int | None = None,
+             sizes: limits.DeployedSizes | None = None) -> Workflow:
     """Return the workflow unchanged, or raise WorkflowError listing every problem."""
-    found = problems(workflow, max_tasks)
+    found = problems(workflow, max_tasks, sizes)
     if found:
         raise WorkflowError(found, source)
     return workflow

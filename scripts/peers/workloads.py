@@ -45,11 +45,21 @@ def level_sizes(tasks: list[dict]) -> list[int]:
 
 
 def floor_cmd(tasks: list[dict], parallel: int) -> list[str]:
-    """A shell pipeline running the same commands level by level with xargs -P (bench-overhead's floor)."""
+    """A shell pipeline running the same commands level by level with xargs -P (bench-overhead's
+    floor, kept equal to it by tests/unit/test_bench_peers.py; touches write o<N> into a scratch
+    folder, removed afterwards)."""
     sizes = level_sizes(tasks)
+    touch = tasks[0]["command"][0] == "touch"
+    cmd = "touch o{}" if touch else "true"
     if max(sizes) == 1:  # a chain: one sequential xargs over every command, in order
-        return ["/bin/sh", "-c", f"seq {len(tasks)} | xargs -P 1 -I{{}} true"]
-    parts = [f"seq {n} | xargs -P {parallel} -I{{}} true" for n in sizes]
+        parts = [f"seq {len(tasks)} | xargs -P 1 -I{{}} {cmd}"]
+    else:
+        start, parts = 0, []
+        for n in sizes:
+            parts.append(f"seq {start} {start + n - 1} | xargs -P {parallel} -I{{}} {cmd}")
+            start += n
+    if touch:
+        parts = ['d=$(mktemp -d)', 'cd "$d"', *parts, 'cd /', 'rm -rf "$d"']
     return ["/bin/sh", "-c", "\n".join(parts)]
 
 

@@ -177,7 +177,10 @@ class FunctionProcess:
         props = unpacked.functions[logical_id]
         self.logical_id = logical_id
         # Chalice's names: the API handler is <app>-<stage>, the others <app>-<stage>-<name>
-        self.name = f"updraft-{STAGE}" if logical_id == "APIHandler" else f"updraft-{STAGE}-{logical_id.lower()}"
+        # (the task function of another memory size, Task<mb>, is task-<mb>)
+        short = f"task-{logical_id[4:]}" if logical_id.startswith("Task") and logical_id[4:].isdigit() \
+            else logical_id.lower()
+        self.name = f"updraft-{STAGE}" if logical_id == "APIHandler" else f"updraft-{STAGE}-{short}"
         self.memory_mb = int(props["MemorySize"])
         self.timeout_s = float(props["Timeout"])
         tmp = workdir / f"tmp-{logical_id}"

@@ -99,9 +99,11 @@ class ArtifactCloud(EmulatedCloud):
                 assert environ.get("HTTP_X_AMZ_INVOCATION_TYPE") == "Event", "the coordinator only invokes async"
                 length = int(environ.get("CONTENT_LENGTH") or 0)
                 payload = json.loads(environ["wsgi.input"].read(length))
+                name = path[len("/2015-03-31/functions/"):-len("/invocations")]
                 with self.fake_lambda._lock:
                     self.fake_lambda.invokes += 1
                     self.fake_lambda.pending.append(payload)
+                    self.fake_lambda.functions[(payload["run_id"], payload["task_id"], int(payload["attempt"]))] = name
                 start_response("202 Accepted", [("Content-Type", "application/json"), ("Content-Length", "0")])
                 return [b""]
             return original(environ, start_response)
@@ -112,8 +114,11 @@ class ArtifactCloud(EmulatedCloud):
         env.update({"UPDRAFT_AWS_ENDPOINT_URL": self.server.url, "UPDRAFT_SUBMIT_QUEUE": self.config["submit_queue"],
                     "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                     "AWS_SESSION_TOKEN": "testing"})
-        for logical_id in FUNCTIONS:
-            extra = {"UPDRAFT_CACHE_ROOT": self.config["cache_root"]} if logical_id == "Task" else {}
+        # the task function of every deployed memory size: Task (task) and Task<mb> (task-<mb>)
+        sized = sorted(k for k in self.runtime.unpacked.functions if k.startswith("Task") and k[4:].isdigit())
+        assert sized, "the artifact has no task function of another memory size (app.py, task-<mb>)"
+        for logical_id in (*FUNCTIONS, *sized):
+            extra = {"UPDRAFT_CACHE_ROOT": self.config["cache_root"]} if logical_id.startswith("Task") else {}
             self.functions[logical_id] = FunctionProcess(logical_id, self.runtime.unpacked, self.runtime.runtime_dir,
                                                          self.runtime.python, {**env, **extra},
                                                          self.workdir / "functions")
@@ -173,7 +178,9 @@ class ArtifactCloud(EmulatedCloud):
             self.tally.duplicate_invocations += 1
         self.tally.task_invocations += 1
         try:
-            record = destination_record(payload, "Success", self.functions["Task"].invoke(payload))
+            handler, _ = self.task_handler(payload)  # task or task-<mb>: the function it was invoked on
+            function = self.functions["Task" + handler[len("task-"):]]
+            record = destination_record(payload, "Success", function.invoke(payload))
         except FunctionError as exc:
             record = destination_record(payload, "RetriesExhausted", {"errorType": exc.error["errorType"],
                                                                       "errorMessage": exc.error["errorMessage"]})
@@ -270,7 +277,10 @@ def test_a_layered_dag_runs_on_the_artifact_with_mixed_placements_and_duplicates
     manifest = json.loads(ec.cloud.blobs.get_bytes(f"runs/{run_id}/manifest.json"))
     placements = {t["id"]: t["placement"] for t in manifest["tasks"]}
     assert placements["sum"] == "container" and placements["report"] == "function"
-    assert ec.functions["Task"].invocations >= 5 and ec.functions["Coordinator"].invocations >= 1
+    task_functions = {k: f.invocations for k, f in ec.functions.items() if k.startswith("Task")}
+    assert sum(task_functions.values()) >= 5 and ec.functions["Coordinator"].invocations >= 1, task_functions
+    # each attempt ran on the artifact's function of the size that holds it (memory_mb 1024: 1,769 MB)
+    assert task_functions["Task1769"] >= 5, task_functions
     assert ec.functions["Sweeper"].invocations >= 1
     assert "task succeeded" in ec.worker_log()
 

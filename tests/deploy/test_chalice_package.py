@@ -96,6 +96,13 @@ def test_task_function_gets_the_stacks_role_network_and_names(
                                  "SecurityGroupIds": [outputs["TaskFunctionSecurityGroupId"]]}
     assert task["Environment"]["Variables"]["UPDRAFT_BUCKET"] == outputs["BucketName"]
     assert "TaskRole" not in alone["Resources"]  # no Chalice-made role for it
+    # one function per other deployed memory size (UPDRAFT_FUNCTION_SIZES), set up the same way
+    for mb in (512, 1769, 10240):
+        sized = functions(alone)[f"Task{mb}"]
+        assert (sized["MemorySize"], sized["Handler"]) == (mb, f"app.task_{mb}")
+        assert sized["Role"] == task["Role"] and sized["VpcConfig"] == task["VpcConfig"]
+        assert f"Task{mb}Role" not in alone["Resources"]
+    assert task["MemorySize"] == 3008
 
 
 def sqs_sources(fn: dict[str, Any]) -> list[dict[str, Any]]:

@@ -49,16 +49,22 @@ class FakeChalice:
             own = entry.get("lambda_functions", {}).get(function, {}).get("environment_variables", {})
             return {"Variables": {**env, **own}}
 
+        sized = [f for f in chalice_config.task_functions(json.loads(self.config_path.read_text()), STAGE)
+                 if f != "task"]  # task-<mb>: one function per other deployed memory size
         if args[0] == "deploy" and self.deployed.exists():
-            for fn, short in ((name, "task"), (coordinator, "coordinator")):
+            for fn, short in ((name, "task"), (coordinator, "coordinator"),
+                              *((name + f[len("task"):], f) for f in sized)):
                 lam.update_function_configuration(FunctionName=fn, Environment=environment(short))
         elif args[0] == "deploy":
             task = entry["lambda_functions"]["task"]
             code = {"ZipFile": make_zip({"app.py": "x = 1\n"})}
-            lam.create_function(
-                FunctionName=name, Runtime="python3.12", Handler="app.task", Role=task["iam_role_arn"],
-                Code=code, Layers=task.get("layers", []), Environment=environment("task"),
-                VpcConfig={"SubnetIds": task["subnet_ids"], "SecurityGroupIds": task["security_group_ids"]})
+            for fn, short in ((name, "task"), *((name + f[len("task"):], f) for f in sized)):
+                conf = entry["lambda_functions"][short]
+                lam.create_function(
+                    FunctionName=fn, Runtime="python3.12", Handler=f"app.{short.replace('-', '_')}",
+                    Role=conf["iam_role_arn"], Code=code, Layers=conf.get("layers", []),
+                    Environment=environment(short), MemorySize=conf.get("lambda_memory_size", 3008),
+                    VpcConfig={"SubnetIds": conf["subnet_ids"], "SecurityGroupIds": conf["security_group_ids"]})
             lam.create_function(FunctionName=coordinator, Runtime="python3.12", Handler="app.coordinator",
                                 Role=task["iam_role_arn"], Code=code, Environment=environment("coordinator"))
             queue_arn = self.session.client("sqs").get_queue_attributes(
@@ -67,7 +73,7 @@ class FakeChalice:
             self.deployed.parent.mkdir(exist_ok=True)
             self.deployed.write_text("{}")
         elif args[0] == "delete":
-            for fn in (name, coordinator):
+            for fn in (name, coordinator, *(name + f[len("task"):] for f in sized)):
                 lam.delete_function(FunctionName=fn)
             self.deployed.unlink()
         if args[0] == "deploy":
@@ -137,6 +143,20 @@ def test_deploy_builds_a_working_stage_and_is_repeatable(aws: Any, stacks: Stack
     (layer,) = json.loads(config_path.read_text())["stages"][STAGE]["lambda_functions"]["task"]["layers"]
     assert ":layer:updraft-ci-montage:" in layer
     assert [f["Layers"] for f in [fn]] and fn["Layers"][0]["Arn"] == layer
+    # every other deployed memory size is a function of its own, set up as the stack sets up `task`
+    lam = aws.client("lambda")
+    queue_arn = aws.client("sqs").get_queue_attributes(
+        QueueUrl=outputs["EventsQueueUrl"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for mb in (512, 1769, 10240):
+        sized = lam.get_function_configuration(FunctionName=f"{outputs['TaskFunctionName']}-{mb}")
+        assert sized["MemorySize"] == mb and sized["Role"] == fn["Role"]
+        assert sized["FileSystemConfigs"] == fn["FileSystemConfigs"]
+        assert sized["Layers"][0]["Arn"] == layer
+        invoke = lam.get_function_event_invoke_config(FunctionName=sized["FunctionName"])
+        assert invoke["MaximumRetryAttempts"] == 0
+        assert invoke["DestinationConfig"]["OnFailure"]["Destination"] == queue_arn
+    groups = {g["logGroupName"] for g in aws.client("logs").describe_log_groups()["logGroups"]}
+    assert f"/aws/lambda/{outputs['TaskFunctionName']}-512" in groups
 
     said.clear()
     run_deploy(aws, stacks, config_path, layer_dir, chalice, said)

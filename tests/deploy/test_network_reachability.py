@@ -44,8 +44,11 @@ def test_every_compute_reaches_every_endpoint_it_uses(raw: dict[str, Any], in_vp
 
 def test_the_computes_and_their_endpoints_come_from_the_stack_and_its_roles(raw: dict[str, Any]) -> None:
     found = {c.name: c for c in computes(Template(raw, {"TaskFunctionInVpc": "true"}))}
-    assert set(found) == {"function task", "WorkerService"}
+    sized = {f"function task-{mb}" for mb in (512, 1769, 10240)}  # the other memory sizes (docs/aws.md, Sizes)
+    assert set(found) == {"function task", "WorkerService", *sized}
     task, worker = found["function task"], found["WorkerService"]
+    for name in sized:
+        assert (found[name].subnets, found[name].groups) == (task.subnets, task.groups)
     assert task.subnets == ["PrivateSubnetA", "PrivateSubnetB"] and task.groups == ["TaskFunctionSecurityGroup"]
     assert task.endpoints() == {"dynamodb", "s3", "sqs", "efs-nfs"}  # logs and ENIs: Lambda's own network
     assert worker.public_ip and worker.subnets == ["PublicSubnetA", "PublicSubnetB"]
@@ -81,8 +84,10 @@ def test_a_function_in_private_subnets_needs_a_gateway_endpoint_not_an_internet_
 
     found = all_problems(edited(raw, s3_on_public_only), TaskFunctionInVpc="true")
     # an internet route is of no use to a function: Lambda gives its interfaces no public IP
-    assert found == [f"function task -> s3: subnet {s} has no endpoint for it and a default route to an "
-                     "internet gateway, but no public IP" for s in ("PrivateSubnetA", "PrivateSubnetB")]
+    functions = ("task", "task-512", "task-1769", "task-10240")
+    assert sorted(found) == sorted(f"function {f} -> s3: subnet {s} has no endpoint for it and a default route "
+                                   "to an internet gateway, but no public IP"
+                                   for f in functions for s in ("PrivateSubnetA", "PrivateSubnetB"))
 
 
 def test_efs_needs_nfs_both_ways_and_a_mount_target_per_zone(raw: dict[str, Any]) -> None:

@@ -71,7 +71,7 @@ def doc_env(tmp_path_factory: pytest.TempPathFactory) -> DocEnv:
     root.mkdir()
     _copy_repo(root)
     env = _outer_free_env()
-    made = subprocess.run([str(root / "scripts" / "venv"), "report"], cwd=root, env=env, text=True,
+    made = subprocess.run([str(root / "scripts" / "venv"), "report", "cwl"], cwd=root, env=env, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1800, check=False)
     assert made.returncode == 0, f"scripts/venv failed in a copy of the repo:\n{made.stdout[-4000:]}"
     venv = root / ".venv"

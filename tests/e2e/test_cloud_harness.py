@@ -65,6 +65,7 @@ IAM_ACTIONS: dict[tuple[str, str], str] = {
     ("sqs", "ChangeMessageVisibility"): "sqs:ChangeMessageVisibility",
     ("lambda", "Invoke"): "lambda:InvokeFunction",
     ("ecs", "DescribeServices"): "ecs:DescribeServices", ("ecs", "UpdateService"): "ecs:UpdateService",
+    ("ecs", "RunTask"): "ecs:RunTask",
 }
 
 
@@ -214,28 +215,57 @@ def ddb_units(op: str, request: bytes, response: bytes) -> tuple[float, float]:
 
 
 class RecordingLambda:
-    """Stands in for the Lambda client: records async Invokes for the harness to deliver."""
+    """Stands in for the Lambda client: records async Invokes for the harness to deliver, and
+    which function (memory size) each attempt was invoked on."""
 
     def __init__(self) -> None:
         self.pending: deque[dict[str, Any]] = deque()
         self.invokes = 0
+        self.functions: dict[tuple[str, str, int], str] = {}  # (run, task, attempt) -> FunctionName
         self._lock = threading.Lock()
 
     def invoke(self, FunctionName: str, InvocationType: str, Payload: bytes) -> dict[str, Any]:
         assert InvocationType == "Event", "the coordinator only invokes asynchronously"
+        payload = json.loads(Payload)
         with self._lock:
             self.invokes += 1
-            self.pending.append(json.loads(Payload))
+            self.pending.append(payload)
+            self.functions[(payload["run_id"], payload["task_id"], int(payload["attempt"]))] = FunctionName
         return {"StatusCode": 202}
+
+
+def _moto_fargate_run_task_gap() -> None:
+    """moto 5 sums container-level memory to place any task, Fargate too, and fails on a
+    container definition without one (the stack's has none: the task-level size is the limit,
+    which RunTask overrides). Missing values count as 0 here (emulator only)."""
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    original = EC2ContainerServiceBackend._calculate_task_resource_requirements
+    if getattr(original, "updraft_shim", False):
+        return
+
+    def requirements(task_definition: Any) -> dict[str, Any]:
+        saved = [dict(c) for c in task_definition.container_definitions]
+        for c in task_definition.container_definitions:
+            for key in ("cpu", "memory"):
+                if c.get(key) is None:
+                    c[key] = 0
+        try:
+            return original(task_definition)
+        finally:
+            task_definition.container_definitions[:] = saved
+
+    requirements.updraft_shim = True  # type: ignore[attr-defined]
+    EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(requirements)  # type: ignore[method-assign,assignment]
 
 
 class Context:
     """A Lambda context with the task function's full 15 minutes."""
 
-    def __init__(self, name: str, seconds: float = 900.0) -> None:
+    def __init__(self, name: str, seconds: float = 900.0, memory_mb: int = 3008) -> None:
         self.function_name = name
         self.aws_request_id = str(uuid.uuid4())
-        self.memory_limit_in_mb = 3008
+        self.memory_limit_in_mb = memory_mb
         self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
         self._deadline = time.monotonic() + seconds
 
@@ -282,11 +312,14 @@ class EmulatedCloud:
                        "ecs_service": "updraft-e2e-worker", "task_shards": 8, "counter_shards": 4,
                        "workroot": str(workdir / "sandbox"), "worker_lease_s": 30.0,
                        "cache_root": str(workdir / "efs"),  # the shared volume (EFS) of functions and workers
+                       "worker_cpu": 1024, "worker_memory_mb": 4096,  # the worker service's task size
                        **config}
         self.tally = Tally()
         self._held: list[dict[str, Any]] = []
         self._echo: list[dict[str, Any]] = []
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.task_workers: list[subprocess.Popen[bytes]] = []  # one per RunTask of a bigger size
+        self.run_tasks: dict[str, dict[str, Any]] = {}  # task ARN -> its size override and payload
         self.replace_dead_workers = False  # as the ECS service does; else a dead worker fails the run
         self.replaced_workers = 0
         self._retired: set[int] = set()
@@ -302,6 +335,7 @@ class EmulatedCloud:
         from moto.moto_api._internal.models import moto_api_backend
 
         moto_api_backend.reset()
+        _moto_fargate_run_task_gap()
         self.cloud = Cloud.from_env(env={}, endpoint_url=self.server.url,
                                     overrides={"lambda": self.fake_lambda}, **self.config)
         self.made = provision(self.cloud.config, self.cloud.clients)
@@ -322,7 +356,8 @@ class EmulatedCloud:
                  "container_queue": "UPDRAFT_CONTAINER_QUEUE", "ecs_cluster": "UPDRAFT_ECS_CLUSTER",
                  "ecs_service": "UPDRAFT_ECS_SERVICE", "task_shards": "UPDRAFT_TASK_SHARDS",
                  "counter_shards": "UPDRAFT_COUNTER_SHARDS", "worker_lease_s": "UPDRAFT_WORKER_LEASE_S",
-                 "cache_root": "UPDRAFT_CACHE_ROOT"}
+                 "cache_root": "UPDRAFT_CACHE_ROOT", "worker_cpu": "UPDRAFT_WORKER_CPU",
+                 "worker_memory_mb": "UPDRAFT_WORKER_MEMORY_MB"}
         env.update({var: str(self.config[k]) for k, var in names.items()})
         env["UPDRAFT_WORKROOT"] = str(self.workdir / "worker-sandbox")
         return env
@@ -335,10 +370,10 @@ class EmulatedCloud:
         return proc
 
     def stop(self) -> None:
-        for proc in self.workers:
+        for proc in self.workers + self.task_workers:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in self.workers:
+        for proc in self.workers + self.task_workers:
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -347,8 +382,9 @@ class EmulatedCloud:
         self.server.stop()
 
     def worker_log(self) -> str:
-        return "\n".join((self.workdir / f"worker-{i}.log").read_text(errors="replace")
-                         for i in range(len(self.workers)))
+        logs = [self.workdir / f"worker-{i}.log" for i in range(len(self.workers))]
+        logs += [self.workdir / f"task-worker-{i + 1}.log" for i in range(len(self.task_workers))]
+        return "\n".join(p.read_text(errors="replace") for p in logs)
 
     # ---- driving ------------------------------------------------------------------------------
 
@@ -367,8 +403,9 @@ class EmulatedCloud:
             pending.append(dict(payload))  # Lambda delivers this async event twice
             self.tally.duplicate_invocations += 1
         self.tally.task_invocations += 1
+        handler, memory = self.task_handler(payload)
         try:
-            result = self.app.handler_map["task"](payload, Context("task"))
+            result = self.app.handler_map[handler](payload, Context(handler, memory_mb=memory))
             record = destination_record(payload, "Success", result)
         except Exception as exc:  # a crash: Lambda's OnFailure destination reports it
             record = destination_record(payload, "RetriesExhausted",
@@ -376,6 +413,38 @@ class EmulatedCloud:
         self.cloud.clients.sqs.send_message(QueueUrl=self.made.events_queue_url, MessageBody=json.dumps(record))
         self.tally.destination_records += 1
         return True
+
+    def task_handler(self, payload: dict[str, Any]) -> tuple[str, int]:
+        """The app's handler (task, task-<mb>) of the function the attempt was invoked on, and
+        that function's memory size."""
+        cfg = self.cloud.config
+        key = (payload["run_id"], payload["task_id"], int(payload["attempt"]))
+        name = self.fake_lambda.functions.get(key, cfg.task_function)
+        suffix = name[len(cfg.task_function):]
+        return "task" + suffix, int(suffix[1:]) if suffix else cfg.task_function_mb
+
+    def start_task_workers(self) -> int:
+        """A worker process for each Fargate task the coordinator started of its own size
+        (RunTask with UPDRAFT_ONE_TASK), with the environment its overrides give it."""
+        # read from moto's backend, not through the server: the harness's own calls are not
+        # the handlers' (the montage test checks every operation they make against IAM)
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.ecs.models import ecs_backends
+
+        backend = ecs_backends[DEFAULT_ACCOUNT_ID][str(self.config["region"])]
+        started = {arn: task for arn, task in backend.tasks.get(self.cloud.config.ecs_cluster, {}).items()
+                   if task.started_by == "updraft" and arn not in self.run_tasks}
+        for arn, task in started.items():
+            overrides = task.overrides or {}
+            (container,) = overrides["containerOverrides"]
+            env = {e["name"]: e["value"] for e in container.get("environment", [])}
+            self.run_tasks[arn] = {"cpu": overrides.get("cpu"), "memory": overrides.get("memory"),
+                                   "payload": json.loads(env["UPDRAFT_ONE_TASK"])}
+            log = open(self.workdir / f"task-worker-{len(self.run_tasks)}.log", "wb")  # noqa: SIM115
+            self.task_workers.append(subprocess.Popen(
+                [sys.executable, "-m", "workers.worker"], cwd=REPO, env={**self.worker_env(), **env},
+                stdout=log, stderr=subprocess.STDOUT))
+        return len(started)
 
     def deliver_batch(self) -> bool:
         sqs = self.cloud.clients.sqs
@@ -441,6 +510,7 @@ class EmulatedCloud:
             for _ in range(self.delivery.invocations_per_round):
                 busy = self.deliver_invocation() or busy
             busy = self.deliver_batch() or busy
+            busy = self.start_task_workers() > 0 or busy
             self.check_workers()
             if sweep_every_s is not None and time.monotonic() >= next_sweep:
                 self.sweep()

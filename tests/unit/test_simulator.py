@@ -86,14 +86,19 @@ def test_function_concurrency_makes_waves() -> None:
     assert result.usage.cold_starts == 2
 
 
-def test_a_function_that_runs_out_of_memory_is_retried_in_a_container() -> None:
+def test_a_function_that_runs_out_of_memory_is_retried_bigger_then_in_a_container() -> None:
     wf = Workflow("spill", (_t("s", 30.0, memory_bytes=1000 * 1_048_576), _t("t", 5.0, ("s.out",))))
     plan = Planner(wf).plan(Objective("makespan"))
     assert plan.choices["s"].placement == FUNCTION and plan.choices["s"].memory_mb < 2000
     truth = PerfModel([Sample("s", "local", duration_s=30.0, memory_mb=4096, peak_rss_mb=2000.0)])
     result = simulate(wf, plan, perf=truth)
-    # OOM on the function; the coordinator spills the `auto` task to a container, whose
-    # Fargate size (1 vCPU / 2 GB, rounded up) holds it
+    # OOM on the function; the retry goes to the next deployed function size (3,008 MB)
+    assert result.state == "SUCCEEDED"
+    assert (result.attempts, result.spills) == (3, 0)
+    # a stage whose largest function is too small: the coordinator spills the `auto` task to a
+    # container, whose Fargate size (1 vCPU / 2 GB, rounded up) holds it
+    small = Platform(function_sizes=(512, 1769))
+    result = simulate(wf, Planner(wf, platform=small).plan(Objective("makespan")), small, perf=truth)
     assert result.state == "SUCCEEDED"
     assert (result.attempts, result.spills) == (3, 1)
 

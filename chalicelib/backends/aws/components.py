@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any
 
 from msgspec import Struct, field
+from msgspec.structs import replace
 
 from chalicelib.backends.aws.clients import AwsClients
 from chalicelib.backends.aws.config import AwsConfig
@@ -28,6 +29,7 @@ from chalicelib.engine.events import Cancel, Start
 from chalicelib.engine.records import RunRecord
 from chalicelib.engine.spec import SpecCache
 from chalicelib.service.runtime import Request, Resolved
+from chalicelib.workflow.limits import PlacementLimits
 from chalicelib.workflow.model import Workflow
 
 
@@ -77,13 +79,16 @@ class Cloud(Struct, dict=True):  # dict: the cached_property parts
 
     @cached_property
     def coordinator(self) -> Coordinator:
-        return Coordinator(self.store, self.specs, config=self.coordinator_config)
+        config = self.coordinator_config
+        if not config.function_sizes:  # an out-of-memory retry steps through the deployed sizes
+            config = replace(config, function_sizes=self.config.sizes.function_mb)
+        return Coordinator(self.store, self.specs, config=config)
 
     @cached_property
     def shell(self) -> CloudShell:
         launchers = {
-            "function": FunctionLauncher(self.config, self.clients),
-            "container": ContainerLauncher(self.container_queue, self.scaler),
+            "function": FunctionLauncher(self.config, self.clients, specs=self.specs),
+            "container": ContainerLauncher(self.container_queue, self.scaler, self.config, self.clients, self.specs),
         }
         return CloudShell(self.store, self.blobs, self.specs, self.sink, launchers, self.clock)  # type: ignore[arg-type]
 
@@ -92,6 +97,9 @@ class Cloud(Struct, dict=True):  # dict: the cached_property parts
     @property
     def tracks_owner(self) -> bool:
         return False  # a RUNNING run may be live: resume waits for it to end (or be cancelled)
+
+    def function_limits(self) -> PlacementLimits:
+        return self.config.sizes.function_limits()
 
     def read_request(self, body: Any, raw: bytes | None) -> Request:
         from chalicelib.backends.aws.submit import request, request_submission

@@ -16,6 +16,8 @@ from msgspec import Struct
 from msgspec.structs import fields, replace
 
 from chalicelib.errors import ConfigError
+from chalicelib.planner.pricing import FARGATE_SIZES
+from chalicelib.workflow.limits import DEFAULT_FUNCTION_SIZES, DeployedSizes
 
 # ---- service limits (AWS documentation, read 2026-11-01) ----------------------------------
 SQS_MAX_DELAY_S = 900  # DelaySeconds of one message
@@ -55,6 +57,12 @@ ENV = {
     "sweep_minutes": "UPDRAFT_SWEEP_MINUTES",
     "submit_queue": "UPDRAFT_SUBMIT_QUEUE",
     "partial_batch": "UPDRAFT_PARTIAL_BATCH",
+    "function_sizes": "UPDRAFT_FUNCTION_SIZES",
+    "task_function_mb": "UPDRAFT_TASK_FUNCTION_MB",
+    "worker_cpu": "UPDRAFT_WORKER_CPU",
+    "worker_memory_mb": "UPDRAFT_WORKER_MEMORY_MB",
+    "container_max_cpu": "UPDRAFT_CONTAINER_MAX_CPU",
+    "container_max_memory_mb": "UPDRAFT_CONTAINER_MAX_MEMORY_MB",
 }
 
 
@@ -95,6 +103,26 @@ class AwsConfig(Struct, frozen=True):
     # 1: the coordinator's event source mapping has ReportBatchItemFailures and failed events are
     # reported one by one; 0: any failure fails the whole batch (safe without that setting)
     partial_batch: int = 1
+    # Task functions deployed, one per memory size (MB): the size `task_function_mb` is the
+    # function named `task_function`, every other size N is `task_function`-N (app.py).
+    function_sizes: str = ",".join(map(str, DEFAULT_FUNCTION_SIZES))
+    task_function_mb: int = 3008
+    # The worker service's task size (CPU units, MiB): container tasks that fit it go to the
+    # queue; bigger ones get a task of their own (RunTask with a size override, launchers.py),
+    # up to container_max_cpu / container_max_memory_mb.
+    worker_cpu: int = 1024
+    worker_memory_mb: int = 4096
+    container_max_cpu: int = 16384
+    container_max_memory_mb: int = 122_880
+
+    @property
+    def sizes(self) -> DeployedSizes:
+        return DeployedSizes(DeployedSizes.parse(self.function_sizes), self.container_max_cpu / 1024,
+                             self.container_max_memory_mb)
+
+    def function_for(self, memory_mb: int) -> str:
+        """The name of the deployed task function of `memory_mb` (one of `sizes`)."""
+        return self.task_function if memory_mb == self.task_function_mb else f"{self.task_function}-{memory_mb}"
 
     def needs_account(self) -> bool:
         return any("{account}" in str(getattr(self, f)) for f in NAME_FIELDS)
@@ -145,6 +173,17 @@ class AwsConfig(Struct, frozen=True):
             raise ConfigError(f"UPDRAFT_API_AUTH must be 'iam' or 'none', got {self.api_auth!r}")
         if self.worker_lease_s < 3:
             raise ConfigError("UPDRAFT_WORKER_LEASE_S must be at least 3 seconds")
+        sizes = DeployedSizes.parse(self.function_sizes)
+        if self.task_function_mb not in sizes:
+            raise ConfigError(f"UPDRAFT_TASK_FUNCTION_MB={self.task_function_mb} is not one of "
+                              f"UPDRAFT_FUNCTION_SIZES ({self.function_sizes}): the function named "
+                              f"{self.task_function!r} must be one of the deployed sizes")
+        for cpu, mem, what in ((self.worker_cpu, self.worker_memory_mb, "UPDRAFT_WORKER_CPU/_MEMORY_MB"),
+                               (self.container_max_cpu, self.container_max_memory_mb,
+                                "UPDRAFT_CONTAINER_MAX_CPU/_MEMORY_MB")):
+            if mem not in FARGATE_SIZES.get(cpu / 1024, ()):
+                raise ConfigError(f"{what}: Fargate does not run {cpu} CPU units with {mem} MiB "
+                                  "(docs/aws.md, Sizes)")
 
 
 def _convert(name: str, var: str, raw: str, kind: object) -> Any:

@@ -3,7 +3,7 @@
     python -m chalicelib.backends.aws.iam_policy dev      # rewrites .chalice/policy-dev.json
 
 Each statement names one resource of the stage (its table and indexes, its bucket, its two
-queues, its task function, its worker service) and only the actions the code calls; the
+queues, its task functions, its worker service) and only the actions the code calls; the
 account and region are wildcards so one file serves any account. tests/unit/test_app_policy.py
 checks the committed files against this generator and against the calls the handlers make.
 """
@@ -28,6 +28,8 @@ CONTROL_ACTIONS = {
     "containers": ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
     "function": ["lambda:InvokeFunction"],
     "service": ["ecs:DescribeServices", "ecs:UpdateService"],
+    "worker_tasks": ["ecs:RunTask"],  # a container attempt bigger than the service's size
+    "pass_worker_roles": ["iam:PassRole"],
     "logs": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
     "xray": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
 }
@@ -37,6 +39,12 @@ def _name(value: str) -> str:
     """A resource's name in an ARN; {account}/{region} placeholders match any value."""
     name = value.rstrip("/").rsplit("/", 1)[-1]
     return name.replace("{account}", "*").replace("{region}", "*")
+
+
+def _stack_prefix(service: str) -> str:
+    """<app>-<stage>-infra from the worker service's name <app>-<stage>-worker."""
+    name = _name(service)
+    return (name[: -len("-worker")] if name.endswith("-worker") else name) + "-infra"
 
 
 def control_policy(cfg: AwsConfig, function_prefix: str = "updraft-", bucket: str | None = None) -> dict[str, Any]:
@@ -52,9 +60,16 @@ def control_policy(cfg: AwsConfig, function_prefix: str = "updraft-", bucket: st
         ("Listing", CONTROL_ACTIONS["bucket"], [bucket]),
         ("Events", CONTROL_ACTIONS["events"], [queue.format(_name(cfg.events_queue))]),
         ("ContainerTasks", CONTROL_ACTIONS["containers"], [queue.format(_name(cfg.container_queue))]),
-        ("TaskFunction", CONTROL_ACTIONS["function"], [f"arn:aws:lambda:*:*:function:{cfg.task_function}"]),
+        ("TaskFunction", CONTROL_ACTIONS["function"],
+         [f"arn:aws:lambda:*:*:function:{cfg.function_for(mb)}" for mb in cfg.sizes.function_mb]),
         ("WorkerService", CONTROL_ACTIONS["service"],
          [f"arn:aws:ecs:*:*:service/{cfg.ecs_cluster}/{cfg.ecs_service}"]),
+        # RunTask of the worker's task definition (its family is the service's name in the stack)
+        ("WorkerTasks", CONTROL_ACTIONS["worker_tasks"],
+         [f"arn:aws:ecs:*:*:task-definition/{_name(cfg.ecs_service)}:*"]),
+        # the worker's execution and task roles, which the stack (<app>-<stage>-infra) names
+        ("WorkerRoles", CONTROL_ACTIONS["pass_worker_roles"],
+         [f"arn:aws:iam::*:role/{_stack_prefix(cfg.ecs_service)}-Worker*"]),
         ("Logs", CONTROL_ACTIONS["logs"], [f"arn:aws:logs:*:*:log-group:/aws/lambda/{function_prefix}*"]),
         ("Traces", CONTROL_ACTIONS["xray"], ["*"]),  # X-Ray actions take no resource
     ]

@@ -85,8 +85,17 @@ def _ecs(config: AwsConfig, clients: AwsClients) -> None:
         containerDefinitions=[{"name": "worker", "image": "updraft-worker:latest", "essential": True,
                                "stopTimeout": 120}],
     )
+    # awsvpc needs a network (a RunTask of a bigger worker reuses the service's): the emulator's
+    # default subnet here; the stack gives the real ones
+    ec2 = clients.client("ec2")
+    subnets = ec2.describe_subnets().get("Subnets", [])[:1]
+    groups = ec2.describe_security_groups(Filters=[
+        {"Name": "vpc-id", "Values": [s["VpcId"] for s in subnets]}, {"Name": "group-name", "Values": ["default"]},
+    ]).get("SecurityGroups", []) if subnets else []
+    network = {"awsvpcConfiguration": {"subnets": [s["SubnetId"] for s in subnets], "assignPublicIp": "ENABLED",
+                                       "securityGroups": [g["GroupId"] for g in groups]}}
     ecs.create_service(cluster=config.ecs_cluster, serviceName=config.ecs_service, taskDefinition=family,
-                       desiredCount=0, launchType="FARGATE")
+                       desiredCount=0, launchType="FARGATE", **({"networkConfiguration": network} if subnets else {}))
 
 
 def main() -> None:

@@ -174,7 +174,7 @@ def load_workflow(sub: Submission, cloud: Cloud) -> Workflow:
             raise FormatError([Problem(f"cannot read {sub.uri}: {exc}", None, "s3")], sub.source) from None
     try:
         workflow = formats.loads(text, source=sub.source, fmt=sub.fmt)
-        workflow = validate(workflow, sub.source, max_tasks=cloud.config.max_tasks)
+        workflow = validate(workflow, sub.source, max_tasks=cloud.config.max_tasks, sizes=cloud.config.sizes)
     except UpdraftError:
         raise
     except Exception as exc:  # an importer tripped on input it should have rejected: still a 400

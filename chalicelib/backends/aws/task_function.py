@@ -83,7 +83,10 @@ def capped(task: Task, remaining_s: float | None) -> Task:
     return replace(task, resources=replace(task.resources, timeout_s=budget))
 
 
-def handle_task(payload: Any, cloud: Cloud, obs: Observability, remaining_s: float | None = None) -> dict[str, Any]:
+def handle_task(payload: Any, cloud: Cloud, obs: Observability, remaining_s: float | None = None,
+                memory_mb: int | None = None) -> dict[str, Any]:
+    """Run one attempt; `memory_mb`: the invoked function's memory size (Lambda's context), kept
+    on the attempt's result as `function_mb` so a run shows which size each task ran on."""
     forbid_reading_once()
     run_id, task_id, attempt = parse_task_payload(payload)
     overrides = payload_resources(payload)
@@ -100,14 +103,17 @@ def handle_task(payload: Any, cloud: Cloud, obs: Observability, remaining_s: flo
     outcome = run_task(request, cloud.blobs, workroot, input_sources(spec), cache=task_cache(cloud.config),
                        base_env=cloud_task_env(),  # the task gets none of this function's credentials
                        all_orphans=reaps_orphans())
-    record_outcome(obs, outcome.event, task.task_type, "function")
+    event = outcome.event
+    if memory_mb is not None:
+        event = replace(event, result={**event.result, "function_mb": int(memory_mb)})
+    record_outcome(obs, event, task.task_type, "function")
     try:
-        cloud.sink.send([outcome.event])
+        cloud.sink.send([event])
         delivered = True
     except Exception:
         obs.logger.exception("could not send the completion; the destination record carries it")
         delivered = False
-    return task_result(outcome.event, delivered)
+    return task_result(event, delivered)
 
 
 def record_outcome(obs: Observability, event: Any, task_type: str = "", placement: str = "") -> None:

@@ -48,6 +48,7 @@ from chalicelib.runner.procs import is_subreaper, own_children, run_marker, set_
 from chalicelib.runner.sandbox import parse_dep
 from chalicelib.service.runtime import Request, Resolved
 from chalicelib.workflow.graph import external_inputs
+from chalicelib.workflow.limits import FUNCTION, PlacementLimits
 from chalicelib.workflow.model import Task, Workflow
 from chalicelib.workflow.validate import validate
 
@@ -189,6 +190,9 @@ class LocalRuntime:
 
     def clock(self) -> float:
         return time.time()
+
+    def function_limits(self) -> PlacementLimits:
+        return FUNCTION  # the local function pool enforces Lambda's own limits
 
     def request(self, workflow: Workflow, data_dir: str | None = None, source: str | None = None,
                 validated: bool = False, name: str | None = None) -> Request:

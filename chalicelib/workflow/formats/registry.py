@@ -9,14 +9,16 @@ that look like rule heads).
 from __future__ import annotations
 
 from chalicelib.workflow import formats
-from chalicelib.workflow.formats import hyperflow, makeflow, makeflow_json, wfformat
+from chalicelib.workflow.formats import cwl, hyperflow, makeflow, makeflow_json, wfformat
 
 _JSON = [
     (hyperflow.NAME, hyperflow.sniff, hyperflow.load),
     (wfformat.NAME, wfformat.sniff, wfformat.load),
     (makeflow_json.NAME, makeflow_json.sniff, makeflow_json.load),
+    (cwl.NAME, cwl.sniff, cwl.load),
 ]
 _TEXT = [
+    (cwl.NAME, cwl.sniff_text, cwl.load_text),
     (makeflow_json.JX_NAME, makeflow_json.sniff_jx, makeflow_json.load_jx_text),
     (makeflow.NAME, makeflow.sniff, makeflow.load_text),
 ]

@@ -1,0 +1,142 @@
+"""Sizes that exist, on the emulated cloud: each attempt runs on the function size or the
+Fargate size it needs, an out-of-memory kill moves the retry to the next function size or to a
+bigger container, and a planner's plan (cost, deadline, budget) is applied task by task.
+Which size an attempt ran on is what it recorded: the task function's memory (Lambda's
+context) or the worker's Fargate size (the stack's, or a RunTask override)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.planner.pricing import fargate_size
+from tests.e2e.test_cloud_harness import EmulatedCloud, emulated_cloud
+
+HOG = "import time; block = b'x' * ({mb} << 20); time.sleep(1.5)"  # holds `mb` MB of RSS
+
+
+def _task(tid: str, placement: str, memory_mb: int, cpus: float = 1.0, hog_mb: int = 0,
+          retries: int = 0) -> dict[str, Any]:
+    command = ["python3", "-c", HOG.format(mb=hog_mb)] if hog_mb else ["true"]
+    return {"id": tid, "command": command, "placement": placement, "retries": retries,
+            "resources": {"memory_mb": memory_mb, "cpus": cpus, "timeout_s": 120}}
+
+
+def _results(ec: EmulatedCloud, run_id: str) -> dict[str, Any]:
+    return {r.task_id: r for r in ec.cloud.store.list_tasks(run_id)}
+
+
+@pytest.mark.slow
+def test_each_attempt_runs_on_the_size_it_needs_and_oom_moves_it_up(tmp_path: Path) -> None:
+    workflow = {"name": "sizes", "tasks": [
+        _task("small", "function", 300),
+        _task("grows", "function", 300, hog_mb=450),  # killed at 300 MB on task-512; fits 1,769
+        # killed on the 0.5 GB worker; its retry (doubled memory) cannot run there
+        _task("boxed", "container", 400, cpus=0.25, hog_mb=600, retries=1),
+        _task("big", "container", 6000, cpus=2.0),  # bigger than the worker service's task size
+    ]}
+    # the worker service runs 0.25 vCPU / 512 MB tasks (the paper's t2.micro)
+    with emulated_cloud(tmp_path, worker_cpu=256, worker_memory_mb=512) as ec:
+        resp = ec.post("/runs", {"workflow": workflow})
+        assert resp.status_code == 202, resp.json_body
+        run_id = resp.json_body["run_id"]
+        final = ec.run_until_done(run_id, timeout_s=240)
+        recs = _results(ec, run_id)
+        assert final["state"] == "SUCCEEDED", ({t: (r.state, r.reason, r.attempt, (r.result or {}).get("log_tail"))
+                                                for t, r in recs.items()}, ec.worker_log()[-3000:])
+        invoked = ec.fake_lambda.functions
+        fn = ec.cloud.config.task_function
+
+        assert invoked[(run_id, "small", 1)] == f"{fn}-512" and recs["small"].result["function_mb"] == 512
+
+        grows = recs["grows"]
+        assert grows.attempt == 2 and grows.max_attempts == 2  # a size step spends none of its retries
+        assert [invoked[(run_id, "grows", a)] for a in (1, 2)] == [f"{fn}-512", f"{fn}-1769"]
+        assert grows.result["function_mb"] == 1769
+
+        boxed = recs["boxed"]  # 400 MB: the queue; killed; 800 MB: a Fargate task of its own
+        assert boxed.attempt == 2 and boxed.placement == "container"
+        assert (boxed.result["container_cpu"], boxed.result["container_memory_mb"]) == (0.25, 1024)
+
+        big = recs["big"]
+        assert big.attempt == 1
+        assert (big.result["container_cpu"], big.result["container_memory_mb"]) == (2.0, 6144)
+        sizes = sorted((t["cpu"], t["memory"], t["payload"]["task_id"]) for t in ec.run_tasks.values())
+        assert sizes == [("2048", "6144", "big"), ("256", "1024", "boxed")]
+
+
+@pytest.mark.slow
+def test_a_function_task_no_deployed_size_holds_is_refused_naming_the_largest(tmp_path: Path) -> None:
+    workflow = {"name": "too-big", "tasks": [_task("huge", "function", 6000)]}
+    with emulated_cloud(tmp_path, function_sizes="512,1769,3008") as ec:
+        resp = ec.post("/runs", {"workflow": workflow})
+        assert resp.status_code == 400
+        text = json.dumps(resp.json_body)
+        assert "3,008 MB" in text and "UPDRAFT_FUNCTION_SIZES" in text
+
+
+# ---- the planner's plans, applied -------------------------------------------------------------
+
+montage = pytest.importorskip("examples.montage.generate")
+
+
+def _expected_container(ec: EmulatedCloud, cpus: float, memory_mb: int) -> tuple[float, int]:
+    """Where a container choice runs: the worker service when its size holds it, else a Fargate
+    task of the smallest valid pair that does."""
+    cfg = ec.cloud.config
+    if cpus <= cfg.worker_cpu / 1024 and memory_mb <= cfg.worker_memory_mb:
+        return cfg.worker_cpu / 1024, cfg.worker_memory_mb
+    return fargate_size(max(cpus, 0.25), memory_mb)
+
+
+@pytest.mark.slow
+@pytest.mark.tools
+def test_the_planners_montage_plans_run_on_the_sizes_they_chose(tmp_path: Path) -> None:
+    from examples.toolcheck import missing_tools
+
+    missing = missing_tools(montage.GENERATOR_TOOLS + montage.WORKFLOW_TOOLS)
+    if missing:
+        pytest.skip(f"Montage tools missing ({', '.join(missing)}): scripts/install-tools montage")
+    from chalicelib.planner import make_plan
+    from chalicelib.planner.plans import FUNCTION, apply_plan
+    from chalicelib.planner.platform import Platform
+    from chalicelib.workflow.formats import load, native
+    from tests.e2e.test_cloud_montage import upload_dir
+
+    summary = montage.generate(str(tmp_path / "gen"), degrees=0.2, seed=1)
+    workflow = load(str(summary["workflow"]))
+    platform = Platform()  # the emulated stage deploys the default sizes: the plans use the same
+    cheap, fast = make_plan(workflow, "cost", platform=platform), make_plan(workflow, "makespan", platform=platform)
+    plans = {
+        "cost": cheap,
+        "deadline": make_plan(workflow, deadline=(cheap.makespan_s + fast.makespan_s) / 2, platform=platform),
+        "budget": make_plan(workflow, budget=(cheap.cost.total + fast.cost.total) / 2, platform=platform),
+    }
+    seen: set[tuple[str, float, int]] = set()
+    with emulated_cloud(tmp_path) as ec:
+        data = upload_dir(ec, Path(str(summary["data"])), "inputs/montage/")
+        fn = ec.cloud.config
+        for name, plan in plans.items():
+            body = json.loads(native.dump(apply_plan(workflow, plan)))
+            resp = ec.post("/runs", {"workflow": body, "data": data})
+            assert resp.status_code == 202, resp.json_body
+            run_id = resp.json_body["run_id"]
+            final = ec.run_until_done(run_id, timeout_s=280)
+            assert final["state"] == "SUCCEEDED", (name, final, ec.worker_log()[-3000:])
+            for tid, rec in _results(ec, run_id).items():
+                choice = plan.choices[tid]
+                assert rec.attempt == 1, (name, tid)
+                if choice.placement == FUNCTION:
+                    assert rec.placement == "function", (name, tid)
+                    assert ec.fake_lambda.functions[(run_id, tid, 1)] == fn.function_for(choice.memory_mb)
+                    assert rec.result["function_mb"] == choice.memory_mb, (name, tid)
+                    seen.add(("function", 0.0, choice.memory_mb))
+                else:
+                    assert rec.placement == "container", (name, tid)
+                    ran = (rec.result["container_cpu"], rec.result["container_memory_mb"])
+                    assert ran == _expected_container(ec, choice.cpus, choice.memory_mb), (name, tid, choice)
+                    seen.add(("container", *ran))
+    assert len(seen) >= 2, seen  # the three plans do not all put every task on one size
