@@ -70,6 +70,24 @@ def tree_manifest(root: str) -> dict[str, str]:
     return out
 
 
+TREE_PREFIX = "tree:"  # a folder's hash is "tree:" + the sha256 of its manifest's bytes
+
+
+def manifest_bytes(manifest: dict[str, str]) -> bytes:
+    """A folder's manifest as bytes: its files' relative paths and sha256s, sorted (so one
+    tree has one manifest, whatever order its files were found in)."""
+    return json.dumps(sorted(manifest.items()), separators=(",", ":")).encode()
+
+
 def manifest_sha256(manifest: dict[str, str]) -> str:
-    blob = json.dumps(sorted(manifest.items()), separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()
+    return hashlib.sha256(manifest_bytes(manifest)).hexdigest()
+
+
+def tree_hash(manifest: dict[str, str]) -> str:
+    """A folder's content hash: "tree:<sha256 of its manifest>" (never equal to a file's)."""
+    return TREE_PREFIX + manifest_sha256(manifest)
+
+
+def parse_manifest(data: bytes) -> dict[str, str]:
+    """The manifest `manifest_bytes` wrote."""
+    return {str(rel): str(sha) for rel, sha in json.loads(data)}

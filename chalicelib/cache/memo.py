@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib.cache.hashing import file_sha256
+from chalicelib.cache.hashing import TREE_PREFIX, file_sha256
 from chalicelib.workflow.model import Task
 
 _image_ids: dict[str, str] = {}
@@ -77,12 +77,16 @@ _HEX = frozenset("0123456789abcdef")
 
 def usable_record(record: Mapping[str, Any], outputs: tuple[str, ...]) -> bool:
     """Whether a memo record can stand in for running a task with these outputs: exactly
-    those outputs, each a sha256 hex digest (the objects themselves are verified against
-    their hashes before they are published: TaskCache.restore)."""
+    those outputs, each a sha256 hex digest (a folder's: "tree:" and its manifest's; the
+    objects themselves are verified against their hashes before they are published: TaskCache.restore)."""
     got = record.get("outputs")
     if not isinstance(got, dict) or set(got) != set(outputs):
         return False
-    return all(isinstance(h, str) and len(h) == 64 and _HEX.issuperset(h) for h in got.values())
+    return all(isinstance(h, str) and _is_sha(h.removeprefix(TREE_PREFIX)) for h in got.values())
+
+
+def _is_sha(h: str) -> bool:
+    return len(h) == 64 and _HEX.issuperset(h)
 
 
 MEMO_KEY_VAR = "UPDRAFT_MEMO_KEY"

@@ -13,7 +13,10 @@ store, the blob store or the user's files.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +24,14 @@ from msgspec import Struct, field
 
 from chalicelib.cache.cas import CacheIntegrityError, ContentStore
 from chalicelib.cache.copying import copy_file_hashing
-from chalicelib.cache.hashing import file_sha256, tree_manifest
+from chalicelib.cache.hashing import (
+    TREE_PREFIX,
+    file_sha256,
+    manifest_bytes,
+    parse_manifest,
+    tree_hash,
+    tree_manifest,
+)
 from chalicelib.cache.memo import MemoIndex
 from chalicelib.ports import BlobStore
 
@@ -102,6 +112,40 @@ class TaskCache(Struct):
             return file_sha256(dest), size
         return sha, self._stage(sha, lambda tmp: blobs.get_file(key, tmp), dest)
 
+    def stage_tree(self, blobs: BlobStore, members: Mapping[str, str], dest: str, tree: str) -> int | None:
+        """Stage folder `tree` ("tree:<sha>") under `dest` from its manifest in the store,
+        each file a verified private copy fetched from `members` on a miss; None when the
+        manifest is not in the store or does not match the folder's listing."""
+        manifest = self.manifest(tree)
+        if manifest is None or set(manifest) != set(members):
+            return None
+        total = 0
+        for rel, sha in manifest.items():
+            key = members[rel]
+            total += self._stage(sha, lambda tmp, key=key: blobs.get_file(key, tmp), os.path.join(dest, rel))
+        return total
+
+    def manifest(self, tree: str) -> dict[str, str] | None:
+        """The manifest of folder hash `tree`, if the store holds it intact."""
+        sha = tree[len(TREE_PREFIX):]
+        if not tree.startswith(TREE_PREFIX) or not self.cas.intact(sha):
+            return None
+        with open(self.cas.path(sha), "rb") as fh:
+            return parse_manifest(fh.read())
+
+    def add_manifest(self, manifest: dict[str, str]) -> str:
+        """Keep a folder's manifest in the store (an object like any other); its tree hash."""
+        data = manifest_bytes(manifest)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-manifest-", dir=self.cas.root)
+        try:
+            os.write(fd, data)
+            os.close(fd)
+            self.cas.add_file(tmp, hashlib.sha256(data).hexdigest())
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return tree_hash(manifest)
+
     def stage_dep(self, name: str, source: str, dest: str) -> dict[str, str]:
         """Stage a dependency (a local file or folder) at `dest`; returns {name: sha}."""
         if os.path.isdir(source):
@@ -122,10 +166,21 @@ class TaskCache(Struct):
         """Publish memoized outputs into the blob store; None (run the task) if an object was
         evicted or no longer matches its hash: a memoized result is checked before it stands
         in for a run (reading the outputs once costs far less than the task would)."""
-        if not all(isinstance(sha, str) and self.cas.intact(sha) for sha in outputs.values()):
+        files: dict[str, str] = {}
+        for path, sha in outputs.items():
+            if not isinstance(sha, str):
+                return None
+            if sha.startswith(TREE_PREFIX):
+                manifest = self.manifest(sha)
+                if manifest is None:
+                    return None
+                files.update({f"{path}/{rel}": fsha for rel, fsha in manifest.items()})
+            else:
+                files[path] = sha
+        if not all(self.cas.intact(sha) for sha in files.values()):
             return None
         total = 0
-        for path, sha in outputs.items():
+        for path, sha in files.items():
             total += blobs.put_file(key_of(path), self.cas.path(sha))
         self.stats.bytes_from_cache += total
         return total

@@ -195,7 +195,8 @@ class Attempt(Struct):
         """Stage inputs and deps; with memoization, first try to reuse a stored result."""
         req, cache, task = self.req, self.cache, self.req.task
         if cache is None:
-            self.bytes_in, _ = self.sandbox.stage_in(blobs, req.run_id, task.inputs, sources)
+            self.bytes_in, _ = self.sandbox.stage_in(blobs, req.run_id, task.inputs, sources, None,
+                                                     req.input_hashes, task.folders)
             self.bytes_in += self.sandbox.copy_deps(task.deps)
             return
         known = dict(req.input_hashes)
@@ -206,7 +207,8 @@ class Attempt(Struct):
             self.memo_key = memo_key(task, {p: known[p] for p in task.inputs}, deps, self._image())
             if self._reuse(blobs):
                 return
-        self.bytes_in, hashes = self.sandbox.stage_in(blobs, req.run_id, task.inputs, sources, cache, known)
+        self.bytes_in, hashes = self.sandbox.stage_in(blobs, req.run_id, task.inputs, sources, cache, known,
+                                                          task.folders)
         deps = self.sandbox.stage_deps(task.deps, cache) if task.deps else {}
         if memoize:
             known.update(hashes)
@@ -419,9 +421,14 @@ class Attempt(Struct):
             return Reason.NONZERO_EXIT.value, f"the command {how}"
         missing, unsafe = self.sandbox.check_outputs(self.req.task.outputs)
         if unsafe:
-            return Reason.UNSAFE_OUTPUT.value, f"outputs are symlinks leading outside the sandbox: {unsafe}"
+            return Reason.UNSAFE_OUTPUT.value, (f"outputs are symlinks leading outside the sandbox "
+                                               f"(or to a folder: a folder output must be a real one): {unsafe}")
         if missing:
             return Reason.MISSING_OUTPUT.value, f"exited 0 but did not write declared output(s): {missing}"
+        files = self.sandbox.not_folders(self.req.task.folders, self.req.task.outputs)
+        if files:
+            return Reason.MISSING_OUTPUT.value, (f"wrote a file where it declared a folder (a trailing '/'): "
+                                                 f"{files}; write a folder there, or declare a file")
         used = self.sandbox.measure()
         if used > self.disk_bytes:
             return Reason.DISK_QUOTA.value, _over_disk(used, self.disk_bytes)

@@ -23,16 +23,19 @@ import contextlib
 import os
 import shutil
 import stat
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from msgspec import Struct
 
 from chalicelib.cache.copying import READ, copy_file, copy_hashing, hash_fd
+from chalicelib.cache.hashing import TREE_PREFIX, file_sha256, tree_hash
 from chalicelib.cache.stage import TaskCache
 from chalicelib.ports import BlobStore
 from chalicelib.runner.keys import data_key
+from chalicelib.runner.trees import TreeError, local_tree, tree_members
 
 TMP_NAME = ".updraft-tmp"
+EMPTY_TREE = tree_hash({})  # a folder output with no files: known by its producer's hash only
 RESERVED_PREFIX = ".updraft"  # data paths may not start with it (validate.path_problem)
 
 
@@ -125,9 +128,10 @@ class Sandbox(Struct):
 
     def stage_in(
         self, blobs: BlobStore, run_id: str, paths: tuple[str, ...], sources: Mapping[str, str] | None = None,
-        cache: TaskCache | None = None, known: Mapping[str, str] | None = None,
+        cache: TaskCache | None = None, known: Mapping[str, str] | None = None, folders: Collection[str] = (),
     ) -> tuple[int, dict[str, str]]:
-        """Place each input at its relative path (through the cache when given).
+        """Place each input at its relative path (through the cache when given); a folder is
+        found where no file is (runner/trees.py), and `folders` must be folders.
 
         Returns (bytes staged, {path: sha256} of the inputs whose content is known).
         """
@@ -136,20 +140,72 @@ class Sandbox(Struct):
         for path in paths:
             dest = os.path.join(self.root, path)
             source = sources.get(path) if sources else None
+            known_sha = (known or {}).get(path)
             try:
                 if source is not None and source.startswith("file://"):
                     _remove_any(dest)
-                    total += copy_file(source[len("file://"):], dest)
-                elif cache is not None:
-                    sha, size = cache.stage_blob(blobs, source or data_key(run_id, path), dest,
-                                                 (known or {}).get(path))
-                    hashes[path] = sha
-                    total += size
+                    local = source[len("file://"):]
+                    if os.path.isdir(local):
+                        total += sum(copy_file(os.path.join(local, rel), os.path.join(dest, rel))
+                                     for rel in local_tree(local))
+                    else:
+                        total += copy_file(local, dest)
+                    continue
+                key = source or data_key(run_id, path)
+                if path in folders and (known_sha is None or not known_sha.startswith(TREE_PREFIX)):
+                    members = tree_members(blobs, key)
+                    if not members:
+                        what = "a file" if blobs.exists(key) else "not there"
+                        raise TreeError(f"it is declared a folder (a trailing '/') but is {what}")
+                elif known_sha is None or not known_sha.startswith(TREE_PREFIX):
+                    try:
+                        if cache is not None:
+                            sha, size = cache.stage_blob(blobs, key, dest, known_sha)
+                            hashes[path] = sha
+                            total += size
+                        else:
+                            total += blobs.get_file(key, dest)
+                        continue
+                    except Exception:
+                        if known_sha is not None or not (members := tree_members(blobs, key)):
+                            raise  # not a folder either: the file's own error
                 else:
-                    total += blobs.get_file(source or data_key(run_id, path), dest)
+                    members = tree_members(blobs, key)
+                    if not members and known_sha == EMPTY_TREE:  # an empty folder output: no objects
+                        os.makedirs(dest, exist_ok=True)
+                        hashes[path] = known_sha
+                        continue
+                    if not members:
+                        raise TreeError(f"folder {key!r} is gone from the blob store")
+                size, tree = self._stage_tree(blobs, members, dest, cache, known_sha)
+                total += size
+                if cache is not None:
+                    hashes[path] = tree
             except Exception as exc:
                 raise StageError("STAGE_IN", f"could not stage input {path!r}: {exc}") from exc
         return total, hashes
+
+    def _stage_tree(
+        self, blobs: BlobStore, members: Mapping[str, str], dest: str, cache: TaskCache | None,
+        known_sha: str | None,
+    ) -> tuple[int, str]:
+        """Private copies of a folder's files under `dest`: (bytes, tree hash). Through the
+        cache when its manifest is known there, else fetched and hashed file by file."""
+        if cache is not None and known_sha is not None:
+            staged = cache.stage_tree(blobs, members, dest, known_sha)
+            if staged is not None:
+                return staged, known_sha
+        total = 0
+        manifest: dict[str, str] = {}
+        for rel, key in sorted(members.items()):
+            target = os.path.join(dest, rel)
+            total += blobs.get_file(key, target)
+            manifest[rel] = file_sha256(target)
+        if cache is not None:
+            cache.stats.misses += 1
+            cache.stats.bytes_from_origin += total
+            cache.add_manifest(manifest)
+        return total, tree_hash(manifest)
 
     def copy_deps(self, deps: tuple[str, ...]) -> int:
         """Without a cache: copy each dependency from its source, every time (the baseline)."""
@@ -195,11 +251,15 @@ class Sandbox(Struct):
             if os.path.islink(full):
                 target = os.path.realpath(full)
                 if not _inside(target, real_root) or not os.path.isfile(target):
-                    unsafe.append(path)
+                    unsafe.append(path)  # leading out, or to a folder: a folder output is a real one
                 continue
-            if not os.path.isfile(full):
+            if not os.path.isfile(full) and not os.path.isdir(full):
                 missing.append(path)
         return missing, unsafe
+
+    def not_folders(self, folders: Collection[str], outputs: tuple[str, ...]) -> list[str]:
+        """The outputs declared as folders that the task made files."""
+        return [p for p in outputs if p in folders and not os.path.isdir(os.path.join(self.root, p))]
 
     def stage_out(
         self, blobs: BlobStore, run_id: str, outputs: tuple[str, ...], cache: TaskCache | None = None
@@ -210,25 +270,74 @@ class Sandbox(Struct):
         if not outputs:
             return total, hashes
         real_root = self.real_root
+        folders = [p for p in outputs if os.path.isdir(os.path.join(self.root, p))
+                   and not os.path.islink(os.path.join(self.root, p))]
+        within = _within_folders(outputs, folders)  # listed files of a listed folder: stored with it
         for path in outputs:
-            try:
-                sha, size = self._take(path, real_root)
-            except StageError:
-                _remove_any(self.out_path)
-                raise
-            except OSError as exc:
-                _remove_any(self.out_path)
-                raise StageError("STAGE_OUT", f"could not store output {path!r}: {exc}") from exc
-            try:
-                if cache is not None:
-                    cache.add_output(self.out_path, sha)
-                blobs.put_file(data_key(run_id, path), self.out_path, move=True)  # gone from out_path
-            except Exception as exc:
-                _remove_any(self.out_path)
-                raise StageError("STAGE_OUT", f"could not store output {path!r}: {exc}") from exc
+            if path in within:
+                continue
+            if path in folders:
+                size, manifest = self._store_tree(blobs, run_id, path, cache)
+                total += size
+                hashes[path] = tree_hash(manifest)
+                for inner in within:
+                    if inner.startswith(path + "/") and (h := _inner_hash(manifest, inner[len(path) + 1:])):
+                        hashes[inner] = h
+                continue
+            sha, size = self._store_file(blobs, run_id, path, path, real_root, cache)
             hashes[path] = sha
             total += size
+        missing = [p for p in within if p not in hashes]
+        if missing:
+            raise StageError("MISSING_OUTPUT", f"exited 0 but did not write declared output(s): {missing}")
         return total, hashes
+
+    def _store_file(
+        self, blobs: BlobStore, run_id: str, path: str, name: str, real_root: str, cache: TaskCache | None,
+    ) -> tuple[str, int]:
+        """Take sandbox file `path` and store it as data `name`: (sha256, bytes)."""
+        try:
+            sha, size = self._take(path, real_root)
+        except StageError:
+            _remove_any(self.out_path)
+            raise
+        except OSError as exc:
+            _remove_any(self.out_path)
+            raise StageError("STAGE_OUT", f"could not store output {name!r}: {exc}") from exc
+        try:
+            if cache is not None:
+                cache.add_output(self.out_path, sha)
+            blobs.put_file(data_key(run_id, path), self.out_path, move=True)  # gone from out_path
+        except Exception as exc:
+            _remove_any(self.out_path)
+            raise StageError("STAGE_OUT", f"could not store output {name!r}: {exc}") from exc
+        return sha, size
+
+    def _store_tree(
+        self, blobs: BlobStore, run_id: str, path: str, cache: TaskCache | None,
+    ) -> tuple[int, dict[str, str]]:
+        """Store folder output `path` file by file, each under the rules for one output file;
+        a symlink to a folder inside it is refused. (bytes, manifest)."""
+        real_root = self.real_root
+        total = 0
+        manifest: dict[str, str] = {}
+        top = os.path.join(self.root, path)
+        for dirpath, dirs, files in os.walk(top):
+            dirs.sort()
+            for name in dirs:
+                if os.path.islink(os.path.join(dirpath, name)):
+                    rel = os.path.relpath(os.path.join(dirpath, name), self.root)
+                    raise StageError("UNSAFE_OUTPUT", f"output {path!r} holds {rel!r}, a symlink to a folder")
+            for name in sorted(files):
+                rel = os.path.relpath(os.path.join(dirpath, name), self.root).replace(os.sep, "/")
+                if not os.path.islink(os.path.join(dirpath, name)) and not os.path.isfile(os.path.join(dirpath, name)):
+                    continue  # a fifo or socket: not data
+                sha, size = self._store_file(blobs, run_id, rel, path, real_root, cache)
+                manifest[rel[len(path) + 1:]] = sha
+                total += size
+        if cache is not None:
+            cache.add_manifest(manifest)
+        return total, manifest
 
     @property
     def real_root(self) -> str:
@@ -329,6 +438,21 @@ def _empty(folder: str, keep: set[str]) -> None:
                     os.unlink(entry.path)
     except FileNotFoundError:
         pass
+
+
+def _within_folders(outputs: tuple[str, ...], folders: list[str]) -> set[str]:
+    """The outputs inside another output that is a folder (Makeflow's `d d/1.txt:`)."""
+    if not folders:
+        return set()
+    return {p for p in outputs if any(p.startswith(f + "/") for f in folders)}
+
+
+def _inner_hash(manifest: dict[str, str], rel: str) -> str:
+    """The hash of `rel` inside a stored folder: a file's sha256, or a subfolder's tree hash."""
+    if rel in manifest:
+        return manifest[rel]
+    sub = {r[len(rel) + 1:]: sha for r, sha in manifest.items() if r.startswith(rel + "/")}
+    return tree_hash(sub) if sub else ""
 
 
 def _inside(path: str, real_root: str) -> bool:

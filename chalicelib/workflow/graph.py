@@ -35,6 +35,16 @@ def producers_of(tasks: Iterable[Task]) -> dict[str, str]:
     return producers
 
 
+def folder_producer(path: str, producers: Mapping[str, str]) -> str | None:
+    """The producer of `path`, else of the nearest folder on its way (a task reading `d/x`
+    depends on the task that makes folder `d`)."""
+    found = producers.get(path)
+    while found is None and "/" in path:
+        path = path.rsplit("/", 1)[0]
+        found = producers.get(path)
+    return found
+
+
 def build_graph(workflow: Workflow) -> Graph:
     """Build the dependency graph. Unknown `after` ids are skipped (validation reports them)."""
     producers = producers_of(workflow.tasks)
@@ -44,7 +54,7 @@ def build_graph(workflow: Workflow) -> Graph:
     for task in workflow.tasks:
         seen: dict[str, None] = {}
         for path in task.inputs:
-            producer = producers.get(path)
+            producer = folder_producer(path, producers)
             if producer is not None and producer != task.id:
                 seen[producer] = None
         for dep in task.after:
@@ -163,7 +173,7 @@ def external_inputs(workflow: Workflow) -> list[str]:
     seen: dict[str, None] = {f.path: None for f in workflow.inputs}
     for task in workflow.tasks:
         for path in task.inputs:
-            if path not in produced:
+            if folder_producer(path, produced) is None:
                 seen[path] = None
     return list(seen)
 

@@ -2,7 +2,8 @@
 
 Values are frozen: a Workflow is built once (by a format reader), validated, and then only read.
 Paths are POSIX, relative to the run's data root, and canonical: every reader's `./x`, `d//x`
-and `d/x/` become `x`, `d/x` and `d/x` when a Task or InputFile is made, so two spellings of
+and `d/x/` become `x`, `d/x` and `d/x` when a Task or InputFile is made (a task's path with a
+trailing `/` is also noted in `Task.folders`: declared a folder, see runner/trees.py), so two spellings of
 one file are one path everywhere (the "produced by two tasks" and "both input and output"
 checks, the graph, staging); a task's repeated input is one input.
 """
@@ -88,8 +89,14 @@ class Task(Struct, frozen=True):
     type: str = ""
     deps: tuple[str, ...] = ()
     hints: Mapping[str, float] = field(default_factory=dict)
+    folders: tuple[str, ...] = ()  # inputs and outputs declared as folders (a trailing '/')
 
     def __post_init__(self) -> None:
+        # a trailing '/' declares a folder: kept here, as the path itself loses it below
+        declared = tuple(canonical_path(p) for p in (*self.inputs, *self.outputs)
+                         if isinstance(p, str) and len(p) > 1 and p.endswith("/"))
+        if declared:
+            force_setattr(self, "folders", tuple(dict.fromkeys((*self.folders, *declared))))
         # inputs: a repeated one is one input; outputs: kept, so a repeat is a validation problem
         if isinstance(self.inputs, tuple) and (fixed := _canonical(self.inputs, dedupe=True)) is not None:
             force_setattr(self, "inputs", fixed)

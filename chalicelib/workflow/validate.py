@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from chalicelib.errors import Problem, WorkflowError
 from chalicelib.workflow import limits
-from chalicelib.workflow.graph import build_graph, find_cycle
+from chalicelib.workflow.graph import Graph, build_graph, find_cycle
 from chalicelib.workflow.model import Placement, Task, Workflow
 from chalicelib.workflow.numbers import MAX_SECONDS, describe, finite, hint_bounds, number_problem
 
@@ -180,7 +180,6 @@ def problems(workflow: Workflow, max_tasks: int | None = None,
                 found.append(Problem(f"'after' names unknown task {dep!r}", task.id, "after"))
             elif dep == task.id:
                 found.append(Problem("a task cannot come after itself", task.id, "after"))
-    found.extend(_file_and_folder(producer))
     for inp in workflow.inputs:
         why = path_problem(inp.path)
         if why:
@@ -188,24 +187,47 @@ def problems(workflow: Workflow, max_tasks: int | None = None,
         elif inp.path in producer:
             owner = producer[inp.path]
             found.append(Problem(f"external input {inp.path!r} is also produced by task {owner!r}", owner, "outputs"))
-    cycle = find_cycle(build_graph(workflow))
+    graph = build_graph(workflow)
+    cycle = find_cycle(graph)
     if cycle:
         found.append(Problem("dependency cycle: " + " -> ".join(cycle), cycle[0], "after/inputs"))
+    else:
+        found.extend(_inside_folders(producer, graph))
     return found
 
 
-def _file_and_folder(producer: dict[str, str]) -> Iterator[Problem]:
-    """An output that another output needs as its folder ("d" and "d/x"): one path cannot be
-    both a file and a folder, so the second to land would fail at stage-out."""
+def _inside_folders(producer: dict[str, str], graph: Graph) -> Iterator[Problem]:
+    """Outputs inside a folder that another output names ("d" and "d/x"): then "d" is a
+    folder. Its own producer may list files in it (Makeflow's `mydir mydir/1.txt:`), and a
+    task that comes after it may add files to it; an unrelated task writing into it would
+    race the folder's producer, so that is a problem."""
+    ancestors: dict[str, set[str]] = {}
     for out, tid in producer.items():
         parts = out.split("/")
-        for i in range(1, len(parts)):
+        for i in range(len(parts) - 1, 0, -1):
             folder = "/".join(parts[:i])
-            if folder in producer:
-                found_by = producer[folder]
-                yield Problem(f"output {out!r} needs {folder!r} as a folder, but {folder!r} is a file "
-                              f"produced by task {found_by!r}", tid, "outputs")
-                break
+            owner = producer.get(folder)
+            if owner is None or owner == tid:
+                continue
+            if tid not in ancestors:
+                ancestors[tid] = _ancestors(graph, tid)
+            if owner not in ancestors[tid]:
+                yield Problem(f"output {out!r} is inside folder {folder!r}, an output of task {owner!r}, "
+                              f"which this task does not come after; make {out!r} an output of "
+                              f"{owner!r}, or have this task read {folder!r} (or add 'after')",
+                              tid, "outputs")
+            break
+
+
+def _ancestors(graph: Graph, tid: str) -> set[str]:
+    seen: set[str] = set()
+    stack = list(graph.parents.get(tid, ()))
+    while stack:
+        t = stack.pop()
+        if t not in seen:
+            seen.add(t)
+            stack.extend(graph.parents.get(t, ()))
+    return seen
 
 
 def validate(workflow: Workflow, source: str | None = None, max_tasks: int | None = None,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_cloud_harness import emulated_cloud
-from tests.e2e.test_cloud_runs import effects_by_task, layered_workflow, upload_inputs
+from tests.e2e.test_cloud_runs import effects_by_task, folder_workflow, layered_workflow, upload_inputs
 
 pytestmark = pytest.mark.slow
 
@@ -32,3 +32,21 @@ def test_a_rerun_on_the_cloud_reuses_every_result(tmp_path: Path) -> None:
         final = ec.run_until_done(third, timeout_s=240)
         assert final["state"] == "SUCCEEDED" and final["counts"].get("CACHED", 0) == 0
         assert ec.cloud.blobs.get_bytes(f"runs/{third}/data/report.txt").strip() == b"total=77"
+
+
+def test_a_rerun_with_folders_on_the_cloud_reuses_every_result(tmp_path: Path) -> None:
+    """Folder inputs key the memo by their tree hash; folder outputs are restored file by file."""
+    with emulated_cloud(tmp_path) as ec:
+        data = upload_inputs(ec, {"refs/x": b"x\n", "refs/deep/y": b"y\n"})
+        first = ec.post("/runs", {"workflow": folder_workflow(), "data": data}).json_body["run_id"]
+        assert ec.run_until_done(first, timeout_s=240)["state"] == "SUCCEEDED"
+        again = ec.post("/runs", {"workflow": folder_workflow(), "data": data}).json_body["run_id"]
+        final = ec.run_until_done(again, timeout_s=240)
+        assert final["state"] == "SUCCEEDED" and final["counts"] == {"CACHED": 3}, final
+        assert ec.cloud.blobs.get_bytes(f"runs/{again}/data/db/sub/b.txt") == b"y\n"
+        assert ec.cloud.blobs.get_bytes(f"runs/{again}/data/listing") == b"db/a.txt\ndb/sub/b.txt\nx\ny\n"
+        data2 = upload_inputs(ec, {"refs/x": b"x\n", "refs/deep/y": b"changed\n"}, prefix="inputs2/")
+        third = ec.post("/runs", {"workflow": folder_workflow(), "data": data2}).json_body["run_id"]
+        final = ec.run_until_done(third, timeout_s=240)
+        assert final["state"] == "SUCCEEDED" and final["counts"].get("CACHED", 0) == 0, final
+        assert ec.cloud.blobs.get_bytes(f"runs/{third}/data/first") == b"changed\n"

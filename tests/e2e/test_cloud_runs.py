@@ -76,3 +76,36 @@ def test_a_layered_dag_succeeds_with_mixed_placements_and_duplicates(tmp_path: P
         counts = ec.server.snapshot()
         assert counts[("ecs", "UpdateService")] >= 1  # the worker service was scaled to the backlog
         assert "task succeeded" in ec.worker_log()
+
+
+def folder_workflow() -> dict[str, Any]:
+    """`make` reads folder `refs` and writes folder `db`; `use` (a container) reads `db`
+    whole, `one` (a function) a file inside it."""
+    return {"name": "folders", "defaults": {"resources": {"timeout_s": 60}}, "tasks": [
+        {"id": "make", "shell": "mkdir -p db/sub; cat refs/x > db/a.txt; cat refs/deep/y > db/sub/b.txt",
+         "inputs": ["refs"], "outputs": ["db"], "placement": "function"},
+        {"id": "use", "shell": "find db -type f | sort > listing; cat db/a.txt db/sub/b.txt >> listing",
+         "inputs": ["db"], "outputs": ["listing"], "placement": "container"},
+        {"id": "one", "shell": "cat db/sub/b.txt > first", "inputs": ["db/sub/b.txt"], "outputs": ["first"],
+         "placement": "function"},
+    ]}
+
+
+def test_folders_are_data_in_the_cloud(tmp_path: Path) -> None:
+    """A folder from the data prefix and a folder output, staged in and out by the task
+    function and the Fargate worker alike (runner/trees.py on S3)."""
+    wf = folder_workflow()
+    with emulated_cloud(tmp_path, Delivery()) as ec:
+        data = upload_inputs(ec, {"refs/x": b"x\n", "refs/deep/y": b"y\n"})
+        resp = ec.post("/runs", {"workflow": wf, "data": data})
+        assert resp.status_code == 202, resp.json_body
+        run_id = resp.json_body["run_id"]
+        final = ec.run_until_done(run_id, timeout_s=240)
+        assert final["state"] == "SUCCEEDED", (final, ec.worker_log()[-2000:])
+        get = ec.cloud.blobs.get_bytes
+        assert get(f"runs/{run_id}/data/db/sub/b.txt") == b"y\n"
+        assert get(f"runs/{run_id}/data/listing") == b"db/a.txt\ndb/sub/b.txt\nx\ny\n"
+        assert get(f"runs/{run_id}/data/first") == b"y\n"
+        missing = ec.post("/runs", {"workflow": {**wf, "tasks": wf["tasks"][:1]},
+                                    "data": data.replace("inputs/", "nothing/")})
+        assert missing.status_code >= 400 and "refs" in json.dumps(missing.json_body)

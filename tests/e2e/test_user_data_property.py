@@ -2,11 +2,12 @@
 data folder, every earlier run's outputs, a private file outside and every cache object hash
 exactly as before.
 
-The tasks append to and truncate their inputs, publish hard links and symlinks to their
-inputs and to a file outside as outputs, write the engine's old log name in their folder and
-replace their log (beside the folder) with a folder or a hard link to the outside file. Each
-example runs its workflow twice in one work dir (the second run reuses cached results and
-stages cached objects), then a third time with every task's script changed (nothing reused).
+The tasks append to and truncate their inputs (files, or a file inside a folder input),
+publish hard links and symlinks to their inputs and to a file outside as outputs, write the
+engine's old log name in their folder and replace their log (beside the folder) with a
+folder or a hard link to the outside file. Each example runs its workflow twice in one work
+dir (the second run reuses cached results and stages cached objects), then a third time with
+every task's script changed (nothing reused).
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ from chalicelib.workflow.formats.native import parse
 
 OUTPUT_KINDS = ("write", "hardlink_victim", "symlink_input", "hardlink_input", "symlink_victim", "copy_input")
 DATA = {"d0.txt": b"zero\n", "d1.txt": b"one\n" * 50, "sub/d2.txt": b"two\n"}
+FOLDERS = {"sub": "sub/d2.txt"}  # a folder input (runner/trees.py) and the file the task plays with in it
 
 
 @st.composite
 def dags(draw: st.DrawFn) -> list[dict[str, Any]]:
     n = draw(st.integers(1, 4))
     tasks: list[dict[str, Any]] = []
-    available = list(DATA)
+    available = [*DATA, *FOLDERS]
     for i in range(n):
         inputs = draw(st.lists(st.sampled_from(available), max_size=3, unique=True))
         mutate = draw(st.sampled_from(("append", "truncate", "none")))
@@ -41,12 +43,12 @@ def dags(draw: st.DrawFn) -> list[dict[str, Any]]:
         log_games = draw(st.sampled_from(("none", "folder", "victim")))
         out = f"o{i}.txt"
         lines = []
-        for path in inputs:
+        for path in (FOLDERS.get(p, p) for p in inputs):
             if mutate == "append":
                 lines.append(f'echo CLOBBERED >> "{path}"')
             elif mutate == "truncate":
                 lines.append(f': > "{path}"')
-        src = inputs[0] if inputs else None
+        src = FOLDERS.get(inputs[0], inputs[0]) if inputs else None
         if kind == "write" or (src is None and kind in ("symlink_input", "hardlink_input", "copy_input")):
             lines.append(f"echo task{i} > {out}")
         elif kind == "hardlink_victim":

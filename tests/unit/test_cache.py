@@ -123,3 +123,30 @@ def test_memo_index_round_trip(tmp_path: Path) -> None:
     assert index.get(key) is None
     index.put(key, {"outputs": {"o": "1" * 64}})
     assert index.get(key) == {"outputs": {"o": "1" * 64}} and index.count() == 1
+
+
+def test_a_folders_hash_is_its_manifests_and_does_not_depend_on_order_or_empty_folders(tmp_path: Path) -> None:
+    from chalicelib.cache.hashing import manifest_bytes, parse_manifest, tree_hash, tree_manifest
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for root, order in ((a, ["x", "sub/y", "sub/deeper/z"]), (b, ["sub/deeper/z", "x", "sub/y"])):
+        for rel in order:
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text(rel)
+    (b / "empty").mkdir()
+    ma, mb = tree_manifest(str(a)), tree_manifest(str(b))
+    assert ma == mb
+    assert tree_hash(ma) == tree_hash(mb) == "tree:" + hashlib.sha256(manifest_bytes(ma)).hexdigest()
+    assert parse_manifest(manifest_bytes(ma)) == ma
+    (b / "x").write_text("changed")
+    assert tree_hash(tree_manifest(str(b))) != tree_hash(ma)
+    (b / "x").write_text("x")
+    (b / "x").rename(b / "x2")  # same bytes, another name: another folder
+    assert tree_hash(tree_manifest(str(b))) != tree_hash(ma)
+
+
+def test_a_folder_input_is_part_of_the_memo_key_by_its_tree_hash() -> None:
+    task = Task(id="t", command=("true",), inputs=("db",), outputs=("o",))
+    one = memo_key(task, {"db": "tree:" + "1" * 64}, {}, "img")
+    assert one != memo_key(task, {"db": "tree:" + "2" * 64}, {}, "img")
+    assert one == memo_key(task, {"db": "tree:" + "1" * 64}, {}, "img")

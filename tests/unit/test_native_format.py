@@ -90,3 +90,14 @@ def test_the_fast_path_leaves_other_formats_to_detection(doc: dict) -> None:
     assert _plainly_native(doc) is False
     assert detect(json.dumps(doc)) != native.NAME
     assert _plainly_native({"tasks": []}) is True
+
+
+def test_a_trailing_slash_declares_a_folder_and_survives_a_round_trip() -> None:
+    from chalicelib.workflow.formats.native import from_data, to_data
+
+    w = from_data({"tasks": [{"id": "a", "shell": "true", "inputs": ["refs/", "x"], "outputs": ["db/", "y"]}]})
+    task = w.tasks[0]
+    assert task.inputs == ("refs", "x") and task.outputs == ("db", "y") and task.folders == ("refs", "db")
+    again = to_data(w)["tasks"][0]
+    assert again["inputs"] == ["refs/", "x"] and again["outputs"] == ["db/", "y"]
+    assert from_data(to_data(w)).tasks[0] == task

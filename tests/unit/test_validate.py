@@ -6,6 +6,7 @@ import pytest
 
 from chalicelib.errors import FormatError, WorkflowError
 from chalicelib.workflow.formats import loads, native
+from chalicelib.workflow.graph import build_graph, external_inputs
 from chalicelib.workflow.validate import problems, validate
 
 
@@ -111,11 +112,27 @@ def test_another_format_tag_and_nulls_are_refused() -> None:
     assert "not 'updraft/v2'" in str(exc.value) and "must not be null" in str(exc.value)
 
 
-def test_an_output_that_another_needs_as_its_folder_is_refused() -> None:
+def test_a_file_written_into_another_tasks_folder_by_an_unrelated_task_is_refused() -> None:
     found = problems(wf([{"id": "a", "command": ["true"], "outputs": ["d"]},
                          {"id": "b", "command": ["true"], "outputs": ["d/sub/x", "e"]}]))
     assert [str(p) for p in found] == [
-        "task 'b', field 'outputs': output 'd/sub/x' needs 'd' as a folder, but 'd' is a file produced by task 'a'"]
+        "task 'b', field 'outputs': output 'd/sub/x' is inside folder 'd', an output of task 'a', "
+        "which this task does not come after; make 'd/sub/x' an output of 'a', or have this task "
+        "read 'd' (or add 'after')"]
+
+
+def test_a_folder_with_its_files_listed_and_a_later_task_adding_to_it_is_valid() -> None:
+    # Makeflow's dirs_05 and dirs_07: `mydir mydir/1.txt: input` then `mydir/3.txt: mydir/1.txt`
+    assert problems(wf([{"id": "a", "command": ["true"], "outputs": ["d", "d/1.txt", "d/sub"]},
+                        {"id": "b", "command": ["true"], "inputs": ["d/1.txt"], "outputs": ["d/3.txt"]},
+                        {"id": "c", "command": ["true"], "after": ["b"], "outputs": ["d/sub/4.txt"]}])) == []
+
+
+def test_a_task_reading_a_file_inside_a_produced_folder_depends_on_its_producer() -> None:
+    w = wf([{"id": "a", "command": ["true"], "outputs": ["d"]},
+            {"id": "b", "command": ["true"], "inputs": ["d/sub/x", "ext/y"], "outputs": ["e"]}])
+    assert build_graph(w).parents["b"] == ("a",)
+    assert external_inputs(w) == ["ext/y"]
 
 
 @pytest.mark.parametrize("escape", ["\\udcff", "\\ud800", "\\ud800x", "x\\uDFFF"])

@@ -214,19 +214,27 @@ def resolve_inputs(workflow: Workflow, data: str | None, cloud: Cloud, origin: s
 
     def check(path: str) -> str | None:
         try:
-            return None if cloud.blobs.exists(sources[path]) else f"{path} (looked for {sources[path]})"
+            if cloud.blobs.exists(sources[path]) or _is_folder(cloud, sources[path]):
+                return None
+            return f"{path} (looked for {sources[path]})"
         except Exception as exc:  # e.g. AccessDenied on another account's bucket
             return f"{path} (cannot read {sources[path]}: {exc})"
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         problems.extend(p for p in pool.map(check, explicit) if p)
+    folders = {uri.rsplit("/", i)[0] for uri in listed for i in range(1, uri.count("/") - 2)}
     for path in from_prefix:
-        if sources[path] not in listed:
+        if sources[path] not in listed and sources[path] not in folders:  # a folder is data too
             problems.append(f"{path} (looked for {sources[path]})")
     if problems:
         raise MissingInputsError(problems, data or "the workflow's declared sources")
     inputs = tuple(InputFile(path, src) for path, src in sources.items())
     return replace(workflow, inputs=inputs)
+
+
+def _is_folder(cloud: Cloud, uri: str) -> bool:
+    """Whether `uri` is a folder: a prefix holding objects (runner/trees.py)."""
+    return next(iter(cloud.blobs.list(uri.rstrip("/") + "/")), None) is not None
 
 
 def _check_sources(sources: Mapping[str, str], from_prefix: list[str], cloud: Cloud, source: str) -> None:

@@ -46,11 +46,17 @@ from chalicelib.runner.execute import TaskRequest
 from chalicelib.runner.keys import data_key
 from chalicelib.runner.procs import is_subreaper, own_children, run_marker, set_subreaper, sweep_orphans
 from chalicelib.runner.sandbox import parse_dep
+from chalicelib.runner.trees import local_tree
 from chalicelib.service.runtime import Request, Resolved
 from chalicelib.workflow.graph import external_inputs
 from chalicelib.workflow.limits import FUNCTION, PlacementLimits
 from chalicelib.workflow.model import Task, Workflow
 from chalicelib.workflow.validate import validate
+
+
+def _holds_a_file(folder: str) -> bool:
+    return any(files for _, _, files in os.walk(folder))
+
 
 ProgressFn = Callable[[dict[str, int], int], None]
 
@@ -131,8 +137,9 @@ class LocalRuntime:
     # ---- submit -------------------------------------------------------------------------
 
     def _input_sources(self, workflow: Workflow, data_dir: str | None) -> dict[str, str]:
-        """Local file for each external input; raises MissingInputsError naming every gap."""
+        """Local file or folder for each external input; raises MissingInputsError naming every gap."""
         declared = {f.path: f.source for f in workflow.inputs}
+        folders = {p for t in workflow.tasks for p in t.folders}
         base = data_dir or workflow.base_dir or os.getcwd()
         found: dict[str, str] = {}
         missing: list[str] = []
@@ -146,7 +153,11 @@ class LocalRuntime:
                 local = local if os.path.isabs(local) else os.path.join(workflow.base_dir or os.getcwd(), local)
             else:
                 local = os.path.join(base, path)
-            if os.path.isfile(local):
+            if path in folders and os.path.isfile(local):
+                missing.append(f"{path} (declared a folder with a trailing '/', but {local} is a file)")
+            elif os.path.isdir(local) and not _holds_a_file(local):
+                missing.append(f"{path} ({local} is an empty folder; a folder as data is its files)")
+            elif os.path.isfile(local) or os.path.isdir(local):  # a folder is data too (runner/trees.py)
                 found[path] = os.path.abspath(local)
             else:
                 missing.append(f"{path} (looked for {local})")
@@ -213,7 +224,11 @@ class LocalRuntime:
 
     def stage_inputs(self, run_id: str, staged: Mapping[str, str]) -> None:
         for path, local in staged.items():  # copies: the user's files are never linked in
-            self.blobs.put_file(data_key(run_id, path), local)
+            if os.path.isdir(local):
+                for rel in local_tree(local):
+                    self.blobs.put_file(data_key(run_id, f"{path}/{rel}"), os.path.join(local, rel))
+            else:
+                self.blobs.put_file(data_key(run_id, path), local)
 
     def start(self, run_id: str) -> None:
         """Hand the run to the starter this runtime was composed with (backends/local/compose.py:

@@ -265,7 +265,7 @@ def _task_dict(task: Task) -> dict[str, Any]:
     for key in ("inputs", "outputs", "after", "deps"):
         value = getattr(task, key)
         if value:
-            out[key] = list(value)
+            out[key] = [p + "/" if key in ("inputs", "outputs") and p in task.folders else p for p in value]
     out["resources"] = task.resources.to_dict()
     out["placement"] = task.placement.value
     if task.retries:
