@@ -1,5 +1,6 @@
 """Updraft on AWS: the Chalice app. Wiring only - each handler parses its event, calls
-chalicelib.backends.aws, and returns. docs/aws.md describes what each one does.
+chalicelib (the run service for the routes, chalicelib.backends.aws for the triggers), and
+returns. docs/aws.md describes what each one does.
 
     POST /runs, GET /runs, GET /runs/{id}, GET /runs/{id}/tasks,
     POST /runs/{id}/cancel, POST /runs/{id}/resume          (IAM auth by default)
@@ -27,6 +28,8 @@ from chalicelib.backends.aws.sweeper import sweep
 from chalicelib.backends.aws.task_function import handle_task
 from chalicelib.backends.aws.wiring import EVENTS_BATCH_SIZE, EVENTS_BATCH_WINDOW_S
 from chalicelib.errors import FormatError, Problem, UpdraftError
+from chalicelib.service import runs
+from chalicelib.service.errors import Reply, error_body
 
 app = Chalice(app_name="updraft", configure_logs=False)  # Powertools formats the "updraft" logger
 settings = AwsConfig.from_env()  # resource names for the triggers below (deploy and cold start)
@@ -40,11 +43,11 @@ def observe(event: Any, get_response: Callable[[Any], Any]) -> Any:
         return get_response(event)
 
 
-def _reply(call: Callable[[], api.Reply]) -> Response:
+def _reply(call: Callable[[], Reply]) -> Response:
     try:
         status, body = call()
     except UpdraftError as exc:
-        status, body = api.error_body(exc)
+        status, body = error_body(exc)
     return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
 
 
@@ -70,33 +73,33 @@ def post_runs() -> Response:
         except (ValueError, RecursionError) as exc:
             why = exc if isinstance(exc, ValueError) else "nested too deeply"
             problem = FormatError([Problem(f"the body is not valid JSON: {why}")], "<request>")
-            return _reply(lambda: api.error_body(problem))
-    return _reply(lambda: api.post_run(current(), body, raw))
+            return _reply(lambda: error_body(problem))
+    return _reply(lambda: runs.post_run(current(), body, raw))
 
 
 @app.route("/runs", methods=["GET"], authorizer=auth)
 def get_runs() -> Response:
-    return _reply(lambda: api.list_runs(current(), _params()))
+    return _reply(lambda: runs.list_runs(current(), _params()))
 
 
 @app.route("/runs/{run_id}", methods=["GET"], authorizer=auth)
 def get_run(run_id: str) -> Response:
-    return _reply(lambda: api.get_run(current(), run_id))
+    return _reply(lambda: runs.get_run(current(), run_id))
 
 
 @app.route("/runs/{run_id}/tasks", methods=["GET"], authorizer=auth)
 def get_tasks(run_id: str) -> Response:
-    return _reply(lambda: api.get_tasks(current(), run_id, _params()))
+    return _reply(lambda: runs.get_tasks(current(), run_id, _params()))
 
 
 @app.route("/runs/{run_id}/cancel", methods=["POST"], authorizer=auth)
 def cancel_run(run_id: str) -> Response:
-    return _reply(lambda: api.cancel_run(current(), run_id))
+    return _reply(lambda: runs.cancel_run(current(), run_id))
 
 
 @app.route("/runs/{run_id}/resume", methods=["POST"], authorizer=auth)
 def resume_run(run_id: str) -> Response:
-    return _reply(lambda: api.resume(current(), run_id))
+    return _reply(lambda: runs.resume(current(), run_id))
 
 
 if settings.submit_queue:  # S3 notifies a queue (infra/stack.yaml): no bucket <-> function cycle
@@ -168,13 +171,9 @@ def dashboard() -> Response:
 
 @app.route("/runs/{run_id}/graph", methods=["GET"], authorizer=auth)
 def get_graph(run_id: str) -> Response:
-    from chalicelib.ui.views import graph_reply
-
-    return _reply(lambda: graph_reply(current(), run_id))
+    return _reply(lambda: runs.get_graph(current(), run_id))
 
 
 @app.route("/runs/{run_id}/tasks/{task_id}", methods=["GET"], authorizer=auth)
 def get_task(run_id: str, task_id: str) -> Response:
-    from chalicelib.ui.views import task_reply
-
-    return _reply(lambda: task_reply(current(), run_id, task_id))
+    return _reply(lambda: runs.get_task(current(), run_id, task_id))

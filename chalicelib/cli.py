@@ -51,18 +51,14 @@ def _existing_runtime(args: argparse.Namespace) -> Any:
 
 
 def _runtime(args: argparse.Namespace) -> Any:
-    from chalicelib.backends.local.runtime import LocalRuntime, RuntimeOptions
+    """The CLI's local runtime (backends/local/compose.py): it executes runs in this process."""
+    from chalicelib.backends.local.compose import foreground, options
 
-    opts = RuntimeOptions()
-    if getattr(args, "concurrency", None):
-        opts.concurrency = args.concurrency
-        opts.container_workers = args.concurrency
-    if getattr(args, "no_cache", False):
-        opts.memoize = False
-    opts.rerun = tuple(getattr(args, "rerun", None) or ())
+    opts = options(getattr(args, "concurrency", None), memoize=not getattr(args, "no_cache", False),
+                   rerun=getattr(args, "rerun", None) or ())
     opts.emulate_lambda = bool(getattr(args, "emulate_lambda", False))
     opts.sole_process = True  # this process runs nothing but the engine: see RuntimeOptions
-    return LocalRuntime(args.workdir, opts)
+    return foreground(args.workdir, opts)
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -257,7 +253,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             plan = make_plan(wf, args.objective, args.deadline, args.budget, perf=perf_model(rt.workdir))
             wf = apply_plan(wf, plan)
-        run = rt.submit(wf, args.data, args.file, validated=not planned)  # a plan changes what was validated
+        from chalicelib.service.submission import submit
+
+        # a plan changes what was validated
+        run = submit(rt, rt.request(wf, args.data, args.file, validated=not planned))
         code = _execute(rt, run.run_id, run.task_count, args, resume=False)
         _learn(rt, run.run_id, wf)
         if code == 0:
@@ -303,24 +302,15 @@ def cache_metrics(tasks: Sequence[Any]) -> dict[str, int]:
     return out
 
 
-def _latest_run(rt: Any) -> str:
-    from chalicelib.errors import NotFoundError
-
-    runs = rt.store.list_runs(limit=1)
-    if not runs:
-        raise NotFoundError(f"no runs in {rt.workdir}; start one with `updraft run FILE`")
-    return str(runs[0].run_id)
-
-
 def cmd_status(args: argparse.Namespace) -> int:
+    from chalicelib.service import runs
+
     with _existing_runtime(args) as rt:
-        run_id = args.run or _latest_run(rt)
-        run = rt.store.get_run(run_id)
-        tasks = rt.store.list_tasks(run_id)
+        run_id = args.run or runs.latest_run_id(rt, rt.workdir)
+        run, counts, tasks = runs.snapshot(rt, run_id)
         wanted = _states_of(args.state)
         if wanted:
             tasks = [t for t in tasks if t.state.value in wanted]
-        counts = rt.store.counts(run_id)
         if args.json:
             _print_json({
                 "run_id": run_id, "state": run.state.value, "counts": counts,
@@ -423,8 +413,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    from chalicelib.service import runs
+
     with _existing_runtime(args) as rt:
-        run = rt.cancel(args.run)
+        run = runs.stop(rt, args.run)
         print(f"run {run.run_id}: {run.state.value}")
         return 0
 
@@ -437,11 +429,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
         else:
             print(f"no runs in {workdir} yet; start one with `updraft run FILE`")
         return 0
+    from chalicelib.service import runs
+
     with _runtime(args) as rt:
-        runs = rt.store.list_runs(limit=args.limit)
-        rows = []
-        for r in runs:
-            rows.append({**r.to_dict(), "counts": rt.store.counts(r.run_id)})
+        rows = runs.listing(rt, args.limit)
         if args.json:
             _print_json(rows)
             return 0

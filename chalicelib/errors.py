@@ -84,6 +84,13 @@ class StateConflictError(UpdraftError):
         super().__init__(message)
 
 
+class RunBusyError(UpdraftError):
+    """A live process is executing the run (it holds the run's lock): the operation waits for
+    it to end or for `updraft cancel RUN`."""
+
+    exit_code = 2
+
+
 class ConfigError(UpdraftError):
     """Configuration is missing or wrong (names the setting and how to set it)."""
 

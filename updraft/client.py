@@ -88,11 +88,14 @@ class Client:
         raise _error(status, reply)
 
     def submit(self, workflow: Any, data: str | None = None, *, format: str | None = None,
-               wait: bool = False, timeout: float | None = None) -> Run:
+               name: str | None = None, wait: bool = False, timeout: float | None = None) -> Run:
         """Start a run of `workflow`: a file path, a workflow document (dict), its text, or a
-        chalicelib Workflow. `data` is the inputs' folder locally, an s3://bucket/prefix/ remotely.
+        chalicelib Workflow. `data` is the inputs' folder locally, an s3://bucket/prefix/ remotely;
+        `name` names the run (default: the workflow's name).
         Returns the new run ({"run_id", "state", "task_count", ...}); with wait=True, its end."""
         body = self._submission(workflow, data, format)
+        if name is not None:
+            body["name"] = name
         run = self._call("POST", "runs", body=body)
         return self.wait(run["run_id"], timeout=timeout) if wait else dict(run)
 

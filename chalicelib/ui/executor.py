@@ -35,7 +35,7 @@ def log_path(workdir: str, run_id: str) -> str:
 def start(workdir: str, run_id: str, concurrency: int | None = None,
           timeout_s: float = START_TIMEOUT_S) -> int:
     """Spawn the executor for `run_id`; returns its pid once it owns the run."""
-    from chalicelib.backends.local.runtime import LocalRuntime
+    from chalicelib.backends.local.compose import foreground
 
     path = log_path(workdir, run_id)
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -47,7 +47,7 @@ def start(workdir: str, run_id: str, concurrency: int | None = None,
     with open(path, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True, close_fds=True)
-    rt = LocalRuntime(workdir)
+    rt = foreground(workdir)
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -76,17 +76,14 @@ def _tail(path: str, lines: int = 15) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from chalicelib.backends.local.runtime import LocalRuntime, RuntimeOptions
+    from chalicelib.backends.local.compose import foreground, options
 
     parser = argparse.ArgumentParser(prog="python -m chalicelib.ui.executor")
     parser.add_argument("run_id")
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--concurrency", type=int, default=None)
     args = parser.parse_args(argv)
-    opts = RuntimeOptions()
-    if args.concurrency:
-        opts.concurrency = opts.container_workers = args.concurrency
-    rt = LocalRuntime(args.workdir, opts)
+    rt = foreground(args.workdir, options(args.concurrency))
     try:
         run = rt.run(args.run_id)
     except UpdraftError as exc:

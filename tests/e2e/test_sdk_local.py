@@ -46,11 +46,12 @@ def test_submit_returns_at_once_and_wait_follows_to_the_end(tmp_path: Path) -> N
     ])
     client = Client(workdir=str(tmp_path / "wd"))
     started = time.monotonic()
-    run = client.submit(str(wf), data=str(tmp_path / "in"))
+    run = client.submit(str(wf), data=str(tmp_path / "in"), name="named-by-sdk")
     assert time.monotonic() - started < 10 and run["state"] == "RUNNING" and run["task_count"] == 2
     seen: list[str] = []
     final = client.wait(run["run_id"], timeout=60, on_update=lambda r: seen.append(r["state"]))
     assert final["state"] == "SUCCEEDED" and final["counts"] == {"SUCCEEDED": 2}
+    assert final["name"] == "named-by-sdk"
     assert seen[0] == "RUNNING" and seen[-1] == "SUCCEEDED"
     tasks = {t["id"]: t for t in client.tasks(run["run_id"])}
     assert tasks["inc"]["duration_s"] >= 0.5 and tasks["show"]["state"] == "SUCCEEDED"

@@ -1,8 +1,6 @@
-"""What the REST API and the S3 trigger do; app.py only maps HTTP and events onto these.
-
-Every function returns (status, body). Errors a user can fix become 4xx with a body that
-says what is wrong: 400 with every validation problem, 404 for an unknown run, 409 for an
-operation the run's state does not allow.
+"""The cloud-only entry: uploads under submit/ (the S3 trigger). The REST API's handlers are
+the run service's (chalicelib/service/runs.py), which app.py routes onto; the names below
+are kept for the callers that import them from here.
 """
 
 from __future__ import annotations
@@ -15,106 +13,27 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from chalicelib.backends.aws.components import Cloud
-from chalicelib.backends.aws.submit import SUBMIT_PREFIX, Submission, request_submission, submit
-from chalicelib.engine.events import Cancel, Start
-from chalicelib.engine.lifecycle import resume_run
-from chalicelib.engine.states import TERMINAL_RUN, RunState, TaskState
-from chalicelib.errors import MissingInputsError, NotFoundError, StateConflictError, UpdraftError, WorkflowError
+from chalicelib.backends.aws.submit import SUBMIT_PREFIX, Submission, submit
+from chalicelib.errors import NotFoundError, UpdraftError
+from chalicelib.service.errors import Reply, error_body
+from chalicelib.service.runs import (
+    MAX_TASKS_PAGE,
+    cancel_run,
+    get_run,
+    get_tasks,
+    int_param,
+    list_runs,
+    post_run,
+    resume,
+)
+
+__all__ = ["MAX_TASKS_PAGE", "SUBMIT_PREFIX", "Reply", "cancel_run", "error_body", "get_run", "get_tasks",
+           "int_param", "list_runs", "post_run", "resume", "s3_notice_objects", "s3_records", "s3_upload",
+           "upload_run_id"]
 
 log = logging.getLogger("updraft.api")
 
-Reply = tuple[int, dict[str, Any]]
-MAX_TASKS_PAGE = 5000
 RECEIPT_SUFFIXES = (".error.json", ".run.json")
-
-
-def error_body(exc: UpdraftError) -> Reply:
-    if isinstance(exc, WorkflowError):
-        return 400, {"error": "invalid workflow", "source": exc.source,
-                     "problems": [p.to_dict() for p in exc.problems], "message": str(exc)}
-    if isinstance(exc, MissingInputsError):
-        return 400, {"error": "missing inputs", "missing": exc.missing, "message": str(exc)}
-    if isinstance(exc, NotFoundError):
-        return 404, {"error": "not found", "message": str(exc)}
-    if isinstance(exc, StateConflictError):
-        return 409, {"error": "conflict", "message": str(exc)}
-    return 400, {"error": type(exc).__name__, "message": str(exc)}
-
-
-def post_run(cloud: Cloud, body: Any, raw: bytes | None) -> Reply:
-    run = submit(request_submission(body, raw), cloud)
-    log.info("run submitted", extra={"run_id": run.run_id})
-    return 202, {"run_id": run.run_id, "state": run.state.value, "task_count": run.task_count,
-                 "links": {"self": f"/runs/{run.run_id}", "tasks": f"/runs/{run.run_id}/tasks"}}
-
-
-def list_runs(cloud: Cloud, params: dict[str, str]) -> Reply:
-    state = _run_state(params.get("state"))
-    limit = _int_param(params, "limit", 50, 1, 1000)
-    runs = cloud.store.list_runs(limit=limit, state=state)
-    return 200, {"runs": [r.to_dict() for r in runs]}
-
-
-def get_run(cloud: Cloud, run_id: str) -> Reply:
-    run = cloud.store.get_run(run_id)
-    body = run.to_dict()
-    body["counts"] = cloud.store.counts(run_id)
-    end = run.finished_at if run.finished_at is not None else cloud.clock()
-    body["timings"] = {"created_at": run.created_at, "finished_at": run.finished_at,
-                       "elapsed_s": round(end - run.created_at, 3)}
-    return 200, body
-
-
-def get_tasks(cloud: Cloud, run_id: str, params: dict[str, str]) -> Reply:
-    cloud.store.get_run(run_id)
-    raw = params.get("state")
-    states = None
-    if raw:
-        try:
-            states = [TaskState(s.strip().upper()) for s in raw.split(",")]
-        except ValueError:
-            return 400, {"error": "bad state", "message": f"state must be among {[s.value for s in TaskState]}"}
-    limit = _int_param(params, "limit", 1000, 1, MAX_TASKS_PAGE)
-    tasks = cloud.store.list_tasks(run_id, states)
-    return 200, {"run_id": run_id, "count": len(tasks), "truncated": len(tasks) > limit,
-                 "tasks": [t.to_dict() for t in tasks[:limit]]}
-
-
-def cancel_run(cloud: Cloud, run_id: str) -> Reply:
-    run = cloud.store.get_run(run_id)
-    if run.state in TERMINAL_RUN:
-        return 409, {"error": "conflict", "message": f"run {run_id} is already {run.state.value}"}
-    cloud.sink.send([Cancel(run_id)])
-    return 202, {"run_id": run_id, "state": "CANCELLING"}
-
-
-def resume(cloud: Cloud, run_id: str) -> Reply:
-    run = cloud.store.get_run(run_id)
-    if run.state is RunState.SUCCEEDED:
-        return 409, {"error": "conflict", "message": f"run {run_id} already SUCCEEDED: nothing to resume"}
-    reset = resume_run(run_id, cloud.specs.get(run_id), cloud.store)
-    cloud.sink.send([Start(run_id)])
-    return 202, {"run_id": run_id, "state": RunState.RUNNING.value, "reset_tasks": reset}
-
-
-def _run_state(raw: str | None) -> RunState | None:
-    if not raw:
-        return None
-    try:
-        return RunState(raw.upper())
-    except ValueError:
-        raise UpdraftError(f"state must be one of {[s.value for s in RunState]}, got {raw!r}") from None
-
-
-def _int_param(params: dict[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise UpdraftError(f"{name} must be a whole number, got {raw!r}") from None
-    return max(low, min(high, value))
 
 
 # ---- S3 trigger ------------------------------------------------------------------------------

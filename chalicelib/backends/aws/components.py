@@ -1,4 +1,5 @@
-"""The cloud runtime's parts, wired from one AwsConfig and built on first use.
+"""The cloud runtime's parts, wired from one AwsConfig and built on first use: the AWS
+backend's composition root, and the run service's Runtime (chalicelib/service/runtime.py).
 
 A Lambda function only builds what its handler touches: the task function never creates a
 coordinator, the API never creates a launcher. `current()` is the per-process instance the
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any
 
@@ -24,7 +25,12 @@ from chalicelib.backends.aws.s3_blobs import S3BlobStore
 from chalicelib.backends.aws.shell import CloudShell
 from chalicelib.backends.aws.sqs_queues import QueueEventSink, SqsQueue
 from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
+from chalicelib.engine.events import Cancel, Start
+from chalicelib.engine.records import RunRecord
 from chalicelib.engine.spec import SpecCache
+from chalicelib.service.runtime import Request, Resolved
+from chalicelib.workflow.limits import PlacementLimits
+from chalicelib.workflow.model import Workflow
 
 
 class Cloud(Struct, dict=True):  # dict: the cached_property parts
@@ -85,6 +91,38 @@ class Cloud(Struct, dict=True):  # dict: the cached_property parts
             "container": ContainerLauncher(self.container_queue, self.scaler, self.config, self.clients, self.specs),
         }
         return CloudShell(self.store, self.blobs, self.specs, self.sink, launchers, self.clock)  # type: ignore[arg-type]
+
+    # ---- the run service's Runtime ------------------------------------------------------------
+
+    @property
+    def tracks_owner(self) -> bool:
+        return False  # a RUNNING run may be live: resume waits for it to end (or be cancelled)
+
+    def function_limits(self) -> PlacementLimits:
+        return self.config.sizes.function_limits()
+
+    def read_request(self, body: Any, raw: bytes | None) -> Request:
+        from chalicelib.backends.aws.submit import request, request_submission
+
+        return request(request_submission(body, raw), self)
+
+    def resolve_inputs(self, workflow: Workflow, data: str | None, source: str | None) -> Resolved:
+        from chalicelib.backends.aws.submit import resolve_inputs
+
+        return Resolved(resolve_inputs(workflow, data, self, source or "<request>"))
+
+    def stage_inputs(self, run_id: str, staged: Mapping[str, str]) -> None:
+        """Nothing to copy: tasks read their inputs from S3."""
+
+    def start(self, run_id: str) -> None:
+        self.sink.send([Start(run_id)])
+
+    def cancel(self, run_id: str) -> RunRecord | None:
+        self.sink.send([Cancel(run_id)])
+        return None  # the coordinator cancels it when the event arrives
+
+    def owner(self, run_id: str) -> int | None:
+        return None
 
 
 _lock = threading.Lock()

@@ -1,8 +1,8 @@
-"""Starting a run in the cloud: from an API request or an upload under submit/.
-
-Order matters: parse, validate, check that every external input exists, and only then write
-(spec to S3, run and tasks to DynamoDB, a Start event). A rejected submission writes nothing
-and lists every problem.
+"""What is cloud-specific about starting a run, from an API request or an upload under
+submit/: reading the request (a document, its text, or an s3:// reference), the run-scoping
+rule, and finding every external input in S3. The writes (spec to S3, run and tasks to
+DynamoDB, a Start event) are the run service's (chalicelib/service/submission.py); a rejected
+submission writes nothing and lists every problem.
 
 External inputs are read straight from S3 by the tasks: each one is either declared with an
 s3:// source in the workflow, or found under the request's `data` prefix
@@ -34,19 +34,17 @@ from msgspec.structs import replace
 
 from chalicelib.backends.aws.clients import error_code
 from chalicelib.backends.aws.components import Cloud
-from chalicelib.engine.events import Start
-from chalicelib.engine.lifecycle import create_run, new_run_id
 from chalicelib.engine.records import RunRecord
-from chalicelib.engine.spec import RunSpec
 from chalicelib.errors import (
     FormatError,
     MissingInputsError,
     NotFoundError,
     Problem,
-    StateConflictError,
     UpdraftError,
     WorkflowError,
 )
+from chalicelib.service.runtime import Request
+from chalicelib.service.submission import check_envelope
 from chalicelib.workflow import formats
 from chalicelib.workflow.graph import external_inputs
 from chalicelib.workflow.model import InputFile, Workflow
@@ -58,7 +56,7 @@ log = logging.getLogger("updraft.submit")
 UNREADABLE = {"NoSuchBucket", "NoSuchKey", "AccessDenied", "AllAccessDisabled", "InvalidBucketName", "403", "404",
               "InvalidObjectState", "PermanentRedirect", "AuthorizationHeaderMalformed"}
 
-_REQUEST_KEYS = {"workflow", "s3", "format", "data", "name"}
+REFERENCE_KEY = "s3"  # {"s3": "s3://bucket/key"} names a stored workflow (service/submission.py: the rest)
 SUBMIT_PREFIX = "submit/"  # uploads that start runs (api.s3_upload); their inputs in <folder>/data/
 
 
@@ -72,6 +70,7 @@ class Submission(Struct, frozen=True):
     data: str | None = None  # s3://bucket/prefix/ holding the external inputs
     options: Mapping[str, Any] = field(default_factory=dict)
     upload: bool = False  # `uri` is the upload under submit/ that triggered this submission
+    name: str | None = None  # the request's "name": the run's name instead of the workflow's
 
 
 def request_submission(body: Any, raw: bytes | None = None) -> Submission:
@@ -85,25 +84,20 @@ def request_submission(body: Any, raw: bytes | None = None) -> Submission:
         if not raw:
             raise FormatError([Problem("the request has no body: send a workflow document")], "<request>")
         return Submission(text=_decode(raw, "<request>"))
-    if isinstance(body, dict) and ("s3" in body or "workflow" in body):
-        unknown = sorted(set(body) - _REQUEST_KEYS)
-        if unknown:
-            raise FormatError([Problem(f"unknown request field(s) {unknown}; known: {sorted(_REQUEST_KEYS)}")],
-                              "<request>")
-        fmt, data = body.get("format"), body.get("data")
-        for key, value in (("format", fmt), ("data", data)):
-            if value is not None and not isinstance(value, str):
-                raise FormatError([Problem("must be a string", None, key)], "<request>")
+    if isinstance(body, dict) and (REFERENCE_KEY in body or "workflow" in body):
+        check_envelope(body, REFERENCE_KEY)
+        fmt, data, name = body.get("format"), body.get("data"), body.get("name")
         if data is not None:
             _check_prefix(data)
-        if "s3" in body:
-            uri = body["s3"]
+        if REFERENCE_KEY in body:
+            uri = body[REFERENCE_KEY]
             if not isinstance(uri, str) or not uri.startswith("s3://"):
                 raise FormatError([Problem("must be an s3://bucket/key URI", None, "s3")], "<request>")
-            return Submission(uri=uri, source=uri, fmt=fmt, data=data, options={"source": uri, "data": data})
+            return Submission(uri=uri, source=uri, fmt=fmt, data=data, options={"source": uri, "data": data},
+                              name=name)
         doc = body["workflow"]
         text = doc if isinstance(doc, str) else json.dumps(doc)
-        return Submission(text=text, fmt=fmt, data=data, options={"source": "api", "data": data})
+        return Submission(text=text, fmt=fmt, data=data, options={"source": "api", "data": data}, name=name)
     return Submission(text=json.dumps(body), options={"source": "api"})
 
 
@@ -258,31 +252,23 @@ def _check_sources(sources: Mapping[str, str], from_prefix: list[str], cloud: Cl
 
 
 def submit(sub: Submission, cloud: Cloud, run_id: str | None = None) -> RunRecord:
-    """Validate, check inputs, store the run, start it. Writes nothing if any check fails.
+    """Validate, check inputs, store the run, start it (chalicelib/service/submission.py).
+    Writes nothing if any check fails.
 
     With a `run_id` derived from what is submitted (an upload's bucket, key and version), a
     second submission of the same thing returns the existing run and starts nothing."""
+    from chalicelib.service.submission import submit as submit_run
+
     if run_id is not None:
         existing = _existing(run_id, cloud)
         if existing is not None:
             return existing
-    workflow = resolve_inputs(load_workflow(sub, cloud), sub.data, cloud, sub.source)
-    spec = RunSpec.of(workflow)
-    now = cloud.clock()
-    run_id = run_id or new_run_id(now)
-    try:
-        run = create_run(spec, cloud.store, cloud.blobs, now, dict(sub.options), run_id,
-                         function_limits=cloud.config.sizes.function_limits())
-    except StateConflictError as exc:
-        if isinstance(exc.current, RunRecord):
-            return exc.current  # a concurrent delivery of the same submission won: its run stands
-        raise
-    except BaseException:
-        cloud.blobs.delete_prefix(f"runs/{run_id}/")
-        raise
-    cloud.specs.put(run_id, spec)
-    cloud.sink.send([Start(run_id)])
-    return run
+    return submit_run(cloud, request(sub, cloud), run_id)
+
+
+def request(sub: Submission, cloud: Cloud) -> Request:
+    """The run service's request: the workflow loaded and validated, with the run's options."""
+    return Request(load_workflow(sub, cloud), sub.data, sub.source, dict(sub.options), sub.name)
 
 
 def _existing(run_id: str, cloud: Cloud) -> RunRecord | None:

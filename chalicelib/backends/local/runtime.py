@@ -22,7 +22,8 @@ import os
 import selectors
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from msgspec import Struct, field
 from msgspec.structs import replace
@@ -36,19 +37,19 @@ from chalicelib.cache.memo import MemoIndex
 from chalicelib.cache.stage import TaskCache
 from chalicelib.engine import events as ev
 from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
-from chalicelib.engine.lifecycle import create_run, new_run_id, resume_run
 from chalicelib.engine.records import RunRecord
-from chalicelib.engine.spec import RunSpec, SpecCache
+from chalicelib.engine.spec import SpecCache
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
-from chalicelib.errors import MissingInputsError, StateConflictError, UpdraftError, WorkdirError
+from chalicelib.errors import MissingInputsError, RunBusyError, StateConflictError, WorkdirError
 from chalicelib.runner.affinity import LoopPin
 from chalicelib.runner.execute import TaskRequest
 from chalicelib.runner.keys import data_key
 from chalicelib.runner.procs import is_subreaper, own_children, run_marker, set_subreaper, sweep_orphans
 from chalicelib.runner.sandbox import parse_dep
 from chalicelib.runner.trees import local_tree
+from chalicelib.service.runtime import Request, Resolved
 from chalicelib.workflow.graph import external_inputs
-from chalicelib.workflow.limits import local_resources, machine_memory_mb
+from chalicelib.workflow.limits import FUNCTION, PlacementLimits, local_resources, machine_memory_mb
 from chalicelib.workflow.model import Task, Workflow
 from chalicelib.workflow.validate import validate
 
@@ -95,16 +96,14 @@ class RuntimeOptions(Struct):
     emulate_lambda: bool = False
 
 
-class RunBusyError(UpdraftError):
-    exit_code = 2
-
-
 class LocalRuntime:
-    def __init__(self, workdir: str | None = None, options: RuntimeOptions | None = None) -> None:
+    def __init__(self, workdir: str | None = None, options: RuntimeOptions | None = None,
+                 starter: Callable[[str], object] | None = None) -> None:
         self.options = options or RuntimeOptions()
         check_concurrency(self.options.concurrency)  # before anything is written
         check_concurrency(self.options.container_workers)
         self.workdir = workdir_path(workdir)
+        self.starter = starter
         try:
             os.makedirs(os.path.join(self.workdir, "locks"), exist_ok=True)
         except OSError as exc:
@@ -194,29 +193,55 @@ class LocalRuntime:
     def submit(
         self, workflow: Workflow, data_dir: str | None = None, source: str | None = None, validated: bool = False,
     ) -> RunRecord:
-        """Validate (unless the caller just did), check inputs, stage them, store the run.
-        Writes nothing if any step fails."""
+        """Validate (unless the caller just did), check inputs, stage them, store the run
+        (chalicelib/service/submission.py). Writes nothing if any step fails."""
+        from chalicelib.service.submission import submit
+
+        return submit(self, self.request(workflow, data_dir, source, validated))
+
+    # ---- the run service's Runtime (chalicelib/service/runtime.py) --------------------------
+
+    tracks_owner = True  # a RUNNING run whose lock is free has no live executor: resume takes it over
+
+    def clock(self) -> float:
+        return time.time()
+
+    def function_limits(self) -> PlacementLimits:
+        return FUNCTION  # where an `auto` task starts, as in the cloud (what binds it locally: emulate_lambda)
+
+    def request(self, workflow: Workflow, data_dir: str | None = None, source: str | None = None,
+                validated: bool = False, name: str | None = None) -> Request:
+        """A submission of a loaded workflow (validated here unless the caller just did)."""
         if not validated:
             validate(workflow, source, lambda_limits=self.options.emulate_lambda)
+        return Request(workflow, data_dir, source, {"data_dir": data_dir, "source": source}, name)
+
+    def read_request(self, body: Any, raw: bytes | None = None) -> Request:
+        from chalicelib.backends.local.requests import read_request
+
+        return read_request(self, body)
+
+    def resolve_inputs(self, workflow: Workflow, data: str | None, source: str | None) -> Resolved:
         if any(t.deps for t in workflow.tasks):
             workflow = self._resolve_deps(workflow)
-        sources = self._input_sources(workflow, data_dir)
-        spec = RunSpec.of(workflow)
-        now = time.time()
-        run_id = new_run_id(now)
-        try:
-            for path, local in sources.items():  # copies: the user's files are never linked in
-                if os.path.isdir(local):
-                    for rel in local_tree(local):
-                        self.blobs.put_file(data_key(run_id, f"{path}/{rel}"), os.path.join(local, rel))
-                else:
-                    self.blobs.put_file(data_key(run_id, path), local)
-            run = create_run(spec, self.store, self.blobs, now, {"data_dir": data_dir, "source": source}, run_id)
-        except BaseException:
-            self.blobs.delete_prefix(f"runs/{run_id}/")
-            raise
-        self.specs.put(run_id, spec)
-        return run
+        return Resolved(workflow, self._input_sources(workflow, data))
+
+    def stage_inputs(self, run_id: str, staged: Mapping[str, str]) -> None:
+        for path, local in staged.items():  # copies: the user's files are never linked in
+            if os.path.isdir(local):
+                for rel in local_tree(local):
+                    self.blobs.put_file(data_key(run_id, f"{path}/{rel}"), os.path.join(local, rel))
+            else:
+                self.blobs.put_file(data_key(run_id, path), local)
+
+    def start(self, run_id: str) -> None:
+        """Hand the run to the starter this runtime was composed with (backends/local/compose.py:
+        an executor process for the local server); without one the caller executes it."""
+        if self.starter is not None:
+            self.starter(run_id)
+
+    def owner(self, run_id: str) -> int | None:
+        return self.owner_pid(run_id)
 
     # ---- execute ------------------------------------------------------------------------
 
@@ -263,9 +288,10 @@ class LocalRuntime:
                 self.trim_cache()
 
     def resume(self, run_id: str, progress: ProgressFn | None = None) -> RunRecord:
-        with self.owning(run_id):
-            spec = self.specs.get(run_id)
-            resume_run(run_id, spec, self.store, allow_running=True)
+        from chalicelib.service.guards import reset_for_resume
+
+        with self.owning(run_id):  # the guard: RunBusyError while another process executes it
+            reset_for_resume(self, run_id)
             try:
                 return _Loop(self, run_id, progress).run()
             finally:

@@ -1,0 +1,180 @@
+"""The run API's handlers, one body for both backends; app.py and ui/local_api.py route onto
+these. Each returns (status, body) or raises an UpdraftError that `errors.error_body` maps.
+
+    POST /runs                    202 {"run_id", "state", "task_count", "links"}
+    GET  /runs                    {"runs": [run + counts]}              ?state= &limit= (1-1000)
+    GET  /runs/{id}               run + counts + timings + owner_pid (null unless a known process runs it)
+    GET  /runs/{id}/tasks         {"run_id", "count", "truncated", "tasks": [task body]}
+                                  ?state=A,B &limit= (1-MAX_TASKS_PAGE)
+    GET  /runs/{id}/tasks/{task}  one task with its metrics and log tail (views.py)
+    GET  /runs/{id}/graph         the DAG (views.py)
+    POST /runs/{id}/cancel        202, or 409 when the run already ended
+    POST /runs/{id}/resume        202, or 409 when it SUCCEEDED or is still being executed
+
+A page of tasks reads at most `limit` records from the store (its `list_tasks(limit=)`), and
+its "count" comes from the run's state counters, not from loading every task.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from chalicelib.engine.records import RunRecord, TaskRecord
+from chalicelib.engine.states import TERMINAL_RUN, RunState, TaskState
+from chalicelib.errors import UpdraftError
+from chalicelib.service import guards, views
+from chalicelib.service.errors import Reply
+from chalicelib.service.runtime import Runtime
+from chalicelib.service.submission import submit
+
+log = logging.getLogger("updraft.api")
+
+MAX_TASKS_PAGE = 5000
+MAX_RUNS_PAGE = 1000
+
+
+# ---- parameters -------------------------------------------------------------------------------
+
+def int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """A whole-number query parameter, clamped to [low, high]."""
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UpdraftError(f"{name} must be a whole number, got {raw!r}") from None
+    return max(low, min(high, value))
+
+
+def run_state_param(raw: str | None) -> RunState | None:
+    if not raw:
+        return None
+    try:
+        return RunState(raw.upper())
+    except ValueError:
+        raise UpdraftError(f"state must be one of {[s.value for s in RunState]}, got {raw!r}") from None
+
+
+class BadStateError(UpdraftError):
+    """?state= names no task state."""
+
+
+def task_states_param(raw: str | None) -> list[TaskState] | None:
+    if not raw:
+        return None
+    try:
+        return [TaskState(s.strip().upper()) for s in raw.split(",")]
+    except ValueError:
+        raise BadStateError(f"state must be among {[s.value for s in TaskState]}") from None
+
+
+# ---- bodies -----------------------------------------------------------------------------------
+
+def run_body(rt: Runtime, run: RunRecord) -> dict[str, Any]:
+    """A run with its task counts per state, its timings and its executing process."""
+    body = run.to_dict()
+    body["counts"] = rt.store.counts(run.run_id)
+    end = run.finished_at if run.finished_at is not None else rt.clock()
+    body["timings"] = {"created_at": run.created_at, "finished_at": run.finished_at,
+                       "elapsed_s": round(end - run.created_at, 3)}
+    body["owner_pid"] = rt.owner(run.run_id)
+    return body
+
+
+def listed_run(rt: Runtime, run: RunRecord) -> dict[str, Any]:
+    """A run as GET /runs lists it: its record and counts."""
+    return {**run.to_dict(), "counts": rt.store.counts(run.run_id)}
+
+
+def task_page(rt: Runtime, run_id: str, states: list[TaskState] | None, limit: int) -> dict[str, Any]:
+    counts = rt.store.counts(run_id)  # NotFoundError for an unknown run
+    wanted = counts.values() if states is None else (counts.get(s.value, 0) for s in set(states))
+    tasks = rt.store.list_tasks(run_id, states, limit=limit)
+    count = sum(wanted)
+    return {"run_id": run_id, "count": count, "truncated": count > len(tasks),
+            "tasks": [views.task_body(t) for t in tasks]}
+
+
+# ---- routes -----------------------------------------------------------------------------------
+
+def post_run(rt: Runtime, body: Any, raw: bytes | None = None) -> Reply:
+    run = submit(rt, rt.read_request(body, raw))
+    log.info("run submitted", extra={"run_id": run.run_id})
+    return 202, {"run_id": run.run_id, "state": run.state.value, "task_count": run.task_count,
+                 "links": {"self": f"/runs/{run.run_id}", "tasks": f"/runs/{run.run_id}/tasks"}}
+
+
+def list_runs(rt: Runtime, params: Mapping[str, str]) -> Reply:
+    state = run_state_param(params.get("state"))
+    limit = int_param(params, "limit", 50, 1, MAX_RUNS_PAGE)
+    return 200, {"runs": [listed_run(rt, r) for r in rt.store.list_runs(limit=limit, state=state)]}
+
+
+def get_run(rt: Runtime, run_id: str) -> Reply:
+    return 200, run_body(rt, rt.store.get_run(run_id))
+
+
+def get_tasks(rt: Runtime, run_id: str, params: Mapping[str, str]) -> Reply:
+    try:
+        states = task_states_param(params.get("state"))
+    except BadStateError as exc:
+        return 400, {"error": "bad state", "message": str(exc)}
+    limit = int_param(params, "limit", 1000, 1, MAX_TASKS_PAGE)
+    rt.store.get_run(run_id)
+    return 200, task_page(rt, run_id, states, limit)
+
+
+def get_task(rt: Runtime, run_id: str, task_id: str) -> Reply:
+    return views.task_reply(rt, run_id, task_id)
+
+
+def get_graph(rt: Runtime, run_id: str) -> Reply:
+    return views.graph_reply(rt, run_id)
+
+
+def cancel_run(rt: Runtime, run_id: str) -> Reply:
+    run = guards.cancellable(rt.store.get_run(run_id))
+    done = guards.cancel_live(rt, run.run_id)
+    return 202, {"run_id": run_id, "state": done.state.value if done is not None else "CANCELLING"}
+
+
+def resume(rt: Runtime, run_id: str) -> Reply:
+    run = guards.resumable(rt, rt.store.get_run(run_id))
+    reset = guards.reset_for_resume(rt, run.run_id)
+    rt.start(run_id)
+    return 202, {"run_id": run_id, "state": RunState.RUNNING.value, "reset_tasks": reset}
+
+
+# ---- the CLI's calls --------------------------------------------------------------------------
+
+def stop(rt: Runtime, run_id: str) -> RunRecord:
+    """`updraft cancel`: cancel a live run; a run that already ended is left as it is."""
+    run = rt.store.get_run(run_id)
+    if run.state in TERMINAL_RUN:
+        return run
+    done = guards.cancel_live(rt, run_id)
+    return done if done is not None else rt.store.get_run(run_id)
+
+
+def latest_run_id(rt: Runtime, where: str) -> str:
+    from chalicelib.errors import NotFoundError
+
+    runs = rt.store.list_runs(limit=1)
+    if not runs:
+        raise NotFoundError(f"no runs in {where}; start one with `updraft run FILE`")
+    return runs[0].run_id
+
+
+def snapshot(rt: Runtime, run_id: str) -> tuple[RunRecord, dict[str, int], list[TaskRecord]]:
+    """`updraft status`: the run, its counts and every task."""
+    run = rt.store.get_run(run_id)
+    return run, rt.store.counts(run_id), rt.store.list_tasks(run_id)
+
+
+def listing(rt: Runtime, limit: int) -> list[dict[str, Any]]:
+    """`updraft runs`: what GET /runs lists (limit 0: none)."""
+    return [listed_run(rt, r) for r in rt.store.list_runs(limit=limit)] if limit else []
+
