@@ -39,7 +39,7 @@ from chalicelib.engine import events as ev
 from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
 from chalicelib.engine.records import RunRecord
 from chalicelib.engine.spec import SpecCache
-from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
+from chalicelib.engine.states import IN_FLIGHT, Reason, RunState, TaskState
 from chalicelib.errors import MissingInputsError, RunBusyError, StateConflictError, WorkdirError
 from chalicelib.runner.affinity import LoopPin
 from chalicelib.runner.execute import TaskRequest
@@ -388,6 +388,15 @@ class _Loop:
         self.functions.halt()
         self.containers.halt()
 
+    def _cancel_position(self) -> int:
+        """Where the interrupt's Cancel goes among the queued events: before the first failure
+        the interrupt itself caused (an attempt its halt killed reports CANCELLED), so those
+        tasks end CANCELLED with the run, not FAILED; what finished before it stays ahead."""
+        for i, e in enumerate(self.events):
+            if isinstance(e, ev.TaskFailed) and e.reason == Reason.CANCELLED.value:
+                return i
+        return len(self.events)
+
     def _on_signal(self, fd: int) -> None:
         with contextlib.suppress(BlockingIOError):
             os.read(fd, 512)
@@ -456,7 +465,7 @@ class _Loop:
         while True:
             if self.interrupted and not cancel_sent:
                 cancel_sent = True
-                self.events.append(ev.Cancel(self.run_id))
+                self.events.insert(self._cancel_position(), ev.Cancel(self.run_id))
             now = time.monotonic()
             self.pin.tick(now)
             if self.events and not self._defer(now):
