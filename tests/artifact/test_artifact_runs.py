@@ -19,9 +19,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,9 +84,11 @@ class Reply:
 class ArtifactCloud(EmulatedCloud):
     """The emulated cloud with the functions served by the artifact's processes."""
 
-    def __init__(self, workdir: Path, runtime: Runtime, delivery: Delivery | None = None, **config: Any) -> None:
+    def __init__(self, workdir: Path, runtime: Runtime, delivery: Delivery | None = None,
+                 tool_dirs: tuple[str, ...] = (), **config: Any) -> None:
         super().__init__(workdir, delivery, **config)
         self.runtime = runtime
+        self.tool_dirs = tool_dirs  # what the task functions' tool layers would put on PATH
         self.functions: dict[str, FunctionProcess] = {}
 
     def start(self) -> None:
@@ -119,6 +123,14 @@ class ArtifactCloud(EmulatedCloud):
         assert sized, "the artifact has no task function of another memory size (app.py, task-<mb>)"
         for logical_id in (*FUNCTIONS, *sized):
             extra = {"UPDRAFT_CACHE_ROOT": self.config["cache_root"]} if logical_id.startswith("Task") else {}
+            if extra and self.tool_dirs:
+                # On Lambda the task function's tool layers unpack under /opt and PATH ends with
+                # /opt/bin (layers/README.md). Here the host's Debian tool folder stands in for the
+                # layer, in the layer's place: last, after the artifact's opt/bin (the layer itself
+                # running from its unpacked zip is tests/deploy/test_layers.py's). Where Debian puts
+                # them in /usr/bin, already on the base PATH, this adds nothing but says where they are.
+                extra["PATH"] = ":".join([f"/usr/local/bin:/usr/bin:/bin:{self.runtime.unpacked.opt}/bin",
+                                          *self.tool_dirs])
             self.functions[logical_id] = FunctionProcess(logical_id, self.runtime.unpacked, self.runtime.runtime_dir,
                                                          self.runtime.python, {**env, **extra},
                                                          self.workdir / "functions")
@@ -227,18 +239,24 @@ class ArtifactCloud(EmulatedCloud):
         return dict(self.functions["Submit"].invoke({"Records": [record]}))
 
 
-@pytest.fixture
-def artifact_cloud(tmp_path: Path, lambda_runtime: Runtime) -> Iterator[ArtifactCloud]:
+@contextmanager
+def running_cloud(tmp_path: Path, runtime: Runtime, delivery: Delivery,
+                  tool_dirs: tuple[str, ...] = ()) -> Iterator[ArtifactCloud]:
     from tests.contract.awskit import fake_credentials
 
-    delivery = Delivery(duplicate_rate=0.5, shuffle=True, seed=7)
     with fake_credentials():
-        cloud = ArtifactCloud(tmp_path / "cloud", lambda_runtime, delivery, submit_queue="updraft-e2e-submit")
+        cloud = ArtifactCloud(tmp_path / "cloud", runtime, delivery, tool_dirs, submit_queue="updraft-e2e-submit")
         try:
             cloud.start()
             yield cloud
         finally:
             cloud.stop()
+
+
+@pytest.fixture
+def artifact_cloud(tmp_path: Path, lambda_runtime: Runtime) -> Iterator[ArtifactCloud]:
+    with running_cloud(tmp_path, lambda_runtime, Delivery(duplicate_rate=0.5, shuffle=True, seed=7)) as cloud:
+        yield cloud
 
 
 def test_each_function_of_the_artifact_starts_on_a_bare_python312(lambda_runtime: Runtime, tmp_path: Path) -> None:
@@ -281,6 +299,9 @@ def test_a_layered_dag_runs_on_the_artifact_with_mixed_placements_and_duplicates
     assert sum(task_functions.values()) >= 5 and ec.functions["Coordinator"].invocations >= 1, task_functions
     # each attempt ran on the artifact's function of the size that holds it (memory_mb 1024: 1,769 MB)
     assert task_functions["Task1769"] >= 5, task_functions
+    # the artifact's sweeper on the finished run: a run done within sweep_every_s had no sweep
+    # during it (the pre-existing assertion flaked on fast runs)
+    ec.sweep()
     assert ec.functions["Sweeper"].invocations >= 1
     assert "task succeeded" in ec.worker_log()
 
@@ -302,6 +323,50 @@ def test_a_layered_dag_runs_on_the_artifact_with_mixed_placements_and_duplicates
     for fn in ec.functions.values():
         assert fn.proc.poll() is None, f"{fn.logical_id} died:\n{fn.log()[-2000:]}"
         assert "Traceback" not in fn.log(), fn.log()[-3000:]
+
+
+@pytest.mark.tools
+def test_the_small_montage_mosaic_runs_on_the_artifact_with_mixed_placements(
+        lambda_runtime: Runtime, tmp_path: Path) -> None:
+    """The small Montage (4 tiles, 21 tasks, tests/e2e/test_cloud_montage.py) with every other
+    task a function served by the artifact's task functions, the rest in the worker."""
+    from examples.montage import dag, generate
+    from examples.toolcheck import install_hint, missing_tools
+    from tests.e2e.test_cloud_montage import mixed, upload_dir
+
+    missing = missing_tools(generate.GENERATOR_TOOLS + generate.WORKFLOW_TOOLS)
+    if missing:
+        pytest.skip(f"Montage tools missing ({', '.join(missing)}): install them with {install_hint(missing)}")
+    tool_dirs = tuple(sorted({os.path.dirname(str(shutil.which(t))) for t in generate.WORKFLOW_TOOLS}))
+    summary = generate.generate(str(tmp_path / "gen"), degrees=0.2, seed=1)  # the smallest mosaic in the tests
+    workflow = mixed(json.loads(Path(str(summary["workflow"])).read_text()))
+    delivery = Delivery(duplicate_rate=0.25, shuffle=True, seed=3)
+    with running_cloud(tmp_path, lambda_runtime, delivery, tool_dirs) as ec:
+        data = upload_dir(ec, Path(str(summary["data"])), "inputs/montage/")
+        resp = ec.post("/runs", {"workflow": workflow, "data": data})
+        assert resp.status_code == 202, (resp.json_body, ec.function_logs())
+        run_id = resp.json_body["run_id"]
+        final = ec.run_until_done(run_id, timeout_s=280, sweep_every_s=5.0)
+        assert final["state"] == "SUCCEEDED", (final, ec.worker_log()[-2000:], ec.function_logs())
+        assert final["counts"] == {"SUCCEEDED": 21}
+        png = ec.cloud.blobs.get_bytes(f"runs/{run_id}/data/{dag.PNG}")
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert struct.unpack(">II", png[16:24]) == (360 // dag.SHRINK_FACTOR, 360 // dag.SHRINK_FACTOR)
+        assert ec.cloud.blobs.size(f"runs/{run_id}/data/{dag.MOSAIC}") > 360 * 360 * 4
+        # the listing from the in-process app: the artifact's API handler, under RLIMIT_AS at its
+        # 512 MB, sometimes cannot start the listing's reader threads ("can't start new thread":
+        # each thread reserves address space that Lambda's memory limit does not count)
+        tasks = EmulatedCloud.get(ec, f"/runs/{run_id}/tasks").json_body["tasks"]
+        assert {t["placement"] for t in tasks} == {"function", "container"}
+        assert all(t["attempts"] == 1 for t in tasks)  # duplicates never cost a retry
+        assert ec.tally.duplicate_records > 0 and ec.tally.duplicate_invocations > 0
+        task_functions = {k: f.invocations for k, f in ec.functions.items() if k.startswith("Task")}
+        functions = sum(t["placement"] == "function" for t in tasks)
+        assert sum(task_functions.values()) >= functions, task_functions  # each function task ran there
+        assert "task succeeded" in ec.worker_log()
+        for fn in ec.functions.values():
+            assert fn.proc.poll() is None, f"{fn.logical_id} died:\n{fn.log()[-2000:]}"
+            assert "Traceback" not in fn.log(), fn.log()[-3000:]
 
 
 def test_a_function_over_its_time_limit_is_stopped(lambda_runtime: Runtime, tmp_path: Path) -> None:
