@@ -195,6 +195,11 @@ class FunctionProcess:
             "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1", "TZ": ":UTC", "LANG": "en_US.UTF-8",
             "PATH": f"/usr/local/bin:/usr/bin:/bin:{unpacked.opt}/bin", "LD_LIBRARY_PATH": f"{unpacked.opt}/lib",
             "TMPDIR": str(tmp), "HOME": str(tmp),
+            # The memory limit here is RLIMIT_AS (address space), stricter than Lambda's cgroup,
+            # which counts pages used: glibc's per-thread malloc arenas reserve 64 MB of address
+            # space each, so a handler's thread pool hit "can't start new thread" at 512 MB with
+            # little memory used. Two arenas keep the limit about memory, not reservations.
+            "MALLOC_ARENA_MAX": "2",
             # the function's configuration (sam.json), then the emulated cloud's names
             **props.get("Environment", {}).get("Variables", {}),
             "UPDRAFT_WORKROOT": str(tmp / "updraft"),
