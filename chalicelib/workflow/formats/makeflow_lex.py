@@ -89,6 +89,13 @@ class Lexer:
         value = self.lookup(name)
         return self.undefined(name) if value is None else value
 
+    def _dollar(self, s: str, i: int) -> tuple[str, int]:
+        """At s[i] == '$': a variable's value and the index after its reference, or a lone '$'."""
+        sub = substitution(s, i)
+        if sub is None:
+            return "$", i + 1
+        return self.value_of(sub[0]), sub[1]
+
     def _double(self, s: str, i: int, keep: bool) -> tuple[str, int]:
         """The double-quoted text at s[i] == '"': `$NAME` is replaced, escapes interpreted."""
         out: list[str] = ['"'] if keep else []
@@ -105,13 +112,8 @@ class Lexer:
                 out.append(_SPECIAL.get(nxt, " " if nxt == "\n" else nxt))
                 i += 2
             elif c == "$":
-                sub = substitution(s, i)
-                if sub is None:
-                    out.append("$")
-                    i += 1
-                else:
-                    out.append(self.value_of(sub[0]))
-                    i = sub[1]
+                text, i = self._dollar(s, i)
+                out.append(text)
             elif c == "'":
                 text, i = _single(s, i, keep)
                 out.append(text)
@@ -242,13 +244,8 @@ class Lexer:
             if c == "#":
                 break
             if c == "$":
-                sub = substitution(s, i)
-                if sub is None:
-                    out.append("$")
-                    i += 1
-                else:
-                    out.append(self.value_of(sub[0]))
-                    i = sub[1]
+                text, i = self._dollar(s, i)
+                out.append(text)
             elif c == '"':
                 text, i = self._double(s, i, keep=True)
                 out.append(text)
