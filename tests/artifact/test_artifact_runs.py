@@ -200,31 +200,8 @@ class ArtifactCloud(EmulatedCloud):
         self.tally.destination_records += 1
         return True
 
-    def deliver_batch(self) -> bool:
-        sqs = self.cloud.clients.sqs
-        resp = sqs.receive_message(QueueUrl=self.made.events_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30,
-                                   WaitTimeSeconds=0, MessageSystemAttributeNames=["ApproximateReceiveCount"])
-        records, self._echo = [sqs_record(m) for m in resp.get("Messages", [])] + self._echo, []
-        if self.delivery.shuffle:
-            self.rng.shuffle(records)
-        if not records:
-            return False
-        self.tally.coordinator_invocations += 1
-        self.tally.batches.append(len(records))
-        out = self.functions["Coordinator"].invoke({"Records": records})
-        failed = {f["itemIdentifier"] for f in out["batchItemFailures"]}
-        done = [r for r in records if r["messageId"] not in failed]
-        self.tally.failed_records += len(records) - len(done)
-        to_delete = [r for r in done if not r.get("_echoed")]
-        for start in range(0, len(to_delete), 10):
-            chunk = to_delete[start:start + 10]
-            sqs.delete_message_batch(QueueUrl=self.made.events_queue_url, Entries=[
-                {"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(chunk)])
-        for r in done:  # redeliver some processed records, as SQS may
-            if not r.get("_echoed") and self._duplicate(self.tally.duplicate_records):
-                self._echo.append({**r, "_echoed": True})
-                self.tally.duplicate_records += 1
-        return True
+    def _invoke_coordinator(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        return dict(self.functions["Coordinator"].invoke({"Records": records}))
 
     def sweep(self) -> dict[str, Any]:
         event = self.client.events.generate_cw_event("aws.events", "Scheduled Event", {}, [], region="us-east-1")
