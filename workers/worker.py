@@ -42,8 +42,8 @@ from chalicelib.backends.aws.messages import parse_task_payload, payload_resourc
 from chalicelib.backends.aws.observability import Observability, obs
 from chalicelib.backends.aws.task_env import cloud_task_env, forbid_reading_this_process
 from chalicelib.backends.aws.task_function import input_sources, record_outcome, with_resources
+from chalicelib.engine.ports import MessageQueue, QueueMessage
 from chalicelib.engine.states import Reason
-from chalicelib.ports import MessageQueue, QueueMessage
 from chalicelib.runner import TaskRequest, run_task
 from chalicelib.runner.execute import Attempt
 from chalicelib.runner.procs import set_subreaper

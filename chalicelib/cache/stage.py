@@ -33,7 +33,7 @@ from chalicelib.cache.hashing import (
     tree_manifest,
 )
 from chalicelib.cache.memo import MemoIndex
-from chalicelib.ports import BlobStore
+from chalicelib.engine.ports import BlobStore
 
 
 def dep_hashes(deps: tuple[str, ...]) -> dict[str, str]:

@@ -1,1 +1,1 @@
-"""The coordinator: pure workflow semantics behind the ports in chalicelib.ports."""
+"""The coordinator: pure workflow semantics behind the ports in chalicelib.engine.ports."""

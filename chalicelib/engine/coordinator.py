@@ -30,6 +30,7 @@ from msgspec import Struct, field
 from chalicelib.engine import events as ev
 from chalicelib.engine import transitions as tr
 from chalicelib.engine.backoff import Backoff
+from chalicelib.engine.ports import Clock, StateStore, SystemClock
 from chalicelib.engine.records import TaskRecord
 from chalicelib.engine.sizing import capped_to_largest, next_function_memory
 from chalicelib.engine.spec import RunSpec, SpecCache
@@ -43,7 +44,6 @@ from chalicelib.engine.states import (
     TaskState,
 )
 from chalicelib.errors import NotFoundError
-from chalicelib.ports import Clock, StateStore, SystemClock
 from chalicelib.workflow import limits
 from chalicelib.workflow.graph import descendants
 from chalicelib.workflow.model import Placement, Task

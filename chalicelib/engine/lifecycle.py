@@ -11,11 +11,11 @@ from typing import Any
 
 from chalicelib.engine import transitions
 from chalicelib.engine.placement import initial_placement
+from chalicelib.engine.ports import BlobStore, StateStore
 from chalicelib.engine.records import RunRecord, TaskRecord
 from chalicelib.engine.spec import RunSpec, spec_key
 from chalicelib.engine.states import DONE_OK, TERMINAL_RUN, RunState, TaskState
 from chalicelib.errors import StateConflictError
-from chalicelib.ports import BlobStore, StateStore
 from chalicelib.workflow.formats import native
 from chalicelib.workflow.limits import FUNCTION, PlacementLimits
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from msgspec import Struct
 
-from chalicelib.ports import BlobStore
+from chalicelib.engine.ports import BlobStore
 from chalicelib.workflow.formats import native
 from chalicelib.workflow.graph import Graph, build_graph
 from chalicelib.workflow.model import Task, Workflow

@@ -25,6 +25,7 @@ from typing import Any
 
 from msgspec import Struct
 
+from chalicelib.engine.ports import StateStore
 from chalicelib.engine.records import RunRecord, TaskRecord
 from chalicelib.engine.states import (
     IN_FLIGHT,
@@ -35,7 +36,6 @@ from chalicelib.engine.states import (
     TaskState,
 )
 from chalicelib.errors import NotFoundError, StateConflictError
-from chalicelib.ports import StateStore
 
 # Added to a function task's timeout for its lease (dispatch and claim): time for the
 # function to start, stage out and report before the sweeper calls it lost.

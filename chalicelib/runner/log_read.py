@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from chalicelib.ports import BlobStore
+from chalicelib.engine.ports import BlobStore
 
 BLOCK = 1 << 20
 

@@ -30,7 +30,7 @@ from msgspec import Struct
 from chalicelib.cache.copying import READ, copy_file, copy_hashing, hash_fd
 from chalicelib.cache.hashing import TREE_PREFIX, file_sha256, tree_hash
 from chalicelib.cache.stage import TaskCache
-from chalicelib.ports import BlobStore
+from chalicelib.engine.ports import BlobStore
 from chalicelib.runner.keys import data_key
 from chalicelib.runner.trees import TreeError, local_tree, tree_members
 

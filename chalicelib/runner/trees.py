@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 
+from chalicelib.engine.ports import BlobStore
 from chalicelib.errors import UpdraftError
-from chalicelib.ports import BlobStore
 
 
 class TreeError(UpdraftError):

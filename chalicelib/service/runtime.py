@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 from msgspec import Struct, field
 
+from chalicelib.engine.ports import BlobStore, StateStore
 from chalicelib.engine.records import RunRecord
 from chalicelib.engine.spec import SpecCache
-from chalicelib.ports import BlobStore, StateStore
 from chalicelib.workflow.limits import PlacementLimits
 from chalicelib.workflow.model import Workflow
 

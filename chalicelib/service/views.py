@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib.engine.ports import BlobStore
 from chalicelib.engine.records import TaskRecord
 from chalicelib.engine.spec import RunSpec
-from chalicelib.ports import BlobStore
 from chalicelib.runner.keys import log_key
 from chalicelib.runner.log_read import tail_bytes
 from chalicelib.workflow.graph import levels, topological_order

@@ -14,9 +14,9 @@ from chalicelib.backends.aws.provision import MAX_RECEIVES
 from chalicelib.backends.aws.s3_blobs import S3BlobStore
 from chalicelib.backends.aws.sqs_queues import SqsQueue
 from chalicelib.backends.local.fs_blobs import FsBlobStore
-from chalicelib.backends.local.queues import MemoryQueue
 from chalicelib.backends.local.sqlite_state import SqliteStateStore
 from tests.contract.awskit import AtomicRequests, config_for, mocked_aws
+from tests.support.memory_queue import MemoryQueue
 
 
 @pytest.fixture

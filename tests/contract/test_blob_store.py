@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from chalicelib.engine.ports import BlobStore
 from chalicelib.errors import NotFoundError
-from chalicelib.ports import BlobStore
 
 
 def test_implements_the_port(blobs: Any) -> None:

@@ -13,7 +13,7 @@ from chalicelib.cache.cas import ContentStore
 from chalicelib.cache.hashing import tree_hash
 from chalicelib.cache.memo import MemoIndex
 from chalicelib.cache.stage import TaskCache
-from chalicelib.ports import BlobStore
+from chalicelib.engine.ports import BlobStore
 from chalicelib.runner.keys import data_key
 from chalicelib.runner.sandbox import Sandbox, StageError
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from chalicelib.ports import MessageQueue
+from chalicelib.engine.ports import MessageQueue
 from tests.contract.conftest import QueuePair
 
 

@@ -61,8 +61,8 @@ class LocalBackend(Backend):
     name = "local"
 
     def __init__(self, workdir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        from chalicelib.backends.local import executor
         from chalicelib.backends.local.runtime import LocalRuntime
-        from chalicelib.ui import executor
         from chalicelib.ui.local_api import LocalApi
 
         self._started: list[str] = []

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chalicelib.engine.ports import StateStore
 from chalicelib.engine.records import RunRecord, TaskRecord
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
 from chalicelib.errors import NotFoundError, StateConflictError
-from chalicelib.ports import StateStore
 
 W, R, D, RUN = TaskState.WAITING, TaskState.READY, TaskState.DISPATCHED, TaskState.RUNNING
 

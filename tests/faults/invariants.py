@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 
+from chalicelib.engine.ports import BlobStore, StateStore
 from chalicelib.engine.spec import RunSpec
 from chalicelib.engine.states import DONE_OK, TERMINAL_TASK, RunState
-from chalicelib.ports import BlobStore, StateStore
 from chalicelib.runner.keys import data_key
 
 

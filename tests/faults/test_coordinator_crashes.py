@@ -20,8 +20,8 @@ from chalicelib.engine import events as ev
 from chalicelib.engine.backoff import Backoff
 from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
 from chalicelib.engine.lifecycle import create_run
+from chalicelib.engine.ports import complete_each, update_each
 from chalicelib.engine.spec import RunSpec, SpecCache
-from chalicelib.ports import complete_each, update_each
 from chalicelib.runner.keys import data_key
 from chalicelib.workflow.formats import loads
 from tests.faults.invariants import check_invariants

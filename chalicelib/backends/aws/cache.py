@@ -19,8 +19,8 @@ from chalicelib.backends.aws.config import AwsConfig
 from chalicelib.cache.cas import ContentStore
 from chalicelib.cache.memo import MemoIndex
 from chalicelib.cache.stage import TaskCache
+from chalicelib.engine.ports import StateStore
 from chalicelib.engine.spec import RunSpec
-from chalicelib.ports import StateStore
 from chalicelib.workflow.model import Task
 
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 import logging
 
 from chalicelib.engine import transitions as tr
+from chalicelib.engine.ports import StateStore
 from chalicelib.engine.records import TaskRecord
 from chalicelib.engine.states import TaskState
-from chalicelib.ports import StateStore
 
 log = logging.getLogger("updraft.claims")
 

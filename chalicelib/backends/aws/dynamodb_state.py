@@ -108,10 +108,10 @@ from chalicelib.backends.aws.dynamodb_items import (
     task_pk,
     task_record,
 )
+from chalicelib.engine.ports import complete_each, update_each
 from chalicelib.engine.records import RunRecord, TaskRecord, check_limit, check_mutable, check_new_tasks
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
 from chalicelib.errors import NotFoundError, StateConflictError, UpdraftError
-from chalicelib.ports import complete_each, update_each
 
 __all__ = ["INLINE_FANIN_MAX", "RESULT_MAX_BYTES", "TABLE_KEYS", "DynamoStateStore", "StoreThrottledError",
            "create_table"]

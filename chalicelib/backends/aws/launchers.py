@@ -30,10 +30,10 @@ from chalicelib.backends.aws.clients import AwsClients
 from chalicelib.backends.aws.config import AwsConfig
 from chalicelib.backends.aws.messages import task_payload
 from chalicelib.engine.events import Launch
+from chalicelib.engine.ports import MessageQueue
 from chalicelib.engine.spec import SpecCache
 from chalicelib.errors import UpdraftError
 from chalicelib.planner.pricing import fargate_size
-from chalicelib.ports import MessageQueue
 
 
 class LaunchError(UpdraftError):

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from chalicelib.engine.ports import BlobStore, StateStore
 from chalicelib.engine.spec import RunSpec
 from chalicelib.engine.states import DONE_OK
-from chalicelib.ports import BlobStore, StateStore
 from chalicelib.runner.keys import data_key
 
 

@@ -23,9 +23,9 @@ from chalicelib.backends.aws.launchers import LaunchError
 from chalicelib.backends.aws.manifest import write_manifest
 from chalicelib.engine import events as ev
 from chalicelib.engine import transitions
+from chalicelib.engine.ports import BlobStore, EventSink, Launcher, StateStore
 from chalicelib.engine.spec import SpecCache
 from chalicelib.engine.states import Reason
-from chalicelib.ports import BlobStore, EventSink, Launcher, StateStore
 
 log = logging.getLogger("updraft.shell")
 

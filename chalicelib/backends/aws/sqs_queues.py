@@ -18,8 +18,8 @@ from chalicelib.backends.aws.clients import AwsClients, error_code
 from chalicelib.backends.aws.config import SQS_MAX_BATCH, SQS_MAX_DELAY_S, SQS_MAX_VISIBILITY_S, SQS_MAX_WAIT_S
 from chalicelib.backends.aws.messages import deferred_body, event_body
 from chalicelib.engine.events import Event
+from chalicelib.engine.ports import QueueMessage
 from chalicelib.errors import UpdraftError
-from chalicelib.ports import QueueMessage
 
 
 class QueueSendError(UpdraftError):

@@ -3,7 +3,7 @@ SDK's local transport and the executor process use is assembled here.
 
     foreground(workdir, ...)   the CLI: it executes the run itself, in this process
     served(workdir, ...)       the local server / SDK: a submitted or resumed run is executed
-                               by an executor process (chalicelib/ui/executor.py)
+                               by an executor process (chalicelib/backends/local/executor.py)
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def served(workdir: str | None, concurrency: int | None = None) -> LocalRuntime:
     where = rt.workdir
 
     def start(run_id: str) -> int:
-        from chalicelib.ui import executor  # looked up per call: tests may replace it
+        from chalicelib.backends.local import executor  # looked up per call: tests may replace it
 
         return executor.start(where, run_id, concurrency)
 

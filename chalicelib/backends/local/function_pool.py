@@ -55,10 +55,10 @@ from chalicelib.backends.local.slot import encode_job, parse_reports
 from chalicelib.backends.local.slot_program import python_slot, slot_command
 from chalicelib.cache.stage import TaskCache
 from chalicelib.engine.events import Event, TaskStarted
+from chalicelib.engine.ports import BlobStore
 from chalicelib.engine.states import Reason
 from chalicelib.engine.transitions import function_lease_s
 from chalicelib.errors import ConfigError
-from chalicelib.ports import BlobStore
 from chalicelib.runner import affinity
 from chalicelib.runner.execute import Attempt, EncodedEnv, TaskRequest
 from chalicelib.runner.sandbox import Sandbox

@@ -13,10 +13,10 @@ import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
+from chalicelib.engine.ports import first_named, update_each
 from chalicelib.engine.records import RunRecord, TaskRecord, check_limit, check_mutable, check_new_tasks
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
 from chalicelib.errors import NotFoundError, StateConflictError, WorkdirError
-from chalicelib.ports import first_named, update_each
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

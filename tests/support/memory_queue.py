@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from msgspec import Struct
 
-from chalicelib.ports import QueueMessage
+from chalicelib.engine.ports import QueueMessage
 
 
 class _Entry(Struct):

@@ -1,6 +1,6 @@
 """Execute a local run in its own process, so submit and resume return at once.
 
-    python -m chalicelib.ui.executor RUN_ID --workdir DIR [--concurrency N]
+    python -m chalicelib.backends.local.executor RUN_ID --workdir DIR [--concurrency N]
 
 `start()` spawns it detached (own session; output in <workdir>/executor/<run>.log) and returns
 only once the process holds the run's lock, so a caller that looks right after sees an owner:
@@ -39,7 +39,7 @@ def start(workdir: str, run_id: str, concurrency: int | None = None,
 
     path = log_path(workdir, run_id)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    cmd = [sys.executable, "-m", "chalicelib.ui.executor", run_id, "--workdir", workdir]
+    cmd = [sys.executable, "-m", "chalicelib.backends.local.executor", run_id, "--workdir", workdir]
     if concurrency:
         cmd += ["--concurrency", str(concurrency)]
     env = dict(os.environ)
@@ -78,7 +78,7 @@ def _tail(path: str, lines: int = 15) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     from chalicelib.backends.local.compose import foreground, options
 
-    parser = argparse.ArgumentParser(prog="python -m chalicelib.ui.executor")
+    parser = argparse.ArgumentParser(prog="python -m chalicelib.backends.local.executor")
     parser.add_argument("run_id")
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--concurrency", type=int, default=None)
