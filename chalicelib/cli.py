@@ -12,10 +12,13 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from chalicelib.engine.states import DONE_OK, TASK_STATE_ORDER, TERMINAL_TASK, RunState, TaskState, ordered
 from chalicelib.errors import ConfigError, UpdraftError
+
+if TYPE_CHECKING:
+    from chalicelib.engine.records import TaskRecord
 
 
 def _print_json(obj: Any, out: TextIO = sys.stdout) -> None:
@@ -195,7 +198,7 @@ def _finish_report(rt: Any, run_id: str, wall: float, as_json: bool) -> int:
     counts = rt.store.counts(run_id)
     if as_json:
         failed = [{"id": rec.task_id, "reason": rec.reason, "attempt": rec.attempt,
-                   **({"failed_parent": rec.result["failed_parent"]} if "failed_parent" in (rec.result or {}) else {})}
+                   **({"failed_parent": rec.failed_parent} if rec.failed_parent is not None else {})}
                   for rec in rt.store.iter_tasks(run_id, [TaskState.FAILED, TaskState.UPSTREAM_FAILED])]
         _print_json({"run_id": run_id, "state": run.state.value, "counts": counts, "wall_s": round(wall, 3),
                      "failed": failed})
@@ -217,9 +220,8 @@ def _summary_table(rt: Any, run_id: str, wall: float) -> None:
         row["n"] += 1
         row["ok" if rec.state in DONE_OK else "bad"] += 1
         row["cached"] += rec.state is TaskState.CACHED
-        tries = rec.result.get("tries") or []  # the failed attempts that were retried count too
-        row["time"] += float(rec.result.get("duration_s") or 0.0)
-        row["time"] += sum(float(t.get("duration_s") or 0.0) for t in tries)
+        row["time"] += (rec.result.duration_s if rec.result else None) or 0.0
+        row["time"] += sum(t.duration_s or 0.0 for t in rec.tries)  # the failed attempts that were retried
         if rec.state is TaskState.FAILED and len(failed) < 10:
             failed.append(rec)
     print(f"run {run_id}  {run.state.value}  {total} tasks in {wall:.2f} s")
@@ -229,7 +231,7 @@ def _summary_table(rt: Any, run_id: str, wall: float) -> None:
               f"{int(row['cached']):>6}")
     for rec in failed:
         print(f"  FAILED {rec.task_id} (attempt {rec.attempt}): {rec.reason}")
-        tail = str(rec.result.get("log_tail", "")).strip().splitlines()[-5:]
+        tail = ((rec.result.log_tail if rec.result else None) or "").strip().splitlines()[-5:]
         for line in tail:
             print(f"    | {line}")
     if failed:
@@ -289,16 +291,20 @@ def _execute(rt: Any, run_id: str, total: int, args: argparse.Namespace, resume:
     return _finish_report(rt, run_id, time.monotonic() - started, args.json)
 
 
-def cache_metrics(tasks: Sequence[Any]) -> dict[str, int]:
+def cache_metrics(tasks: Sequence[TaskRecord]) -> dict[str, int]:
     """A run's cache figures: hits and misses, bytes from the origin and from the cache."""
     out = {"hits": 0, "misses": 0, "bytes_from_origin": 0, "bytes_from_cache": 0, "memo_hits": 0,
            "tasks_executed": 0}
     for t in tasks:
-        c = t.result.get("cache") or {}
-        for k in ("hits", "misses", "bytes_from_origin", "bytes_from_cache"):
-            out[k] += int(c.get(k, 0))
-        out["memo_hits"] += c.get("memo") == "hit"
-        out["tasks_executed"] += t.state in (TaskState.SUCCEEDED, TaskState.FAILED) and c.get("memo") != "hit"
+        c = t.result.cache if t.result is not None else None
+        memo_hit = c is not None and c.memo == "hit"
+        if c is not None:
+            out["hits"] += c.hits
+            out["misses"] += c.misses
+            out["bytes_from_origin"] += c.bytes_from_origin
+            out["bytes_from_cache"] += c.bytes_from_cache
+        out["memo_hits"] += memo_hit
+        out["tasks_executed"] += t.state in (TaskState.SUCCEEDED, TaskState.FAILED) and not memo_hit
     return out
 
 
@@ -325,8 +331,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  no live process is running it (stopped or killed): `updraft resume {run_id}` finishes it")
         print(f"  {'task':<32} {'state':<16} {'try':>3} {'placement':<10} {'secs':>8} reason")
         for t in tasks:
-            dur = t.result.get("duration_s")
-            secs = f"{dur:.2f}" if isinstance(dur, int | float) else ""
+            dur = t.result.duration_s if t.result is not None else None
+            secs = f"{dur:.2f}" if dur is not None else ""
             print(f"  {t.task_id[:32]:<32} {t.state.value:<16} {t.attempt:>3} {t.placement:<10} {secs:>8} "
                   f"{t.reason or ''}")
         return 0
@@ -383,7 +389,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
                 _copy_log(rt.blobs, key, args.tail)
                 shown += 1
         if not shown:
-            tail = rec.result.get("log_tail")
+            tail = rec.result.log_tail if rec.result is not None else None
             if tail:
                 print(tail)
             elif rec.state not in TERMINAL_TASK:

@@ -142,7 +142,7 @@ class Worker:
             self.queue.release(msg)
             self.obs.logger.info("stopped: task handed back to the queue")
             return
-        event = replace(outcome.event, result={**outcome.event.result, **self.size})
+        event = replace(outcome.event, result=replace(outcome.event.result, **self.size))
         record_outcome(self.obs, event, task.task_type, "container")
         self.cloud.sink.send([event])
         self.queue.delete([msg])

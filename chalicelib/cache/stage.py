@@ -34,6 +34,7 @@ from chalicelib.cache.hashing import (
 )
 from chalicelib.cache.memo import MemoIndex
 from chalicelib.engine.ports import BlobStore
+from chalicelib.engine.results import CacheUse
 
 
 def dep_hashes(deps: tuple[str, ...]) -> dict[str, str]:
@@ -57,9 +58,9 @@ class CacheStats(Struct):
     bytes_from_cache: int = 0
     memo: str = "off"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"hits": self.hits, "misses": self.misses, "bytes_from_origin": self.bytes_from_origin,
-                "bytes_from_cache": self.bytes_from_cache, "memo": self.memo}
+    def used(self) -> CacheUse:
+        """The counts as the attempt's result reports them."""
+        return CacheUse(self.hits, self.misses, self.bytes_from_origin, self.bytes_from_cache, self.memo)
 
 
 class TaskCache(Struct):

@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, cast
+from typing import Any
 
 from msgspec import Struct, field
+from msgspec.structs import replace
 
 from chalicelib.engine import events as ev
 from chalicelib.engine import transitions as tr
 from chalicelib.engine.backoff import Backoff
 from chalicelib.engine.ports import Clock, StateStore, SystemClock
-from chalicelib.engine.records import TaskRecord
+from chalicelib.engine.records import TaskRecord, Try
+from chalicelib.engine.results import AttemptResult
 from chalicelib.engine.sizing import capped_to_largest, next_function_memory
 from chalicelib.engine.spec import RunSpec, SpecCache
 from chalicelib.engine.states import (
@@ -136,15 +138,7 @@ class Coordinator:
         one call, then the children they readied dispatched in one call."""
         run_id = events[0].run_id
         now = self.clock.now()
-        completions_in: list[tuple[str, int, bool, dict[str, Any], float]] = []
-        for e in events:
-            result = dict(e.result)
-            if e.attempt > 1:  # a retry (rare): its earlier attempts are kept for the report
-                tries = self._earlier_tries(run_id, e.task_id, e.attempt)
-                if tries:
-                    result["tries"] = tries
-            completions_in.append((e.task_id, e.attempt, e.cached, result, now))
-        records = tr.finish(self.store, run_id, completions_in)
+        records = tr.finish(self.store, run_id, [(e.task_id, e.attempt, e.cached, e.result, now) for e in events])
         spec = self.specs.get(run_id)
         completions: list[tuple[str, Sequence[str]]] = []
         for e, rec in zip(events, records, strict=True):
@@ -164,17 +158,8 @@ class Coordinator:
         if completions:
             self._dispatch_many(run_id, tr.ready_children(self.store, run_id, completions), out)
 
-    def _earlier_tries(self, run_id: str, task_id: str, attempt: int) -> list[dict[str, Any]]:
-        try:
-            cur = self.store.get_task(run_id, task_id)
-        except NotFoundError:
-            return []
-        if cur.attempt != attempt:
-            return []
-        return list((cur.result or {}).get("tries") or [])
-
     def _on_failed(self, e: ev.TaskFailed, out: Instructions, touched: set[str]) -> None:
-        self._fail(e.run_id, e.task_id, e.attempt, e.reason, dict(e.result), out, touched)
+        self._fail(e.run_id, e.task_id, e.attempt, e.reason, e.result, out, touched)
 
     def _on_lease_expired(self, e: ev.LeaseExpired, out: Instructions, touched: set[str]) -> None:
         # Only a task that is not there is a no-op: any other store error propagates, so the
@@ -188,7 +173,7 @@ class Coordinator:
             return
         if rec.lease_expires is not None and rec.lease_expires > now:
             return  # a heartbeat extended it after the sweeper looked
-        result = {"log_tail": "the task's lease expired: its worker or function stopped reporting"}
+        result = AttemptResult(log_tail="the task's lease expired: its worker or function stopped reporting")
         self._fail(e.run_id, e.task_id, e.attempt, Reason.LEASE_EXPIRED, result, out, touched)
 
     def _on_dispatch_due(self, e: ev.DispatchDue, out: Instructions, touched: set[str]) -> None:
@@ -208,7 +193,7 @@ class Coordinator:
     # ---- steps --------------------------------------------------------------------------
 
     def _fail(
-        self, run_id: str, task_id: str, attempt: int, reason: str, result: dict[str, Any],
+        self, run_id: str, task_id: str, attempt: int, reason: str, result: AttemptResult,
         out: Instructions, touched: set[str],
     ) -> None:
         spec = self.specs.get(run_id)
@@ -231,36 +216,29 @@ class Coordinator:
                  and bigger is None)
         # A vanished worker is not the task's fault: it gets extra attempts of its own, bounded so
         # that a task that kills every worker it lands on still ends FAILED.
-        lost_so_far = int(rec.result.get("lost_workers", 0)) if rec.result else 0
-        lost = reason == Reason.LEASE_EXPIRED and lost_so_far < self.config.lost_worker_retries
-        if lost:
-            result = {**result, "lost_workers": lost_so_far + 1}
-        elif lost_so_far:
-            result = {**result, "lost_workers": lost_so_far}
+        lost = reason == Reason.LEASE_EXPIRED and rec.lost_workers < self.config.lost_worker_retries
         escalated = self._escalate(task, rec, reason) if spill or reason in SPILL_REASONS else None
         if bigger is not None:  # the next deployed function size, not a doubling
             escalated = {**(escalated or {}), **bigger}
         elif rec.placement == "function" and not spill:
             escalated = capped_to_largest(self.config.function_sizes, task, escalated)
-        if escalated or (rec.result or {}).get("resources"):
-            result = {**result, "resources": escalated or rec.result["resources"]}
         # every attempt before the record's current one, for the report (times by the runner's clock)
-        tries = list((rec.result or {}).get("tries") or [])
-        this_try = {"attempt": attempt, "reason": str(reason), "placement": rec.placement}
-        for key in ("started_at", "finished_at", "duration_s"):
-            if isinstance(result.get(key), int | float):
-                this_try[key] = result[key]
-        if "started_at" not in this_try and rec.state is TaskState.RUNNING and rec.started_at is not None:
-            this_try["started_at"] = rec.started_at
+        started = result.started_at
+        if started is None and rec.state is TaskState.RUNNING:
+            started = rec.started_at
+        this_try = Try(attempt, str(reason), rec.placement, started_at=started, finished_at=result.finished_at,
+                       duration_s=result.duration_s)
+        book = tr.Bookkeeping(lost_workers=rec.lost_workers + (1 if lost else 0),
+                              resources=escalated or rec.resources, tries=rec.tries)
         step = spill or bigger is not None  # our size was wrong: not the task's failure
         if step or lost or attempt < rec.max_attempts:
-            result = {**result, "tries": [*tries, this_try]}
             failures = attempt - (rec.max_attempts - task.retries - 1)
             delay = 0.0 if step else self.config.backoff.delay(max(1, failures), self.rng)
             new = tr.retry(
                 self.store, rec, reason=reason, result=result, not_before=now + delay,
                 placement="container" if spill else rec.placement,
                 max_attempts=rec.max_attempts + (1 if step or lost else 0),
+                book=replace(book, tries=(*rec.tries, this_try)),
             )
             if isinstance(new, tr.Refused):
                 return
@@ -269,14 +247,10 @@ class Coordinator:
             else:
                 self._dispatch(new, out)
             return
-        if tries:
-            result = {**result, "tries": tries}
         # this attempt's own start and end (by the runner's clock), not an earlier one's
-        ended, began = this_try.get("finished_at", now), this_try.get("started_at")
-        if isinstance(tr.fail(self.store, run_id, task_id, attempt, reason=reason, result=result,
-                              now=float(cast(float, ended)),
-                              started_at=None if began is None else float(cast(float, began))),
-                      tr.Refused):
+        ended = now if this_try.finished_at is None else this_try.finished_at
+        if isinstance(tr.fail(self.store, run_id, task_id, attempt, reason=reason, result=result, now=ended,
+                              started_at=this_try.started_at, book=book), tr.Refused):
             return
         touched.add(run_id)
         self._mark_upstream_failed(run_id, spec, task_id)
@@ -285,7 +259,7 @@ class Coordinator:
     def _escalate(task: Task, rec: TaskRecord, reason: str) -> dict[str, float] | None:
         """Bigger memory or disk for the next attempt after running out of it (capped by the
         container's limits); None when there is nothing to grow."""
-        current = {**task.resources.to_dict(), **((rec.result or {}).get("resources") or {})}
+        current = {**task.resources.to_dict(), **rec.resources}
         grown = dict(current)
         if reason == Reason.OOM:
             grown["memory_mb"] = min(2 * current["memory_mb"], limits.CONTAINER.max_memory_mb)
@@ -316,8 +290,7 @@ class Coordinator:
             attempts.append((rec.task_id, rec.attempt, now + lease))
         for rec, moved in zip(recs, tr.dispatch(self.store, run_id, attempts), strict=True):
             if not isinstance(moved, tr.Refused):
-                grown = (rec.result or {}).get("resources") or {}
-                out.append(ev.Launch(rec.run_id, rec.task_id, rec.attempt, rec.placement, dict(grown)))
+                out.append(ev.Launch(rec.run_id, rec.task_id, rec.attempt, rec.placement, dict(rec.resources)))
 
     def _maybe_finish(self, run_id: str, out: Instructions) -> None:
         counts = self.store.counts(run_id)

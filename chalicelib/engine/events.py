@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import msgspec
 from msgspec import Struct, field
-from msgspec.structs import asdict
+
+from chalicelib.engine.results import AttemptResult, result_from_dict
 
 
 class Event(Struct, frozen=True):
@@ -17,7 +19,8 @@ class Event(Struct, frozen=True):
     run_id: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **asdict(self)}
+        """The event as a JSON object (a result in it: only the fields that are set)."""
+        return {"kind": self.kind, **msgspec.to_builtins(self)}
 
 
 class Start(Event, frozen=True):
@@ -55,7 +58,7 @@ class TaskSucceeded(Event, frozen=True):
     kind: ClassVar[str] = "succeeded"
     task_id: str
     attempt: int
-    result: dict[str, Any] = field(default_factory=dict)
+    result: AttemptResult = field(default_factory=AttemptResult)
     cached: bool = False
 
 
@@ -64,7 +67,7 @@ class TaskFailed(Event, frozen=True):
     task_id: str
     attempt: int
     reason: str
-    result: dict[str, Any] = field(default_factory=dict)
+    result: AttemptResult = field(default_factory=AttemptResult)
 
 
 class LeaseExpired(Event, frozen=True):
@@ -101,8 +104,10 @@ def event_from_dict(data: dict[str, Any]) -> Event:
         raise ValueError(f"unknown event kind {kind!r}; known: {sorted(EVENT_TYPES)}")
     fields = {k: v for k, v in data.items() if k != "kind"}
     try:
+        if "result" in fields:
+            fields["result"] = result_from_dict(fields["result"])
         return cls(**fields)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ValueError(f"bad {kind} event: {exc}") from exc
 
 

@@ -30,6 +30,7 @@ from chalicelib.engine import events as ev
 from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
 from chalicelib.engine.lifecycle import create_run
 from chalicelib.engine.records import RunRecord, TaskRecord
+from chalicelib.engine.results import AttemptResult
 from chalicelib.engine.spec import RunSpec, SpecCache
 from chalicelib.engine.states import IN_FLIGHT, TERMINAL_TASK, RunState, TaskState
 from chalicelib.errors import ConfigError, NotFoundError
@@ -422,13 +423,12 @@ class Simulation:
             return
         self.s3_gets += job.objects_in
         demand = job.demand
-        result = {
-            "exit_code": 0 if item.reason is None else None, "started_at": start.at, "finished_at": t,
-            "duration_s": round(t - start.at, 6), "bytes_in": int(demand.bytes_in), "peak_rss_mb": demand.peak_mb,
-            "bytes_out": int(demand.bytes_out) if item.reason is None else 0, "placement": job.placement,
-        }
-        if self.keep_tasks:
-            result["compute_s"] = item.compute_s
+        result = AttemptResult(
+            exit_code=0 if item.reason is None else None, started_at=start.at, finished_at=t,
+            duration_s=round(t - start.at, 6), bytes_in=int(demand.bytes_in), peak_rss_mb=demand.peak_mb,
+            bytes_out=int(demand.bytes_out) if item.reason is None else 0,
+            compute_s=item.compute_s if self.keep_tasks else None,
+        )
         event: ev.Event
         if item.reason is None:
             self.s3_puts += job.objects_out + 1  # outputs and the log
@@ -436,7 +436,7 @@ class Simulation:
         else:
             self.s3_puts += 1
             slot = f"{start.memory_mb} MB, {start.vcpus:g} vCPU"
-            result["log_tail"] = f"simulated {item.reason} on a {job.placement} ({slot})"
+            result = replace(result, log_tail=f"simulated {item.reason} on a {job.placement} ({slot})")
             event = ev.TaskFailed(RUN_ID, task_id, attempt, item.reason, result)
         self.heap.push(t + self.platform.latencies.event_s, _Deliver((event,)))
 

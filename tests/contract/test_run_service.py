@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from chalicelib.engine.results import AttemptResult
 from chalicelib.engine.states import RunState, TaskState
 from chalicelib.errors import (
     MissingInputsError,
@@ -215,7 +216,7 @@ def test_get_runs_lists_each_run_with_its_counts(backend: Backend) -> None:
 def test_a_task_in_a_listing_is_the_same_body_on_both(backend: Backend) -> None:
     """Drifted before: the cloud listed `to_dict()`, without what the runner measured."""
     run_id = submit(backend)
-    result = {"duration_s": 1.5, "bytes_in": 3, "bytes_out": 7, "peak_rss_mb": 12.0, "worker": "w1"}
+    result = AttemptResult(duration_s=1.5, bytes_in=3, bytes_out=7, peak_rss_mb=12.0, worker="w1")
     backend.store.update_task(run_id, "a", [TaskState.READY], 1,
                               {"state": TaskState.SUCCEEDED, "exit_code": 0, "finished_at": 2e9, "result": result})
     status, body = backend.call("GET", f"/runs/{run_id}/tasks")

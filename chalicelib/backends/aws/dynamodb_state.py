@@ -19,7 +19,9 @@ Key design (table key: pk, sk, both strings)
   exactly one write unit, never two or three.
 
 Task item attributes: st state, att attempt, pl placement, pend parents not yet finished,
-maxa, lease, nb (not before), sa, fa, ec, rsn, res (result JSON), seq (submission order),
+maxa, lease, nb (not before), sa, fa, ec, rsn, res (result JSON: engine/results.py), lw (lost
+workers), rsc (resource overrides, JSON), tries (earlier attempts, JSON), fp (failed parent),
+seq (submission order),
 dp (string set of 8-byte digests of the parents already counted), fan ("E" when the task has
 more than 64 parents: its counted parents are separate edge items instead of dp, so no item
 grows with fan-in). A task with st=WAITING and pend=0 *is* READY: the decrement that reaches
@@ -84,6 +86,7 @@ from chalicelib.backends.aws import ddb_expr as x
 from chalicelib.backends.aws.clients import AwsClients, error_code
 from chalicelib.backends.aws.config import DYNAMODB_MAX_BATCH_GET, DYNAMODB_MAX_BATCH_WRITE, AwsConfig
 from chalicelib.backends.aws.dynamodb_items import (
+    ABSENT_WHEN_EMPTY,
     ALL_RUNS,
     GSI_BY_STATE,
     GSI_BY_TIME,
@@ -247,8 +250,10 @@ class DynamoStateStore:
             value = getattr(t, name)
             if value is not None:
                 item[TASK_ATTR[name]] = attr_value(name, value)
-        if t.result:
-            item["res"] = attr_value("result", t.result)
+        for name in ABSENT_WHEN_EMPTY:
+            value = getattr(t, name)
+            if value:
+                item[TASK_ATTR[name]] = attr_value(name, value)
         return item
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -385,7 +390,7 @@ class DynamoStateStore:
         sets, removes = [], []
         for field, value in changes.items():
             attr = e.n(TASK_ATTR[field])
-            if value is None or (field == "result" and not value):
+            if value is None or (field in ABSENT_WHEN_EMPTY and not value):
                 removes.append(attr)
             else:
                 sets.append(f"{attr} = {e.v(attr_value(field, value))}")
@@ -402,7 +407,7 @@ class DynamoStateStore:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
             raise self._conflict(run_id, task_id, exc, expect_states, expect_attempt) from None
-        old = task_record(resp["Attributes"])
+        old = task_record(resp["Attributes"], legacy="result" not in changes)
         new = replace(old, **changes)
         if "state" in changes:
             self._count(run_id, old.state, new.state)
@@ -526,7 +531,7 @@ class DynamoStateStore:
         e = x.Expr()
         sets = [f"{e.n('st')} = {e.v(x.text(TaskState(state).value))}", f"{e.n('att')} = {e.v(x.num(attempt))}",
                 f"{e.n('pend')} = {e.v(x.num(pending))}", f"{e.n('maxa')} = {e.v(x.num(max_attempts))}"]
-        removes = [e.n(a) for a in ("lease", "nb", "sa", "fa", "ec", "rsn", "res")]
+        removes = [e.n(a) for a in ("lease", "nb", "sa", "fa", "ec", "rsn", "res", "lw", "rsc", "tries", "fp")]
         if done_parents and not edge_mode:
             sets.append(f"{e.n('dp')} = {e.v({'SS': sorted({parent_tag(p) for p in done_parents})})}")
         else:

@@ -24,33 +24,38 @@ import json
 from typing import Any
 
 from msgspec import Struct
+from msgspec.structs import replace
 
 from chalicelib.engine.events import Event, Launch, TaskFailed, event_from_dict
+from chalicelib.engine.results import AttemptResult
 from chalicelib.engine.states import Reason
 
 BODY_BUDGET = 200 * 1024  # bytes of one events-queue body: SQS takes 256 KiB, with room to spare
-_KEPT = ("exit_code", "started_at", "finished_at", "duration_s", "log_key", "peak_rss_mb", "bytes_in", "bytes_out")
+LOG_TAIL_KEPT = 8192  # characters of a log tail a body over budget keeps
 
 
 def _dumps(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
+def _timings(r: AttemptResult) -> AttemptResult:
+    """All a body keeps of a result when nothing else fits: its timings and sizes."""
+    return AttemptResult(exit_code=r.exit_code, started_at=r.started_at, finished_at=r.finished_at,
+                         duration_s=r.duration_s, log_key=r.log_key, peak_rss_mb=r.peak_rss_mb,
+                         bytes_in=r.bytes_in, bytes_out=r.bytes_out, outputs_omitted=r.outputs_omitted,
+                         result_shed=True)
+
+
 def _fitted(event: Event, wrap: Any) -> str:
     """`wrap(event dict)` as JSON, its result shed step by step until it fits BODY_BUDGET."""
-    data = event.to_dict()
-    body = _dumps(wrap(data))
-    result = data.get("result")
-    if len(body.encode()) <= BODY_BUDGET or not isinstance(result, dict):
+    body = _dumps(wrap(event.to_dict()))
+    result = getattr(event, "result", None)
+    if len(body.encode()) <= BODY_BUDGET or not isinstance(result, AttemptResult):
         return body
-    slim = dict(result)
-    outputs = slim.pop("outputs", None)
-    if outputs:
-        slim["outputs_omitted"] = len(outputs)
-    for step in (lambda r: r, lambda r: {**r, "log_tail": str(r.get("log_tail", ""))[-8192:]},
-                 lambda r: {k: r[k] for k in (*_KEPT, "outputs_omitted") if k in r} | {"result_shed": True}):
+    slim = replace(result, outputs={}, outputs_omitted=len(result.outputs)) if result.outputs else result
+    for step in (lambda r: r, lambda r: replace(r, log_tail=(r.log_tail or "")[-LOG_TAIL_KEPT:]), _timings):
         slim = step(slim)
-        body = _dumps(wrap({**data, "result": slim}))
+        body = _dumps(wrap(replace(event, result=slim).to_dict()))
         if len(body.encode()) <= BODY_BUDGET:
             break
     return body
@@ -149,8 +154,7 @@ def _destination(data: dict[str, Any]) -> Decoded:
     if field_name is not None:  # what to change: the resource, or past Lambda's own caps the placement
         tail += (f"; raise the task's resources.{field_name}, or set its placement to 'container' or 'auto' "
                  "past Lambda's limits")
-    result = {"log_tail": tail, "lambda_error": etype}
-    return Decoded(TaskFailed(run_id, task_id, attempt, reason, result))
+    return Decoded(TaskFailed(run_id, task_id, attempt, reason, AttemptResult(log_tail=tail, lambda_error=etype)))
 
 
 _RAISE = {Reason.TIMEOUT.value: "timeout_s", Reason.OOM.value: "memory_mb", Reason.DISK_QUOTA.value: "disk_mb"}

@@ -24,6 +24,7 @@ from chalicelib.backends.aws.manifest import write_manifest
 from chalicelib.engine import events as ev
 from chalicelib.engine import transitions
 from chalicelib.engine.ports import BlobStore, EventSink, Launcher, StateStore
+from chalicelib.engine.results import AttemptResult
 from chalicelib.engine.spec import SpecCache
 from chalicelib.engine.states import Reason
 
@@ -80,7 +81,7 @@ class CloudShell(Struct):
             if not launch_error_is_retryable(why):
                 log.error("launch failed for good: %s", why, extra=extra)
                 fail_events.append(ev.TaskFailed(launch.run_id, launch.task_id, launch.attempt, Reason.LAUNCH.value,
-                                                 {"log_tail": f"could not start the attempt: {why}"}))
+                                                 AttemptResult(log_tail=f"could not start the attempt: {why}")))
                 continue
             delay = random.uniform(*self.relaunch_delay_s)
             log.warning("launch failed, retrying in %.1f s: %s", delay, why, extra=extra)

@@ -29,7 +29,7 @@ from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.messages import parse_task_payload, payload_resources, task_result
 from chalicelib.backends.aws.observability import Observability
 from chalicelib.backends.aws.task_env import cloud_task_env, forbid_reading_this_process
-from chalicelib.engine.events import TaskSucceeded
+from chalicelib.engine.events import TaskFailed, TaskSucceeded
 from chalicelib.engine.spec import RunSpec
 from chalicelib.engine.transitions import function_lease_s
 from chalicelib.runner import TaskRequest, run_task
@@ -105,7 +105,7 @@ def handle_task(payload: Any, cloud: Cloud, obs: Observability, remaining_s: flo
                        all_orphans=reaps_orphans())
     event = outcome.event
     if memory_mb is not None:
-        event = replace(event, result={**event.result, "function_mb": int(memory_mb)})
+        event = replace(event, result=replace(event.result, function_mb=int(memory_mb)))
     record_outcome(obs, event, task.task_type, "function")
     try:
         cloud.sink.send([event])
@@ -116,19 +116,20 @@ def handle_task(payload: Any, cloud: Cloud, obs: Observability, remaining_s: flo
     return task_result(event, delivered)
 
 
-def record_outcome(obs: Observability, event: Any, task_type: str = "", placement: str = "") -> None:
+def record_outcome(obs: Observability, event: TaskSucceeded | TaskFailed, task_type: str = "",
+                   placement: str = "") -> None:
     """Metrics of one finished attempt: outcome and duration by task type and placement, and
     the bytes the cache saved fetching."""
-    duration = event.result.get("duration_s")
+    duration = event.result.duration_s
     outcome = "cached" if getattr(event, "cached", False) else ("succeeded" if isinstance(event, TaskSucceeded)
                                                                  else "failed")
-    if isinstance(duration, int | float):
+    if duration is not None:
         obs.seconds("TaskDuration", float(duration))
         if task_type:
             obs.seconds("TaskDurationByType", float(duration), TaskType=task_type, Placement=placement)
     obs.count("TasksByOutcome", 1, Outcome=outcome, Placement=placement or "unknown")
-    saved = (event.result.get("cache") or {}).get("bytes_from_cache")
-    if isinstance(saved, int | float) and saved:
+    saved = event.result.cache.bytes_from_cache if event.result.cache is not None else 0
+    if saved:
         obs.bytes("CacheBytesSaved", float(saved), Placement=placement or "unknown")
     if isinstance(event, TaskSucceeded):
         obs.count("TasksSucceeded")

@@ -109,9 +109,11 @@ class ContainerPool:
             if worker.current is not None:
                 lost = worker.current
                 from chalicelib.engine.events import TaskFailed
+                from chalicelib.engine.results import AttemptResult
 
+                tail = f"container worker exited with {worker.proc.returncode}"
                 self.emit(TaskFailed(lost.run_id, lost.task_id, lost.attempt, Reason.LEASE_EXPIRED.value,
-                                     {"log_tail": f"container worker exited with {worker.proc.returncode}"}))
+                                     AttemptResult(log_tail=tail)))
             self._fill()
             return
         worker.buffer += chunk

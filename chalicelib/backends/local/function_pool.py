@@ -125,6 +125,7 @@ class FunctionPool:
         self.cache = cache
         self.queue: deque[TaskRequest] = deque()  # dispatched, not prepared yet
         self.running: dict[Key, Attempt] = {}  # sent to a slot: waiting there, starting or running
+        self.reported: set[Key] = set()  # of those running, the ones whose TaskStarted was emitted
         self._next_sample = 0.0
         self.base_env = EncodedEnv.of(os.environ)  # encoded once, not per task
         _remove_dead_slots(workroot)
@@ -347,6 +348,7 @@ class FunctionPool:
         its place, start the next, then finish it (the bookkeeping overlaps the next task)."""
         req = att.req
         del self.running[(req.run_id, req.task_id, req.attempt)]
+        self.reported.discard((req.run_id, req.task_id, req.attempt))
         if att.proc is not None:
             ended_at = time.time() if ended_at is None else ended_at
             self._learn(ended_at - att.started_at)
@@ -393,15 +395,15 @@ class FunctionPool:
         if now < self._next_sample:
             return
         self._next_sample = now + self.sample_s
-        for att in list(self.running.values()):
+        for key, att in list(self.running.items()):
             if att.proc is None:
                 continue
             att.check(now)
-            if not att.extra:
+            if key not in self.reported:
                 # Reported at the first sample, not at spawn: a task that ends sooner goes from
                 # DISPATCHED to SUCCEEDED directly (its result carries started_at), which
                 # saves a state write per task for thousands of short tasks.
-                att.extra["reported"] = True
+                self.reported.add(key)
                 req = att.req
                 lease_s = function_lease_s(att.timeout_s)
                 self.emit(TaskStarted(req.run_id, req.task_id, req.attempt, att.started_at, lease_s))

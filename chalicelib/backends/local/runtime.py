@@ -340,11 +340,12 @@ class _Loop:
         self.hashes: dict[str, str] = {}
         self.machine_mb = machine_memory_mb()
         for rec in rt.store.iter_tasks(run_id, [TaskState.SUCCEEDED, TaskState.CACHED]):
-            self.hashes.update(rec.result.get("outputs") or {})
+            if rec.result is not None:
+                self.hashes.update(rec.result.outputs)
 
     def _emit(self, event: ev.Event) -> None:
         if isinstance(event, ev.TaskSucceeded):
-            self.hashes.update(event.result.get("outputs") or {})
+            self.hashes.update(event.result.outputs)
         self.events.append(event)
 
     def run(self) -> RunRecord:
