@@ -120,7 +120,7 @@ def test_a_task_that_kills_its_worker_every_time_ends_failed_lease_expired(tmp_p
         assassin = ec.cloud.store.get_task(run_id, "assassin")
         lost_worker_attempts = ec.cloud.coordinator_config.lost_worker_retries
         assert assassin.reason == "LEASE_EXPIRED" and assassin.attempt == 1 + lost_worker_attempts
-        assert "lease expired" in assassin.result["log_tail"]
+        assert "lease expired" in assassin.result.log_tail
         assert ec.replaced_workers == 1 + lost_worker_attempts  # each attempt killed a worker
         assert effects_by_task(effects) == {"assassin": ["1", "2", "3"], "bystander": ["1"]}
         assert invariants(ec, run_id) == []
@@ -249,7 +249,7 @@ def test_poison_events_go_to_the_dead_letter_queue_and_their_run_is_failed(tmp_p
         assert "dead-letter queue" in run["options"]["failure"]
         tasks = {t.task_id: t for t in ec.cloud.store.list_tasks(victim)}
         assert {t: r.state for t, r in tasks.items()} == {"long": TaskState.CANCELLED, "next": TaskState.CANCELLED}
-        assert "dead-letter queue" in tasks["long"].result["log_tail"]
+        assert "dead-letter queue" in tasks["long"].result.log_tail
         manifest = json.loads(ec.cloud.blobs.get_bytes(f"runs/{victim}/manifest.json"))
         assert manifest["state"] == "FAILED" and manifest["options"]["failure"] == run["options"]["failure"]
         # the worker's next heartbeat finds the attempt cancelled and kills the task, long before
