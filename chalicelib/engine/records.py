@@ -155,6 +155,15 @@ def decode_resources(raw: str | bytes) -> dict[str, float]:
 _LEGACY_MARKS = tuple(f'"{name}":'.encode() for name in BOOKKEEPING)
 
 
+def with_legacy(record: TaskRecord, raw: str | bytes | None) -> TaskRecord:
+    """`record` with the bookkeeping its stored result `raw` carries when that result was
+    written by the previous version, for each such field the record has empty. Every engine
+    write of these fields writes the result too, which ends the previous version's form."""
+    old = legacy_bookkeeping(raw) if raw else {}
+    fill = {k: v for k, v in old.items() if not getattr(record, k)}
+    return msgspec.structs.replace(record, **fill) if fill else record
+
+
 def legacy_bookkeeping(raw: str | bytes) -> dict[str, Any]:
     """The engine bookkeeping a record written by the previous version kept inside its stored
     result (`lost_workers`, `resources`, `tries`, `failed_parent` keys), as TaskRecord fields;

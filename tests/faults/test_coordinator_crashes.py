@@ -21,6 +21,7 @@ from chalicelib.engine.backoff import Backoff
 from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
 from chalicelib.engine.lifecycle import create_run
 from chalicelib.engine.ports import complete_each, update_each
+from chalicelib.engine.results import AttemptResult
 from chalicelib.engine.spec import RunSpec, SpecCache
 from chalicelib.runner.keys import data_key
 from chalicelib.workflow.formats import loads
@@ -118,7 +119,7 @@ def drive(tmp: Path, crash_at: int, seed: int) -> tuple[SqliteStateStore, FsBlob
                     blobs.put_bytes(data_key(run.run_id, path), f"{ins.task_id}".encode())
                 outputs = {p: hashlib.sha256(ins.task_id.encode()).hexdigest()
                            for p in spec.tasks[ins.task_id].outputs}
-                done = ev.TaskSucceeded(run.run_id, ins.task_id, ins.attempt, {"outputs": outputs})
+                done = ev.TaskSucceeded(run.run_id, ins.task_id, ins.attempt, AttemptResult(outputs=outputs))
                 queue.extend([done, done] if rng.random() < 0.3 else [done])
             elif isinstance(ins, ev.Schedule):
                 queue.append(ins.event)

@@ -130,7 +130,7 @@ def test_a_failure_whose_read_keeps_failing_is_a_batch_item_failure(h: Harness, 
         return read(rid, tid)
 
     monkeypatch.setattr(h.cloud.store, "get_task", get_task)
-    failed = event_body(ev.TaskFailed(run_id, "a", 1, Reason.NONZERO_EXIT.value, {"exit_code": 3}))
+    failed = event_body(ev.TaskFailed(run_id, "a", 1, Reason.NONZERO_EXIT.value, AttemptResult(exit_code=3)))
     assert h.coordinate([failed]) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
     assert h.cloud.store.get_task(run_id, "a").state is TaskState.DISPATCHED
     assert h.coordinate([failed]) == {"batchItemFailures": []}  # SQS's redelivery
@@ -160,7 +160,7 @@ def test_destination_records_are_acted_on_only_when_needed(h: Harness) -> None:
     run_id = h.submit(ECHO, CAT)
     h.coordinate(h.take())
     payload = h.lam.pending.popleft()
-    done = ev.TaskSucceeded(run_id, "a", 1, {"exit_code": 0})
+    done = ev.TaskSucceeded(run_id, "a", 1, AttemptResult(exit_code=0))
     h.cloud.store.update_task(run_id, "a", [TaskState.DISPATCHED], 1, {"state": TaskState.RUNNING})
     delivered = destination_record(payload, "Success", task_result(done, delivered=True))
     h.coordinate([json.dumps(delivered)])

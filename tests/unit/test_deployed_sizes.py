@@ -19,6 +19,7 @@ from chalicelib.engine import events as ev
 from chalicelib.engine.backoff import Backoff
 from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
 from chalicelib.engine.lifecycle import create_run
+from chalicelib.engine.results import AttemptResult
 from chalicelib.engine.spec import RunSpec, SpecCache
 from chalicelib.errors import ConfigError, WorkflowError
 from chalicelib.workflow.formats import loads
@@ -134,7 +135,7 @@ def _coordinator(tmp: Path, task: dict[str, Any], sizes: tuple[int, ...]) -> tup
 
 
 def _oom(co: Coordinator, rid: str, attempt: int) -> ev.Launch:
-    out = co.handle([ev.TaskFailed(rid, "a", attempt, "OOM", {"exit_code": None})])
+    out = co.handle([ev.TaskFailed(rid, "a", attempt, "OOM", AttemptResult(exit_code=None))])
     return next(i for i in out if isinstance(i, ev.Launch))
 
 

@@ -24,7 +24,7 @@ from chalicelib.engine.records import (
     decode_tries,
     encode_resources,
     encode_tries,
-    legacy_bookkeeping,
+    with_legacy,
 )
 from chalicelib.engine.results import AttemptResult, decode_result, encode_result
 from chalicelib.engine.states import RunState, TaskState
@@ -122,14 +122,13 @@ def logical_state(item: Mapping[str, Any]) -> TaskState:
 
 
 def task_record(item: Mapping[str, Any], legacy: bool = True) -> TaskRecord:
-    """The record of a task item. `legacy` False: the engine bookkeeping a result of the
-    previous version carries is not read (a write that replaces the result drops it, as a
-    later read would)."""
+    """The record of a task item. `legacy` False: without the engine bookkeeping a result of
+    the previous version carries (records.with_legacy)."""
     run_id = item["pk"]["S"][2:].rsplit("#T", 1)[0]
     res = x.untext(item.get("res"))
     ec = x.unnum(item.get("ec"))
     rsc, tries = x.untext(item.get("rsc")), x.untext(item.get("tries"))
-    record = TaskRecord(
+    return with_legacy(TaskRecord(
         run_id=run_id, task_id=item["sk"]["S"][len(TASK_PREFIX):], state=logical_state(item),
         attempt=int(x.unnum(item["att"]) or 0), placement=item["pl"]["S"],
         pending=int(x.unnum(item["pend"]) or 0), max_attempts=int(x.unnum(item["maxa"]) or 1),
@@ -139,12 +138,7 @@ def task_record(item: Mapping[str, Any], legacy: bool = True) -> TaskRecord:
         result=decode_result(res) if res else None, lost_workers=int(x.unnum(item.get("lw")) or 0),
         resources=decode_resources(rsc) if rsc else {}, tries=decode_tries(tries) if tries else (),
         failed_parent=x.untext(item.get("fp")),
-    )
-    if res and legacy:
-        old = legacy_bookkeeping(res)  # a result written by the previous version
-        if old:
-            record = replace(record, **{k: v for k, v in old.items() if not getattr(record, k)})
-    return record
+    ), res if legacy else None)
 
 
 def run_record(item: Mapping[str, Any]) -> RunRecord:

@@ -112,7 +112,7 @@ from chalicelib.backends.aws.dynamodb_items import (
     task_record,
 )
 from chalicelib.engine.ports import complete_each, update_each
-from chalicelib.engine.records import RunRecord, TaskRecord, check_limit, check_mutable, check_new_tasks
+from chalicelib.engine.records import RunRecord, TaskRecord, check_limit, check_mutable, check_new_tasks, with_legacy
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
 from chalicelib.errors import NotFoundError, StateConflictError, UpdraftError
 
@@ -407,8 +407,11 @@ class DynamoStateStore:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
             raise self._conflict(run_id, task_id, exc, expect_states, expect_attempt) from None
-        old = task_record(resp["Attributes"], legacy="result" not in changes)
+        old = task_record(resp["Attributes"], legacy=False)
+        # as a later read gives it: with what a result of the previous version carries, while it stays
         new = replace(old, **changes)
+        if "result" not in changes:
+            new = with_legacy(new, x.untext(resp["Attributes"].get("res")))
         if "state" in changes:
             self._count(run_id, old.state, new.state)
         return new

@@ -13,8 +13,6 @@ import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
-from msgspec.structs import replace
-
 from chalicelib.engine.ports import first_named, update_each
 from chalicelib.engine.records import (
     RunRecord,
@@ -26,7 +24,7 @@ from chalicelib.engine.records import (
     decode_tries,
     encode_resources,
     encode_tries,
-    legacy_bookkeeping,
+    with_legacy,
 )
 from chalicelib.engine.results import decode_result, encode_result
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
@@ -84,11 +82,7 @@ def _task(row: Sequence[Any], written: Mapping[str, Any] | None = None) -> TaskR
         tries=written["tries"] if "tries" in written else (decode_tries(row[16]) if row[16] else ()),
         failed_parent=row[17],
     )
-    if raw and "result" not in written:
-        old = legacy_bookkeeping(raw)  # a result written by the previous version
-        if old:
-            record = replace(record, **{k: v for k, v in old.items() if not getattr(record, k)})
-    return record
+    return record if "result" in written else with_legacy(record, raw)  # a result of the previous version
 
 
 def _run(row: Sequence[Any]) -> RunRecord:
