@@ -152,7 +152,8 @@ def decode_resources(raw: str | bytes) -> dict[str, float]:
 
 
 # Keys the previous version kept inside a task's result dict that are TaskRecord fields now.
-_LEGACY_MARKS = tuple(f'"{name}":'.encode() for name in BOOKKEEPING)
+_LEGACY_MARKS = tuple(f'"{name}":' for name in BOOKKEEPING)
+_LEGACY_MARKS_B = tuple(mark.encode() for mark in _LEGACY_MARKS)
 
 
 def with_legacy(record: TaskRecord, raw: str | bytes | None) -> TaskRecord:
@@ -168,11 +169,13 @@ def legacy_bookkeeping(raw: str | bytes) -> dict[str, Any]:
     """The engine bookkeeping a record written by the previous version kept inside its stored
     result (`lost_workers`, `resources`, `tries`, `failed_parent` keys), as TaskRecord fields;
     {} for a result of this version (a cheap check of the raw JSON first)."""
-    data = raw.encode() if isinstance(raw, str) else raw
-    if not any(mark in data for mark in _LEGACY_MARKS):
+    if isinstance(raw, str):
+        if not any(mark in raw for mark in _LEGACY_MARKS):
+            return {}
+    elif not any(mark in raw for mark in _LEGACY_MARKS_B):
         return {}
     try:
-        old = json.loads(data)
+        old = json.loads(raw)
     except ValueError:
         return {}
     if not isinstance(old, dict):
