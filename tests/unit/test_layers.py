@@ -114,6 +114,12 @@ RULES = [
       "chalicelib.engine.states"),
      "running one task does not depend on the coordinator's vocabulary (what an attempt reports "
      "is chalicelib/attempt.py)"),
+    ("the cache", ("chalicelib.cache",), ("chalicelib.runner",),
+     "the runner stages through the cache; the cache knows nothing of sandboxes (a task's deps "
+     "are parsed once, into workflow.model.Dep)"),
+    ("the workflow model", ("chalicelib.workflow",),
+     ("chalicelib.engine", "chalicelib.runner", "chalicelib.cache", "chalicelib.planner", "chalicelib.report"),
+     "everything else reads workflows; the model reads nothing above it"),
     ("the AWS backend", ("chalicelib.backends.aws",), ("chalicelib.backends.local",),
      "backends are siblings: what both need lives below them"),
     ("the local backend", ("chalicelib.backends.local",), ("chalicelib.backends.aws",),
