@@ -204,3 +204,18 @@ def test_the_checker_sees_an_upward_import_and_a_cycle() -> None:
     assert any(_under(i.target, "chalicelib.backends.local") for i in lazy), lazy
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_cloud_has_one_claim_run_report_path() -> None:
+    """The task function and the Fargate worker both go through backends/aws/attempts.py:
+    nothing else in the cloud backend or the worker claims, runs or hands back an attempt."""
+    steps = {("chalicelib.backends.aws.claims", "claim"), ("chalicelib.backends.aws.claims", "unclaim"),
+             ("chalicelib.runner.execute", "run_task"), ("chalicelib.runner", "run_task")}
+    users = set()
+    for module, path in MODULES.items():
+        if not (_under(module, "chalicelib.backends.aws", "workers")):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and any((node.module, a.name) in steps for a in node.names):
+                users.add(module)
+    assert users == {"chalicelib.backends.aws.attempts"}
