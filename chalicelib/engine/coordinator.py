@@ -28,12 +28,12 @@ from typing import Any
 from msgspec import Struct, field
 from msgspec.structs import replace
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.engine import events as ev
 from chalicelib.engine import transitions as tr
 from chalicelib.engine.backoff import Backoff
 from chalicelib.engine.ports import Clock, StateStore, SystemClock
 from chalicelib.engine.records import TaskRecord, Try
-from chalicelib.engine.results import AttemptResult
 from chalicelib.engine.sizing import capped_to_largest, next_function_memory
 from chalicelib.engine.spec import RunSpec, SpecCache
 from chalicelib.engine.states import (

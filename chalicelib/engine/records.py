@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from msgspec import Struct, field
 
-from chalicelib.engine.results import AttemptResult
+from chalicelib.attempt import AttemptResult
 from chalicelib.engine.states import RunState, TaskState
 
 

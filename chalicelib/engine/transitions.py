@@ -26,9 +26,9 @@ from typing import Any
 from msgspec import Struct, field
 from msgspec.structs import replace
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.engine.ports import StateStore
 from chalicelib.engine.records import RunRecord, TaskRecord, Try
-from chalicelib.engine.results import AttemptResult
 from chalicelib.engine.states import (
     IN_FLIGHT,
     NOT_STARTED,

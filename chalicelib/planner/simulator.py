@@ -25,12 +25,12 @@ from typing import Any, cast
 from msgspec import Struct, field
 from msgspec.structs import replace
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.backends.local.sqlite_state import SqliteStateStore
 from chalicelib.engine import events as ev
 from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
 from chalicelib.engine.lifecycle import create_run
 from chalicelib.engine.records import RunRecord, TaskRecord
-from chalicelib.engine.results import AttemptResult
 from chalicelib.engine.spec import RunSpec, SpecCache
 from chalicelib.engine.states import IN_FLIGHT, TERMINAL_TASK, RunState, TaskState
 from chalicelib.errors import ConfigError, NotFoundError

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from chalicelib.attempt import AttemptResult, decode_result
 from chalicelib.backends.aws import dynamodb_state as ds
 from chalicelib.backends.aws.clients import AwsClients
 from chalicelib.engine.records import RunRecord, TaskRecord
-from chalicelib.engine.results import AttemptResult, decode_result
 from chalicelib.engine.states import RunState, TaskState
 from tests.contract.awskit import config_for, mocked_aws
 from tests.e2e.test_cloud_harness import item_size

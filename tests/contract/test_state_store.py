@@ -10,12 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chalicelib.attempt import AttemptResult, CacheUse
 from chalicelib.backends.aws import ddb_expr as x
 from chalicelib.backends.aws.dynamodb_state import DynamoStateStore
 from chalicelib.backends.local.sqlite_state import SqliteStateStore
 from chalicelib.engine.ports import StateStore
 from chalicelib.engine.records import RunRecord, TaskRecord, Try
-from chalicelib.engine.results import AttemptResult, CacheUse
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
 from chalicelib.errors import NotFoundError, StateConflictError
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.backends.local.fs_blobs import FsBlobStore
 from chalicelib.backends.local.sqlite_state import SqliteStateStore
 from chalicelib.engine import events as ev
@@ -21,7 +22,6 @@ from chalicelib.engine.backoff import Backoff
 from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
 from chalicelib.engine.lifecycle import create_run
 from chalicelib.engine.ports import complete_each, update_each
-from chalicelib.engine.results import AttemptResult
 from chalicelib.engine.spec import RunSpec, SpecCache
 from chalicelib.runner.keys import data_key
 from chalicelib.workflow.formats import loads

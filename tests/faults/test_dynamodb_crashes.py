@@ -23,13 +23,13 @@ from typing import Any
 
 import pytest
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.sweeper import sweep
 from chalicelib.engine import events as ev
 from chalicelib.engine.backoff import Backoff
 from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
 from chalicelib.engine.lifecycle import create_run
-from chalicelib.engine.results import AttemptResult
 from chalicelib.engine.spec import RunSpec, SpecCache
 from chalicelib.engine.states import Reason, RunState
 from chalicelib.runner.keys import data_key

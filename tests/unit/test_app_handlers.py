@@ -12,10 +12,10 @@ import pytest
 from chalice.test import Client
 from msgspec.structs import replace
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.backends.aws.components import Cloud, install
 from chalicelib.backends.aws.messages import deferred_body, event_body, lambda_failure_reason, task_result
 from chalicelib.engine import events as ev
-from chalicelib.engine.results import AttemptResult
 from chalicelib.engine.states import Reason, RunState, TaskState
 from tests.contract.awskit import make_cloud, mocked_aws
 from tests.e2e.test_cloud_harness import Context, RecordingLambda, destination_record, sqs_record

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.backends.local.fs_blobs import FsBlobStore
 from chalicelib.backends.local.sqlite_state import SqliteStateStore
 from chalicelib.engine import events as ev
 from chalicelib.engine.backoff import Backoff
 from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig, _completions_grouped
 from chalicelib.engine.lifecycle import create_run, resume_run
-from chalicelib.engine.results import AttemptResult
 from chalicelib.engine.spec import RunSpec, SpecCache
 from chalicelib.engine.states import RunState, TaskState
 from chalicelib.workflow.formats import loads

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.backends.aws.config import AwsConfig
 from chalicelib.backends.aws.launchers import FunctionLauncher, LaunchError
 from chalicelib.backends.local.fs_blobs import FsBlobStore
@@ -19,7 +20,6 @@ from chalicelib.engine import events as ev
 from chalicelib.engine.backoff import Backoff
 from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
 from chalicelib.engine.lifecycle import create_run
-from chalicelib.engine.results import AttemptResult
 from chalicelib.engine.spec import RunSpec, SpecCache
 from chalicelib.errors import ConfigError, WorkflowError
 from chalicelib.workflow.formats import loads

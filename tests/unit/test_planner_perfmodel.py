@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.engine.records import TaskRecord
-from chalicelib.engine.results import AttemptResult
 from chalicelib.engine.states import TaskState
 from chalicelib.planner.history import JsonlHistoryStore, MemoryHistoryStore, Sample, samples_from_run
 from chalicelib.planner.perfmodel import DEFAULT_RUNTIME_S, PerfModel, file_sizes, fit_type

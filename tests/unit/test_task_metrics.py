@@ -7,10 +7,10 @@ import json
 
 import pytest
 
+from chalicelib.attempt import AttemptResult, CacheUse
+from chalicelib.backends.aws.attempts import record_outcome
 from chalicelib.backends.aws.observability import Observability
-from chalicelib.backends.aws.task_function import record_outcome
 from chalicelib.engine.events import TaskFailed, TaskSucceeded
-from chalicelib.engine.results import AttemptResult, CacheUse
 
 
 def emf_documents(out: str) -> list[dict]:

@@ -1,4 +1,4 @@
-"""A task's result is a declared schema (engine/results.py): its round trips, what it reads of
+"""A task's result is a declared schema (chalicelib/attempt.py): its round trips, what it reads of
 an older version's plain dict, and that nothing reads it by string key again."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from chalicelib.attempt import AttemptResult, CacheUse, decode_result, encode_result, result_from_dict
 from chalicelib.backends.local.sqlite_state import SqliteStateStore
 from chalicelib.engine import events as ev
 from chalicelib.engine.records import TaskRecord, Try, legacy_bookkeeping
-from chalicelib.engine.results import AttemptResult, CacheUse, decode_result, encode_result, result_from_dict
 from chalicelib.engine.states import TaskState
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.backends.local.sqlite_state import SqliteStateStore
 from chalicelib.engine import transitions as tr
 from chalicelib.engine.records import RunRecord, TaskRecord
-from chalicelib.engine.results import AttemptResult
 from chalicelib.engine.states import (
     DONE_OK,
     IN_FLIGHT,

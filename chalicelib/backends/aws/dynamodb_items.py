@@ -14,6 +14,7 @@ from typing import Any
 
 from msgspec.structs import replace
 
+from chalicelib.attempt import AttemptResult, decode_result, encode_result
 from chalicelib.backends.aws import ddb_expr as x
 from chalicelib.backends.aws.clients import AwsClients
 from chalicelib.engine.records import (
@@ -26,7 +27,6 @@ from chalicelib.engine.records import (
     encode_tries,
     with_legacy,
 )
-from chalicelib.engine.results import AttemptResult, decode_result, encode_result
 from chalicelib.engine.states import RunState, TaskState
 
 INLINE_FANIN_MAX = 64  # parents counted inside the child's item (dp) up to this many

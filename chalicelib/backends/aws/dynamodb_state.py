@@ -19,7 +19,7 @@ Key design (table key: pk, sk, both strings)
   exactly one write unit, never two or three.
 
 Task item attributes: st state, att attempt, pl placement, pend parents not yet finished,
-maxa, lease, nb (not before), sa, fa, ec, rsn, res (result JSON: engine/results.py), lw (lost
+maxa, lease, nb (not before), sa, fa, ec, rsn, res (result JSON: chalicelib/attempt.py), lw (lost
 workers), rsc (resource overrides, JSON), tries (earlier attempts, JSON), fp (failed parent),
 seq (submission order),
 dp (string set of 8-byte digests of the parents already counted), fan ("E" when the task has

@@ -26,8 +26,8 @@ from typing import Any
 from msgspec import Struct
 from msgspec.structs import replace
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.engine.events import Event, Launch, TaskFailed, event_from_dict
-from chalicelib.engine.results import AttemptResult
 from chalicelib.engine.states import Reason
 
 BODY_BUDGET = 200 * 1024  # bytes of one events-queue body: SQS takes 256 KiB, with room to spare

@@ -19,12 +19,12 @@ from collections.abc import Callable, Sequence
 
 from msgspec import Struct
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.backends.aws.launchers import LaunchError
 from chalicelib.backends.aws.manifest import write_manifest
 from chalicelib.engine import events as ev
 from chalicelib.engine import transitions
 from chalicelib.engine.ports import BlobStore, EventSink, Launcher, StateStore
-from chalicelib.engine.results import AttemptResult
 from chalicelib.engine.spec import SpecCache
 from chalicelib.engine.states import Reason
 

@@ -108,8 +108,8 @@ class ContainerPool:
             worker.proc.wait()
             if worker.current is not None:
                 lost = worker.current
+                from chalicelib.attempt import AttemptResult
                 from chalicelib.engine.events import TaskFailed
-                from chalicelib.engine.results import AttemptResult
 
                 tail = f"container worker exited with {worker.proc.returncode}"
                 self.emit(TaskFailed(lost.run_id, lost.task_id, lost.attempt, Reason.LEASE_EXPIRED.value,

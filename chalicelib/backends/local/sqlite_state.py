@@ -13,6 +13,7 @@ import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
+from chalicelib.attempt import decode_result, encode_result
 from chalicelib.engine.ports import first_named, update_each
 from chalicelib.engine.records import (
     RunRecord,
@@ -26,7 +27,6 @@ from chalicelib.engine.records import (
     encode_tries,
     with_legacy,
 )
-from chalicelib.engine.results import decode_result, encode_result
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
 from chalicelib.errors import NotFoundError, StateConflictError, WorkdirError
 

@@ -1,25 +1,49 @@
-"""What one attempt of a task reports: the declared schema of a task's result.
+"""What one task attempt reports when it ends: `TaskSucceeded` or `TaskFailed` carrying its
+`AttemptResult` (the declared schema of a task's result), and the `Reason` a task failed.
 
-The runner (task function, Fargate worker, local pools) builds an `AttemptResult` when an
-attempt ends; it travels in the TaskSucceeded / TaskFailed event, the transitions store it on
-the task record, and the CLI, the API, the report and the planner read its attributes. It
-holds what the attempt measured and produced, never the engine's own bookkeeping (lost
-workers, escalated resources, earlier attempts, the failed parent: TaskRecord fields).
-
-A leaf module: it imports nothing of the engine or the runner, so both can use it.
-
-Wire and storage form: a JSON object (msgspec, `omit_defaults`: a field at its default is left
-out, so a body stays small and its keys are the ones that were set). Decoding ignores unknown
-keys and defaults missing ones, so a result written by an older version (a plain dict with
-keys this one no longer has, or without ones it added) still reads.
+These records sit below both the runner (which builds them) and the engine (which handles
+them: `engine/events.py` adds the coordinator's own events beside them), so running one task
+does not depend on the coordinator's vocabulary. They serialise to small JSON dicts (SQS
+bodies, Lambda destinations) like every event.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+from typing import Any, ClassVar
 
 import msgspec
 from msgspec import Struct, field
+
+
+class Reason(enum.StrEnum):
+    """Why a task failed. Each maps to an explanation a user can act on."""
+
+    NONZERO_EXIT = "NONZERO_EXIT"
+    MISSING_OUTPUT = "MISSING_OUTPUT"
+    TIMEOUT = "TIMEOUT"
+    OOM = "OOM"
+    DISK_QUOTA = "DISK_QUOTA"
+    STAGE_IN = "STAGE_IN"
+    STAGE_OUT = "STAGE_OUT"
+    LAUNCH = "LAUNCH"
+    LEASE_EXPIRED = "LEASE_EXPIRED"
+    UNSAFE_OUTPUT = "UNSAFE_OUTPUT"
+    CANCELLED = "CANCELLED"
+    UPSTREAM = "UPSTREAM"
+
+
+# ---- a task's result ------------------------------------------------------------------------
+# The runner (task function, Fargate worker, local pools) builds an `AttemptResult` when an
+# attempt ends; it travels in the TaskSucceeded / TaskFailed event, the transitions store it on
+# the task record, and the CLI, the API, the report and the planner read its attributes. It
+# holds what the attempt measured and produced, never the engine's own bookkeeping (lost
+# workers, escalated resources, earlier attempts, the failed parent: TaskRecord fields).
+#
+# Wire and storage form: a JSON object (msgspec, `omit_defaults`: a field at its default is left
+# out, so a body stays small and its keys are the ones that were set). Decoding ignores unknown
+# keys and defaults missing ones, so a result written by an older version (a plain dict with
+# keys this one no longer has, or without ones it added) still reads.
 
 
 class CacheUse(Struct, frozen=True, omit_defaults=True):
@@ -90,3 +114,32 @@ def result_from_dict(data: Any) -> AttemptResult:
         return msgspec.convert(data, AttemptResult)
     except msgspec.ValidationError as exc:
         raise ValueError(f"not a task result: {exc}") from None
+
+
+# ---- the events an attempt ends with -----------------------------------------------------------
+
+class Event(Struct, frozen=True):
+    """Something the coordinator handles, for one run; `kind` names it on the wire."""
+
+    kind: ClassVar[str] = ""
+    run_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as a JSON object (a result in it: only the fields that are set)."""
+        return {"kind": self.kind, **msgspec.to_builtins(self)}
+
+
+class TaskSucceeded(Event, frozen=True):
+    kind: ClassVar[str] = "succeeded"
+    task_id: str
+    attempt: int
+    result: AttemptResult = field(default_factory=AttemptResult)
+    cached: bool = False
+
+
+class TaskFailed(Event, frozen=True):
+    kind: ClassVar[str] = "failed"
+    task_id: str
+    attempt: int
+    reason: str
+    result: AttemptResult = field(default_factory=AttemptResult)
