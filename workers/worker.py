@@ -35,7 +35,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from chalicelib.backends.aws.attempts import Order, Where, run_attempt
+from chalicelib.backends.aws.attempts import Order, Size, Where, run_attempt
 from chalicelib.backends.aws.claims import renew
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.launchers import ONE_TASK_ENV
@@ -68,8 +68,8 @@ class Worker:
         self.tasks_run = 0
         # the Fargate size this worker runs at (the stack's task size, or a RunTask override),
         # kept on each attempt's result: which size a task actually ran on
-        self.size = {"container_cpu": cloud.config.worker_cpu / 1024,
-                     "container_memory_mb": cloud.config.worker_memory_mb}
+        self.size = Size(container_cpu=cloud.config.worker_cpu / 1024,
+                         container_memory_mb=cloud.config.worker_memory_mb)
 
     # ---- loop -----------------------------------------------------------------------------
 
@@ -114,7 +114,7 @@ class Worker:
             return
         self._killed_for_stop = False
         where = Where(placement="container", workroot=self.workroot, lease_s=lambda task: self.lease_s,
-                      extra=self.size, all_orphans=self.all_orphans)
+                      size=self.size, all_orphans=self.all_orphans)
         ran = run_attempt(self.cloud, self.obs, order, where, while_running=lambda: self._busy(msg, order),
                           on_start=self._started, stopped=lambda: self._killed_for_stop)
         if ran.handed_back:

@@ -22,7 +22,7 @@ from typing import Any
 from msgspec import Struct, field
 from msgspec.structs import replace
 
-from chalicelib.attempt import TaskFailed, TaskSucceeded
+from chalicelib.attempt import AttemptResult, TaskFailed, TaskSucceeded
 from chalicelib.backends.aws.cache import input_hashes, task_cache
 from chalicelib.backends.aws.claims import claim, unclaim
 from chalicelib.backends.aws.components import Cloud
@@ -43,14 +43,26 @@ class Order(Struct, frozen=True):
     resources: Mapping[str, float] = field(default_factory=dict)
 
 
+class Size(Struct, frozen=True):
+    """The Lambda or Fargate size an attempt ran on (None: not known, or not that kind)."""
+
+    function_mb: int | None = None
+    container_cpu: float | None = None  # vCPU
+    container_memory_mb: int | None = None
+
+    def on(self, result: AttemptResult) -> AttemptResult:
+        """`result` with this size recorded."""
+        return replace(result, function_mb=self.function_mb, container_cpu=self.container_cpu,
+                       container_memory_mb=self.container_memory_mb)
+
+
 class Where(Struct, frozen=True):
     """Where and how the caller runs attempts.
 
     `lease_s` gives the lease a claim takes for the task about to run (the function's deadline,
     or the worker's heartbeat period); `fit` adjusts the task first (the function caps its
-    timeout to the invocation's remaining time); `extra` sets fields of the attempt's
-    AttemptResult (the size it ran at: `function_mb`, or `container_cpu` and
-    `container_memory_mb`); `all_orphans`: the process runs nothing but tasks (runner.run_task); `fallback`: the
+    timeout to the invocation's remaining time); `size` is the size it runs at, kept on each
+    attempt's result; `all_orphans`: the process runs nothing but tasks (runner.run_task); `fallback`: the
     completion has another way to the coordinator when the send fails (the function's
     OnSuccess destination), so a failed send is logged rather than raised."""
 
@@ -58,7 +70,7 @@ class Where(Struct, frozen=True):
     workroot: str
     lease_s: Callable[[Task], float]
     fit: Callable[[Task], Task] | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    size: Size = field(default_factory=Size)
     all_orphans: bool = False
     fallback: bool = False
 
@@ -109,8 +121,8 @@ def run_attempt(
         obs.logger.info("stopped: the attempt is handed back")
         return Ran(handed_back=True)
     event = outcome.event
-    if where.extra:
-        event = replace(event, result=replace(event.result, **where.extra))
+    if where.size != Size():
+        event = replace(event, result=where.size.on(event.result))
     record_outcome(obs, event, task.task_type, where.placement)
     return Ran(event, report(cloud, obs, event, where.fallback))
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from msgspec.structs import replace
 
-from chalicelib.backends.aws.attempts import Order, Where, run_attempt
+from chalicelib.backends.aws.attempts import Order, Size, Where, run_attempt
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.messages import parse_task_payload, payload_resources, task_result
 from chalicelib.backends.aws.observability import Observability
@@ -80,7 +80,7 @@ def handle_task(payload: Any, cloud: Cloud, obs: Observability, remaining_s: flo
         placement="function", workroot=os.path.join(cloud.config.workroot, "fn"),
         lease_s=lambda task: function_lease_s(task.resources.timeout_s),
         fit=lambda task: capped(task, remaining_s),
-        extra={"function_mb": int(memory_mb)} if memory_mb is not None else {},
+        size=Size(function_mb=None if memory_mb is None else int(memory_mb)),
         all_orphans=reaps_orphans(), fallback=True,  # the OnSuccess destination carries an unsent completion
     )
     ran = run_attempt(cloud, obs, order, where)
