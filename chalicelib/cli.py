@@ -45,9 +45,19 @@ def _existing_workdir(args: argparse.Namespace) -> str:
 
 
 def _existing_runtime(args: argparse.Namespace) -> Any:
-    """The runtime of a work dir that has runs; NotFoundError naming the place otherwise."""
+    """The runtime of a work dir that has runs; NotFoundError naming the place otherwise. A
+    RUN given as `latest` becomes the newest run's id."""
     _existing_workdir(args)
-    return _runtime(args)
+    rt = _runtime(args)
+    if getattr(args, "run", None) == "latest":
+        from chalicelib.outputs.run_commands import resolve
+
+        try:
+            args.run = resolve(rt, args.run)
+        except BaseException:
+            rt.close()
+            raise
+    return rt
 
 
 def _runtime(args: argparse.Namespace) -> Any:
@@ -345,15 +355,13 @@ def _states_of(values: Sequence[str] | None) -> set[str]:
 
 def _task_or_suggest(rt: Any, run_id: str, task_id: str) -> Any:
     """The task's record; NotFoundError naming the closest ids (`blastn_000` -> `blastn-000`)."""
-    import difflib
-
     from chalicelib.errors import NotFoundError
+    from chalicelib.service.suggest import similar_ids
 
     try:
         return rt.store.get_task(run_id, task_id)
     except NotFoundError:
-        ids = [t.task_id for t in rt.store.iter_tasks(run_id)]
-        close = difflib.get_close_matches(task_id, ids, n=3, cutoff=0.6)
+        close = similar_ids(task_id, (t.task_id for t in rt.store.iter_tasks(run_id)))
         hint = f"; did you mean {', '.join(close)}?" if close else "; `updraft status RUN` lists its tasks"
         raise NotFoundError(f"run {run_id} has no task {task_id}{hint}") from None
 
@@ -422,12 +430,18 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from chalicelib.outputs.run_commands import check_action_options, run_action
+
+    check_action_options(args)
+    if args.action is not None:  # rm, gc
+        with _existing_runtime(args) as rt:
+            return run_action(args, rt)
     workdir = _workdir_of(args)
     if not _has_runs(workdir):  # no runs yet: nothing to list, and nothing to create
         if args.json:
             _print_json([])
         else:
-            print(f"no runs in {workdir} yet; start one with `updraft run FILE`")
+            print(f"no runs here ({workdir} has none); run one with `updraft run FILE`")
         return 0
     from chalicelib.service import runs
 
@@ -437,7 +451,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             _print_json(rows)
             return 0
         if not rows:
-            print(f"no runs in {rt.workdir} yet; start one with `updraft run FILE`")
+            print(f"no runs here ({rt.workdir} has none); run one with `updraft run FILE`")
         for row in rows:
             done = sum(row["counts"].get(s.value, 0) for s in DONE_OK)
             created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["created_at"]))
@@ -520,6 +534,16 @@ def _size_mb(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a number of MB, not {text!r}") from None
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be 0 or more MB, not {text}")
+    return value
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of days, not {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more days, not {text}")
     return value
 
 
@@ -631,9 +655,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_cache)
 
-    p = add("runs", "list runs, newest first")
+    p = add("runs", "list runs, newest first; `runs rm RUN...` deletes runs, `runs gc` old ones")
+    p.add_argument("action", nargs="?", choices=["rm", "gc"], help="rm: delete the named runs; gc: delete old runs")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="rm: the runs to delete (`latest`: the newest)")
     p.add_argument("--limit", type=_at_least(0), default=50)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--keep", type=_at_least(0), default=None, metavar="N", help="gc: keep the N newest runs")
+    p.add_argument("--older-than", type=_days, default=None, metavar="DAYS",
+                   help="gc: delete runs started more than DAYS ago")
+    p.add_argument("--dry-run", action="store_true", help="rm, gc: list what would be deleted, delete nothing")
     p.set_defaults(func=cmd_runs)
     if only in CORE_COMMANDS:
         return parser
