@@ -263,14 +263,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             plan = make_plan(wf, args.objective, args.deadline, args.budget, perf=perf_model(rt.workdir))
             wf = apply_plan(wf, plan)
+        from chalicelib.outputs.commands import after_success, with_publish
         from chalicelib.service.submission import submit
 
         # a plan changes what was validated
-        run = submit(rt, rt.request(wf, args.data, args.file, validated=not planned))
+        run = submit(rt, with_publish(rt.request(wf, args.data, args.file, validated=not planned), wf, args))
         code = _execute(rt, run.run_id, run.task_count, args, resume=False)
         _learn(rt, run.run_id, wf)
         if code == 0:
             _cwl_outputs(rt, run.run_id, args)
+            code = after_success(rt, run.run_id, args)  # --outdir, the workflow's publish rules
         return code
 
 
@@ -415,9 +417,12 @@ def _copy_log(blobs: Any, key: str, lines: int | None) -> None:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from chalicelib.outputs.commands import after_success
+
     with _existing_runtime(args) as rt:
         run = rt.store.get_run(args.run)
-        return _execute(rt, run.run_id, run.task_count, args, resume=True)
+        code = _execute(rt, run.run_id, run.task_count, args, resume=True)
+        return after_success(rt, run.run_id, args) if code == 0 else code
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -591,7 +596,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--size-scale", type=float, default=None, help="replay: multiply recorded file sizes")
     _jx_options(p)
     p.add_argument("--job", default=None, help="CWL: the job file (the process's input values, YAML or JSON)")
-    p.add_argument("--outdir", default=None, help="CWL: where the output object's files go (default: .)")
+    p.add_argument("--outdir", default=None, metavar="DIR",
+                   help="copy the outputs here when the run succeeds: the workflow's publish rules resolved "
+                        "here, else its final outputs (CWL: the output object's files; default: .)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let --outdir and publish rules replace existing files that differ (default: refuse)")
     p.set_defaults(func=cmd_run)
 
     p = add("validate", "check a workflow file; exit 0 if valid, 2 if not", workdir=False)
@@ -641,6 +650,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--concurrency", type=_at_least(1), default=None)
     p.add_argument("--emulate-lambda", action="store_true", help=EMULATE_HELP)
+    from chalicelib.outputs.commands import add_options
+
+    add_options(p)  # --outdir, --overwrite
     p.set_defaults(func=cmd_resume)
 
     p = add("cancel", "cancel a run (stops its running tasks)")
