@@ -17,9 +17,9 @@ LATEST = "latest"
 
 def check_action_options(args: argparse.Namespace) -> None:
     """The options of `runs`, `runs rm` and `runs gc` each take only their own."""
-    if args.action != "rm" and args.runs:
-        raise ConfigError(f"`updraft runs {args.action or ''}` takes no run ids ({' '.join(args.runs)}); "
-                          "to delete runs: updraft runs rm RUN...".replace("runs  ", "runs "))
+    if args.action == "gc" and args.runs:  # (`updraft runs X` is refused by the parser: rm or gc)
+        raise ConfigError(f"`updraft runs gc` takes no run ids ({' '.join(args.runs)}): it chooses by "
+                          "--keep/--older-than; to delete named runs: updraft runs rm RUN...")
     if args.action == "rm" and not args.runs:
         raise ConfigError("name the runs to delete: updraft runs rm RUN... (`updraft runs` lists them)")
     if args.action != "gc" and (args.keep is not None or args.older_than is not None):

@@ -107,6 +107,8 @@ def test_latest_names_the_newest_run(tmp_path: Path) -> None:
     status = json.loads(updraft("status", "latest", "--json", workdir=wd, check=True).stdout)
     assert status["run_id"] == newest
     assert updraft("logs", "latest", "use", workdir=wd, check=True).returncode == 0
+    report = updraft("report", "latest", "--out", str(tmp_path / "rep"), workdir=wd, check=True).stdout
+    assert f"report of run {newest}" in report
 
 
 def test_a_mistyped_task_id_gets_the_one_it_meant(tmp_path: Path) -> None:
