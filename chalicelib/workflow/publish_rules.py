@@ -19,8 +19,17 @@ from chalicelib.workflow.model import PublishRule, Task, Workflow
 def final_outputs(workflow: Workflow) -> list[str]:
     """Declared outputs no task reads (directly, or inside a folder it reads), in task order."""
     read = {p for t in workflow.tasks for p in t.inputs}
-    return [out for t in workflow.tasks for out in t.outputs
-            if out not in read and not any(out.startswith(f"{r}/") for r in read)]
+    return [out for t in workflow.tasks for out in t.outputs if not _read(out, read)]
+
+
+def _read(path: str, read: set[str]) -> bool:
+    """Whether a task reads `path` or a folder holding it (O(depth), not O(inputs))."""
+    while True:
+        if path in read:
+            return True
+        if "/" not in path:
+            return False
+        path = path.rsplit("/", 1)[0]
 
 
 def _matching(rule: PublishRule, outputs: Sequence[str]) -> Iterator[tuple[str, list[str]]]:
@@ -40,14 +49,15 @@ def selection(workflow: Workflow, default_to: str | None = None) -> list[tuple[s
     repeats. `default_to`: with no rule anywhere, publish the final outputs there
     (`--outdir` alone)."""
     every = [o for t in workflow.tasks for o in t.outputs]
+    final = final_outputs(workflow) if workflow.publish or default_to is not None else []
     picked: list[tuple[str, str]] = []
     for rule in workflow.publish:
-        picked += [(rule.to, o) for o in _chosen(rule, every, final_outputs(workflow))]
+        picked += [(rule.to, o) for o in _chosen(rule, every, final)]
     for task in workflow.tasks:
         for rule in task.publish:
             picked += [(rule.to, o) for o in _chosen(rule, task.outputs, task.outputs)]
     if not picked and default_to is not None and not _has_rules(workflow):
-        picked = [(default_to, o) for o in final_outputs(workflow)]
+        picked = [(default_to, o) for o in final]
     return list(dict.fromkeys(picked))
 
 
@@ -60,9 +70,10 @@ def problems(workflow: Workflow) -> list[Problem]:
     without outputs, a workflow rule without patterns when every output is read by a task."""
     found: list[Problem] = []
     every = [o for t in workflow.tasks for o in t.outputs]
+    final = final_outputs(workflow) if workflow.publish else []
     for i, rule in enumerate(workflow.publish):
         found += _rule_problems(rule, every, None, _where(workflow.publish, i))
-        if not rule.outputs and not final_outputs(workflow):
+        if not rule.outputs and not final:
             found.append(Problem("publishes the final outputs, and there are none (every output is read by a "
                                  "task): name the outputs to publish in 'outputs'", None, _where(workflow.publish, i)))
     for task in workflow.tasks:
