@@ -63,9 +63,14 @@ def test_a_different_file_is_kept_unless_overwrite(tmp_path: Path) -> None:
     # the same bytes are no conflict; resume publishes where the run was told, --overwrite replaces
     (out / "db").mkdir()
     (out / "db" / "a").write_text("1\n")
+    precious = tmp_path / "precious.txt"
+    precious.write_text("the user's\n")
+    (out / "tool.sh").symlink_to(precious)  # replaced by the copy; what it points to is left alone
     done = updraft("resume", run_id, "--overwrite", workdir=wd, check=True).stdout
     assert "published 3 file(s)" in done and "(1 already there)" in done
     assert (out / "sum" / "total.txt").read_text() == "made\n"
+    assert not (out / "tool.sh").is_symlink() and (out / "tool.sh").read_text() == "tool\n"
+    assert precious.read_text() == "the user's\n"
     blocked = tmp_path / "blocked"
     (blocked / "tool.sh").mkdir(parents=True)  # a folder where a file goes: refused even with --overwrite
     proc = updraft("resume", run_id, "--outdir", str(blocked), "--overwrite", workdir=wd)
