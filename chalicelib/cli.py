@@ -48,9 +48,19 @@ def _existing_workdir(args: argparse.Namespace) -> str:
 
 
 def _existing_runtime(args: argparse.Namespace) -> Any:
-    """The runtime of a work dir that has runs; NotFoundError naming the place otherwise."""
+    """The runtime of a work dir that has runs; NotFoundError naming the place otherwise. A
+    RUN given as `latest` becomes the newest run's id."""
     _existing_workdir(args)
-    return _runtime(args)
+    rt = _runtime(args)
+    if getattr(args, "run", None) == "latest":
+        from chalicelib.outputs.run_commands import resolve
+
+        try:
+            args.run = resolve(rt, args.run)
+        except BaseException:
+            rt.close()
+            raise
+    return rt
 
 
 def _runtime(args: argparse.Namespace) -> Any:
@@ -255,14 +265,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             plan = make_plan(wf, args.objective, args.deadline, args.budget, perf=perf_model(rt.workdir))
             wf = apply_plan(wf, plan)
+        from chalicelib.outputs.commands import after_success, with_publish
         from chalicelib.service.submission import submit
 
         # a plan changes what was validated
-        run = submit(rt, rt.request(wf, args.data, args.file, validated=not planned))
+        run = submit(rt, with_publish(rt.request(wf, args.data, args.file, validated=not planned), wf, args))
         code = _execute(rt, run.run_id, run.task_count, args, resume=False)
         _learn(rt, run.run_id, wf)
         if code == 0:
             _cwl_outputs(rt, run.run_id, args)
+            code = after_success(rt, run.run_id, args)  # --outdir, the workflow's publish rules
         return code
 
 
@@ -351,15 +363,13 @@ def _states_of(values: Sequence[str] | None) -> set[str]:
 
 def _task_or_suggest(rt: Any, run_id: str, task_id: str) -> Any:
     """The task's record; NotFoundError naming the closest ids (`blastn_000` -> `blastn-000`)."""
-    import difflib
-
     from chalicelib.errors import NotFoundError
+    from chalicelib.service.suggest import similar_ids
 
     try:
         return rt.store.get_task(run_id, task_id)
     except NotFoundError:
-        ids = [t.task_id for t in rt.store.iter_tasks(run_id)]
-        close = difflib.get_close_matches(task_id, ids, n=3, cutoff=0.6)
+        close = similar_ids(task_id, (t.task_id for t in rt.store.iter_tasks(run_id)))
         hint = f"; did you mean {', '.join(close)}?" if close else "; `updraft status RUN` lists its tasks"
         raise NotFoundError(f"run {run_id} has no task {task_id}{hint}") from None
 
@@ -413,9 +423,12 @@ def _copy_log(blobs: Any, key: str, lines: int | None) -> None:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from chalicelib.outputs.commands import after_success
+
     with _existing_runtime(args) as rt:
         run = rt.store.get_run(args.run)
-        return _execute(rt, run.run_id, run.task_count, args, resume=True)
+        code = _execute(rt, run.run_id, run.task_count, args, resume=True)
+        return after_success(rt, run.run_id, args) if code == 0 else code
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -428,12 +441,18 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from chalicelib.outputs.run_commands import check_action_options, run_action
+
+    check_action_options(args)
+    if args.action is not None:  # rm, gc
+        with _existing_runtime(args) as rt:
+            return run_action(args, rt)
     workdir = _workdir_of(args)
     if not _has_runs(workdir):  # no runs yet: nothing to list, and nothing to create
         if args.json:
             _print_json([])
         else:
-            print(f"no runs in {workdir} yet; start one with `updraft run FILE`")
+            print(f"no runs here ({workdir} has none); run one with `updraft run FILE`")
         return 0
     from chalicelib.service import runs
 
@@ -443,7 +462,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             _print_json(rows)
             return 0
         if not rows:
-            print(f"no runs in {rt.workdir} yet; start one with `updraft run FILE`")
+            print(f"no runs here ({rt.workdir} has none); run one with `updraft run FILE`")
         for row in rows:
             done = sum(row["counts"].get(s.value, 0) for s in DONE_OK)
             created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["created_at"]))
@@ -529,6 +548,16 @@ def _size_mb(text: str) -> float:
     return value
 
 
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of days, not {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more days, not {text}")
+    return value
+
+
 # what --format takes (formats.format_names() loads every importer; a test keeps this in step)
 FORMAT_NAMES = ("native", "hyperflow", "wfformat", "makeflow-json", "makeflow-jx", "makeflow", "cwl")
 EMULATE_HELP = ("hold function and auto tasks to Lambda's limits and defaults (900 s, 1,024 MB, 512 MB of "
@@ -573,7 +602,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--size-scale", type=float, default=None, help="replay: multiply recorded file sizes")
     _jx_options(p)
     p.add_argument("--job", default=None, help="CWL: the job file (the process's input values, YAML or JSON)")
-    p.add_argument("--outdir", default=None, help="CWL: where the output object's files go (default: .)")
+    p.add_argument("--outdir", default=None, metavar="DIR",
+                   help="copy the outputs here when the run succeeds: the workflow's publish rules resolved "
+                        "here, else its final outputs (CWL: the output object's files; default: .)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let --outdir and publish rules replace existing files that differ (default: refuse)")
     p.set_defaults(func=cmd_run)
 
     p = add("validate", "check a workflow file; exit 0 if valid, 2 if not", workdir=False)
@@ -623,6 +656,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--concurrency", type=_at_least(1), default=None)
     p.add_argument("--emulate-lambda", action="store_true", help=EMULATE_HELP)
+    from chalicelib.outputs.commands import add_options
+
+    add_options(p)  # --outdir, --overwrite
     p.set_defaults(func=cmd_resume)
 
     p = add("cancel", "cancel a run (stops its running tasks)")
@@ -637,9 +673,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_cache)
 
-    p = add("runs", "list runs, newest first")
+    p = add("runs", "list runs, newest first; `runs rm RUN...` deletes runs, `runs gc` old ones")
+    p.add_argument("action", nargs="?", choices=["rm", "gc"], help="rm: delete the named runs; gc: delete old runs")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="rm: the runs to delete (`latest`: the newest)")
     p.add_argument("--limit", type=_at_least(0), default=50)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--keep", type=_at_least(0), default=None, metavar="N", help="gc: keep the N newest runs")
+    p.add_argument("--older-than", type=_days, default=None, metavar="DAYS",
+                   help="gc: delete runs started more than DAYS ago")
+    p.add_argument("--dry-run", action="store_true", help="rm, gc: list what would be deleted, delete nothing")
     p.set_defaults(func=cmd_runs)
     if only in CORE_COMMANDS:
         return parser

@@ -101,3 +101,10 @@ class WorkdirError(UpdraftError):
     """The work dir, or the state database in it, cannot be used (names it and what to do)."""
 
     exit_code = 2
+
+
+class PublishError(UpdraftError):
+    """A run's outputs cannot be copied where it was told to publish them (a file there with
+    other content, a folder in the way): names each place and the fix; nothing was copied."""
+
+    exit_code = 2

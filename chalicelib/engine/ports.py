@@ -41,6 +41,12 @@ class StateStore(Protocol):
     def update_run(self, run_id: str, expect: Collection[RunState], changes: Mapping[str, Any]) -> RunRecord:
         """Apply `changes` if the run's state is in `expect`; returns the new record."""
 
+    def delete_run(self, run_id: str, expect: Collection[RunState]) -> RunRecord:
+        """Delete the run, its tasks, counters and edges if the run's state is in `expect`;
+        returns the record as it was. NotFoundError for an unknown run, StateConflictError
+        (with the current record) when its state is not in `expect`. A delete that stops
+        half-way leaves the run readable, so the same call again finishes it."""
+
     def get_task(self, run_id: str, task_id: str) -> TaskRecord:
         """Raises NotFoundError."""
 

@@ -123,6 +123,10 @@ class CountingStore:
         self.write_units += 1
         return self.inner.update_run(run_id, expect, changes)
 
+    def delete_run(self, run_id: str, expect: Collection[RunState]) -> RunRecord:
+        self.write_units += 1 + self.inner.get_run(run_id).task_count
+        return self.inner.delete_run(run_id, expect)
+
     def get_task(self, run_id: str, task_id: str) -> TaskRecord:
         self.read_units += 1
         return self.inner.get_task(run_id, task_id)

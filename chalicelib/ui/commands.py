@@ -155,7 +155,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from chalicelib.report.build import write_report
 
     client = _reading_client(args)
-    run_id = args.run or _latest(client)
+    run_id = args.run if args.run not in (None, "latest") else _latest(client)
     data = run_data(client, run_id)
     out = args.out or os.path.join(os.getcwd(), f"report-{run_id}")
     files = write_report(data, out, rows=args.rows)

@@ -320,6 +320,45 @@ class DynamoStateStore:
             raise _run_conflict(run_record(old), expect) from None
         return run_record(resp["Attributes"])
 
+    def delete_run(self, run_id: str, expect: Collection[RunState]) -> RunRecord:
+        """The task, edge and counter items go first, the run item last and on condition of
+        its state: a delete cut short leaves the run listed, and the same call finishes it."""
+        cur = self.get_run(run_id)
+        if cur.state not in expect:
+            raise _run_conflict(cur, expect)
+        tshards, cshards = self._run_shards(run_id)
+        keys: list[dict[str, Any]] = [counter_key(run_id, j) for j in range(cshards)]
+        for shard in range(tshards):  # task items and the edge items beside them
+            e = x.Expr()
+            cond = f"{e.n('pk')} = {e.v(x.text(task_pk(run_id, shard)))}"
+            kwargs: dict[str, Any] = {}
+            while True:
+                resp = self._ddb.query(TableName=self.table, KeyConditionExpression=cond, ConsistentRead=True,
+                                       ProjectionExpression=f"{e.n('pk')}, {e.n('sk')}", **e.kwargs(), **kwargs)
+                keys.extend({"pk": i["pk"], "sk": i["sk"]} for i in resp.get("Items", []))
+                if "LastEvaluatedKey" not in resp:
+                    break
+                kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        with self._lock:
+            self._deltas.pop(run_id, None)
+        self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
+        e = x.Expr()
+        expect_vals = ", ".join(e.v(x.text(RunState(s).value)) for s in expect) or e.v(x.text("-"))
+        try:
+            self._ddb.delete_item(TableName=self.table, Key=run_key(run_id),
+                                  ConditionExpression=f"{e.n('rs')} IN ({expect_vals})",
+                                  ReturnValuesOnConditionCheckFailure="ALL_OLD", **e.kwargs())
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            old = getattr(exc, "response", {}).get("Item")
+            if not old:
+                raise NotFoundError(f"no run {run_id!r} in table {self.table}") from None
+            raise _run_conflict(run_record(old), expect) from None
+        self._shards.pop(run_id, None)
+        self._edge_mode = {k for k in self._edge_mode if k[0] != run_id}
+        return cur
+
     # ---- tasks -----------------------------------------------------------------------------
 
     def _task_key(self, run_id: str, task_id: str) -> dict[str, Any]:

@@ -272,6 +272,17 @@ class SqliteStateStore:
             )
             return self.get_run(run_id)
 
+    def delete_run(self, run_id: str, expect: Collection[RunState]) -> RunRecord:
+        with self._tx():  # one transaction: the run and everything of it go together
+            cur = self.get_run(run_id)
+            if cur.state not in expect:
+                raise StateConflictError(f"run {run_id} is {cur.state}, expected one of {sorted(expect)}", cur)
+            for table in ("tasks", "done_edges", "counts", "runs"):
+                self._db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))  # nosec B608: fixed names
+            for key in [k for k in self._deltas if k[0] == run_id]:
+                del self._deltas[key]
+            return cur
+
     # ---- tasks --------------------------------------------------------------------------
 
     def get_task(self, run_id: str, task_id: str) -> TaskRecord:
