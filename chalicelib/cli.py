@@ -238,6 +238,13 @@ def _summary_table(rt: Any, run_id: str, wall: float) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if getattr(args, "dry_run", False):
+        return cmd_dry_run(args)
+    return _run_file(args)
+
+
+def _prepared(args: argparse.Namespace) -> Any:
+    """The workflow `run` would submit: loaded, turned into a replay if asked, validated."""
     from chalicelib.workflow.validate import validate
 
     wf = _load(args)
@@ -246,22 +253,74 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         wf = to_replay(wf, time_scale=args.time_scale, size_scale=args.size_scale)
     validate(wf, args.file, lambda_limits=args.emulate_lambda)
+    return wf
+
+
+def _planned(rt: Any, wf: Any, args: argparse.Namespace) -> tuple[Any, bool]:
+    """The workflow placed and sized by the planner when --objective/--deadline/--budget ask."""
+    planned = bool(args.objective or args.deadline is not None or args.budget is not None)
+    if planned:
+        from chalicelib.planner import apply_plan, make_plan, perf_model
+
+        plan = make_plan(wf, args.objective, args.deadline, args.budget, perf=perf_model(rt.workdir))
+        wf = apply_plan(wf, plan)
+    return wf, planned
+
+
+def _run_file(args: argparse.Namespace, resumed_from: str | None = None,
+              announce: Callable[[str], None] | None = None) -> int:
+    """Submit `args.file` as a new run and execute it; the options it was given are stored
+    with it (service/run_origin.py) for `resume`."""
+    from msgspec.structs import replace
+
+    from chalicelib.service import run_origin
+    from chalicelib.service.submission import submit
+
+    wf = _prepared(args)
     with _runtime(args) as rt:
-        planned = bool(args.objective or args.deadline is not None or args.budget is not None)
-        if planned:
-            from chalicelib.planner import apply_plan, make_plan, perf_model
-
-            plan = make_plan(wf, args.objective, args.deadline, args.budget, perf=perf_model(rt.workdir))
-            wf = apply_plan(wf, plan)
-        from chalicelib.service.submission import submit
-
-        # a plan changes what was validated
-        run = submit(rt, rt.request(wf, args.data, args.file, validated=not planned))
+        wf, planned = _planned(rt, wf, args)
+        request = rt.request(wf, args.data, args.file, validated=not planned)  # a plan changes what was validated
+        submitted = run_origin.capture(vars(args), args.file, resumed_from)
+        request = replace(request, options={**request.options, run_origin.KEY: submitted.to_dict()})
+        run = submit(rt, request)
+        if announce is not None:
+            announce(run.run_id)
         code = _execute(rt, run.run_id, run.task_count, args, resume=False)
         _learn(rt, run.run_id, wf)
         if code == 0:
             _cwl_outputs(rt, run.run_id, args)
         return code
+
+
+def cmd_dry_run(args: argparse.Namespace) -> int:
+    """`run --dry-run`: validate, find the inputs, and say per task (topological order)
+    whether it is cached or would run, and where; nothing is written (backends/local/dry_run.py)."""
+    from chalicelib.backends.local import dry_run
+    from chalicelib.backends.local.runtime import input_sources, may_reuse, resolve_deps
+
+    wf = _prepared(args)
+    workdir = _workdir_of(args)
+    if args.objective or args.deadline is not None or args.budget is not None:
+        from chalicelib.planner import apply_plan, make_plan, perf_model
+
+        wf = apply_plan(wf, make_plan(wf, args.objective, args.deadline, args.budget, perf=perf_model(workdir)))
+    if any(t.deps for t in wf.tasks):
+        wf = resolve_deps(wf)
+    patterns = tuple(args.rerun or ())
+    steps = dry_run.predict(wf, input_sources(wf, args.data), os.path.join(workdir, "cache"),
+                            memoize=not args.no_cache,
+                            reuse=lambda task: may_reuse(task, patterns))
+    counts = dry_run.summary(steps)
+    if args.json:
+        _print_json({"file": args.file, "dry_run": True, "tasks": len(steps), **counts,
+                     "steps": [s.to_dict() for s in steps]})
+        return 0
+    print(f"{args.file}: valid, {len(steps)} tasks: {counts['cached']} cached, {counts['run']} to run "
+          "(dry run: nothing was run or written)")
+    print(f"  {'task':<32} {'would':<7} {'placement':<10} why")
+    for s in steps:
+        print(f"  {s.task_id[:32]:<32} {s.verdict:<7} {s.placement:<10} {s.why}")
+    return 0
 
 
 def _learn(rt: Any, run_id: str, wf: Any) -> None:
@@ -407,9 +466,53 @@ def _copy_log(blobs: Any, key: str, lines: int | None) -> None:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    """Resume with the options the run was made with (a flag given here overrides one); an
+    edited workflow file runs as a new run reusing unchanged tasks (service/run_origin.py)."""
+    from chalicelib.service import run_origin
+
     with _existing_runtime(args) as rt:
         run = rt.store.get_run(args.run)
+    stored = run_origin.Submitted.of(run.options)
+    options, overrides = run_origin.execution_options(
+        stored, {k: getattr(args, k, None) for k in run_origin.EXECUTION_FIELDS})
+    for override in overrides:
+        sys.stderr.write(f"updraft: {override.describe()}\n")
+    vars(args).update(options)
+    change = run_origin.compare(stored) if stored is not None else None
+    mode = run_origin.choose(run.run_id, stored, change, args.reload)
+    if mode == run_origin.RELOAD and stored is not None and change is not None:
+        return _resume_edited(args, run, stored, change)
+    note = run_origin.describe(run.run_id, change, mode)
+    if note:
+        sys.stderr.write(f"updraft: {note}\n")
+    with _runtime(args) as rt:
         return _execute(rt, run.run_id, run.task_count, args, resume=True)
+
+
+def _resume_edited(args: argparse.Namespace, run: Any, stored: Any, change: Any) -> int:
+    """Run the edited file as a new run with the old run's options; the old run, if a killed
+    process left it RUNNING, is cancelled (the new run supersedes it)."""
+    from chalicelib.errors import RunBusyError
+    from chalicelib.service import run_origin
+
+    with _runtime(args) as rt:
+        pid = rt.owner(run.run_id)
+        if pid is not None:
+            raise RunBusyError(f"run {run.run_id} is being executed by process {pid}; wait for it or "
+                               f"`updraft cancel {run.run_id}`, then resume")
+        if run.state is RunState.RUNNING:
+            rt.cancel(run.run_id)
+    loaded = {k: stored.options.get(k) for k in run_origin.ORIGIN_FIELDS}
+    new_args = argparse.Namespace(**{**vars(args), **loaded, "file": stored.file, "outdir": None,
+                                     "dry_run": False})
+
+    def announce(new_run: str) -> None:
+        sys.stderr.write(f"updraft: {run_origin.describe(run.run_id, change, run_origin.RELOAD, new_run)}\n")
+        if args.no_cache:
+            sys.stderr.write("updraft: --no-cache (the run's): no result is reused or kept, every task of the "
+                             "edited file runs\n")
+
+    return _run_file(new_args, resumed_from=run.run_id, announce=announce)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -562,6 +665,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, default=None, help="plan: the fastest placement costing at most D dollars")
     p.add_argument("--rerun", action="append", metavar="PATTERN",
                    help="always run tasks whose id or type matches (fnmatch; repeatable)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate, then list each task (topological order) as cached or to run, and where; "
+                        "run nothing, write nothing")
     p.add_argument("--replay", action="store_true", help="replay recorded runtimes and sizes instead of commands")
     p.add_argument("--time-scale", type=float, default=None, help="replay: multiply recorded runtimes")
     p.add_argument("--size-scale", type=float, default=None, help="replay: multiply recorded file sizes")
@@ -611,12 +717,25 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     add_log_options(p)
     p.set_defaults(func=cmd_logs)
 
-    p = add("resume", "re-run what did not succeed; reuse what did")
+    p = add("resume", "re-run what did not succeed, reuse what did, with the options the run was made "
+                      "with; an edited workflow file runs as a new run reusing its unchanged tasks")
     p.add_argument("run")
-    p.add_argument("--no-cache", action="store_true")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--concurrency", type=_at_least(1), default=None)
-    p.add_argument("--emulate-lambda", action="store_true", help=EMULATE_HELP)
+    p.add_argument("--concurrency", type=_at_least(1), default=None, help="parallel tasks (default: the run's)")
+    p.add_argument("--no-cache", dest="no_cache", action="store_const", const=True, default=None,
+                   help="run every task; neither reuse nor keep results (default: as the run was made)")
+    p.add_argument("--cache", dest="no_cache", action="store_const", const=False,
+                   help="reuse and keep results, though the run was made with --no-cache")
+    p.add_argument("--emulate-lambda", dest="emulate_lambda", action="store_const", const=True, default=None,
+                   help=EMULATE_HELP + " (default: as the run was made)")
+    p.add_argument("--no-emulate-lambda", dest="emulate_lambda", action="store_const", const=False,
+                   help="do not hold tasks to Lambda's limits, though the run was made with --emulate-lambda")
+    p.add_argument("--rerun", action="append", metavar="PATTERN", default=None,
+                   help="always run tasks whose id or type matches (default: the run's patterns)")
+    p.add_argument("--reload", dest="reload", action="store_const", const=True, default=None,
+                   help="run the workflow file again (the default when it was edited since the run was made)")
+    p.add_argument("--stored", dest="reload", action="store_const", const=False,
+                   help="replay the run as submitted (its stored spec), even if its file was edited")
     p.set_defaults(func=cmd_resume)
 
     p = add("cancel", "cancel a run (stops its running tasks)")

@@ -1,0 +1,124 @@
+"""`updraft resume` honours what the run was made with: its options, and an edited file.
+
+Issue 27: after fixing a typo in the workflow file, `resume` re-ran the old command and said
+nothing, and dropped `--no-cache`. Real runs through the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.cli import run_json, status, updraft, write_workflow
+
+
+def _pipeline(tmp: Path, ledger: Path, typo: bool) -> Path:
+    """prep -> fix -> use, and an independent side task; `fix` fails while it has the typo."""
+    fix = "cat prep.txt missing-typo.txt > fixed.txt" if typo else "cat prep.txt > fixed.txt"
+    return write_workflow(tmp / "wf.json", [
+        {"id": "prep", "shell": f"echo prep >> {ledger}; echo hello > prep.txt", "outputs": ["prep.txt"]},
+        {"id": "side", "shell": f"echo side >> {ledger}; echo side > side.txt", "outputs": ["side.txt"]},
+        {"id": "fix", "shell": f"echo fix >> {ledger}; {fix}", "inputs": ["prep.txt"], "outputs": ["fixed.txt"]},
+        {"id": "use", "shell": f"echo use >> {ledger}; wc -c < fixed.txt > used.txt", "inputs": ["fixed.txt"],
+         "outputs": ["used.txt"]},
+    ])
+
+
+def _count(ledger: Path, name: str) -> int:
+    return ledger.read_text().split().count(name)
+
+
+def _runs(wd: Path) -> list[dict[str, Any]]:
+    return list(json.loads(updraft("runs", "--json", workdir=wd, check=True).stdout))
+
+
+def test_resume_runs_the_edited_file_and_reuses_unchanged_tasks(tmp_path: Path) -> None:
+    ledger, wd = tmp_path / "ledger", tmp_path / "wd"
+    wf = _pipeline(tmp_path, ledger, typo=True)
+    code, first = run_json(wf, wd)
+    assert code == 1 and first["state"] == "FAILED"
+    _pipeline(tmp_path, ledger, typo=False)  # the user fixes the typo in the file
+
+    resumed = updraft("resume", first["run_id"], "--json", workdir=wd)
+    assert resumed.returncode == 0, resumed.stderr
+    out = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert out["state"] == "SUCCEEDED" and out["run_id"] != first["run_id"]
+    assert f"{wf} changed since run {first['run_id']}" in resumed.stderr
+    assert f"new run {out['run_id']}" in resumed.stderr
+    # the unchanged tasks that succeeded were not executed again: memo hits in the new run
+    assert _count(ledger, "prep") == 1 and _count(ledger, "side") == 1
+    assert _count(ledger, "fix") == 2 and _count(ledger, "use") == 1
+    st = status(out["run_id"], wd)
+    states = {t["id"]: t["state"] for t in st["tasks"]}
+    assert states == {"prep": "CACHED", "side": "CACHED", "fix": "SUCCEEDED", "use": "SUCCEEDED"}
+    assert st["cache"]["memo_hits"] == 2
+    new = next(r for r in _runs(wd) if r["run_id"] == out["run_id"])
+    assert new["options"]["submitted"]["resumed_from"] == first["run_id"]
+
+
+def test_resume_stored_replays_the_old_spec_and_says_how_to_run_the_edit(tmp_path: Path) -> None:
+    ledger, wd = tmp_path / "ledger", tmp_path / "wd"
+    wf = _pipeline(tmp_path, ledger, typo=True)
+    _, first = run_json(wf, wd)
+    _pipeline(tmp_path, ledger, typo=False)
+
+    replayed = updraft("resume", first["run_id"], "--stored", "--json", workdir=wd)
+    assert replayed.returncode == 1
+    out = json.loads(replayed.stdout.strip().splitlines()[-1])
+    assert out["run_id"] == first["run_id"] and out["state"] == "FAILED"  # the old command, in place
+    assert "replaying the run as submitted" in replayed.stderr
+    assert f"`updraft resume {first['run_id']}`" in replayed.stderr
+    attempts = {t["id"]: t["attempts"] for t in status(first["run_id"], wd)["tasks"]}
+    assert attempts["fix"] == 2 and attempts["prep"] == 1 and _count(ledger, "prep") == 1
+    assert len(_runs(wd)) == 1
+
+
+def test_resume_of_an_unchanged_file_resumes_in_place_silently(tmp_path: Path) -> None:
+    ledger, wd = tmp_path / "ledger", tmp_path / "wd"
+    wf = _pipeline(tmp_path, ledger, typo=True)
+    _, first = run_json(wf, wd)
+    again = updraft("resume", first["run_id"], workdir=wd)
+    assert again.returncode == 1 and "changed" not in again.stderr and len(_runs(wd)) == 1
+
+
+def test_resume_keeps_no_cache_and_a_flag_overrides_it(tmp_path: Path) -> None:
+    """A memoized result exists for `flaky`; the run made with --no-cache must not use it on
+    resume (today's code dropped --no-cache, so the result was reused)."""
+    ledger, flag, wd = tmp_path / "ledger", tmp_path / "flag", tmp_path / "wd"
+    wf = write_workflow(tmp_path / "f.json", [
+        {"id": "flaky", "shell": f"echo flaky >> {ledger}; test -e {flag} && echo x > o.txt",
+         "outputs": ["o.txt"]}])
+    flag.write_text("")
+    assert run_json(wf, wd)[0] == 0  # memoizes flaky's result
+    flag.unlink()
+    code, first = run_json(wf, wd, "--no-cache", "--concurrency", "1", "--emulate-lambda")
+    assert code == 1 and _count(ledger, "flaky") == 2
+    opts = next(r for r in _runs(wd) if r["run_id"] == first["run_id"])["options"]["submitted"]["options"]
+    assert opts == {"no_cache": True, "concurrency": 1, "emulate_lambda": True}
+    flag.write_text("")
+
+    kept = updraft("resume", first["run_id"], "--json", workdir=wd)
+    assert kept.returncode == 0, kept.stderr
+    assert _count(ledger, "flaky") == 3  # ran again: --no-cache was kept
+    assert "overrides" not in kept.stderr
+
+    flag.unlink()
+    code, second = run_json(wf, wd, "--no-cache", "--emulate-lambda")
+    assert code == 1 and _count(ledger, "flaky") == 4
+    overridden = updraft("resume", second["run_id"], "--cache", "--no-emulate-lambda", workdir=wd)
+    assert overridden.returncode == 0, overridden.stderr  # the memoized result stands in: no flag needed
+    assert _count(ledger, "flaky") == 4
+    assert "--cache given: overrides the run's --no-cache" in overridden.stderr
+    assert "--no-emulate-lambda given: overrides the run's --emulate-lambda" in overridden.stderr
+
+
+def test_resume_reload_without_a_recorded_file_is_one_clear_error(tmp_path: Path) -> None:
+    ledger, wd = tmp_path / "ledger", tmp_path / "wd"
+    wf = _pipeline(tmp_path, ledger, typo=True)
+    _, first = run_json(wf, wd)
+    wf.unlink()
+    gone = updraft("resume", first["run_id"], "--reload", workdir=wd)
+    assert gone.returncode == 2 and "is gone" in gone.stderr and "Traceback" not in gone.stderr
+    replay = updraft("resume", first["run_id"], workdir=wd)  # the default replays, and says why
+    assert replay.returncode == 1 and "is gone: resuming the run as it was submitted" in replay.stderr
