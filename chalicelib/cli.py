@@ -169,7 +169,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     from chalicelib.workflow.graph import summarize
     from chalicelib.workflow.validate import validate
 
-    s = summarize(validate(_load(args), args.file, lambda_limits=False))
+    wf = validate(_load(args), args.file, lambda_limits=False)
+    if args.dag:
+        return _write_dag(wf, args)
+    s = summarize(wf)
     if args.json:
         _print_json(s.to_dict())
         return 0
@@ -185,6 +188,29 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"  {path}")
     if len(s.external_inputs) > 20:
         print(f"  ... and {len(s.external_inputs) - 20} more")
+    return 0
+
+
+def _write_dag(wf: Any, args: argparse.Namespace) -> int:
+    """`show --dag OUT`: the DAG as a picture, its format from OUT's extension
+    (workflow/dag_picture.py); written whole or not at all."""
+    from chalicelib.workflow import dag_picture
+
+    fmt = dag_picture.format_of(args.dag)
+    pic = dag_picture.picture(wf, args.dag_by)
+    data = dag_picture.render(pic, fmt, wf.name)
+    tmp = f"{args.dag}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, args.dag)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise ConfigError(f"cannot write {args.dag}: {exc.strerror or exc}; "
+                          "name a file in an existing folder") from None
+    what = f"{len(pic.nodes)} task types" if pic.collapsed else f"{len(pic.nodes)} tasks"
+    print(f"{args.file}: DAG of {pic.tasks} tasks written to {args.dag} ({fmt}, {what}, {len(pic.edges)} edges)")
     return 0
 
 
@@ -684,10 +710,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     _jx_options(p)
     p.set_defaults(func=cmd_validate)
 
-    p = add("show", "describe a workflow: tasks, edges, levels, width, critical path, inputs", workdir=False)
+    p = add("show", "describe a workflow: tasks, edges, levels, width, critical path, inputs; "
+                    "--dag draws it", workdir=False)
     p.add_argument("file")
     p.add_argument("--format", default=None, help=FORMAT_HELP)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--dag", default=None, metavar="OUT",
+                   help="write the DAG as a picture: OUT.svg, OUT.png (needs graphviz) or OUT.dot")
+    p.add_argument("--dag-by", choices=["auto", "task", "type"], default="auto",
+                   help="one node per task, or per task type (auto: per type above 120 tasks)")
     _jx_options(p)
     p.set_defaults(func=cmd_show)
 
