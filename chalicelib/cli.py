@@ -214,7 +214,7 @@ def _write_dag(wf: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _finish_report(rt: Any, run_id: str, wall: float, as_json: bool) -> int:
+def _finish_report(rt: Any, run_id: str, wall: float, as_json: bool, extra: dict[str, Any] | None = None) -> int:
     from chalicelib.engine.states import TaskState
 
     run = rt.store.get_run(run_id)
@@ -224,7 +224,7 @@ def _finish_report(rt: Any, run_id: str, wall: float, as_json: bool) -> int:
                    **({"failed_parent": rec.result["failed_parent"]} if "failed_parent" in (rec.result or {}) else {})}
                   for rec in rt.store.iter_tasks(run_id, [TaskState.FAILED, TaskState.UPSTREAM_FAILED])]
         _print_json({"run_id": run_id, "state": run.state.value, "counts": counts, "wall_s": round(wall, 3),
-                     "failed": failed})
+                     "failed": failed, **(extra or {})})
     else:
         _summary_table(rt, run_id, wall)
     return 0 if run.state is RunState.SUCCEEDED else 1
@@ -311,7 +311,8 @@ def _run_file(args: argparse.Namespace, resumed_from: str | None = None,
         run = submit(rt, request)
         if announce is not None:
             announce(run.run_id)
-        code = _execute(rt, run.run_id, run.task_count, args, resume=False)
+        code = _execute(rt, run.run_id, run.task_count, args, resume=False,
+                        extra={"resumed_from": resumed_from} if resumed_from else None)
         _learn(rt, run.run_id, wf)
         if code == 0:
             _cwl_outputs(rt, run.run_id, args)
@@ -359,7 +360,8 @@ def _learn(rt: Any, run_id: str, wf: Any) -> None:
         sys.stderr.write(f"updraft: could not record task history: {exc}\n")
 
 
-def _execute(rt: Any, run_id: str, total: int, args: argparse.Namespace, resume: bool) -> int:
+def _execute(rt: Any, run_id: str, total: int, args: argparse.Namespace, resume: bool,
+             extra: dict[str, Any] | None = None) -> int:
     progress = Progress(total, sys.stderr)
     if progress.enabled and not args.json:
         sys.stderr.write(f"run {run_id}: {total} tasks (workdir {rt.workdir})\n")
@@ -371,7 +373,7 @@ def _execute(rt: Any, run_id: str, total: int, args: argparse.Namespace, resume:
             rt.run(run_id, progress if progress.enabled else None)
     finally:
         progress.close()
-    return _finish_report(rt, run_id, time.monotonic() - started, args.json)
+    return _finish_report(rt, run_id, time.monotonic() - started, args.json, extra)
 
 
 def cache_metrics(tasks: Sequence[Any]) -> dict[str, int]:

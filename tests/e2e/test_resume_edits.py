@@ -44,6 +44,7 @@ def test_resume_runs_the_edited_file_and_reuses_unchanged_tasks(tmp_path: Path) 
     assert resumed.returncode == 0, resumed.stderr
     out = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert out["state"] == "SUCCEEDED" and out["run_id"] != first["run_id"]
+    assert out["resumed_from"] == first["run_id"]
     assert f"{wf} changed since run {first['run_id']}" in resumed.stderr
     assert f"new run {out['run_id']}" in resumed.stderr
     # the unchanged tasks that succeeded were not executed again: memo hits in the new run
@@ -122,3 +123,24 @@ def test_resume_reload_without_a_recorded_file_is_one_clear_error(tmp_path: Path
     assert gone.returncode == 2 and "is gone" in gone.stderr and "Traceback" not in gone.stderr
     replay = updraft("resume", first["run_id"], workdir=wd)  # the default replays, and says why
     assert replay.returncode == 1 and "is gone: resuming the run as it was submitted" in replay.stderr
+
+
+def test_a_resume_from_the_sdk_or_dashboard_keeps_no_cache_too(tmp_path: Path) -> None:
+    """The local server's executor (the dashboard's Resume button, the SDK's resume) runs the
+    run with the options `updraft run` stored, not its defaults."""
+    from updraft import Client
+
+    ledger, flag, wd = tmp_path / "ledger", tmp_path / "flag", tmp_path / "wd"
+    wf = write_workflow(tmp_path / "f.json", [
+        {"id": "flaky", "shell": f"echo flaky >> {ledger}; test -e {flag} && echo x > o.txt",
+         "outputs": ["o.txt"]}])
+    flag.write_text("")
+    assert run_json(wf, wd)[0] == 0  # memoizes flaky's result
+    flag.unlink()
+    code, first = run_json(wf, wd, "--no-cache")
+    assert code == 1 and _count(ledger, "flaky") == 2
+    flag.write_text("")
+    client = Client(workdir=str(wd))
+    client.resume(first["run_id"])
+    assert client.wait(first["run_id"], timeout=60)["state"] == "SUCCEEDED"
+    assert _count(ledger, "flaky") == 3  # it ran: the stored --no-cache held, the memo was not used
