@@ -294,15 +294,15 @@ def _planned(rt: Any, wf: Any, args: argparse.Namespace) -> tuple[Any, bool]:
 
 
 def _run_file(args: argparse.Namespace, resumed_from: str | None = None,
-              announce: Callable[[str], None] | None = None) -> int:
-    """Submit `args.file` as a new run and execute it; the options it was given are stored
-    with it (service/run_origin.py) for `resume`."""
+              announce: Callable[[str], None] | None = None, wf: Any = None) -> int:
+    """Submit `args.file` (`wf`: as `_prepared` read it, when the caller did) as a new run and
+    execute it; the options it was given are stored with it (service/run_origin.py) for `resume`."""
     from msgspec.structs import replace
 
     from chalicelib.service import run_origin
     from chalicelib.service.submission import submit
 
-    wf = _prepared(args)
+    wf = wf if wf is not None else _prepared(args)
     with _runtime(args) as rt:
         wf, planned = _planned(rt, wf, args)
         request = rt.request(wf, args.data, args.file, validated=not planned)  # a plan changes what was validated
@@ -523,6 +523,10 @@ def _resume_edited(args: argparse.Namespace, run: Any, stored: Any, change: Any)
     from chalicelib.errors import RunBusyError
     from chalicelib.service import run_origin
 
+    loaded = {k: stored.options.get(k) for k in run_origin.ORIGIN_FIELDS}
+    new_args = argparse.Namespace(**{**vars(args), **loaded, "file": stored.file, "outdir": None,
+                                     "dry_run": False})
+    wf = _prepared(new_args)  # an edit that broke the file is refused before anything changes
     with _runtime(args) as rt:
         pid = rt.owner(run.run_id)
         if pid is not None:
@@ -530,9 +534,6 @@ def _resume_edited(args: argparse.Namespace, run: Any, stored: Any, change: Any)
                                f"`updraft cancel {run.run_id}`, then resume")
         if run.state is RunState.RUNNING:
             rt.cancel(run.run_id)
-    loaded = {k: stored.options.get(k) for k in run_origin.ORIGIN_FIELDS}
-    new_args = argparse.Namespace(**{**vars(args), **loaded, "file": stored.file, "outdir": None,
-                                     "dry_run": False})
 
     def announce(new_run: str) -> None:
         sys.stderr.write(f"updraft: {run_origin.describe(run.run_id, change, run_origin.RELOAD, new_run)}\n")
@@ -540,7 +541,7 @@ def _resume_edited(args: argparse.Namespace, run: Any, stored: Any, change: Any)
             sys.stderr.write("updraft: --no-cache (the run's): no result is reused or kept, every task of the "
                              "edited file runs\n")
 
-    return _run_file(new_args, resumed_from=run.run_id, announce=announce)
+    return _run_file(new_args, resumed_from=run.run_id, announce=announce, wf=wf)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

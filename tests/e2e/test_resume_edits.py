@@ -144,3 +144,50 @@ def test_a_resume_from_the_sdk_or_dashboard_keeps_no_cache_too(tmp_path: Path) -
     client.resume(first["run_id"])
     assert client.wait(first["run_id"], timeout=60)["state"] == "SUCCEEDED"
     assert _count(ledger, "flaky") == 3  # it ran: the stored --no-cache held, the memo was not used
+
+
+def test_an_edit_that_breaks_the_file_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    ledger, wd = tmp_path / "ledger", tmp_path / "wd"
+    wf = _pipeline(tmp_path, ledger, typo=True)
+    _, first = run_json(wf, wd)
+    wf.write_text('{"name": "broken", "tasks": [{"id": "x"}]}')
+    refused = updraft("resume", first["run_id"], workdir=wd)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr and "x" in refused.stderr
+    assert len(_runs(wd)) == 1 and status(first["run_id"], wd)["state"] == "FAILED"
+
+
+def test_an_edited_file_supersedes_a_killed_run(tmp_path: Path) -> None:
+    """A run whose process was killed (left RUNNING) and whose file was then edited: resume
+    runs the edit as a new run and cancels the old one, so nothing is left RUNNING."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.e2e.cli import REPO
+
+    ledger, wd = tmp_path / "ledger", tmp_path / "wd"
+    tasks = [{"id": f"t{i}", "shell": f"echo t{i} >> {ledger}; sleep 0.3; echo {i} > o{i}", "outputs": [f"o{i}"],
+              **({"inputs": [f"o{i - 1}"]} if i else {})} for i in range(6)]
+    wf = write_workflow(tmp_path / "chain.json", tasks)
+    proc = subprocess.Popen([sys.executable, "-m", "chalicelib.cli", "run", str(wf), "--workdir", str(wd)],
+                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not ledger.exists() or len(ledger.read_text().split()) < 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    old = _runs(wd)[0]["run_id"]
+    assert status(old, wd)["state"] == "RUNNING"
+    tasks[-1]["shell"] = tasks[-1]["shell"].replace("echo 5", "echo five")
+    write_workflow(wf, tasks)
+    resumed = updraft("resume", old, "--json", workdir=wd)
+    assert resumed.returncode == 0, resumed.stderr
+    new = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert new["state"] == "SUCCEEDED" and status(old, wd)["state"] == "CANCELLED"
+    done_before = [t for t in (f"t{i}" for i in range(5)) if _count(ledger, t) >= 1]
+    states = {t["id"]: t["state"] for t in status(new["run_id"], wd)["tasks"]}
+    assert states["t5"] == "SUCCEEDED" and states["t0"] == "CACHED"
+    assert all(_count(ledger, t) == 1 for t in done_before if states[t] == "CACHED")
