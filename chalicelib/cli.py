@@ -282,13 +282,14 @@ def _prepared(args: argparse.Namespace) -> Any:
     return wf
 
 
-def _planned(rt: Any, wf: Any, args: argparse.Namespace) -> tuple[Any, bool]:
-    """The workflow placed and sized by the planner when --objective/--deadline/--budget ask."""
+def _planned(workdir: str, wf: Any, args: argparse.Namespace) -> tuple[Any, bool]:
+    """The workflow placed and sized by the planner when --objective/--deadline/--budget ask
+    (with what the work dir's history says of its task types)."""
     planned = bool(args.objective or args.deadline is not None or args.budget is not None)
     if planned:
         from chalicelib.planner import apply_plan, make_plan, perf_model
 
-        plan = make_plan(wf, args.objective, args.deadline, args.budget, perf=perf_model(rt.workdir))
+        plan = make_plan(wf, args.objective, args.deadline, args.budget, perf=perf_model(workdir))
         wf = apply_plan(wf, plan)
     return wf, planned
 
@@ -304,7 +305,7 @@ def _run_file(args: argparse.Namespace, resumed_from: str | None = None,
 
     wf = wf if wf is not None else _prepared(args)
     with _runtime(args) as rt:
-        wf, planned = _planned(rt, wf, args)
+        wf, planned = _planned(rt.workdir, wf, args)
         request = rt.request(wf, args.data, args.file, validated=not planned)  # a plan changes what was validated
         submitted = run_origin.capture(vars(args), args.file, resumed_from)
         request = replace(request, options={**request.options, run_origin.KEY: submitted.to_dict()})
@@ -325,12 +326,8 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
     from chalicelib.backends.local import dry_run
     from chalicelib.backends.local.runtime import input_sources, may_reuse, resolve_deps
 
-    wf = _prepared(args)
     workdir = _workdir_of(args)
-    if args.objective or args.deadline is not None or args.budget is not None:
-        from chalicelib.planner import apply_plan, make_plan, perf_model
-
-        wf = apply_plan(wf, make_plan(wf, args.objective, args.deadline, args.budget, perf=perf_model(workdir)))
+    wf, _ = _planned(workdir, _prepared(args), args)
     if any(t.deps for t in wf.tasks):
         wf = resolve_deps(wf)
     patterns = tuple(args.rerun or ())
