@@ -510,8 +510,36 @@ def cmd_resume(args: argparse.Namespace) -> int:
     note = run_origin.describe(run.run_id, change, mode)
     if note:
         sys.stderr.write(f"updraft: {note}\n")
+    if args.dry_run:
+        return _resume_dry_run(args, run)
     with _runtime(args) as rt:
         return _execute(rt, run.run_id, run.task_count, args, resume=True)
+
+
+def _resume_dry_run(args: argparse.Namespace, run: Any) -> int:
+    """`resume --dry-run` in place: which tasks the run keeps and which it would run again."""
+    from chalicelib.engine.states import DONE_OK
+
+    with _existing_runtime(args) as rt:
+        spec = rt.specs.get(run.run_id)
+        records = {r.task_id: r for r in rt.store.iter_tasks(run.run_id)}
+    from chalicelib.workflow.graph import topological_order
+
+    order = topological_order(spec.graph) or [t.id for t in spec.workflow.tasks]
+    rows = [{"id": tid, "type": spec.tasks[tid].task_type, "state": records[tid].state.value,
+             "verdict": "kept" if records[tid].state in DONE_OK else "run",
+             "placement": records[tid].placement} for tid in order]
+    kept = sum(r["verdict"] == "kept" for r in rows)
+    if args.json:
+        _print_json({"run_id": run.run_id, "dry_run": True, "tasks": len(rows), "kept": kept,
+                     "run": len(rows) - kept, "steps": rows})
+        return 0
+    print(f"run {run.run_id}: {len(rows)} tasks: {kept} kept, {len(rows) - kept} to run "
+          "(dry run: nothing was run or written)")
+    print(f"  {'task':<32} {'would':<7} {'placement':<10} now")
+    for r in rows:
+        print(f"  {r['id'][:32]:<32} {r['verdict']:<7} {r['placement']:<10} {r['state']}")
+    return 0
 
 
 def _resume_edited(args: argparse.Namespace, run: Any, stored: Any, change: Any) -> int:
@@ -521,8 +549,11 @@ def _resume_edited(args: argparse.Namespace, run: Any, stored: Any, change: Any)
     from chalicelib.service import run_origin
 
     loaded = {k: stored.options.get(k) for k in run_origin.ORIGIN_FIELDS}
-    new_args = argparse.Namespace(**{**vars(args), **loaded, "file": stored.file, "outdir": None,
-                                     "dry_run": False})
+    new_args = argparse.Namespace(**{**vars(args), **loaded, "file": stored.file, "outdir": None})
+    if args.dry_run:  # what the edited file's new run would do
+        sys.stderr.write(f"updraft: the {change.what} {change.file} changed since run {run.run_id} was submitted: "
+                         "resume would run the edited file as a new run, which would do this\n")
+        return cmd_dry_run(new_args)
     wf = _prepared(new_args)  # an edit that broke the file is refused before anything changes
     with _runtime(args) as rt:
         pid = rt.owner(run.run_id)
@@ -767,6 +798,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                    help="run the workflow file again (the default when it was edited since the run was made)")
     p.add_argument("--stored", dest="reload", action="store_const", const=False,
                    help="replay the run as submitted (its stored spec), even if its file was edited")
+    p.add_argument("--dry-run", action="store_true",
+                   help="say which tasks would be kept, reused from the cache or run again; run nothing")
     p.set_defaults(func=cmd_resume)
 
     p = add("cancel", "cancel a run (stops its running tasks)")

@@ -191,3 +191,24 @@ def test_an_edited_file_supersedes_a_killed_run(tmp_path: Path) -> None:
     states = {t["id"]: t["state"] for t in status(new["run_id"], wd)["tasks"]}
     assert states["t5"] == "SUCCEEDED" and states["t0"] == "CACHED"
     assert all(_count(ledger, t) == 1 for t in done_before if states[t] == "CACHED")
+
+
+def test_resume_dry_run_says_what_it_would_do_and_does_nothing(tmp_path: Path) -> None:
+    ledger, wd = tmp_path / "ledger", tmp_path / "wd"
+    wf = _pipeline(tmp_path, ledger, typo=True)
+    _, first = run_json(wf, wd)
+    ran = ledger.read_text()
+    in_place = updraft("resume", first["run_id"], "--dry-run", "--json", workdir=wd)
+    assert in_place.returncode == 0, in_place.stderr
+    verdicts = {s["id"]: s["verdict"] for s in json.loads(in_place.stdout)["steps"]}
+    assert verdicts == {"prep": "kept", "side": "kept", "fix": "run", "use": "run"}
+    _pipeline(tmp_path, ledger, typo=False)
+    edited = updraft("resume", first["run_id"], "--dry-run", "--json", workdir=wd)
+    assert edited.returncode == 0, edited.stderr
+    assert "resume would run the edited file as a new run" in edited.stderr
+    verdicts = {s["id"]: s["verdict"] for s in json.loads(edited.stdout)["steps"]}
+    assert verdicts == {"prep": "cached", "side": "cached", "fix": "run", "use": "run"}
+    assert ledger.read_text() == ran and len(_runs(wd)) == 1
+    assert status(first["run_id"], wd)["state"] == "FAILED"
+    attempts = {t["id"]: t["attempts"] for t in status(first["run_id"], wd)["tasks"]}
+    assert attempts["fix"] == 1  # nothing was reset
