@@ -104,25 +104,36 @@ def to_dot(pic: Picture, name: str = "workflow") -> str:
 
 # ---- SVG, laid out here -------------------------------------------------------------------
 
-ROW_H, GAP_X, NODE_H, CHAR_W, PAD = 70, 16, 26, 7.0, 20
+ROW_H, LINE_H, GAP_X, NODE_H, CHAR_W, PAD = 70, 36, 16, 26, 7.0, 20
+WRAP_AT = 12  # nodes on one line of a level
 
 
 def _width(label: str) -> float:
     return max(40.0, len(label) * CHAR_W + 16)
 
 
+def _wrapped(row: list[Node]) -> list[list[Node]]:
+    """A level's nodes in lines of at most WRAP_AT (a 40-wide fan stays readable)."""
+    return [row[i:i + WRAP_AT] for i in range(0, len(row), WRAP_AT)] or [[]]
+
+
+def _line_width(line: list[Node]) -> float:
+    return sum(_width(n.label) for n in line) + GAP_X * max(0, len(line) - 1)
+
+
 def _layout(pic: Picture) -> tuple[dict[str, tuple[float, float, float]], float, float]:
-    """Each node's (x centre, y top, width), and the drawing's width and height."""
+    """Each node's (x centre, y top, width), and the drawing's width and height. A level wider
+    than WRAP_AT nodes wraps onto more lines (LINE_H apart) before the next level."""
     rows: dict[int, list[Node]] = {}
     for n in pic.nodes:
         rows.setdefault(n.level, []).append(n)
     parents: dict[str, list[str]] = {}
     for e in pic.edges:
         parents.setdefault(e.child, []).append(e.parent)
-    place: dict[str, float] = {}  # rank within its row, for the barycentre of its children
+    place: dict[str, float] = {}  # where a node sits across the drawing (0..1), for its children
     pos: dict[str, tuple[float, float, float]] = {}
-    widths = {lvl: sum(_width(n.label) for n in row) + GAP_X * (len(row) - 1) for lvl, row in rows.items()}
-    total = max(widths.values(), default=0.0)
+    total = max((_line_width(line) for row in rows.values() for line in _wrapped(row)), default=0.0)
+    y = float(PAD)
     for lvl in sorted(rows):
         row = rows[lvl]
 
@@ -131,18 +142,22 @@ def _layout(pic: Picture) -> tuple[dict[str, tuple[float, float, float]], float,
             return sum(known) / len(known) if known else 0.5
 
         row.sort(key=lambda n: (centre(n), n.group, n.id))
-        x = PAD + (total - widths[lvl]) / 2
-        for n in row:
-            w = _width(n.label)
-            pos[n.id] = (x + w / 2, PAD + lvl * ROW_H, w)
-            place[n.id] = (x + w / 2 - PAD) / max(total, 1.0)
-            x += w + GAP_X
-    height = PAD * 2 + (max(rows, default=0)) * ROW_H + NODE_H
+        for line in _wrapped(row):
+            x = PAD + (total - _line_width(line)) / 2
+            for n in line:
+                w = _width(n.label)
+                pos[n.id] = (x + w / 2, y, w)
+                place[n.id] = (x + w / 2 - PAD) / max(total, 1.0)
+                x += w + GAP_X
+            y += LINE_H
+        y += ROW_H - LINE_H
+    height = y - (ROW_H - LINE_H) - LINE_H + NODE_H + PAD
     return pos, total + PAD * 2 + ROW_H, height
 
 
 def to_svg(pic: Picture, name: str = "workflow") -> str:
     pos, width, height = _layout(pic)
+    level = {n.id: n.level for n in pic.nodes}
     colour = _colours(pic.nodes)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
            f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="Helvetica,Arial,sans-serif" font-size="11">',
@@ -155,7 +170,7 @@ def to_svg(pic: Picture, name: str = "workflow") -> str:
         (x1, y1, w1), (x2, y2, w2) = pos[e.parent], pos[e.child]
         y1 += NODE_H
         mid = (y1 + y2) / 2
-        if y2 - y1 > ROW_H:  # it skips rows: bow out to the right, past the nodes between
+        if level[e.child] - level[e.parent] > 1:  # it skips levels: bow out to the right, past those between
             bow = max(x1 + w1 / 2, x2 + w2 / 2) + ROW_H
             path = f"M{x1:.1f},{y1:.1f} C{bow:.1f},{y1 + ROW_H:.1f} {bow:.1f},{y2 - ROW_H:.1f} {x2:.1f},{y2:.1f}"
             mid_x = (x1 + x2) / 2 + 0.75 * (bow - (x1 + x2) / 2)  # a cubic with both controls at `bow` peaks there
