@@ -61,3 +61,14 @@ def test_the_extension_picks_the_format_and_png_without_dot_says_what_to_do(monk
         dp.render(pic, "png")
     assert dp.render(pic, "svg").startswith(b"<svg")  # drawn here
     assert dp.render(pic, "dot").startswith(b'digraph "workflow"')
+
+
+def test_a_wide_level_wraps_onto_lines_of_at_most_wrap_at_nodes() -> None:
+    pic = dp.picture(_fan(30), by="task")
+    root = ET.fromstring(dp.to_svg(pic))  # nosec B314: our own output
+    ns = "{http://www.w3.org/2000/svg}"
+    tops: dict[float, int] = {}
+    for r in root.findall(f".//{ns}rect"):
+        tops[float(r.get("y", 0))] = tops.get(float(r.get("y", 0)), 0) + 1
+    assert sorted(tops.values()) == [1, 1, 6, dp.WRAP_AT, dp.WRAP_AT]  # split, 12 + 12 + 6 workers, merge
+    assert float(root.get("width", 0)) < 2500
