@@ -75,6 +75,11 @@ def file_sha256(path: str) -> str | None:
     return digest.hexdigest()
 
 
+def _unset(value: Any) -> bool:
+    """An option left at its default: None, False or an empty list (0 is a value: --deadline 0)."""
+    return value is None or value is False or (isinstance(value, list | tuple) and not value)
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
@@ -84,8 +89,7 @@ def _plain(value: Any) -> Any:
 def capture(values: Mapping[str, Any], file: str | None, resumed_from: str | None = None) -> Submitted:
     """The entry for a run about to be submitted from `file` with these option `values`
     (argparse's, by name; absent and None options are left out, so defaults stay defaults)."""
-    options = {k: _plain(values[k]) for k in (*ORIGIN_FIELDS, *EXECUTION_FIELDS)
-               if values.get(k) not in (None, False, [], ())}
+    options = {k: _plain(values[k]) for k in (*ORIGIN_FIELDS, *EXECUTION_FIELDS) if not _unset(values.get(k))}
     for key in ("job", "data"):  # paths, as the resume will be made from another folder
         if isinstance(options.get(key), str):
             options[key] = os.path.abspath(options[key])
@@ -140,7 +144,7 @@ def execution_options(stored: Submitted | None, given: Mapping[str, Any]) -> tup
 
 
 def _normal(value: Any) -> Any:
-    return None if value in (False, [], ()) else value
+    return None if _unset(value) else _plain(value)
 
 
 class Change(Struct, frozen=True):

@@ -14,9 +14,9 @@ def test_capture_keeps_given_options_as_absolute_paths(tmp_path: Path, monkeypat
     monkeypatch.chdir(tmp_path)
     (tmp_path / "wf.json").write_text("{}")
     got = ro.capture({"no_cache": True, "concurrency": None, "emulate_lambda": False, "data": "in",
-                      "rerun": ["a*"], "json": True}, "wf.json")
+                      "rerun": ["a*"], "json": True, "deadline": 0.0, "jx_args": []}, "wf.json")
     assert got.file == str(tmp_path / "wf.json") and got.sha256 is not None
-    assert got.options == {"no_cache": True, "data": str(tmp_path / "in"), "rerun": ["a*"]}
+    assert got.options == {"no_cache": True, "data": str(tmp_path / "in"), "rerun": ["a*"], "deadline": 0.0}
     assert ro.Submitted.of({ro.KEY: got.to_dict()}) == got
     assert ro.Submitted.of({"data_dir": None}) is None
 
