@@ -81,3 +81,16 @@ def test_dry_run_rerun_pattern_and_bad_input_are_reported(tmp_path: Path) -> Non
     missing = updraft("run", "--dry-run", str(wf), workdir=tmp_path / "other")
     assert missing.returncode == 2 and "in.txt" in missing.stderr and "Traceback" not in missing.stderr
     assert not (tmp_path / "other").exists()
+
+
+def test_dry_run_keys_cover_deps_as_the_runner_does(tmp_path: Path) -> None:
+    """A task's dependency (a file staged through the cache) is in its key: unchanged, the task
+    is cached; changed, it runs. The dep is found relative to the workflow file, as in a run."""
+    (tmp_path / "ref.txt").write_text("reference v1\n")
+    wf = write_workflow(tmp_path / "deps.json", [
+        {"id": "use", "shell": "cat ref > out", "deps": ["ref=ref.txt"], "outputs": ["out"]}])
+    wd = tmp_path / "wd"
+    assert run_json(wf, wd)[0] == 0
+    assert _verdicts(_dry(wf, wd)) == {"use": "cached"}
+    (tmp_path / "ref.txt").write_text("reference v2\n")
+    assert _verdicts(_dry(wf, wd)) == {"use": "run"}
