@@ -198,17 +198,7 @@ def _write_dag(wf: Any, args: argparse.Namespace) -> int:
 
     fmt = dag_picture.format_of(args.dag)
     pic = dag_picture.picture(wf, args.dag_by)
-    data = dag_picture.render(pic, fmt, wf.name)
-    tmp = f"{args.dag}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, args.dag)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise ConfigError(f"cannot write {args.dag}: {exc.strerror or exc}; "
-                          "name a file in an existing folder") from None
+    dag_picture.write(args.dag, dag_picture.render(pic, fmt, wf.name))
     what = f"{len(pic.nodes)} task types" if pic.collapsed else f"{len(pic.nodes)} tasks"
     print(f"{args.file}: DAG of {pic.tasks} tasks written to {args.dag} ({fmt}, {what}, {len(pic.edges)} edges)")
     return 0
@@ -334,16 +324,11 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
     steps = dry_run.predict(wf, input_sources(wf, args.data), os.path.join(workdir, "cache"),
                             memoize=not args.no_cache,
                             reuse=lambda task: may_reuse(task, patterns))
-    counts = dry_run.summary(steps)
     if args.json:
-        _print_json({"file": args.file, "dry_run": True, "tasks": len(steps), **counts,
+        _print_json({"file": args.file, "dry_run": True, "tasks": len(steps), **dry_run.summary(steps),
                      "steps": [s.to_dict() for s in steps]})
-        return 0
-    print(f"{args.file}: valid, {len(steps)} tasks: {counts['cached']} cached, {counts['run']} to run "
-          "(dry run: nothing was run or written)")
-    print(f"  {'task':<32} {'would':<7} {'placement':<10} why")
-    for s in steps:
-        print(f"  {s.task_id[:32]:<32} {s.verdict:<7} {s.placement:<10} {s.why}")
+    else:
+        print("\n".join(dry_run.table(steps, f"{args.file} (valid)")))
     return 0
 
 
@@ -518,27 +503,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def _resume_dry_run(args: argparse.Namespace, run: Any) -> int:
     """`resume --dry-run` in place: which tasks the run keeps and which it would run again."""
-    from chalicelib.engine.states import DONE_OK
+    from chalicelib.backends.local import dry_run
 
     with _existing_runtime(args) as rt:
-        spec = rt.specs.get(run.run_id)
-        records = {r.task_id: r for r in rt.store.iter_tasks(run.run_id)}
-    from chalicelib.workflow.graph import topological_order
-
-    order = topological_order(spec.graph) or [t.id for t in spec.workflow.tasks]
-    rows = [{"id": tid, "type": spec.tasks[tid].task_type, "state": records[tid].state.value,
-             "verdict": "kept" if records[tid].state in DONE_OK else "run",
-             "placement": records[tid].placement} for tid in order]
-    kept = sum(r["verdict"] == "kept" for r in rows)
+        steps = dry_run.in_place(rt.specs.get(run.run_id), {r.task_id: r for r in rt.store.iter_tasks(run.run_id)})
     if args.json:
-        _print_json({"run_id": run.run_id, "dry_run": True, "tasks": len(rows), "kept": kept,
-                     "run": len(rows) - kept, "steps": rows})
-        return 0
-    print(f"run {run.run_id}: {len(rows)} tasks: {kept} kept, {len(rows) - kept} to run "
-          "(dry run: nothing was run or written)")
-    print(f"  {'task':<32} {'would':<7} {'placement':<10} now")
-    for r in rows:
-        print(f"  {r['id'][:32]:<32} {r['verdict']:<7} {r['placement']:<10} {r['state']}")
+        _print_json({"run_id": run.run_id, "dry_run": True, "tasks": len(steps), **dry_run.summary(steps),
+                     "steps": [s.to_dict() for s in steps]})
+    else:
+        print("\n".join(dry_run.table(steps, f"run {run.run_id}")))
     return 0
 
 

@@ -12,6 +12,7 @@ fan-out/fan-in shapes scientific workflows have).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess  # nosec B404: runs Graphviz's `dot`, an argv with no shell, on text we wrote
 from collections.abc import Sequence
@@ -222,3 +223,16 @@ def render(pic: Picture, fmt: str, name: str = "workflow", dot: str | None = Non
         raise ConfigError(f"graphviz `dot -T{fmt}` failed (exit {proc.returncode}): "
                           f"{proc.stderr.decode(errors='replace').strip()[:300]}")
     return proc.stdout
+
+
+def write(path: str, data: bytes) -> None:
+    """Write the picture whole or not at all (a temporary file renamed into place)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}; name a file in an existing folder") from None

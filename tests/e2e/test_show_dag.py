@@ -63,3 +63,8 @@ def test_montage_of_a_thousand_tasks_collapses_to_task_types(tmp_path: Path) -> 
     assert "DAG of 1066 tasks" in out.stdout and "8 task types" in out.stdout
     text = (tmp_path / "m.dot").read_text()
     assert '"mDiffFit" [label="mDiffFit \u00d7900"' in text and '"mProject" -> "mDiffFit" [label="1800"];' in text
+
+
+def test_an_unwritable_place_is_one_clear_error(tmp_path: Path) -> None:
+    out = updraft("show", str(_wf(tmp_path)), "--dag", str(tmp_path / "no" / "such" / "d.svg"))
+    assert out.returncode == 2 and "cannot write" in out.stderr and "Traceback" not in out.stderr

@@ -23,17 +23,20 @@ from chalicelib.cache.hashing import TREE_PREFIX, file_sha256, parse_manifest, t
 from chalicelib.cache.memo import MEMO_KEY_VAR, MemoIndex, image_id, memo_key, usable_record
 from chalicelib.cache.stage import dep_hashes
 from chalicelib.engine.placement import initial_placement
+from chalicelib.engine.records import TaskRecord
+from chalicelib.engine.spec import RunSpec
+from chalicelib.engine.states import DONE_OK
 from chalicelib.workflow.graph import build_graph, topological_order
 from chalicelib.workflow.limits import FUNCTION
 from chalicelib.workflow.model import Task, Workflow
 
-CACHED, RUN = "cached", "run"
+CACHED, RUN, KEPT = "cached", "run", "kept"
 
 
 class Step(Struct, frozen=True):
     task_id: str
     task_type: str
-    verdict: str  # CACHED | RUN
+    verdict: str  # CACHED | RUN | KEPT (a resume keeps what succeeded)
     placement: str  # function | container
     why: str
 
@@ -124,5 +127,30 @@ def _verdict(task: Task, known: dict[str, str], cache: ReadOnlyCache | None, reu
     return CACHED, "memo hit"
 
 
+def in_place(spec: RunSpec, records: Mapping[str, TaskRecord]) -> list[Step]:
+    """What resuming a run in place does, in topological order: it keeps the tasks that
+    succeeded (or were cached) and runs the others again (a memoized result may still stand in)."""
+    order = topological_order(spec.graph) or [t.id for t in spec.workflow.tasks]
+    steps = []
+    for tid in order:
+        rec = records[tid]
+        kept = rec.state in DONE_OK
+        steps.append(Step(tid, spec.tasks[tid].task_type, KEPT if kept else RUN, rec.placement,
+                          f"{rec.state.value}" + ("" if kept else f", attempt {rec.attempt}")))
+    return steps
+
+
 def summary(steps: Sequence[Step]) -> dict[str, int]:
-    return {CACHED: sum(s.verdict == CACHED for s in steps), RUN: sum(s.verdict == RUN for s in steps)}
+    """How many steps of each verdict ("kept" only for a resume, which has some)."""
+    out = {v: sum(s.verdict == v for s in steps) for v in (KEPT, CACHED, RUN)}
+    return {k: n for k, n in out.items() if n or k != KEPT}
+
+
+def table(steps: Sequence[Step], what: str) -> list[str]:
+    """The dry run as lines of text: `what` (the file or the run), the counts, one row a task."""
+    counts = summary(steps)
+    said = ", ".join(f"{n} {'to run' if k == RUN else k}" for k, n in counts.items())
+    lines = [f"{what}: {len(steps)} tasks: {said} (dry run: nothing was run or written)",
+             f"  {'task':<32} {'would':<7} {'placement':<10} why"]
+    lines += [f"  {s.task_id[:32]:<32} {s.verdict:<7} {s.placement:<10} {s.why}" for s in steps]
+    return lines
