@@ -182,7 +182,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     from chalicelib.workflow.graph import summarize
     from chalicelib.workflow.validate import validate
 
-    s = summarize(validate(_load(args), args.file, lambda_limits=False))
+    wf = validate(_load(args), args.file, lambda_limits=False)
+    if args.dag:
+        return _write_dag(wf, args)
+    s = summarize(wf)
     if args.json:
         _print_json(s.to_dict())
         return 0
@@ -201,7 +204,20 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _finish_report(rt: Any, run_id: str, wall: float, as_json: bool) -> int:
+def _write_dag(wf: Any, args: argparse.Namespace) -> int:
+    """`show --dag OUT`: the DAG as a picture, its format from OUT's extension
+    (workflow/dag_picture.py); written whole or not at all."""
+    from chalicelib.workflow import dag_picture
+
+    fmt = dag_picture.format_of(args.dag)
+    pic = dag_picture.picture(wf, args.dag_by)
+    dag_picture.write(args.dag, dag_picture.render(pic, fmt, wf.name))
+    what = f"{len(pic.nodes)} task types" if pic.collapsed else f"{len(pic.nodes)} tasks"
+    print(f"{args.file}: DAG of {pic.tasks} tasks written to {args.dag} ({fmt}, {what}, {len(pic.edges)} edges)")
+    return 0
+
+
+def _finish_report(rt: Any, run_id: str, wall: float, as_json: bool, extra: dict[str, Any] | None = None) -> int:
     from chalicelib.engine.states import TaskState
 
     run = rt.store.get_run(run_id)
@@ -211,7 +227,7 @@ def _finish_report(rt: Any, run_id: str, wall: float, as_json: bool) -> int:
                    **({"failed_parent": rec.failed_parent} if rec.failed_parent is not None else {})}
                   for rec in rt.store.iter_tasks(run_id, [TaskState.FAILED, TaskState.UPSTREAM_FAILED])]
         _print_json({"run_id": run_id, "state": run.state.value, "counts": counts, "wall_s": round(wall, 3),
-                     "failed": failed})
+                     "failed": failed, **(extra or {})})
     else:
         _summary_table(rt, run_id, wall)
     return 0 if run.state is RunState.SUCCEEDED else 1
@@ -250,6 +266,13 @@ def _summary_table(rt: Any, run_id: str, wall: float) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if getattr(args, "dry_run", False):
+        return cmd_dry_run(args)
+    return _run_file(args)
+
+
+def _prepared(args: argparse.Namespace) -> Any:
+    """The workflow `run` would submit: loaded, turned into a replay if asked, validated."""
     from chalicelib.workflow.validate import validate
 
     wf = _load(args)
@@ -258,24 +281,71 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         wf = to_replay(wf, time_scale=args.time_scale, size_scale=args.size_scale)
     validate(wf, args.file, lambda_limits=args.emulate_lambda)
+    return wf
+
+
+def _planned(workdir: str, wf: Any, args: argparse.Namespace) -> tuple[Any, bool]:
+    """The workflow placed and sized by the planner when --objective/--deadline/--budget ask
+    (with what the work dir's history says of its task types)."""
+    planned = bool(args.objective or args.deadline is not None or args.budget is not None)
+    if planned:
+        from chalicelib.planner import apply_plan, make_plan, perf_model
+
+        plan = make_plan(wf, args.objective, args.deadline, args.budget, perf=perf_model(workdir))
+        wf = apply_plan(wf, plan)
+    return wf, planned
+
+
+def _run_file(args: argparse.Namespace, resumed_from: str | None = None,
+              announce: Callable[[str], None] | None = None, wf: Any = None) -> int:
+    """Submit `args.file` (`wf`: as `_prepared` read it, when the caller did) as a new run and
+    execute it; the options it was given are stored with it (service/run_origin.py) for `resume`."""
+    from msgspec.structs import replace
+
+    from chalicelib.service import run_origin
+    from chalicelib.service.submission import submit
+
+    wf = wf if wf is not None else _prepared(args)
     with _runtime(args) as rt:
-        planned = bool(args.objective or args.deadline is not None or args.budget is not None)
-        if planned:
-            from chalicelib.planner import apply_plan, make_plan, perf_model
-
-            plan = make_plan(wf, args.objective, args.deadline, args.budget, perf=perf_model(rt.workdir))
-            wf = apply_plan(wf, plan)
         from chalicelib.outputs.commands import after_success, with_publish
-        from chalicelib.service.submission import submit
 
-        # a plan changes what was validated
-        run = submit(rt, with_publish(rt.request(wf, args.data, args.file, validated=not planned), wf, args))
-        code = _execute(rt, run.run_id, run.task_count, args, resume=False)
+        wf, planned = _planned(rt.workdir, wf, args)
+        request = rt.request(wf, args.data, args.file, validated=not planned)  # a plan changes what was validated
+        request = with_publish(request, wf, args)  # --outdir, the workflow's publish rules
+        submitted = run_origin.capture(vars(args), args.file, resumed_from)
+        request = replace(request, options={**request.options, run_origin.KEY: submitted.to_dict()})
+        run = submit(rt, request)
+        if announce is not None:
+            announce(run.run_id)
+        code = _execute(rt, run.run_id, run.task_count, args, resume=False,
+                        extra={"resumed_from": resumed_from} if resumed_from else None)
         _learn(rt, run.run_id, wf)
         if code == 0:
             _cwl_outputs(rt, run.run_id, args)
             code = after_success(rt, run.run_id, args)  # --outdir, the workflow's publish rules
         return code
+
+
+def cmd_dry_run(args: argparse.Namespace) -> int:
+    """`run --dry-run`: validate, find the inputs, and say per task (topological order)
+    whether it is cached or would run, and where; nothing is written (backends/local/dry_run.py)."""
+    from chalicelib.backends.local import dry_run
+    from chalicelib.backends.local.runtime import input_sources, may_reuse, resolve_deps
+
+    workdir = _workdir_of(args)
+    wf, _ = _planned(workdir, _prepared(args), args)
+    if any(t.deps for t in wf.tasks):
+        wf = resolve_deps(wf)
+    patterns = tuple(args.rerun or ())
+    steps = dry_run.predict(wf, input_sources(wf, args.data), os.path.join(workdir, "cache"),
+                            memoize=not args.no_cache,
+                            reuse=lambda task: may_reuse(task, patterns))
+    if args.json:
+        _print_json({"file": args.file, "dry_run": True, "tasks": len(steps), **dry_run.summary(steps),
+                     "steps": [s.to_dict() for s in steps]})
+    else:
+        print("\n".join(dry_run.table(steps, f"{args.file} (valid)")))
+    return 0
 
 
 def _learn(rt: Any, run_id: str, wf: Any) -> None:
@@ -288,7 +358,8 @@ def _learn(rt: Any, run_id: str, wf: Any) -> None:
         sys.stderr.write(f"updraft: could not record task history: {exc}\n")
 
 
-def _execute(rt: Any, run_id: str, total: int, args: argparse.Namespace, resume: bool) -> int:
+def _execute(rt: Any, run_id: str, total: int, args: argparse.Namespace, resume: bool,
+             extra: dict[str, Any] | None = None) -> int:
     progress = Progress(total, sys.stderr)
     if progress.enabled and not args.json:
         sys.stderr.write(f"run {run_id}: {total} tasks (workdir {rt.workdir})\n")
@@ -300,7 +371,7 @@ def _execute(rt: Any, run_id: str, total: int, args: argparse.Namespace, resume:
             rt.run(run_id, progress if progress.enabled else None)
     finally:
         progress.close()
-    return _finish_report(rt, run_id, time.monotonic() - started, args.json)
+    return _finish_report(rt, run_id, time.monotonic() - started, args.json, extra)
 
 
 def cache_metrics(tasks: Sequence[TaskRecord]) -> dict[str, int]:
@@ -423,12 +494,81 @@ def _copy_log(blobs: Any, key: str, lines: int | None) -> None:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from chalicelib.outputs.commands import after_success
+    """Resume with the options the run was made with (a flag given here overrides one); an
+    edited workflow file runs as a new run reusing unchanged tasks (service/run_origin.py)."""
+    from chalicelib.service import run_origin
 
     with _existing_runtime(args) as rt:
         run = rt.store.get_run(args.run)
+    stored = run_origin.Submitted.of(run.options)
+    options, overrides = run_origin.execution_options(
+        stored, {k: getattr(args, k, None) for k in run_origin.EXECUTION_FIELDS})
+    for override in overrides:
+        sys.stderr.write(f"updraft: {override.describe()}\n")
+    vars(args).update(options)
+    change = run_origin.compare(stored) if stored is not None else None
+    mode = run_origin.choose(run.run_id, stored, change, args.reload)
+    if mode == run_origin.RELOAD and stored is not None and change is not None:
+        return _resume_edited(args, run, stored, change)
+    note = run_origin.describe(run.run_id, change, mode)
+    if note:
+        sys.stderr.write(f"updraft: {note}\n")
+    if args.dry_run:
+        return _resume_dry_run(args, run)
+    from chalicelib.outputs.commands import after_success
+
+    with _runtime(args) as rt:
         code = _execute(rt, run.run_id, run.task_count, args, resume=True)
         return after_success(rt, run.run_id, args) if code == 0 else code
+
+
+def _resume_dry_run(args: argparse.Namespace, run: Any) -> int:
+    """`resume --dry-run` in place: which tasks the run keeps and which it would run again."""
+    from chalicelib.backends.local import dry_run
+
+    with _existing_runtime(args) as rt:
+        steps = dry_run.in_place(rt.specs.get(run.run_id), {r.task_id: r for r in rt.store.iter_tasks(run.run_id)})
+    if args.json:
+        _print_json({"run_id": run.run_id, "dry_run": True, "tasks": len(steps), **dry_run.summary(steps),
+                     "steps": [s.to_dict() for s in steps]})
+    else:
+        print("\n".join(dry_run.table(steps, f"run {run.run_id}")))
+    return 0
+
+
+def _resume_edited(args: argparse.Namespace, run: Any, stored: Any, change: Any) -> int:
+    """Run the edited file as a new run with the old run's options; the old run, if a killed
+    process left it RUNNING, is cancelled (the new run supersedes it)."""
+    from chalicelib.errors import RunBusyError
+    from chalicelib.service import run_origin
+
+    loaded = {k: stored.options.get(k) for k in run_origin.ORIGIN_FIELDS}
+    from chalicelib.outputs.publish import OPTION as PUBLISH
+
+    published = run.options.get(PUBLISH) or {}
+    # the new run publishes where the old one would have: resume's --outdir, else the run's own
+    outdir = getattr(args, "outdir", None) or (published.get("base") if published.get("outdir") else None)
+    new_args = argparse.Namespace(**{**vars(args), **loaded, "file": stored.file, "outdir": outdir})
+    if args.dry_run:  # what the edited file's new run would do
+        sys.stderr.write(f"updraft: the {change.what} {change.file} changed since run {run.run_id} was submitted: "
+                         "resume would run the edited file as a new run, which would do this\n")
+        return cmd_dry_run(new_args)
+    wf = _prepared(new_args)  # an edit that broke the file is refused before anything changes
+    with _runtime(args) as rt:
+        pid = rt.owner(run.run_id)
+        if pid is not None:
+            raise RunBusyError(f"run {run.run_id} is being executed by process {pid}; wait for it or "
+                               f"`updraft cancel {run.run_id}`, then resume")
+        if run.state is RunState.RUNNING:
+            rt.cancel(run.run_id)
+
+    def announce(new_run: str) -> None:
+        sys.stderr.write(f"updraft: {run_origin.describe(run.run_id, change, run_origin.RELOAD, new_run)}\n")
+        if args.no_cache:
+            sys.stderr.write("updraft: --no-cache (the run's): no result is reused or kept, every task of the "
+                             "edited file runs\n")
+
+    return _run_file(new_args, resumed_from=run.run_id, announce=announce, wf=wf)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -597,6 +737,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, default=None, help="plan: the fastest placement costing at most D dollars")
     p.add_argument("--rerun", action="append", metavar="PATTERN",
                    help="always run tasks whose id or type matches (fnmatch; repeatable)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate, then list each task (topological order) as cached or to run, and where; "
+                        "run nothing, write nothing")
     p.add_argument("--replay", action="store_true", help="replay recorded runtimes and sizes instead of commands")
     p.add_argument("--time-scale", type=float, default=None, help="replay: multiply recorded runtimes")
     p.add_argument("--size-scale", type=float, default=None, help="replay: multiply recorded file sizes")
@@ -617,10 +760,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     _jx_options(p)
     p.set_defaults(func=cmd_validate)
 
-    p = add("show", "describe a workflow: tasks, edges, levels, width, critical path, inputs", workdir=False)
+    p = add("show", "describe a workflow: tasks, edges, levels, width, critical path, inputs; "
+                    "--dag draws it", workdir=False)
     p.add_argument("file")
     p.add_argument("--format", default=None, help=FORMAT_HELP)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--dag", default=None, metavar="OUT",
+                   help="write the DAG as a picture: OUT.svg, OUT.png (needs graphviz) or OUT.dot")
+    p.add_argument("--dag-by", choices=["auto", "task", "type"], default="auto",
+                   help="one node per task, or per task type (auto: per type above 120 tasks)")
     _jx_options(p)
     p.set_defaults(func=cmd_show)
 
@@ -650,12 +798,27 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     add_log_options(p)
     p.set_defaults(func=cmd_logs)
 
-    p = add("resume", "re-run what did not succeed; reuse what did")
+    p = add("resume", "re-run what did not succeed, reuse what did, with the options the run was made "
+                      "with; an edited workflow file runs as a new run reusing its unchanged tasks")
     p.add_argument("run")
-    p.add_argument("--no-cache", action="store_true")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--concurrency", type=_at_least(1), default=None)
-    p.add_argument("--emulate-lambda", action="store_true", help=EMULATE_HELP)
+    p.add_argument("--concurrency", type=_at_least(1), default=None, help="parallel tasks (default: the run's)")
+    p.add_argument("--no-cache", dest="no_cache", action="store_const", const=True, default=None,
+                   help="run every task; neither reuse nor keep results (default: as the run was made)")
+    p.add_argument("--cache", dest="no_cache", action="store_const", const=False,
+                   help="reuse and keep results, though the run was made with --no-cache")
+    p.add_argument("--emulate-lambda", dest="emulate_lambda", action="store_const", const=True, default=None,
+                   help=EMULATE_HELP + " (default: as the run was made)")
+    p.add_argument("--no-emulate-lambda", dest="emulate_lambda", action="store_const", const=False,
+                   help="do not hold tasks to Lambda's limits, though the run was made with --emulate-lambda")
+    p.add_argument("--rerun", action="append", metavar="PATTERN", default=None,
+                   help="always run tasks whose id or type matches (default: the run's patterns)")
+    p.add_argument("--reload", dest="reload", action="store_const", const=True, default=None,
+                   help="run the workflow file again (the default when it was edited since the run was made)")
+    p.add_argument("--stored", dest="reload", action="store_const", const=False,
+                   help="replay the run as submitted (its stored spec), even if its file was edited")
+    p.add_argument("--dry-run", action="store_true",
+                   help="say which tasks would be kept, reused from the cache or run again; run nothing")
     from chalicelib.outputs.commands import add_options
 
     add_options(p)  # --outdir, --overwrite
