@@ -7,6 +7,7 @@ validation error. Errors a user can fix print one clear message, never a traceba
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -101,31 +102,16 @@ def _cwl_outputs(rt: Any, run_id: str, args: argparse.Namespace) -> None:
 
 # ---- progress -----------------------------------------------------------------------------
 
-class Progress:
-    """A one-line live display on a terminal: a bar and counts per state."""
+def _tracker(rt: Any, run_id: str, total: int) -> Any:
+    """The progress display of a run this process executes (chalicelib/ui/progress.py), on
+    standard error: live on a terminal, timestamped lines elsewhere."""
+    from chalicelib.ui.display import open_display
+    from chalicelib.ui.progress import Tracker, logs_command
+    from chalicelib.ui.progress_sources import LocalSource
 
-    def __init__(self, total: int, stream: TextIO) -> None:
-        self.total = total
-        self.stream = stream
-        self.enabled = stream.isatty()
-        self.started = time.monotonic()
-
-    def __call__(self, counts: dict[str, int], _unused: int = 0) -> None:
-        if not self.enabled:
-            return
-        done = sum(counts.get(s.value, 0) for s in TERMINAL_TASK)
-        width = 30
-        fill = int(width * done / self.total) if self.total else width
-        parts = " ".join(f"{s.lower()}={n}" for s, n in ordered(counts))
-        elapsed = time.monotonic() - self.started
-        line = f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} {parts} {elapsed:.1f}s"
-        self.stream.write(line[:200].ljust(80))
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
+    display = open_display(sys.stderr)
+    display.start(run_id, total, f"workdir {rt.workdir}")
+    return Tracker(run_id, total, LocalSource(rt, run_id), display, logs_command(run_id, rt.workdir))
 
 
 # ---- commands -----------------------------------------------------------------------------
@@ -275,18 +261,28 @@ def _learn(rt: Any, run_id: str, wf: Any) -> None:
 
 
 def _execute(rt: Any, run_id: str, total: int, args: argparse.Namespace, resume: bool) -> int:
-    progress = Progress(total, sys.stderr)
-    if progress.enabled and not args.json:
-        sys.stderr.write(f"run {run_id}: {total} tasks (workdir {rt.workdir})\n")
+    tracker = _tracker(rt, run_id, total)
     started = time.monotonic()
+    run = None
     try:
-        if resume:
-            rt.resume(run_id, progress if progress.enabled else None)
-        else:
-            rt.run(run_id, progress if progress.enabled else None)
+        run = rt.resume(run_id, tracker) if resume else rt.run(run_id, tracker)
     finally:
-        progress.close()
-    return _finish_report(rt, run_id, time.monotonic() - started, args.json)
+        final = run or rt.store.get_run(run_id)
+        tracker.close(final.state.value, rt.store.counts(run_id), time.monotonic() - started)
+    code = _finish_report(rt, run_id, time.monotonic() - started, args.json)
+    _resume_hint(run_id, final.state, rt.workdir)
+    return code
+
+
+def _resume_hint(run_id: str, state: RunState, workdir: str) -> None:
+    """After a run stopped (Ctrl-C, `updraft cancel`, a closed terminal) or failed: the
+    command that takes it up again."""
+    from chalicelib.ui.progress import resume_command
+
+    if state is RunState.CANCELLED:
+        sys.stderr.write(f"resume with: {resume_command(run_id, workdir)}\n")
+    elif state is RunState.FAILED:
+        sys.stderr.write(f"re-run what failed, after a fix: {resume_command(run_id, workdir)}\n")
 
 
 def cache_metrics(tasks: Sequence[Any]) -> dict[str, int]:
@@ -663,6 +659,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 1
+    except OSError as exc:
+        if exc.errno == errno.EIO:  # its terminal was closed (SIGHUP): the run was cancelled cleanly
+            return 1
+        raise
 
 
 if __name__ == "__main__":

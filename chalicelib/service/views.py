@@ -45,6 +45,8 @@ def task_body(rec: TaskRecord) -> dict[str, Any]:
             body[key] = result[key]
     if body.get("started_at") is None and isinstance(result.get("started_at"), int | float):
         body["started_at"] = result["started_at"]  # a failure that came before its start event
+    if "failed_parent" in result:  # UPSTREAM_FAILED: the failed task it depends on
+        body["failed_parent"] = result["failed_parent"]
     return body
 
 
@@ -70,8 +72,6 @@ def task_detail_body(rec: TaskRecord, blobs: BlobStore) -> dict[str, Any]:
     tail = (rec.result or {}).get("log_tail")
     if rec.reason and tail:
         body["detail"] = str(tail).strip().splitlines()[0]  # the runner's one-line account of the failure
-    if "failed_parent" in (rec.result or {}):
-        body["failed_parent"] = rec.result["failed_parent"]
     return body
 
 
