@@ -195,6 +195,7 @@ def _summary_table(rt: Any, run_id: str, wall: float) -> None:
     spec = rt.specs.get(run_id)
     by_type: dict[str, dict[str, float]] = {}
     failed: list[Any] = []  # the first 10 failed records (their log tails are shown)
+    skipped: dict[str, int] = {}  # UPSTREAM_FAILED tasks per failed task they depend on
     total = 0
     for rec in rt.store.iter_tasks(run_id):
         total += 1
@@ -208,6 +209,9 @@ def _summary_table(rt: Any, run_id: str, wall: float) -> None:
         row["time"] += sum(float(t.get("duration_s") or 0.0) for t in tries)
         if rec.state is TaskState.FAILED and len(failed) < 10:
             failed.append(rec)
+        elif rec.state is TaskState.UPSTREAM_FAILED:
+            parent = str((rec.result or {}).get("failed_parent") or "an upstream task")
+            skipped[parent] = skipped.get(parent, 0) + 1
     print(f"run {run_id}  {run.state.value}  {total} tasks in {wall:.2f} s")
     print(f"  {'task type':<24} {'tasks':>6} {'ok':>6} {'not ok':>6} {'task time s':>12} {'cached':>6}")
     for ttype, row in sorted(by_type.items()):
@@ -218,6 +222,8 @@ def _summary_table(rt: Any, run_id: str, wall: float) -> None:
         tail = str(rec.result.get("log_tail", "")).strip().splitlines()[-5:]
         for line in tail:
             print(f"    | {line}")
+    for parent, n in sorted(skipped.items(), key=lambda kv: -kv[1])[:10]:
+        print(f"  UPSTREAM_FAILED {n} task{'s' if n > 1 else ''}: not run, because {parent} failed")
     if failed:
         print(f"  logs: updraft logs {run_id} TASK --workdir {rt.workdir}")
     print(f"  outputs: {os.path.join(rt.blob_root, 'runs', run_id, 'data')}")

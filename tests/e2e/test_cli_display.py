@@ -73,6 +73,7 @@ def test_on_an_80_column_terminal_the_display_fits_shows_the_failure_at_once_and
     assert frames and frames[-1].split()[-2:] == ["6/6", "100%"], frames[-3:]
     last = text[text.rindex("all tasks"):]
     assert re.search(r"\n  gatekeeper +━+ +1/1", last) and re.search(r"\n  cat +━+ +2/2", last), last
+    assert "UPSTREAM_FAILED 2 tasks: not run, because bad failed" in text  # the summary names the parent
     assert f"resume {run_id.group(1)}" in text  # what to do after the fix
 
 
