@@ -32,6 +32,7 @@ from chalicelib.ui.progress import (
 PLAIN_EVERY_S = 10.0
 MAX_TYPE_ROWS = 8  # task types drawn in the live region; the rest are summed up in one line
 MAX_SKIPPED_NAMED = 3  # UPSTREAM_FAILED tasks named per failed parent; the rest are counted
+MAX_FAILED_SHOWN = 20  # failed tasks shown in full at one look; the rest are counted
 
 
 def open_display(stream: TextIO) -> Display:
@@ -72,6 +73,16 @@ def skipped_text(parent: str, ids: list[str]) -> str:
     return f"UPSTREAM_FAILED {named}{more}: not run, because {parent} failed"
 
 
+def shown_failures(tasks: list[Failed]) -> tuple[list[Failed], int]:
+    """The FAILED tasks to show in full, and how many more failed at the same look."""
+    failed = [f for f in tasks if f.state == FAILED]
+    return failed[:MAX_FAILED_SHOWN], max(0, len(failed) - MAX_FAILED_SHOWN)
+
+
+def more_failed_text(n: int, run_id: str) -> str:
+    return f"... and {n} more FAILED tasks: updraft status {run_id} --state FAILED"
+
+
 def failure_head(f: Failed) -> str:
     tries = f" (attempt {f.attempt})" if f.attempt > 1 else ""
     detail = f": {f.detail}" if f.detail and f.detail != f.reason else ""
@@ -95,6 +106,7 @@ class PlainDisplay:
         self.last = ""
         self.state = ""
         self.broken = False
+        self.run_id = ""
 
     def _write(self, *lines: str) -> None:
         if self.broken:
@@ -107,6 +119,7 @@ class PlainDisplay:
             self.broken = True
 
     def start(self, run_id: str, total: int, where: str) -> None:
+        self.run_id = run_id
         self._write(f"run {run_id}: {total} tasks ({where})")
 
     def frame(self, frame: Frame) -> None:
@@ -122,9 +135,11 @@ class PlainDisplay:
         self._write(f"progress {text}; {clock_text(frame.elapsed_s)} elapsed{left}")
 
     def failed(self, tasks: list[Failed], logs_command: Callable[[str], str]) -> None:
-        for f in tasks:
-            if f.state == FAILED:
-                self._write(failure_head(f), *(f"  | {line}" for line in f.lines), f"  logs: {logs_command(f.task_id)}")
+        shown, more = shown_failures(tasks)
+        for f in shown:
+            self._write(failure_head(f), *(f"  | {line}" for line in f.lines), f"  logs: {logs_command(f.task_id)}")
+        if more:
+            self._write(more_failed_text(more, self.run_id))
         for parent, ids in skipped_groups(tasks).items():
             self._write(skipped_text(parent, ids))
 
@@ -147,6 +162,7 @@ class LiveDisplay:
                          vertical_overflow="crop")
         self.started = False
         self.broken = False
+        self.run_id = ""
         self.drawn: tuple[Any, ...] | None = None  # what the last frame showed
 
     def _fit(self) -> None:
@@ -168,6 +184,8 @@ class LiveDisplay:
             self.broken = True
 
     def start(self, run_id: str, total: int, where: str) -> None:
+        self.run_id = run_id
+
         def begin() -> None:
             self.console.print(f"run {run_id}: {total} tasks ({where})", soft_wrap=False)
             self.live.start()
@@ -186,13 +204,14 @@ class LiveDisplay:
         from rich.text import Text
 
         def show() -> None:
-            for f in tasks:
-                if f.state != FAILED:
-                    continue
+            shown, more = shown_failures(tasks)
+            for f in shown:
                 self.console.print(Text(failure_head(f), style="bold red"))
                 for line in f.lines:
                     self.console.print(Text(f"  | {line}", no_wrap=True, overflow="ellipsis", style="dim"))
                 self.console.print(Text(f"  logs: {logs_command(f.task_id)}"))
+            if more:
+                self.console.print(Text(more_failed_text(more, self.run_id), style="red"))
             for parent, ids in skipped_groups(tasks).items():
                 self.console.print(Text(skipped_text(parent, ids), style="yellow"))
         self._guard(show)

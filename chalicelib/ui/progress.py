@@ -140,6 +140,7 @@ class Tracker:
         self.started = clock()
         self.estimate = Estimator()
         self.known: set[str] = set()  # failed tasks already shown
+        self.failures_due = 0.0
         self.types: dict[str, str] | None = None
         self.type_totals: dict[str, int] = {}
         self.type_rows: tuple[TypeRow, ...] = ()
@@ -151,20 +152,26 @@ class Tracker:
         self.update(counts)
 
     def update(self, counts: Mapping[str, int], state: str = "RUNNING", elapsed_s: float | None = None) -> None:
-        self._show_failures(counts)
+        self._show_failures(counts, final=False)
         self.display.frame(self._frame(counts, state, elapsed_s, final=False))
 
     def close(self, state: str, counts: Mapping[str, int], elapsed_s: float | None = None) -> Frame:
-        self._show_failures(counts)
+        self._show_failures(counts, final=True)
         frame = self._frame(counts, state, elapsed_s, final=True)
         self.display.close(frame)
         return frame
 
-    def _show_failures(self, counts: Mapping[str, int]) -> None:
+    def _show_failures(self, counts: Mapping[str, int], final: bool) -> None:
+        """Ask the source for the failed tasks when the counts show more than were shown: at
+        once, unless the last look was costly (a run failing task after task in thousands)."""
         if counts.get(FAILED, 0) + counts.get(UPSTREAM_FAILED, 0) <= len(self.known):
+            return
+        began = self.clock()
+        if not final and began < self.failures_due:
             return
         new = [f for f in self.source.failed(self.known) if f.task_id not in self.known]
         self.known.update(f.task_id for f in new)
+        self.failures_due = began + 20 * (self.clock() - began)
         if new:
             self.display.failed(new, self.logs_command)
 

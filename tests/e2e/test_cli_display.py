@@ -185,3 +185,23 @@ def test_ctrl_c_says_how_to_resume(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert f"run {run_id}  CANCELLED" in out
     assert f"resume with: updraft resume {run_id} --workdir {wd}" in err
+
+
+def test_under_nohup_sighup_is_left_ignored_and_the_run_goes_on(tmp_path: Path) -> None:
+    def ignore_hangups() -> None:  # what nohup does before it starts the command
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    proc, wd = _start_slow_run(tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               preexec_fn=ignore_hangups)
+    try:
+        run_id = _wait_running(wd)
+        proc.send_signal(signal.SIGHUP)
+        st = json.loads(updraft("status", run_id, "--json", workdir=wd, check=True).stdout)
+        assert proc.poll() is None and st["state"] == "RUNNING"
+        proc.send_signal(signal.SIGTERM)  # then stopped as any run is
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert json.loads(updraft("status", run_id, "--json", workdir=wd, check=True).stdout)["state"] == "CANCELLED"

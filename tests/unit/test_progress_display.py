@@ -176,3 +176,35 @@ def test_the_live_frame_fits_the_terminal_whatever_it_shows(width: int) -> None:
     assert lines and max(len(ln) for ln in lines) <= width, lines
     assert sum(ln.startswith("  a-very") for ln in lines) == 7  # the rest is one line
     assert any("5 more task types" in ln for ln in lines)
+
+
+def test_a_costly_look_for_failures_is_not_repeated_at_once_but_the_end_shows_them_all() -> None:
+    now = [0.0]
+
+    class SlowSource(FakeSource):
+        def failed(self, known: Collection[str]) -> list[Failed]:
+            now[0] += 1.0  # each look costs a second
+            return super().failed(known)
+
+    src = SlowSource({"f1": "t", "f2": "t"})
+    rec = Recorder()
+    tracker = Tracker("r1", 2, src, rec, str, clock=lambda: now[0])
+    src.failures = [Failed("f1", "FAILED", "OOM")]
+    tracker({"FAILED": 1, "RUNNING": 1})
+    src.failures.append(Failed("f2", "FAILED", "OOM"))
+    now[0] += 5.0
+    tracker({"FAILED": 2})  # within 20 looks' cost of the last: not asked yet
+    assert src.failed_calls == 1
+    tracker.close("FAILED", {"FAILED": 2})
+    assert src.failed_calls == 2
+    assert [[f.task_id for f in b] for b in rec.failed_batches] == [["f1"], ["f2"]]
+
+
+def test_many_failures_at_once_are_shown_up_to_a_limit_then_counted() -> None:
+    out = io.StringIO()
+    plain = PlainDisplay(out, now=lambda: 0.0)
+    plain.start("r1", 30, "here")
+    plain.failed([Failed(f"t{i}", "FAILED", "NONZERO_EXIT") for i in range(25)], lambda t: t)
+    lines = out.getvalue().splitlines()
+    assert sum(bool(re.search(r"Z FAILED t\d+: NONZERO_EXIT$", ln)) for ln in lines) == 20
+    assert lines[-1].endswith("... and 5 more FAILED tasks: updraft status r1 --state FAILED")
