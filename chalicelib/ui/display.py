@@ -96,6 +96,8 @@ def counts_text(frame: Frame) -> str:
 class PlainDisplay:
     """Timestamped lines, for logs."""
 
+    wants_types = False
+
     def __init__(self, stream: TextIO, every_s: float = PLAIN_EVERY_S,
                  clock: Callable[[], float] = time.monotonic, now: Callable[[], float] = time.time) -> None:
         self.stream = stream
@@ -151,6 +153,8 @@ class PlainDisplay:
 class LiveDisplay:
     """One live region on a terminal (rich), redrawn in place at each frame; nothing is drawn
     between frames (no thread: the run's loop draws, so signals stay the loop's)."""
+
+    wants_types = True
 
     def __init__(self, stream: TextIO) -> None:
         from rich.console import Console

@@ -82,6 +82,8 @@ class Source(Protocol):
 
 
 class Display(Protocol):
+    wants_types: bool  # whether its frames show per-type rows (reading them costs a query)
+
     def start(self, run_id: str, total: int, where: str) -> None: ...
 
     def frame(self, frame: Frame) -> None: ...
@@ -178,7 +180,7 @@ class Tracker:
     def _frame(self, counts: Mapping[str, int], state: str, elapsed_s: float | None, final: bool) -> Frame:
         now = self.clock()
         done = sum(counts.get(s.value, 0) for s in TERMINAL_TASK)
-        if final or (done != self.last_done and now >= self.types_due):
+        if self.display.wants_types and (final or (done != self.last_done and now >= self.types_due)):
             self._refresh_types(now)
         self.last_done = done
         elapsed = elapsed_s if elapsed_s is not None else now - self.started

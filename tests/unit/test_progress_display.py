@@ -34,6 +34,8 @@ class FakeSource:
 
 
 class Recorder:
+    wants_types = True
+
     def __init__(self) -> None:
         self.frames: list[Frame] = []
         self.failed_batches: list[list[Failed]] = []
