@@ -264,9 +264,10 @@ class LiveDisplay:
         table.add_column(ratio=1, min_width=4)
         table.add_column(no_wrap=True, justify="right")
         bad = frame.counts.get(FAILED, 0) + frame.counts.get(UPSTREAM_FAILED, 0)
+        colour = "red" if bad else "yellow" if frame.state == "CANCELLED" else "green"
         table.add_row(Text("all tasks", style="bold"),
                       ProgressBar(total=max(frame.total, 1), completed=frame.done if frame.total else 1,
-                                  complete_style="red" if bad else "green", finished_style="red" if bad else "green"),
+                                  complete_style=colour, finished_style=colour),
                       f"{frame.done}/{frame.total} {frame.percent:>3}%")
         rows = _type_rows(frame.types)
         if len(frame.types) > 1:

@@ -147,7 +147,9 @@ class Tracker:
         self.type_totals: dict[str, int] = {}
         self.type_rows: tuple[TypeRow, ...] = ()
         self.types_due = 0.0
-        self.types_every = 1.0  # grows with what reading them costs (see _refresh_types)
+        # at least this long between two reads of per-type counts (a source over the network
+        # asks for more); longer when a read costs more (see _refresh_types)
+        self.types_every = float(getattr(source, "types_every_s", 1.0))
         self.last_done = -1
 
     def __call__(self, counts: dict[str, int], _unused: int = 0) -> None:

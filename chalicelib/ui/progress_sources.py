@@ -42,6 +42,8 @@ class ApiSource:
     """A client of the API (updraft.Client): the run's graph for the types, its task list for
     the failures, and one task request per new failure for the end of its log."""
 
+    types_every_s = 10.0  # per-type counts cost a request for every ended task: not at each poll
+
     def __init__(self, client: Any, run_id: str) -> None:
         self.client = client
         self.run_id = run_id
