@@ -68,6 +68,14 @@ def test_on_an_80_column_terminal_the_display_fits_shows_the_failure_at_once_and
     # long as it is: the summary's outputs line names one)
     wide = [seg for seg in result.segments() if len(seg) > 80 and str(tmp_path) not in seg]
     assert not wide, wide
+    # redrawn in place: what the terminal shows at the end holds the live region once (its
+    # last frame), the failure once above it, and nothing scrolled but those lines
+    screen = result.screen(80, 24)
+    assert sum(line.startswith("all tasks") for line in screen) == 1, screen
+    assert sum(line.startswith("FAILED bad: NONZERO_EXIT") for line in screen) == 1, screen
+    assert screen.index(next(ln for ln in screen if ln.startswith("FAILED bad"))) < screen.index(
+        next(ln for ln in screen if ln.startswith("all tasks"))), screen
+    assert sum(f"run {run_id.group(1)}:" in line for line in screen) == 1, screen
     # the last frame: every task ended, 100 %
     frames = [seg for seg in result.segments() if seg.startswith("all tasks")]
     assert frames and frames[-1].split()[-2:] == ["6/6", "100%"], frames[-3:]

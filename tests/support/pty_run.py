@@ -27,6 +27,19 @@ class PtyResult:
         """What was written, without escape sequences."""
         return _ESCAPES.sub("", self.raw)
 
+    def screen(self, columns: int = 80, rows: int = 24) -> list[str]:
+        """What the terminal shows at the end, the lines scrolled off the top included: the
+        output fed through a VT100 emulator (pyte), as a user's terminal draws it."""
+        import pyte
+
+        screen = pyte.HistoryScreen(columns, rows, history=100_000)
+        pyte.Stream(screen).feed(self.raw)
+        scrolled = ["".join(row[x].data for x in range(columns)).rstrip() for row in screen.history.top]
+        shown = [line.rstrip() for line in screen.display]
+        while shown and not shown[-1]:
+            shown.pop()
+        return scrolled + shown
+
     def segments(self) -> list[str]:
         """Each stretch of text between line feeds and carriage returns: what one terminal line
         received at one time (a wider one would wrap on the terminal)."""
