@@ -1,4 +1,4 @@
-"""The run's display as a user sees it: on an 80-column terminal (a real pseudo-terminal),
+"""The run's display as a user sees it: on a terminal of 80 or 200 columns (a pseudo-terminal),
 piped into a log, and when the terminal goes away (SIGHUP) or Ctrl-C stops the run."""
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.e2e.cli import REPO, updraft, write_workflow
 from tests.support.pty_run import run_in_pty
@@ -40,7 +42,8 @@ def _env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), **extra}
 
 
-def test_on_an_80_column_terminal_the_display_fits_shows_the_failure_at_once_and_ends_at_100(tmp_path: Path) -> None:
+@pytest.mark.parametrize("columns", [80, 200])
+def test_on_a_terminal_the_display_fits_shows_the_failure_at_once_and_ends_at_100(tmp_path: Path, columns: int) -> None:
     wf, gate = gated_workflow(tmp_path)
     seen: dict[str, str] = {}
 
@@ -50,7 +53,7 @@ def test_on_an_80_column_terminal_the_display_fits_shows_the_failure_at_once_and
             gate.touch()
 
     # the default work dir (UPDRAFT_HOME): the commands the display prints need no --workdir
-    result = run_in_pty([sys.executable, "-m", "chalicelib.cli", "run", str(wf)], columns=80, rows=24,
+    result = run_in_pty([sys.executable, "-m", "chalicelib.cli", "run", str(wf)], columns=columns, rows=24,
                         env=_env(UPDRAFT_HOME=str(tmp_path / "wd")), cwd=str(REPO), timeout=120,
                         on_output=open_gate_once_the_failure_shows)
     text = result.text
@@ -66,12 +69,15 @@ def test_on_an_80_column_terminal_the_display_fits_shows_the_failure_at_once_and
     assert "UPSTREAM_FAILED after, after2: not run, because bad failed" in early
     # nothing wider than the terminal: no line wraps, so no refresh scrolls (a path is as
     # long as it is: the summary's outputs line names one)
-    wide = [seg for seg in result.segments() if len(seg) > 80 and str(tmp_path) not in seg]
+    wide = [seg for seg in result.segments() if len(seg) > columns and str(tmp_path) not in seg]
     assert not wide, wide
     # redrawn in place: what the terminal shows at the end holds the live region once (its
     # last frame), the failure once above it, and nothing scrolled but those lines
-    screen = result.screen(80, 24)
+    screen = result.screen(columns, 24)
     assert sum(line.startswith("all tasks") for line in screen) == 1, screen
+    # each redraw clears what the last one left: the counts line is the last frame's alone
+    # (earlier frames' were longer: "running 1 ok 2 failed 1 upstream_failed 2")
+    assert "ok 3 failed 1 upstream_failed 2" in screen, screen
     assert sum(line.startswith("FAILED bad: NONZERO_EXIT") for line in screen) == 1, screen
     assert screen.index(next(ln for ln in screen if ln.startswith("FAILED bad"))) < screen.index(
         next(ln for ln in screen if ln.startswith("all tasks"))), screen
