@@ -13,6 +13,7 @@ closed), it goes quiet.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -36,19 +37,33 @@ MAX_FAILED_SHOWN = 20  # failed tasks shown in full at one look; the rest are co
 
 
 def open_display(stream: TextIO) -> Display:
-    """The live display on a terminal that can draw it, plain lines elsewhere."""
+    """The live display on a terminal that can draw it, plain lines elsewhere (and where rich,
+    a dependency, is missing from a broken install: the run goes on, drawn plainly)."""
     if _is_terminal(stream) and os.environ.get("TERM", "") != "dumb":
-        return LiveDisplay(stream)
-    return PlainDisplay(stream, plain_every())
+        try:
+            return LiveDisplay(stream)
+        except ImportError:
+            pass
+    return PlainDisplay(stream, plain_every(stream))
 
 
-def plain_every() -> float:
-    text = os.environ.get("UPDRAFT_PROGRESS_EVERY", "")
-    try:
-        value = float(text) if text else PLAIN_EVERY_S
-    except ValueError:
+def plain_every(stream: TextIO | None = None) -> float:
+    """UPDRAFT_PROGRESS_EVERY (seconds between two progress lines); a value that is not a
+    number of seconds is named on `stream` and the default used (a run is not refused for it)."""
+    text = os.environ.get("UPDRAFT_PROGRESS_EVERY", "").strip()
+    if not text:
         return PLAIN_EVERY_S
-    return value if value >= 0 else PLAIN_EVERY_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value >= 0 and value != float("inf"):
+        return value
+    if stream is not None:
+        with contextlib.suppress(OSError, ValueError):
+            stream.write(f"updraft: UPDRAFT_PROGRESS_EVERY={text!r} is not a number of seconds (0 or more); "
+                         f"using {PLAIN_EVERY_S:g}\n")
+    return PLAIN_EVERY_S
 
 
 def _is_terminal(stream: TextIO) -> bool:
@@ -234,8 +249,6 @@ class LiveDisplay:
     def _abandon(self) -> None:
         """Stop the live region whose terminal is gone: its last drawing fails, and it still
         gives sys.stderr back."""
-        import contextlib
-
         with contextlib.suppress(Exception):
             self.live.stop()
         self.started = False

@@ -210,3 +210,15 @@ def test_many_failures_at_once_are_shown_up_to_a_limit_then_counted() -> None:
     lines = out.getvalue().splitlines()
     assert sum(bool(re.search(r"Z FAILED t\d+: NONZERO_EXIT$", ln)) for ln in lines) == 20
     assert lines[-1].endswith("... and 5 more FAILED tasks: updraft status r1 --state FAILED")
+
+
+@pytest.mark.parametrize(("text", "every"), [("", 10.0), ("2.5", 2.5), ("0", 0.0), ("soon", 10.0), ("-1", 10.0),
+                                             ("nan", 10.0), ("inf", 10.0)])
+def test_progress_every_takes_seconds_and_names_a_bad_value(monkeypatch: pytest.MonkeyPatch, text: str,
+                                                           every: float) -> None:
+    from chalicelib.ui.display import plain_every
+
+    monkeypatch.setenv("UPDRAFT_PROGRESS_EVERY", text)
+    out = io.StringIO()
+    assert plain_every(out) == every
+    assert ("is not a number of seconds" in out.getvalue()) == (every == 10.0 and text != "")
