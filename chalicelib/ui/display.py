@@ -176,7 +176,7 @@ class LiveDisplay:
         from rich.live import Live
 
         self.stream = stream
-        self.console = Console(file=stream, highlight=False, emoji=False)
+        self.console = Console(file=stream, highlight=False, emoji=False, markup=False)  # paths may hold [ ]
         self.live = Live(console=self.console, auto_refresh=False, redirect_stdout=False, redirect_stderr=True,
                          vertical_overflow="crop")
         self.started = False

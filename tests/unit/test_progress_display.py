@@ -222,3 +222,11 @@ def test_progress_every_takes_seconds_and_names_a_bad_value(monkeypatch: pytest.
     out = io.StringIO()
     assert plain_every(out) == every
     assert ("is not a number of seconds" in out.getvalue()) == (every == 10.0 and text != "")
+
+
+def test_text_from_the_run_is_printed_as_is_never_read_as_markup() -> None:
+    live = LiveDisplay(io.StringIO())
+    live.console.size = (80, 24)
+    with live.console.capture() as cap:
+        live.console.print("run r1: 1 tasks (workdir /data/[bold]x[/])")
+    assert "(workdir /data/[bold]x[/])" in ANSI.sub("", cap.get())
