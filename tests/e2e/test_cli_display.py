@@ -219,3 +219,21 @@ def test_under_nohup_sighup_is_left_ignored_and_the_run_goes_on(tmp_path: Path) 
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert json.loads(updraft("status", run_id, "--json", workdir=wd, check=True).stdout)["state"] == "CANCELLED"
+
+
+def test_resume_shows_its_run_with_the_same_display(tmp_path: Path) -> None:
+    wf = write_workflow(tmp_path / "wf.json", [
+        {"id": "bad", "shell": "echo try-again >&2; exit 3", "outputs": ["x"]},
+        {"id": "after", "command": ["cat", "x"], "inputs": ["x"]},
+    ])
+    wd = tmp_path / "wd"
+    first = updraft("run", str(wf), "--json", workdir=wd)
+    run_id = json.loads(first.stdout.strip().splitlines()[-1])["run_id"]
+    again = updraft("resume", run_id, workdir=wd, env={"UPDRAFT_PROGRESS_EVERY": "0"})
+    assert again.returncode == 1
+    body = [STAMP.sub("", ln) for ln in again.stderr.splitlines() if STAMP.match(ln)]
+    assert body[0] == f"run {run_id}: 2 tasks (workdir {wd})", again.stderr
+    assert "FAILED bad (attempt 2): NONZERO_EXIT: the command exited with code 3" in body
+    assert "UPSTREAM_FAILED after: not run, because bad failed" in body
+    assert body[-1].startswith(f"run {run_id} FAILED: 2/2 done (100%)")
+    assert f"re-run what failed, after a fix: updraft resume {run_id} --workdir {wd}" in again.stderr
