@@ -329,8 +329,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         for t in tasks:
             dur = t.result.get("duration_s")
             secs = f"{dur:.2f}" if isinstance(dur, int | float) else ""
-            print(f"  {t.task_id[:32]:<32} {t.state.value:<16} {t.attempt:>3} {t.placement:<10} {secs:>8} "
-                  f"{t.reason or ''}")
+            parent = t.result.get("failed_parent")  # UPSTREAM_FAILED: the failed task it waited on
+            reason = f"{t.reason or ''} ({parent} failed)" if parent else (t.reason or "")
+            print(f"  {t.task_id[:32]:<32} {t.state.value:<16} {t.attempt:>3} {t.placement:<10} {secs:>8} {reason}")
         return 0
 
 

@@ -237,3 +237,5 @@ def test_resume_shows_its_run_with_the_same_display(tmp_path: Path) -> None:
     assert "UPSTREAM_FAILED after: not run, because bad failed" in body
     assert body[-1].startswith(f"run {run_id} FAILED: 2/2 done (100%)")
     assert f"re-run what failed, after a fix: updraft resume {run_id} --workdir {wd}" in again.stderr
+    status = updraft("status", run_id, workdir=wd, check=True).stdout
+    assert re.search(r"after +UPSTREAM_FAILED .* UPSTREAM \(bad failed\)", status), status
