@@ -7,6 +7,7 @@ validation error. Errors a user can fix print one clear message, never a traceba
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -114,31 +115,16 @@ def _cwl_outputs(rt: Any, run_id: str, args: argparse.Namespace) -> None:
 
 # ---- progress -----------------------------------------------------------------------------
 
-class Progress:
-    """A one-line live display on a terminal: a bar and counts per state."""
+def _tracker(rt: Any, run_id: str, total: int) -> Any:
+    """The progress display of a run this process executes (chalicelib/ui/progress.py), on
+    standard error: live on a terminal, timestamped lines elsewhere."""
+    from chalicelib.ui.display import open_display
+    from chalicelib.ui.progress import Tracker, logs_command
+    from chalicelib.ui.progress_sources import LocalSource
 
-    def __init__(self, total: int, stream: TextIO) -> None:
-        self.total = total
-        self.stream = stream
-        self.enabled = stream.isatty()
-        self.started = time.monotonic()
-
-    def __call__(self, counts: dict[str, int], _unused: int = 0) -> None:
-        if not self.enabled:
-            return
-        done = sum(counts.get(s.value, 0) for s in TERMINAL_TASK)
-        width = 30
-        fill = int(width * done / self.total) if self.total else width
-        parts = " ".join(f"{s.lower()}={n}" for s, n in ordered(counts))
-        elapsed = time.monotonic() - self.started
-        line = f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} {parts} {elapsed:.1f}s"
-        self.stream.write(line[:200].ljust(80))
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
+    display = open_display(sys.stderr)
+    display.start(run_id, total, f"workdir {rt.workdir}")
+    return Tracker(run_id, total, LocalSource(rt, run_id), display, logs_command(run_id, rt.workdir))
 
 
 # ---- commands -----------------------------------------------------------------------------
@@ -238,6 +224,7 @@ def _summary_table(rt: Any, run_id: str, wall: float) -> None:
     spec = rt.specs.get(run_id)
     by_type: dict[str, dict[str, float]] = {}
     failed: list[Any] = []  # the first 10 failed records (their log tails are shown)
+    skipped: dict[str, int] = {}  # UPSTREAM_FAILED tasks per failed task they depend on
     total = 0
     for rec in rt.store.iter_tasks(run_id):
         total += 1
@@ -250,6 +237,9 @@ def _summary_table(rt: Any, run_id: str, wall: float) -> None:
         row["time"] += sum(t.duration_s or 0.0 for t in rec.tries)  # the failed attempts that were retried
         if rec.state is TaskState.FAILED and len(failed) < 10:
             failed.append(rec)
+        elif rec.state is TaskState.UPSTREAM_FAILED:
+            parent = rec.failed_parent or "an upstream task"
+            skipped[parent] = skipped.get(parent, 0) + 1
     print(f"run {run_id}  {run.state.value}  {total} tasks in {wall:.2f} s")
     print(f"  {'task type':<24} {'tasks':>6} {'ok':>6} {'not ok':>6} {'task time s':>12} {'cached':>6}")
     for ttype, row in sorted(by_type.items()):
@@ -260,6 +250,8 @@ def _summary_table(rt: Any, run_id: str, wall: float) -> None:
         tail = ((rec.result.log_tail if rec.result else None) or "").strip().splitlines()[-5:]
         for line in tail:
             print(f"    | {line}")
+    for parent, n in sorted(skipped.items(), key=lambda kv: -kv[1])[:10]:
+        print(f"  UPSTREAM_FAILED {n} task{'s' if n > 1 else ''}: not run, because {parent} failed")
     if failed:
         print(f"  logs: updraft logs {run_id} TASK --workdir {rt.workdir}")
     print(f"  outputs: {os.path.join(rt.blob_root, 'runs', run_id, 'data')}")
@@ -360,18 +352,28 @@ def _learn(rt: Any, run_id: str, wf: Any) -> None:
 
 def _execute(rt: Any, run_id: str, total: int, args: argparse.Namespace, resume: bool,
              extra: dict[str, Any] | None = None) -> int:
-    progress = Progress(total, sys.stderr)
-    if progress.enabled and not args.json:
-        sys.stderr.write(f"run {run_id}: {total} tasks (workdir {rt.workdir})\n")
+    tracker = _tracker(rt, run_id, total)
     started = time.monotonic()
+    run = None
     try:
-        if resume:
-            rt.resume(run_id, progress if progress.enabled else None)
-        else:
-            rt.run(run_id, progress if progress.enabled else None)
+        run = rt.resume(run_id, tracker) if resume else rt.run(run_id, tracker)
     finally:
-        progress.close()
-    return _finish_report(rt, run_id, time.monotonic() - started, args.json, extra)
+        final = run or rt.store.get_run(run_id)
+        tracker.close(final.state.value, rt.store.counts(run_id), time.monotonic() - started)
+    code = _finish_report(rt, run_id, time.monotonic() - started, args.json, extra)
+    _resume_hint(run_id, final.state, rt.workdir)
+    return code
+
+
+def _resume_hint(run_id: str, state: RunState, workdir: str) -> None:
+    """After a run stopped (Ctrl-C, `updraft cancel`, a closed terminal) or failed: the
+    command that takes it up again."""
+    from chalicelib.ui.progress import resume_command
+
+    if state is RunState.CANCELLED:
+        sys.stderr.write(f"resume with: {resume_command(run_id, workdir)}\n")
+    elif state is RunState.FAILED:
+        sys.stderr.write(f"re-run what failed, after a fix: {resume_command(run_id, workdir)}\n")
 
 
 def cache_metrics(tasks: Sequence[TaskRecord]) -> dict[str, int]:
@@ -416,8 +418,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         for t in tasks:
             dur = t.result.duration_s if t.result is not None else None
             secs = f"{dur:.2f}" if dur is not None else ""
-            print(f"  {t.task_id[:32]:<32} {t.state.value:<16} {t.attempt:>3} {t.placement:<10} {secs:>8} "
-                  f"{t.reason or ''}")
+            parent = t.failed_parent  # UPSTREAM_FAILED: the failed task it waited on
+            reason = f"{t.reason or ''} ({parent} failed)" if parent else (t.reason or "")
+            print(f"  {t.task_id[:32]:<32} {t.state.value:<16} {t.attempt:>3} {t.placement:<10} {secs:>8} {reason}")
         return 0
 
 
@@ -874,6 +877,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 1
+    except OSError as exc:
+        if exc.errno == errno.EIO:  # its terminal was closed (SIGHUP): the run was cancelled cleanly
+            return 1
+        raise
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from msgspec.structs import replace
 
 from chalicelib.backends.local.container_pool import ContainerPool
 from chalicelib.backends.local.fs_blobs import FsBlobStore
-from chalicelib.backends.local.function_pool import FunctionPool, check_concurrency
+from chalicelib.backends.local.function_pool import STOP_SIGNALS, FunctionPool, check_concurrency
 from chalicelib.backends.local.sqlite_state import SqliteStateStore
 from chalicelib.cache.cas import ContentStore
 from chalicelib.cache.memo import MemoIndex
@@ -359,8 +359,11 @@ class _Loop:
         os.set_blocking(wfd, False)
         self.selector.register(rfd, selectors.EVENT_READ, (self._on_signal, rfd))
         old_wakeup = signal.set_wakeup_fd(wfd)
-        old_int = signal.signal(signal.SIGINT, self._interrupt)
-        old_term = signal.signal(signal.SIGTERM, self._interrupt)
+        # Ctrl-C, kill, and a closed terminal (SIGHUP) all cancel the run cleanly: never a
+        # RUNNING run left with no process executing it. A signal ignored when the run began
+        # stays ignored (`nohup updraft run ...` outlives its terminal, as nohup means).
+        old = {sig: signal.signal(sig, self._interrupt) for sig in STOP_SIGNALS
+               if signal.getsignal(sig) is not signal.SIG_IGN}
         # the loop spawns tasks itself (FunctionPool._launch_inline): what they leave running
         # comes back to it, and so do the tasks of a slot killed by an interrupt
         was_subreaper = is_subreaper()
@@ -373,8 +376,8 @@ class _Loop:
             with self.pin:  # the loop stays on one CPU; what it starts gets every CPU
                 self._loop()
         finally:
-            signal.signal(signal.SIGINT, old_int)
-            signal.signal(signal.SIGTERM, old_term)
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
             signal.set_wakeup_fd(old_wakeup)
             self.functions.kill_all()
             self.containers.shutdown()
@@ -388,7 +391,7 @@ class _Loop:
         return self.rt.store.get_run(self.run_id)
 
     def _interrupt(self, _signum: int, _frame: object) -> None:
-        """SIGINT / SIGTERM: the pools start nothing more from this moment (the Cancel that
+        """SIGINT / SIGTERM / SIGHUP: the pools start nothing more from this moment (the Cancel that
         records it in the store follows at the loop's next turn)."""
         self.interrupted = True
         self.functions.halt()
