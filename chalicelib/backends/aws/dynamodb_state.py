@@ -75,7 +75,6 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from itertools import islice
 from typing import Any
 
 from msgspec.structs import replace
@@ -108,8 +107,16 @@ from chalicelib.backends.aws.dynamodb_items import (
     task_pk,
     task_record,
 )
+from chalicelib.backends.aws.dynamodb_pages import ShardReader, page_merge
 from chalicelib.engine.ports import complete_each, update_each
-from chalicelib.engine.records import RunRecord, TaskRecord, check_limit, check_mutable, check_new_tasks
+from chalicelib.engine.records import (
+    RunRecord,
+    TaskPage,
+    TaskRecord,
+    check_limit,
+    check_mutable,
+    check_new_tasks,
+)
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
 from chalicelib.errors import NotFoundError, StateConflictError, UpdraftError
 
@@ -336,7 +343,48 @@ class DynamoStateStore:
         self, run_id: str, states: Collection[TaskState] | None = None, limit: int | None = None,
     ) -> list[TaskRecord]:
         check_limit(limit)
-        return list(islice(self.iter_tasks(run_id, states), limit))
+        if limit is None:
+            return list(self.iter_tasks(run_id, states))
+        self._run_shards(run_id)  # NotFoundError for an unknown run, even with limit 0
+        out: list[TaskRecord] = []
+        after: str | None = None
+        while len(out) < limit:  # pages read only what they need (task id order)
+            page = self.page_tasks(run_id, states, limit - len(out), after)
+            out.extend(page.tasks)
+            if page.after is None:
+                break
+            after = page.after
+        return out
+
+    def page_tasks(
+        self, run_id: str, states: Collection[TaskState] | None = None, limit: int = 256,
+        after: str | None = None,
+    ) -> TaskPage:
+        """Task id order: the S shards' key-ordered Queries (`sk > T#<after>`) merged, each
+        reading a few items at a time, so a page of n reads ~n items (more with a sparse
+        `states`, at most dynamodb_pages.PAGE_READ_BUDGET: then the page ends early, at the position it
+        reached)."""
+        if limit < 1:
+            raise ValueError(f"limit must be 1 or more, not {limit}")
+        tshards, _ = self._run_shards(run_id)
+        return page_merge(self._shard_reader(run_id, states), tshards, limit, after, self.parallelism)
+
+    def _shard_reader(
+        self, run_id: str, states: Collection[TaskState] | None,
+    ) -> ShardReader:
+        def read(shard: int, start: str, n: int) -> tuple[list[dict[str, Any]], str | None, int]:
+            """Up to n items of one shard after task id `start`: (items, last id looked at or
+            None at the shard's end, how many were looked at)."""
+            e = x.Expr()
+            cond = (f"{e.n('pk')} = {e.v(x.text(task_pk(run_id, shard)))} "
+                    f"AND {e.n('sk')} > {e.v(x.text(TASK_PREFIX + start))}")
+            kwargs: dict[str, Any] = {"FilterExpression": state_condition(e, states)} if states is not None else {}
+            resp = self._ddb.query(TableName=self.table, KeyConditionExpression=cond, ConsistentRead=True,
+                                   Limit=n, **e.kwargs(), **kwargs)
+            last = resp.get("LastEvaluatedKey")
+            seen = last["sk"]["S"][len(TASK_PREFIX):] if last else None
+            return list(resp.get("Items", [])), seen, int(resp.get("ScannedCount", len(resp.get("Items", []))))
+        return read
 
     def iter_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> Iterator[TaskRecord]:
         # The shards are read in parallel and merged by submission order, so the raw items are
