@@ -59,11 +59,19 @@ see (2,000 + 1,000)/4 = 750 WCU/s (75%); raise C for more. A
 100,000-task run is 100,000 items of ~0.3-1 KB (the largest is a failed task carrying a 4 KB
 log tail; results are capped at RESULT_MAX_BYTES), far from the 400 KB item limit.
 
-Listing a run's tasks by state is a Query of its S task partitions with a state filter: it
-reads every task item of the run (100,000 tasks ~ 50 MB ~ 6,000 read units, $0.0008), and
-happens at start, cancel, resume, on the API and in the sweeper, never per task event. A
-GSI on state would instead add two index writes to every transition (index key change = a
-delete and a put), doubling the cost of the hot path.
+Measured (scripts/bench-ddb-writes, docs/benchmarks.md): 5.9 write units per completion with
+E = 1.8 - the claim's own counter write (the task function claims outside a coordinator batch)
+comes on top of the 5 above - so ~5,900 WCU/s for the table at 1,000 completions/s, which is
+more than a new on-demand table's first 4,000 (docs/aws.md: pre-warm it or provision it); no
+partition passes ~45% of its 1,000 (tests/contract/test_dynamodb_partitions.py).
+
+Listing a run's tasks by state pages through its S task partitions (dynamodb_pages.py): their
+key-ordered Queries merged in task id order, a few items per shard at a time, so a page of n
+tasks reads ~n items plus a few per shard, and a sparse state filter stops at a read budget.
+Only a full listing (`iter_tasks`, `list_tasks` without a limit: status, resume, recount) reads
+every item of the run (100,000 tasks ~ 50 MB ~ 6,000 read units, $0.0008). A GSI on state
+would instead add two index writes to every transition (index key change = a delete and a
+put), doubling the cost of the hot path.
 """
 
 from __future__ import annotations
