@@ -205,9 +205,11 @@ def measure(tasks: int = 10_000, width: int = 1000, fan_in: int = 2, task_shards
     workflow = layered(tasks, width, fan_in)
     spec = RunSpec.of(workflow)
     with mocked_aws(), tempfile.TemporaryDirectory() as tmp:
-        cfg = config_for(table="bench-writes", task_shards=task_shards, counter_shards=counter_shards)
+        cfg = config_for(table="bench-writes", bucket="bench-writes", task_shards=task_shards,
+                         counter_shards=counter_shards)
         clients = AwsClients(cfg)
         create_table(clients, cfg.table)
+        clients.s3.create_bucket(Bucket=cfg.bucket)  # where large results go (dynamodb_results.py)
         meter = WriteMeter(clients.dynamodb, cfg.table)
         clients._clients["dynamodb"] = meter
         store = DynamoStateStore(cfg, clients)

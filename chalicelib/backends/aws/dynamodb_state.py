@@ -57,7 +57,8 @@ consistent: 200 x 4 = 800 RCU/s in total, 200 per partition (7% of 3,000). The r
 written a handful of times per run. Even with batches of one event the counter partitions
 see (2,000 + 1,000)/4 = 750 WCU/s (75%); raise C for more. A
 100,000-task run is 100,000 items of ~0.3-1 KB (the largest is a failed task carrying a 4 KB
-log tail; results are capped at RESULT_MAX_BYTES), far from the 400 KB item limit.
+log tail; a result over 4 KB goes to S3 and the item keeps a slim copy, dynamodb_results.py;
+inline results are capped at RESULT_MAX_BYTES), far from the 400 KB item limit.
 
 Measured (scripts/bench-ddb-writes, docs/benchmarks.md): 5.9 write units per completion with
 E = 1.8 - the claim's own counter write (the task function claims outside a coordinator batch)
@@ -77,6 +78,7 @@ put), doubling the cost of the hot path.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 import time
@@ -116,6 +118,7 @@ from chalicelib.backends.aws.dynamodb_items import (
     task_record,
 )
 from chalicelib.backends.aws.dynamodb_pages import ShardReader, page_merge
+from chalicelib.backends.aws.dynamodb_results import needs_spill, slim, spill_key
 from chalicelib.engine.ports import complete_each, update_each
 from chalicelib.engine.records import (
     RunRecord,
@@ -130,6 +133,8 @@ from chalicelib.errors import NotFoundError, StateConflictError, UpdraftError
 
 __all__ = ["INLINE_FANIN_MAX", "RESULT_MAX_BYTES", "TABLE_KEYS", "DynamoStateStore", "StoreThrottledError",
            "create_table"]
+
+log = logging.getLogger("updraft.store")
 
 BATCH_WRITE_TRIES = 8
 CAS_TRIES = 50
@@ -433,7 +438,7 @@ class DynamoStateStore:
         expect_attempt: int | None, changes: Mapping[str, Any],
     ) -> TaskRecord:
         check_mutable("task", changes)
-        changes = coerce_task_changes(changes)
+        changes = coerce_task_changes(self._spilled(run_id, task_id, changes))
         e = x.Expr()
         cond = f"attribute_exists({e.n('sk')}) AND {state_condition(e, expect_states)}"
         if expect_attempt is not None:
@@ -463,6 +468,22 @@ class DynamoStateStore:
         if "state" in changes:
             self._count(run_id, old.state, new.state)
         return new
+
+    def _spilled(self, run_id: str, task_id: str, changes: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The changes with a large result written to S3 and only its slim copy kept
+        (dynamodb_results.py). If S3 refuses, the result stays inline (capped at 32 KB)."""
+        text = needs_spill(changes.get("result"))
+        if text is None:
+            return changes
+        key = spill_key(run_id, task_id, text)
+        try:
+            self.clients.s3.put_object(Bucket=self.config.bucket, Key=self.config.blob_prefix + key,
+                                       Body=text.encode("utf-8"), ContentType="application/json")
+        except Exception as exc:
+            log.warning("could not spill the result of task %s to S3 (%s); keeping it in the item",
+                        task_id, error_code(exc) or type(exc).__name__, extra={"run_id": run_id})
+            return changes
+        return {**changes, "result": slim(changes["result"], key)}
 
     def update_tasks(
         self, run_id: str, expect_states: Collection[TaskState],
