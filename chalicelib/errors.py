@@ -91,6 +91,15 @@ class RunBusyError(UpdraftError):
     exit_code = 2
 
 
+class TooLargeError(UpdraftError):
+    """A request bigger than its route takes (HTTP 413). The message names the limit and the
+    way in that takes it."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
 class ConfigError(UpdraftError):
     """Configuration is missing or wrong (names the setting and how to set it)."""
 

@@ -30,7 +30,7 @@ from chalicelib.backends.local.sqlite_state import SqliteStateStore
 from chalicelib.engine import events as ev
 from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
 from chalicelib.engine.lifecycle import create_run
-from chalicelib.engine.records import RunRecord, TaskRecord
+from chalicelib.engine.records import RunRecord, TaskPage, TaskRecord
 from chalicelib.engine.spec import RunSpec, SpecCache
 from chalicelib.engine.states import IN_FLIGHT, TERMINAL_TASK, RunState, TaskState
 from chalicelib.errors import ConfigError, NotFoundError
@@ -140,6 +140,14 @@ class CountingStore:
 
     def iter_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> Iterator[TaskRecord]:
         return iter(self.list_tasks(run_id, states))
+
+    def page_tasks(
+        self, run_id: str, states: Collection[TaskState] | None = None, limit: int = 256,
+        after: str | None = None,
+    ) -> TaskPage:
+        page = self.inner.page_tasks(run_id, states, limit, after)
+        self.read_units += max(1, math.ceil(len(page.tasks) * LIST_ITEM_BYTES / 4096))
+        return page
 
     def update_task(
         self, run_id: str, task_id: str, expect_states: Collection[TaskState], expect_attempt: int | None,

@@ -102,8 +102,9 @@ class Cloud(Struct, dict=True):  # dict: the cached_property parts
         return self.config.sizes.function_limits()
 
     def read_request(self, body: Any, raw: bytes | None) -> Request:
-        from chalicelib.backends.aws.submit import request, request_submission
+        from chalicelib.backends.aws.submit import check_body_size, request, request_submission
 
+        check_body_size(raw, self)
         return request(request_submission(body, raw), self)
 
     def resolve_inputs(self, workflow: Workflow, data: str | None, source: str | None) -> Resolved:

@@ -53,6 +53,7 @@ ENV = {
     "multipart_threshold_mb": "UPDRAFT_MULTIPART_THRESHOLD_MB",
     "stuck_run_after_s": "UPDRAFT_STUCK_RUN_AFTER_S",
     "max_tasks": "UPDRAFT_MAX_TASKS",
+    "api_max_tasks": "UPDRAFT_API_MAX_TASKS",
     "api_auth": "UPDRAFT_API_AUTH",
     "sweep_minutes": "UPDRAFT_SWEEP_MINUTES",
     "submit_queue": "UPDRAFT_SUBMIT_QUEUE",
@@ -97,6 +98,7 @@ class AwsConfig(Struct, frozen=True):
     multipart_threshold_mb: int = 64  # files above this are uploaded in parts
     stuck_run_after_s: float = 900.0  # sweeper re-counts a run whose counters are this quiet
     max_tasks: int = 250_000  # largest workflow accepted
+    api_max_tasks: int = 20_000  # largest POST /runs (29 s to answer); larger ones are uploaded under submit/
     api_auth: str = "iam"  # "iam" (SigV4-signed requests only) or "none" (behind your own auth)
     sweep_minutes: int = 2  # how often the sweeper runs
     submit_queue: str = ""  # uploads under submit/ notify this queue; "" = a direct S3 trigger

@@ -311,7 +311,10 @@ class LocalRuntime:
             while time.monotonic() < deadline and self.owner_pid(run_id) is not None:
                 time.sleep(0.05)
             return self.store.get_run(run_id)
-        self.coordinator.handle([ev.Cancel(run_id)])
+        todo: list[ev.Event] = [ev.Cancel(run_id)]
+        while todo:  # every window of the cancel here, as nobody else will handle the next one
+            out = self.coordinator.handle(todo)
+            todo = [i.event for i in out if isinstance(i, ev.Schedule) and isinstance(i.event, ev.Cancel)]
         return self.store.get_run(run_id)
 
 
