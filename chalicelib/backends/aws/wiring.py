@@ -16,3 +16,11 @@ from __future__ import annotations
 # window a batch holds what the poller received at once (up to 10), so wide levels still batch.
 EVENTS_BATCH_SIZE = 10
 EVENTS_BATCH_WINDOW_S = 0
+
+# The task functions' asynchronous invoke config (infra/stack.yaml TaskFunctionInvokeConfig,
+# infra/postdeploy.py for task-<mb>): Lambda keeps a throttled invoke in its own queue and
+# retries it for up to this long (MaximumEventAgeInSeconds; 21600 s = 6 h is Lambda's maximum),
+# then drops it with an EventAgeExceeded record to the OnFailure destination. A DISPATCHED
+# function attempt is therefore not lost before this age: its lease until it is claimed is
+# this plus the grace (engine CoordinatorConfig.function_queue_s), the normal lease after.
+TASK_EVENT_AGE_S = 21_600
