@@ -65,6 +65,7 @@ ENV = {
     "container_max_cpu": "UPDRAFT_CONTAINER_MAX_CPU",
     "container_max_memory_mb": "UPDRAFT_CONTAINER_MAX_MEMORY_MB",
     "events_concurrency": "UPDRAFT_EVENTS_CONCURRENCY",
+    "input_buckets": "UPDRAFT_INPUT_BUCKETS",
 }
 
 
@@ -119,6 +120,10 @@ class AwsConfig(Struct, frozen=True):
     # Coordinators the events trigger runs at once (its MaximumConcurrency, read by app.py at
     # deploy); the stage reserves at least this much concurrency for the coordinator.
     events_concurrency: int = EVENTS_MAX_CONCURRENCY
+    # Buckets (or bucket/prefix) of workflow inputs outside the stage's bucket, comma-separated:
+    # the policies (iam_policy.py; the stack's InputReadArns) let the API, submit and the task
+    # runners read them. Not read at run time: a deploy setting.
+    input_buckets: str = ""
 
     @property
     def sizes(self) -> DeployedSizes:
