@@ -83,3 +83,49 @@ def test_the_queued_lease_is_the_task_functions_max_event_age() -> None:
 
     cloud = Cloud(AwsConfig(), clients=None)  # type: ignore[arg-type]  # the coordinator needs no client
     assert cloud.coordinator.config.function_queue_s == wiring.TASK_EVENT_AGE_S
+
+
+# ---- the deploy's check against the account (infra/concurrency.py) ----------------------------
+
+class FakeLambda:
+    """GetAccountSettings and GetFunctionConcurrency (moto has the second only)."""
+
+    def __init__(self, quota: int, unreserved: int, current: dict[str, int]) -> None:
+        self.quota, self.unreserved, self.current = quota, unreserved, current
+
+    def get_account_settings(self) -> dict[str, Any]:
+        return {"AccountLimit": {"ConcurrentExecutions": self.quota, "UnreservedConcurrentExecutions": self.unreserved}}
+
+    def get_function_concurrency(self, FunctionName: str) -> dict[str, Any]:
+        if FunctionName not in self.current:
+            from botocore.exceptions import ClientError
+
+            missing = {"Error": {"Code": "ResourceNotFoundException", "Message": "no such function"}}
+            raise ClientError(missing, "GetFunctionConcurrency")  # type: ignore[arg-type]
+        return {"ReservedConcurrentExecutions": self.current[FunctionName]}
+
+
+class FakeSession:
+    def __init__(self, client: FakeLambda) -> None:
+        self._client = client
+
+    def client(self, name: str) -> FakeLambda:
+        assert name == "lambda"
+        return self._client
+
+
+def test_the_deploy_stops_when_the_reservations_do_not_fit_the_account() -> None:
+    from infra import concurrency
+    from infra.errors import DeployError
+
+    wanted = concurrency.reserved(config(), "prod")
+    assert sum(wanted.values()) == sum(reserved("prod").values()) == 596
+    # a default account: fits; a new account's small quota: one line saying what to change
+    concurrency.check(FakeSession(FakeLambda(1000, 1000, {})), "prod", CHALICE_CONFIG)
+    with pytest.raises(DeployError, match=r"reserves 596 .* quota in the region is 50 .*reserved_concurrency"):
+        concurrency.check(FakeSession(FakeLambda(50, 50, {})), "prod", CHALICE_CONFIG)
+    # a redeploy: what the functions hold now is released for their new values
+    held = {name: n for name, n in wanted.items()}
+    concurrency.check(FakeSession(FakeLambda(700, 104, held)), "prod", CHALICE_CONFIG)
+    with pytest.raises(DeployError, match="99 would be left"):
+        concurrency.check(FakeSession(FakeLambda(700, 99, held)), "prod", CHALICE_CONFIG)
