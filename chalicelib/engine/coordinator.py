@@ -57,6 +57,11 @@ LIVE = [s for s in TaskState if s not in TERMINAL_TASK]
 class CoordinatorConfig(Struct, frozen=True):
     backoff: Backoff = field(default_factory=Backoff)
     lease_grace_s: float = tr.FUNCTION_LEASE_GRACE_S  # added to a function task's timeout for its dispatch lease
+    # How long an invoked function attempt may wait in the platform's own queue before it
+    # starts (Lambda's async queue under throttling: MaximumEventAgeInSeconds). Until it is
+    # claimed, a DISPATCHED function attempt's lease is the longer of this and its timeout, plus
+    # the grace: waiting there is not a lost function. 0: it starts at once (local pools).
+    function_queue_s: float = 0.0
     container_queue_lease_s: float = 6 * 3600.0  # a container task may wait in the queue this long
     min_schedule_s: float = 0.001  # retries due sooner than this are dispatched at once
     lost_worker_retries: int = 2  # extra attempts when a worker or function vanished (lease expired)
@@ -345,7 +350,8 @@ class Coordinator:
         attempts: list[tuple[str, int, float]] = []
         for rec in recs:
             if rec.placement == "function":
-                lease = tasks[rec.task_id].resources.timeout_s + self.config.lease_grace_s
+                waits = max(tasks[rec.task_id].resources.timeout_s, self.config.function_queue_s)
+                lease = waits + self.config.lease_grace_s
             else:
                 lease = self.config.container_queue_lease_s
             attempts.append((rec.task_id, rec.attempt, now + lease))
