@@ -9,15 +9,16 @@ dropped without running anything); run it, without the worker's AWS credentials
 either (the image runs as a non-root user: root could); send the completion to the events
 queue; delete the message. While the task runs, a heartbeat every lease/3 extends the message's
 visibility and the attempt's lease; if the lease was taken away (cancel, or the sweeper retried
-it), the task is killed.
+it), the task is killed. Tasks longer than SQS's 12 h visibility cap: the message is parked
+(deleted) before the cap and the lease alone holds the attempt (workers/heartbeat.py).
 
 Started with UPDRAFT_ONE_TASK (a container attempt bigger than the service's task size gets a
 Fargate task of its own, launchers.ContainerLauncher): that payload is the only message; the
 worker runs it like a queued one, then exits.
 
 SIGTERM (scale-in, deploy): stop polling; a running task is killed, un-claimed
-(RUNNING -> DISPATCHED) and its message made visible again at once, so another worker runs
-it. A worker exits 0 after `idle_s` without a message; while busy it protects itself from
+(RUNNING -> DISPATCHED) and its message made visible again at once (a parked one is sent
+again), so another worker runs it. A worker exits 0 after `idle_s` without a message; while busy it protects itself from
 ECS scale-in (task scale-in protection), so the scaler only stops idle workers.
 """
 
@@ -29,13 +30,12 @@ import os
 import signal
 import threading
 import time
-import urllib.request
 from typing import Any
 
 from msgspec.structs import replace
 
 from chalicelib.backends.aws.cache import input_hashes, task_cache
-from chalicelib.backends.aws.claims import claim, renew, unclaim
+from chalicelib.backends.aws.claims import claim, unclaim
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.launchers import ONE_TASK_ENV
 from chalicelib.backends.aws.messages import parse_task_payload, payload_resources
@@ -47,18 +47,22 @@ from chalicelib.engine.states import Reason
 from chalicelib.runner import TaskRequest, run_task
 from chalicelib.runner.execute import Attempt
 from chalicelib.runner.procs import set_subreaper
+from workers.heartbeat import Heartbeat, MessageHold, ScaleInProtection
 
 POLL_WAIT_S = 20.0
 
 
 class Worker:
     def __init__(self, cloud: Cloud, observe: Observability, idle_s: float | None = None,
-                 lease_s: float | None = None, poll_wait_s: float = POLL_WAIT_S) -> None:
+                 lease_s: float | None = None, poll_wait_s: float = POLL_WAIT_S,
+                 beat_every_s: float | None = None) -> None:
         self.cloud = cloud
         self.obs = observe
         self.idle_s = cloud.config.worker_idle_s if idle_s is None else idle_s
         self.lease_s = cloud.config.worker_lease_s if lease_s is None else lease_s
         self.poll_wait_s = poll_wait_s
+        self.beat_every_s = beat_every_s  # None: lease/3 (tests beat faster than their clock)
+        self._heartbeat: Heartbeat | None = None
         self.queue: MessageQueue = cloud.container_queue
         self.workroot = os.path.join(cloud.config.workroot, "worker")
         self.stopping = threading.Event()
@@ -114,6 +118,7 @@ class Worker:
             self.obs.logger.error("unreadable container message: %s", exc)
             return
         self.obs.bind(run_id=run_id, task_id=task_id, attempt=attempt)
+        received_at = self.cloud.clock()  # SQS's 12 h visibility cap counts from about now
         spec = self.cloud.specs.get(run_id)
         task = with_resources(spec.tasks[task_id], overrides)
         store, now = self.cloud.store, self.cloud.clock()
@@ -123,7 +128,8 @@ class Worker:
             return
         self.obs.count("TasksStarted")
         self._killed_for_stop = False
-        beat = Heartbeat(self, msg, run_id, task_id, attempt)
+        hold = MessageHold(self.queue, msg, received_at, self.lease_s)
+        beat = self._heartbeat = Heartbeat(self, hold, run_id, task_id, attempt, self.beat_every_s)
         self._protection.set(True)
         beat.start()
         try:
@@ -134,18 +140,18 @@ class Worker:
                                all_orphans=self.all_orphans)
         finally:
             beat.stop()
-            self._attempt = None
+            self._attempt, self._heartbeat = None, None
             self._protection.set(False)
         if self._killed_for_stop:
             queued_lease = self.cloud.coordinator_config.container_queue_lease_s
             unclaim(store, run_id, task_id, attempt, self.cloud.clock(), queued_lease)
-            self.queue.release(msg)
+            hold.hand_back()
             self.obs.logger.info("stopped: task handed back to the queue")
             return
         event = replace(outcome.event, result={**outcome.event.result, **self.size})
         record_outcome(self.obs, event, task.task_type, "container")
         self.cloud.sink.send([event])
-        self.queue.delete([msg])
+        hold.done()
         self.tasks_run += 1
 
     def _started(self, att: Attempt) -> None:
@@ -167,7 +173,7 @@ class OneMessage:
         return out
 
     def send(self, bodies: Any, delay_s: float = 0.0) -> None:
-        raise NotImplementedError("a one-task worker sends nothing to its queue")
+        """A parked message handed back: as `release`, the lease expires into a retry."""
 
     def delete(self, messages: Any) -> None:
         """Nothing to delete: the payload came in the task's environment."""
@@ -181,58 +187,6 @@ class OneMessage:
 
     def backlog(self) -> int:
         return len(self.pending)
-
-
-class Heartbeat:
-    """Every lease/3: extend the message's visibility and the attempt's lease."""
-
-    def __init__(self, worker: Worker, msg: QueueMessage, run_id: str, task_id: str, attempt: int) -> None:
-        self.worker, self.msg = worker, msg
-        self.ids = (run_id, task_id, attempt)
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        w = self.worker
-        while not self._done.wait(w.lease_s / 3):
-            try:
-                w.queue.extend(self.msg, w.lease_s)
-                if not renew(w.cloud.store, *self.ids, w.cloud.clock(), w.lease_s):
-                    att = w._attempt
-                    if att is not None:  # cancelled, or retried elsewhere: stop the work
-                        att.kill(Reason.CANCELLED.value, "the attempt is no longer current (cancelled or retried)")
-                    return
-            except Exception:  # a missed beat is retried; the lease has slack
-                w.obs.logger.exception("heartbeat failed")
-
-
-class ScaleInProtection:
-    """ECS task scale-in protection while busy (only when running on ECS)."""
-
-    def __init__(self, cloud: Cloud, enabled: bool = True) -> None:
-        self.cloud = cloud
-        self._task_arn: str | None = None
-        self._uri = os.environ.get("ECS_CONTAINER_METADATA_URI_V4") if enabled else None
-
-    def set(self, on: bool) -> None:
-        if not self._uri:
-            return
-        try:
-            if self._task_arn is None:
-                with urllib.request.urlopen(f"{self._uri}/task", timeout=2) as resp:  # noqa: S310 - ECS agent
-                    self._task_arn = json.load(resp)["TaskARN"]
-            kwargs: dict[str, Any] = {"expiresInMinutes": 24 * 60} if on else {}
-            self.cloud.clients.ecs.update_task_protection(
-                cluster=self.cloud.config.ecs_cluster, tasks=[self._task_arn], protectionEnabled=on, **kwargs)
-        except Exception:  # protection is an optimisation; leases keep work safe
-            obs().logger.exception("could not set scale-in protection")
 
 
 def main(argv: list[str] | None = None) -> int:
