@@ -203,6 +203,10 @@ class Attempt(Struct):
             att._stage(blobs, sources)
         except StageError as exc:
             att.stage_error = exc
+        except BaseException:
+            if att.cache is not None:
+                att.cache.release()
+            raise
         return att
 
     def _stage(self, blobs: BlobStore, sources: Mapping[str, str] | None) -> None:
@@ -213,6 +217,7 @@ class Attempt(Struct):
                                                      req.input_hashes, task.folders)
             self.bytes_in += self.sandbox.copy_deps(task.deps)
             return
+        cache.make_room(task.resources.disk_mb * 1024 * 1024)  # a budgeted tier: room for this task
         known = dict(req.input_hashes)
         deps: dict[str, str] = {}
         memoize = cache.memo is not None and bool(task.outputs)  # nothing to reuse without outputs
@@ -380,6 +385,8 @@ class Attempt(Struct):
         `ended_at`: when the process ended, if the caller knows (a slot reports it): the result's
         finished_at and duration then leave out the time the report took to be handled."""
         req, sandbox = self.req, self.sandbox
+        if self.cache is not None:  # what it staged may be evicted again (stage-out pins nothing)
+            self.cache.release()
         finished = time.time() if ended_at is None else ended_at
         self.peak_rss_kb = max(self.peak_rss_kb, maxrss_kb)
         result: dict[str, Any] = {

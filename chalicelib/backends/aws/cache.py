@@ -6,6 +6,10 @@ stage) in front of the origin (S3). Memoized results are indexed on the shared v
 result computed by any function or worker is reused by all. Without a shared volume the
 cache lives in /tmp alone: still correct, reused only by that warm instance.
 
+The instance's own tier is kept within UPDRAFT_CACHE_BUDGET_MB (default: its filesystem's
+size) minus the task's declared disk before each task is staged; objects a task is staging
+or running with are never evicted (cache/budget.py).
+
 Input hashes come from the producers' task records (one read per distinct producer), so a
 task whose inputs are unchanged is recognised before anything is downloaded.
 """
@@ -27,12 +31,13 @@ from chalicelib.workflow.model import Task
 @lru_cache(maxsize=4)
 def task_cache(config: AwsConfig) -> TaskCache:
     local = ContentStore(os.path.join(config.workroot, "cache"))
+    budget = config.cache_budget_mb * 1024 * 1024  # 0: the size of /tmp or the worker's disk
     if config.cache_root:
         shared = ContentStore(config.cache_root)
         memo = MemoIndex(os.path.join(config.cache_root, "memo")) if config.memoize else None
-        return TaskCache(shared, memo, local_tier=local)
+        return TaskCache(shared, memo, local_tier=local, budget_bytes=budget)
     memo = MemoIndex(os.path.join(config.workroot, "cache", "memo")) if config.memoize else None
-    return TaskCache(local, memo)
+    return TaskCache(local, memo, budget_bytes=budget)
 
 
 def input_hashes(store: StateStore, spec: RunSpec, run_id: str, task: Task) -> dict[str, str]:
