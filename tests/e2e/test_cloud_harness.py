@@ -18,6 +18,7 @@ moto cannot run a Lambda handler or a container, hence this harness (DESIGN.md, 
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import logging
@@ -344,6 +345,20 @@ class EmulatedCloud:
 
         import app as app_module  # the real Chalice app, wired to this cloud
 
+        sizes = self.cloud.config.function_sizes
+        if app_module.settings.function_sizes != sizes:
+            # app.py declares one task function per deployed size at import, from the stage's
+            # settings (as a deploy does): import it again with this cloud's sizes
+            before = os.environ.get("UPDRAFT_FUNCTION_SIZES")
+            os.environ["UPDRAFT_FUNCTION_SIZES"] = sizes
+            try:
+                app_module = importlib.reload(app_module)
+                self._reloaded_app = True
+            finally:
+                if before is None:
+                    os.environ.pop("UPDRAFT_FUNCTION_SIZES", None)
+                else:
+                    os.environ["UPDRAFT_FUNCTION_SIZES"] = before
         self.app = app_module.app
         self.client = Client(self.app)
         for _ in range(self.n_workers):
@@ -370,6 +385,10 @@ class EmulatedCloud:
         return proc
 
     def stop(self) -> None:
+        if getattr(self, "_reloaded_app", False):  # back to the app of the process's own settings
+            import app as app_module
+
+            importlib.reload(app_module)
         for proc in self.workers + self.task_workers:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
 from chalicelib.planner.pricing import fargate_size
 from tests.e2e.test_cloud_harness import EmulatedCloud, emulated_cloud
@@ -140,3 +141,76 @@ def test_the_planners_montage_plans_run_on_the_sizes_they_chose(tmp_path: Path) 
                     assert ran == _expected_container(ec, choice.cpus, choice.memory_mb), (name, tid, choice)
                     seen.add(("container", *ran))
     assert len(seen) >= 2, seen  # the three plans do not all put every task on one size
+
+
+@pytest.mark.slow
+@pytest.mark.tools
+def test_the_papers_worker_plans_run_on_the_worker_and_the_functions_they_chose(tmp_path: Path) -> None:
+    """The first seed paper's configurations in the cloud's shape: one always-on 0.25 vCPU /
+    0.5 GB container worker (its t2.micro) plus functions of the deployed sizes (256 MB added,
+    as scripts/bench-planner deploys them). The hybrid baseline and the planner's deadline and
+    budget plans for that platform each run on the emulated cloud, whose worker service is that
+    size: every container choice must run on the worker service, every function choice on the
+    function of its size."""
+    from examples.toolcheck import missing_tools
+
+    missing = missing_tools(montage.GENERATOR_TOOLS + montage.WORKFLOW_TOOLS)
+    if missing:
+        pytest.skip(f"Montage tools missing ({', '.join(missing)}): scripts/install-tools montage")
+    from chalicelib.planner.planner import Objective, Planner
+    from chalicelib.planner.plans import CONTAINER, FUNCTION, Choice, apply_plan
+    from chalicelib.planner.platform import FixedWorkers, Platform
+    from chalicelib.workflow.formats import load, native
+    from chalicelib.workflow.limits import DEFAULT_FUNCTION_SIZES
+    from chalicelib.workflow.model import Placement
+    from tests.e2e.test_cloud_montage import upload_dir
+
+    sizes = (256, *DEFAULT_FUNCTION_SIZES)
+    worker = FixedWorkers(count=1, cpus=0.25, memory_mb=512)
+    summary = montage.generate(str(tmp_path / "gen"), degrees=0.2, seed=1)
+    # every task `auto`, as the paper let its planner place each one (scripts/bench-planner), and
+    # declared to fit the worker and the 256 MB functions (these Montage tasks peak far below): a task declaring
+    # more cannot run on it, so the plan would mark it at risk and the cloud give it a Fargate
+    # task of its own, sized as declared
+    workflow = load(str(summary["workflow"]))
+    workflow = replace(workflow, tasks=tuple(
+        replace(t, placement=Placement.AUTO, resources=replace(t.resources, memory_mb=256)) for t in workflow.tasks))
+    planner = Planner(workflow, None, Platform(fixed_workers=worker, function_sizes=sizes))
+    on_worker = Choice(CONTAINER, worker.memory_mb, worker.cpus)
+    hybrid = planner.from_choices(
+        "hybrid", lambda i: Choice(FUNCTION, 256) if planner.function_ok(i, 256) else on_worker)
+    alone = planner.from_choices("containers", lambda i: on_worker)
+    plans = {
+        "hybrid": hybrid,
+        "deadline": planner.plan(Objective("deadline", (hybrid.makespan_s + alone.makespan_s) / 2)),
+        "budget": planner.plan(Objective("budget", (hybrid.cost.total + alone.cost.total) / 2)),
+    }
+    placements: dict[str, set[str]] = {}
+    with emulated_cloud(tmp_path, worker_cpu=256, worker_memory_mb=512,
+                        function_sizes=",".join(map(str, sizes))) as ec:
+        data = upload_dir(ec, Path(str(summary["data"])), "inputs/montage/")
+        fn = ec.cloud.config
+        for name, plan in plans.items():
+            body = json.loads(native.dump(apply_plan(workflow, plan)))
+            resp = ec.post("/runs", {"workflow": body, "data": data})
+            assert resp.status_code == 202, resp.json_body
+            run_id = resp.json_body["run_id"]
+            final = ec.run_until_done(run_id, timeout_s=280)
+            failed = {tid: (rec.state, rec.reason, rec.result) for tid, rec in _results(ec, run_id).items()
+                      if rec.state != "SUCCEEDED"}
+            assert final["state"] == "SUCCEEDED", (name, failed, ec.worker_log()[-3000:])
+            for tid, rec in _results(ec, run_id).items():
+                choice = plan.choices[tid]
+                assert rec.attempt == 1, (name, tid)
+                placements.setdefault(name, set()).add(choice.placement)
+                if choice.placement == FUNCTION:
+                    assert rec.placement == "function", (name, tid)
+                    assert ec.fake_lambda.functions[(run_id, tid, 1)] == fn.function_for(choice.memory_mb)
+                    assert rec.result["function_mb"] == choice.memory_mb, (name, tid)
+                else:
+                    assert rec.placement == "container", (name, tid)
+                    ran = (rec.result["container_cpu"], rec.result["container_memory_mb"])
+                    assert ran == (0.25, 512), (name, tid, choice, ran)  # the always-on worker, not a task of its own
+    # the planner's plans are hybrids too: part of the work on the worker, part on functions
+    assert placements["deadline"] == {FUNCTION, CONTAINER}, placements
+    assert placements["budget"] == {FUNCTION, CONTAINER}, placements

@@ -124,7 +124,8 @@ def test_rejected_submissions_say_what_is_wrong_and_store_nothing(tmp_path: Path
 
 
 def test_cli_submit_then_watch(tmp_path: Path) -> None:
-    wf = write_workflow(tmp_path / "wf.json", [{"id": "a", "shell": "sleep 2; echo hi > a", "outputs": ["a"]},
+    # task a sleeps 5 s so that watch starts while the run goes on, even on a loaded machine
+    wf = write_workflow(tmp_path / "wf.json", [{"id": "a", "shell": "sleep 5; echo hi > a", "outputs": ["a"]},
                                                {"id": "b", "command": ["false"], "inputs": ["a"]}])
     sub = updraft("submit", str(wf), workdir=tmp_path / "wd", check=True)
     run_id = sub.stdout.split()[1].rstrip(":")
