@@ -51,6 +51,7 @@ ENV = {
     "cache_root": "UPDRAFT_CACHE_ROOT",
     "memoize": "UPDRAFT_MEMOIZE",
     "cache_budget_mb": "UPDRAFT_CACHE_BUDGET_MB",
+    "memo_key_object": "UPDRAFT_MEMO_KEY_OBJECT",
     "multipart_threshold_mb": "UPDRAFT_MULTIPART_THRESHOLD_MB",
     "stuck_run_after_s": "UPDRAFT_STUCK_RUN_AFTER_S",
     "max_tasks": "UPDRAFT_MAX_TASKS",
@@ -98,6 +99,9 @@ class AwsConfig(Struct, frozen=True):
     # the instance's own cache tier (/tmp, the worker's disk) is evicted to this many MB minus the
     # task's declared disk before each task; 0 = the size of that filesystem (cache/budget.py)
     cache_budget_mb: int = 0
+    # the bucket's object holding the memo signing key, read once by a task runner (its role
+    # alone may: the bucket policy); "" = UPDRAFT_MEMO_KEY, else a key file (cache/memo.py)
+    memo_key_object: str = ""
     multipart_threshold_mb: int = 64  # files above this are uploaded in parts
     stuck_run_after_s: float = 900.0  # sweeper re-counts a run whose counters are this quiet
     max_tasks: int = 250_000  # largest workflow accepted
