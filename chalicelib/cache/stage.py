@@ -35,6 +35,7 @@ from chalicelib.cache.hashing import (
     tree_manifest,
 )
 from chalicelib.cache.memo import MemoIndex
+from chalicelib.cache.runner_deps import RunnerDeps
 from chalicelib.engine.ports import BlobStore
 
 log = logging.getLogger("updraft.cache")
@@ -78,6 +79,9 @@ class TaskCache(Struct):
     # until it ends (cache/budget.py)
     budget_bytes: int | None = None
     pins: Pins | None = None
+    # set per attempt by the runner: dependency files become symlinks to this runner's verified
+    # read-only copies instead of private copies (cache/runner_deps.py)
+    runner_deps: RunnerDeps | None = None
 
     def fork(self) -> TaskCache:
         """A copy with fresh per-attempt stats (and pins)."""
@@ -187,12 +191,20 @@ class TaskCache(Struct):
         if os.path.isdir(source):
             manifest = tree_manifest(source)
             for rel, sha in manifest.items():
-                src = os.path.join(source, rel)
-                self._stage(sha, lambda tmp, src=src: copy_file_hashing(src, tmp), os.path.join(dest, rel))
+                self._stage_dep_file(sha, os.path.join(source, rel), os.path.join(dest, rel))
             return {f"{name}/{rel}": sha for rel, sha in manifest.items()}
         sha = file_sha256(source)
-        self._stage(sha, lambda tmp: copy_file_hashing(source, tmp), dest)
+        self._stage_dep_file(sha, source, dest)
         return {name: sha}
+
+    def _stage_dep_file(self, sha: str, source: str, dest: str) -> None:
+        def fetch(tmp: str) -> str:
+            return copy_file_hashing(source, tmp)
+
+        if self.runner_deps is None:
+            self._stage(sha, fetch, dest)
+        else:  # one verified read-only copy per runner, the sandbox gets a symlink to it
+            self.runner_deps.provide(sha, lambda new: self._stage(sha, fetch, new), dest)
 
     def add_output(self, path: str, sha: str) -> None:
         """Add a finished output the runner has made its own (see Sandbox.stage_out)."""
