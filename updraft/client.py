@@ -1,6 +1,6 @@
 """`updraft.Client`: one API for the local runtime and a deployed stack.
 
-Both speak the same routes and JSON shapes (the Chalice app's; locally chalicelib.ui.local_api),
+Both speak the same routes and JSON shapes (the Chalice app's; locally chalicelib.backends.local.api),
 so every method is one request plus error mapping. Errors are chalicelib.errors types: an
 invalid workflow raises WorkflowError listing every problem, an unknown run NotFoundError, an
 operation the run's state forbids StateConflictError.
@@ -70,7 +70,7 @@ class Client:
 
             self.transport = RemoteTransport(api, region=region, auth=auth, session=session)
         else:
-            from chalicelib.ui.local_api import LocalApi
+            from chalicelib.backends.local.api import LocalApi
 
             self.transport = LocalApi(workdir, concurrency=concurrency)
         self.is_local = bool(getattr(self.transport, "is_local", False))

@@ -2,8 +2,9 @@
 
     python -m workers.worker [--idle-s 300] [--lease-s 180]     (names from UPDRAFT_* variables)
 
-Loop: long-poll the container queue for one message {run_id, task_id, attempt}; claim the
-attempt (DISPATCHED -> RUNNING, conditional: a duplicate message or a cancelled task is
+Loop: long-poll the container queue for one message {run_id, task_id, attempt}; then the
+claim-run-report path it shares with the task function (chalicelib/backends/aws/attempts.py):
+claim the attempt (DISPATCHED -> RUNNING, conditional: a duplicate message or a cancelled task is
 dropped without running anything); run it, without the worker's AWS credentials
 (task_env.py) - the worker is non-dumpable, so a task cannot read them from /proc/$PPID/environ
 either (the image runs as a non-root user: root could); send the completion to the events
@@ -25,26 +26,23 @@ ECS scale-in (task scale-in protection), so the scaler only stops idle workers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
-from msgspec.structs import replace
-
-from chalicelib.backends.aws.cache import input_hashes, task_cache
-from chalicelib.backends.aws.claims import claim, unclaim
+from chalicelib.backends.aws.attempts import Order, Where, run_attempt
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.launchers import ONE_TASK_ENV
 from chalicelib.backends.aws.messages import parse_task_payload, payload_resources
 from chalicelib.backends.aws.observability import Observability, obs
-from chalicelib.backends.aws.task_env import cloud_task_env, forbid_reading_this_process
-from chalicelib.backends.aws.task_function import input_sources, record_outcome, with_resources
+from chalicelib.backends.aws.task_env import forbid_reading_this_process
 from chalicelib.engine.ports import MessageQueue, QueueMessage
 from chalicelib.engine.states import Reason
-from chalicelib.runner import TaskRequest, run_task
 from chalicelib.runner.execute import Attempt
 from chalicelib.runner.procs import set_subreaper
 from workers.heartbeat import Heartbeat, MessageHold, ScaleInProtection
@@ -113,46 +111,39 @@ class Worker:
         try:
             payload = json.loads(msg.body)
             run_id, task_id, attempt = parse_task_payload(payload)
-            overrides = payload_resources(payload)
+            order = Order(run_id, task_id, attempt, payload_resources(payload))
         except ValueError as exc:  # left for the dead-letter queue after a few receives
             self.obs.logger.error("unreadable container message: %s", exc)
             return
-        self.obs.bind(run_id=run_id, task_id=task_id, attempt=attempt)
-        received_at = self.cloud.clock()  # SQS's 12 h visibility cap counts from about now
-        spec = self.cloud.specs.get(run_id)
-        task = with_resources(spec.tasks[task_id], overrides)
-        store, now = self.cloud.store, self.cloud.clock()
-        if claim(store, run_id, task_id, attempt, now, self.lease_s) is None:
-            self.obs.logger.info("attempt already claimed or no longer current: message dropped")
+        self._killed_for_stop = False
+        hold = MessageHold(self.queue, msg, self.cloud.clock(), self.lease_s)  # the 12 h cap counts from ~now
+        where = Where(placement="container", workroot=self.workroot, lease_s=lambda task: self.lease_s,
+                      extra=self.size, all_orphans=self.all_orphans)
+        ran = run_attempt(self.cloud, self.obs, order, where, while_running=lambda: self._busy(hold, order),
+                          on_start=self._started, stopped=lambda: self._killed_for_stop)
+        if ran.handed_back:
+            hold.hand_back()  # visible again at once (a parked message: sent again); another worker runs it
+            return
+        if not ran.claimed:  # a duplicate that ran nothing
             self.queue.delete([msg])
             return
-        self.obs.count("TasksStarted")
-        self._killed_for_stop = False
-        hold = MessageHold(self.queue, msg, received_at, self.lease_s)
-        beat = self._heartbeat = Heartbeat(self, hold, run_id, task_id, attempt, self.beat_every_s)
+        hold.done()  # deleted, unless it was parked (then already gone)
+        self.tasks_run += 1
+
+    @contextlib.contextmanager
+    def _busy(self, hold: MessageHold, order: Order) -> Iterator[None]:
+        """While a claimed attempt runs: the heartbeat (message visibility or its park, the
+        attempt's lease, ECS scale-in protection's renewal; workers/heartbeat.py)."""
+        beat = self._heartbeat = Heartbeat(self, hold, order.run_id, order.task_id, order.attempt,
+                                           self.beat_every_s)
         self._protection.set(True)
         beat.start()
         try:
-            request = TaskRequest(run_id, task_id, attempt, task, input_hashes(store, spec, run_id, task))
-            outcome = run_task(request, self.cloud.blobs, self.workroot, input_sources(spec), on_start=self._started,
-                               cache=task_cache(self.cloud.config),
-                               base_env=cloud_task_env(),  # none of the worker's credentials
-                               all_orphans=self.all_orphans)
+            yield
         finally:
             beat.stop()
             self._attempt, self._heartbeat = None, None
             self._protection.set(False)
-        if self._killed_for_stop:
-            queued_lease = self.cloud.coordinator_config.container_queue_lease_s
-            unclaim(store, run_id, task_id, attempt, self.cloud.clock(), queued_lease)
-            hold.hand_back()
-            self.obs.logger.info("stopped: task handed back to the queue")
-            return
-        event = replace(outcome.event, result={**outcome.event.result, **self.size})
-        record_outcome(self.obs, event, task.task_type, "container")
-        self.cloud.sink.send([event])
-        hold.done()
-        self.tasks_run += 1
 
     def _started(self, att: Attempt) -> None:
         self._attempt = att

@@ -37,17 +37,16 @@ from chalicelib.cache.hashing import (
 from chalicelib.cache.memo import MemoIndex
 from chalicelib.cache.runner_deps import RunnerDeps
 from chalicelib.engine.ports import BlobStore
+from chalicelib.workflow.model import Dep
 
 log = logging.getLogger("updraft.cache")
 
 
-def dep_hashes(deps: tuple[str, ...]) -> dict[str, str]:
+def dep_hashes(deps: tuple[Dep, ...]) -> dict[str, str]:
     """{name: sha256} of local dependencies without staging them (same names as stage_dep)."""
-    from chalicelib.runner.sandbox import parse_dep
-
     out: dict[str, str] = {}
-    for entry in deps:
-        name, source = parse_dep(entry)
+    for dep in deps:
+        name, source = dep.name, dep.source
         if os.path.isdir(source):
             out.update({f"{name}/{rel}": sha for rel, sha in tree_manifest(source).items()})
         else:

@@ -1,7 +1,9 @@
 """Events the coordinator handles, and the instructions it returns.
 
 Events arrive at least once and in any order; every handler is a no-op on a duplicate or a
-late event. They serialise to small JSON dicts (SQS bodies, Lambda destinations).
+late event. They serialise to small JSON dicts (SQS bodies, Lambda destinations). The base
+`Event` and what an attempt reports when it ends (`TaskSucceeded`, `TaskFailed`) live in
+`chalicelib/attempt.py`, below the runner that builds them; they are re-exported here.
 """
 
 from __future__ import annotations
@@ -9,15 +11,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from msgspec import Struct, field
-from msgspec.structs import asdict
 
-
-class Event(Struct, frozen=True):
-    kind: ClassVar[str] = ""
-    run_id: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **asdict(self)}
+from chalicelib.attempt import Event as Event  # re-exported, as are the two below
+from chalicelib.attempt import TaskFailed as TaskFailed
+from chalicelib.attempt import TaskSucceeded as TaskSucceeded
 
 
 class Start(Event, frozen=True):
@@ -49,22 +46,6 @@ class Heartbeat(Event, frozen=True):
     task_id: str
     attempt: int
     lease_s: float
-
-
-class TaskSucceeded(Event, frozen=True):
-    kind: ClassVar[str] = "succeeded"
-    task_id: str
-    attempt: int
-    result: dict[str, Any] = field(default_factory=dict)
-    cached: bool = False
-
-
-class TaskFailed(Event, frozen=True):
-    kind: ClassVar[str] = "failed"
-    task_id: str
-    attempt: int
-    reason: str
-    result: dict[str, Any] = field(default_factory=dict)
 
 
 class LeaseExpired(Event, frozen=True):

@@ -149,7 +149,8 @@ def first_named(completions: Sequence[tuple[str, Sequence[str]]]) -> dict[str, i
 
 @runtime_checkable
 class BlobStore(Protocol):
-    """Files by key (run data, logs, specs). Keys are '/'-separated, never absolute."""
+    """Files by key (run data, logs, specs). Keys are '/'-separated, never absolute; every
+    adapter checks them with `engine/blob_keys.py` (ValueError for one that leaves the store)."""
 
     def put_bytes(self, key: str, data: bytes) -> None: ...
 

@@ -1,10 +1,13 @@
-"""Task and run states (DESIGN.md) and the typed reasons a task can fail."""
+"""Task and run states (DESIGN.md); the typed reasons a task can fail are re-exported from
+`chalicelib/attempt.py`."""
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
 from typing import Any, NamedTuple
+
+from chalicelib.attempt import Reason as Reason  # re-exported: what an attempt reports lives below the engine
 
 
 class TaskState(enum.StrEnum):
@@ -24,23 +27,6 @@ class RunState(enum.StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
-
-
-class Reason(enum.StrEnum):
-    """Why a task failed. Each maps to an explanation a user can act on."""
-
-    NONZERO_EXIT = "NONZERO_EXIT"
-    MISSING_OUTPUT = "MISSING_OUTPUT"
-    TIMEOUT = "TIMEOUT"
-    OOM = "OOM"
-    DISK_QUOTA = "DISK_QUOTA"
-    STAGE_IN = "STAGE_IN"
-    STAGE_OUT = "STAGE_OUT"
-    LAUNCH = "LAUNCH"
-    LEASE_EXPIRED = "LEASE_EXPIRED"
-    UNSAFE_OUTPUT = "UNSAFE_OUTPUT"
-    CANCELLED = "CANCELLED"
-    UPSTREAM = "UPSTREAM"
 
 
 TERMINAL_TASK = frozenset(

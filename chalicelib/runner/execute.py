@@ -24,14 +24,13 @@ from typing import Any
 
 from msgspec import Struct, field
 
+from chalicelib.attempt import Reason, TaskFailed, TaskSucceeded
 from chalicelib.cache.copying import copy_hashing
 from chalicelib.cache.memo import image_id, memo_key, usable_record
 from chalicelib.cache.runner_deps import RunnerDeps
 from chalicelib.cache.stage import TaskCache, dep_hashes
 from chalicelib.cwl import hook as cwl_hook
-from chalicelib.engine.events import TaskFailed, TaskSucceeded
 from chalicelib.engine.ports import BlobStore
-from chalicelib.engine.states import Reason
 from chalicelib.runner import affinity
 from chalicelib.runner.keys import data_key, log_key
 from chalicelib.runner.procs import attempt_marker, dir_size_bytes, orphans_rss_kb, sweep_orphans, tree_rss_kb

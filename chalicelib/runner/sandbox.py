@@ -33,6 +33,7 @@ from chalicelib.cache.stage import TaskCache
 from chalicelib.engine.ports import BlobStore
 from chalicelib.runner.keys import data_key
 from chalicelib.runner.trees import TreeError, local_tree, tree_members
+from chalicelib.workflow.model import Dep
 
 TMP_NAME = ".updraft-tmp"
 EMPTY_TREE = tree_hash({})  # a folder output with no files: known by its producer's hash only
@@ -208,11 +209,11 @@ class Sandbox(Struct):
             cache.add_manifest(manifest)
         return total, tree_hash(manifest)
 
-    def copy_deps(self, deps: tuple[str, ...]) -> int:
+    def copy_deps(self, deps: tuple[Dep, ...]) -> int:
         """Without a cache: copy each dependency from its source, every time (the baseline)."""
         total = 0
-        for entry in deps:
-            name, source = parse_dep(entry)
+        for dep in deps:
+            name, source = dep.name, dep.source
             dest = os.path.join(self.root, name)
             try:
                 if os.path.isdir(source):
@@ -223,18 +224,17 @@ class Sandbox(Struct):
                     shutil.copyfile(source, dest)
                     total += os.path.getsize(dest)
             except Exception as exc:
-                raise StageError("STAGE_IN", f"could not copy dependency {entry!r}: {exc}") from exc
+                raise StageError("STAGE_IN", f"could not copy dependency {dep.spelling!r}: {exc}") from exc
         return total
 
-    def stage_deps(self, deps: tuple[str, ...], cache: TaskCache) -> dict[str, str]:
+    def stage_deps(self, deps: tuple[Dep, ...], cache: TaskCache) -> dict[str, str]:
         """Stage implicit dependencies (tools, databases) through the cache; {name: sha256}."""
         hashes: dict[str, str] = {}
-        for entry in deps:
-            name, source = parse_dep(entry)
+        for dep in deps:
             try:
-                hashes.update(cache.stage_dep(name, source, os.path.join(self.root, name)))
+                hashes.update(cache.stage_dep(dep.name, dep.source, os.path.join(self.root, dep.name)))
             except Exception as exc:
-                raise StageError("STAGE_IN", f"could not stage dependency {entry!r}: {exc}") from exc
+                raise StageError("STAGE_IN", f"could not stage dependency {dep.spelling!r}: {exc}") from exc
         return hashes
 
     def check_outputs(self, outputs: tuple[str, ...]) -> tuple[list[str], list[str]]:
@@ -462,15 +462,6 @@ def _inside(path: str, real_root: str) -> bool:
 
 def dir_size(path: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
-
-
-def parse_dep(entry: str) -> tuple[str, str]:
-    """'NAME=SOURCE' or 'SOURCE' (named by its basename) -> (name in the sandbox, source)."""
-    name, sep, source = entry.partition("=")
-    if not sep or "://" in name:
-        source = entry
-        name = os.path.basename(entry.rstrip("/"))
-    return name, source
 
 
 def _remove_any(path: str) -> None:

@@ -7,7 +7,7 @@
     errors      one mapping from chalicelib.errors exceptions to HTTP statuses and bodies
     views       the dashboard's bodies (a task with its metrics and log, the graph)
 
-app.py (the Chalice app) and chalicelib/ui/local_api.py (the local HTTP server and the SDK's
+app.py (the Chalice app) and chalicelib/backends/local/api.py (the local HTTP server and the SDK's
 local transport) route onto `runs`; the CLI's run, status, runs, cancel and resume use it too.
 Nothing here imports boto3 or sqlite3: a backend hands in its Runtime.
 """

@@ -1,4 +1,4 @@
-"""The run API's handlers, one body for both backends; app.py and ui/local_api.py route onto
+"""The run API's handlers, one body for both backends; app.py and backends/local/api.py route onto
 these. Each returns (status, body) or raises an UpdraftError that `errors.error_body` maps.
 
     POST /runs                    202 {"run_id", "state", "task_count", "links"}

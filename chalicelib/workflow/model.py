@@ -11,6 +11,7 @@ checks, the graph, staging); a task's repeated input is one input.
 from __future__ import annotations
 
 import enum
+import posixpath
 from collections.abc import Mapping
 
 from msgspec import Struct, field
@@ -69,6 +70,43 @@ class Resources(Struct, frozen=True):
                          disk_mb=int(merged["disk_mb"]), timeout_s=float(merged["timeout_s"]))
 
 
+class Dep(Struct, frozen=True):
+    """An implicit dependency of a task (a tool, a script, a reference database): staged into
+    its sandbox at `name` from `source` (a local file or folder), through the cache.
+
+    A format parses each entry once, when the workflow is read (`Dep.parse`); everything after
+    (validation, the local runtime's resolution, the runner, the cache) reads the fields. The
+    native format writes it back as it was written (`spelling`), so a file read and written
+    again is unchanged.
+    """
+
+    name: str
+    source: str
+    named: bool = True  # written NAME=SOURCE; False: SOURCE alone, named by its basename
+
+    @classmethod
+    def parse(cls, entry: str) -> Dep:
+        """'NAME=SOURCE', or 'SOURCE' named by its basename (a '=' inside a URI, before its
+        '://', is not a name's). Never fails: validation names what is wrong with the parts."""
+        name, sep, source = entry.partition("=")
+        if not sep or "://" in name:
+            return cls(posixpath.basename(entry.rstrip("/")), entry, named=False)
+        return cls(name, source)
+
+    @property
+    def is_uri(self) -> bool:
+        """A remote source (s3://...): the local runtime cannot stage it."""
+        return "://" in self.source
+
+    @property
+    def spelling(self) -> str:
+        """The entry as the native format writes it."""
+        return f"{self.name}={self.source}" if self.named else self.source
+
+    def __str__(self) -> str:
+        return self.spelling
+
+
 class Task(Struct, frozen=True):
     """One command-line task.
 
@@ -87,7 +125,7 @@ class Task(Struct, frozen=True):
     retries: int = 0
     env: Mapping[str, str] = field(default_factory=dict)
     type: str = ""
-    deps: tuple[str, ...] = ()
+    deps: tuple[Dep, ...] = ()  # parsed when the workflow is read (Dep.parse)
     hints: Mapping[str, float] = field(default_factory=dict)
     folders: tuple[str, ...] = ()  # inputs and outputs declared as folders (a trailing '/')
     # which of "placement" and the resources' fields the workflow file gave (the task itself or

@@ -75,13 +75,10 @@ def _task_problems(task: Task, sizes: limits.DeployedSizes | None = None,
             why = path_problem(path)
             if why:
                 yield Problem(why, tid, field_name)
-    for entry in task.deps:
-        name, sep, source = entry.partition("=")
-        if not sep or "://" in name:
-            name, source = entry.rstrip("/").rsplit("/", 1)[-1], entry
-        why = path_problem(name) if source else "a dependency needs a source"
+    for dep in task.deps:
+        why = path_problem(dep.name) if dep.source else "a dependency needs a source (NAME=SOURCE or SOURCE)"
         if why:
-            yield Problem(f"dependency {entry!r}: {why}", tid, "deps")
+            yield Problem(f"dependency {dep.spelling!r}: {why}", tid, "deps")
     if len(set(task.outputs)) != len(task.outputs):
         yield Problem("an output is listed twice", tid, "outputs")
     for path in set(task.inputs) & set(task.outputs):

@@ -1,5 +1,5 @@
 """The run API's contract, run on both backends through their own routers: the local server's
-(chalicelib/ui/local_api.py over SQLite and a folder) and the Chalice app's (app.py through
+(chalicelib/backends/local/api.py over SQLite and a folder) and the Chalice app's (app.py through
 chalice.test.Client, over moto's DynamoDB, S3 and SQS). Both route onto one run service
 (chalicelib/service/); a body, a status or a guard that differs between them fails here.
 
@@ -62,8 +62,8 @@ class LocalBackend(Backend):
 
     def __init__(self, workdir: str, monkeypatch: pytest.MonkeyPatch) -> None:
         from chalicelib.backends.local import executor
+        from chalicelib.backends.local.api import LocalApi
         from chalicelib.backends.local.runtime import LocalRuntime
-        from chalicelib.ui.local_api import LocalApi
 
         self._started: list[str] = []
         monkeypatch.setattr(executor, "start", lambda wd, run_id, *a, **k: self._started.append(run_id) or 0)

@@ -34,7 +34,7 @@ class _Blobs:
 @pytest.mark.timeout(900)
 def test_required_workflow_tests_pass_on_the_emulated_cloud(tmp_path: Path) -> None:
     from chalicelib.cwl.errors import CwlError
-    from chalicelib.cwl.runner import load_and_plan, output_object
+    from chalicelib.cwl.job import load_and_plan, output_object
     from chalicelib.errors import UpdraftError
     from chalicelib.workflow.formats import native
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.ui.local_api import LocalApi
+from chalicelib.backends.local.api import LocalApi
 from chalicelib.ui.server import serve_in_thread
 
 TIMEOUT_S = 0.5  # the server's read timeout in these tests

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.ui.local_api import LocalApi
+from chalicelib.backends.local.api import LocalApi
 from chalicelib.ui.server import serve_in_thread
 from tests.e2e.cli import write_workflow
 from updraft import Client

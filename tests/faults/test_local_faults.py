@@ -9,8 +9,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from chalicelib.backends.local.runtime import LocalRuntime
+from chalicelib.workflow.formats import load
 from tests.e2e.cli import REPO, run_json, status, write_workflow
 from tests.faults.invariants import check_invariants
 
@@ -76,3 +80,37 @@ def test_a_task_that_kills_every_worker_ends_failed_not_hanging(tmp_path: Path) 
     task = next(t for t in status(out["run_id"], tmp_path / "wd")["tasks"] if t["id"] == "assassin")
     assert task["reason"] == "LEASE_EXPIRED" and task["attempts"] == 3
     assert invariants(tmp_path / "wd", out["run_id"]) == []
+
+
+def test_a_store_error_handling_a_failure_stops_the_run_loudly_and_resume_finishes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The coordinator propagates a store error other than not-found: the local runtime stops
+    with that error rather than losing the failure (which would leave the task in flight with
+    nothing running, and later re-label it LEASE_EXPIRED), and `resume` records the failure
+    with its own reason."""
+    wf = write_workflow(tmp_path / "wf.json", [
+        {"id": "bad", "shell": "exit 3"},
+        {"id": "child", "command": ["true"], "after": ["bad"]},
+    ])
+    wd = str(tmp_path / "wd")
+    with LocalRuntime(wd) as rt:
+        run_id = rt.submit(load(str(wf))).run_id
+        read, broken = rt.store.get_task, {"left": 1}
+
+        def get_task(rid: str, tid: str) -> Any:
+            if broken["left"]:
+                broken["left"] -= 1
+                raise OSError("disk I/O error")
+            return read(rid, tid)
+
+        monkeypatch.setattr(rt.store, "get_task", get_task)
+        with pytest.raises(OSError, match="disk I/O error"):
+            rt.run(run_id)
+        assert rt.store.get_run(run_id).state.value == "RUNNING"  # nothing recorded half way
+    with LocalRuntime(wd) as rt:
+        assert rt.resume(run_id).state.value == "FAILED"
+        bad = rt.store.get_task(run_id, "bad")
+        assert (bad.state.value, bad.reason) == ("FAILED", "NONZERO_EXIT")
+        assert rt.store.get_task(run_id, "child").state.value == "UPSTREAM_FAILED"
+    assert invariants(tmp_path / "wd", run_id) == []

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from chalicelib.backends.aws.attempts import record_outcome
 from chalicelib.backends.aws.observability import Observability
-from chalicelib.backends.aws.task_function import record_outcome
 from chalicelib.engine.events import TaskFailed, TaskSucceeded
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from chalicelib.backends.aws.clients import AwsClients, error_code
 from chalicelib.backends.aws.config import S3_MAX_DELETE, AwsConfig
-from chalicelib.backends.local.fs_blobs import check_key, check_own_prefix, check_prefix
+from chalicelib.engine.blob_keys import check_key, check_own_prefix, check_prefix
 from chalicelib.errors import NotFoundError
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}

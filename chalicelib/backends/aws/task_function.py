@@ -1,6 +1,7 @@
 """The task function: runs one attempt of a function-placed task.
 
-Invoked asynchronously by the coordinator with {run_id, task_id, attempt}:
+Invoked asynchronously by the coordinator with {run_id, task_id, attempt}; steps 1-4 are the
+claim-run-report path it shares with the Fargate worker (attempts.py):
   1. load the run's spec (cached while the function is warm);
   2. claim the attempt (claims.py) - a duplicate delivery stops here, having run nothing;
   3. run it through the runner, with the timeout capped to the invocation's remaining time
@@ -18,21 +19,16 @@ TaskFailed (messages.py).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from typing import Any
 
 from msgspec.structs import replace
 
-from chalicelib.backends.aws.cache import input_hashes, task_cache
-from chalicelib.backends.aws.claims import claim
+from chalicelib.backends.aws.attempts import Order, Where, run_attempt
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.messages import parse_task_payload, payload_resources, task_result
 from chalicelib.backends.aws.observability import Observability
-from chalicelib.backends.aws.task_env import cloud_task_env, forbid_reading_this_process
-from chalicelib.engine.events import TaskSucceeded
-from chalicelib.engine.spec import RunSpec
+from chalicelib.backends.aws.task_env import forbid_reading_this_process
 from chalicelib.engine.transitions import function_lease_s
-from chalicelib.runner import TaskRequest, run_task
 from chalicelib.runner.procs import set_subreaper
 from chalicelib.workflow.model import Task
 
@@ -64,16 +60,6 @@ def reaps_orphans() -> bool:
     return _reaper
 
 
-def input_sources(spec: RunSpec) -> dict[str, str]:
-    """Where each external input is read from (s3:// URIs fixed at submit time)."""
-    return {f.path: f.source for f in spec.workflow.inputs if f.source}
-
-
-def with_resources(task: Task, overrides: Mapping[str, float]) -> Task:
-    """The task with an escalated retry's resources (the coordinator sends them in the payload)."""
-    return replace(task, resources=task.resources.grown(overrides)) if overrides else task
-
-
 def capped(task: Task, remaining_s: float | None) -> Task:
     if remaining_s is None:
         return task
@@ -89,50 +75,13 @@ def handle_task(payload: Any, cloud: Cloud, obs: Observability, remaining_s: flo
     on the attempt's result as `function_mb` so a run shows which size each task ran on."""
     forbid_reading_once()
     run_id, task_id, attempt = parse_task_payload(payload)
-    overrides = payload_resources(payload)
-    obs.bind(run_id=run_id, task_id=task_id, attempt=attempt)
-    spec = cloud.specs.get(run_id)
-    task = capped(with_resources(spec.tasks[task_id], overrides), remaining_s)
-    now = cloud.clock()
-    if claim(cloud.store, run_id, task_id, attempt, now, function_lease_s(task.resources.timeout_s)) is None:
-        obs.logger.info("attempt already claimed or no longer current: nothing to run")
-        return task_result(None, delivered=False)
-    obs.count("TasksStarted")
-    workroot = os.path.join(cloud.config.workroot, "fn")
-    request = TaskRequest(run_id, task_id, attempt, task, input_hashes(cloud.store, spec, run_id, task))
-    outcome = run_task(request, cloud.blobs, workroot, input_sources(spec), cache=task_cache(cloud.config),
-                       base_env=cloud_task_env(),  # the task gets none of this function's credentials
-                       all_orphans=reaps_orphans())
-    event = outcome.event
-    if memory_mb is not None:
-        event = replace(event, result={**event.result, "function_mb": int(memory_mb)})
-    record_outcome(obs, event, task.task_type, "function")
-    try:
-        cloud.sink.send([event])
-        delivered = True
-    except Exception:
-        obs.logger.exception("could not send the completion; the destination record carries it")
-        delivered = False
-    return task_result(event, delivered)
-
-
-def record_outcome(obs: Observability, event: Any, task_type: str = "", placement: str = "") -> None:
-    """Metrics of one finished attempt: outcome and duration by task type and placement, and
-    the bytes the cache saved fetching."""
-    duration = event.result.get("duration_s")
-    outcome = "cached" if getattr(event, "cached", False) else ("succeeded" if isinstance(event, TaskSucceeded)
-                                                                 else "failed")
-    if isinstance(duration, int | float):
-        obs.seconds("TaskDuration", float(duration))
-        if task_type:
-            obs.seconds("TaskDurationByType", float(duration), TaskType=task_type, Placement=placement)
-    obs.count("TasksByOutcome", 1, Outcome=outcome, Placement=placement or "unknown")
-    saved = (event.result.get("cache") or {}).get("bytes_from_cache")
-    if isinstance(saved, int | float) and saved:
-        obs.bytes("CacheBytesSaved", float(saved), Placement=placement or "unknown")
-    if isinstance(event, TaskSucceeded):
-        obs.count("TasksSucceeded")
-        obs.logger.info("task succeeded", extra={"duration_s": duration})
-    else:
-        obs.count("TasksFailed")
-        obs.logger.info("task failed: %s", event.reason, extra={"duration_s": duration})
+    order = Order(run_id, task_id, attempt, payload_resources(payload))
+    where = Where(
+        placement="function", workroot=os.path.join(cloud.config.workroot, "fn"),
+        lease_s=lambda task: function_lease_s(task.resources.timeout_s),
+        fit=lambda task: capped(task, remaining_s),
+        extra={"function_mb": int(memory_mb)} if memory_mb is not None else {},
+        all_orphans=reaps_orphans(), fallback=True,  # the OnSuccess destination carries an unsent completion
+    )
+    ran = run_attempt(cloud, obs, order, where)
+    return task_result(ran.event, ran.delivered)

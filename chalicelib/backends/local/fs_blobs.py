@@ -17,33 +17,8 @@ import tempfile
 from collections.abc import Iterator
 
 from chalicelib.cache.copying import READ, copy_fd
+from chalicelib.engine.blob_keys import check_key, check_own_prefix, check_prefix
 from chalicelib.errors import NotFoundError
-
-
-def _escapes(path: str) -> bool:
-    """Whether a key or prefix would leave the store: absolute, a '..' part, a NUL."""
-    return path.startswith("/") or "\x00" in path or ".." in path.split("/")
-
-
-def check_key(key: str) -> str:
-    if not key or _escapes(key):
-        raise ValueError(f"unsafe blob key {key!r}: keys are relative and never contain '..'")
-    return key
-
-
-def check_prefix(prefix: str) -> str:
-    """A prefix of keys ("" for all of them): relative, without a '..' part."""
-    if _escapes(prefix):
-        raise ValueError(f"unsafe blob prefix {prefix!r}: prefixes are relative and never contain '..'")
-    return prefix
-
-
-def check_own_prefix(prefix: str) -> str:
-    """A prefix `delete_prefix` may take: a safe one of the store's own keys, never a URI."""
-    if "://" in prefix:
-        raise ValueError(f"delete_prefix({prefix!r}): only the store's own keys can be deleted, not a URI")
-    return check_prefix(prefix)
-
 
 # what opening a key that is not a stored file raises: none there, a folder of other keys, or a
 # name below a key (a file where a folder would be)

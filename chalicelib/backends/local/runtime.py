@@ -45,12 +45,11 @@ from chalicelib.runner.affinity import LoopPin
 from chalicelib.runner.execute import TaskRequest
 from chalicelib.runner.keys import data_key
 from chalicelib.runner.procs import is_subreaper, own_children, run_marker, set_subreaper, sweep_orphans
-from chalicelib.runner.sandbox import parse_dep
 from chalicelib.runner.trees import local_tree
 from chalicelib.service.runtime import Request, Resolved
 from chalicelib.workflow.graph import external_inputs
 from chalicelib.workflow.limits import FUNCTION, PlacementLimits, local_resources, machine_memory_mb
-from chalicelib.workflow.model import Task, Workflow
+from chalicelib.workflow.model import Dep, Task, Workflow
 from chalicelib.workflow.validate import validate
 
 
@@ -176,15 +175,14 @@ class LocalRuntime:
         tasks = []
         for task in workflow.tasks:
             resolved = []
-            for entry in task.deps:
-                name, source = parse_dep(entry)
-                if "://" in source:
-                    missing.append(f"{entry} (task {task.id}: remote dependencies need the AWS runtime)")
+            for dep in task.deps:
+                if dep.is_uri:
+                    missing.append(f"{dep.spelling} (task {task.id}: remote dependencies need the AWS runtime)")
                     continue
-                full = source if os.path.isabs(source) else os.path.join(base, source)
+                full = dep.source if os.path.isabs(dep.source) else os.path.join(base, dep.source)
                 if not os.path.exists(full):
-                    missing.append(f"{entry} (task {task.id}: looked for {full})")
-                resolved.append(f"{name}={os.path.abspath(full)}")
+                    missing.append(f"{dep.spelling} (task {task.id}: looked for {full})")
+                resolved.append(Dep(dep.name, os.path.abspath(full)))  # named: the stored spec says which
             tasks.append(replace(task, deps=tuple(resolved)) if task.deps else task)
         if missing:
             raise MissingInputsError(missing, base)

@@ -42,7 +42,7 @@ def load_with_job(source: str, job: str | None = None) -> Workflow:
 def plan_file(source: str, job: str | None = None) -> tuple[Workflow, Any]:
     """(workflow, chalicelib.cwl.plan.Final) for a CWL file and an optional job file."""
     from chalicelib.cwl.errors import CwlError
-    from chalicelib.cwl.runner import load_and_plan
+    from chalicelib.cwl.job import load_and_plan
 
     if source.startswith("<"):
         raise FormatError([Problem("CWL is read from a file (its references are relative to it)")], source)
@@ -58,7 +58,7 @@ def write_outputs(rt: Any, run_id: str, source: str, job: str | None, outdir: st
     """The finished run's CWL output object, its files copied into `outdir`."""
     import os
 
-    from chalicelib.cwl.runner import output_object
+    from chalicelib.cwl.job import output_object
 
     final = _FINALS.get((source, job)) or plan_file(source, job)[1]
     os.makedirs(outdir, exist_ok=True)

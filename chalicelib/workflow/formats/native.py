@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from chalicelib.errors import FormatError, Problem, WorkflowError
-from chalicelib.workflow.model import InputFile, Placement, Resources, Task, Workflow
+from chalicelib.workflow.model import Dep, InputFile, Placement, Resources, Task, Workflow
 from chalicelib.workflow.numbers import hint_bounds, number_problem
 from chalicelib.workflow.validate import problems
 
@@ -153,7 +153,7 @@ class _Reader:
             retries=self.retries(raw.get("retries"), defaults["retries"], tid, "retries"),
             env=env,
             type=type_,
-            deps=tuple(defaults["deps"]) + self.str_list(raw.get("deps"), tid, "deps"),
+            deps=tuple(defaults["deps"]) + tuple(map(Dep.parse, self.str_list(raw.get("deps"), tid, "deps"))),
             hints=hints,
             given=frozenset(given),
         )
@@ -203,7 +203,7 @@ class _Reader:
             "placement": self.placement(raw_defaults.get("placement"), Placement.FUNCTION, None, "defaults.placement"),
             "retries": self.retries(raw_defaults.get("retries"), 0, None, "defaults.retries"),
             "env": self.str_map(raw_defaults.get("env"), None, "defaults.env"),
-            "deps": self.str_list(raw_defaults.get("deps"), None, "defaults.deps"),
+            "deps": tuple(map(Dep.parse, self.str_list(raw_defaults.get("deps"), None, "defaults.deps"))),
             "given_placement": raw_defaults.get("placement") is not None,
             "given_resources": set(raw_defaults["resources"]) & set(_RESOURCE_KEYS)
             if isinstance(raw_defaults.get("resources"), dict) else set(),
@@ -270,10 +270,12 @@ def _task_dict(task: Task) -> dict[str, Any]:
         out["shell"] = task.shell
     else:
         out["command"] = list(task.command)
-    for key in ("inputs", "outputs", "after", "deps"):
+    for key in ("inputs", "outputs", "after"):
         value = getattr(task, key)
         if value:
             out[key] = [p + "/" if key in ("inputs", "outputs") and p in task.folders else p for p in value]
+    if task.deps:
+        out["deps"] = [dep.spelling for dep in task.deps]
     # what the file gave, and every value that is not the default (an importer's): read back,
     # the task has the same values and the same `given` for what matters (limits.py)
     declared = task.declared()
