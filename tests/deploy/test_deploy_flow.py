@@ -159,8 +159,18 @@ def test_deploy_builds_a_working_stage_and_is_repeatable(aws: Any, stacks: Stack
     groups = {g["logGroupName"] for g in aws.client("logs").describe_log_groups()["logGroups"]}
     assert f"/aws/lambda/{outputs['TaskFunctionName']}-512" in groups
 
+    # the memo signing key: written once, where only the runners read it (infra/memo_key.py)
+    s3 = aws.client("s3")
+    memo_key = s3.get_object(Bucket=outputs["BucketName"], Key=outputs["MemoKeyObject"])["Body"].read()
+    assert len(memo_key) == 64 and int(memo_key, 16) > 0
+    env = json.loads(config_path.read_text())["stages"][STAGE]["environment_variables"]
+    assert env["UPDRAFT_MEMO_KEY_OBJECT"] == outputs["MemoKeyObject"] == "keys/memo-key"
+    assert "UPDRAFT_MEMO_KEY" not in env  # no secret in the configuration
+
     said.clear()
     run_deploy(aws, stacks, config_path, layer_dir, chalice, said)
+    assert s3.get_object(Bucket=outputs["BucketName"], Key=outputs["MemoKeyObject"])["Body"].read() == memo_key
+    assert any(line.endswith("memo-key: kept") for line in said), said
     # right after each `chalice deploy`, before postdeploy: nothing unsafe; after it: all on
     assert [(s["task"], s["coordinator"]) for s in chalice.states] == [(True, True), (True, True)]
     assert chalice.states[0]["cache"] is False and chalice.states[0]["partial"] is False

@@ -405,8 +405,8 @@ class EmulatedCloud:
                  "ecs_service": "UPDRAFT_ECS_SERVICE", "task_shards": "UPDRAFT_TASK_SHARDS",
                  "counter_shards": "UPDRAFT_COUNTER_SHARDS", "worker_lease_s": "UPDRAFT_WORKER_LEASE_S",
                  "cache_root": "UPDRAFT_CACHE_ROOT", "worker_cpu": "UPDRAFT_WORKER_CPU",
-                 "worker_memory_mb": "UPDRAFT_WORKER_MEMORY_MB"}
-        env.update({var: str(self.config[k]) for k, var in names.items()})
+                 "worker_memory_mb": "UPDRAFT_WORKER_MEMORY_MB", "memo_key_object": "UPDRAFT_MEMO_KEY_OBJECT"}
+        env.update({var: str(self.config[k]) for k, var in names.items() if k in self.config})
         env["UPDRAFT_WORKROOT"] = str(self.workdir / "worker-sandbox")
         return env
 

@@ -51,6 +51,8 @@ ENV = {
     "workroot": "UPDRAFT_WORKROOT",
     "cache_root": "UPDRAFT_CACHE_ROOT",
     "memoize": "UPDRAFT_MEMOIZE",
+    "cache_budget_mb": "UPDRAFT_CACHE_BUDGET_MB",
+    "memo_key_object": "UPDRAFT_MEMO_KEY_OBJECT",
     "multipart_threshold_mb": "UPDRAFT_MULTIPART_THRESHOLD_MB",
     "stuck_run_after_s": "UPDRAFT_STUCK_RUN_AFTER_S",
     "max_tasks": "UPDRAFT_MAX_TASKS",
@@ -98,6 +100,12 @@ class AwsConfig(Struct, frozen=True):
     workroot: str = "/tmp/updraft"  # sandboxes of the task function and the worker
     cache_root: str = ""  # the shared volume of the dependency cache (EFS mount); "" = workroot/cache only
     memoize: int = 1  # 1: reuse results of tasks whose inputs, command and tools are unchanged
+    # the instance's own cache tier (/tmp, the worker's disk) is evicted to this many MB minus the
+    # task's declared disk before each task; 0 = the size of that filesystem (cache/budget.py)
+    cache_budget_mb: int = 0
+    # the bucket's object holding the memo signing key, read once by a task runner (its role
+    # alone may: the bucket policy); "" = UPDRAFT_MEMO_KEY, else a key file (cache/memo.py)
+    memo_key_object: str = ""
     multipart_threshold_mb: int = 64  # files above this are uploaded in parts
     stuck_run_after_s: float = 900.0  # sweeper re-counts a run whose counters are this quiet
     max_tasks: int = 250_000  # largest workflow accepted
@@ -179,6 +187,8 @@ class AwsConfig(Struct, frozen=True):
     def check(self) -> None:
         if self.task_shards < 1 or self.counter_shards < 1:
             raise ConfigError("UPDRAFT_TASK_SHARDS and UPDRAFT_COUNTER_SHARDS must be at least 1")
+        if self.cache_budget_mb < 0:
+            raise ConfigError("UPDRAFT_CACHE_BUDGET_MB must be 0 (the disk's size) or more")
         if self.max_workers < 0:
             raise ConfigError("UPDRAFT_MAX_WORKERS must be 0 or more")
         if self.api_auth not in ("iam", "none"):

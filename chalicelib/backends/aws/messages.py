@@ -150,7 +150,7 @@ def _destination(data: dict[str, Any]) -> Decoded:
     if condition == "EventAgeExceeded":  # never ran: dropped from Lambda's queue (throttled too long)
         tail = ("the task function never started: Lambda dropped the invoke after it waited "
                 "MaximumEventAgeInSeconds in its queue (throttled); retried as a lost function")
-        return Decoded(TaskFailed(run_id, task_id, attempt, Reason.LEASE_EXPIRED.value, {"log_tail": tail}))
+        return Decoded(TaskFailed(run_id, task_id, attempt, Reason.LEASE_EXPIRED.value, AttemptResult(log_tail=tail)))
     error = response if isinstance(response, dict) else {}
     etype, message = str(error.get("errorType", "")), str(error.get("errorMessage", response or ""))
     reason = lambda_failure_reason(etype, message)
