@@ -1,6 +1,7 @@
 """scripts/deploy STAGE: everything from a clone to a working stage.
 
-    1. scripts/bootstrap STAGE          the stack, and its names in .chalice/config.json
+    1. scripts/bootstrap STAGE          the stack, and its names in .chalice/config.json;
+                                        the memo signing key, once (infra/memo_key.py)
     2. (--push-worker) worker image     docker build workers/Dockerfile, push to the stack's ECR
     3. tool layers                      publish layers/dist/*.zip (layers/build), if any
     4. chalice deploy --stage STAGE     the functions, the API, the queue triggers, the schedule
@@ -31,7 +32,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from infra import chalice_config, dependencies, layers, package, postdeploy, preflight, worker_image
+from infra import (
+    chalice_config,
+    concurrency,
+    dependencies,
+    layers,
+    memo_key,
+    package,
+    postdeploy,
+    preflight,
+    worker_image,
+)
 from infra.bootstrap import bootstrap, build_parser, params_from_args
 from infra.chalice_cli import runtime
 from infra.cli import run, session
@@ -59,14 +70,17 @@ def deploy(stage: str, sess: Any, params: dict[str, str], *, profile: str | None
            config_path: Path = CHALICE_CONFIG, layer_dir: Path | None = layers.DIST, push_worker: bool = False,
            chalice: ChaliceRunner = run_chalice, say: Callable[[str], None] = print,
            stacks: Any = None, sleep: Callable[[float], None] = time.sleep,
-           allow_replace: bool = False) -> dict[str, str]:
+           allow_replace: bool = False,
+           check_concurrency: Callable[[Any, str, Path], None] = concurrency.check) -> dict[str, str]:
     preflight.check()
     preflight.check_tools(push_worker=push_worker)
     dependencies.site_packages(dependencies.REQUIREMENTS, runtime())
     if push_worker:  # the image's `pip install -r workers/requirements.txt`, checked before any upload
         dependencies.site_packages(package.WORKER_REQUIREMENTS, package.worker_python(), provided=())
+    check_concurrency(sess, stage, config_path)  # the stage's reservations fit the account (docs/aws.md)
     say(f"== 1/6 stack for stage {stage}")
     outputs = bootstrap(stage, sess, params, config_path, say=say, stacks=stacks, allow_replace=allow_replace)
+    memo_key.ensure(sess, outputs, say)  # before any runner can start: it signs memo entries
     say("== 2/6 worker image")
     if push_worker:  # pinned by digest before any function exists that could start a worker
         params = {**params, "WorkerImage": worker_image.push(sess, outputs, say)}

@@ -25,6 +25,7 @@ OPTIONAL: dict[str, str] = {
     "SubmitQueueUrl": "submit_queue",
     "WorkerCpu": "worker_cpu",  # the worker service's task size (launchers.ContainerLauncher)
     "WorkerMemory": "worker_memory_mb",
+    "MemoKeyObject": "memo_key_object",  # only the task functions read it (the bucket policy)
 }
 # the task function alone mounts EFS: it gets the mount path, if the adapters take one. Never
 # through the Chalice config: `chalice deploy` would set it before the mount exists (tasks

@@ -10,15 +10,16 @@ dropped without running anything); run it, without the worker's AWS credentials
 either (the image runs as a non-root user: root could); send the completion to the events
 queue; delete the message. While the task runs, a heartbeat every lease/3 extends the message's
 visibility and the attempt's lease; if the lease was taken away (cancel, or the sweeper retried
-it), the task is killed.
+it), the task is killed. Tasks longer than SQS's 12 h visibility cap: the message is parked
+(deleted) before the cap and the lease alone holds the attempt (workers/heartbeat.py).
 
 Started with UPDRAFT_ONE_TASK (a container attempt bigger than the service's task size gets a
 Fargate task of its own, launchers.ContainerLauncher): that payload is the only message; the
 worker runs it like a queued one, then exits.
 
 SIGTERM (scale-in, deploy): stop polling; a running task is killed, un-claimed
-(RUNNING -> DISPATCHED) and its message made visible again at once, so another worker runs
-it. A worker exits 0 after `idle_s` without a message; while busy it protects itself from
+(RUNNING -> DISPATCHED) and its message made visible again at once (a parked one is sent
+again), so another worker runs it. A worker exits 0 after `idle_s` without a message; while busy it protects itself from
 ECS scale-in (task scale-in protection), so the scaler only stops idle workers.
 """
 
@@ -31,12 +32,10 @@ import os
 import signal
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 from chalicelib.backends.aws.attempts import Order, Size, Where, run_attempt
-from chalicelib.backends.aws.claims import renew
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.launchers import ONE_TASK_ENV
 from chalicelib.backends.aws.messages import parse_task_payload, payload_resources
@@ -46,18 +45,22 @@ from chalicelib.engine.ports import MessageQueue, QueueMessage
 from chalicelib.engine.states import Reason
 from chalicelib.runner.execute import Attempt
 from chalicelib.runner.procs import set_subreaper
+from workers.heartbeat import Heartbeat, MessageHold, ScaleInProtection
 
 POLL_WAIT_S = 20.0
 
 
 class Worker:
     def __init__(self, cloud: Cloud, observe: Observability, idle_s: float | None = None,
-                 lease_s: float | None = None, poll_wait_s: float = POLL_WAIT_S) -> None:
+                 lease_s: float | None = None, poll_wait_s: float = POLL_WAIT_S,
+                 beat_every_s: float | None = None) -> None:
         self.cloud = cloud
         self.obs = observe
         self.idle_s = cloud.config.worker_idle_s if idle_s is None else idle_s
         self.lease_s = cloud.config.worker_lease_s if lease_s is None else lease_s
         self.poll_wait_s = poll_wait_s
+        self.beat_every_s = beat_every_s  # None: lease/3 (tests beat faster than their clock)
+        self._heartbeat: Heartbeat | None = None
         self.queue: MessageQueue = cloud.container_queue
         self.workroot = os.path.join(cloud.config.workroot, "worker")
         self.stopping = threading.Event()
@@ -113,29 +116,33 @@ class Worker:
             self.obs.logger.error("unreadable container message: %s", exc)
             return
         self._killed_for_stop = False
+        hold = MessageHold(self.queue, msg, self.cloud.clock(), self.lease_s)  # the 12 h cap counts from ~now
         where = Where(placement="container", workroot=self.workroot, lease_s=lambda task: self.lease_s,
                       size=self.size, all_orphans=self.all_orphans)
-        ran = run_attempt(self.cloud, self.obs, order, where, while_running=lambda: self._busy(msg, order),
+        ran = run_attempt(self.cloud, self.obs, order, where, while_running=lambda: self._busy(hold, order),
                           on_start=self._started, stopped=lambda: self._killed_for_stop)
         if ran.handed_back:
-            self.queue.release(msg)  # visible again at once: another worker runs it
+            hold.hand_back()  # visible again at once (a parked message: sent again); another worker runs it
             return
-        self.queue.delete([msg])  # done, or a duplicate that ran nothing
-        if ran.claimed:
-            self.tasks_run += 1
+        if not ran.claimed:  # a duplicate that ran nothing
+            self.queue.delete([msg])
+            return
+        hold.done()  # deleted, unless it was parked (then already gone)
+        self.tasks_run += 1
 
     @contextlib.contextmanager
-    def _busy(self, msg: QueueMessage, order: Order) -> Iterator[None]:
-        """While a claimed attempt runs: the heartbeat (message visibility and the attempt's
-        lease) and ECS scale-in protection."""
-        beat = Heartbeat(self, msg, order.run_id, order.task_id, order.attempt)
+    def _busy(self, hold: MessageHold, order: Order) -> Iterator[None]:
+        """While a claimed attempt runs: the heartbeat (message visibility or its park, the
+        attempt's lease, ECS scale-in protection's renewal; workers/heartbeat.py)."""
+        beat = self._heartbeat = Heartbeat(self, hold, order.run_id, order.task_id, order.attempt,
+                                           self.beat_every_s)
         self._protection.set(True)
         beat.start()
         try:
             yield
         finally:
             beat.stop()
-            self._attempt = None
+            self._attempt, self._heartbeat = None, None
             self._protection.set(False)
 
     def _started(self, att: Attempt) -> None:
@@ -157,7 +164,7 @@ class OneMessage:
         return out
 
     def send(self, bodies: Any, delay_s: float = 0.0) -> None:
-        raise NotImplementedError("a one-task worker sends nothing to its queue")
+        """A parked message handed back: as `release`, the lease expires into a retry."""
 
     def delete(self, messages: Any) -> None:
         """Nothing to delete: the payload came in the task's environment."""
@@ -171,58 +178,6 @@ class OneMessage:
 
     def backlog(self) -> int:
         return len(self.pending)
-
-
-class Heartbeat:
-    """Every lease/3: extend the message's visibility and the attempt's lease."""
-
-    def __init__(self, worker: Worker, msg: QueueMessage, run_id: str, task_id: str, attempt: int) -> None:
-        self.worker, self.msg = worker, msg
-        self.ids = (run_id, task_id, attempt)
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        w = self.worker
-        while not self._done.wait(w.lease_s / 3):
-            try:
-                w.queue.extend(self.msg, w.lease_s)
-                if not renew(w.cloud.store, *self.ids, w.cloud.clock(), w.lease_s):
-                    att = w._attempt
-                    if att is not None:  # cancelled, or retried elsewhere: stop the work
-                        att.kill(Reason.CANCELLED.value, "the attempt is no longer current (cancelled or retried)")
-                    return
-            except Exception:  # a missed beat is retried; the lease has slack
-                w.obs.logger.exception("heartbeat failed")
-
-
-class ScaleInProtection:
-    """ECS task scale-in protection while busy (only when running on ECS)."""
-
-    def __init__(self, cloud: Cloud, enabled: bool = True) -> None:
-        self.cloud = cloud
-        self._task_arn: str | None = None
-        self._uri = os.environ.get("ECS_CONTAINER_METADATA_URI_V4") if enabled else None
-
-    def set(self, on: bool) -> None:
-        if not self._uri:
-            return
-        try:
-            if self._task_arn is None:
-                with urllib.request.urlopen(f"{self._uri}/task", timeout=2) as resp:  # noqa: S310 - ECS agent
-                    self._task_arn = json.load(resp)["TaskARN"]
-            kwargs: dict[str, Any] = {"expiresInMinutes": 24 * 60} if on else {}
-            self.cloud.clients.ecs.update_task_protection(
-                cluster=self.cloud.config.ecs_cluster, tasks=[self._task_arn], protectionEnabled=on, **kwargs)
-        except Exception:  # protection is an optimisation; leases keep work safe
-            obs().logger.exception("could not set scale-in protection")
 
 
 def main(argv: list[str] | None = None) -> int:

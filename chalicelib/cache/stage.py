@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import tempfile
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from typing import Any
 from msgspec import Struct, field
 
 from chalicelib.attempt import CacheUse
+from chalicelib.cache.budget import Pins, make_room
 from chalicelib.cache.cas import CacheIntegrityError, ContentStore
 from chalicelib.cache.copying import copy_file_hashing
 from chalicelib.cache.hashing import (
@@ -34,8 +36,11 @@ from chalicelib.cache.hashing import (
     tree_manifest,
 )
 from chalicelib.cache.memo import MemoIndex
+from chalicelib.cache.runner_deps import RunnerDeps
 from chalicelib.engine.ports import BlobStore
 from chalicelib.workflow.model import Dep
+
+log = logging.getLogger("updraft.cache")
 
 
 def dep_hashes(deps: tuple[Dep, ...]) -> dict[str, str]:
@@ -69,10 +74,44 @@ class TaskCache(Struct):
     memo: MemoIndex | None = None
     local_tier: ContentStore | None = None
     stats: CacheStats = field(default_factory=CacheStats)
+    # Not None: the per-instance tier (local_tier, else cas) is kept within this many bytes
+    # (0: its filesystem's size) before each task is staged, and what a task stages is pinned
+    # until it ends (cache/budget.py)
+    budget_bytes: int | None = None
+    pins: Pins | None = None
+    # set per attempt by the runner: dependency files become symlinks to this runner's verified
+    # read-only copies instead of private copies (cache/runner_deps.py)
+    runner_deps: RunnerDeps | None = None
 
     def fork(self) -> TaskCache:
-        """A copy with fresh per-attempt stats."""
-        return TaskCache(self.cas, self.memo, self.local_tier)
+        """A copy with fresh per-attempt stats (and pins)."""
+        return TaskCache(self.cas, self.memo, self.local_tier, budget_bytes=self.budget_bytes)
+
+    @property
+    def _budgeted(self) -> ContentStore:
+        return self.local_tier if self.local_tier is not None else self.cas
+
+    def make_room(self, need_bytes: int) -> None:
+        """Before staging a task that declares `need_bytes` of disk: evict to the budget."""
+        if self.budget_bytes is None:
+            return
+        made = make_room(self._budgeted, self.budget_bytes, need_bytes)
+        if made.removed or made.kept_in_use:
+            log.info("cache tier %s: evicted %d objects (%d bytes), kept %d in use; %d bytes left",
+                     self._budgeted.root, len(made.removed), sum(e.size for e in made.removed),
+                     len(made.kept_in_use), made.total_bytes)
+
+    def _pin(self, sha: str) -> None:
+        if self.budget_bytes is None:
+            return
+        if self.pins is None:
+            self.pins = Pins(self._budgeted)
+        self.pins.pin(sha)
+
+    def release(self) -> None:
+        """The task has ended: what it staged may be evicted again."""
+        if self.pins is not None:
+            self.pins.release()
 
     def _fetch(self, sha: str, fetch_origin: Any) -> ContentStore:
         """Make `sha` present in the nearest tier; returns that tier."""
@@ -93,6 +132,7 @@ class TaskCache(Struct):
     def _stage(self, sha: str, fetch_origin: Any, dest: str) -> int:
         """A private copy of object `sha` at `dest`, verified; a damaged object (in any tier)
         is removed and fetched again, once."""
+        self._pin(sha)
         for _ in range(3):
             tier = self._fetch(sha, fetch_origin)
             size = tier.copy_to(sha, dest)
@@ -151,12 +191,20 @@ class TaskCache(Struct):
         if os.path.isdir(source):
             manifest = tree_manifest(source)
             for rel, sha in manifest.items():
-                src = os.path.join(source, rel)
-                self._stage(sha, lambda tmp, src=src: copy_file_hashing(src, tmp), os.path.join(dest, rel))
+                self._stage_dep_file(sha, os.path.join(source, rel), os.path.join(dest, rel))
             return {f"{name}/{rel}": sha for rel, sha in manifest.items()}
         sha = file_sha256(source)
-        self._stage(sha, lambda tmp: copy_file_hashing(source, tmp), dest)
+        self._stage_dep_file(sha, source, dest)
         return {name: sha}
+
+    def _stage_dep_file(self, sha: str, source: str, dest: str) -> None:
+        def fetch(tmp: str) -> str:
+            return copy_file_hashing(source, tmp)
+
+        if self.runner_deps is None:
+            self._stage(sha, fetch, dest)
+        else:  # one verified read-only copy per runner, the sandbox gets a symlink to it
+            self.runner_deps.provide(sha, lambda new: self._stage(sha, fetch, new), dest)
 
     def add_output(self, path: str, sha: str) -> None:
         """Add a finished output the runner has made its own (see Sandbox.stage_out)."""

@@ -51,15 +51,24 @@ from chalicelib.workflow.graph import descendants
 from chalicelib.workflow.model import Placement, Task
 
 Instructions = list[ev.Launch | ev.Schedule | ev.Kill | ev.RunFinished]
+LIVE = [s for s in TaskState if s not in TERMINAL_TASK]
 
 
 class CoordinatorConfig(Struct, frozen=True):
     backoff: Backoff = field(default_factory=Backoff)
     lease_grace_s: float = tr.FUNCTION_LEASE_GRACE_S  # added to a function task's timeout for its dispatch lease
+    # How long an invoked function attempt may wait in the platform's own queue before it
+    # starts (Lambda's async queue under throttling: MaximumEventAgeInSeconds). Until it is
+    # claimed, a DISPATCHED function attempt's lease is the longer of this and its timeout, plus
+    # the grace: waiting there is not a lost function. 0: it starts at once (local pools).
+    function_queue_s: float = 0.0
     container_queue_lease_s: float = 6 * 3600.0  # a container task may wait in the queue this long
     min_schedule_s: float = 0.001  # retries due sooner than this are dispatched at once
     lost_worker_retries: int = 2  # extra attempts when a worker or function vanished (lease expired)
-    start_batch: int = 256  # READY tasks dispatched per Start; more are dispatched by a follow-up Start
+    # The most work one event does (tasks dispatched by a Start, edges counted for a completion's
+    # children, tasks cancelled); more is left to a continuation event: one invocation stays well
+    # inside the coordinator's 60 s whatever the run's width.
+    start_batch: int = 256
     function_sizes: tuple[int, ...] = ()  # deployed task function sizes (MB): OOM retries step through them
 
 
@@ -85,6 +94,7 @@ class Coordinator:
             ev.LeaseExpired: self._on_lease_expired,
             ev.DispatchDue: self._on_dispatch_due,
             ev.Cancel: self._on_cancel,
+            ev.ReadyChildren: self._on_ready_children,
         }
 
     # ---- entry point --------------------------------------------------------------------
@@ -110,21 +120,20 @@ class Coordinator:
         if self.store.get_run(e.run_id).state is not RunState.RUNNING:
             return
         now = self.clock.now()
-        window = e.delayed + self.config.start_batch
-        # In batches: the first tasks start at once rather than after every READY task of a wide
-        # workflow is dispatched, and one invocation never has to dispatch 100,000 tasks.
-        ready = self.store.list_tasks(e.run_id, [TaskState.READY], limit=window + 1)
-        delayed = 0
+        # In windows: the first tasks start at once rather than after every READY task of a wide
+        # workflow is dispatched, and one invocation never has to dispatch 100,000 tasks. Each
+        # window reads one page of READY tasks after the previous window's position.
+        page = self.store.page_tasks(e.run_id, [TaskState.READY], limit=self.config.start_batch, after=e.after)
         due: list[TaskRecord] = []
-        for rec in ready[:window]:
+        for rec in page.tasks:
             if rec.not_before is not None and rec.not_before - now > self.config.min_schedule_s:
-                delayed += 1  # (a repeated DispatchDue is a no-op)
+                # waiting out a retry's back-off: its own DispatchDue (a repeated one is a no-op)
                 out.append(ev.Schedule(ev.DispatchDue(e.run_id, rec.task_id, rec.attempt), rec.not_before - now))
             else:
                 due.append(rec)
         self._dispatch_many(e.run_id, due, out)
-        if len(ready) > window:
-            out.append(ev.Schedule(ev.Start(e.run_id, delayed), 0.0))
+        if page.after is not None:
+            out.append(ev.Schedule(ev.Start(e.run_id, after=page.after), 0.0))
         touched.add(e.run_id)  # a run whose tasks were all cached finishes here
 
     def _on_started(self, e: ev.TaskStarted, out: Instructions, touched: set[str]) -> None:
@@ -156,7 +165,39 @@ class Coordinator:
             if children:
                 completions.append((e.task_id, children))
         if completions:
-            self._dispatch_many(run_id, tr.ready_children(self.store, run_id, completions), out)
+            self._count_children(run_id, completions, out)
+
+    def _count_children(self, run_id: str, completions: Sequence[tuple[str, Sequence[str]]],
+                        out: Instructions, offset: int = 0) -> None:
+        """Count the completions for their children (from `offset` on in each parent's list) and
+        dispatch those that become READY, at most `start_batch` edges in this step; the rest of a
+        parent's children go to a ReadyChildren continuation (a task with 10,000 children is
+        40 small steps, each well inside the coordinator's time)."""
+        budget = self.config.start_batch
+        now: list[tuple[str, Sequence[str]]] = []
+        for parent, children in completions:
+            left = children[offset:]
+            take = left[:max(0, budget)]
+            budget -= len(take)
+            if take:
+                now.append((parent, take))
+            if len(take) < len(left):
+                out.append(ev.Schedule(ev.ReadyChildren(run_id, parent, offset + len(take)), 0.0))
+        if now:
+            self._dispatch_many(run_id, tr.ready_children(self.store, run_id, now), out)
+
+    def _on_ready_children(self, e: ev.ReadyChildren, out: Instructions, touched: set[str]) -> None:
+        if self.store.get_run(e.run_id).state is not RunState.RUNNING:
+            return  # cancelled or failed meanwhile: nothing more to start
+        try:
+            parent = self.store.get_task(e.run_id, e.parent_id)
+        except NotFoundError:
+            return
+        if parent.state not in DONE_OK:
+            return  # not a completion's continuation (a stale or forged event)
+        children = self.specs.get(e.run_id).graph.children.get(e.parent_id, ())
+        self._count_children(e.run_id, [(e.parent_id, children)], out, offset=max(0, e.offset))
+        touched.add(e.run_id)
 
     def _on_failed(self, e: ev.TaskFailed, out: Instructions, touched: set[str]) -> None:
         self._fail(e.run_id, e.task_id, e.attempt, e.reason, e.result, out, touched)
@@ -182,13 +223,38 @@ class Coordinator:
             self._dispatch(rec, out)
 
     def _on_cancel(self, e: ev.Cancel, out: Instructions, touched: set[str]) -> None:
+        """The run CANCELLED, then its live tasks a window at a time (each in-flight one
+        killed); the window that finds none left reports the run finished."""
         now = self.clock.now()
-        run = tr.cancel_run(self.store, e.run_id, now)
-        if isinstance(run, tr.Refused) and getattr(run.current, "state", None) is not RunState.CANCELLED:
-            return  # finished before the cancel (a redelivered Cancel goes on: its tasks may be left)
-        for rec in tr.cancel_all_live(self.store, e.run_id, now):
-            out.append(ev.Kill(e.run_id, rec.task_id, rec.attempt, rec.placement))
-        out.append(ev.RunFinished(e.run_id, RunState.CANCELLED.value))
+        if e.after is None:
+            run = tr.cancel_run(self.store, e.run_id, now)
+            if isinstance(run, tr.Refused) and getattr(run.current, "state", None) is not RunState.CANCELLED:
+                return  # finished before the cancel (a redelivered Cancel goes on: its tasks may be left)
+        elif self.store.get_run(e.run_id).state is not RunState.CANCELLED:
+            return  # resumed since: the rest of its tasks are live again by right
+        page = self.store.page_tasks(e.run_id, LIVE, limit=self.config.start_batch, after=e.after)
+        for rec in page.tasks:
+            done = self._cancel_one(rec, now)
+            if done is not None and done.state in IN_FLIGHT:
+                out.append(ev.Kill(e.run_id, done.task_id, done.attempt, done.placement))
+        if page.after is not None:
+            out.append(ev.Schedule(ev.Cancel(e.run_id, after=page.after), 0.0))
+        else:
+            out.append(ev.RunFinished(e.run_id, RunState.CANCELLED.value))
+
+    def _cancel_one(self, rec: TaskRecord, now: float, tries: int = 3) -> TaskRecord | None:
+        """Cancel a live task as read, reading it again if it moved meanwhile (a dispatch or a
+        claim); returns the record as it was when cancelled, None if it ended by itself."""
+        for _ in range(tries):
+            if rec.state in TERMINAL_TASK:
+                return None
+            if not isinstance(tr.cancel_live(self.store, rec, now), tr.Refused):
+                return rec
+            try:
+                rec = self.store.get_task(rec.run_id, rec.task_id)
+            except NotFoundError:
+                return None
+        return None
 
     # ---- steps --------------------------------------------------------------------------
 
@@ -284,7 +350,8 @@ class Coordinator:
         attempts: list[tuple[str, int, float]] = []
         for rec in recs:
             if rec.placement == "function":
-                lease = tasks[rec.task_id].resources.timeout_s + self.config.lease_grace_s
+                waits = max(tasks[rec.task_id].resources.timeout_s, self.config.function_queue_s)
+                lease = waits + self.config.lease_grace_s
             else:
                 lease = self.config.container_queue_lease_s
             attempts.append((rec.task_id, rec.attempt, now + lease))

@@ -84,6 +84,14 @@ class TaskRecord(Struct, frozen=True):
         }
 
 
+class TaskPage(Struct, frozen=True):
+    """One page of a run's tasks (`StateStore.page_tasks`): the tasks, and the position the
+    next page starts after (a task id, passed back as `after`), None when there is no more."""
+
+    tasks: list[TaskRecord]
+    after: str | None = None
+
+
 # The fields of a TaskRecord that `StateStore.update_task` may change.
 TASK_MUTABLE = frozenset({
     "state", "attempt", "placement", "lease_expires", "not_before", "started_at",

@@ -30,7 +30,7 @@ from chalicelib.backends.local.sqlite_state import SqliteStateStore
 from chalicelib.engine import events as ev
 from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
 from chalicelib.engine.lifecycle import create_run
-from chalicelib.engine.records import RunRecord, TaskRecord
+from chalicelib.engine.records import RunRecord, TaskPage, TaskRecord
 from chalicelib.engine.spec import RunSpec, SpecCache
 from chalicelib.engine.states import IN_FLIGHT, TERMINAL_TASK, RunState, TaskState
 from chalicelib.errors import ConfigError, NotFoundError
@@ -123,6 +123,10 @@ class CountingStore:
         self.write_units += 1
         return self.inner.update_run(run_id, expect, changes)
 
+    def delete_run(self, run_id: str, expect: Collection[RunState]) -> RunRecord:
+        self.write_units += 1 + self.inner.get_run(run_id).task_count
+        return self.inner.delete_run(run_id, expect)
+
     def get_task(self, run_id: str, task_id: str) -> TaskRecord:
         self.read_units += 1
         return self.inner.get_task(run_id, task_id)
@@ -136,6 +140,14 @@ class CountingStore:
 
     def iter_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> Iterator[TaskRecord]:
         return iter(self.list_tasks(run_id, states))
+
+    def page_tasks(
+        self, run_id: str, states: Collection[TaskState] | None = None, limit: int = 256,
+        after: str | None = None,
+    ) -> TaskPage:
+        page = self.inner.page_tasks(run_id, states, limit, after)
+        self.read_units += max(1, math.ceil(len(page.tasks) * LIST_ITEM_BYTES / 4096))
+        return page
 
     def update_task(
         self, run_id: str, task_id: str, expect_states: Collection[TaskState], expect_attempt: int | None,

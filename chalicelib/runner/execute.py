@@ -12,6 +12,7 @@ process at exit; disk is the sandbox's size (TMPDIR points inside it, like Lambd
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import select
 import shutil
@@ -27,6 +28,7 @@ from msgspec.structs import replace
 from chalicelib.attempt import AttemptResult, Reason, TaskFailed, TaskSucceeded
 from chalicelib.cache.copying import copy_hashing
 from chalicelib.cache.memo import image_id, memo_key, usable_record
+from chalicelib.cache.runner_deps import RunnerDeps
 from chalicelib.cache.stage import TaskCache, dep_hashes
 from chalicelib.cwl import hook as cwl_hook
 from chalicelib.engine.ports import BlobStore
@@ -40,6 +42,17 @@ from chalicelib.workflow.model import Task
 
 LOG_TAIL_BYTES = 4096
 DISK_CHECK_EVERY_S = 2.0
+
+
+log = logging.getLogger("updraft.runner")
+
+
+def runner_deps_of(sandbox: Sandbox, workroot: str) -> RunnerDeps:
+    """The runner a sandbox belongs to: a reusable slot (local function pool) is one; a
+    per-attempt sandbox belongs to its process (one task at a time)."""
+    if sandbox.reusable:
+        return RunnerDeps(sandbox.root + ".deps")
+    return RunnerDeps.for_process(workroot)
 
 
 class Proc(Struct):
@@ -198,10 +211,16 @@ class Attempt(Struct):
             base_env=os.environ if base_env is None else base_env,
         )
         att.cache = cache.fork() if cache is not None else None
+        if att.cache is not None and req.task.deps:  # big read-only deps: one copy per runner
+            att.cache.runner_deps = runner_deps_of(sandbox, workroot)
         try:
             att._stage(blobs, sources)
         except StageError as exc:
             att.stage_error = exc
+        except BaseException:
+            if att.cache is not None:
+                att.cache.release()
+            raise
         return att
 
     def _stage(self, blobs: BlobStore, sources: Mapping[str, str] | None) -> None:
@@ -212,6 +231,7 @@ class Attempt(Struct):
                                                      req.input_hashes, task.folders)
             self.bytes_in += self.sandbox.copy_deps(task.deps)
             return
+        cache.make_room(task.resources.disk_mb * 1024 * 1024)  # a budgeted tier: room for this task
         known = dict(req.input_hashes)
         deps: dict[str, str] = {}
         memoize = cache.memo is not None and bool(task.outputs)  # nothing to reuse without outputs
@@ -379,6 +399,11 @@ class Attempt(Struct):
         `ended_at`: when the process ended, if the caller knows (a slot reports it): the result's
         finished_at and duration then leave out the time the report took to be handled."""
         req, sandbox = self.req, self.sandbox
+        if self.cache is not None:  # what it staged may be evicted again (stage-out pins nothing)
+            self.cache.release()
+            if self.cache.runner_deps is not None and (changed := self.cache.runner_deps.check()):
+                log.warning("task %s changed %d shared dependency file(s); removed, the next task gets "
+                            "fresh copies", req.task_id, len(changed))
         finished = time.time() if ended_at is None else ended_at
         self.peak_rss_kb = max(self.peak_rss_kb, maxrss_kb)
         result = AttemptResult(

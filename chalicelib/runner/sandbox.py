@@ -105,6 +105,7 @@ class Sandbox(Struct):
     def slot(cls, workroot: str, name: str) -> Sandbox:
         box = cls(os.path.join(workroot, "slots", name), reusable=True)
         box._clear_all()
+        shutil.rmtree(box.root + ".deps", ignore_errors=True)  # an earlier slot's dependency copies
         os.makedirs(box.tmp_path)
         return box
 

@@ -48,6 +48,8 @@ def task_body(rec: TaskRecord) -> dict[str, Any]:
             body["started_at"] = result.started_at  # a failure that came before its start event
     if rec.tries:
         body["tries"] = [t.to_dict() for t in rec.tries]
+    if rec.failed_parent is not None:  # UPSTREAM_FAILED: the failed task it depends on
+        body["failed_parent"] = rec.failed_parent
     return body
 
 

@@ -606,3 +606,44 @@ def test_a_result_written_by_the_previous_version_still_reads(store: StateStore)
     # the next write of that field replaces the old form
     moved = store.update_task("r1", "a", [TaskState.FAILED], 1, {"result": AttemptResult(exit_code=2)})
     assert moved == store.get_task("r1", "a") and moved.result == AttemptResult(exit_code=2)
+
+
+FINISHED = [RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED]
+
+
+def test_deleting_a_finished_run_removes_it_and_only_it(store: StateStore) -> None:
+    diamond(store, "r1")
+    diamond(store, "r2")
+    store.complete_parent("r1", "a", ["b", "c"])
+    store.update_run("r1", [RunState.RUNNING], {"state": RunState.FAILED, "finished_at": 9.0})
+    gone = store.delete_run("r1", FINISHED)
+    assert (gone.run_id, gone.state) == ("r1", RunState.FAILED)
+    for read in (lambda: store.get_run("r1"), lambda: store.list_tasks("r1"), lambda: store.counts("r1"),
+                 lambda: store.get_task("r1", "a")):
+        with pytest.raises(NotFoundError):
+            read()
+    assert [r.run_id for r in store.list_runs()] == ["r2"]
+    assert store.counts("r2") == {"READY": 1, "WAITING": 3}  # the other run is untouched
+    with pytest.raises(NotFoundError):
+        store.delete_run("r1", FINISHED)
+
+
+def test_a_deleted_run_leaves_no_counts_nor_counted_edges_behind(store: StateStore) -> None:
+    parents = {f"p{i}": [] for i in range(70)}  # past DynamoDB's inline fan-in: edge items
+    make_run(store, "r1", {**parents, "child": list(parents)})
+    for p in list(parents)[:69]:
+        store.complete_parent("r1", p, ["child"])
+    store.update_run("r1", [RunState.RUNNING], {"state": RunState.CANCELLED})
+    store.delete_run("r1", FINISHED)
+    make_run(store, "r1", {**parents, "child": list(parents)})  # the same id again, afresh
+    assert store.counts("r1") == {"READY": 70, "WAITING": 1}
+    assert store.complete_parent("r1", "p0", ["child"]) == []  # p0 counts again: 69 left
+    assert store.get_task("r1", "child").pending == 69
+
+
+def test_a_run_in_a_state_not_expected_is_not_deleted(store: StateStore) -> None:
+    diamond(store)
+    with pytest.raises(StateConflictError) as err:
+        store.delete_run("r1", FINISHED)
+    assert err.value.current.state is RunState.RUNNING  # type: ignore[union-attr]
+    assert len(store.list_tasks("r1")) == 4 and store.get_run("r1").state is RunState.RUNNING

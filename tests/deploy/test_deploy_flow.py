@@ -121,8 +121,9 @@ def layer_dir(tmp_path: Path) -> Path:
 
 def run_deploy(aws: Any, stacks: Stacks, config_path: Path, layer_dir: Path, chalice: FakeChalice,
                said: list[str]) -> dict[str, str]:
+    # moto has no GetAccountSettings: the concurrency check is tests/deploy/test_concurrency.py's
     return deploy(STAGE, aws, {}, config_path=config_path, layer_dir=layer_dir, chalice=chalice,
-                  say=said.append, stacks=stacks, sleep=lambda s: None)
+                  say=said.append, stacks=stacks, sleep=lambda s: None, check_concurrency=lambda *_: None)
 
 
 def test_deploy_builds_a_working_stage_and_is_repeatable(aws: Any, stacks: Stacks, config_path: Path,
@@ -158,8 +159,18 @@ def test_deploy_builds_a_working_stage_and_is_repeatable(aws: Any, stacks: Stack
     groups = {g["logGroupName"] for g in aws.client("logs").describe_log_groups()["logGroups"]}
     assert f"/aws/lambda/{outputs['TaskFunctionName']}-512" in groups
 
+    # the memo signing key: written once, where only the runners read it (infra/memo_key.py)
+    s3 = aws.client("s3")
+    memo_key = s3.get_object(Bucket=outputs["BucketName"], Key=outputs["MemoKeyObject"])["Body"].read()
+    assert len(memo_key) == 64 and int(memo_key, 16) > 0
+    env = json.loads(config_path.read_text())["stages"][STAGE]["environment_variables"]
+    assert env["UPDRAFT_MEMO_KEY_OBJECT"] == outputs["MemoKeyObject"] == "keys/memo-key"
+    assert "UPDRAFT_MEMO_KEY" not in env  # no secret in the configuration
+
     said.clear()
     run_deploy(aws, stacks, config_path, layer_dir, chalice, said)
+    assert s3.get_object(Bucket=outputs["BucketName"], Key=outputs["MemoKeyObject"])["Body"].read() == memo_key
+    assert any(line.endswith("memo-key: kept") for line in said), said
     # right after each `chalice deploy`, before postdeploy: nothing unsafe; after it: all on
     assert [(s["task"], s["coordinator"]) for s in chalice.states] == [(True, True), (True, True)]
     assert chalice.states[0]["cache"] is False and chalice.states[0]["partial"] is False
@@ -231,7 +242,7 @@ def test_push_worker_pins_the_image_by_digest_before_any_function_exists(
 
     outputs = deploy(STAGE, aws, {}, config_path=config_path, layer_dir=layer_dir, push_worker=True,
                      chalice=ChaliceSeeingTheWorker(aws, config_path), say=said.append, stacks=stacks,
-                     sleep=lambda s: None)
+                     sleep=lambda s: None, check_concurrency=lambda *_: None)
     (image,) = aws.client("ecr").describe_images(repositoryName=f"updraft-{STAGE}-worker")["imageDetails"]
     pinned = f"{outputs['WorkerRepositoryUri']}@{image['imageDigest']}"
     assert seen == [pinned]  # the task definition ran the pushed digest before `chalice deploy`

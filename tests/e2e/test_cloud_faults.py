@@ -27,7 +27,7 @@ import pytest
 
 from chalicelib.backends.aws.coordinator_function import DEAD_LETTER_AFTER
 from chalicelib.backends.aws.messages import event_body
-from chalicelib.backends.aws.provision import MAX_RECEIVES
+from chalicelib.backends.aws.provision import EVENTS_MAX_RECEIVES, MAX_RECEIVES
 from chalicelib.engine import events as ev
 from chalicelib.engine.states import TaskState
 from tests.e2e.test_cloud_harness import REPO, Delivery, EmulatedCloud, emulated_cloud
@@ -211,9 +211,12 @@ def dead_letters(ec: EmulatedCloud) -> list[dict[str, Any]]:
 
 def test_the_coordinator_knows_the_events_queues_receive_limit() -> None:
     stack = (REPO / "infra" / "stack.yaml").read_text()
-    assert DEAD_LETTER_AFTER == MAX_RECEIVES
-    assert stack.count(f"maxReceiveCount: {MAX_RECEIVES}") >= 1
-    assert "maxReceiveCount" not in stack.replace(f"maxReceiveCount: {MAX_RECEIVES}", "")
+    assert DEAD_LETTER_AFTER == EVENTS_MAX_RECEIVES
+    events = stack.split("  EventsQueue:", 1)[1].split("\n\n", 1)[0]
+    assert f"maxReceiveCount: {EVENTS_MAX_RECEIVES}" in events
+    # the other queues' (container, submit) redrive keep MAX_RECEIVES
+    assert "maxReceiveCount" not in stack.replace(f"maxReceiveCount: {EVENTS_MAX_RECEIVES}", "").replace(
+        f"maxReceiveCount: {MAX_RECEIVES}", "")
 
 
 def test_poison_events_go_to_the_dead_letter_queue_and_their_run_is_failed(tmp_path: Path) -> None:
@@ -238,12 +241,12 @@ def test_poison_events_go_to_the_dead_letter_queue_and_their_run_is_failed(tmp_p
         }
         put_events(ec, list(poison.values()))
         t0 = time.monotonic()
-        while len(dead_letters(ec)) < len(poison) and time.monotonic() - t0 < 30:
+        while len(dead_letters(ec)) < len(poison) and time.monotonic() - t0 < 60:
             ec.deliver_batch()
             ec.deliver_invocation()
         letters = dead_letters(ec)
         assert sorted(d["body"] for d in letters) == sorted(poison.values())  # readable, as sent
-        assert all(d["receives"] >= MAX_RECEIVES for d in letters)
+        assert all(d["receives"] >= EVENTS_MAX_RECEIVES for d in letters)
         run = ec.get(f"/runs/{victim}").json_body
         assert run["state"] == "FAILED"
         assert "dead-letter queue" in run["options"]["failure"]

@@ -379,3 +379,23 @@ def test_a_lease_expiry_whose_read_fails_is_redelivered(tmp_path: Path, monkeypa
     h.handle(ev.LeaseExpired(h.rid, "a", 1))
     assert h.store.get_task(h.rid, "a").attempt == 2  # a lost worker's extra attempt
 
+
+
+def test_a_function_attempts_lease_covers_its_wait_in_the_platforms_queue_until_claimed(tmp_path: Path) -> None:
+    """Lambda keeps a throttled async invoke up to its max event age: until the attempt is
+    claimed its lease is that age + the grace, not its timeout; the claim sets the timeout's."""
+    h = Harness(tmp_path, [T("a", placement="function", resources={"timeout_s": 60})])
+    h.co.config = CoordinatorConfig(function_queue_s=21_600.0)
+    h.start()
+    rec = h.store.get_task(h.rid, "a")
+    assert rec.state is TaskState.DISPATCHED
+    assert rec.lease_expires == h.clock.now() + 21_600.0 + h.co.config.lease_grace_s
+    h.clock.t += 3600  # long past timeout + grace: the sweeper's LeaseExpired is a no-op
+    h.handle(ev.LeaseExpired(h.rid, "a", 1))
+    assert (h.state("a"), h.store.get_task(h.rid, "a").attempt) == (TaskState.DISPATCHED, 1)
+    h.handle(ev.TaskStarted(h.rid, "a", 1, h.clock.now(), 90.0))  # claimed: the normal lease
+    assert h.store.get_task(h.rid, "a").lease_expires == h.clock.now() + 90.0
+    # without a queue (local pools) the dispatch lease is the timeout's, as before
+    g = Harness(tmp_path / "local", [T("b", placement="function", resources={"timeout_s": 60})])
+    g.start()
+    assert g.store.get_task(g.rid, "b").lease_expires == g.clock.now() + 60 + g.co.config.lease_grace_s

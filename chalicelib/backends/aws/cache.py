@@ -6,6 +6,12 @@ stage) in front of the origin (S3). Memoized results are indexed on the shared v
 result computed by any function or worker is reused by all. Without a shared volume the
 cache lives in /tmp alone: still correct, reused only by that warm instance.
 
+The instance's own tier is kept within UPDRAFT_CACHE_BUDGET_MB (default: its filesystem's
+size) minus the task's declared disk before each task is staged; objects a task is staging
+or running with are never evicted (cache/budget.py).
+
+Memo entries are signed with the stage's key object (memo_secret.py) when the stage has one.
+
 Input hashes come from the producers' task records (one read per distinct producer), so a
 task whose inputs are unchanged is recognised before anything is downloaded.
 """
@@ -16,6 +22,7 @@ import os
 from functools import lru_cache
 
 from chalicelib.backends.aws.config import AwsConfig
+from chalicelib.backends.aws.memo_secret import read_memo_secret
 from chalicelib.cache.cas import ContentStore
 from chalicelib.cache.memo import MemoIndex
 from chalicelib.cache.stage import TaskCache
@@ -27,12 +34,22 @@ from chalicelib.workflow.model import Task
 @lru_cache(maxsize=4)
 def task_cache(config: AwsConfig) -> TaskCache:
     local = ContentStore(os.path.join(config.workroot, "cache"))
+    budget = config.cache_budget_mb * 1024 * 1024  # 0: the size of /tmp or the worker's disk
+    memo_root = os.path.join(config.cache_root or os.path.join(config.workroot, "cache"), "memo")
+    memo = _memo_index(config, memo_root)
     if config.cache_root:
-        shared = ContentStore(config.cache_root)
-        memo = MemoIndex(os.path.join(config.cache_root, "memo")) if config.memoize else None
-        return TaskCache(shared, memo, local_tier=local)
-    memo = MemoIndex(os.path.join(config.workroot, "cache", "memo")) if config.memoize else None
-    return TaskCache(local, memo)
+        return TaskCache(ContentStore(config.cache_root), memo, local_tier=local, budget_bytes=budget)
+    return TaskCache(local, memo, budget_bytes=budget)
+
+
+def _memo_index(config: AwsConfig, root: str) -> MemoIndex | None:
+    """The memo index, signed with the stage's key object when the stage has one (memo_secret.py)."""
+    if not config.memoize:
+        return None
+    if not config.memo_key_object:
+        return MemoIndex(root)  # UPDRAFT_MEMO_KEY, else a key file beside the index
+    secret = read_memo_secret(config)
+    return MemoIndex(root, secret=secret) if secret is not None else None
 
 
 def input_hashes(store: StateStore, spec: RunSpec, run_id: str, task: Task) -> dict[str, str]:

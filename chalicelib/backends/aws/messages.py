@@ -15,7 +15,8 @@ Events-queue bodies are one of:
   on success its responsePayload is {"delivered": bool, "event": {...}} - the function sends
   its completion itself and returns it too, so the record is only a backup, ignored when the
   function's own send went through; on failure (crash, timeout, out of memory) it becomes a
-  TaskFailed with the reason read from Lambda's error.
+  TaskFailed with the reason read from Lambda's error; an invoke Lambda dropped unrun from its
+  queue (condition EventAgeExceeded) is a lost function: LEASE_EXPIRED, retried as such.
 """
 
 from __future__ import annotations
@@ -146,6 +147,10 @@ def _destination(data: dict[str, Any]) -> Decoded:
             return Decoded(None, note="the function delivered its event itself")
         return Decoded(event_from_dict(response["event"]))
     run_id, task_id, attempt = parse_task_payload(data.get("requestPayload"))
+    if condition == "EventAgeExceeded":  # never ran: dropped from Lambda's queue (throttled too long)
+        tail = ("the task function never started: Lambda dropped the invoke after it waited "
+                "MaximumEventAgeInSeconds in its queue (throttled); retried as a lost function")
+        return Decoded(TaskFailed(run_id, task_id, attempt, Reason.LEASE_EXPIRED.value, AttemptResult(log_tail=tail)))
     error = response if isinstance(response, dict) else {}
     etype, message = str(error.get("errorType", "")), str(error.get("errorMessage", response or ""))
     reason = lambda_failure_reason(etype, message)

@@ -453,12 +453,14 @@ class _NotTasks(Collection[int]):
         return len(self._now())
 
 
-_HELD = {signal.SIGINT, signal.SIGTERM}
+# the signals that stop a run (the runtime's loop handles them; SIGHUP: its terminal was closed)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_HELD = set(STOP_SIGNALS)
 
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back from the calling thread (the loop's) for the block: their
+    """Hold SIGINT, SIGTERM and SIGHUP back from the calling thread (the loop's) for the block: their
     Python handler runs after it. Only the loop's thread can take them (see _cleaner_thread)."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
     try:
@@ -468,7 +470,7 @@ def _signals_held() -> Iterator[None]:
 
 
 def _cleaner_thread() -> None:
-    """The sandbox cleaner thread: every CPU, and no SIGINT / SIGTERM (a signal the loop's
+    """The sandbox cleaner thread: every CPU, and no SIGINT / SIGTERM / SIGHUP (a signal the loop's
     thread holds back must wait for it, not be taken here)."""
     affinity.release_thread()
     signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)

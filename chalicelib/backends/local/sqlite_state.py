@@ -17,6 +17,7 @@ from chalicelib.attempt import decode_result, encode_result
 from chalicelib.engine.ports import first_named, update_each
 from chalicelib.engine.records import (
     RunRecord,
+    TaskPage,
     TaskRecord,
     check_limit,
     check_mutable,
@@ -45,6 +46,7 @@ CREATE TABLE IF NOT EXISTS tasks (
   PRIMARY KEY (run_id, task_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks(run_id, state);
+CREATE INDEX IF NOT EXISTS tasks_by_seq ON tasks(run_id, seq);
 CREATE INDEX IF NOT EXISTS tasks_by_lease ON tasks(lease_expires) WHERE lease_expires IS NOT NULL;
 CREATE TABLE IF NOT EXISTS done_edges (
   run_id TEXT NOT NULL, child TEXT NOT NULL, parent TEXT NOT NULL,
@@ -272,6 +274,17 @@ class SqliteStateStore:
             )
             return self.get_run(run_id)
 
+    def delete_run(self, run_id: str, expect: Collection[RunState]) -> RunRecord:
+        with self._tx():  # one transaction: the run and everything of it go together
+            cur = self.get_run(run_id)
+            if cur.state not in expect:
+                raise StateConflictError(f"run {run_id} is {cur.state}, expected one of {sorted(expect)}", cur)
+            for table in ("tasks", "done_edges", "counts", "runs"):
+                self._db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))  # nosec B608: fixed names
+            for key in [k for k in self._deltas if k[0] == run_id]:
+                del self._deltas[key]
+            return cur
+
     # ---- tasks --------------------------------------------------------------------------
 
     def get_task(self, run_id: str, task_id: str) -> TaskRecord:
@@ -290,6 +303,28 @@ class SqliteStateStore:
         if not tasks:
             self._check_run(run_id)
         return tasks
+
+    def page_tasks(
+        self, run_id: str, states: Collection[TaskState] | None = None, limit: int = 256,
+        after: str | None = None,
+    ) -> TaskPage:
+        """Submission order: the page after task `after` is the rows of a higher seq."""
+        if limit < 1:
+            raise ValueError(f"limit must be 1 or more, not {limit}")
+        self._check_run(run_id)
+        seq = -1
+        if after is not None:
+            row = self._db.execute("SELECT seq FROM tasks WHERE run_id=? AND task_id=?", (run_id, after)).fetchone()
+            if row is None:
+                raise ValueError(f"no task {after!r} in run {run_id!r} to page on from")
+            seq = row[0]
+        names = () if states is None else tuple(TaskState(s).value for s in states)
+        which = "" if states is None else f" AND state IN ({','.join('?' * len(names))})"
+        rows = self._db.execute(
+            f"SELECT {_TASK_COLS} FROM tasks WHERE run_id=? AND seq>?{which} ORDER BY seq LIMIT ?",
+            (run_id, seq, *names, limit + 1)).fetchall()
+        tasks = [_task(r) for r in rows[:limit]]
+        return TaskPage(tasks, tasks[-1].task_id if len(rows) > limit else None)
 
     def iter_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> Iterator[TaskRecord]:
         self._check_run(run_id)  # now, not at the first record
