@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
 
+from chalicelib.attempt import AttemptResult, CacheUse, decode_result
 from chalicelib.backends.aws import dynamodb_state as ds
 from chalicelib.backends.aws.clients import AwsClients
 from chalicelib.backends.aws.dynamodb_results import RESULT_INLINE_BYTES
-from chalicelib.engine.records import RunRecord, TaskRecord
+from chalicelib.engine.records import RunRecord, TaskRecord, Try
 from chalicelib.engine.states import RunState, TaskState
 from tests.contract.awskit import config_for, mocked_aws
 from tests.e2e.test_cloud_harness import item_size
@@ -30,24 +30,25 @@ def store() -> Iterator[ds.DynamoStateStore]:
 
 
 def test_a_large_result_is_spilled_and_the_item_keeps_what_the_engine_reads(store: ds.DynamoStateStore) -> None:
-    result = {"exit_code": 0, "duration_s": 1.5, "log_key": "runs/r/logs/a/2.log",
-              "outputs": {f"out/part-{i:04d}.dat": "f" * 64 for i in range(300)},
-              "tries": [{"attempt": 1, "reason": "OOM", "placement": "function"}],
-              "resources": {"memory_mb": 2048}, "log_tail": "z" * 10_000}
-    done = store.update_task("r", "a", [TaskState.RUNNING], 2, {"state": TaskState.SUCCEEDED, "result": result})
+    result = AttemptResult(exit_code=0, duration_s=1.5, log_key="runs/r/logs/a/2.log",
+                           outputs={f"out/part-{i:04d}.dat": "f" * 64 for i in range(300)},
+                           cache=CacheUse(hits=3), log_tail="z" * 10_000)
+    tries = (Try(1, "OOM", "function"),)
+    done = store.update_task("r", "a", [TaskState.RUNNING], 2, {
+        "state": TaskState.SUCCEEDED, "result": result, "tries": tries, "resources": {"memory_mb": 2048.0}})
     assert done == store.get_task("r", "a")  # the record returned is the one a read gives
     kept = done.result
-    assert kept["result_spilled"] is True and "outputs" not in kept
-    assert {k: kept[k] for k in ("exit_code", "duration_s", "log_key", "tries", "resources")} == \
-        {k: result[k] for k in ("exit_code", "duration_s", "log_key", "tries", "resources")}
-    assert kept["log_tail"] == "z" * 1024
+    assert kept is not None and kept.result_spilled is True and kept.outputs == {}
+    assert (kept.exit_code, kept.duration_s, kept.log_key, kept.cache) == (0, 1.5, result.log_key, CacheUse(hits=3))
+    assert (done.tries, done.resources) == (tries, {"memory_mb": 2048.0})  # the engine's own, in the item
+    assert kept.log_tail == "z" * 1024
     item = store._get_task_item("r", "a")
     assert item is not None and item_size(item) < RESULT_INLINE_BYTES + 1024  # a few write units, not 28
-    body = store.clients.s3.get_object(Bucket="results-bucket", Key="pre/" + kept["result_key"])["Body"].read()
-    assert json.loads(body) == result  # the whole of it
+    body = store.clients.s3.get_object(Bucket="results-bucket", Key="pre/" + str(kept.result_key))["Body"].read()
+    assert decode_result(body) == result  # the whole of it
 
 
 def test_a_small_result_stays_in_the_item(store: ds.DynamoStateStore) -> None:
-    result = {"exit_code": 0, "outputs": {"o.txt": "f" * 64}}
+    result = AttemptResult(exit_code=0, outputs={"o.txt": "f" * 64})
     done = store.update_task("r", "a", [TaskState.RUNNING], 2, {"state": TaskState.SUCCEEDED, "result": result})
     assert done.result == result and store.get_task("r", "a").result == result
