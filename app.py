@@ -26,7 +26,7 @@ from chalicelib.backends.aws.coordinator_function import handle_batch
 from chalicelib.backends.aws.observability import obs
 from chalicelib.backends.aws.sweeper import sweep
 from chalicelib.backends.aws.task_function import handle_task
-from chalicelib.backends.aws.wiring import EVENTS_BATCH_SIZE, EVENTS_BATCH_WINDOW_S
+from chalicelib.backends.aws.wiring import EVENTS_BATCH_SIZE, EVENTS_BATCH_WINDOW_S, SUBMIT_MAX_CONCURRENCY
 from chalicelib.errors import FormatError, Problem, UpdraftError
 from chalicelib.service import runs
 from chalicelib.service.errors import Reply, error_body
@@ -104,7 +104,8 @@ def resume_run(run_id: str) -> Response:
 
 if settings.submit_queue:  # S3 notifies a queue (infra/stack.yaml): no bucket <-> function cycle
 
-    @app.on_sqs_message(queue=settings.submit_queue_name, batch_size=1, name="submit")
+    @app.on_sqs_message(queue=settings.submit_queue_name, batch_size=1, name="submit",
+                        maximum_concurrency=SUBMIT_MAX_CONCURRENCY)
     def on_upload_notice(event: Any) -> dict[str, Any]:
         replies = [api.s3_upload(current(), bucket, key, version)
                    for record in event for bucket, key, version in api.s3_notice_objects(record.body)]
@@ -121,8 +122,11 @@ else:
 
 
 # No batching window: it would hold every hop of a chain for a batch that never fills (wiring.py).
+# At most events_concurrency coordinators at once, within the coordinator's reserved concurrency
+# (.chalice/config.json): a burst of tasks cannot starve it, nor it the table (docs/aws.md).
 @app.on_sqs_message(queue=settings.events_queue_name, batch_size=EVENTS_BATCH_SIZE,
-                    maximum_batching_window_in_seconds=EVENTS_BATCH_WINDOW_S, name="coordinator")
+                    maximum_batching_window_in_seconds=EVENTS_BATCH_WINDOW_S,
+                    maximum_concurrency=settings.events_concurrency, name="coordinator")
 def coordinator(event: Any) -> dict[str, Any]:
     return handle_batch(event.to_dict(), current())
 

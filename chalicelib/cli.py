@@ -7,15 +7,19 @@ validation error. Errors a user can fix print one clear message, never a traceba
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from chalicelib.engine.states import DONE_OK, TASK_STATE_ORDER, TERMINAL_TASK, RunState, TaskState, ordered
 from chalicelib.errors import ConfigError, UpdraftError
+
+if TYPE_CHECKING:
+    from chalicelib.engine.records import TaskRecord
 
 
 def _print_json(obj: Any, out: TextIO = sys.stdout) -> None:
@@ -45,9 +49,19 @@ def _existing_workdir(args: argparse.Namespace) -> str:
 
 
 def _existing_runtime(args: argparse.Namespace) -> Any:
-    """The runtime of a work dir that has runs; NotFoundError naming the place otherwise."""
+    """The runtime of a work dir that has runs; NotFoundError naming the place otherwise. A
+    RUN given as `latest` becomes the newest run's id."""
     _existing_workdir(args)
-    return _runtime(args)
+    rt = _runtime(args)
+    if getattr(args, "run", None) == "latest":
+        from chalicelib.outputs.run_commands import resolve
+
+        try:
+            args.run = resolve(rt, args.run)
+        except BaseException:
+            rt.close()
+            raise
+    return rt
 
 
 def _runtime(args: argparse.Namespace) -> Any:
@@ -101,31 +115,16 @@ def _cwl_outputs(rt: Any, run_id: str, args: argparse.Namespace) -> None:
 
 # ---- progress -----------------------------------------------------------------------------
 
-class Progress:
-    """A one-line live display on a terminal: a bar and counts per state."""
+def _tracker(rt: Any, run_id: str, total: int) -> Any:
+    """The progress display of a run this process executes (chalicelib/ui/progress.py), on
+    standard error: live on a terminal, timestamped lines elsewhere."""
+    from chalicelib.ui.display import open_display
+    from chalicelib.ui.progress import Tracker, logs_command
+    from chalicelib.ui.progress_sources import LocalSource
 
-    def __init__(self, total: int, stream: TextIO) -> None:
-        self.total = total
-        self.stream = stream
-        self.enabled = stream.isatty()
-        self.started = time.monotonic()
-
-    def __call__(self, counts: dict[str, int], _unused: int = 0) -> None:
-        if not self.enabled:
-            return
-        done = sum(counts.get(s.value, 0) for s in TERMINAL_TASK)
-        width = 30
-        fill = int(width * done / self.total) if self.total else width
-        parts = " ".join(f"{s.lower()}={n}" for s, n in ordered(counts))
-        elapsed = time.monotonic() - self.started
-        line = f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} {parts} {elapsed:.1f}s"
-        self.stream.write(line[:200].ljust(80))
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
+    display = open_display(sys.stderr)
+    display.start(run_id, total, f"workdir {rt.workdir}")
+    return Tracker(run_id, total, LocalSource(rt, run_id), display, logs_command(run_id, rt.workdir))
 
 
 # ---- commands -----------------------------------------------------------------------------
@@ -169,7 +168,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     from chalicelib.workflow.graph import summarize
     from chalicelib.workflow.validate import validate
 
-    s = summarize(validate(_load(args), args.file, lambda_limits=False))
+    wf = validate(_load(args), args.file, lambda_limits=False)
+    if args.dag:
+        return _write_dag(wf, args)
+    s = summarize(wf)
     if args.json:
         _print_json(s.to_dict())
         return 0
@@ -188,17 +190,30 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _finish_report(rt: Any, run_id: str, wall: float, as_json: bool) -> int:
+def _write_dag(wf: Any, args: argparse.Namespace) -> int:
+    """`show --dag OUT`: the DAG as a picture, its format from OUT's extension
+    (workflow/dag_picture.py); written whole or not at all."""
+    from chalicelib.workflow import dag_picture
+
+    fmt = dag_picture.format_of(args.dag)
+    pic = dag_picture.picture(wf, args.dag_by)
+    dag_picture.write(args.dag, dag_picture.render(pic, fmt, wf.name))
+    what = f"{len(pic.nodes)} task types" if pic.collapsed else f"{len(pic.nodes)} tasks"
+    print(f"{args.file}: DAG of {pic.tasks} tasks written to {args.dag} ({fmt}, {what}, {len(pic.edges)} edges)")
+    return 0
+
+
+def _finish_report(rt: Any, run_id: str, wall: float, as_json: bool, extra: dict[str, Any] | None = None) -> int:
     from chalicelib.engine.states import TaskState
 
     run = rt.store.get_run(run_id)
     counts = rt.store.counts(run_id)
     if as_json:
         failed = [{"id": rec.task_id, "reason": rec.reason, "attempt": rec.attempt,
-                   **({"failed_parent": rec.result["failed_parent"]} if "failed_parent" in (rec.result or {}) else {})}
+                   **({"failed_parent": rec.failed_parent} if rec.failed_parent is not None else {})}
                   for rec in rt.store.iter_tasks(run_id, [TaskState.FAILED, TaskState.UPSTREAM_FAILED])]
         _print_json({"run_id": run_id, "state": run.state.value, "counts": counts, "wall_s": round(wall, 3),
-                     "failed": failed})
+                     "failed": failed, **(extra or {})})
     else:
         _summary_table(rt, run_id, wall)
     return 0 if run.state is RunState.SUCCEEDED else 1
@@ -209,6 +224,7 @@ def _summary_table(rt: Any, run_id: str, wall: float) -> None:
     spec = rt.specs.get(run_id)
     by_type: dict[str, dict[str, float]] = {}
     failed: list[Any] = []  # the first 10 failed records (their log tails are shown)
+    skipped: dict[str, int] = {}  # UPSTREAM_FAILED tasks per failed task they depend on
     total = 0
     for rec in rt.store.iter_tasks(run_id):
         total += 1
@@ -217,11 +233,13 @@ def _summary_table(rt: Any, run_id: str, wall: float) -> None:
         row["n"] += 1
         row["ok" if rec.state in DONE_OK else "bad"] += 1
         row["cached"] += rec.state is TaskState.CACHED
-        tries = rec.result.get("tries") or []  # the failed attempts that were retried count too
-        row["time"] += float(rec.result.get("duration_s") or 0.0)
-        row["time"] += sum(float(t.get("duration_s") or 0.0) for t in tries)
+        row["time"] += (rec.result.duration_s if rec.result else None) or 0.0
+        row["time"] += sum(t.duration_s or 0.0 for t in rec.tries)  # the failed attempts that were retried
         if rec.state is TaskState.FAILED and len(failed) < 10:
             failed.append(rec)
+        elif rec.state is TaskState.UPSTREAM_FAILED:
+            parent = rec.failed_parent or "an upstream task"
+            skipped[parent] = skipped.get(parent, 0) + 1
     print(f"run {run_id}  {run.state.value}  {total} tasks in {wall:.2f} s")
     print(f"  {'task type':<24} {'tasks':>6} {'ok':>6} {'not ok':>6} {'task time s':>12} {'cached':>6}")
     for ttype, row in sorted(by_type.items()):
@@ -229,15 +247,24 @@ def _summary_table(rt: Any, run_id: str, wall: float) -> None:
               f"{int(row['cached']):>6}")
     for rec in failed:
         print(f"  FAILED {rec.task_id} (attempt {rec.attempt}): {rec.reason}")
-        tail = str(rec.result.get("log_tail", "")).strip().splitlines()[-5:]
+        tail = ((rec.result.log_tail if rec.result else None) or "").strip().splitlines()[-5:]
         for line in tail:
             print(f"    | {line}")
+    for parent, n in sorted(skipped.items(), key=lambda kv: -kv[1])[:10]:
+        print(f"  UPSTREAM_FAILED {n} task{'s' if n > 1 else ''}: not run, because {parent} failed")
     if failed:
         print(f"  logs: updraft logs {run_id} TASK --workdir {rt.workdir}")
     print(f"  outputs: {os.path.join(rt.blob_root, 'runs', run_id, 'data')}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if getattr(args, "dry_run", False):
+        return cmd_dry_run(args)
+    return _run_file(args)
+
+
+def _prepared(args: argparse.Namespace) -> Any:
+    """The workflow `run` would submit: loaded, turned into a replay if asked, validated."""
     from chalicelib.workflow.validate import validate
 
     wf = _load(args)
@@ -246,22 +273,71 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         wf = to_replay(wf, time_scale=args.time_scale, size_scale=args.size_scale)
     validate(wf, args.file, lambda_limits=args.emulate_lambda)
+    return wf
+
+
+def _planned(workdir: str, wf: Any, args: argparse.Namespace) -> tuple[Any, bool]:
+    """The workflow placed and sized by the planner when --objective/--deadline/--budget ask
+    (with what the work dir's history says of its task types)."""
+    planned = bool(args.objective or args.deadline is not None or args.budget is not None)
+    if planned:
+        from chalicelib.planner import apply_plan, make_plan, perf_model
+
+        plan = make_plan(wf, args.objective, args.deadline, args.budget, perf=perf_model(workdir))
+        wf = apply_plan(wf, plan)
+    return wf, planned
+
+
+def _run_file(args: argparse.Namespace, resumed_from: str | None = None,
+              announce: Callable[[str], None] | None = None, wf: Any = None) -> int:
+    """Submit `args.file` (`wf`: as `_prepared` read it, when the caller did) as a new run and
+    execute it; the options it was given are stored with it (service/run_origin.py) for `resume`."""
+    from msgspec.structs import replace
+
+    from chalicelib.service import run_origin
+    from chalicelib.service.submission import submit
+
+    wf = wf if wf is not None else _prepared(args)
     with _runtime(args) as rt:
-        planned = bool(args.objective or args.deadline is not None or args.budget is not None)
-        if planned:
-            from chalicelib.planner import apply_plan, make_plan, perf_model
+        from chalicelib.outputs.commands import after_success, with_publish
 
-            plan = make_plan(wf, args.objective, args.deadline, args.budget, perf=perf_model(rt.workdir))
-            wf = apply_plan(wf, plan)
-        from chalicelib.service.submission import submit
-
-        # a plan changes what was validated
-        run = submit(rt, rt.request(wf, args.data, args.file, validated=not planned))
-        code = _execute(rt, run.run_id, run.task_count, args, resume=False)
+        wf, planned = _planned(rt.workdir, wf, args)
+        request = rt.request(wf, args.data, args.file, validated=not planned)  # a plan changes what was validated
+        request = with_publish(request, wf, args)  # --outdir, the workflow's publish rules
+        submitted = run_origin.capture(vars(args), args.file, resumed_from)
+        request = replace(request, options={**request.options, run_origin.KEY: submitted.to_dict()})
+        run = submit(rt, request)
+        if announce is not None:
+            announce(run.run_id)
+        code = _execute(rt, run.run_id, run.task_count, args, resume=False,
+                        extra={"resumed_from": resumed_from} if resumed_from else None)
         _learn(rt, run.run_id, wf)
         if code == 0:
             _cwl_outputs(rt, run.run_id, args)
+            code = after_success(rt, run.run_id, args)  # --outdir, the workflow's publish rules
         return code
+
+
+def cmd_dry_run(args: argparse.Namespace) -> int:
+    """`run --dry-run`: validate, find the inputs, and say per task (topological order)
+    whether it is cached or would run, and where; nothing is written (backends/local/dry_run.py)."""
+    from chalicelib.backends.local import dry_run
+    from chalicelib.backends.local.runtime import input_sources, may_reuse, resolve_deps
+
+    workdir = _workdir_of(args)
+    wf, _ = _planned(workdir, _prepared(args), args)
+    if any(t.deps for t in wf.tasks):
+        wf = resolve_deps(wf)
+    patterns = tuple(args.rerun or ())
+    steps = dry_run.predict(wf, input_sources(wf, args.data), os.path.join(workdir, "cache"),
+                            memoize=not args.no_cache,
+                            reuse=lambda task: may_reuse(task, patterns))
+    if args.json:
+        _print_json({"file": args.file, "dry_run": True, "tasks": len(steps), **dry_run.summary(steps),
+                     "steps": [s.to_dict() for s in steps]})
+    else:
+        print("\n".join(dry_run.table(steps, f"{args.file} (valid)")))
+    return 0
 
 
 def _learn(rt: Any, run_id: str, wf: Any) -> None:
@@ -274,31 +350,46 @@ def _learn(rt: Any, run_id: str, wf: Any) -> None:
         sys.stderr.write(f"updraft: could not record task history: {exc}\n")
 
 
-def _execute(rt: Any, run_id: str, total: int, args: argparse.Namespace, resume: bool) -> int:
-    progress = Progress(total, sys.stderr)
-    if progress.enabled and not args.json:
-        sys.stderr.write(f"run {run_id}: {total} tasks (workdir {rt.workdir})\n")
+def _execute(rt: Any, run_id: str, total: int, args: argparse.Namespace, resume: bool,
+             extra: dict[str, Any] | None = None) -> int:
+    tracker = _tracker(rt, run_id, total)
     started = time.monotonic()
+    run = None
     try:
-        if resume:
-            rt.resume(run_id, progress if progress.enabled else None)
-        else:
-            rt.run(run_id, progress if progress.enabled else None)
+        run = rt.resume(run_id, tracker) if resume else rt.run(run_id, tracker)
     finally:
-        progress.close()
-    return _finish_report(rt, run_id, time.monotonic() - started, args.json)
+        final = run or rt.store.get_run(run_id)
+        tracker.close(final.state.value, rt.store.counts(run_id), time.monotonic() - started)
+    code = _finish_report(rt, run_id, time.monotonic() - started, args.json, extra)
+    _resume_hint(run_id, final.state, rt.workdir)
+    return code
 
 
-def cache_metrics(tasks: Sequence[Any]) -> dict[str, int]:
+def _resume_hint(run_id: str, state: RunState, workdir: str) -> None:
+    """After a run stopped (Ctrl-C, `updraft cancel`, a closed terminal) or failed: the
+    command that takes it up again."""
+    from chalicelib.ui.progress import resume_command
+
+    if state is RunState.CANCELLED:
+        sys.stderr.write(f"resume with: {resume_command(run_id, workdir)}\n")
+    elif state is RunState.FAILED:
+        sys.stderr.write(f"re-run what failed, after a fix: {resume_command(run_id, workdir)}\n")
+
+
+def cache_metrics(tasks: Sequence[TaskRecord]) -> dict[str, int]:
     """A run's cache figures: hits and misses, bytes from the origin and from the cache."""
     out = {"hits": 0, "misses": 0, "bytes_from_origin": 0, "bytes_from_cache": 0, "memo_hits": 0,
            "tasks_executed": 0}
     for t in tasks:
-        c = t.result.get("cache") or {}
-        for k in ("hits", "misses", "bytes_from_origin", "bytes_from_cache"):
-            out[k] += int(c.get(k, 0))
-        out["memo_hits"] += c.get("memo") == "hit"
-        out["tasks_executed"] += t.state in (TaskState.SUCCEEDED, TaskState.FAILED) and c.get("memo") != "hit"
+        c = t.result.cache if t.result is not None else None
+        memo_hit = c is not None and c.memo == "hit"
+        if c is not None:
+            out["hits"] += c.hits
+            out["misses"] += c.misses
+            out["bytes_from_origin"] += c.bytes_from_origin
+            out["bytes_from_cache"] += c.bytes_from_cache
+        out["memo_hits"] += memo_hit
+        out["tasks_executed"] += t.state in (TaskState.SUCCEEDED, TaskState.FAILED) and not memo_hit
     return out
 
 
@@ -325,10 +416,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  no live process is running it (stopped or killed): `updraft resume {run_id}` finishes it")
         print(f"  {'task':<32} {'state':<16} {'try':>3} {'placement':<10} {'secs':>8} reason")
         for t in tasks:
-            dur = t.result.get("duration_s")
-            secs = f"{dur:.2f}" if isinstance(dur, int | float) else ""
-            print(f"  {t.task_id[:32]:<32} {t.state.value:<16} {t.attempt:>3} {t.placement:<10} {secs:>8} "
-                  f"{t.reason or ''}")
+            dur = t.result.duration_s if t.result is not None else None
+            secs = f"{dur:.2f}" if dur is not None else ""
+            parent = t.failed_parent  # UPSTREAM_FAILED: the failed task it waited on
+            reason = f"{t.reason or ''} ({parent} failed)" if parent else (t.reason or "")
+            print(f"  {t.task_id[:32]:<32} {t.state.value:<16} {t.attempt:>3} {t.placement:<10} {secs:>8} {reason}")
         return 0
 
 
@@ -345,15 +437,13 @@ def _states_of(values: Sequence[str] | None) -> set[str]:
 
 def _task_or_suggest(rt: Any, run_id: str, task_id: str) -> Any:
     """The task's record; NotFoundError naming the closest ids (`blastn_000` -> `blastn-000`)."""
-    import difflib
-
     from chalicelib.errors import NotFoundError
+    from chalicelib.service.suggest import similar_ids
 
     try:
         return rt.store.get_task(run_id, task_id)
     except NotFoundError:
-        ids = [t.task_id for t in rt.store.iter_tasks(run_id)]
-        close = difflib.get_close_matches(task_id, ids, n=3, cutoff=0.6)
+        close = similar_ids(task_id, (t.task_id for t in rt.store.iter_tasks(run_id)))
         hint = f"; did you mean {', '.join(close)}?" if close else "; `updraft status RUN` lists its tasks"
         raise NotFoundError(f"run {run_id} has no task {task_id}{hint}") from None
 
@@ -383,7 +473,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
                 _copy_log(rt.blobs, key, args.tail)
                 shown += 1
         if not shown:
-            tail = rec.result.get("log_tail")
+            tail = rec.result.log_tail if rec.result is not None else None
             if tail:
                 print(tail)
             elif rec.state not in TERMINAL_TASK:
@@ -407,9 +497,81 @@ def _copy_log(blobs: Any, key: str, lines: int | None) -> None:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    """Resume with the options the run was made with (a flag given here overrides one); an
+    edited workflow file runs as a new run reusing unchanged tasks (service/run_origin.py)."""
+    from chalicelib.service import run_origin
+
     with _existing_runtime(args) as rt:
         run = rt.store.get_run(args.run)
-        return _execute(rt, run.run_id, run.task_count, args, resume=True)
+    stored = run_origin.Submitted.of(run.options)
+    options, overrides = run_origin.execution_options(
+        stored, {k: getattr(args, k, None) for k in run_origin.EXECUTION_FIELDS})
+    for override in overrides:
+        sys.stderr.write(f"updraft: {override.describe()}\n")
+    vars(args).update(options)
+    change = run_origin.compare(stored) if stored is not None else None
+    mode = run_origin.choose(run.run_id, stored, change, args.reload)
+    if mode == run_origin.RELOAD and stored is not None and change is not None:
+        return _resume_edited(args, run, stored, change)
+    note = run_origin.describe(run.run_id, change, mode)
+    if note:
+        sys.stderr.write(f"updraft: {note}\n")
+    if args.dry_run:
+        return _resume_dry_run(args, run)
+    from chalicelib.outputs.commands import after_success
+
+    with _runtime(args) as rt:
+        code = _execute(rt, run.run_id, run.task_count, args, resume=True)
+        return after_success(rt, run.run_id, args) if code == 0 else code
+
+
+def _resume_dry_run(args: argparse.Namespace, run: Any) -> int:
+    """`resume --dry-run` in place: which tasks the run keeps and which it would run again."""
+    from chalicelib.backends.local import dry_run
+
+    with _existing_runtime(args) as rt:
+        steps = dry_run.in_place(rt.specs.get(run.run_id), {r.task_id: r for r in rt.store.iter_tasks(run.run_id)})
+    if args.json:
+        _print_json({"run_id": run.run_id, "dry_run": True, "tasks": len(steps), **dry_run.summary(steps),
+                     "steps": [s.to_dict() for s in steps]})
+    else:
+        print("\n".join(dry_run.table(steps, f"run {run.run_id}")))
+    return 0
+
+
+def _resume_edited(args: argparse.Namespace, run: Any, stored: Any, change: Any) -> int:
+    """Run the edited file as a new run with the old run's options; the old run, if a killed
+    process left it RUNNING, is cancelled (the new run supersedes it)."""
+    from chalicelib.errors import RunBusyError
+    from chalicelib.service import run_origin
+
+    loaded = {k: stored.options.get(k) for k in run_origin.ORIGIN_FIELDS}
+    from chalicelib.outputs.publish import OPTION as PUBLISH
+
+    published = run.options.get(PUBLISH) or {}
+    # the new run publishes where the old one would have: resume's --outdir, else the run's own
+    outdir = getattr(args, "outdir", None) or (published.get("base") if published.get("outdir") else None)
+    new_args = argparse.Namespace(**{**vars(args), **loaded, "file": stored.file, "outdir": outdir})
+    if args.dry_run:  # what the edited file's new run would do
+        sys.stderr.write(f"updraft: the {change.what} {change.file} changed since run {run.run_id} was submitted: "
+                         "resume would run the edited file as a new run, which would do this\n")
+        return cmd_dry_run(new_args)
+    wf = _prepared(new_args)  # an edit that broke the file is refused before anything changes
+    with _runtime(args) as rt:
+        pid = rt.owner(run.run_id)
+        if pid is not None:
+            raise RunBusyError(f"run {run.run_id} is being executed by process {pid}; wait for it or "
+                               f"`updraft cancel {run.run_id}`, then resume")
+        if run.state is RunState.RUNNING:
+            rt.cancel(run.run_id)
+
+    def announce(new_run: str) -> None:
+        sys.stderr.write(f"updraft: {run_origin.describe(run.run_id, change, run_origin.RELOAD, new_run)}\n")
+        if args.no_cache:
+            sys.stderr.write("updraft: --no-cache (the run's): no result is reused or kept, every task of the "
+                             "edited file runs\n")
+
+    return _run_file(new_args, resumed_from=run.run_id, announce=announce, wf=wf)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -422,12 +584,18 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from chalicelib.outputs.run_commands import check_action_options, run_action
+
+    check_action_options(args)
+    if args.action is not None:  # rm, gc
+        with _existing_runtime(args) as rt:
+            return run_action(args, rt)
     workdir = _workdir_of(args)
     if not _has_runs(workdir):  # no runs yet: nothing to list, and nothing to create
         if args.json:
             _print_json([])
         else:
-            print(f"no runs in {workdir} yet; start one with `updraft run FILE`")
+            print(f"no runs here ({workdir} has none); run one with `updraft run FILE`")
         return 0
     from chalicelib.service import runs
 
@@ -437,7 +605,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             _print_json(rows)
             return 0
         if not rows:
-            print(f"no runs in {rt.workdir} yet; start one with `updraft run FILE`")
+            print(f"no runs here ({rt.workdir} has none); run one with `updraft run FILE`")
         for row in rows:
             done = sum(row["counts"].get(s.value, 0) for s in DONE_OK)
             created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["created_at"]))
@@ -523,6 +691,16 @@ def _size_mb(text: str) -> float:
     return value
 
 
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of days, not {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more days, not {text}")
+    return value
+
+
 # what --format takes (formats.format_names() loads every importer; a test keeps this in step)
 FORMAT_NAMES = ("native", "hyperflow", "wfformat", "makeflow-json", "makeflow-jx", "makeflow", "cwl")
 EMULATE_HELP = ("hold function and auto tasks to Lambda's limits and defaults (900 s, 1,024 MB, 512 MB of "
@@ -562,12 +740,19 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, default=None, help="plan: the fastest placement costing at most D dollars")
     p.add_argument("--rerun", action="append", metavar="PATTERN",
                    help="always run tasks whose id or type matches (fnmatch; repeatable)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate, then list each task (topological order) as cached or to run, and where; "
+                        "run nothing, write nothing")
     p.add_argument("--replay", action="store_true", help="replay recorded runtimes and sizes instead of commands")
     p.add_argument("--time-scale", type=float, default=None, help="replay: multiply recorded runtimes")
     p.add_argument("--size-scale", type=float, default=None, help="replay: multiply recorded file sizes")
     _jx_options(p)
     p.add_argument("--job", default=None, help="CWL: the job file (the process's input values, YAML or JSON)")
-    p.add_argument("--outdir", default=None, help="CWL: where the output object's files go (default: .)")
+    p.add_argument("--outdir", default=None, metavar="DIR",
+                   help="copy the outputs here when the run succeeds: the workflow's publish rules resolved "
+                        "here, else its final outputs (CWL: the output object's files; default: .)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let --outdir and publish rules replace existing files that differ (default: refuse)")
     p.set_defaults(func=cmd_run)
 
     p = add("validate", "check a workflow file; exit 0 if valid, 2 if not", workdir=False)
@@ -578,10 +763,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     _jx_options(p)
     p.set_defaults(func=cmd_validate)
 
-    p = add("show", "describe a workflow: tasks, edges, levels, width, critical path, inputs", workdir=False)
+    p = add("show", "describe a workflow: tasks, edges, levels, width, critical path, inputs; "
+                    "--dag draws it", workdir=False)
     p.add_argument("file")
     p.add_argument("--format", default=None, help=FORMAT_HELP)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--dag", default=None, metavar="OUT",
+                   help="write the DAG as a picture: OUT.svg, OUT.png (needs graphviz) or OUT.dot")
+    p.add_argument("--dag-by", choices=["auto", "task", "type"], default="auto",
+                   help="one node per task, or per task type (auto: per type above 120 tasks)")
     _jx_options(p)
     p.set_defaults(func=cmd_show)
 
@@ -611,12 +801,30 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     add_log_options(p)
     p.set_defaults(func=cmd_logs)
 
-    p = add("resume", "re-run what did not succeed; reuse what did")
+    p = add("resume", "re-run what did not succeed, reuse what did, with the options the run was made "
+                      "with; an edited workflow file runs as a new run reusing its unchanged tasks")
     p.add_argument("run")
-    p.add_argument("--no-cache", action="store_true")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--concurrency", type=_at_least(1), default=None)
-    p.add_argument("--emulate-lambda", action="store_true", help=EMULATE_HELP)
+    p.add_argument("--concurrency", type=_at_least(1), default=None, help="parallel tasks (default: the run's)")
+    p.add_argument("--no-cache", dest="no_cache", action="store_const", const=True, default=None,
+                   help="run every task; neither reuse nor keep results (default: as the run was made)")
+    p.add_argument("--cache", dest="no_cache", action="store_const", const=False,
+                   help="reuse and keep results, though the run was made with --no-cache")
+    p.add_argument("--emulate-lambda", dest="emulate_lambda", action="store_const", const=True, default=None,
+                   help=EMULATE_HELP + " (default: as the run was made)")
+    p.add_argument("--no-emulate-lambda", dest="emulate_lambda", action="store_const", const=False,
+                   help="do not hold tasks to Lambda's limits, though the run was made with --emulate-lambda")
+    p.add_argument("--rerun", action="append", metavar="PATTERN", default=None,
+                   help="always run tasks whose id or type matches (default: the run's patterns)")
+    p.add_argument("--reload", dest="reload", action="store_const", const=True, default=None,
+                   help="run the workflow file again (the default when it was edited since the run was made)")
+    p.add_argument("--stored", dest="reload", action="store_const", const=False,
+                   help="replay the run as submitted (its stored spec), even if its file was edited")
+    p.add_argument("--dry-run", action="store_true",
+                   help="say which tasks would be kept, reused from the cache or run again; run nothing")
+    from chalicelib.outputs.commands import add_options
+
+    add_options(p)  # --outdir, --overwrite
     p.set_defaults(func=cmd_resume)
 
     p = add("cancel", "cancel a run (stops its running tasks)")
@@ -631,9 +839,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_cache)
 
-    p = add("runs", "list runs, newest first")
+    p = add("runs", "list runs, newest first; `runs rm RUN...` deletes runs, `runs gc` old ones")
+    p.add_argument("action", nargs="?", choices=["rm", "gc"], help="rm: delete the named runs; gc: delete old runs")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="rm: the runs to delete (`latest`: the newest)")
     p.add_argument("--limit", type=_at_least(0), default=50)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--keep", type=_at_least(0), default=None, metavar="N", help="gc: keep the N newest runs")
+    p.add_argument("--older-than", type=_days, default=None, metavar="DAYS",
+                   help="gc: delete runs started more than DAYS ago")
+    p.add_argument("--dry-run", action="store_true", help="rm, gc: list what would be deleted, delete nothing")
     p.set_defaults(func=cmd_runs)
     if only in CORE_COMMANDS:
         return parser
@@ -663,6 +877,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 1
+    except OSError as exc:
+        if exc.errno == errno.EIO:  # its terminal was closed (SIGHUP): the run was cancelled cleanly
+            return 1
+        raise
 
 
 if __name__ == "__main__":

@@ -91,6 +91,15 @@ class RunBusyError(UpdraftError):
     exit_code = 2
 
 
+class TooLargeError(UpdraftError):
+    """A request bigger than its route takes (HTTP 413). The message names the limit and the
+    way in that takes it."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
 class ConfigError(UpdraftError):
     """Configuration is missing or wrong (names the setting and how to set it)."""
 
@@ -99,5 +108,12 @@ class ConfigError(UpdraftError):
 
 class WorkdirError(UpdraftError):
     """The work dir, or the state database in it, cannot be used (names it and what to do)."""
+
+    exit_code = 2
+
+
+class PublishError(UpdraftError):
+    """A run's outputs cannot be copied where it was told to publish them (a file there with
+    other content, a folder in the way): names each place and the fix; nothing was copied."""
 
     exit_code = 2

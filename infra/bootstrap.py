@@ -81,6 +81,9 @@ def bootstrap(stage: str, sess: Any, params: Mapping[str, str] | None = None,
     fargate.check_params(wanted, previous)  # one line now rather than a rolled-back update
     if wanted.get("WorkerImage"):
         worker_image.check_pinned(wanted["WorkerImage"])
+    # the task runners read the inputs the stage's policies allow (UPDRAFT_INPUT_BUCKETS)
+    inputs = chalice_config.input_read_arns(chalice_config.load(config_path), stage)
+    wanted.setdefault("InputReadArns", ",".join(inputs))
     ensure_ecs_service_linked_role(sess, say, stacks.sleep)
     if "TaskFunctionDeployed" not in wanted:
         # the task function's async destinations need the function: present after `chalice deploy`

@@ -76,6 +76,16 @@ def _task(entry: dict[str, Any]) -> dict[str, Any]:
     return task
 
 
+def input_read_arns(config: Mapping[str, Any], stage: str) -> list[str]:
+    """The S3 ARNs of the stage's UPDRAFT_INPUT_BUCKETS (the stack's InputReadArns: what the
+    task runners may read; the Chalice roles' policy files grant the same, iam_policy.py)."""
+    from chalicelib.backends.aws.iam_policy import input_arns
+
+    env = {**config.get("environment_variables", {}),
+           **config.get("stages", {}).get(stage, {}).get("environment_variables", {})}
+    return input_arns(AwsConfig(input_buckets=str(env.get(ENV["input_buckets"]) or "")))
+
+
 def task_functions(config: Mapping[str, Any], stage: str) -> dict[str, int]:
     """The stage's task functions (app.py names them) and their memory sizes: the size
     UPDRAFT_TASK_FUNCTION_MB is `task`, every other size N of UPDRAFT_FUNCTION_SIZES is task-N.

@@ -32,7 +32,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from infra import chalice_config, dependencies, layers, memo_key, package, postdeploy, preflight, worker_image
+from infra import (
+    chalice_config,
+    concurrency,
+    dependencies,
+    layers,
+    memo_key,
+    package,
+    postdeploy,
+    preflight,
+    worker_image,
+)
 from infra.bootstrap import bootstrap, build_parser, params_from_args
 from infra.chalice_cli import runtime
 from infra.cli import run, session
@@ -60,12 +70,14 @@ def deploy(stage: str, sess: Any, params: dict[str, str], *, profile: str | None
            config_path: Path = CHALICE_CONFIG, layer_dir: Path | None = layers.DIST, push_worker: bool = False,
            chalice: ChaliceRunner = run_chalice, say: Callable[[str], None] = print,
            stacks: Any = None, sleep: Callable[[float], None] = time.sleep,
-           allow_replace: bool = False) -> dict[str, str]:
+           allow_replace: bool = False,
+           check_concurrency: Callable[[Any, str, Path], None] = concurrency.check) -> dict[str, str]:
     preflight.check()
     preflight.check_tools(push_worker=push_worker)
     dependencies.site_packages(dependencies.REQUIREMENTS, runtime())
     if push_worker:  # the image's `pip install -r workers/requirements.txt`, checked before any upload
         dependencies.site_packages(package.WORKER_REQUIREMENTS, package.worker_python(), provided=())
+    check_concurrency(sess, stage, config_path)  # the stage's reservations fit the account (docs/aws.md)
     say(f"== 1/6 stack for stage {stage}")
     outputs = bootstrap(stage, sess, params, config_path, say=say, stacks=stacks, allow_replace=allow_replace)
     memo_key.ensure(sess, outputs, say)  # before any runner can start: it signs memo entries

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from chalicelib.backends.aws.wiring import TASK_EVENT_AGE_S
 from chalicelib.workflow.limits import FUNCTION
 from infra import settings
 from infra.cfn import error_code
@@ -110,7 +111,7 @@ def _sized_extras(session: Any, outputs: Mapping[str, str], name: str, say: Call
     return changed
 
 
-ASYNC_EVENT_AGE_S = 21_600  # the stack's TaskFunctionInvokeConfig: MaximumEventAgeInSeconds
+ASYNC_EVENT_AGE_S = TASK_EVENT_AGE_S  # as the stack's TaskFunctionInvokeConfig (tests check both)
 
 
 def configure_task_function(session: Any, outputs: Mapping[str, str], say: Callable[[str], None] = print,

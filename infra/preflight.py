@@ -27,6 +27,7 @@ NOT_IN_FUNCTIONS = {  # imported only by code the functions never run
                  "the functions refuse CWL text with a clear problem, and its tasks' launcher needs "
                  "only the standard library",
     "yaml": "CWL job files (the CLI, updraft-cwl-runner)",
+    "rich": "the terminal display of `updraft run`/`watch` (chalicelib/ui/display.py, imported lazily by the CLI)",
 }
 DISTRIBUTION = {"aws_lambda_powertools": "aws-lambda-powertools"}  # module -> name on the package index
 

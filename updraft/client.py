@@ -141,8 +141,18 @@ class Client:
         return list(self._call("GET", "runs", {"limit": limit, "state": state})["runs"])
 
     def tasks(self, run_id: str, state: str | None = None, limit: int = 5000) -> list[dict[str, Any]]:
-        """Its tasks (optionally only those in `state`, comma-separated states allowed)."""
-        return list(self._call("GET", f"runs/{run_id}/tasks", {"state": state, "limit": limit})["tasks"])
+        """Its tasks (optionally only those in `state`, comma-separated states allowed), at most
+        `limit`: the API's pages followed by their "next" token."""
+        out: list[dict[str, Any]] = []
+        token: str | None = None
+        while len(out) < limit:
+            params = {"state": state, "limit": min(5000, limit - len(out)), "next": token}
+            page = self._call("GET", f"runs/{run_id}/tasks", params)
+            out.extend(page["tasks"])
+            token = page.get("next")
+            if not token:
+                break
+        return out[:limit]
 
     def task(self, run_id: str, task_id: str) -> dict[str, Any]:
         """One task with its metrics and the tail of its log."""

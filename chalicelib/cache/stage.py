@@ -23,6 +23,7 @@ from typing import Any
 
 from msgspec import Struct, field
 
+from chalicelib.attempt import CacheUse
 from chalicelib.cache.budget import Pins, make_room
 from chalicelib.cache.cas import CacheIntegrityError, ContentStore
 from chalicelib.cache.copying import copy_file_hashing
@@ -61,9 +62,9 @@ class CacheStats(Struct):
     bytes_from_cache: int = 0
     memo: str = "off"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"hits": self.hits, "misses": self.misses, "bytes_from_origin": self.bytes_from_origin,
-                "bytes_from_cache": self.bytes_from_cache, "memo": self.memo}
+    def used(self) -> CacheUse:
+        """The counts as the attempt's result reports them."""
+        return CacheUse(self.hits, self.misses, self.bytes_from_origin, self.bytes_from_cache, self.memo)
 
 
 class TaskCache(Struct):

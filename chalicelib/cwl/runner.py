@@ -56,8 +56,8 @@ def _explain_failure(rt: Any, run_id: str, quiet: bool) -> None:
     for t in rt.store.iter_tasks(run_id):
         if t.state is TaskState.SUCCEEDED:
             continue
-        tail = str(t.result.get("log_tail", "")).strip()
-        if t.result.get("exit_code") == UNSUPPORTED_EXIT or "cwl: unsupported:" in tail:
+        tail = ((t.result.log_tail if t.result is not None else None) or "").strip()
+        if (t.result is not None and t.result.exit_code == UNSUPPORTED_EXIT) or "cwl: unsupported:" in tail:
             unsupported = True
         if tail:
             sys.stderr.write(f"task {t.task_id} {t.state.value}: {tail[-2000:]}\n")

@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, cast
+from typing import Any
 
 from msgspec import Struct, field
+from msgspec.structs import replace
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.engine import events as ev
 from chalicelib.engine import transitions as tr
 from chalicelib.engine.backoff import Backoff
 from chalicelib.engine.ports import Clock, StateStore, SystemClock
-from chalicelib.engine.records import TaskRecord
+from chalicelib.engine.records import TaskRecord, Try
 from chalicelib.engine.sizing import capped_to_largest, next_function_memory
 from chalicelib.engine.spec import RunSpec, SpecCache
 from chalicelib.engine.states import (
@@ -49,15 +51,24 @@ from chalicelib.workflow.graph import descendants
 from chalicelib.workflow.model import Placement, Task
 
 Instructions = list[ev.Launch | ev.Schedule | ev.Kill | ev.RunFinished]
+LIVE = [s for s in TaskState if s not in TERMINAL_TASK]
 
 
 class CoordinatorConfig(Struct, frozen=True):
     backoff: Backoff = field(default_factory=Backoff)
     lease_grace_s: float = tr.FUNCTION_LEASE_GRACE_S  # added to a function task's timeout for its dispatch lease
+    # How long an invoked function attempt may wait in the platform's own queue before it
+    # starts (Lambda's async queue under throttling: MaximumEventAgeInSeconds). Until it is
+    # claimed, a DISPATCHED function attempt's lease is the longer of this and its timeout, plus
+    # the grace: waiting there is not a lost function. 0: it starts at once (local pools).
+    function_queue_s: float = 0.0
     container_queue_lease_s: float = 6 * 3600.0  # a container task may wait in the queue this long
     min_schedule_s: float = 0.001  # retries due sooner than this are dispatched at once
     lost_worker_retries: int = 2  # extra attempts when a worker or function vanished (lease expired)
-    start_batch: int = 256  # READY tasks dispatched per Start; more are dispatched by a follow-up Start
+    # The most work one event does (tasks dispatched by a Start, edges counted for a completion's
+    # children, tasks cancelled); more is left to a continuation event: one invocation stays well
+    # inside the coordinator's 60 s whatever the run's width.
+    start_batch: int = 256
     function_sizes: tuple[int, ...] = ()  # deployed task function sizes (MB): OOM retries step through them
 
 
@@ -83,6 +94,7 @@ class Coordinator:
             ev.LeaseExpired: self._on_lease_expired,
             ev.DispatchDue: self._on_dispatch_due,
             ev.Cancel: self._on_cancel,
+            ev.ReadyChildren: self._on_ready_children,
         }
 
     # ---- entry point --------------------------------------------------------------------
@@ -108,21 +120,20 @@ class Coordinator:
         if self.store.get_run(e.run_id).state is not RunState.RUNNING:
             return
         now = self.clock.now()
-        window = e.delayed + self.config.start_batch
-        # In batches: the first tasks start at once rather than after every READY task of a wide
-        # workflow is dispatched, and one invocation never has to dispatch 100,000 tasks.
-        ready = self.store.list_tasks(e.run_id, [TaskState.READY], limit=window + 1)
-        delayed = 0
+        # In windows: the first tasks start at once rather than after every READY task of a wide
+        # workflow is dispatched, and one invocation never has to dispatch 100,000 tasks. Each
+        # window reads one page of READY tasks after the previous window's position.
+        page = self.store.page_tasks(e.run_id, [TaskState.READY], limit=self.config.start_batch, after=e.after)
         due: list[TaskRecord] = []
-        for rec in ready[:window]:
+        for rec in page.tasks:
             if rec.not_before is not None and rec.not_before - now > self.config.min_schedule_s:
-                delayed += 1  # (a repeated DispatchDue is a no-op)
+                # waiting out a retry's back-off: its own DispatchDue (a repeated one is a no-op)
                 out.append(ev.Schedule(ev.DispatchDue(e.run_id, rec.task_id, rec.attempt), rec.not_before - now))
             else:
                 due.append(rec)
         self._dispatch_many(e.run_id, due, out)
-        if len(ready) > window:
-            out.append(ev.Schedule(ev.Start(e.run_id, delayed), 0.0))
+        if page.after is not None:
+            out.append(ev.Schedule(ev.Start(e.run_id, after=page.after), 0.0))
         touched.add(e.run_id)  # a run whose tasks were all cached finishes here
 
     def _on_started(self, e: ev.TaskStarted, out: Instructions, touched: set[str]) -> None:
@@ -136,15 +147,7 @@ class Coordinator:
         one call, then the children they readied dispatched in one call."""
         run_id = events[0].run_id
         now = self.clock.now()
-        completions_in: list[tuple[str, int, bool, dict[str, Any], float]] = []
-        for e in events:
-            result = dict(e.result)
-            if e.attempt > 1:  # a retry (rare): its earlier attempts are kept for the report
-                tries = self._earlier_tries(run_id, e.task_id, e.attempt)
-                if tries:
-                    result["tries"] = tries
-            completions_in.append((e.task_id, e.attempt, e.cached, result, now))
-        records = tr.finish(self.store, run_id, completions_in)
+        records = tr.finish(self.store, run_id, [(e.task_id, e.attempt, e.cached, e.result, now) for e in events])
         spec = self.specs.get(run_id)
         completions: list[tuple[str, Sequence[str]]] = []
         for e, rec in zip(events, records, strict=True):
@@ -162,19 +165,42 @@ class Coordinator:
             if children:
                 completions.append((e.task_id, children))
         if completions:
-            self._dispatch_many(run_id, tr.ready_children(self.store, run_id, completions), out)
+            self._count_children(run_id, completions, out)
 
-    def _earlier_tries(self, run_id: str, task_id: str, attempt: int) -> list[dict[str, Any]]:
+    def _count_children(self, run_id: str, completions: Sequence[tuple[str, Sequence[str]]],
+                        out: Instructions, offset: int = 0) -> None:
+        """Count the completions for their children (from `offset` on in each parent's list) and
+        dispatch those that become READY, at most `start_batch` edges in this step; the rest of a
+        parent's children go to a ReadyChildren continuation (a task with 10,000 children is
+        40 small steps, each well inside the coordinator's time)."""
+        budget = self.config.start_batch
+        now: list[tuple[str, Sequence[str]]] = []
+        for parent, children in completions:
+            left = children[offset:]
+            take = left[:max(0, budget)]
+            budget -= len(take)
+            if take:
+                now.append((parent, take))
+            if len(take) < len(left):
+                out.append(ev.Schedule(ev.ReadyChildren(run_id, parent, offset + len(take)), 0.0))
+        if now:
+            self._dispatch_many(run_id, tr.ready_children(self.store, run_id, now), out)
+
+    def _on_ready_children(self, e: ev.ReadyChildren, out: Instructions, touched: set[str]) -> None:
+        if self.store.get_run(e.run_id).state is not RunState.RUNNING:
+            return  # cancelled or failed meanwhile: nothing more to start
         try:
-            cur = self.store.get_task(run_id, task_id)
+            parent = self.store.get_task(e.run_id, e.parent_id)
         except NotFoundError:
-            return []
-        if cur.attempt != attempt:
-            return []
-        return list((cur.result or {}).get("tries") or [])
+            return
+        if parent.state not in DONE_OK:
+            return  # not a completion's continuation (a stale or forged event)
+        children = self.specs.get(e.run_id).graph.children.get(e.parent_id, ())
+        self._count_children(e.run_id, [(e.parent_id, children)], out, offset=max(0, e.offset))
+        touched.add(e.run_id)
 
     def _on_failed(self, e: ev.TaskFailed, out: Instructions, touched: set[str]) -> None:
-        self._fail(e.run_id, e.task_id, e.attempt, e.reason, dict(e.result), out, touched)
+        self._fail(e.run_id, e.task_id, e.attempt, e.reason, e.result, out, touched)
 
     def _on_lease_expired(self, e: ev.LeaseExpired, out: Instructions, touched: set[str]) -> None:
         # Only a task that is not there is a no-op: any other store error propagates, so the
@@ -188,7 +214,7 @@ class Coordinator:
             return
         if rec.lease_expires is not None and rec.lease_expires > now:
             return  # a heartbeat extended it after the sweeper looked
-        result = {"log_tail": "the task's lease expired: its worker or function stopped reporting"}
+        result = AttemptResult(log_tail="the task's lease expired: its worker or function stopped reporting")
         self._fail(e.run_id, e.task_id, e.attempt, Reason.LEASE_EXPIRED, result, out, touched)
 
     def _on_dispatch_due(self, e: ev.DispatchDue, out: Instructions, touched: set[str]) -> None:
@@ -197,18 +223,43 @@ class Coordinator:
             self._dispatch(rec, out)
 
     def _on_cancel(self, e: ev.Cancel, out: Instructions, touched: set[str]) -> None:
+        """The run CANCELLED, then its live tasks a window at a time (each in-flight one
+        killed); the window that finds none left reports the run finished."""
         now = self.clock.now()
-        run = tr.cancel_run(self.store, e.run_id, now)
-        if isinstance(run, tr.Refused) and getattr(run.current, "state", None) is not RunState.CANCELLED:
-            return  # finished before the cancel (a redelivered Cancel goes on: its tasks may be left)
-        for rec in tr.cancel_all_live(self.store, e.run_id, now):
-            out.append(ev.Kill(e.run_id, rec.task_id, rec.attempt, rec.placement))
-        out.append(ev.RunFinished(e.run_id, RunState.CANCELLED.value))
+        if e.after is None:
+            run = tr.cancel_run(self.store, e.run_id, now)
+            if isinstance(run, tr.Refused) and getattr(run.current, "state", None) is not RunState.CANCELLED:
+                return  # finished before the cancel (a redelivered Cancel goes on: its tasks may be left)
+        elif self.store.get_run(e.run_id).state is not RunState.CANCELLED:
+            return  # resumed since: the rest of its tasks are live again by right
+        page = self.store.page_tasks(e.run_id, LIVE, limit=self.config.start_batch, after=e.after)
+        for rec in page.tasks:
+            done = self._cancel_one(rec, now)
+            if done is not None and done.state in IN_FLIGHT:
+                out.append(ev.Kill(e.run_id, done.task_id, done.attempt, done.placement))
+        if page.after is not None:
+            out.append(ev.Schedule(ev.Cancel(e.run_id, after=page.after), 0.0))
+        else:
+            out.append(ev.RunFinished(e.run_id, RunState.CANCELLED.value))
+
+    def _cancel_one(self, rec: TaskRecord, now: float, tries: int = 3) -> TaskRecord | None:
+        """Cancel a live task as read, reading it again if it moved meanwhile (a dispatch or a
+        claim); returns the record as it was when cancelled, None if it ended by itself."""
+        for _ in range(tries):
+            if rec.state in TERMINAL_TASK:
+                return None
+            if not isinstance(tr.cancel_live(self.store, rec, now), tr.Refused):
+                return rec
+            try:
+                rec = self.store.get_task(rec.run_id, rec.task_id)
+            except NotFoundError:
+                return None
+        return None
 
     # ---- steps --------------------------------------------------------------------------
 
     def _fail(
-        self, run_id: str, task_id: str, attempt: int, reason: str, result: dict[str, Any],
+        self, run_id: str, task_id: str, attempt: int, reason: str, result: AttemptResult,
         out: Instructions, touched: set[str],
     ) -> None:
         spec = self.specs.get(run_id)
@@ -231,36 +282,29 @@ class Coordinator:
                  and bigger is None)
         # A vanished worker is not the task's fault: it gets extra attempts of its own, bounded so
         # that a task that kills every worker it lands on still ends FAILED.
-        lost_so_far = int(rec.result.get("lost_workers", 0)) if rec.result else 0
-        lost = reason == Reason.LEASE_EXPIRED and lost_so_far < self.config.lost_worker_retries
-        if lost:
-            result = {**result, "lost_workers": lost_so_far + 1}
-        elif lost_so_far:
-            result = {**result, "lost_workers": lost_so_far}
+        lost = reason == Reason.LEASE_EXPIRED and rec.lost_workers < self.config.lost_worker_retries
         escalated = self._escalate(task, rec, reason) if spill or reason in SPILL_REASONS else None
         if bigger is not None:  # the next deployed function size, not a doubling
             escalated = {**(escalated or {}), **bigger}
         elif rec.placement == "function" and not spill:
             escalated = capped_to_largest(self.config.function_sizes, task, escalated)
-        if escalated or (rec.result or {}).get("resources"):
-            result = {**result, "resources": escalated or rec.result["resources"]}
         # every attempt before the record's current one, for the report (times by the runner's clock)
-        tries = list((rec.result or {}).get("tries") or [])
-        this_try = {"attempt": attempt, "reason": str(reason), "placement": rec.placement}
-        for key in ("started_at", "finished_at", "duration_s"):
-            if isinstance(result.get(key), int | float):
-                this_try[key] = result[key]
-        if "started_at" not in this_try and rec.state is TaskState.RUNNING and rec.started_at is not None:
-            this_try["started_at"] = rec.started_at
+        started = result.started_at
+        if started is None and rec.state is TaskState.RUNNING:
+            started = rec.started_at
+        this_try = Try(attempt, str(reason), rec.placement, started_at=started, finished_at=result.finished_at,
+                       duration_s=result.duration_s)
+        book = tr.Bookkeeping(lost_workers=rec.lost_workers + (1 if lost else 0),
+                              resources=escalated or rec.resources, tries=rec.tries)
         step = spill or bigger is not None  # our size was wrong: not the task's failure
         if step or lost or attempt < rec.max_attempts:
-            result = {**result, "tries": [*tries, this_try]}
             failures = attempt - (rec.max_attempts - task.retries - 1)
             delay = 0.0 if step else self.config.backoff.delay(max(1, failures), self.rng)
             new = tr.retry(
                 self.store, rec, reason=reason, result=result, not_before=now + delay,
                 placement="container" if spill else rec.placement,
                 max_attempts=rec.max_attempts + (1 if step or lost else 0),
+                book=replace(book, tries=(*rec.tries, this_try)),
             )
             if isinstance(new, tr.Refused):
                 return
@@ -269,14 +313,10 @@ class Coordinator:
             else:
                 self._dispatch(new, out)
             return
-        if tries:
-            result = {**result, "tries": tries}
         # this attempt's own start and end (by the runner's clock), not an earlier one's
-        ended, began = this_try.get("finished_at", now), this_try.get("started_at")
-        if isinstance(tr.fail(self.store, run_id, task_id, attempt, reason=reason, result=result,
-                              now=float(cast(float, ended)),
-                              started_at=None if began is None else float(cast(float, began))),
-                      tr.Refused):
+        ended = now if this_try.finished_at is None else this_try.finished_at
+        if isinstance(tr.fail(self.store, run_id, task_id, attempt, reason=reason, result=result, now=ended,
+                              started_at=this_try.started_at, book=book), tr.Refused):
             return
         touched.add(run_id)
         self._mark_upstream_failed(run_id, spec, task_id)
@@ -285,7 +325,7 @@ class Coordinator:
     def _escalate(task: Task, rec: TaskRecord, reason: str) -> dict[str, float] | None:
         """Bigger memory or disk for the next attempt after running out of it (capped by the
         container's limits); None when there is nothing to grow."""
-        current = {**task.resources.to_dict(), **((rec.result or {}).get("resources") or {})}
+        current = {**task.resources.to_dict(), **rec.resources}
         grown = dict(current)
         if reason == Reason.OOM:
             grown["memory_mb"] = min(2 * current["memory_mb"], limits.CONTAINER.max_memory_mb)
@@ -310,14 +350,14 @@ class Coordinator:
         attempts: list[tuple[str, int, float]] = []
         for rec in recs:
             if rec.placement == "function":
-                lease = tasks[rec.task_id].resources.timeout_s + self.config.lease_grace_s
+                waits = max(tasks[rec.task_id].resources.timeout_s, self.config.function_queue_s)
+                lease = waits + self.config.lease_grace_s
             else:
                 lease = self.config.container_queue_lease_s
             attempts.append((rec.task_id, rec.attempt, now + lease))
         for rec, moved in zip(recs, tr.dispatch(self.store, run_id, attempts), strict=True):
             if not isinstance(moved, tr.Refused):
-                grown = (rec.result or {}).get("resources") or {}
-                out.append(ev.Launch(rec.run_id, rec.task_id, rec.attempt, rec.placement, dict(grown)))
+                out.append(ev.Launch(rec.run_id, rec.task_id, rec.attempt, rec.placement, dict(rec.resources)))
 
     def _maybe_finish(self, run_id: str, out: Instructions) -> None:
         counts = self.store.counts(run_id)

@@ -15,21 +15,25 @@ from msgspec import Struct, field
 from chalicelib.attempt import Event as Event  # re-exported, as are the two below
 from chalicelib.attempt import TaskFailed as TaskFailed
 from chalicelib.attempt import TaskSucceeded as TaskSucceeded
+from chalicelib.attempt import result_from_dict
 
 
 class Start(Event, frozen=True):
-    """Dispatch the run's READY tasks (after submit or resume), a batch at a time: a batch
-    that leaves some behind ends with another Start. `delayed` counts the READY tasks the
-    previous batch found waiting out a retry back-off: they stay first in the list (each has
-    its DispatchDue), so the next batch looks that much further."""
+    """Dispatch the run's READY tasks (after submit or resume), a window at a time: a window
+    that leaves some behind ends with another Start carrying `after`, the position (a task
+    id of the store's page order) the next window starts after. `delayed` is what an older
+    Start carried (a count of tasks to skip); it is accepted and no longer needed."""
 
     kind: ClassVar[str] = "start"
     delayed: int = 0
+    after: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()
         if not self.delayed:  # the usual Start stays {"kind", "run_id"} on the wire
             del data["delayed"]
+        if self.after is None:
+            del data["after"]
         return data
 
 
@@ -63,12 +67,33 @@ class DispatchDue(Event, frozen=True):
 
 
 class Cancel(Event, frozen=True):
+    """Cancel the run, then its live tasks a window at a time: a window that leaves some
+    behind ends with another Cancel carrying `after` (where the next window starts)."""
+
     kind: ClassVar[str] = "cancel"
+    after: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        if self.after is None:
+            del data["after"]
+        return data
+
+
+class ReadyChildren(Event, frozen=True):
+    """Count `parent_id`'s completion for its children from `offset` on (in the spec's order)
+    and dispatch those it readies, a window at a time: what a completion with more children
+    than one window leaves to the next hop."""
+
+    kind: ClassVar[str] = "children"
+    parent_id: str
+    offset: int
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (Start, TaskStarted, Heartbeat, TaskSucceeded, TaskFailed, LeaseExpired, DispatchDue, Cancel)
+    for cls in (Start, TaskStarted, Heartbeat, TaskSucceeded, TaskFailed, LeaseExpired, DispatchDue, Cancel,
+                ReadyChildren)
 }
 
 
@@ -82,8 +107,10 @@ def event_from_dict(data: dict[str, Any]) -> Event:
         raise ValueError(f"unknown event kind {kind!r}; known: {sorted(EVENT_TYPES)}")
     fields = {k: v for k, v in data.items() if k != "kind"}
     try:
+        if "result" in fields:
+            fields["result"] = result_from_dict(fields["result"])
         return cls(**fields)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ValueError(f"bad {kind} event: {exc}") from exc
 
 

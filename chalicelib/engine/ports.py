@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 from msgspec import Struct
 
 from chalicelib.engine.events import Event, Launch
-from chalicelib.engine.records import RunRecord, TaskRecord, check_mutable
+from chalicelib.engine.records import RunRecord, TaskPage, TaskRecord, check_mutable
 from chalicelib.engine.states import RunState, TaskState
 from chalicelib.errors import NotFoundError, StateConflictError
 
@@ -41,19 +41,41 @@ class StateStore(Protocol):
     def update_run(self, run_id: str, expect: Collection[RunState], changes: Mapping[str, Any]) -> RunRecord:
         """Apply `changes` if the run's state is in `expect`; returns the new record."""
 
+    def delete_run(self, run_id: str, expect: Collection[RunState]) -> RunRecord:
+        """Delete the run, its tasks, counters and edges if the run's state is in `expect`;
+        returns the record as it was. NotFoundError for an unknown run, StateConflictError
+        (with the current record) when its state is not in `expect`. A delete that stops
+        half-way leaves the run readable, so the same call again finishes it."""
+
     def get_task(self, run_id: str, task_id: str) -> TaskRecord:
         """Raises NotFoundError."""
 
     def list_tasks(
         self, run_id: str, states: Collection[TaskState] | None = None, limit: int | None = None,
     ) -> list[TaskRecord]:
-        """Tasks of a run in submission order, optionally only those in `states`, at most `limit`.
-        Raises NotFoundError for an unknown run (as `iter_tasks` and `counts` do)."""
+        """Tasks of a run, optionally only those in `states`: all of them in submission order,
+        or with a `limit` the first `limit` in the store's page order (`page_tasks`, so a store
+        reads only those). Raises NotFoundError for an unknown run (as `iter_tasks` and
+        `counts` do)."""
 
     def iter_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> Iterator[TaskRecord]:
         """What `list_tasks` returns, in the same order, built a page at a time where the store
         can: a finished run's 100,000 records are not all in memory at once. Do not write to the
         run while iterating."""
+
+    def page_tasks(
+        self, run_id: str, states: Collection[TaskState] | None = None, limit: int = 256,
+        after: str | None = None,
+    ) -> TaskPage:
+        """Up to `limit` tasks of a run (only those in `states` if given) that come after task
+        `after` in the store's page order, and where the next page starts (`TaskPage.after`,
+        None at the end). Reads only what the page needs, never the whole run: a store may
+        return fewer than `limit` tasks (even none) with a next position when the page had to
+        look through too many tasks of other states. Every task of the run that stays in
+        `states` while it is paged through comes exactly once. The page order is fixed per
+        store: submission order (SQLite), task id order (DynamoDB, its key order). Raises
+        NotFoundError for an unknown run and ValueError for a `limit` under 1 or an `after`
+        that is no position of this run (a stale or foreign page token)."""
 
     def update_task(
         self,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
 from msgspec import Struct, field
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.engine.states import RunState, TaskState
 
 
@@ -28,8 +31,31 @@ class RunRecord(Struct, frozen=True):
         }
 
 
+class Try(Struct, frozen=True, omit_defaults=True):
+    """An earlier attempt of a task that failed and was retried, kept for the report (its
+    times by the runner's clock when the runner reported them)."""
+
+    attempt: int
+    reason: str
+    placement: str
+    started_at: float | None = None
+    finished_at: float | None = None
+    duration_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = msgspec.to_builtins(self)
+        return data
+
+
 class TaskRecord(Struct, frozen=True):
-    """Dynamic state of one task. The static spec (command, files) lives in the run's spec."""
+    """Dynamic state of one task. The static spec (command, files) lives in the run's spec.
+
+    `result` is what the runner reported of the latest attempt that ended (None before one
+    did). The engine's own bookkeeping is kept beside it, written by the transitions:
+    `lost_workers` (attempts whose worker or function vanished: they get extra attempts of
+    their own, bounded), `resources` (overrides the engine chose for the next attempt after
+    one ran out of memory or disk), `tries` (the earlier attempts, for the report) and
+    `failed_parent` (the failed ancestor of an UPSTREAM_FAILED task)."""
 
     run_id: str
     task_id: str
@@ -44,7 +70,11 @@ class TaskRecord(Struct, frozen=True):
     finished_at: float | None = None
     exit_code: int | None = None
     reason: str | None = None
-    result: dict[str, Any] = field(default_factory=dict)
+    result: AttemptResult | None = None
+    lost_workers: int = 0
+    resources: dict[str, float] = field(default_factory=dict)
+    tries: tuple[Try, ...] = ()
+    failed_parent: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,11 +84,23 @@ class TaskRecord(Struct, frozen=True):
         }
 
 
+class TaskPage(Struct, frozen=True):
+    """One page of a run's tasks (`StateStore.page_tasks`): the tasks, and the position the
+    next page starts after (a task id, passed back as `after`), None when there is no more."""
+
+    tasks: list[TaskRecord]
+    after: str | None = None
+
+
 # The fields of a TaskRecord that `StateStore.update_task` may change.
 TASK_MUTABLE = frozenset({
     "state", "attempt", "placement", "lease_expires", "not_before", "started_at",
     "finished_at", "exit_code", "reason", "result", "max_attempts",
+    "lost_workers", "resources", "tries", "failed_parent",
 })
+# The engine's bookkeeping fields: a store keeps an empty one as nothing (no column value, no
+# attribute), and reads nothing back as the empty value.
+BOOKKEEPING = ("lost_workers", "resources", "tries", "failed_parent")
 RUN_MUTABLE = frozenset({"state", "finished_at", "options"})
 
 
@@ -92,3 +134,70 @@ def check_new_tasks(run_id: str, tasks: Iterable[TaskRecord]) -> None:
         raise ValueError(f"run {run_id}: task ids repeated: {sorted(set(repeated))[:10]}")
     if strays:
         raise ValueError(f"run {run_id}: tasks of another run given: {strays[:10]}")
+
+
+# ---- encoding the structured fields (both stores) ----------------------------------------------
+
+_ENCODER = msgspec.json.Encoder()
+_TRIES = msgspec.json.Decoder(tuple[Try, ...])
+_RESOURCES = msgspec.json.Decoder(dict[str, float])
+
+
+def encode_tries(tries: tuple[Try, ...]) -> str:
+    return _ENCODER.encode(tries).decode()
+
+
+def decode_tries(raw: str | bytes) -> tuple[Try, ...]:
+    return _TRIES.decode(raw)
+
+
+def encode_resources(resources: dict[str, float]) -> str:
+    return _ENCODER.encode(resources).decode()
+
+
+def decode_resources(raw: str | bytes) -> dict[str, float]:
+    return _RESOURCES.decode(raw)
+
+
+# Keys the previous version kept inside a task's result dict that are TaskRecord fields now.
+_LEGACY_MARKS = tuple(f'"{name}":' for name in BOOKKEEPING)
+_LEGACY_MARKS_B = tuple(mark.encode() for mark in _LEGACY_MARKS)
+
+
+def with_legacy(record: TaskRecord, raw: str | bytes | None) -> TaskRecord:
+    """`record` with the bookkeeping its stored result `raw` carries when that result was
+    written by the previous version, for each such field the record has empty. Every engine
+    write of these fields writes the result too, which ends the previous version's form."""
+    old = legacy_bookkeeping(raw) if raw else {}
+    fill = {k: v for k, v in old.items() if not getattr(record, k)}
+    return msgspec.structs.replace(record, **fill) if fill else record
+
+
+def legacy_bookkeeping(raw: str | bytes) -> dict[str, Any]:
+    """The engine bookkeeping a record written by the previous version kept inside its stored
+    result (`lost_workers`, `resources`, `tries`, `failed_parent` keys), as TaskRecord fields;
+    {} for a result of this version (a cheap check of the raw JSON first)."""
+    if isinstance(raw, str):
+        if not any(mark in raw for mark in _LEGACY_MARKS):
+            return {}
+    elif not any(mark in raw for mark in _LEGACY_MARKS_B):
+        return {}
+    try:
+        old = json.loads(raw)
+    except ValueError:
+        return {}
+    if not isinstance(old, dict):
+        return {}
+    found: dict[str, Any] = {}
+    try:
+        if old.get("lost_workers"):
+            found["lost_workers"] = int(old["lost_workers"])
+        if old.get("resources"):
+            found["resources"] = msgspec.convert(old["resources"], dict[str, float])
+        if old.get("tries"):
+            found["tries"] = msgspec.convert(old["tries"], tuple[Try, ...])
+        if old.get("failed_parent"):
+            found["failed_parent"] = str(old["failed_parent"])
+    except (TypeError, ValueError, msgspec.ValidationError):
+        return found  # a malformed old value is dropped, never a record that cannot be read
+    return found

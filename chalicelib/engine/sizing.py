@@ -23,7 +23,7 @@ def next_function_memory(sizes: Sequence[int], task: Task, rec: TaskRecord, reas
     did not run out of memory on a function, no sizes are deployed, or it ran on the largest."""
     if not sizes or reason != Reason.OOM or rec.placement != "function":
         return None
-    grown = (rec.result or {}).get("resources") or {}
+    grown = rec.resources
     current = float(grown.get("memory_mb", task.resources.memory_mb))
     ran_on = next((s for s in sorted(sizes) if s >= current), None)
     if ran_on is None:

@@ -23,10 +23,12 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from msgspec import Struct
+from msgspec import Struct, field
+from msgspec.structs import replace
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.engine.ports import StateStore
-from chalicelib.engine.records import RunRecord, TaskRecord
+from chalicelib.engine.records import RunRecord, TaskRecord, Try
 from chalicelib.engine.states import (
     IN_FLIGHT,
     NOT_STARTED,
@@ -95,6 +97,18 @@ TRANSITIONS: dict[str, Transition] = {t.name: t for t in (
                ("coordinator function (poison event)",)),
     Transition("reopen_run", "run", tuple(s.value for s in RunState), ("RUNNING",), "not SUCCEEDED", ("resume",)),
 )}
+
+
+class Bookkeeping(Struct, frozen=True):
+    """The engine's own fields a failed attempt's transition writes on the task record (see
+    TaskRecord): not part of what the runner reported."""
+
+    lost_workers: int = 0
+    resources: dict[str, float] = field(default_factory=dict)
+    tries: tuple[Try, ...] = ()
+
+    def changes(self) -> dict[str, Any]:
+        return {"lost_workers": self.lost_workers, "resources": self.resources, "tries": self.tries}
 
 
 class Refused(Struct, frozen=True):
@@ -200,44 +214,47 @@ def relaunch(store: StateStore, run_id: str, task_id: str, attempt: int, not_bef
 
 
 def retry(
-    store: StateStore, rec: TaskRecord, *, reason: str, result: dict[str, Any], not_before: float,
-    placement: str, max_attempts: int,
+    store: StateStore, rec: TaskRecord, *, reason: str, result: AttemptResult, not_before: float,
+    placement: str, max_attempts: int, book: Bookkeeping,
 ) -> TaskRecord | Refused:
     """In flight -> READY with the next attempt number (fencing off the failed one)."""
     changes = {
         "state": TaskState.READY, "attempt": rec.attempt + 1, "not_before": not_before, "lease_expires": None,
         "reason": reason, "result": result, "placement": placement, "max_attempts": max_attempts,
+        **book.changes(),
     }
     return _task("retry", store, rec.run_id, rec.task_id, IN_FLIGHT, rec.attempt, changes)
 
 
 def fail(
-    store: StateStore, run_id: str, task_id: str, attempt: int, *, reason: str, result: dict[str, Any], now: float,
-    started_at: float | None = None,
+    store: StateStore, run_id: str, task_id: str, attempt: int, *, reason: str, result: AttemptResult, now: float,
+    book: Bookkeeping, started_at: float | None = None,
 ) -> TaskRecord | Refused:
     """In flight -> FAILED: the attempt failed and no retry is left. `now` is when it ended;
     `started_at`, when known, is this attempt's own start (not an earlier attempt's)."""
-    changes = {"state": TaskState.FAILED, "finished_at": now, "reason": reason, "result": result,
-               "lease_expires": None, "exit_code": result.get("exit_code")}
+    changes: dict[str, Any] = {"state": TaskState.FAILED, "finished_at": now, "reason": reason, "result": result,
+                               "lease_expires": None, "exit_code": result.exit_code}
     if started_at is not None:
         changes["started_at"] = started_at
+    changes.update(book.changes())
     return _task("fail", store, run_id, task_id, IN_FLIGHT, attempt, changes)
 
 
 def finish(
-    store: StateStore, run_id: str, completions: Sequence[tuple[str, int, bool, dict[str, Any], float]],
+    store: StateStore, run_id: str, completions: Sequence[tuple[str, int, bool, AttemptResult, float]],
 ) -> list[TaskRecord | Refused]:
     """In flight -> SUCCEEDED (or CACHED) for each (task_id, attempt, cached, result, now),
-    in one store call."""
+    in one store call. The record's bookkeeping (earlier tries...) stays as it is."""
     updates: list[tuple[str, int | None, Mapping[str, Any]]] = []
     for task_id, attempt, cached, result, now in completions:
         changes: dict[str, Any] = {
             "state": TaskState.CACHED if cached else TaskState.SUCCEEDED,
-            "finished_at": result.get("finished_at", now), "exit_code": result.get("exit_code", 0),
+            "finished_at": now if result.finished_at is None else result.finished_at,
+            "exit_code": 0 if result.exit_code is None else result.exit_code,
             "result": result, "lease_expires": None, "reason": None,
         }
-        if "started_at" in result:
-            changes["started_at"] = result["started_at"]
+        if result.started_at is not None:
+            changes["started_at"] = result.started_at
         updates.append((task_id, attempt, changes))
     return _many("finish", store, run_id, IN_FLIGHT, updates)
 
@@ -247,7 +264,7 @@ def upstream_failed(
 ) -> TaskRecord | Refused:
     """Not started -> UPSTREAM_FAILED (whatever its attempt): an ancestor failed."""
     changes = {"state": TaskState.UPSTREAM_FAILED, "reason": Reason.UPSTREAM.value, "finished_at": now,
-               "result": {"failed_parent": failed_parent}}
+               "result": None, "failed_parent": failed_parent}
     return _task("upstream_failed", store, run_id, task_id, NOT_STARTED, None, changes)
 
 
@@ -257,7 +274,7 @@ def cancel_live(store: StateStore, rec: TaskRecord, now: float, log_tail: str | 
     changes: dict[str, Any] = {"state": TaskState.CANCELLED, "reason": Reason.CANCELLED.value,
                                "finished_at": now, "lease_expires": None}
     if log_tail is not None:
-        changes["result"] = {**rec.result, "log_tail": log_tail}
+        changes["result"] = replace(rec.result or AttemptResult(), log_tail=log_tail)
     if rec.state in TERMINAL_TASK:
         return Refused("cancel_live", rec.run_id, rec.task_id, _LIVE, rec.attempt, rec)
     return _task("cancel_live", store, rec.run_id, rec.task_id, [rec.state], rec.attempt, changes)

@@ -173,8 +173,8 @@ def samples_from_run(
     out: list[Sample] = []
     for rec in records:
         task = tasks.get(rec.task_id)
-        result = rec.result or {}
-        if task is None or "duration_s" not in result:
+        result = rec.result
+        if task is None or result is None or result.duration_s is None:
             continue
         ok = rec.state is TaskState.SUCCEEDED
         if not ok and not (rec.state is TaskState.FAILED and rec.reason in LIMIT_REASONS):
@@ -186,11 +186,10 @@ def samples_from_run(
             where = rec.placement
             vcpus = res.memory_mb / function_mb_per_vcpu if rec.placement == "function" else res.cpus
         out.append(Sample(
-            task_type=task.task_type, env=where, duration_s=float(result["duration_s"]),
-            memory_mb=res.memory_mb, vcpus=vcpus, bytes_in=int(result.get("bytes_in") or 0),
-            bytes_out=int(result.get("bytes_out") or 0),
-            peak_rss_mb=float(result["peak_rss_mb"]) if result.get("peak_rss_mb") is not None else None,
+            task_type=task.task_type, env=where, duration_s=result.duration_s,
+            memory_mb=res.memory_mb, vcpus=vcpus, bytes_in=result.bytes_in or 0,
+            bytes_out=result.bytes_out or 0, peak_rss_mb=result.peak_rss_mb,
             ok=ok, reason=None if ok else rec.reason, workflow=workflow.name,
-            at=float(result.get("finished_at") or rec.finished_at or now),
+            at=result.finished_at or rec.finished_at or now,
         ))
     return out

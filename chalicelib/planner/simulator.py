@@ -25,11 +25,12 @@ from typing import Any, cast
 from msgspec import Struct, field
 from msgspec.structs import replace
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.backends.local.sqlite_state import SqliteStateStore
 from chalicelib.engine import events as ev
 from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
 from chalicelib.engine.lifecycle import create_run
-from chalicelib.engine.records import RunRecord, TaskRecord
+from chalicelib.engine.records import RunRecord, TaskPage, TaskRecord
 from chalicelib.engine.spec import RunSpec, SpecCache
 from chalicelib.engine.states import IN_FLIGHT, TERMINAL_TASK, RunState, TaskState
 from chalicelib.errors import ConfigError, NotFoundError
@@ -122,6 +123,10 @@ class CountingStore:
         self.write_units += 1
         return self.inner.update_run(run_id, expect, changes)
 
+    def delete_run(self, run_id: str, expect: Collection[RunState]) -> RunRecord:
+        self.write_units += 1 + self.inner.get_run(run_id).task_count
+        return self.inner.delete_run(run_id, expect)
+
     def get_task(self, run_id: str, task_id: str) -> TaskRecord:
         self.read_units += 1
         return self.inner.get_task(run_id, task_id)
@@ -135,6 +140,14 @@ class CountingStore:
 
     def iter_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> Iterator[TaskRecord]:
         return iter(self.list_tasks(run_id, states))
+
+    def page_tasks(
+        self, run_id: str, states: Collection[TaskState] | None = None, limit: int = 256,
+        after: str | None = None,
+    ) -> TaskPage:
+        page = self.inner.page_tasks(run_id, states, limit, after)
+        self.read_units += max(1, math.ceil(len(page.tasks) * LIST_ITEM_BYTES / 4096))
+        return page
 
     def update_task(
         self, run_id: str, task_id: str, expect_states: Collection[TaskState], expect_attempt: int | None,
@@ -422,13 +435,12 @@ class Simulation:
             return
         self.s3_gets += job.objects_in
         demand = job.demand
-        result = {
-            "exit_code": 0 if item.reason is None else None, "started_at": start.at, "finished_at": t,
-            "duration_s": round(t - start.at, 6), "bytes_in": int(demand.bytes_in), "peak_rss_mb": demand.peak_mb,
-            "bytes_out": int(demand.bytes_out) if item.reason is None else 0, "placement": job.placement,
-        }
-        if self.keep_tasks:
-            result["compute_s"] = item.compute_s
+        result = AttemptResult(
+            exit_code=0 if item.reason is None else None, started_at=start.at, finished_at=t,
+            duration_s=round(t - start.at, 6), bytes_in=int(demand.bytes_in), peak_rss_mb=demand.peak_mb,
+            bytes_out=int(demand.bytes_out) if item.reason is None else 0,
+            compute_s=item.compute_s if self.keep_tasks else None,
+        )
         event: ev.Event
         if item.reason is None:
             self.s3_puts += job.objects_out + 1  # outputs and the log
@@ -436,7 +448,7 @@ class Simulation:
         else:
             self.s3_puts += 1
             slot = f"{start.memory_mb} MB, {start.vcpus:g} vCPU"
-            result["log_tail"] = f"simulated {item.reason} on a {job.placement} ({slot})"
+            result = replace(result, log_tail=f"simulated {item.reason} on a {job.placement} ({slot})")
             event = ev.TaskFailed(RUN_ID, task_id, attempt, item.reason, result)
         self.heap.push(t + self.platform.latencies.event_s, _Deliver((event,)))
 

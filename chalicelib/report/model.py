@@ -58,9 +58,9 @@ class TaskRow(Struct, frozen=True):
     def spans(self) -> list[TaskRow]:
         """One row per attempt that ran, oldest first: the earlier (failed) tries, then this
         one if it started. Each carries its attempt number in `attempts`."""
-        out = [replace(self, state="FAILED", attempts=t.attempt, started_at=t.started_at, finished_at=t.finished_at,
-                       duration_s=t.duration_s, reason=t.reason, placement=t.placement or self.placement,
-                       tries=(), log_tail=None, detail=None)
+        out = [replace(self, state=TaskState.FAILED.value, attempts=t.attempt, started_at=t.started_at,
+                       finished_at=t.finished_at, duration_s=t.duration_s, reason=t.reason,
+                       placement=t.placement or self.placement, tries=(), log_tail=None, detail=None)
                for t in self.tries if t.started_at is not None]
         if self.started_at is not None:
             out.append(self)

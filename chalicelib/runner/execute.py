@@ -23,8 +23,9 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from msgspec import Struct, field
+from msgspec.structs import replace
 
-from chalicelib.attempt import Reason, TaskFailed, TaskSucceeded
+from chalicelib.attempt import AttemptResult, Reason, TaskFailed, TaskSucceeded
 from chalicelib.cache.copying import copy_hashing
 from chalicelib.cache.memo import image_id, memo_key, usable_record
 from chalicelib.cache.runner_deps import RunnerDeps
@@ -192,7 +193,6 @@ class Attempt(Struct):
     kill_detail: str = ""
     next_disk_check: float = 0.0
     stage_error: StageError | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
     cache: TaskCache | None = None
     memo_key: str | None = None
     restored: dict[str, str] | None = None  # outputs published from a memoized result
@@ -406,15 +406,14 @@ class Attempt(Struct):
                             "fresh copies", req.task_id, len(changed))
         finished = time.time() if ended_at is None else ended_at
         self.peak_rss_kb = max(self.peak_rss_kb, maxrss_kb)
-        result: dict[str, Any] = {
-            "exit_code": exit_code, "started_at": self.started_at, "finished_at": finished,
-            "duration_s": round(finished - self.started_at, 6), "bytes_in": self.bytes_in,
-            "bytes_out": 0, "peak_rss_mb": round(self.peak_rss_kb / 1024, 1),
-        }
-        if self.cache is not None:
-            result["cache"] = self.cache.stats.to_dict()
+        result = AttemptResult(
+            exit_code=exit_code, started_at=self.started_at, finished_at=finished,
+            duration_s=round(finished - self.started_at, 6), bytes_in=self.bytes_in, bytes_out=0,
+            peak_rss_mb=round(self.peak_rss_kb / 1024, 1),
+            cache=self.cache.stats.used() if self.cache is not None else None,
+        )
         if self.restored is not None:  # a memoized result: nothing ran
-            result.update(exit_code=0, duration_s=0.0, outputs=self.restored, peak_rss_mb=0.0)
+            result = replace(result, exit_code=0, duration_s=0.0, outputs=self.restored, peak_rss_mb=0.0)
             if clear:
                 sandbox.remove()
             return TaskOutcome(TaskSucceeded(req.run_id, req.task_id, req.attempt, result, cached=True),
@@ -422,27 +421,29 @@ class Attempt(Struct):
         reason, detail = self._failure(exit_code)
         if reason is None:
             try:
-                result["bytes_out"], result["outputs"] = sandbox.stage_out(
-                    blobs, req.run_id, req.task.outputs, self.cache)
+                bytes_out, outputs = sandbox.stage_out(blobs, req.run_id, req.task.outputs, self.cache)
+                result = replace(result, bytes_out=bytes_out, outputs=outputs)
             except StageError as exc:
                 reason, detail = exc.reason, str(exc)
-        tail = self._store_log(blobs, result)
+        tail, key = self._store_log(blobs)
+        if key is not None:
+            result = replace(result, log_key=key)
         if clear:
             sandbox.remove()
         if reason is None:
             self._remember(result)
             return TaskOutcome(TaskSucceeded(req.run_id, req.task_id, req.attempt, result), self.started_at)
-        result["log_tail"] = (detail + "\n" + tail).strip() if tail else detail
+        result = replace(result, log_tail=(detail + "\n" + tail).strip() if tail else detail)
         return TaskOutcome(TaskFailed(req.run_id, req.task_id, req.attempt, reason, result), self.started_at)
 
-    def _remember(self, result: dict[str, Any]) -> None:
+    def _remember(self, result: AttemptResult) -> None:
         if self.cache is None or self.cache.memo is None or self.memo_key is None:
             return
-        if len(result.get("outputs", {})) != len(self.req.task.outputs):
+        if len(result.outputs) != len(self.req.task.outputs):
             return
         self.cache.memo.put(self.memo_key, {
-            "outputs": result.get("outputs", {}), "task_type": self.req.task.task_type,
-            "duration_s": result["duration_s"], "peak_rss_mb": result["peak_rss_mb"],
+            "outputs": result.outputs, "task_type": self.req.task.task_type,
+            "duration_s": result.duration_s, "peak_rss_mb": result.peak_rss_mb,
         })
 
     def _failure(self, exit_code: int | None) -> tuple[str | None, str]:
@@ -475,19 +476,20 @@ class Attempt(Struct):
             return Reason.DISK_QUOTA.value, _over_disk(used, self.disk_bytes, self.req.task)
         return None, ""
 
-    def _store_log(self, blobs: BlobStore, result: dict[str, Any]) -> str:
-        """Store the task's log and return its tail. The log lives beside the sandbox, but a
+    def _store_log(self, blobs: BlobStore) -> tuple[str, str | None]:
+        """Store the task's log; returns its tail and its key (None when it was not stored).
+        The log lives beside the sandbox, but a
         task can still reach it: whatever is there now (a folder, a symlink, a hard link to
         another file) is never followed or moved, only a regular file's bytes are kept."""
         path, out = self.sandbox.log_path, self.sandbox.out_path
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
-            return ""  # none (nothing was written, or the task removed it), or not a file
+            return "", None  # none (nothing was written, or the task removed it), or not a file
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                return ""  # a folder or such: Sandbox.remove takes it away
+                return "", None  # a folder or such: Sandbox.remove takes it away
             if st.st_nlink != 1:
                 # another name shares this inode (a file the task linked here): keep a copy of
                 # the bytes and drop our name, so the next task's log never writes into it
@@ -497,26 +499,25 @@ class Attempt(Struct):
                     copy_hashing(fd, out)
                 os.unlink(path)
             elif st.st_size == 0:
-                return ""
+                return "", None
             else:
                 os.replace(path, out)  # out of the task's reach (out is free after stage-out)
             if st.st_size == 0:
-                return ""
+                return "", None
             tail = os.pread(fd, LOG_TAIL_BYTES, max(0, st.st_size - LOG_TAIL_BYTES)).decode("utf-8", "replace")
         except OSError:
-            return ""
+            return "", None
         finally:
             os.close(fd)
         key = log_key(self.req.run_id, self.req.task_id, self.req.attempt)
         try:
             blobs.put_file(key, out, move=True)
-            result["log_key"] = key
-        except Exception:  # noqa: S110 - losing a log must not lose the result
-            pass
+        except Exception:  # losing a log must not lose the result
+            return tail, None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(out)
-        return tail
+        return tail, key
 
 
 def run_task(

@@ -5,6 +5,7 @@ the Chalice app, the local server, the SDK's local transport and the S3 trigger'
     400  {"error": "missing inputs", "missing": [...], "message"}                 MissingInputsError
     404  {"error": "not found", "message"}                                        NotFoundError
     409  {"error": "conflict", "message"}      StateConflictError, RunBusyError (by type)
+    413  {"error": "too large", "limit", "message"}                              TooLargeError
     400  {"error": <class name>, "message"}                                       any other
 """
 
@@ -17,6 +18,7 @@ from chalicelib.errors import (
     NotFoundError,
     RunBusyError,
     StateConflictError,
+    TooLargeError,
     UpdraftError,
     WorkflowError,
 )
@@ -33,6 +35,8 @@ def error_body(exc: UpdraftError) -> Reply:
         return 400, {"error": "missing inputs", "missing": exc.missing, "message": str(exc)}
     if isinstance(exc, NotFoundError):
         return 404, {"error": "not found", "message": str(exc)}
+    if isinstance(exc, TooLargeError):
+        return 413, {"error": "too large", "limit": exc.limit, "message": str(exc)}
     if isinstance(exc, CONFLICTS):
         return 409, conflict(str(exc))
     return 400, {"error": type(exc).__name__, "message": str(exc)}

@@ -4,19 +4,25 @@ these. Each returns (status, body) or raises an UpdraftError that `errors.error_
     POST /runs                    202 {"run_id", "state", "task_count", "links"}
     GET  /runs                    {"runs": [run + counts]}              ?state= &limit= (1-1000)
     GET  /runs/{id}               run + counts + timings + owner_pid (null unless a known process runs it)
-    GET  /runs/{id}/tasks         {"run_id", "count", "truncated", "tasks": [task body]}
-                                  ?state=A,B &limit= (1-MAX_TASKS_PAGE)
+    GET  /runs/{id}/tasks         {"run_id", "count", "truncated", "next", "tasks": [task body]}
+                                  ?state=A,B &limit= (1-MAX_TASKS_PAGE) &next=<token>
     GET  /runs/{id}/tasks/{task}  one task with its metrics and log tail (views.py)
     GET  /runs/{id}/graph         the DAG (views.py)
     POST /runs/{id}/cancel        202, or 409 when the run already ended
     POST /runs/{id}/resume        202, or 409 when it SUCCEEDED or is still being executed
 
-A page of tasks reads at most `limit` records from the store (its `list_tasks(limit=)`), and
-its "count" comes from the run's state counters, not from loading every task.
+A page of tasks is one `StateStore.page_tasks` call (it reads about what the page holds, never
+the whole run), cut short so that its JSON stays under MAX_PAGE_BYTES (Lambda answers at most
+6 MB); "next" is an opaque token for the following page (null on the last one), bound to the
+run and the state filter. "count" comes from the run's state counters, not from loading every
+task.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +39,7 @@ log = logging.getLogger("updraft.api")
 
 MAX_TASKS_PAGE = 5000
 MAX_RUNS_PAGE = 1000
+MAX_PAGE_BYTES = 5 * 1024 * 1024  # a page's JSON: under Lambda's 6 MB response, with room to spare
 
 
 # ---- parameters -------------------------------------------------------------------------------
@@ -89,13 +96,61 @@ def listed_run(rt: Runtime, run: RunRecord) -> dict[str, Any]:
     return {**run.to_dict(), "counts": rt.store.counts(run.run_id)}
 
 
-def task_page(rt: Runtime, run_id: str, states: list[TaskState] | None, limit: int) -> dict[str, Any]:
+class BadPageTokenError(UpdraftError):
+    """?next= is not a token this API gave for this run and state filter."""
+
+
+def page_token(run_id: str, states: list[TaskState] | None, after: str) -> str:
+    """The opaque "next" token: where the next page starts, bound to the run and the filter."""
+    raw = json.dumps({"v": 1, "run": run_id, "states": _state_names(states), "after": after},
+                     separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def token_position(token: str, run_id: str, states: list[TaskState] | None) -> str:
+    """The position a "next" token names; BadPageTokenError if it is not one of ours for this
+    run and state filter."""
+    why = "pass the \"next\" of the previous page as it is, with the same state filter, or no next= to start over"
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError):
+        raise BadPageTokenError(f"next={token!r} is not a page token: {why}") from None
+    if not isinstance(data, dict) or data.get("v") != 1 or not isinstance(data.get("after"), str):
+        raise BadPageTokenError(f"next={token!r} is not a page token: {why}")
+    if data.get("run") != run_id or data.get("states") != _state_names(states):
+        raise BadPageTokenError(f"next= is a token of another run or state filter: {why}")
+    return str(data["after"])
+
+
+def _state_names(states: list[TaskState] | None) -> list[str] | None:
+    return None if states is None else sorted({s.value for s in states})
+
+
+def task_page(
+    rt: Runtime, run_id: str, states: list[TaskState] | None, limit: int, token: str | None = None,
+    max_bytes: int | None = None,
+) -> dict[str, Any]:
+    cap = MAX_PAGE_BYTES if max_bytes is None else max_bytes
     counts = rt.store.counts(run_id)  # NotFoundError for an unknown run
     wanted = counts.values() if states is None else (counts.get(s.value, 0) for s in set(states))
-    tasks = rt.store.list_tasks(run_id, states, limit=limit)
-    count = sum(wanted)
-    return {"run_id": run_id, "count": count, "truncated": count > len(tasks),
-            "tasks": [views.task_body(t) for t in tasks]}
+    after = token_position(token, run_id, states) if token else None
+    try:
+        page = rt.store.page_tasks(run_id, states, limit=limit, after=after)
+    except ValueError as exc:  # a position the store cannot go on from (the run was re-created?)
+        raise BadPageTokenError(f"next= cannot be followed: {exc}; start over without next=") from None
+    bodies: list[dict[str, Any]] = []
+    size = 1024  # the envelope
+    nxt = page.after
+    for rec in page.tasks:
+        body = views.task_body(rec)
+        n = len(json.dumps(body, default=str)) + 2
+        if bodies and size + n > cap:  # the rest of the page on the next one
+            nxt = bodies[-1]["id"]
+            break
+        bodies.append(body)
+        size += n
+    return {"run_id": run_id, "count": sum(wanted), "truncated": nxt is not None,
+            "next": None if nxt is None else page_token(run_id, states, nxt), "tasks": bodies}
 
 
 # ---- routes -----------------------------------------------------------------------------------
@@ -124,7 +179,10 @@ def get_tasks(rt: Runtime, run_id: str, params: Mapping[str, str]) -> Reply:
         return 400, {"error": "bad state", "message": str(exc)}
     limit = int_param(params, "limit", 1000, 1, MAX_TASKS_PAGE)
     rt.store.get_run(run_id)
-    return 200, task_page(rt, run_id, states, limit)
+    try:
+        return 200, task_page(rt, run_id, states, limit, params.get("next") or None)
+    except BadPageTokenError as exc:
+        return 400, {"error": "bad page token", "message": str(exc)}
 
 
 def get_task(rt: Runtime, run_id: str, task_id: str) -> Reply:

@@ -18,7 +18,6 @@ from chalicelib.runner.log_read import tail_bytes
 from chalicelib.workflow.graph import levels, topological_order
 
 LOG_TAIL_BYTES = 16 * 1024
-METRICS = ("duration_s", "bytes_in", "bytes_out", "peak_rss_mb", "worker", "tries")  # tries: earlier attempts
 
 
 def graph_body(run_id: str, spec: RunSpec) -> dict[str, Any]:
@@ -37,21 +36,27 @@ def graph_body(run_id: str, spec: RunSpec) -> dict[str, Any]:
 
 
 def task_body(rec: TaskRecord) -> dict[str, Any]:
-    """The record's public fields plus what the runner measured of its last attempt."""
+    """The record's public fields plus what the runner measured of its last attempt (each key
+    only when known) and the earlier attempts (`tries`)."""
     body = rec.to_dict()
-    result = rec.result or {}
-    for key in METRICS:
-        if key in result:
-            body[key] = result[key]
-    if body.get("started_at") is None and isinstance(result.get("started_at"), int | float):
-        body["started_at"] = result["started_at"]  # a failure that came before its start event
+    result = rec.result
+    if result is not None:
+        metrics = {"duration_s": result.duration_s, "bytes_in": result.bytes_in, "bytes_out": result.bytes_out,
+                   "peak_rss_mb": result.peak_rss_mb, "worker": result.worker}
+        body.update((key, value) for key, value in metrics.items() if value is not None)
+        if body.get("started_at") is None and result.started_at is not None:
+            body["started_at"] = result.started_at  # a failure that came before its start event
+    if rec.tries:
+        body["tries"] = [t.to_dict() for t in rec.tries]
+    if rec.failed_parent is not None:  # UPSTREAM_FAILED: the failed task it depends on
+        body["failed_parent"] = rec.failed_parent
     return body
 
 
 def log_text(rec: TaskRecord, blobs: BlobStore, max_bytes: int = LOG_TAIL_BYTES) -> str | None:
     """The end of the task's latest stored log, else the tail its result carries, else None."""
-    result = rec.result or {}
-    keys = [str(result["log_key"])] if result.get("log_key") else []
+    result = rec.result
+    keys = [result.log_key] if result is not None and result.log_key else []
     keys += [log_key(rec.run_id, rec.task_id, a) for a in range(rec.attempt, 0, -1)]
     for key in dict.fromkeys(keys):
         try:
@@ -59,19 +64,19 @@ def log_text(rec: TaskRecord, blobs: BlobStore, max_bytes: int = LOG_TAIL_BYTES)
                 return tail_bytes(blobs, key, max_bytes).decode("utf-8", "replace")
         except Exception:  # noqa: S112 - an unreadable log must not hide the task
             continue
-    tail = result.get("log_tail")
-    return str(tail) if tail else None
+    tail = result.log_tail if result is not None else None
+    return tail or None
 
 
 def task_detail_body(rec: TaskRecord, blobs: BlobStore) -> dict[str, Any]:
     body = task_body(rec)
     body["run_id"] = rec.run_id
     body["log_tail"] = log_text(rec, blobs)
-    tail = (rec.result or {}).get("log_tail")
-    if rec.reason and tail:
-        body["detail"] = str(tail).strip().splitlines()[0]  # the runner's one-line account of the failure
-    if "failed_parent" in (rec.result or {}):
-        body["failed_parent"] = rec.result["failed_parent"]
+    tail = rec.result.log_tail if rec.result is not None else None
+    if rec.reason and tail and tail.strip():
+        body["detail"] = tail.strip().splitlines()[0]  # the runner's one-line account of the failure
+    if rec.failed_parent is not None:
+        body["failed_parent"] = rec.failed_parent
     return body
 
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.engine.states import TERMINAL_TASK, RunState, TaskState
+from chalicelib.engine.states import RunState, TaskState
 from chalicelib.errors import ConfigError, UpdraftError
 
 AddFn = Callable[..., argparse.ArgumentParser]
@@ -155,7 +155,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from chalicelib.report.build import write_report
 
     client = _reading_client(args)
-    run_id = args.run or _latest(client)
+    run_id = args.run if args.run not in (None, "latest") else _latest(client)
     data = run_data(client, run_id)
     out = args.out or os.path.join(os.getcwd(), f"report-{run_id}")
     files = write_report(data, out, rows=args.rows)
@@ -195,7 +195,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     client = _client(args)
     run = client.submit(args.file, data=args.data, format=args.format)
     if args.wait:
-        return _follow(client, run["run_id"], None, args.json)
+        return _follow(client, run["run_id"], None, args.json, args)
     if args.json:
         print(json.dumps(run))
     else:
@@ -207,19 +207,29 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     client = _reading_client(args)
-    return _follow(client, args.run or _latest(client), args.timeout, args.json)
+    return _follow(client, args.run or _latest(client), args.timeout, args.json, args)
 
 
-def _follow(client: Any, run_id: str, timeout: float | None, as_json: bool) -> int:
+def _follow(client: Any, run_id: str, timeout: float | None, as_json: bool,
+            args: argparse.Namespace | None = None) -> int:
     from updraft import RunTimeoutError
 
-    line = _ProgressLine(sys.stderr)
+    tracker = _watch_tracker(client, run_id, args)
+    last: dict[str, Any] = {}
+
+    def update(run: dict[str, Any]) -> None:
+        last.update(run)
+        tracker.update(run.get("counts", {}), str(run.get("state")), _elapsed(run))
+
     try:
-        run = client.wait(run_id, timeout=timeout, on_update=line)
+        run = client.wait(run_id, timeout=timeout, on_update=update)
     except RunTimeoutError as exc:
-        line.close()
+        tracker.close(str(last.get("state")), last.get("counts", {}), _elapsed(last))
         raise UpdraftError(f"{exc}; it goes on: `updraft watch {run_id}` again to follow it") from None
-    line.close()
+    except BaseException:
+        tracker.close(str(last.get("state")), last.get("counts", {}), _elapsed(last))
+        raise
+    tracker.close(str(run["state"]), run.get("counts", {}), _elapsed(run))
     if as_json:
         print(json.dumps({"run_id": run_id, "state": run["state"], "counts": run.get("counts", {}),
                           "elapsed_s": (run.get("timings") or {}).get("elapsed_s")}))
@@ -230,34 +240,25 @@ def _follow(client: Any, run_id: str, timeout: float | None, as_json: bool) -> i
     return 0 if run["state"] == RunState.SUCCEEDED else 1
 
 
-class _ProgressLine:
-    """Counts as one live line on a terminal; elsewhere, one line each time they change."""
+def _elapsed(run: dict[str, Any]) -> float | None:
+    elapsed = (run.get("timings") or {}).get("elapsed_s")
+    return float(elapsed) if isinstance(elapsed, int | float) else None
 
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.last = ""
 
-    def __call__(self, run: dict[str, Any]) -> None:
-        counts = run.get("counts", {})
-        total = run.get("task_count") or sum(counts.values()) or 1
-        done = sum(counts.get(s.value, 0) for s in TERMINAL_TASK)
-        parts = " ".join(f"{k.lower()}={v}" for k, v in sorted(counts.items()) if v)
-        elapsed = (run.get("timings") or {}).get("elapsed_s", 0.0)
-        text = f"{run.get('state')} {done}/{total} {parts}"
-        if self.tty:
-            fill = int(30 * done / total)
-            self.stream.write(f"\r[{'#' * fill}{'.' * (30 - fill)}] {text} {elapsed:.0f}s".ljust(90)[:160])
-            self.stream.flush()
-        elif text != self.last:
-            self.stream.write(f"{text} ({elapsed:.1f}s)\n")
-            self.stream.flush()
-        self.last = text
+def _watch_tracker(client: Any, run_id: str, args: argparse.Namespace | None) -> Any:
+    """The progress display of a run followed through the API (chalicelib/ui/progress.py)."""
+    from chalicelib.ui.display import open_display
+    from chalicelib.ui.progress import Tracker, logs_command
+    from chalicelib.ui.progress_sources import ApiSource
 
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+    api = getattr(args, "api", None)
+    workdir = None if api else getattr(args, "workdir", None)
+    run = client.get(run_id)
+    total = int(run.get("task_count") or sum((run.get("counts") or {}).values()))
+    display = open_display(sys.stderr)
+    transport = getattr(client, "transport", None)
+    display.start(run_id, total, str(getattr(transport, "label", None) or api or "local"))
+    return Tracker(run_id, total, ApiSource(client, run_id), display, logs_command(run_id, workdir, api))
 
 
 def check_port(port: int) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from chalicelib.service.views import (
     LOG_TAIL_BYTES,
-    METRICS,
     graph_body,
     graph_reply,
     log_text,
@@ -14,5 +13,5 @@ from chalicelib.service.views import (
     task_reply,
 )
 
-__all__ = ["LOG_TAIL_BYTES", "METRICS", "graph_body", "graph_reply", "log_text", "task_body", "task_detail_body",
+__all__ = ["LOG_TAIL_BYTES", "graph_body", "graph_reply", "log_text", "task_body", "task_detail_body",
            "task_reply"]

@@ -107,6 +107,16 @@ class Dep(Struct, frozen=True):
         return self.spelling
 
 
+class PublishRule(Struct, frozen=True):
+    """Where a finished run's outputs are copied for the user (the native format's `publish`,
+    docs/workflow-format.md#publishing-results): the folder `to` (relative to `--outdir`, else
+    the workflow file's folder) and which declared outputs (fnmatch patterns; none: the
+    task's outputs, or at workflow level the workflow's final outputs)."""
+
+    to: str
+    outputs: tuple[str, ...] = ()
+
+
 class Task(Struct, frozen=True):
     """One command-line task.
 
@@ -131,6 +141,7 @@ class Task(Struct, frozen=True):
     # which of "placement" and the resources' fields the workflow file gave (the task itself or
     # its `defaults`): locally the others are not limits unless Lambda is emulated (limits.py)
     given: frozenset[str] = frozenset()
+    publish: tuple[PublishRule, ...] = ()  # copied out when the run succeeds (see PublishRule)
 
     def declared(self) -> frozenset[str]:
         """`given`, plus every resource whose value is not the default and the placement when it
@@ -186,6 +197,7 @@ class Workflow(Struct, frozen=True):
     inputs: tuple[InputFile, ...] = ()
     description: str = ""
     base_dir: str | None = None  # folder the workflow file came from (resolves relative sources)
+    publish: tuple[PublishRule, ...] = ()  # outputs copied out when the run succeeds (see PublishRule)
 
     def task_map(self) -> dict[str, Task]:
         return {t.id: t for t in self.tasks}

@@ -198,6 +198,10 @@ def problems(workflow: Workflow, max_tasks: int | None = None,
         found.append(Problem("dependency cycle: " + " -> ".join(cycle), cycle[0], "after/inputs"))
     else:
         found.extend(_inside_folders(producer, graph))
+    if workflow.publish or any(t.publish for t in workflow.tasks):
+        from chalicelib.workflow import publish_rules
+
+        found.extend(publish_rules.problems(workflow))
     return found
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.attempt import AttemptResult, decode_result
 from chalicelib.backends.aws import dynamodb_state as ds
 from chalicelib.backends.aws.clients import AwsClients
 from chalicelib.engine.records import RunRecord, TaskRecord
@@ -90,20 +91,20 @@ def test_items_stay_small_whatever_the_task_carries(aws_store: ds.DynamoStateSto
     aws_store.create_run(RunRecord("r", "r", RunState.RUNNING, 1.0, len(tasks), "k"), tasks)
     for p in parents:
         aws_store.complete_parent("r", p, [child])
-    failed = {"exit_code": 1, "log_tail": "x" * 4096 + "\n" * 100, "log_key": "runs/r/logs/c.1.log",
-              "started_at": 1.0, "finished_at": 2.0, "duration_s": 1.0, "bytes_in": 10, "bytes_out": 0}
+    failed = AttemptResult(exit_code=1, log_tail="x" * 4096 + "\n" * 100, log_key="runs/r/logs/c.1.log",
+                           started_at=1.0, finished_at=2.0, duration_s=1.0, bytes_in=10, bytes_out=0)
     aws_store.update_task("r", child, [TaskState.READY], 1, {"state": TaskState.FAILED, "result": failed})
     item = aws_store._get_task_item("r", child)
     assert item is not None
     assert item_size(item) < 6 * 1024  # 64 parents counted and a 4 KB log tail
-    huge = {"exit_code": 1, "log_tail": "y" * 500_000, "missing": ["f" * 100] * 20}
+    huge = AttemptResult(exit_code=1, log_tail="y" * 500_000, outputs={f"f{i}" + "f" * 100: "h" for i in range(20)})
     rec = aws_store.update_task("r", child, [TaskState.FAILED], 1, {"result": huge})
     item = aws_store._get_task_item("r", child)
     assert item is not None and item_size(item) < ds.RESULT_MAX_BYTES + 2048
     stored = json.loads(item["res"]["S"])
     assert stored["result_truncated"] is True and stored["log_tail"].endswith("y" * 100)
     # the record returned is the one a read gives (the contract tests compare them), capped too
-    assert rec.result == stored == aws_store.get_task("r", child).result
+    assert rec.result == decode_result(item["res"]["S"]) == aws_store.get_task("r", child).result
 
 
 def test_a_wide_fan_in_keeps_the_child_item_small(aws_store: ds.DynamoStateStore) -> None:

@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.engine.states import RunState, TaskState
 from chalicelib.errors import (
     MissingInputsError,
@@ -29,6 +30,7 @@ from chalicelib.errors import (
     UpdraftError,
     WorkflowError,
 )
+from chalicelib.service import runs as service_runs
 from chalicelib.service.errors import error_body
 from chalicelib.service.views import task_body
 
@@ -215,11 +217,11 @@ def test_get_runs_lists_each_run_with_its_counts(backend: Backend) -> None:
 def test_a_task_in_a_listing_is_the_same_body_on_both(backend: Backend) -> None:
     """Drifted before: the cloud listed `to_dict()`, without what the runner measured."""
     run_id = submit(backend)
-    result = {"duration_s": 1.5, "bytes_in": 3, "bytes_out": 7, "peak_rss_mb": 12.0, "worker": "w1"}
+    result = AttemptResult(duration_s=1.5, bytes_in=3, bytes_out=7, peak_rss_mb=12.0, worker="w1")
     backend.store.update_task(run_id, "a", [TaskState.READY], 1,
                               {"state": TaskState.SUCCEEDED, "exit_code": 0, "finished_at": 2e9, "result": result})
     status, body = backend.call("GET", f"/runs/{run_id}/tasks")
-    assert status == 200 and set(body) == {"run_id", "count", "truncated", "tasks"}
+    assert status == 200 and set(body) == {"run_id", "count", "truncated", "next", "tasks"}
     tasks = {t["id"]: t for t in body["tasks"]}
     assert tasks["a"] == json.loads(json.dumps(task_body(backend.store.get_task(run_id, "a"))))
     assert tasks["a"]["duration_s"] == 1.5 and tasks["a"]["worker"] == "w1"
@@ -244,13 +246,13 @@ def test_a_page_reads_at_most_its_limit(backend: Backend, monkeypatch: pytest.Mo
     """Before, both loaded every task of the run to return one page."""
     run_id = submit(backend)
     asked: list[int | None] = []
-    real = type(backend.store).list_tasks
+    real = type(backend.store).page_tasks
 
-    def spy(store: Any, rid: str, states: Any = None, limit: int | None = None) -> Any:
+    def spy(store: Any, rid: str, states: Any = None, limit: int = 256, after: str | None = None) -> Any:
         asked.append(limit)
-        return real(store, rid, states, limit)
+        return real(store, rid, states, limit, after)
 
-    monkeypatch.setattr(type(backend.store), "list_tasks", spy)
+    monkeypatch.setattr(type(backend.store), "page_tasks", spy)
     assert len(backend.call("GET", f"/runs/{run_id}/tasks", {"limit": 1})[1]["tasks"]) == 1
     assert asked == [1]
 
@@ -283,6 +285,60 @@ def test_an_unknown_task_is_a_404_naming_it(backend: Backend) -> None:
     run_id = submit(backend)
     status, body = backend.call("GET", f"/runs/{run_id}/tasks/zz")
     assert status == 404 and "zz" in body["message"], body
+
+
+# ---- pages of tasks: an opaque "next" token, each task once, a byte cap ------------------------
+
+WIDE = {"name": "wide", "tasks": [{"id": f"t{i:02d}", "command": ["true"]} for i in range(23)]
+        + [{"id": "last", "command": ["true"], "after": ["t00"]}]}
+
+
+def pages(backend: Backend, run_id: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    token = None
+    for _ in range(100):
+        query = {**params, **({"next": token} if token else {})}
+        status, body = backend.call("GET", f"/runs/{run_id}/tasks", query)
+        assert status == 200, body
+        out.append(body)
+        token = body["next"]
+        assert body["truncated"] is (token is not None)
+        if token is None:
+            return out
+    raise AssertionError("the pages never ended")
+
+
+def ids(bodies: list[dict[str, Any]]) -> list[str]:
+    return [t["id"] for b in bodies for t in b["tasks"]]
+
+
+def test_next_tokens_walk_every_task_once(backend: Backend) -> None:
+    run_id = submit(backend, WIDE)
+    walked = pages(backend, run_id, {"limit": 5})
+    assert sorted(ids(walked)) == sorted(t["id"] for t in WIDE["tasks"]) and len(walked) == 5
+    assert all(b["count"] == 24 for b in walked)
+    ready = pages(backend, run_id, {"limit": 4, "state": "ready"})
+    assert sorted(ids(ready)) == [f"t{i:02d}" for i in range(23)]
+    assert pages(backend, run_id, {"state": "waiting"})[0]["tasks"][0]["id"] == "last"
+
+
+def test_a_token_of_another_run_or_filter_or_none_of_ours_is_a_400(backend: Backend) -> None:
+    run_id, other = submit(backend, WIDE), submit(backend, WIDE)
+    token = backend.call("GET", f"/runs/{run_id}/tasks", {"limit": 3})[1]["next"]
+    for rid, params in ((other, {"next": token}), (run_id, {"next": token, "state": "READY"}),
+                        (run_id, {"next": "not-a-token"}), (run_id, {"next": "e30"})):
+        status, body = backend.call("GET", f"/runs/{rid}/tasks", params)
+        assert status == 400 and body["error"] == "bad page token", body
+        assert "next" in body["message"]
+
+
+def test_a_page_stops_short_of_its_byte_cap(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_id = submit(backend, WIDE)
+    one = len(str(backend.call("GET", f"/runs/{run_id}/tasks", {"limit": 1})[1]["tasks"][0]))
+    monkeypatch.setattr(service_runs, "MAX_PAGE_BYTES", 1024 + 3 * one)  # room for about three tasks
+    walked = pages(backend, run_id, {"limit": 1000})
+    assert sorted(ids(walked)) == sorted(t["id"] for t in WIDE["tasks"])
+    assert len(walked) > 5 and max(len(b["tasks"]) for b in walked) <= 3
 
 
 # ---- cancel and resume ------------------------------------------------------------------------

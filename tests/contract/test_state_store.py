@@ -10,8 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chalicelib.attempt import AttemptResult, CacheUse
+from chalicelib.backends.aws import ddb_expr as x
+from chalicelib.backends.aws.dynamodb_state import DynamoStateStore
+from chalicelib.backends.local.sqlite_state import SqliteStateStore
 from chalicelib.engine.ports import StateStore
-from chalicelib.engine.records import RunRecord, TaskRecord
+from chalicelib.engine.records import RunRecord, TaskRecord, Try
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
 from chalicelib.errors import NotFoundError, StateConflictError
 
@@ -135,16 +139,24 @@ def test_a_late_event_of_an_old_attempt_cannot_overwrite_the_new_one(store: Stat
 
 def test_task_fields_round_trip_and_none_clears_them(store: StateStore) -> None:
     make_run(store, "r1", {"a": []})
-    result = {"exit_code": 0, "duration_s": 1.25, "log_key": "runs/r1/logs/a.1.log", "nested": {"x": [1, "y"]}}
+    result = AttemptResult(exit_code=0, duration_s=1.25, log_key="runs/r1/logs/a.1.log", outputs={"o.txt": "ab"},
+                           cache=CacheUse(hits=2, memo="miss"), peak_rss_mb=3.5)
+    tries = (Try(1, "OOM", "function", started_at=1.0, finished_at=2.0, duration_s=1.0),
+             Try(2, "LEASE_EXPIRED", "container"))
     rec = store.update_task("r1", "a", [R], 1, {
         "state": TaskState.SUCCEEDED, "started_at": 10.5, "finished_at": 12.0, "exit_code": 0,
         "result": result, "lease_expires": 99.0, "placement": "container", "max_attempts": 3,
+        "lost_workers": 1, "resources": {"memory_mb": 2048.0}, "tries": tries, "failed_parent": "p",
     })
     got = store.get_task("r1", "a")
     assert got == rec and got.result == result and got.placement == "container" and got.max_attempts == 3
-    cleared = store.update_task("r1", "a", [TaskState.SUCCEEDED], 1, {"lease_expires": None, "result": {}})
+    assert (got.lost_workers, got.resources, got.tries, got.failed_parent) == (1, {"memory_mb": 2048.0}, tries, "p")
+    cleared = store.update_task("r1", "a", [TaskState.SUCCEEDED], 1, {
+        "lease_expires": None, "result": None, "lost_workers": 0, "resources": {}, "tries": (), "failed_parent": None})
     assert cleared.lease_expires is None and store.get_task("r1", "a").lease_expires is None
-    assert store.get_task("r1", "a").result == {}
+    assert cleared == store.get_task("r1", "a")
+    assert (cleared.result, cleared.lost_workers, cleared.resources, cleared.tries, cleared.failed_parent) == (
+        None, 0, {}, (), None)
     with pytest.raises(ValueError):
         store.update_task("r1", "a", [TaskState.SUCCEEDED], 1, {"pending": 0})
 
@@ -361,7 +373,7 @@ def test_many_updates_each_stand_alone_and_come_back_in_order(store: StateStore)
     store.update_task("r1", "t2", [R], 1, {"state": D})  # no longer READY: its update loses
     store.update_task("r1", "t4", [R], 1, {"state": D})
     store.update_task("r1", "t4", [D], 1, {"state": R, "attempt": 2})  # now at attempt 2
-    results = {"exit_code": 0, "log_key": "k", "nested": {"x": [1]}}
+    results = AttemptResult(exit_code=0, log_key="k", outputs={"x": "1"})
     got = store.update_tasks("r1", [R], [
         ("t0", 1, {"state": D, "lease_expires": 10.0, "not_before": None}),
         ("t1", 1, {"state": D, "lease_expires": 11.0, "not_before": None}),
@@ -541,7 +553,97 @@ def test_a_run_whose_tasks_repeat_an_id_is_refused_before_anything_is_written(st
 
 def test_an_update_returns_the_record_a_read_gives_even_for_a_huge_result(store: StateStore) -> None:
     make_run(store, "r1", {"a": []})
-    result = {"exit_code": 0, "log_tail": "x" * 40_000}  # past DynamoDB's cap: shortened there
+    result = AttemptResult(exit_code=0, log_tail="x" * 40_000)  # past DynamoDB's cap: shortened there
     done = store.update_task("r1", "a", [R], 1, {"state": TaskState.SUCCEEDED, "result": result})
     assert done == store.get_task("r1", "a")
-    assert done.result["exit_code"] == 0
+    assert done.result is not None and done.result.exit_code == 0
+
+
+def _store_raw_result(store: StateStore, run_id: str, task_id: str, raw: str) -> None:
+    """Write a task's stored result as the previous version did: its JSON as it is, nothing
+    in the fields that version did not have."""
+    if isinstance(store, SqliteStateStore):
+        store._db.execute("UPDATE tasks SET result=? WHERE run_id=? AND task_id=?", (raw, run_id, task_id))
+    elif isinstance(store, DynamoStateStore):
+        store._ddb.update_item(TableName=store.table, Key=store._task_key(run_id, task_id),
+                               UpdateExpression="SET res = :r", ExpressionAttributeValues={":r": x.text(raw)})
+    else:
+        raise AssertionError(f"no raw write for {type(store).__name__}")
+
+
+# A result as the previous version stored it: a plain dict, the engine's bookkeeping inside it,
+# and keys this version does not know.
+LEGACY_RESULT = (
+    '{"exit_code":1,"started_at":10.0,"finished_at":12.5,"duration_s":2.5,"bytes_in":7,"bytes_out":0,'
+    '"peak_rss_mb":40.1,"cache":{"hits":1,"misses":2,"bytes_from_origin":3,"bytes_from_cache":4,"memo":"miss"},'
+    '"log_key":"runs/r1/logs/a.2.log","log_tail":"exited with code 1","placement":"container","worker":"w1",'
+    '"lost_workers":1,"resources":{"memory_mb":4096},"failed_parent":"p0","something_new":{"x":[1]},'
+    '"tries":[{"attempt":1,"reason":"LEASE_EXPIRED","placement":"function","started_at":1.0}]}'
+)
+
+
+def test_a_result_written_by_the_previous_version_still_reads(store: StateStore) -> None:
+    make_run(store, "r1", {"a": [], "b": []})
+    store.update_task("r1", "a", [R], 1, {"state": TaskState.FAILED, "reason": "NONZERO_EXIT", "exit_code": 1})
+    _store_raw_result(store, "r1", "a", LEGACY_RESULT)
+    rec = store.get_task("r1", "a")
+    assert rec.result == AttemptResult(
+        exit_code=1, started_at=10.0, finished_at=12.5, duration_s=2.5, bytes_in=7, bytes_out=0, peak_rss_mb=40.1,
+        cache=CacheUse(1, 2, 3, 4, "miss"), log_key="runs/r1/logs/a.2.log", log_tail="exited with code 1",
+        worker="w1")  # unknown keys ignored, missing ones defaulted
+    # the engine's bookkeeping that version kept in the result is the record's own now
+    assert (rec.lost_workers, rec.resources, rec.failed_parent) == (1, {"memory_mb": 4096.0}, "p0")
+    assert rec.tries == (Try(1, "LEASE_EXPIRED", "function", started_at=1.0),)
+    assert [t.task_id for t in store.list_tasks("r1", [TaskState.FAILED])] == ["a"]
+    assert next(iter(store.iter_tasks("r1", [TaskState.FAILED]))) == rec
+    # an upstream-failed task's result was only its failed parent; an empty one was {}
+    store.update_task("r1", "b", [R], 1, {"state": TaskState.UPSTREAM_FAILED})
+    _store_raw_result(store, "r1", "b", '{"failed_parent":"a"}')
+    b = store.get_task("r1", "b")
+    assert (b.result, b.failed_parent, b.lost_workers, b.tries) == (AttemptResult(), "a", 0, ())
+    _store_raw_result(store, "r1", "b", "{}")
+    assert store.get_task("r1", "b").result == AttemptResult()
+    # the next write of that field replaces the old form
+    moved = store.update_task("r1", "a", [TaskState.FAILED], 1, {"result": AttemptResult(exit_code=2)})
+    assert moved == store.get_task("r1", "a") and moved.result == AttemptResult(exit_code=2)
+
+
+FINISHED = [RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED]
+
+
+def test_deleting_a_finished_run_removes_it_and_only_it(store: StateStore) -> None:
+    diamond(store, "r1")
+    diamond(store, "r2")
+    store.complete_parent("r1", "a", ["b", "c"])
+    store.update_run("r1", [RunState.RUNNING], {"state": RunState.FAILED, "finished_at": 9.0})
+    gone = store.delete_run("r1", FINISHED)
+    assert (gone.run_id, gone.state) == ("r1", RunState.FAILED)
+    for read in (lambda: store.get_run("r1"), lambda: store.list_tasks("r1"), lambda: store.counts("r1"),
+                 lambda: store.get_task("r1", "a")):
+        with pytest.raises(NotFoundError):
+            read()
+    assert [r.run_id for r in store.list_runs()] == ["r2"]
+    assert store.counts("r2") == {"READY": 1, "WAITING": 3}  # the other run is untouched
+    with pytest.raises(NotFoundError):
+        store.delete_run("r1", FINISHED)
+
+
+def test_a_deleted_run_leaves_no_counts_nor_counted_edges_behind(store: StateStore) -> None:
+    parents = {f"p{i}": [] for i in range(70)}  # past DynamoDB's inline fan-in: edge items
+    make_run(store, "r1", {**parents, "child": list(parents)})
+    for p in list(parents)[:69]:
+        store.complete_parent("r1", p, ["child"])
+    store.update_run("r1", [RunState.RUNNING], {"state": RunState.CANCELLED})
+    store.delete_run("r1", FINISHED)
+    make_run(store, "r1", {**parents, "child": list(parents)})  # the same id again, afresh
+    assert store.counts("r1") == {"READY": 70, "WAITING": 1}
+    assert store.complete_parent("r1", "p0", ["child"]) == []  # p0 counts again: 69 left
+    assert store.get_task("r1", "child").pending == 69
+
+
+def test_a_run_in_a_state_not_expected_is_not_deleted(store: StateStore) -> None:
+    diamond(store)
+    with pytest.raises(StateConflictError) as err:
+        store.delete_run("r1", FINISHED)
+    assert err.value.current.state is RunState.RUNNING  # type: ignore[union-attr]
+    assert len(store.list_tasks("r1")) == 4 and store.get_run("r1").state is RunState.RUNNING

@@ -150,3 +150,33 @@ def template_resource_policies(template: Mapping[str, Any]) -> Iterator[tuple[st
     for logical, resource in template.get("Resources", {}).items():
         if resource.get("Type") in ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy"):
             yield logical, resource["Properties"]["PolicyDocument"]
+
+
+# ---- evaluating an identity policy (Allow statements) for one request ------------------------
+
+def _wildcard(pattern: str, text: str) -> bool:
+    """IAM's ARN and StringLike matching: * any run of characters, ? one, case-sensitive."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, text, flags=re.DOTALL) is not None
+
+
+def allows(document: Mapping[str, Any], action: str, resource: str, context: Mapping[str, str]) -> bool:
+    """Whether some Allow statement grants `action` on `resource`, with `context` the request's
+    condition keys (policy variables ${aws:...} in a Resource are filled in from it; a
+    StringLike condition on a key must match its value). Enough for the app's own policies:
+    no Deny, no NotAction/NotResource (the audit above refuses those)."""
+    def fill(text: str) -> str:
+        return re.sub(r"\$\{([^}]+)\}", lambda m: context.get(m.group(1), "\x00unresolved\x00"), text)
+
+    for statement in _as_list(document.get("Statement", [])):
+        if statement.get("Effect") != "Allow":
+            continue
+        if not any(_wildcard(a, action) for a in _as_list(statement.get("Action"))):
+            continue
+        if not any(_wildcard(fill(str(r)), resource) for r in _as_list(statement.get("Resource"))):
+            continue
+        like = statement.get("Condition", {}).get("StringLike", {})
+        if all(key in context and any(_wildcard(v, context[key]) for v in _as_list(values))
+               for key, values in like.items()):
+            return True
+    return False

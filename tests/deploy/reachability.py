@@ -261,7 +261,7 @@ def lambda_computes(t: Template, chalice: Mapping[str, Any], stage: str, policy_
         if role in t.resources:
             actions = t.role_actions(role)
         else:  # a Chalice-made role with the stage's policy file
-            policy = entry.get("iam_policy_file") or f"policy-{stage}.json"
+            policy = fn.get("iam_policy_file") or entry.get("iam_policy_file") or f"policy-{stage}.json"
             actions = actions_of([json.loads((policy_dir / policy).read_text())])
         found.append(Compute(f"function {name}", "lambda", list(subnets), list(groups), False, actions))
     return found

@@ -3,6 +3,7 @@ follows the EFS switch, and asks for the task function's destinations once it ex
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 from typing import Any
@@ -109,3 +110,22 @@ def test_an_account_with_the_role_is_left_alone(aws: Any, stacks: Stacks, config
     said: list[str] = []
     assert ensure_ecs_service_linked_role(aws, said.append, sleep=lambda s: None) is False
     assert said == []
+
+
+def test_the_stages_input_buckets_become_the_task_runners_reads(aws: Any, stacks: Stacks, config_path: Path) -> None:
+    """UPDRAFT_INPUT_BUCKETS in the stage's Chalice config: the Chalice roles' policy files
+    grant reading them (iam_policy.py), and bootstrap passes the same ARNs as InputReadArns,
+    so the task function and the worker can read them too."""
+    config_path.parent.mkdir(parents=True)
+    config_path.write_text(json.dumps({"version": "2.0", "app_name": "updraft", "stages": {STAGE: {
+        "environment_variables": {"UPDRAFT_INPUT_BUCKETS": "lab-inputs/shared"}}}}))
+    run_bootstrap(aws, stacks, config_path)
+    cfn = aws.client("cloudformation")
+    params = {p["ParameterKey"]: p["ParameterValue"]
+              for p in cfn.describe_stacks(StackName=stack_name(STAGE))["Stacks"][0]["Parameters"]}
+    value = params["InputReadArns"]  # moto answers a CommaDelimitedList as a Python list's repr
+    arns = ast.literal_eval(value) if value.startswith("[") else value.split(",")
+    assert arns == ["arn:aws:s3:::lab-inputs", "arn:aws:s3:::lab-inputs/shared/*"]
+    created = {r["LogicalResourceId"] for r in cfn.list_stack_resources(
+        StackName=stack_name(STAGE))["StackResourceSummaries"]}
+    assert "ExternalInputsPolicy" in created

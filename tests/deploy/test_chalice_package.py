@@ -130,3 +130,16 @@ def test_roles_chalice_generates_grant_only_the_stages_resources(
     problems = [f"{where}: {p}" for where, doc in found
                 for p in policy_problems(doc, anchors=[f"{APP_NAME}-{STAGE}"], any_account=True)]
     assert problems == []
+
+
+def test_functions_reserve_concurrency_and_the_triggers_cap_theirs(packaged: Packaged) -> None:
+    """A burst of tasks cannot starve the control plane (docs/aws.md, Concurrency)."""
+    alone, _, _ = packaged
+    fns = functions(alone)
+    assert all(isinstance(fn.get("ReservedConcurrentExecutions"), int) for fn in fns.values()), \
+        {k: fn.get("ReservedConcurrentExecutions") for k, fn in fns.items()}
+    coordinator = fns["Coordinator"]
+    (source,) = sqs_sources(coordinator)
+    assert 2 <= source["ScalingConfig"]["MaximumConcurrency"] <= coordinator["ReservedConcurrentExecutions"]
+    (submit,) = sqs_sources(fns["Submit"])
+    assert submit["ScalingConfig"]["MaximumConcurrency"] <= fns["Submit"]["ReservedConcurrentExecutions"]

@@ -121,8 +121,9 @@ def layer_dir(tmp_path: Path) -> Path:
 
 def run_deploy(aws: Any, stacks: Stacks, config_path: Path, layer_dir: Path, chalice: FakeChalice,
                said: list[str]) -> dict[str, str]:
+    # moto has no GetAccountSettings: the concurrency check is tests/deploy/test_concurrency.py's
     return deploy(STAGE, aws, {}, config_path=config_path, layer_dir=layer_dir, chalice=chalice,
-                  say=said.append, stacks=stacks, sleep=lambda s: None)
+                  say=said.append, stacks=stacks, sleep=lambda s: None, check_concurrency=lambda *_: None)
 
 
 def test_deploy_builds_a_working_stage_and_is_repeatable(aws: Any, stacks: Stacks, config_path: Path,
@@ -241,7 +242,7 @@ def test_push_worker_pins_the_image_by_digest_before_any_function_exists(
 
     outputs = deploy(STAGE, aws, {}, config_path=config_path, layer_dir=layer_dir, push_worker=True,
                      chalice=ChaliceSeeingTheWorker(aws, config_path), say=said.append, stacks=stacks,
-                     sleep=lambda s: None)
+                     sleep=lambda s: None, check_concurrency=lambda *_: None)
     (image,) = aws.client("ecr").describe_images(repositoryName=f"updraft-{STAGE}-worker")["imageDetails"]
     pinned = f"{outputs['WorkerRepositoryUri']}@{image['imageDigest']}"
     assert seen == [pinned]  # the task definition ran the pushed digest before `chalice deploy`

@@ -90,3 +90,71 @@ def test_each_chalice_stage_uses_an_audited_policy_file(stage: str) -> None:
     assert path.exists(), f"stage {stage}: {path} is missing"
     document = json.loads(path.read_text())
     assert policy_problems(document, anchors=[f"{APP_NAME}-{stage}"], any_account=True) == []
+
+
+# ---- exact names, inputs in other buckets (issue 23, item 9) -----------------------------------
+
+ACCOUNT, REGION = "123456789012", "us-east-1"
+CONTEXT = {"aws:PrincipalAccount": ACCOUNT, "aws:RequestedRegion": REGION}
+
+
+def committed(stage: str, role: str) -> dict[str, Any]:
+    from chalicelib.backends.aws.iam_policy import policy_file
+
+    document: dict[str, Any] = json.loads((CHALICE_DIR / policy_file(stage, role)).read_text())
+    return document
+
+
+@pytest.mark.parametrize("role", ["api_handler", "coordinator", "submit", "sweeper", "task"])
+def test_a_stages_bucket_pattern_matches_its_own_bucket_only(role: str) -> None:
+    from tests.deploy.iam_audit import allows
+
+    own = f"arn:aws:s3:::updraft-dev-{ACCOUNT}-{REGION}/runs/r/x"
+    policy = committed("dev", role)
+    assert allows(policy, "s3:GetObject", own, CONTEXT)
+    # the buckets of stages whose names start with "dev-" (stage names allow hyphens), another
+    # account's, another region's
+    for other in (f"updraft-dev-old-{ACCOUNT}-{REGION}", f"updraft-dev-{ACCOUNT[:-1]}9-{REGION}",
+                  f"updraft-dev-{ACCOUNT}-eu-west-1", f"updraft-dev-x-{ACCOUNT}-{REGION}"):
+        assert not allows(policy, "s3:GetObject", f"arn:aws:s3:::{other}/runs/r/x", CONTEXT), (role, other)
+
+
+@pytest.mark.parametrize("role", ["api_handler", "coordinator", "submit", "sweeper", "task"])
+def test_log_groups_are_the_functions_own(role: str) -> None:
+    from tests.deploy.iam_audit import allows
+
+    policy = committed("dev", role)
+    mine = "task-512" if role == "task" else role
+    stream = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/updraft-dev-{mine}:log-stream:s"
+    assert allows(policy, "logs:PutLogEvents", stream, CONTEXT)
+    other = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/updraft-dev-old-{mine}:log-stream:s"
+    assert not allows(policy, "logs:PutLogEvents", other, CONTEXT)
+
+
+def test_inputs_in_other_buckets_are_readable_where_they_are_read() -> None:
+    """UPDRAFT_INPUT_BUCKETS: the API and submit check inputs at submit, the task runners read
+    them; the coordinator and the sweeper never do. Before, every role was limited to the
+    stage's bucket, so inputs elsewhere were reported missing."""
+    from chalicelib.backends.aws.config import AwsConfig
+    from chalicelib.backends.aws.iam_policy import ROLES, TASK_RUNNER, role_policy, stage_env
+    from infra.chalice_config import input_read_arns
+    from tests.deploy.iam_audit import allows
+
+    env = {**stage_env("dev", CHALICE_CONFIG), "UPDRAFT_INPUT_BUCKETS": "lab-inputs/shared, s3://public-genomes"}
+    cfg = AwsConfig.from_env(env)
+    reads = {"api_handler", "submit", TASK_RUNNER}
+    for role in (*ROLES, TASK_RUNNER):
+        policy = role_policy(cfg, role, "updraft-dev-")
+        assert policy_problems(policy, anchors=["updraft-dev", "lab-inputs", "public-genomes"], any_account=True) == []
+        ok = role in reads
+        assert allows(policy, "s3:GetObject", "arn:aws:s3:::lab-inputs/shared/a.txt", CONTEXT) is ok, role
+        assert allows(policy, "s3:GetObject", "arn:aws:s3:::public-genomes/hg38/x.fa", CONTEXT) is ok, role
+        assert allows(policy, "s3:ListBucket", "arn:aws:s3:::lab-inputs", {**CONTEXT, "s3:prefix": "shared/"}) is ok
+        # outside the prefix: neither read nor listed
+        assert not allows(policy, "s3:GetObject", "arn:aws:s3:::lab-inputs/private/a.txt", CONTEXT)
+        assert not allows(policy, "s3:ListBucket", "arn:aws:s3:::lab-inputs", {**CONTEXT, "s3:prefix": "private/"})
+        assert not allows(policy, "s3:PutObject", "arn:aws:s3:::lab-inputs/shared/a.txt", CONTEXT)
+    # the stack's task runners (InputReadArns, which bootstrap fills from the same setting)
+    config = {"stages": {"dev": {"environment_variables": env}}}
+    assert input_read_arns(config, "dev") == ["arn:aws:s3:::lab-inputs", "arn:aws:s3:::lab-inputs/shared/*",
+                                              "arn:aws:s3:::public-genomes", "arn:aws:s3:::public-genomes/*"]

@@ -23,3 +23,20 @@ def test_a_missing_requirement_is_named(tmp_path: Path) -> None:
         preflight.check(tmp_path)
     (tmp_path / "requirements.txt").write_text("# ours\nAWS_Lambda_Powertools[tracer]>=2.30 ; python_version>'3'\n")
     assert preflight.missing_requirements(tmp_path) == []
+
+
+def test_the_functions_and_the_worker_do_not_import_the_cli_display() -> None:
+    """rich (the CLI's terminal display) is a CLI dependency only: loading the Chalice app
+    (every function's entry point) or the Fargate worker imports neither rich nor the display."""
+    import subprocess
+    import sys
+
+    from infra.names import REPO
+
+    probe = ("import sys, app, workers.worker; "
+             "print(sorted(m for m in sys.modules if m == 'rich' or m.startswith(('rich.', 'chalicelib.ui.display', "
+             "'chalicelib.ui.progress'))))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    assert "rich" in preflight.NOT_IN_FUNCTIONS  # and so requirements.txt need not list it

@@ -23,7 +23,12 @@ import pytest
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.config import ENV
 from chalicelib.backends.aws.dynamodb_state import TABLE_KEYS
-from chalicelib.backends.aws.provision import CONTAINER_VISIBILITY_S, EVENTS_VISIBILITY_S, MAX_RECEIVES
+from chalicelib.backends.aws.provision import (
+    CONTAINER_VISIBILITY_S,
+    EVENTS_MAX_RECEIVES,
+    EVENTS_VISIBILITY_S,
+    MAX_RECEIVES,
+)
 from infra.names import TEMPLATE, stack_name
 from tests.deploy import templates
 from tests.deploy.conftest import bootstrapped
@@ -105,19 +110,19 @@ def test_table_keys_and_indexes_are_the_adapters(shared: Any, outputs: dict[str,
     assert table["BillingModeSummary"]["BillingMode"] == TABLE_KEYS["BillingMode"] == "PAY_PER_REQUEST"
 
 
-@pytest.mark.parametrize(("queue", "dlq", "visibility"), [
-    ("EventsQueueUrl", "EventsDeadLetterQueueUrl", EVENTS_VISIBILITY_S),
-    ("ContainerQueueUrl", "ContainerDeadLetterQueueUrl", CONTAINER_VISIBILITY_S),
-    ("SubmitQueueUrl", "SubmitDeadLetterQueueUrl", None),
+@pytest.mark.parametrize(("queue", "dlq", "visibility", "receives"), [
+    ("EventsQueueUrl", "EventsDeadLetterQueueUrl", EVENTS_VISIBILITY_S, EVENTS_MAX_RECEIVES),
+    ("ContainerQueueUrl", "ContainerDeadLetterQueueUrl", CONTAINER_VISIBILITY_S, MAX_RECEIVES),
+    ("SubmitQueueUrl", "SubmitDeadLetterQueueUrl", None, MAX_RECEIVES),
 ])
 def test_queues_redrive_to_their_dead_letter_queues(shared: Any, outputs: dict[str, str], queue: str, dlq: str,
-                                                    visibility: int | None) -> None:
+                                                    visibility: int | None, receives: int) -> None:
     sqs = shared.client("sqs")
     attrs = sqs.get_queue_attributes(QueueUrl=outputs[queue], AttributeNames=["All"])["Attributes"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=outputs[dlq], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     redrive = json.loads(attrs["RedrivePolicy"])
     assert redrive["deadLetterTargetArn"] == dlq_arn
-    assert int(redrive["maxReceiveCount"]) == MAX_RECEIVES
+    assert int(redrive["maxReceiveCount"]) == receives
     if visibility is not None:
         assert int(attrs["VisibilityTimeout"]) == visibility
 

@@ -107,7 +107,7 @@ def test_deps_are_staged_without_the_cache_too(tmp_path: Path) -> None:
     assert rt.run(run.run_id).state.value == "SUCCEEDED"
     assert (tmp_path / "wd" / "blobs" / "runs" / run.run_id / "data" / "out").read_text() == "from-dep\n"
     rec = rt.store.get_task(run.run_id, "a")
-    assert rec.result["bytes_in"] == len("echo from-dep > out\n")
+    assert rec.result.bytes_in == len("echo from-dep > out\n")
 
 
 def test_a_damaged_cache_object_is_not_served_as_a_result(tmp_path: Path) -> None:

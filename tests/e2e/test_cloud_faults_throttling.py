@@ -29,6 +29,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib.backends.aws.clients import AwsClients
 from chalicelib.backends.aws.launchers import FunctionLauncher, LaunchError
+from chalicelib.backends.aws.wiring import TASK_EVENT_AGE_S
 from chalicelib.engine import events as ev
 from chalicelib.engine.lifecycle import create_run
 from chalicelib.engine.spec import RunSpec
@@ -328,9 +329,10 @@ def test_a_write_applied_but_unacknowledged_is_neither_lost_nor_doubled(tmp_path
             assert ec.deliver_batch() and lost.applied  # Start: t's dispatch went through, unacknowledged
             assert not ec.fake_lambda.pending  # so nothing was launched
             assert ec.cloud.store.get_task(run_id, "t").state is TaskState.DISPATCHED
-        # an hour later for the sweeper: the dispatch lease (timeout + 30 s) has run out, and the
-        # run's counters have been quiet for longer than stuck_run_after_s
-        clock.offset = 3600.0
+        # later, for the sweeper: the dispatch lease (an invoke may wait in Lambda's queue up to
+        # its max event age, + 30 s: docs/aws.md, Concurrency) has run out, and the run's
+        # counters have been quiet for longer than stuck_run_after_s
+        clock.offset = TASK_EVENT_AGE_S + 3600.0
         final = ec.run_until_done(run_id, timeout_s=60, sweep_every_s=0.5)
         assert lost.applied
         assert final["state"] == "SUCCEEDED" and final["counts"] == {"SUCCEEDED": 2}

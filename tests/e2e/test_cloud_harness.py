@@ -111,6 +111,11 @@ class CountingServer:
         self.counts: Counter[tuple[str, str]] = Counter()
         self.by_caller: Counter[tuple[str, str, str]] = Counter()
         self.units: Counter[str] = Counter()  # "WRU" / "RRU" estimated from the items moved
+        # the IAM actions each role's requests needed: the worker's by its user agent, the
+        # in-process handlers' by `role`, which the harness sets around each handler it calls
+        # (None: the harness's own calls, not recorded)
+        self.role: str | None = None
+        self.by_role: dict[str, set[str]] = {}
         self._lock = threading.Lock()
         self._ddb = threading.Lock()
         self._app = DomainDispatcherApplication(create_backend_app)
@@ -125,10 +130,16 @@ class CountingServer:
 
     def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
         service, op = classify(environ)
-        caller = "worker" if "app/updraft-worker" in environ.get("HTTP_USER_AGENT", "") else "functions"
+        worker = "app/updraft-worker" in environ.get("HTTP_USER_AGENT", "")
+        caller = "worker" if worker else "functions"
+        role = "worker" if worker else self.role
         with self._lock:
             self.counts[(service, op)] += 1
             self.by_caller[(caller, service, op)] += 1
+        if role is not None:
+            actions = self._actions(environ, service, op)
+            with self._lock:
+                self.by_role.setdefault(role, set()).update(actions)
         if service == "sqs" and op == "ReceiveMessage":
             out = list(self._app(environ, start_response))
             if b'"Messages"' not in b"".join(out):  # an empty poll: a fixed cost, not a per-task one
@@ -150,6 +161,28 @@ class CountingServer:
             self.units["WRU"] += wru
             self.units["RRU"] += rru
         return out
+
+    @staticmethod
+    def _actions(environ: dict[str, Any], service: str, op: str) -> set[str]:
+        """The IAM actions one request needs (a transaction: each of its items' own action)."""
+        if (service, op) != ("dynamodb", "TransactWriteItems"):
+            return {IAM_ACTIONS.get((service, op), f"{service}:{op}")}
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        kinds = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+                 "ConditionCheck": "ConditionCheckItem"}
+        items = json.loads(body or b"{}").get("TransactItems", [])
+        return {f"dynamodb:{kinds[k]}" for item in items for k in item if k in kinds}
+
+    @contextmanager
+    def acting_as(self, role: str) -> Iterator[None]:
+        """Record the requests made meanwhile (the worker's aside) as `role`'s."""
+        before, self.role = self.role, role
+        try:
+            yield
+        finally:
+            self.role = before
 
     def start(self) -> None:
         self._thread.start()
@@ -408,10 +441,12 @@ class EmulatedCloud:
     # ---- driving ------------------------------------------------------------------------------
 
     def post(self, path: str, body: Any) -> Any:
-        return self.client.http.post(path, body=json.dumps(body), headers={"content-type": "application/json"})
+        with self.server.acting_as("api_handler"):
+            return self.client.http.post(path, body=json.dumps(body), headers={"content-type": "application/json"})
 
     def get(self, path: str) -> Any:
-        return self.client.http.get(path)
+        with self.server.acting_as("api_handler"):
+            return self.client.http.get(path)
 
     def deliver_invocation(self) -> bool:
         if not self.fake_lambda.pending:
@@ -423,13 +458,14 @@ class EmulatedCloud:
             self.tally.duplicate_invocations += 1
         self.tally.task_invocations += 1
         handler, memory = self.task_handler(payload)
-        try:
-            result = self.app.handler_map[handler](payload, Context(handler, memory_mb=memory))
-            record = destination_record(payload, "Success", result)
-        except Exception as exc:  # a crash: Lambda's OnFailure destination reports it
-            record = destination_record(payload, "RetriesExhausted",
-                                        {"errorType": type(exc).__name__, "errorMessage": str(exc)})
-        self.cloud.clients.sqs.send_message(QueueUrl=self.made.events_queue_url, MessageBody=json.dumps(record))
+        with self.server.acting_as("task"):  # its destination record is sent with its role too
+            try:
+                result = self.app.handler_map[handler](payload, Context(handler, memory_mb=memory))
+                record = destination_record(payload, "Success", result)
+            except Exception as exc:  # a crash: Lambda's OnFailure destination reports it
+                record = destination_record(payload, "RetriesExhausted",
+                                            {"errorType": type(exc).__name__, "errorMessage": str(exc)})
+            self.cloud.clients.sqs.send_message(QueueUrl=self.made.events_queue_url, MessageBody=json.dumps(record))
         self.tally.destination_records += 1
         return True
 
@@ -466,6 +502,11 @@ class EmulatedCloud:
         return len(started)
 
     def deliver_batch(self) -> bool:
+        # Lambda's event source mapping receives and deletes with the coordinator's role
+        with self.server.acting_as("coordinator"):
+            return self._deliver_batch()
+
+    def _deliver_batch(self) -> bool:
         sqs = self.cloud.clients.sqs
         resp = sqs.receive_message(QueueUrl=self.made.events_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30,
                                    WaitTimeSeconds=0, MessageSystemAttributeNames=["ApproximateReceiveCount"])
@@ -552,7 +593,8 @@ class EmulatedCloud:
 
     def sweep(self) -> dict[str, Any]:
         event = self.client.events.generate_cw_event("aws.events", "Scheduled Event", {}, [], region="us-east-1")
-        return dict(self.client.lambda_.invoke("sweeper", event).payload)
+        with self.server.acting_as("sweeper"):
+            return dict(self.client.lambda_.invoke("sweeper", event).payload)
 
 
 def _pop_random(items: deque[dict[str, Any]], rng: random.Random) -> dict[str, Any]:

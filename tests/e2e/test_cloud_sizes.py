@@ -46,25 +46,25 @@ def test_each_attempt_runs_on_the_size_it_needs_and_oom_moves_it_up(tmp_path: Pa
         run_id = resp.json_body["run_id"]
         final = ec.run_until_done(run_id, timeout_s=240)
         recs = _results(ec, run_id)
-        assert final["state"] == "SUCCEEDED", ({t: (r.state, r.reason, r.attempt, (r.result or {}).get("log_tail"))
+        assert final["state"] == "SUCCEEDED", ({t: (r.state, r.reason, r.attempt, (r.result and r.result.log_tail))
                                                 for t, r in recs.items()}, ec.worker_log()[-3000:])
         invoked = ec.fake_lambda.functions
         fn = ec.cloud.config.task_function
 
-        assert invoked[(run_id, "small", 1)] == f"{fn}-512" and recs["small"].result["function_mb"] == 512
+        assert invoked[(run_id, "small", 1)] == f"{fn}-512" and recs["small"].result.function_mb == 512
 
         grows = recs["grows"]
         assert grows.attempt == 2 and grows.max_attempts == 2  # a size step spends none of its retries
         assert [invoked[(run_id, "grows", a)] for a in (1, 2)] == [f"{fn}-512", f"{fn}-1769"]
-        assert grows.result["function_mb"] == 1769
+        assert grows.result.function_mb == 1769
 
         boxed = recs["boxed"]  # 400 MB: the queue; killed; 800 MB: a Fargate task of its own
         assert boxed.attempt == 2 and boxed.placement == "container"
-        assert (boxed.result["container_cpu"], boxed.result["container_memory_mb"]) == (0.25, 1024)
+        assert (boxed.result.container_cpu, boxed.result.container_memory_mb) == (0.25, 1024)
 
         big = recs["big"]
         assert big.attempt == 1
-        assert (big.result["container_cpu"], big.result["container_memory_mb"]) == (2.0, 6144)
+        assert (big.result.container_cpu, big.result.container_memory_mb) == (2.0, 6144)
         sizes = sorted((t["cpu"], t["memory"], t["payload"]["task_id"]) for t in ec.run_tasks.values())
         assert sizes == [("2048", "6144", "big"), ("256", "1024", "boxed")]
 
@@ -133,11 +133,11 @@ def test_the_planners_montage_plans_run_on_the_sizes_they_chose(tmp_path: Path) 
                 if choice.placement == FUNCTION:
                     assert rec.placement == "function", (name, tid)
                     assert ec.fake_lambda.functions[(run_id, tid, 1)] == fn.function_for(choice.memory_mb)
-                    assert rec.result["function_mb"] == choice.memory_mb, (name, tid)
+                    assert rec.result.function_mb == choice.memory_mb, (name, tid)
                     seen.add(("function", 0.0, choice.memory_mb))
                 else:
                     assert rec.placement == "container", (name, tid)
-                    ran = (rec.result["container_cpu"], rec.result["container_memory_mb"])
+                    ran = (rec.result.container_cpu, rec.result.container_memory_mb)
                     assert ran == _expected_container(ec, choice.cpus, choice.memory_mb), (name, tid, choice)
                     seen.add(("container", *ran))
     assert len(seen) >= 2, seen  # the three plans do not all put every task on one size
@@ -206,10 +206,10 @@ def test_the_papers_worker_plans_run_on_the_worker_and_the_functions_they_chose(
                 if choice.placement == FUNCTION:
                     assert rec.placement == "function", (name, tid)
                     assert ec.fake_lambda.functions[(run_id, tid, 1)] == fn.function_for(choice.memory_mb)
-                    assert rec.result["function_mb"] == choice.memory_mb, (name, tid)
+                    assert rec.result.function_mb == choice.memory_mb, (name, tid)
                 else:
                     assert rec.placement == "container", (name, tid)
-                    ran = (rec.result["container_cpu"], rec.result["container_memory_mb"])
+                    ran = (rec.result.container_cpu, rec.result.container_memory_mb)
                     assert ran == (0.25, 512), (name, tid, choice, ran)  # the always-on worker, not a task of its own
     # the planner's plans are hybrids too: part of the work on the worker, part on functions
     assert placements["deadline"] == {FUNCTION, CONTAINER}, placements

@@ -149,3 +149,30 @@ def test_a_running_run_updates_live_and_cancel_stops_it(browser: Any, site: tupl
     assert client.get(run_id)["state"] == "CANCELLED"
     assert browser.find_element(By.ID, "btn-resume").get_attribute("disabled") is None
     assert text(browser, "message") == ""
+
+
+def test_the_gantt_draws_every_attempt_and_counts_the_failed_ones(browser: Any, site: tuple[str, Client],
+                                                                  tmp_path: Path) -> None:
+    """A retried task is one bar per attempt, its failed attempts hatched in red and counted in
+    the Gantt's title, as `updraft report` draws them (report/model.py: TaskRow.spans)."""
+    base, client = site
+    wf = write_workflow(tmp_path / "tries.json", [
+        {"id": "ok", "shell": "echo ok > ok", "outputs": ["ok"], "type": "ok"},
+        {"id": "flaky", "shell": 'test "$UPDRAFT_ATTEMPT" -ge 3 && echo f > f', "outputs": ["f"],
+         "retries": 2, "type": "flaky"},
+        {"id": "bad", "shell": "exit 3", "retries": 1, "type": "bad"}])
+    run_id = client.submit(str(wf))["run_id"]
+    assert client.wait(run_id, timeout=120)["state"] == "FAILED"
+
+    browser.get(base + "#/runs/" + run_id)
+    until(lambda: text(browser, "run-state") == "FAILED", what="the run's state")
+    info = until(lambda: text(browser, "gantt-info"), what="the Gantt's attempt count")
+    assert info == "6 attempts, 4 failed (3 retried)"
+    bars = browser.execute_script("return view.ganttAttempts")
+    assert sorted(map(tuple, bars)) == [("bad", 1, "FAILED"), ("bad", 2, "FAILED"), ("flaky", 1, "FAILED"),
+                                        ("flaky", 2, "FAILED"), ("flaky", 3, "SUCCEEDED"), ("ok", 1, "SUCCEEDED")]
+    red = browser.execute_script(
+        "const c = document.getElementById('gantt'); const d = c.getContext('2d')"
+        ".getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 0; i < d.length; i += 4) "
+        "if (d[i] > 150 && d[i + 1] < 80 && d[i + 2] < 80 && d[i + 3] > 0) n++; return n;")
+    assert red > 50  # the failed attempts' red hatching and outline are drawn

@@ -82,7 +82,7 @@ def test_d7_outputs_cache_objects_and_other_runs_are_not_one_file(tmp_path: Path
     assert state == "SUCCEEDED"
     assert published(wd, first, "a.txt") == b"A\n"
     assert published(wd, first, "c.txt") == b"A\n"
-    assert rt.store.get_task(first, "a").result["outputs"]["a.txt"] == sha(b"A\n")
+    assert rt.store.get_task(first, "a").result.outputs["a.txt"] == sha(b"A\n")
     rt.close()
     # a later run: `a` is CACHED, `b` appends to the cached object's staged copy
     tasks[1]["shell"] = "echo CLOBBERED-AGAIN >> a.txt; echo b2 > b.txt"
@@ -185,7 +185,7 @@ def test_d4_the_log_is_outside_the_tasks_folder_and_a_task_replacing_it_does_not
     assert state == "SUCCEEDED"
     again, state, rt = run(wd, [{"id": "after", "shell": "echo logged; echo x > y", "outputs": ["y"]}])
     rec = rt.store.get_task(again, "after")
-    log = rt.blobs.get_bytes(rec.result["log_key"])
+    log = rt.blobs.get_bytes(rec.result.log_key)
     rt.close()
     assert state == "SUCCEEDED" and log == b"logged\n"  # the reused slot logs normally
 
@@ -223,7 +223,7 @@ def test_a_forged_memo_entry_is_not_reused(tmp_path: Path) -> None:
     second, state, rt = run(wd, tasks)
     rec = rt.store.get_task(second, "a")
     rt.close()
-    assert state == "SUCCEEDED" and rec.state.value == "SUCCEEDED" and rec.result["cache"]["memo"] != "hit"
+    assert state == "SUCCEEDED" and rec.state.value == "SUCCEEDED" and rec.result.cache.memo != "hit"
     assert published(wd, second, "a.txt") == b"honest\n"
 
 

@@ -27,7 +27,7 @@ def check_invariants(store: StateStore, blobs: BlobStore, run_id: str, spec: Run
         if t.lease_expires is not None and t.state in TERMINAL_TASK:
             broken.append(f"task {t.task_id} is {t.state.value} with an orphaned lease")
         if t.state in DONE_OK:
-            outputs = t.result.get("outputs") or {}
+            outputs = (t.result.outputs if t.result is not None else {})
             for path in spec.tasks[t.task_id].outputs:
                 key = data_key(run_id, path)
                 if not blobs.exists(key):

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.backends.local.fs_blobs import FsBlobStore
 from chalicelib.backends.local.sqlite_state import SqliteStateStore
 from chalicelib.engine import events as ev
@@ -118,7 +119,7 @@ def drive(tmp: Path, crash_at: int, seed: int) -> tuple[SqliteStateStore, FsBlob
                     blobs.put_bytes(data_key(run.run_id, path), f"{ins.task_id}".encode())
                 outputs = {p: hashlib.sha256(ins.task_id.encode()).hexdigest()
                            for p in spec.tasks[ins.task_id].outputs}
-                done = ev.TaskSucceeded(run.run_id, ins.task_id, ins.attempt, {"outputs": outputs})
+                done = ev.TaskSucceeded(run.run_id, ins.task_id, ins.attempt, AttemptResult(outputs=outputs))
                 queue.extend([done, done] if rng.random() < 0.3 else [done])
             elif isinstance(ins, ev.Schedule):
                 queue.append(ins.event)

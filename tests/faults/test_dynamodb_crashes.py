@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.sweeper import sweep
 from chalicelib.engine import events as ev
@@ -158,13 +159,13 @@ def execute(cloud: Cloud, spec: RunSpec, run_id: str, ins: ev.Launch, executed: 
     """What a task function or worker would do: run the attempt once, stage out, report."""
     executed[(ins.task_id, ins.attempt)] += 1
     if ins.task_id == "e" and sum(n for (t, _), n in executed.items() if t == "e") == 1:
-        done: ev.Event = ev.TaskFailed(run_id, "e", ins.attempt, Reason.NONZERO_EXIT.value, {"exit_code": 1})
+        done: ev.Event = ev.TaskFailed(run_id, "e", ins.attempt, Reason.NONZERO_EXIT.value, AttemptResult(exit_code=1))
     else:
         outputs = {}
         for path in spec.tasks[ins.task_id].outputs:
             cloud.blobs.put_bytes(data_key(run_id, path), content(ins.task_id, ins.attempt))
             outputs[path] = hashlib.sha256(content(ins.task_id, ins.attempt)).hexdigest()
-        done = ev.TaskSucceeded(run_id, ins.task_id, ins.attempt, {"outputs": outputs})
+        done = ev.TaskSucceeded(run_id, ins.task_id, ins.attempt, AttemptResult(outputs=outputs))
     return [done, done] if rng.random() < 0.3 else [done]
 
 

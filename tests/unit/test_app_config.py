@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from chalice.config import Config
 
 from chalicelib.backends.aws.config import AwsConfig
-from chalicelib.backends.aws.iam_policy import stage_env, stage_policy
+from chalicelib.backends.aws.iam_policy import ROLES, TASK_RUNNER, policy_file, stage_env, stage_policies
 from chalicelib.errors import ConfigError
 from tests.e2e.test_cloud_harness import IAM_ACTIONS, classify
 
@@ -17,8 +18,12 @@ CHALICE = Path(__file__).resolve().parents[2] / ".chalice"
 STAGES = ["dev", "prod"]
 
 def allowed_actions(stage: str) -> set[str]:
-    policy = json.loads((CHALICE / f"policy-{stage}.json").read_text())
-    return {a for st in policy["Statement"] for a in st["Action"]}
+    """What some role of the stage may do (each role's own: tests/e2e/test_cloud_iam.py)."""
+    found: set[str] = set()
+    for role in (*ROLES, TASK_RUNNER):
+        policy = json.loads((CHALICE / policy_file(stage, role)).read_text())
+        found |= {a for st in policy["Statement"] for a in st["Action"]}
+    return found
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -30,21 +35,28 @@ def test_every_stage_sets_memory_and_timeout_per_function(stage: str) -> None:
     assert timeouts == {"api_handler": 29, "coordinator": 60, "task": 900, "submit": 900, "sweeper": 300}
     assert config.scope(stage, "task").lambda_memory_size >= 3008
     assert all(config.scope(stage, fn).lambda_memory_size for fn in timeouts)
-    assert config.scope(stage, "coordinator").iam_policy_file == f"policy-{stage}.json"
-    assert config.scope(stage, "coordinator").autogen_policy is False
+    for role in ROLES:  # a role and a policy of its own each
+        assert config.scope(stage, role).iam_policy_file == policy_file(stage, role)
+        assert config.scope(stage, role).autogen_policy is False
+    assert config.scope(stage, "task").iam_policy_file == f"policy-{stage}.json"  # until bootstrap's role
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_policy_files_are_what_the_generator_writes(stage: str) -> None:
-    committed = json.loads((CHALICE / f"policy-{stage}.json").read_text())
-    assert committed == stage_policy(stage, CHALICE / "config.json"), \
-        "run: python -m chalicelib.backends.aws.iam_policy"
+    for name, policy in stage_policies(stage, CHALICE / "config.json").items():
+        committed = json.loads((CHALICE / name).read_text())
+        assert committed == policy, f"{name}: run python -m chalicelib.backends.aws.iam_policy"
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_policies_name_only_the_stages_resources(stage: str) -> None:
     cfg = AwsConfig.from_env(stage_env(stage, CHALICE / "config.json"))
-    policy = json.loads((CHALICE / f"policy-{stage}.json").read_text())
+    for role in (*ROLES, TASK_RUNNER):
+        policy_names_only_the_stage(stage, json.loads((CHALICE / policy_file(stage, role)).read_text()))
+    assert cfg.table == f"updraft-{stage}"
+
+
+def policy_names_only_the_stage(stage: str, policy: dict[str, Any]) -> None:
     for statement in policy["Statement"]:
         for resource in statement["Resource"]:
             if statement["Sid"] == "Traces":
@@ -54,14 +66,19 @@ def test_policies_name_only_the_stages_resources(stage: str) -> None:
             assert resource.count("*") <= 3  # partition-wide wildcards only for account/region/suffix
     other = "prod" if stage == "dev" else "dev"
     assert f"updraft-{other}" not in json.dumps(policy)
-    assert cfg.table == f"updraft-{stage}"
 
 
 def test_the_policy_allows_every_operation_the_handlers_make() -> None:
-    """The e2e harness checks that every operation a real run makes is in IAM_ACTIONS."""
+    """The e2e harness checks that every operation a real run makes is in IAM_ACTIONS (and
+    tests/e2e/test_cloud_iam.py which role makes it). The worker's role is the stack's."""
+    from infra.names import TEMPLATE
+    from tests.deploy import templates
+    from tests.deploy.reachability import Template
+
     assert classify({"HTTP_X_AMZ_TARGET": "DynamoDB_20120810.UpdateItem"}) == ("dynamodb", "UpdateItem")
+    worker = Template(templates.load(TEMPLATE)).role_actions("WorkerTaskRole")
     for stage in STAGES:
-        allowed = allowed_actions(stage)
+        allowed = allowed_actions(stage) | worker
         missing = {op: action for op, action in IAM_ACTIONS.items() if action not in allowed}
         assert not missing, missing
 

@@ -12,6 +12,7 @@ import pytest
 from chalice.test import Client
 from msgspec.structs import replace
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.backends.aws.components import Cloud, install
 from chalicelib.backends.aws.messages import deferred_body, event_body, lambda_failure_reason, task_result
 from chalicelib.engine import events as ev
@@ -129,7 +130,7 @@ def test_a_failure_whose_read_keeps_failing_is_a_batch_item_failure(h: Harness, 
         return read(rid, tid)
 
     monkeypatch.setattr(h.cloud.store, "get_task", get_task)
-    failed = event_body(ev.TaskFailed(run_id, "a", 1, Reason.NONZERO_EXIT.value, {"exit_code": 3}))
+    failed = event_body(ev.TaskFailed(run_id, "a", 1, Reason.NONZERO_EXIT.value, AttemptResult(exit_code=3)))
     assert h.coordinate([failed]) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
     assert h.cloud.store.get_task(run_id, "a").state is TaskState.DISPATCHED
     assert h.coordinate([failed]) == {"batchItemFailures": []}  # SQS's redelivery
@@ -159,7 +160,7 @@ def test_destination_records_are_acted_on_only_when_needed(h: Harness) -> None:
     run_id = h.submit(ECHO, CAT)
     h.coordinate(h.take())
     payload = h.lam.pending.popleft()
-    done = ev.TaskSucceeded(run_id, "a", 1, {"exit_code": 0})
+    done = ev.TaskSucceeded(run_id, "a", 1, AttemptResult(exit_code=0))
     h.cloud.store.update_task(run_id, "a", [TaskState.DISPATCHED], 1, {"state": TaskState.RUNNING})
     delivered = destination_record(payload, "Success", task_result(done, delivered=True))
     h.coordinate([json.dumps(delivered)])
@@ -180,7 +181,7 @@ def test_a_crashed_task_function_becomes_a_typed_failure(h: Harness) -> None:
     rec = h.cloud.store.get_task(run_id, "a")
     # an `auto` task that timed out as a function is retried in a container (spill)
     assert (rec.state, rec.attempt, rec.placement, rec.reason) == (TaskState.DISPATCHED, 2, "container", "TIMEOUT")
-    assert "raise the task's resources.timeout_s" in rec.result["log_tail"]  # the field to raise
+    assert "raise the task's resources.timeout_s" in rec.result.log_tail  # the field to raise
     assert h.take(h.cloud.container_queue)
 
 
@@ -270,7 +271,7 @@ def test_a_permanent_launch_error_fails_the_attempt_with_the_reason(h: Harness) 
     h.coordinate(h.take())
     rec = h.cloud.store.get_task(run_id, "a")
     assert (rec.state, rec.reason) == (TaskState.FAILED, "LAUNCH")
-    assert "ResourceNotFoundException" in rec.result["log_tail"]
+    assert "ResourceNotFoundException" in rec.result.log_tail
 
 
 def test_a_throttled_launch_is_retried_later(h: Harness) -> None:
@@ -355,18 +356,18 @@ def test_a_completion_with_thousands_of_output_hashes_still_fits_one_sqs_message
     from chalicelib.backends.aws.messages import BODY_BUDGET, decode
 
     outputs = {f"chunks/part-{i:05d}.fa": f"{i:064x}" for i in range(5000)}  # ~450 KB of hashes
-    done = ev.TaskSucceeded("r1", "split", 2, {"exit_code": 0, "duration_s": 3.5, "outputs": outputs,
-                                                "log_tail": "ok\n"})
-    small = ev.TaskSucceeded("r1", "merge", 1, {"exit_code": 0, "outputs": {"total": "f" * 64}})
+    done = ev.TaskSucceeded("r1", "split", 2, AttemptResult(exit_code=0, duration_s=3.5, outputs=outputs,
+                                                             log_tail="ok\n"))
+    small = ev.TaskSucceeded("r1", "merge", 1, AttemptResult(exit_code=0, outputs={"total": "f" * 64}))
     assert decode(event_body(small)).event == small  # a body that fits travels whole
     for body in (event_body(done), deferred_body(done, 1e9), json.dumps(task_result(done, True))):
         assert len(body.encode()) <= BODY_BUDGET < 256 * 1024
     got = decode(event_body(done)).event
     assert isinstance(got, ev.TaskSucceeded) and (got.run_id, got.task_id, got.attempt) == ("r1", "split", 2)
-    assert got.result == {"exit_code": 0, "duration_s": 3.5, "log_tail": "ok\n", "outputs_omitted": 5000}
+    assert got.result == AttemptResult(exit_code=0, duration_s=3.5, log_tail="ok\n", outputs_omitted=5000)
     deferred = decode(deferred_body(done, 1e9))
     assert deferred.due == 1e9 and deferred.event == got
-    huge_tail = ev.TaskFailed("r1", "t", 1, "NONZERO_EXIT", {"exit_code": 1, "log_tail": "x" * 400_000})
+    huge_tail = ev.TaskFailed("r1", "t", 1, "NONZERO_EXIT", AttemptResult(exit_code=1, log_tail="x" * 400_000))
     shed = decode(event_body(huge_tail)).event
     assert isinstance(shed, ev.TaskFailed) and shed.reason == "NONZERO_EXIT"
-    assert shed.result["log_tail"] == "x" * 8192 and shed.result["exit_code"] == 1
+    assert shed.result.log_tail == "x" * 8192 and shed.result.exit_code == 1

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.backends.local.fs_blobs import FsBlobStore
 from chalicelib.backends.local.sqlite_state import SqliteStateStore
 from chalicelib.engine import events as ev
@@ -45,10 +46,10 @@ class Harness:
         return self.handle(ev.Start(self.rid))
 
     def ok(self, tid: str, attempt: int = 1) -> list:
-        return self.handle(ev.TaskSucceeded(self.rid, tid, attempt, {"exit_code": 0}))
+        return self.handle(ev.TaskSucceeded(self.rid, tid, attempt, AttemptResult(exit_code=0)))
 
     def fail(self, tid: str, attempt: int = 1, reason: str = "NONZERO_EXIT") -> list:
-        return self.handle(ev.TaskFailed(self.rid, tid, attempt, reason, {"exit_code": 1}))
+        return self.handle(ev.TaskFailed(self.rid, tid, attempt, reason, AttemptResult(exit_code=1)))
 
     def state(self, tid: str) -> TaskState:
         return self.store.get_task(self.rid, tid).state
@@ -222,7 +223,7 @@ def test_random_event_storm_ends_consistent(tmp_path: Path) -> None:
         events: list[ev.Event] = []
         for launch in batch:
             seen_launch[launch.task_id] = seen_launch.get(launch.task_id, 0) + 1
-            done = ev.TaskSucceeded(h.rid, launch.task_id, launch.attempt, {})
+            done = ev.TaskSucceeded(h.rid, launch.task_id, launch.attempt, AttemptResult())
             events += [done, done] if rng.random() < 0.5 else [done]
         rng.shuffle(events)
         pending += [i for i in h.handle(*events) if isinstance(i, ev.Launch)]
@@ -301,7 +302,7 @@ def test_start_dispatches_in_batches_past_tasks_waiting_out_a_backoff(tmp_path: 
 
 def test_consecutive_completions_of_one_run_are_handled_as_one_group() -> None:
     def done(run: str, task: str) -> ev.TaskSucceeded:
-        return ev.TaskSucceeded(run, task, 1, {})
+        return ev.TaskSucceeded(run, task, 1, AttemptResult())
 
     events = [done("r1", "a"), done("r1", "b"), ev.Start("r1"), done("r1", "c"), done("r2", "d"), done("r1", "e")]
     shape = [[e.task_id for e in item] if isinstance(item, list) else type(item).__name__
@@ -310,8 +311,8 @@ def test_consecutive_completions_of_one_run_are_handled_as_one_group() -> None:
 
 
 def _failed(h: Harness, tid: str, attempt: int, start: float, end: float) -> list:
-    return h.handle(ev.TaskFailed(h.rid, tid, attempt, "NONZERO_EXIT",
-                                  {"exit_code": 1, "started_at": start, "finished_at": end, "duration_s": end - start}))
+    result = AttemptResult(exit_code=1, started_at=start, finished_at=end, duration_s=end - start)
+    return h.handle(ev.TaskFailed(h.rid, tid, attempt, "NONZERO_EXIT", result))
 
 
 def test_every_attempt_is_kept_for_the_report_and_a_failure_carries_its_own_times(tmp_path: Path) -> None:
@@ -328,14 +329,14 @@ def test_every_attempt_is_kept_for_the_report_and_a_failure_carries_its_own_time
     assert a.state is TaskState.FAILED
     # the last attempt's own interval, not the first one's start and the coordinator's clock
     assert (a.started_at, a.finished_at) == (1004.0, 1004.2)
-    assert [(t["attempt"], t["started_at"], t["finished_at"]) for t in a.result["tries"]] == [
+    assert [(t.attempt, t.started_at, t.finished_at) for t in a.tries] == [
         (1, 1000.0, 1001.0), (2, 1002.0, 1002.5)]
     _failed(h, "b", 1, 1000.0, 1001.0)
     h.handle(ev.DispatchDue(h.rid, "b", 2))
-    h.handle(ev.TaskSucceeded(h.rid, "b", 2, {"exit_code": 0, "started_at": 1003.0, "finished_at": 1004.0}))
+    h.handle(ev.TaskSucceeded(h.rid, "b", 2, AttemptResult(exit_code=0, started_at=1003.0, finished_at=1004.0)))
     b = h.store.get_task(h.rid, "b")
     assert b.state is TaskState.SUCCEEDED
-    assert [(t["attempt"], t["reason"]) for t in b.result["tries"]] == [(1, "NONZERO_EXIT")]
+    assert [(t.attempt, t.reason) for t in b.tries] == [(1, "NONZERO_EXIT")]
 
 
 class ThrottledReads:
@@ -378,3 +379,23 @@ def test_a_lease_expiry_whose_read_fails_is_redelivered(tmp_path: Path, monkeypa
     h.handle(ev.LeaseExpired(h.rid, "a", 1))
     assert h.store.get_task(h.rid, "a").attempt == 2  # a lost worker's extra attempt
 
+
+
+def test_a_function_attempts_lease_covers_its_wait_in_the_platforms_queue_until_claimed(tmp_path: Path) -> None:
+    """Lambda keeps a throttled async invoke up to its max event age: until the attempt is
+    claimed its lease is that age + the grace, not its timeout; the claim sets the timeout's."""
+    h = Harness(tmp_path, [T("a", placement="function", resources={"timeout_s": 60})])
+    h.co.config = CoordinatorConfig(function_queue_s=21_600.0)
+    h.start()
+    rec = h.store.get_task(h.rid, "a")
+    assert rec.state is TaskState.DISPATCHED
+    assert rec.lease_expires == h.clock.now() + 21_600.0 + h.co.config.lease_grace_s
+    h.clock.t += 3600  # long past timeout + grace: the sweeper's LeaseExpired is a no-op
+    h.handle(ev.LeaseExpired(h.rid, "a", 1))
+    assert (h.state("a"), h.store.get_task(h.rid, "a").attempt) == (TaskState.DISPATCHED, 1)
+    h.handle(ev.TaskStarted(h.rid, "a", 1, h.clock.now(), 90.0))  # claimed: the normal lease
+    assert h.store.get_task(h.rid, "a").lease_expires == h.clock.now() + 90.0
+    # without a queue (local pools) the dispatch lease is the timeout's, as before
+    g = Harness(tmp_path / "local", [T("b", placement="function", resources={"timeout_s": 60})])
+    g.start()
+    assert g.store.get_task(g.rid, "b").lease_expires == g.clock.now() + 60 + g.co.config.lease_grace_s

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.backends.aws.config import AwsConfig
 from chalicelib.backends.aws.launchers import FunctionLauncher, LaunchError
 from chalicelib.backends.local.fs_blobs import FsBlobStore
@@ -134,7 +135,7 @@ def _coordinator(tmp: Path, task: dict[str, Any], sizes: tuple[int, ...]) -> tup
 
 
 def _oom(co: Coordinator, rid: str, attempt: int) -> ev.Launch:
-    out = co.handle([ev.TaskFailed(rid, "a", attempt, "OOM", {"exit_code": None})])
+    out = co.handle([ev.TaskFailed(rid, "a", attempt, "OOM", AttemptResult(exit_code=None))])
     return next(i for i in out if isinstance(i, ev.Launch))
 
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.engine.records import TaskRecord
 from chalicelib.engine.states import TaskState
 from chalicelib.planner.history import JsonlHistoryStore, MemoryHistoryStore, Sample, samples_from_run
@@ -102,12 +103,12 @@ def test_samples_from_a_finished_run_keep_successes_and_limit_failures() -> None
         Task(id="bad", command=("blastn",)),
         Task(id="cached", command=("blastn",)),
     ))
-    result = {"duration_s": 3.0, "bytes_in": 10, "bytes_out": 20, "peak_rss_mb": 90.5, "finished_at": 5.0}
+    result = AttemptResult(duration_s=3.0, bytes_in=10, bytes_out=20, peak_rss_mb=90.5, finished_at=5.0)
     records = [
         TaskRecord("r", "ok", TaskState.SUCCEEDED, 1, "container", 0, result=result),
         TaskRecord("r", "oom", TaskState.FAILED, 2, "function", 0, reason="OOM", result=result),
         TaskRecord("r", "bad", TaskState.FAILED, 1, "function", 0, reason="NONZERO_EXIT", result=result),
-        TaskRecord("r", "cached", TaskState.CACHED, 1, "function", 0, result={}),
+        TaskRecord("r", "cached", TaskState.CACHED, 1, "function", 0, result=AttemptResult()),
     ]
     local = samples_from_run(wf, records)
     assert [(s.env, s.vcpus, s.ok) for s in local] == [("local", None, True), ("local", None, False)]
@@ -124,9 +125,9 @@ def test_a_big_run_adds_a_thinned_history_but_keeps_every_failure(tmp_path: Path
 
     wf = Workflow("w", tuple(Task(id=f"t{i}", command=("true",)) for i in range(1000)))
     records = [TaskRecord("r", f"t{i}", TaskState.SUCCEEDED, 1, "function", 0,
-                          result={"duration_s": float(i), "finished_at": float(i)}) for i in range(999)]
+                          result=AttemptResult(duration_s=float(i), finished_at=float(i))) for i in range(999)]
     records.append(TaskRecord("r", "t999", TaskState.FAILED, 1, "function", 0, reason="OOM",
-                              result={"duration_s": 1.0, "peak_rss_mb": 200.0}))
+                              result=AttemptResult(duration_s=1.0, peak_rss_mb=200.0)))
     assert record_history(str(tmp_path), wf, records, per_type=100) == 101
     got = JsonlHistoryStore.in_workdir(str(tmp_path)).samples()
     durations = sorted(s.duration_s for s in got if s.ok)

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from chalicelib.attempt import AttemptResult, CacheUse
 from chalicelib.backends.aws.attempts import record_outcome
 from chalicelib.backends.aws.observability import Observability
 from chalicelib.engine.events import TaskFailed, TaskSucceeded
@@ -26,10 +27,10 @@ def emf_documents(out: str) -> list[dict]:
 
 def test_outcome_duration_and_cache_bytes_by_type_and_placement(capsys: pytest.CaptureFixture[str]) -> None:
     obs = Observability(namespace="UpdraftTest")
-    ok = TaskSucceeded("r", "t", 1, {"duration_s": 2.5, "cache": {"bytes_from_cache": 4096}})
+    ok = TaskSucceeded("r", "t", 1, AttemptResult(duration_s=2.5, cache=CacheUse(bytes_from_cache=4096)))
     record_outcome(obs, ok, "mProjectPP", "function")
-    record_outcome(obs, TaskSucceeded("r", "u", 1, {"duration_s": 0.0}, cached=True), "mAdd", "container")
-    record_outcome(obs, TaskFailed("r", "v", 1, "OOM", {"duration_s": 1.0}), "mAdd", "container")
+    record_outcome(obs, TaskSucceeded("r", "u", 1, AttemptResult(duration_s=0.0), cached=True), "mAdd", "container")
+    record_outcome(obs, TaskFailed("r", "v", 1, "OOM", AttemptResult(duration_s=1.0)), "mAdd", "container")
     docs = emf_documents(capsys.readouterr().out)
     by_type = [d for d in docs if "TaskDurationByType" in d]
     assert {(d["TaskType"], d["Placement"], d["TaskDurationByType"][0]) for d in by_type} == {

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.backends.local.sqlite_state import SqliteStateStore
 from chalicelib.engine import transitions as tr
 from chalicelib.engine.records import RunRecord, TaskRecord
@@ -141,10 +142,11 @@ TASK_CALLS: dict[str, Callable[[SqliteStateStore, TaskRecord], TaskRecord | tr.R
     "renew": lambda s, r: tr.renew(s, RUN, r.task_id, r.attempt, 60.0),
     "unclaim": lambda s, r: tr.unclaim(s, RUN, r.task_id, r.attempt, 60.0),
     "relaunch": lambda s, r: tr.relaunch(s, RUN, r.task_id, r.attempt, 5.0),
-    "retry": lambda s, r: tr.retry(s, r, reason="NONZERO_EXIT", result={}, not_before=1.0, placement="function",
-                                   max_attempts=3),
-    "fail": lambda s, r: tr.fail(s, RUN, r.task_id, r.attempt, reason="NONZERO_EXIT", result={}, now=1.0),
-    "finish": lambda s, r: tr.finish(s, RUN, [(r.task_id, r.attempt, False, {"exit_code": 0}, 1.0)])[0],
+    "retry": lambda s, r: tr.retry(s, r, reason="NONZERO_EXIT", result=AttemptResult(), not_before=1.0,
+                                   placement="function", max_attempts=3, book=tr.Bookkeeping()),
+    "fail": lambda s, r: tr.fail(s, RUN, r.task_id, r.attempt, reason="NONZERO_EXIT", result=AttemptResult(),
+                                 now=1.0, book=tr.Bookkeeping()),
+    "finish": lambda s, r: tr.finish(s, RUN, [(r.task_id, r.attempt, False, AttemptResult(exit_code=0), 1.0)])[0],
     "upstream_failed": lambda s, r: tr.upstream_failed(s, RUN, r.task_id, "p", 1.0),
     "cancel_live": lambda s, r: tr.cancel_live(s, r, 1.0),
     "reset": lambda s, r: tr.reset(s, RUN, r.task_id, ready=True, attempt=r.attempt + 1, done_parents=[],

@@ -48,8 +48,9 @@ class Where(Struct, frozen=True):
 
     `lease_s` gives the lease a claim takes for the task about to run (the function's deadline,
     or the worker's heartbeat period); `fit` adjusts the task first (the function caps its
-    timeout to the invocation's remaining time); `extra` goes on the result (the size it ran
-    at); `all_orphans`: the process runs nothing but tasks (runner.run_task); `fallback`: the
+    timeout to the invocation's remaining time); `extra` sets fields of the attempt's
+    AttemptResult (the size it ran at: `function_mb`, or `container_cpu` and
+    `container_memory_mb`); `all_orphans`: the process runs nothing but tasks (runner.run_task); `fallback`: the
     completion has another way to the coordinator when the send fails (the function's
     OnSuccess destination), so a failed send is logged rather than raised."""
 
@@ -109,7 +110,7 @@ def run_attempt(
         return Ran(handed_back=True)
     event = outcome.event
     if where.extra:
-        event = replace(event, result={**event.result, **where.extra})
+        event = replace(event, result=replace(event.result, **where.extra))
     record_outcome(obs, event, task.task_type, where.placement)
     return Ran(event, report(cloud, obs, event, where.fallback))
 
@@ -138,19 +139,20 @@ def with_resources(task: Task, overrides: Mapping[str, float]) -> Task:
     return replace(task, resources=task.resources.grown(overrides)) if overrides else task
 
 
-def record_outcome(obs: Observability, event: Any, task_type: str = "", placement: str = "") -> None:
+def record_outcome(obs: Observability, event: TaskSucceeded | TaskFailed, task_type: str = "",
+                   placement: str = "") -> None:
     """Metrics of one finished attempt: outcome and duration by task type and placement, and
     the bytes the cache saved fetching."""
-    duration = event.result.get("duration_s")
+    duration = event.result.duration_s
     outcome = "cached" if getattr(event, "cached", False) else ("succeeded" if isinstance(event, TaskSucceeded)
                                                                  else "failed")
-    if isinstance(duration, int | float):
+    if duration is not None:
         obs.seconds("TaskDuration", float(duration))
         if task_type:
             obs.seconds("TaskDurationByType", float(duration), TaskType=task_type, Placement=placement)
     obs.count("TasksByOutcome", 1, Outcome=outcome, Placement=placement or "unknown")
-    saved = (event.result.get("cache") or {}).get("bytes_from_cache")
-    if isinstance(saved, int | float) and saved:
+    saved = event.result.cache.bytes_from_cache if event.result.cache is not None else 0
+    if saved:
         obs.bytes("CacheBytesSaved", float(saved), Placement=placement or "unknown")
     if isinstance(event, TaskSucceeded):
         obs.count("TasksSucceeded")

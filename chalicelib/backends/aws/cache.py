@@ -57,6 +57,7 @@ def input_hashes(store: StateStore, spec: RunSpec, run_id: str, task: Task) -> d
     producers = {spec.graph.producers[p] for p in task.inputs if p in spec.graph.producers}
     known: dict[str, str] = {}
     for producer in sorted(producers):
-        outputs = (store.get_task(run_id, producer).result or {}).get("outputs") or {}
-        known.update({p: h for p, h in outputs.items() if p in task.inputs and isinstance(h, str)})
+        result = store.get_task(run_id, producer).result
+        if result is not None:
+            known.update({p: h for p, h in result.outputs.items() if p in task.inputs})
     return known

@@ -24,6 +24,7 @@ from chalicelib.backends.aws.launchers import ContainerLauncher, FunctionLaunche
 from chalicelib.backends.aws.s3_blobs import S3BlobStore
 from chalicelib.backends.aws.shell import CloudShell
 from chalicelib.backends.aws.sqs_queues import QueueEventSink, SqsQueue
+from chalicelib.backends.aws.wiring import TASK_EVENT_AGE_S
 from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
 from chalicelib.engine.events import Cancel, Start
 from chalicelib.engine.records import RunRecord
@@ -82,6 +83,8 @@ class Cloud(Struct, dict=True):  # dict: the cached_property parts
         config = self.coordinator_config
         if not config.function_sizes:  # an out-of-memory retry steps through the deployed sizes
             config = replace(config, function_sizes=self.config.sizes.function_mb)
+        if not config.function_queue_s:  # an invoke may wait in Lambda's queue this long (wiring.py)
+            config = replace(config, function_queue_s=float(TASK_EVENT_AGE_S))
         return Coordinator(self.store, self.specs, config=config)
 
     @cached_property
@@ -102,8 +105,9 @@ class Cloud(Struct, dict=True):  # dict: the cached_property parts
         return self.config.sizes.function_limits()
 
     def read_request(self, body: Any, raw: bytes | None) -> Request:
-        from chalicelib.backends.aws.submit import request, request_submission
+        from chalicelib.backends.aws.submit import check_body_size, request, request_submission
 
+        check_body_size(raw, self)
         return request(request_submission(body, raw), self)
 
     def resolve_inputs(self, workflow: Workflow, data: str | None, source: str | None) -> Resolved:

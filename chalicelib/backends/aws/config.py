@@ -15,6 +15,7 @@ from typing import Any
 from msgspec import Struct
 from msgspec.structs import fields, replace
 
+from chalicelib.backends.aws.wiring import EVENTS_MAX_CONCURRENCY
 from chalicelib.errors import ConfigError
 from chalicelib.planner.pricing import FARGATE_SIZES
 from chalicelib.workflow.limits import DEFAULT_FUNCTION_SIZES, DeployedSizes
@@ -55,6 +56,7 @@ ENV = {
     "multipart_threshold_mb": "UPDRAFT_MULTIPART_THRESHOLD_MB",
     "stuck_run_after_s": "UPDRAFT_STUCK_RUN_AFTER_S",
     "max_tasks": "UPDRAFT_MAX_TASKS",
+    "api_max_tasks": "UPDRAFT_API_MAX_TASKS",
     "api_auth": "UPDRAFT_API_AUTH",
     "sweep_minutes": "UPDRAFT_SWEEP_MINUTES",
     "submit_queue": "UPDRAFT_SUBMIT_QUEUE",
@@ -65,6 +67,8 @@ ENV = {
     "worker_memory_mb": "UPDRAFT_WORKER_MEMORY_MB",
     "container_max_cpu": "UPDRAFT_CONTAINER_MAX_CPU",
     "container_max_memory_mb": "UPDRAFT_CONTAINER_MAX_MEMORY_MB",
+    "events_concurrency": "UPDRAFT_EVENTS_CONCURRENCY",
+    "input_buckets": "UPDRAFT_INPUT_BUCKETS",
 }
 
 
@@ -105,6 +109,7 @@ class AwsConfig(Struct, frozen=True):
     multipart_threshold_mb: int = 64  # files above this are uploaded in parts
     stuck_run_after_s: float = 900.0  # sweeper re-counts a run whose counters are this quiet
     max_tasks: int = 250_000  # largest workflow accepted
+    api_max_tasks: int = 20_000  # largest POST /runs (29 s to answer); larger ones are uploaded under submit/
     api_auth: str = "iam"  # "iam" (SigV4-signed requests only) or "none" (behind your own auth)
     sweep_minutes: int = 2  # how often the sweeper runs
     submit_queue: str = ""  # uploads under submit/ notify this queue; "" = a direct S3 trigger
@@ -122,6 +127,13 @@ class AwsConfig(Struct, frozen=True):
     worker_memory_mb: int = 4096
     container_max_cpu: int = 16384
     container_max_memory_mb: int = 122_880
+    # Coordinators the events trigger runs at once (its MaximumConcurrency, read by app.py at
+    # deploy); the stage reserves at least this much concurrency for the coordinator.
+    events_concurrency: int = EVENTS_MAX_CONCURRENCY
+    # Buckets (or bucket/prefix) of workflow inputs outside the stage's bucket, comma-separated:
+    # the policies (iam_policy.py; the stack's InputReadArns) let the API, submit and the task
+    # runners read them. Not read at run time: a deploy setting.
+    input_buckets: str = ""
 
     @property
     def sizes(self) -> DeployedSizes:
@@ -181,6 +193,9 @@ class AwsConfig(Struct, frozen=True):
             raise ConfigError("UPDRAFT_MAX_WORKERS must be 0 or more")
         if self.api_auth not in ("iam", "none"):
             raise ConfigError(f"UPDRAFT_API_AUTH must be 'iam' or 'none', got {self.api_auth!r}")
+        if not 2 <= self.events_concurrency <= 1000:
+            raise ConfigError(f"UPDRAFT_EVENTS_CONCURRENCY={self.events_concurrency}: an SQS trigger's "
+                              "MaximumConcurrency is 2 to 1000")
         if self.worker_lease_s < 3:
             raise ConfigError("UPDRAFT_WORKER_LEASE_S must be at least 3 seconds")
         sizes = DeployedSizes.parse(self.function_sizes)

@@ -25,7 +25,7 @@ from typing import Any
 
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.messages import Decoded, decode
-from chalicelib.backends.aws.provision import MAX_RECEIVES
+from chalicelib.backends.aws.wiring import EVENTS_MAX_RECEIVES
 from chalicelib.engine import transitions
 from chalicelib.engine.events import Event, Instruction, Kill, RunFinished
 from chalicelib.engine.records import RunRecord
@@ -36,8 +36,9 @@ log = logging.getLogger("updraft.coordinator")
 
 DUE_SLACK_S = 1.0
 # Receives of one message before SQS moves it to the dead-letter queue (the events queue's
-# redrive policy: infra/stack.yaml and provision.py, checked equal by the tests).
-DEAD_LETTER_AFTER = MAX_RECEIVES
+# redrive policy: infra/stack.yaml and provision.py, checked equal by the tests; wiring.py
+# derives it: throttled receives plus the coordinator's own attempts).
+DEAD_LETTER_AFTER = EVENTS_MAX_RECEIVES
 
 
 def handle_batch(raw_event: dict[str, Any], cloud: Cloud) -> dict[str, Any]:

@@ -12,9 +12,21 @@ import json
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from msgspec.structs import replace
+
+from chalicelib.attempt import AttemptResult, decode_result, encode_result
 from chalicelib.backends.aws import ddb_expr as x
 from chalicelib.backends.aws.clients import AwsClients
-from chalicelib.engine.records import RunRecord, TaskRecord
+from chalicelib.engine.records import (
+    BOOKKEEPING,
+    RunRecord,
+    TaskRecord,
+    decode_resources,
+    decode_tries,
+    encode_resources,
+    encode_tries,
+    with_legacy,
+)
 from chalicelib.engine.states import RunState, TaskState
 
 INLINE_FANIN_MAX = 64  # parents counted inside the child's item (dp) up to this many
@@ -95,8 +107,11 @@ TASK_ATTR = {
     "state": "st", "attempt": "att", "placement": "pl", "max_attempts": "maxa",
     "lease_expires": "lease", "not_before": "nb", "started_at": "sa", "finished_at": "fa",
     "exit_code": "ec", "reason": "rsn", "result": "res",
+    "lost_workers": "lw", "resources": "rsc", "tries": "tries", "failed_parent": "fp",
 }
-TEXT_FIELDS = {"state", "placement", "reason"}
+TEXT_FIELDS = {"state", "placement", "reason", "failed_parent"}
+# Fields whose empty value (no result, 0, {}, ()) is kept as no attribute at all.
+ABSENT_WHEN_EMPTY = frozenset({"result", *BOOKKEEPING})
 
 
 def logical_state(item: Mapping[str, Any]) -> TaskState:
@@ -106,19 +121,24 @@ def logical_state(item: Mapping[str, Any]) -> TaskState:
     return state
 
 
-def task_record(item: Mapping[str, Any]) -> TaskRecord:
+def task_record(item: Mapping[str, Any], legacy: bool = True) -> TaskRecord:
+    """The record of a task item. `legacy` False: without the engine bookkeeping a result of
+    the previous version carries (records.with_legacy)."""
     run_id = item["pk"]["S"][2:].rsplit("#T", 1)[0]
     res = x.untext(item.get("res"))
     ec = x.unnum(item.get("ec"))
-    return TaskRecord(
+    rsc, tries = x.untext(item.get("rsc")), x.untext(item.get("tries"))
+    return with_legacy(TaskRecord(
         run_id=run_id, task_id=item["sk"]["S"][len(TASK_PREFIX):], state=logical_state(item),
         attempt=int(x.unnum(item["att"]) or 0), placement=item["pl"]["S"],
         pending=int(x.unnum(item["pend"]) or 0), max_attempts=int(x.unnum(item["maxa"]) or 1),
         lease_expires=x.unnum(item.get("lease")), not_before=x.unnum(item.get("nb")),
         started_at=x.unnum(item.get("sa")), finished_at=x.unnum(item.get("fa")),
         exit_code=None if ec is None else int(ec), reason=x.untext(item.get("rsn")),
-        result=json.loads(res) if res else {},
-    )
+        result=decode_result(res) if res else None, lost_workers=int(x.unnum(item.get("lw")) or 0),
+        resources=decode_resources(rsc) if rsc else {}, tries=decode_tries(tries) if tries else (),
+        failed_parent=x.untext(item.get("fp")),
+    ), res if legacy else None)
 
 
 def run_record(item: Mapping[str, Any]) -> RunRecord:
@@ -133,42 +153,44 @@ def run_record(item: Mapping[str, Any]) -> RunRecord:
 def attr_value(field: str, value: Any) -> dict[str, Any]:
     if field == "result":
         return x.text(result_json(value))
+    if field == "resources":
+        return x.text(encode_resources(value))
+    if field == "tries":
+        return x.text(encode_tries(value))
     if field in TEXT_FIELDS:
         return x.text(str(value.value if isinstance(value, TaskState) else value))
     return x.num(value)
 
 
-def result_json(result: Mapping[str, Any]) -> str:
-    """The result as stored: compact JSON, with the log tail shortened (and marked) if huge."""
-    raw = json.dumps(result, separators=(",", ":"), sort_keys=True, default=str)
-    if len(raw.encode("utf-8")) <= RESULT_MAX_BYTES:
-        return raw
-    slim = {k: v for k, v in result.items() if k != "log_tail"}
-    slim["result_truncated"] = True
-    tail = str(result.get("log_tail", ""))
-    room = RESULT_MAX_BYTES - len(json.dumps(slim, default=str)) - 256
-    if room > 0:
-        slim["log_tail"] = tail[-room:]
-    raw = json.dumps(slim, separators=(",", ":"), sort_keys=True, default=str)
-    if len(raw.encode("utf-8")) > RESULT_MAX_BYTES:  # the other fields themselves are huge
-        keep = ("exit_code", "started_at", "finished_at", "duration_s", "log_key")
-        raw = json.dumps({**{k: result[k] for k in keep if k in result}, "result_truncated": True},
-                         separators=(",", ":"), sort_keys=True, default=str)
-    return raw
+def stored_result(result: AttemptResult) -> AttemptResult:
+    """The result as the item keeps it: itself, or, over RESULT_MAX_BYTES, with its log tail
+    shortened (and marked), or, when its other fields are themselves huge, its timings only."""
+    if len(encode_result(result)) <= RESULT_MAX_BYTES:
+        return result
+    slim = replace(result, log_tail=None, result_truncated=True)
+    room = RESULT_MAX_BYTES - len(encode_result(slim)) - 256
+    if room > 0 and result.log_tail:
+        slim = replace(slim, log_tail=result.log_tail[-room:])
+    if len(encode_result(slim)) > RESULT_MAX_BYTES:  # the other fields themselves are huge
+        slim = AttemptResult(exit_code=result.exit_code, started_at=result.started_at,
+                             finished_at=result.finished_at, duration_s=result.duration_s,
+                             log_key=result.log_key, result_truncated=True)
+    return slim
+
+
+def result_json(result: AttemptResult) -> str:
+    """The result as stored: compact JSON of `stored_result`."""
+    return encode_result(stored_result(result)).decode()
 
 
 def coerce_task_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
     """The changes as the item will hold them, so that the record an update returns is the one
-    a later read gives: a state as TaskState, no result as {}, a huge result as stored."""
+    a later read gives: a state as TaskState, a huge result as stored."""
     out = dict(changes)
     if "state" in out:
         out["state"] = TaskState(out["state"])
-    if out.get("result") is None and "result" in out:
-        out["result"] = {}
-    elif out.get("result"):
-        stored = result_json(out["result"])
-        if '"result_truncated":true' in stored:  # shortened (rare): read back what is kept
-            out["result"] = json.loads(stored)
+    if out.get("result") is not None:
+        out["result"] = stored_result(out["result"])
     return out
 
 

@@ -19,7 +19,9 @@ Key design (table key: pk, sk, both strings)
   exactly one write unit, never two or three.
 
 Task item attributes: st state, att attempt, pl placement, pend parents not yet finished,
-maxa, lease, nb (not before), sa, fa, ec, rsn, res (result JSON), seq (submission order),
+maxa, lease, nb (not before), sa, fa, ec, rsn, res (result JSON: chalicelib/attempt.py), lw (lost
+workers), rsc (resource overrides, JSON), tries (earlier attempts, JSON), fp (failed parent),
+seq (submission order),
 dp (string set of 8-byte digests of the parents already counted), fan ("E" when the task has
 more than 64 parents: its counted parents are separate edge items instead of dp, so no item
 grows with fan-in). A task with st=WAITING and pend=0 *is* READY: the decrement that reaches
@@ -57,25 +59,34 @@ consistent: 200 x 4 = 800 RCU/s in total, 200 per partition (7% of 3,000). The r
 written a handful of times per run. Even with batches of one event the counter partitions
 see (2,000 + 1,000)/4 = 750 WCU/s (75%); raise C for more. A
 100,000-task run is 100,000 items of ~0.3-1 KB (the largest is a failed task carrying a 4 KB
-log tail; results are capped at RESULT_MAX_BYTES), far from the 400 KB item limit.
+log tail; a result over 4 KB goes to S3 and the item keeps a slim copy, dynamodb_results.py;
+inline results are capped at RESULT_MAX_BYTES), far from the 400 KB item limit.
 
-Listing a run's tasks by state is a Query of its S task partitions with a state filter: it
-reads every task item of the run (100,000 tasks ~ 50 MB ~ 6,000 read units, $0.0008), and
-happens at start, cancel, resume, on the API and in the sweeper, never per task event. A
-GSI on state would instead add two index writes to every transition (index key change = a
-delete and a put), doubling the cost of the hot path.
+Measured (scripts/bench-ddb-writes, docs/benchmarks.md): 5.9 write units per completion with
+E = 1.8 - the claim's own counter write (the task function claims outside a coordinator batch)
+comes on top of the 5 above - so ~5,900 WCU/s for the table at 1,000 completions/s, which is
+more than a new on-demand table's first 4,000 (docs/aws.md: pre-warm it or provision it); no
+partition passes ~45% of its 1,000 (tests/contract/test_dynamodb_partitions.py).
+
+Listing a run's tasks by state pages through its S task partitions (dynamodb_pages.py): their
+key-ordered Queries merged in task id order, a few items per shard at a time, so a page of n
+tasks reads ~n items plus a few per shard, and a sparse state filter stops at a read budget.
+Only a full listing (`iter_tasks`, `list_tasks` without a limit: status, resume, recount) reads
+every item of the run (100,000 tasks ~ 50 MB ~ 6,000 read units, $0.0008). A GSI on state
+would instead add two index writes to every transition (index key change = a delete and a
+put), doubling the cost of the hot path.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from itertools import islice
 from typing import Any
 
 from msgspec.structs import replace
@@ -84,6 +95,7 @@ from chalicelib.backends.aws import ddb_expr as x
 from chalicelib.backends.aws.clients import AwsClients, error_code
 from chalicelib.backends.aws.config import DYNAMODB_MAX_BATCH_GET, DYNAMODB_MAX_BATCH_WRITE, AwsConfig
 from chalicelib.backends.aws.dynamodb_items import (
+    ABSENT_WHEN_EMPTY,
     ALL_RUNS,
     GSI_BY_STATE,
     GSI_BY_TIME,
@@ -108,13 +120,25 @@ from chalicelib.backends.aws.dynamodb_items import (
     task_pk,
     task_record,
 )
+from chalicelib.backends.aws.dynamodb_pages import ShardReader, page_merge
+from chalicelib.backends.aws.dynamodb_results import needs_spill, slim, spill_key
 from chalicelib.engine.ports import complete_each, update_each
-from chalicelib.engine.records import RunRecord, TaskRecord, check_limit, check_mutable, check_new_tasks
+from chalicelib.engine.records import (
+    RunRecord,
+    TaskPage,
+    TaskRecord,
+    check_limit,
+    check_mutable,
+    check_new_tasks,
+    with_legacy,
+)
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
 from chalicelib.errors import NotFoundError, StateConflictError, UpdraftError
 
 __all__ = ["INLINE_FANIN_MAX", "RESULT_MAX_BYTES", "TABLE_KEYS", "DynamoStateStore", "StoreThrottledError",
            "create_table"]
+
+log = logging.getLogger("updraft.store")
 
 BATCH_WRITE_TRIES = 8
 CAS_TRIES = 50
@@ -247,8 +271,10 @@ class DynamoStateStore:
             value = getattr(t, name)
             if value is not None:
                 item[TASK_ATTR[name]] = attr_value(name, value)
-        if t.result:
-            item["res"] = attr_value("result", t.result)
+        for name in ABSENT_WHEN_EMPTY:
+            value = getattr(t, name)
+            if value:
+                item[TASK_ATTR[name]] = attr_value(name, value)
         return item
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -315,6 +341,45 @@ class DynamoStateStore:
             raise _run_conflict(run_record(old), expect) from None
         return run_record(resp["Attributes"])
 
+    def delete_run(self, run_id: str, expect: Collection[RunState]) -> RunRecord:
+        """The task, edge and counter items go first, the run item last and on condition of
+        its state: a delete cut short leaves the run listed, and the same call finishes it."""
+        cur = self.get_run(run_id)
+        if cur.state not in expect:
+            raise _run_conflict(cur, expect)
+        tshards, cshards = self._run_shards(run_id)
+        keys: list[dict[str, Any]] = [counter_key(run_id, j) for j in range(cshards)]
+        for shard in range(tshards):  # task items and the edge items beside them
+            e = x.Expr()
+            cond = f"{e.n('pk')} = {e.v(x.text(task_pk(run_id, shard)))}"
+            kwargs: dict[str, Any] = {}
+            while True:
+                resp = self._ddb.query(TableName=self.table, KeyConditionExpression=cond, ConsistentRead=True,
+                                       ProjectionExpression=f"{e.n('pk')}, {e.n('sk')}", **e.kwargs(), **kwargs)
+                keys.extend({"pk": i["pk"], "sk": i["sk"]} for i in resp.get("Items", []))
+                if "LastEvaluatedKey" not in resp:
+                    break
+                kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        with self._lock:
+            self._deltas.pop(run_id, None)
+        self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
+        e = x.Expr()
+        expect_vals = ", ".join(e.v(x.text(RunState(s).value)) for s in expect) or e.v(x.text("-"))
+        try:
+            self._ddb.delete_item(TableName=self.table, Key=run_key(run_id),
+                                  ConditionExpression=f"{e.n('rs')} IN ({expect_vals})",
+                                  ReturnValuesOnConditionCheckFailure="ALL_OLD", **e.kwargs())
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            old = getattr(exc, "response", {}).get("Item")
+            if not old:
+                raise NotFoundError(f"no run {run_id!r} in table {self.table}") from None
+            raise _run_conflict(run_record(old), expect) from None
+        self._shards.pop(run_id, None)
+        self._edge_mode = {k for k in self._edge_mode if k[0] != run_id}
+        return cur
+
     # ---- tasks -----------------------------------------------------------------------------
 
     def _task_key(self, run_id: str, task_id: str) -> dict[str, Any]:
@@ -336,7 +401,48 @@ class DynamoStateStore:
         self, run_id: str, states: Collection[TaskState] | None = None, limit: int | None = None,
     ) -> list[TaskRecord]:
         check_limit(limit)
-        return list(islice(self.iter_tasks(run_id, states), limit))
+        if limit is None:
+            return list(self.iter_tasks(run_id, states))
+        self._run_shards(run_id)  # NotFoundError for an unknown run, even with limit 0
+        out: list[TaskRecord] = []
+        after: str | None = None
+        while len(out) < limit:  # pages read only what they need (task id order)
+            page = self.page_tasks(run_id, states, limit - len(out), after)
+            out.extend(page.tasks)
+            if page.after is None:
+                break
+            after = page.after
+        return out
+
+    def page_tasks(
+        self, run_id: str, states: Collection[TaskState] | None = None, limit: int = 256,
+        after: str | None = None,
+    ) -> TaskPage:
+        """Task id order: the S shards' key-ordered Queries (`sk > T#<after>`) merged, each
+        reading a few items at a time, so a page of n reads ~n items (more with a sparse
+        `states`, at most dynamodb_pages.PAGE_READ_BUDGET: then the page ends early, at the position it
+        reached)."""
+        if limit < 1:
+            raise ValueError(f"limit must be 1 or more, not {limit}")
+        tshards, _ = self._run_shards(run_id)
+        return page_merge(self._shard_reader(run_id, states), tshards, limit, after, self.parallelism)
+
+    def _shard_reader(
+        self, run_id: str, states: Collection[TaskState] | None,
+    ) -> ShardReader:
+        def read(shard: int, start: str, n: int) -> tuple[list[dict[str, Any]], str | None, int]:
+            """Up to n items of one shard after task id `start`: (items, last id looked at or
+            None at the shard's end, how many were looked at)."""
+            e = x.Expr()
+            cond = (f"{e.n('pk')} = {e.v(x.text(task_pk(run_id, shard)))} "
+                    f"AND {e.n('sk')} > {e.v(x.text(TASK_PREFIX + start))}")
+            kwargs: dict[str, Any] = {"FilterExpression": state_condition(e, states)} if states is not None else {}
+            resp = self._ddb.query(TableName=self.table, KeyConditionExpression=cond, ConsistentRead=True,
+                                   Limit=n, **e.kwargs(), **kwargs)
+            last = resp.get("LastEvaluatedKey")
+            seen = last["sk"]["S"][len(TASK_PREFIX):] if last else None
+            return list(resp.get("Items", [])), seen, int(resp.get("ScannedCount", len(resp.get("Items", []))))
+        return read
 
     def iter_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> Iterator[TaskRecord]:
         # The shards are read in parallel and merged by submission order, so the raw items are
@@ -377,7 +483,7 @@ class DynamoStateStore:
         expect_attempt: int | None, changes: Mapping[str, Any],
     ) -> TaskRecord:
         check_mutable("task", changes)
-        changes = coerce_task_changes(changes)
+        changes = coerce_task_changes(self._spilled(run_id, task_id, changes))
         e = x.Expr()
         cond = f"attribute_exists({e.n('sk')}) AND {state_condition(e, expect_states)}"
         if expect_attempt is not None:
@@ -385,7 +491,7 @@ class DynamoStateStore:
         sets, removes = [], []
         for field, value in changes.items():
             attr = e.n(TASK_ATTR[field])
-            if value is None or (field == "result" and not value):
+            if value is None or (field in ABSENT_WHEN_EMPTY and not value):
                 removes.append(attr)
             else:
                 sets.append(f"{attr} = {e.v(attr_value(field, value))}")
@@ -402,11 +508,30 @@ class DynamoStateStore:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
             raise self._conflict(run_id, task_id, exc, expect_states, expect_attempt) from None
-        old = task_record(resp["Attributes"])
+        old = task_record(resp["Attributes"], legacy=False)
+        # as a later read gives it: with what a result of the previous version carries, while it stays
         new = replace(old, **changes)
+        if "result" not in changes:
+            new = with_legacy(new, x.untext(resp["Attributes"].get("res")))
         if "state" in changes:
             self._count(run_id, old.state, new.state)
         return new
+
+    def _spilled(self, run_id: str, task_id: str, changes: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The changes with a large result written to S3 and only its slim copy kept
+        (dynamodb_results.py). If S3 refuses, the result stays inline (capped at 32 KB)."""
+        text = needs_spill(changes.get("result"))
+        if text is None:
+            return changes
+        key = spill_key(run_id, task_id, text)
+        try:
+            self.clients.s3.put_object(Bucket=self.config.bucket, Key=self.config.blob_prefix + key,
+                                       Body=text.encode("utf-8"), ContentType="application/json")
+        except Exception as exc:
+            log.warning("could not spill the result of task %s to S3 (%s); keeping it in the item",
+                        task_id, error_code(exc) or type(exc).__name__, extra={"run_id": run_id})
+            return changes
+        return {**changes, "result": slim(changes["result"], key)}
 
     def update_tasks(
         self, run_id: str, expect_states: Collection[TaskState],
@@ -526,7 +651,7 @@ class DynamoStateStore:
         e = x.Expr()
         sets = [f"{e.n('st')} = {e.v(x.text(TaskState(state).value))}", f"{e.n('att')} = {e.v(x.num(attempt))}",
                 f"{e.n('pend')} = {e.v(x.num(pending))}", f"{e.n('maxa')} = {e.v(x.num(max_attempts))}"]
-        removes = [e.n(a) for a in ("lease", "nb", "sa", "fa", "ec", "rsn", "res")]
+        removes = [e.n(a) for a in ("lease", "nb", "sa", "fa", "ec", "rsn", "res", "lw", "rsc", "tries", "fp")]
         if done_parents and not edge_mode:
             sets.append(f"{e.n('dp')} = {e.v({'SS': sorted({parent_tag(p) for p in done_parents})})}")
         else:

@@ -8,7 +8,9 @@ function's OnFailure destination is the events queue, so a crash, timeout or out
 kill still reaches the coordinator as a TaskFailed.
 
 Container placement: a message on the container queue, then the worker service is scaled
-to the queue's backlog (bounded by max_workers). Workers exit when idle and protect
+to the queue's backlog (bounded by max_workers). The scaling is best effort: once the message
+is queued the attempt is launched, so a failed UpdateService is logged and retried by the next
+launch or the sweeper, never reported as a failed launch. Workers exit when idle and protect
 themselves from scale-in while busy. An attempt bigger than the service's task size gets a
 Fargate task of its own instead (RunTask with a CPU/memory override; ContainerLauncher).
 
@@ -21,6 +23,7 @@ the worker claims the attempt before running it and a cancelled task cannot be c
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +37,8 @@ from chalicelib.engine.ports import MessageQueue
 from chalicelib.engine.spec import SpecCache
 from chalicelib.errors import UpdraftError
 from chalicelib.planner.pricing import fargate_size
+
+log = logging.getLogger("updraft.launchers")
 
 
 class LaunchError(UpdraftError):
@@ -117,6 +122,10 @@ class WorkerScaler:
                                f"{self.config.ecs_cluster!r}; set UPDRAFT_ECS_CLUSTER / UPDRAFT_ECS_SERVICE")
         return int(services[0].get("desiredCount", 0))
 
+    def forget(self) -> None:
+        """Forget the remembered count (a scale call failed): the next scale reads it again."""
+        self._desired = None
+
     def scale(self, refresh: bool = False) -> int:
         """Set desired = min(max_workers, backlog); returns it. Calls ECS only on a change."""
         want = min(self.config.max_workers, self.queue.backlog())
@@ -169,11 +178,23 @@ class ContainerLauncher:
         if queued:
             self.queue.send([json.dumps(task_payload(r), separators=(",", ":")) for r in queued])
             if self.scaler is not None:
-                self.scaler.scale()
+                self._scale()
         failed = [(r, why) for r, size in sized if size is not None
                   for why in [self._run_task(r, size)] if why is not None]
         if failed:
             raise LaunchError(failed)
+
+    def _scale(self) -> None:
+        """Scale the worker service to the backlog, best effort: the attempts are queued
+        already, so a failed DescribeServices/UpdateService fails none of them. The next launch
+        or the sweeper's rescale (every sweep) sets the count again."""
+        assert self.scaler is not None
+        try:
+            self.scaler.scale()
+        except Exception as exc:
+            self.scaler.forget()
+            log.warning("could not scale the worker service; the sweeper retries: %s: %s",
+                        type(exc).__name__, exc)
 
     def _service_task(self) -> dict[str, Any]:
         """The worker service's task definition and network (looked up once)."""

@@ -38,9 +38,9 @@ def build_manifest(run_id: str, store: StateStore, spec: RunSpec, uri_of: Any = 
     tasks = []
     for rec in records:
         line = rec.to_dict()
-        line["duration_s"] = rec.result.get("duration_s")
-        if rec.result.get("log_key"):
-            line["log_key"] = rec.result["log_key"]
+        line["duration_s"] = rec.result.duration_s if rec.result is not None else None
+        if rec.result is not None and rec.result.log_key:
+            line["log_key"] = rec.result.log_key
         tasks.append(line)
     counts: dict[str, int] = {}
     for rec in records:

@@ -15,7 +15,8 @@ Events-queue bodies are one of:
   on success its responsePayload is {"delivered": bool, "event": {...}} - the function sends
   its completion itself and returns it too, so the record is only a backup, ignored when the
   function's own send went through; on failure (crash, timeout, out of memory) it becomes a
-  TaskFailed with the reason read from Lambda's error.
+  TaskFailed with the reason read from Lambda's error; an invoke Lambda dropped unrun from its
+  queue (condition EventAgeExceeded) is a lost function: LEASE_EXPIRED, retried as such.
 """
 
 from __future__ import annotations
@@ -24,33 +25,38 @@ import json
 from typing import Any
 
 from msgspec import Struct
+from msgspec.structs import replace
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.engine.events import Event, Launch, TaskFailed, event_from_dict
 from chalicelib.engine.states import Reason
 
 BODY_BUDGET = 200 * 1024  # bytes of one events-queue body: SQS takes 256 KiB, with room to spare
-_KEPT = ("exit_code", "started_at", "finished_at", "duration_s", "log_key", "peak_rss_mb", "bytes_in", "bytes_out")
+LOG_TAIL_KEPT = 8192  # characters of a log tail a body over budget keeps
 
 
 def _dumps(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
+def _timings(r: AttemptResult) -> AttemptResult:
+    """All a body keeps of a result when nothing else fits: its timings and sizes."""
+    return AttemptResult(exit_code=r.exit_code, started_at=r.started_at, finished_at=r.finished_at,
+                         duration_s=r.duration_s, log_key=r.log_key, peak_rss_mb=r.peak_rss_mb,
+                         bytes_in=r.bytes_in, bytes_out=r.bytes_out, outputs_omitted=r.outputs_omitted,
+                         result_shed=True)
+
+
 def _fitted(event: Event, wrap: Any) -> str:
     """`wrap(event dict)` as JSON, its result shed step by step until it fits BODY_BUDGET."""
-    data = event.to_dict()
-    body = _dumps(wrap(data))
-    result = data.get("result")
-    if len(body.encode()) <= BODY_BUDGET or not isinstance(result, dict):
+    body = _dumps(wrap(event.to_dict()))
+    result = getattr(event, "result", None)
+    if len(body.encode()) <= BODY_BUDGET or not isinstance(result, AttemptResult):
         return body
-    slim = dict(result)
-    outputs = slim.pop("outputs", None)
-    if outputs:
-        slim["outputs_omitted"] = len(outputs)
-    for step in (lambda r: r, lambda r: {**r, "log_tail": str(r.get("log_tail", ""))[-8192:]},
-                 lambda r: {k: r[k] for k in (*_KEPT, "outputs_omitted") if k in r} | {"result_shed": True}):
+    slim = replace(result, outputs={}, outputs_omitted=len(result.outputs)) if result.outputs else result
+    for step in (lambda r: r, lambda r: replace(r, log_tail=(r.log_tail or "")[-LOG_TAIL_KEPT:]), _timings):
         slim = step(slim)
-        body = _dumps(wrap({**data, "result": slim}))
+        body = _dumps(wrap(replace(event, result=slim).to_dict()))
         if len(body.encode()) <= BODY_BUDGET:
             break
     return body
@@ -141,6 +147,10 @@ def _destination(data: dict[str, Any]) -> Decoded:
             return Decoded(None, note="the function delivered its event itself")
         return Decoded(event_from_dict(response["event"]))
     run_id, task_id, attempt = parse_task_payload(data.get("requestPayload"))
+    if condition == "EventAgeExceeded":  # never ran: dropped from Lambda's queue (throttled too long)
+        tail = ("the task function never started: Lambda dropped the invoke after it waited "
+                "MaximumEventAgeInSeconds in its queue (throttled); retried as a lost function")
+        return Decoded(TaskFailed(run_id, task_id, attempt, Reason.LEASE_EXPIRED.value, AttemptResult(log_tail=tail)))
     error = response if isinstance(response, dict) else {}
     etype, message = str(error.get("errorType", "")), str(error.get("errorMessage", response or ""))
     reason = lambda_failure_reason(etype, message)
@@ -149,8 +159,7 @@ def _destination(data: dict[str, Any]) -> Decoded:
     if field_name is not None:  # what to change: the resource, or past Lambda's own caps the placement
         tail += (f"; raise the task's resources.{field_name}, or set its placement to 'container' or 'auto' "
                  "past Lambda's limits")
-    result = {"log_tail": tail, "lambda_error": etype}
-    return Decoded(TaskFailed(run_id, task_id, attempt, reason, result))
+    return Decoded(TaskFailed(run_id, task_id, attempt, reason, AttemptResult(log_tail=tail, lambda_error=etype)))
 
 
 _RAISE = {Reason.TIMEOUT.value: "timeout_s", Reason.OOM.value: "memory_mb", Reason.DISK_QUOTA.value: "disk_mb"}

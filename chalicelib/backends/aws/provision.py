@@ -14,12 +14,15 @@ from typing import Any
 
 from msgspec import Struct
 
+from chalicelib.backends.aws import wiring
 from chalicelib.backends.aws.clients import AwsClients, error_code
 from chalicelib.backends.aws.config import AwsConfig
 from chalicelib.backends.aws.dynamodb_state import create_table
 
-MAX_RECEIVES = 5  # deliveries before a message goes to the dead-letter queue
-EVENTS_VISIBILITY_S = 6 * 60  # six times the coordinator's timeout, as AWS advises for triggers
+MAX_RECEIVES = 5  # deliveries before a message of the container queue goes to its dead-letter queue
+# the events queue's: visibility and receives derived in wiring.py (throttled redeliveries)
+EVENTS_VISIBILITY_S = wiring.EVENTS_VISIBILITY_S
+EVENTS_MAX_RECEIVES = wiring.EVENTS_MAX_RECEIVES
 CONTAINER_VISIBILITY_S = 120  # workers extend it while they run a task
 DLQ_RETENTION_S = 14 * 24 * 3600
 
@@ -35,9 +38,9 @@ def provision(config: AwsConfig, clients: AwsClients | None = None) -> Provision
     clients = clients or AwsClients(config)
     _table(config, clients)
     _bucket(config, clients)
-    events, events_dlq = _queue_pair(clients, config.events_queue_name, EVENTS_VISIBILITY_S)
+    events, events_dlq = _queue_pair(clients, config.events_queue_name, EVENTS_VISIBILITY_S, EVENTS_MAX_RECEIVES)
     container_name = config.container_queue.rstrip("/").rsplit("/", 1)[-1]
-    container, container_dlq = _queue_pair(clients, container_name, CONTAINER_VISIBILITY_S)
+    container, container_dlq = _queue_pair(clients, container_name, CONTAINER_VISIBILITY_S, MAX_RECEIVES)
     _ecs(config, clients)
     return Provisioned(events, container, events_dlq, container_dlq)
 
@@ -62,12 +65,12 @@ def _bucket(config: AwsConfig, clients: AwsClients) -> None:
             raise
 
 
-def _queue_pair(clients: AwsClients, name: str, visibility_s: int) -> tuple[str, str]:
+def _queue_pair(clients: AwsClients, name: str, visibility_s: int, max_receives: int) -> tuple[str, str]:
     sqs = clients.sqs
     dlq = sqs.create_queue(QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_S)})
     dlq_url = dlq["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)})
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receives)})
     queue = sqs.create_queue(QueueName=name, Attributes={
         "VisibilityTimeout": str(visibility_s), "RedrivePolicy": redrive})
     return str(queue["QueueUrl"]), str(dlq_url)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 from msgspec import Struct
 
+from chalicelib.attempt import AttemptResult
 from chalicelib.backends.aws.launchers import LaunchError
 from chalicelib.backends.aws.manifest import write_manifest
 from chalicelib.engine import events as ev
@@ -80,7 +81,7 @@ class CloudShell(Struct):
             if not launch_error_is_retryable(why):
                 log.error("launch failed for good: %s", why, extra=extra)
                 fail_events.append(ev.TaskFailed(launch.run_id, launch.task_id, launch.attempt, Reason.LAUNCH.value,
-                                                 {"log_tail": f"could not start the attempt: {why}"}))
+                                                 AttemptResult(log_tail=f"could not start the attempt: {why}")))
                 continue
             delay = random.uniform(*self.relaunch_delay_s)
             log.warning("launch failed, retrying in %.1f s: %s", delay, why, extra=extra)

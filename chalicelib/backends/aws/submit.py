@@ -40,6 +40,7 @@ from chalicelib.errors import (
     MissingInputsError,
     NotFoundError,
     Problem,
+    TooLargeError,
     UpdraftError,
     WorkflowError,
 )
@@ -56,6 +57,7 @@ log = logging.getLogger("updraft.submit")
 UNREADABLE = {"NoSuchBucket", "NoSuchKey", "AccessDenied", "AllAccessDisabled", "InvalidBucketName", "403", "404",
               "InvalidObjectState", "PermanentRedirect", "AuthorizationHeaderMalformed"}
 
+API_MAX_BODY_BYTES = 6 * 1024 * 1024  # what Lambda takes in one request (API Gateway: 10 MB)
 REFERENCE_KEY = "s3"  # {"s3": "s3://bucket/key"} names a stored workflow (service/submission.py: the rest)
 SUBMIT_PREFIX = "submit/"  # uploads that start runs (api.s3_upload); their inputs in <folder>/data/
 
@@ -174,6 +176,10 @@ def load_workflow(sub: Submission, cloud: Cloud) -> Workflow:
             raise FormatError([Problem(f"cannot read {sub.uri}: {exc}", None, "s3")], sub.source) from None
     try:
         workflow = formats.loads(text, source=sub.source, fmt=sub.fmt)
+        cap = cloud.config.api_max_tasks
+        if not sub.upload and len(workflow.tasks) > cap:
+            raise too_large(f"the workflow has {len(workflow.tasks):,} tasks; POST /runs takes at most "
+                            f"{cap:,} (UPDRAFT_API_MAX_TASKS)", cap, cloud)
         workflow = validate(workflow, sub.source, max_tasks=cloud.config.max_tasks, sizes=cloud.config.sizes)
     except UpdraftError:
         raise
@@ -186,6 +192,22 @@ def load_workflow(sub: Submission, cloud: Cloud) -> Workflow:
                           sub.source) from None
     _check_reads(sub, workflow, cloud)
     return workflow
+
+
+def too_large(what: str, limit: int, cloud: Cloud) -> TooLargeError:
+    """The 413 of the API path, naming the upload that takes a large workflow instead."""
+    return TooLargeError(
+        f"{what}, as it must answer within API Gateway's 29 s. Upload the workflow instead: "
+        f"aws s3 cp FILE s3://{cloud.config.bucket}/{SUBMIT_PREFIX}NAME/FILE (its inputs first, under "
+        f"{SUBMIT_PREFIX}NAME/data/); the run starts from the upload, and NAME/FILE.run.json beside it "
+        "gets its run id (docs/aws.md, 'Large workflows')", limit)
+
+
+def check_body_size(raw: bytes | None, cloud: Cloud) -> None:
+    """A POST /runs body above what Lambda takes is refused here (413) when it gets this far."""
+    if raw is not None and len(raw) > API_MAX_BODY_BYTES:
+        raise too_large(f"the request body is {len(raw):,} bytes; POST /runs takes at most "
+                        f"{API_MAX_BODY_BYTES:,}", API_MAX_BODY_BYTES, cloud)
 
 
 def resolve_inputs(workflow: Workflow, data: str | None, cloud: Cloud, origin: str = "<request>") -> Workflow:

@@ -108,10 +108,12 @@ class ContainerPool:
             worker.proc.wait()
             if worker.current is not None:
                 lost = worker.current
+                from chalicelib.attempt import AttemptResult
                 from chalicelib.engine.events import TaskFailed
 
+                tail = f"container worker exited with {worker.proc.returncode}"
                 self.emit(TaskFailed(lost.run_id, lost.task_id, lost.attempt, Reason.LEASE_EXPIRED.value,
-                                     {"log_tail": f"container worker exited with {worker.proc.returncode}"}))
+                                     AttemptResult(log_tail=tail)))
             self._fill()
             return
         worker.buffer += chunk

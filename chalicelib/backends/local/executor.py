@@ -16,9 +16,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chalicelib.engine.states import RunState
 from chalicelib.errors import UpdraftError
+
+if TYPE_CHECKING:
+    from chalicelib.backends.local.runtime import RuntimeOptions
 
 START_TIMEOUT_S = 20.0
 REPO_ROOT = str(Path(__file__).resolve().parents[2])
@@ -76,14 +80,18 @@ def _tail(path: str, lines: int = 15) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from chalicelib.backends.local.compose import foreground, options
+    from chalicelib.backends.local.compose import foreground
 
     parser = argparse.ArgumentParser(prog="python -m chalicelib.backends.local.executor")
     parser.add_argument("run_id")
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--concurrency", type=int, default=None)
     args = parser.parse_args(argv)
-    rt = foreground(args.workdir, options(args.concurrency))
+    try:
+        rt = foreground(args.workdir, _run_options(args.workdir, args.run_id, args.concurrency))
+    except UpdraftError as exc:
+        sys.stderr.write(f"updraft executor: {exc}\n")
+        return exc.exit_code
     try:
         run = rt.run(args.run_id)
     except UpdraftError as exc:
@@ -93,6 +101,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         rt.close()
     print(f"run {run.run_id}: {run.state.value}")
     return 0
+
+
+def _run_options(workdir: str, run_id: str, concurrency: int | None) -> RuntimeOptions:
+    """The options the run was made with by `updraft run` (service/run_origin.py): a run
+    resumed from the dashboard or the SDK keeps its --no-cache, --emulate-lambda, --rerun and
+    --concurrency, as `updraft resume` does; `concurrency` given here wins."""
+    from chalicelib.backends.local.compose import foreground, options
+    from chalicelib.service.run_origin import Submitted
+
+    probe = foreground(workdir, options(concurrency))
+    try:
+        stored = Submitted.of(probe.store.get_run(run_id).options)
+    finally:
+        probe.close()
+    given = stored.options if stored is not None else {}
+    opts = options(concurrency or given.get("concurrency"), memoize=not given.get("no_cache"),
+                   rerun=tuple(given.get("rerun") or ()))
+    opts.emulate_lambda = bool(given.get("emulate_lambda"))
+    return opts
 
 
 if __name__ == "__main__":

@@ -128,9 +128,20 @@ class FsBlobStore:
         yield from keys
 
     def delete_prefix(self, prefix: str) -> int:
+        """Delete the keys, and the folders that held only them (a deleted run leaves no empty
+        `runs/RUN/data/...` tree behind; the root stays)."""
         keys = list(self.list(check_own_prefix(prefix)))
+        folders: set[str] = set()
         for key in keys:
             _unlink(self.path(key))
+            folders.add(os.path.dirname(self.path(key)))
+        for folder in sorted(folders, key=len, reverse=True):
+            while folder != self.root and folder.startswith(self.root + os.sep):
+                try:
+                    os.rmdir(folder)  # only an empty one: another key's folder stays
+                except OSError:
+                    break
+                folder = os.path.dirname(folder)
         return len(keys)
 
 

@@ -125,6 +125,7 @@ class FunctionPool:
         self.cache = cache
         self.queue: deque[TaskRequest] = deque()  # dispatched, not prepared yet
         self.running: dict[Key, Attempt] = {}  # sent to a slot: waiting there, starting or running
+        self.reported: set[Key] = set()  # of those running, the ones whose TaskStarted was emitted
         self._next_sample = 0.0
         self.base_env = EncodedEnv.of(os.environ)  # encoded once, not per task
         _remove_dead_slots(workroot)
@@ -347,6 +348,7 @@ class FunctionPool:
         its place, start the next, then finish it (the bookkeeping overlaps the next task)."""
         req = att.req
         del self.running[(req.run_id, req.task_id, req.attempt)]
+        self.reported.discard((req.run_id, req.task_id, req.attempt))
         if att.proc is not None:
             ended_at = time.time() if ended_at is None else ended_at
             self._learn(ended_at - att.started_at)
@@ -393,15 +395,15 @@ class FunctionPool:
         if now < self._next_sample:
             return
         self._next_sample = now + self.sample_s
-        for att in list(self.running.values()):
+        for key, att in list(self.running.items()):
             if att.proc is None:
                 continue
             att.check(now)
-            if not att.extra:
+            if key not in self.reported:
                 # Reported at the first sample, not at spawn: a task that ends sooner goes from
                 # DISPATCHED to SUCCEEDED directly (its result carries started_at), which
                 # saves a state write per task for thousands of short tasks.
-                att.extra["reported"] = True
+                self.reported.add(key)
                 req = att.req
                 lease_s = function_lease_s(att.timeout_s)
                 self.emit(TaskStarted(req.run_id, req.task_id, req.attempt, att.started_at, lease_s))
@@ -451,12 +453,14 @@ class _NotTasks(Collection[int]):
         return len(self._now())
 
 
-_HELD = {signal.SIGINT, signal.SIGTERM}
+# the signals that stop a run (the runtime's loop handles them; SIGHUP: its terminal was closed)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_HELD = set(STOP_SIGNALS)
 
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back from the calling thread (the loop's) for the block: their
+    """Hold SIGINT, SIGTERM and SIGHUP back from the calling thread (the loop's) for the block: their
     Python handler runs after it. Only the loop's thread can take them (see _cleaner_thread)."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
     try:
@@ -466,7 +470,7 @@ def _signals_held() -> Iterator[None]:
 
 
 def _cleaner_thread() -> None:
-    """The sandbox cleaner thread: every CPU, and no SIGINT / SIGTERM (a signal the loop's
+    """The sandbox cleaner thread: every CPU, and no SIGINT / SIGTERM / SIGHUP (a signal the loop's
     thread holds back must wait for it, not be taken here)."""
     affinity.release_thread()
     signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)

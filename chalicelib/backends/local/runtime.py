@@ -30,7 +30,7 @@ from msgspec.structs import replace
 
 from chalicelib.backends.local.container_pool import ContainerPool
 from chalicelib.backends.local.fs_blobs import FsBlobStore
-from chalicelib.backends.local.function_pool import FunctionPool, check_concurrency
+from chalicelib.backends.local.function_pool import STOP_SIGNALS, FunctionPool, check_concurrency
 from chalicelib.backends.local.sqlite_state import SqliteStateStore
 from chalicelib.cache.cas import ContentStore
 from chalicelib.cache.memo import MemoIndex
@@ -77,6 +77,63 @@ def _unusable(path: str, why: str) -> WorkdirError:
     return WorkdirError(f"work dir {path} cannot be used: {why}; pass --workdir DIR or set UPDRAFT_HOME")
 
 
+def input_sources(workflow: Workflow, data_dir: str | None) -> dict[str, str]:
+    """Local file or folder for each external input; raises MissingInputsError naming every gap."""
+    declared = {f.path: f.source for f in workflow.inputs}
+    folders = {p for t in workflow.tasks for p in t.folders}
+    base = data_dir or workflow.base_dir or os.getcwd()
+    found: dict[str, str] = {}
+    missing: list[str] = []
+    for path in external_inputs(workflow):
+        source = declared.get(path)
+        if source is not None and "://" in source and not source.startswith("file://"):
+            missing.append(f"{path} (source {source}: remote sources need the AWS runtime)")
+            continue
+        if source is not None:
+            local = source[len("file://"):] if source.startswith("file://") else source
+            local = local if os.path.isabs(local) else os.path.join(workflow.base_dir or os.getcwd(), local)
+        else:
+            local = os.path.join(base, path)
+        if path in folders and os.path.isfile(local):
+            missing.append(f"{path} (declared a folder with a trailing '/', but {local} is a file)")
+        elif os.path.isdir(local) and not _holds_a_file(local):
+            missing.append(f"{path} ({local} is an empty folder; a folder as data is its files)")
+        elif os.path.isfile(local) or os.path.isdir(local):  # a folder is data too (runner/trees.py)
+            found[path] = os.path.abspath(local)
+        else:
+            missing.append(f"{path} (looked for {local})")
+    if missing:
+        raise MissingInputsError(missing, data_dir or base)
+    return found
+
+
+def resolve_deps(workflow: Workflow) -> Workflow:
+    """Make each task's local dependency sources absolute; refuse missing ones (MissingInputsError)."""
+    base = workflow.base_dir or os.getcwd()
+    missing: list[str] = []
+    tasks = []
+    for task in workflow.tasks:
+        resolved = []
+        for dep in task.deps:
+            if dep.is_uri:
+                missing.append(f"{dep.spelling} (task {task.id}: remote dependencies need the AWS runtime)")
+                continue
+            full = dep.source if os.path.isabs(dep.source) else os.path.join(base, dep.source)
+            if not os.path.exists(full):
+                missing.append(f"{dep.spelling} (task {task.id}: looked for {full})")
+            resolved.append(Dep(dep.name, os.path.abspath(full)))  # named: the stored spec says which
+        tasks.append(replace(task, deps=tuple(resolved)) if task.deps else task)
+    if missing:
+        raise MissingInputsError(missing, base)
+    return replace(workflow, tasks=tuple(tasks))
+
+
+def may_reuse(task: Task, patterns: tuple[str, ...]) -> bool:
+    """Whether a memoized result may stand in for the task: False when a --rerun pattern
+    (fnmatch) names its id or type."""
+    return not any(fnmatch.fnmatchcase(task.id, p) or fnmatch.fnmatchcase(task.task_type, p) for p in patterns)
+
+
 class RuntimeOptions(Struct):
     concurrency: int = field(default_factory=lambda: os.cpu_count() or 2)
     container_workers: int = field(default_factory=lambda: os.cpu_count() or 2)
@@ -121,8 +178,7 @@ class LocalRuntime:
 
     def reuse(self, task: Task) -> bool:
         """False when --rerun names the task (by id or type)."""
-        return not any(fnmatch.fnmatchcase(task.id, p) or fnmatch.fnmatchcase(task.task_type, p)
-                       for p in self.options.rerun)
+        return may_reuse(task, self.options.rerun)
 
     def trim_cache(self) -> None:
         if self.task_cache is not None:
@@ -138,55 +194,6 @@ class LocalRuntime:
         self.close()
 
     # ---- submit -------------------------------------------------------------------------
-
-    def _input_sources(self, workflow: Workflow, data_dir: str | None) -> dict[str, str]:
-        """Local file or folder for each external input; raises MissingInputsError naming every gap."""
-        declared = {f.path: f.source for f in workflow.inputs}
-        folders = {p for t in workflow.tasks for p in t.folders}
-        base = data_dir or workflow.base_dir or os.getcwd()
-        found: dict[str, str] = {}
-        missing: list[str] = []
-        for path in external_inputs(workflow):
-            source = declared.get(path)
-            if source is not None and "://" in source and not source.startswith("file://"):
-                missing.append(f"{path} (source {source}: remote sources need the AWS runtime)")
-                continue
-            if source is not None:
-                local = source[len("file://"):] if source.startswith("file://") else source
-                local = local if os.path.isabs(local) else os.path.join(workflow.base_dir or os.getcwd(), local)
-            else:
-                local = os.path.join(base, path)
-            if path in folders and os.path.isfile(local):
-                missing.append(f"{path} (declared a folder with a trailing '/', but {local} is a file)")
-            elif os.path.isdir(local) and not _holds_a_file(local):
-                missing.append(f"{path} ({local} is an empty folder; a folder as data is its files)")
-            elif os.path.isfile(local) or os.path.isdir(local):  # a folder is data too (runner/trees.py)
-                found[path] = os.path.abspath(local)
-            else:
-                missing.append(f"{path} (looked for {local})")
-        if missing:
-            raise MissingInputsError(missing, data_dir or base)
-        return found
-
-    def _resolve_deps(self, workflow: Workflow) -> Workflow:
-        """Make each task's local dependency sources absolute; refuse missing ones."""
-        base = workflow.base_dir or os.getcwd()
-        missing: list[str] = []
-        tasks = []
-        for task in workflow.tasks:
-            resolved = []
-            for dep in task.deps:
-                if dep.is_uri:
-                    missing.append(f"{dep.spelling} (task {task.id}: remote dependencies need the AWS runtime)")
-                    continue
-                full = dep.source if os.path.isabs(dep.source) else os.path.join(base, dep.source)
-                if not os.path.exists(full):
-                    missing.append(f"{dep.spelling} (task {task.id}: looked for {full})")
-                resolved.append(Dep(dep.name, os.path.abspath(full)))  # named: the stored spec says which
-            tasks.append(replace(task, deps=tuple(resolved)) if task.deps else task)
-        if missing:
-            raise MissingInputsError(missing, base)
-        return replace(workflow, tasks=tuple(tasks))
 
     def submit(
         self, workflow: Workflow, data_dir: str | None = None, source: str | None = None, validated: bool = False,
@@ -221,8 +228,8 @@ class LocalRuntime:
 
     def resolve_inputs(self, workflow: Workflow, data: str | None, source: str | None) -> Resolved:
         if any(t.deps for t in workflow.tasks):
-            workflow = self._resolve_deps(workflow)
-        return Resolved(workflow, self._input_sources(workflow, data))
+            workflow = resolve_deps(workflow)
+        return Resolved(workflow, input_sources(workflow, data))
 
     def stage_inputs(self, run_id: str, staged: Mapping[str, str]) -> None:
         for path, local in staged.items():  # copies: the user's files are never linked in
@@ -304,7 +311,10 @@ class LocalRuntime:
             while time.monotonic() < deadline and self.owner_pid(run_id) is not None:
                 time.sleep(0.05)
             return self.store.get_run(run_id)
-        self.coordinator.handle([ev.Cancel(run_id)])
+        todo: list[ev.Event] = [ev.Cancel(run_id)]
+        while todo:  # every window of the cancel here, as nobody else will handle the next one
+            out = self.coordinator.handle(todo)
+            todo = [i.event for i in out if isinstance(i, ev.Schedule) and isinstance(i.event, ev.Cancel)]
         return self.store.get_run(run_id)
 
 
@@ -338,11 +348,12 @@ class _Loop:
         self.hashes: dict[str, str] = {}
         self.machine_mb = machine_memory_mb()
         for rec in rt.store.iter_tasks(run_id, [TaskState.SUCCEEDED, TaskState.CACHED]):
-            self.hashes.update(rec.result.get("outputs") or {})
+            if rec.result is not None:
+                self.hashes.update(rec.result.outputs)
 
     def _emit(self, event: ev.Event) -> None:
         if isinstance(event, ev.TaskSucceeded):
-            self.hashes.update(event.result.get("outputs") or {})
+            self.hashes.update(event.result.outputs)
         self.events.append(event)
 
     def run(self) -> RunRecord:
@@ -351,8 +362,11 @@ class _Loop:
         os.set_blocking(wfd, False)
         self.selector.register(rfd, selectors.EVENT_READ, (self._on_signal, rfd))
         old_wakeup = signal.set_wakeup_fd(wfd)
-        old_int = signal.signal(signal.SIGINT, self._interrupt)
-        old_term = signal.signal(signal.SIGTERM, self._interrupt)
+        # Ctrl-C, kill, and a closed terminal (SIGHUP) all cancel the run cleanly: never a
+        # RUNNING run left with no process executing it. A signal ignored when the run began
+        # stays ignored (`nohup updraft run ...` outlives its terminal, as nohup means).
+        old = {sig: signal.signal(sig, self._interrupt) for sig in STOP_SIGNALS
+               if signal.getsignal(sig) is not signal.SIG_IGN}
         # the loop spawns tasks itself (FunctionPool._launch_inline): what they leave running
         # comes back to it, and so do the tasks of a slot killed by an interrupt
         was_subreaper = is_subreaper()
@@ -365,8 +379,8 @@ class _Loop:
             with self.pin:  # the loop stays on one CPU; what it starts gets every CPU
                 self._loop()
         finally:
-            signal.signal(signal.SIGINT, old_int)
-            signal.signal(signal.SIGTERM, old_term)
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
             signal.set_wakeup_fd(old_wakeup)
             self.functions.kill_all()
             self.containers.shutdown()
@@ -380,7 +394,7 @@ class _Loop:
         return self.rt.store.get_run(self.run_id)
 
     def _interrupt(self, _signum: int, _frame: object) -> None:
-        """SIGINT / SIGTERM: the pools start nothing more from this moment (the Cancel that
+        """SIGINT / SIGTERM / SIGHUP: the pools start nothing more from this moment (the Cancel that
         records it in the store follows at the loop's next turn)."""
         self.interrupted = True
         self.functions.halt()

@@ -13,8 +13,21 @@ import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
+from chalicelib.attempt import decode_result, encode_result
 from chalicelib.engine.ports import first_named, update_each
-from chalicelib.engine.records import RunRecord, TaskRecord, check_limit, check_mutable, check_new_tasks
+from chalicelib.engine.records import (
+    RunRecord,
+    TaskPage,
+    TaskRecord,
+    check_limit,
+    check_mutable,
+    check_new_tasks,
+    decode_resources,
+    decode_tries,
+    encode_resources,
+    encode_tries,
+    with_legacy,
+)
 from chalicelib.engine.states import IN_FLIGHT, RunState, TaskState
 from chalicelib.errors import NotFoundError, StateConflictError, WorkdirError
 
@@ -29,9 +42,11 @@ CREATE TABLE IF NOT EXISTS tasks (
   placement TEXT NOT NULL, pending INTEGER NOT NULL, max_attempts INTEGER NOT NULL,
   lease_expires REAL, not_before REAL, started_at REAL, finished_at REAL, exit_code INTEGER,
   reason TEXT, result TEXT, seq INTEGER NOT NULL, prev_state TEXT,
+  lost_workers INTEGER, resources TEXT, tries TEXT, failed_parent TEXT,
   PRIMARY KEY (run_id, task_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks(run_id, state);
+CREATE INDEX IF NOT EXISTS tasks_by_seq ON tasks(run_id, seq);
 CREATE INDEX IF NOT EXISTS tasks_by_lease ON tasks(lease_expires) WHERE lease_expires IS NOT NULL;
 CREATE TABLE IF NOT EXISTS done_edges (
   run_id TEXT NOT NULL, child TEXT NOT NULL, parent TEXT NOT NULL,
@@ -48,21 +63,28 @@ _UPDATES_PER_STATEMENT = 256  # up to ~16 parameters each
 
 _TASK_COLS = (
     "run_id, task_id, state, attempt, placement, pending, max_attempts, lease_expires, not_before, "
-    "started_at, finished_at, exit_code, reason, result"
+    "started_at, finished_at, exit_code, reason, result, lost_workers, resources, tries, failed_parent"
 )
+# Columns a database of an earlier version lacks: added when it is opened (NULL: empty).
+_ADDED_COLUMNS = {"lost_workers": "INTEGER", "resources": "TEXT", "tries": "TEXT", "failed_parent": "TEXT"}
 
 
-def _task(row: Sequence[Any], result: Mapping[str, Any] | None = None) -> TaskRecord:
-    """A record from a row; `result` is the row's result when the caller just wrote it (no
-    need to parse the JSON back)."""
-    if result is None:
-        result = json.loads(row[13]) if row[13] else {}
-    return TaskRecord(
+def _task(row: Sequence[Any], written: Mapping[str, Any] | None = None) -> TaskRecord:
+    """A record from a row; `written` are the changes the caller just wrote (their structured
+    values are taken as given rather than parsed back from JSON)."""
+    written = written or {}
+    raw = row[13]
+    result = written["result"] if "result" in written else (decode_result(raw) if raw else None)
+    record = TaskRecord(
         run_id=row[0], task_id=row[1], state=TaskState(row[2]), attempt=row[3], placement=row[4],
         pending=row[5], max_attempts=row[6], lease_expires=row[7], not_before=row[8],
         started_at=row[9], finished_at=row[10], exit_code=row[11], reason=row[12],
-        result=dict(result),
+        result=result, lost_workers=row[14] or 0,
+        resources=written["resources"] if "resources" in written else (decode_resources(row[15]) if row[15] else {}),
+        tries=written["tries"] if "tries" in written else (decode_tries(row[16]) if row[16] else ()),
+        failed_parent=row[17],
     )
+    return record if "result" in written else with_legacy(record, raw)  # a result of the previous version
 
 
 def _run(row: Sequence[Any]) -> RunRecord:
@@ -72,12 +94,15 @@ def _run(row: Sequence[Any]) -> RunRecord:
     )
 
 
-_compact_json = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per call
-
-
 def _db_value(key: str, value: Any) -> Any:
     if key == "result":
-        return _compact_json(value) if value else None
+        return encode_result(value).decode() if value is not None else None
+    if key == "tries":
+        return encode_tries(value) if value else None
+    if key == "resources":
+        return encode_resources(value) if value else None
+    if key == "lost_workers":
+        return value or None
     if key == "options":
         return json.dumps(value)
     if isinstance(value, TaskState | RunState):
@@ -118,6 +143,7 @@ class SqliteStateStore:
             self._db.execute("PRAGMA wal_autocheckpoint=10000")
             self._db.execute("PRAGMA foreign_keys=OFF")
             self._db.executescript(_SCHEMA)
+            self._add_columns()
         except sqlite3.DatabaseError as exc:  # not a database, damaged, a folder, unwritable
             raise WorkdirError(
                 f"the state database {path} cannot be used ({exc}): it is damaged or not Updraft's. "
@@ -131,6 +157,13 @@ class SqliteStateStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def _add_columns(self) -> None:
+        """Bring a database of an earlier version up to this schema (new nullable columns)."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)").fetchall()}
+        for name, kind in _ADDED_COLUMNS.items():
+            if name not in have:
+                self._db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
 
     # ---- transactions -------------------------------------------------------------------
 
@@ -183,11 +216,13 @@ class SqliteStateStore:
                  run.task_count, run.spec_key, json.dumps(run.options)),
             )
             self._db.executemany(
-                f"INSERT INTO tasks ({_TASK_COLS}, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO tasks ({_TASK_COLS}, seq) VALUES ({','.join('?' * 19)})",
                 (
                     (t.run_id, t.task_id, t.state.value, t.attempt, t.placement, t.pending,
                      t.max_attempts, t.lease_expires, t.not_before, t.started_at, t.finished_at,
-                     t.exit_code, t.reason, _db_value("result", t.result), i)
+                     t.exit_code, t.reason, _db_value("result", t.result),
+                     _db_value("lost_workers", t.lost_workers), _db_value("resources", t.resources),
+                     _db_value("tries", t.tries), t.failed_parent, i)
                     for i, t in enumerate(tasks)
                 ),
             )
@@ -239,6 +274,17 @@ class SqliteStateStore:
             )
             return self.get_run(run_id)
 
+    def delete_run(self, run_id: str, expect: Collection[RunState]) -> RunRecord:
+        with self._tx():  # one transaction: the run and everything of it go together
+            cur = self.get_run(run_id)
+            if cur.state not in expect:
+                raise StateConflictError(f"run {run_id} is {cur.state}, expected one of {sorted(expect)}", cur)
+            for table in ("tasks", "done_edges", "counts", "runs"):
+                self._db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))  # nosec B608: fixed names
+            for key in [k for k in self._deltas if k[0] == run_id]:
+                del self._deltas[key]
+            return cur
+
     # ---- tasks --------------------------------------------------------------------------
 
     def get_task(self, run_id: str, task_id: str) -> TaskRecord:
@@ -257,6 +303,28 @@ class SqliteStateStore:
         if not tasks:
             self._check_run(run_id)
         return tasks
+
+    def page_tasks(
+        self, run_id: str, states: Collection[TaskState] | None = None, limit: int = 256,
+        after: str | None = None,
+    ) -> TaskPage:
+        """Submission order: the page after task `after` is the rows of a higher seq."""
+        if limit < 1:
+            raise ValueError(f"limit must be 1 or more, not {limit}")
+        self._check_run(run_id)
+        seq = -1
+        if after is not None:
+            row = self._db.execute("SELECT seq FROM tasks WHERE run_id=? AND task_id=?", (run_id, after)).fetchone()
+            if row is None:
+                raise ValueError(f"no task {after!r} in run {run_id!r} to page on from")
+            seq = row[0]
+        names = () if states is None else tuple(TaskState(s).value for s in states)
+        which = "" if states is None else f" AND state IN ({','.join('?' * len(names))})"
+        rows = self._db.execute(
+            f"SELECT {_TASK_COLS} FROM tasks WHERE run_id=? AND seq>?{which} ORDER BY seq LIMIT ?",
+            (run_id, seq, *names, limit + 1)).fetchall()
+        tasks = [_task(r) for r in rows[:limit]]
+        return TaskPage(tasks, tasks[-1].task_id if len(rows) > limit else None)
 
     def iter_tasks(self, run_id: str, states: Collection[TaskState] | None = None) -> Iterator[TaskRecord]:
         self._check_run(run_id)  # now, not at the first record
@@ -387,7 +455,7 @@ class SqliteStateStore:
     def _updated(self, run_id: str, row: Sequence[Any], changes: Mapping[str, Any]) -> TaskRecord:
         """The record an UPDATE ... RETURNING gave back (its prev_state last), counted."""
         self._move_count(run_id, row[-1], row[2])
-        return _task(row, changes["result"] or {} if "result" in changes else None)
+        return _task(row, changes)
 
     def complete_parent(self, run_id: str, parent_id: str, child_ids: Sequence[str]) -> list[TaskRecord]:
         return self._count_edges(run_id, [(parent_id, child_ids)])
@@ -465,7 +533,8 @@ class SqliteStateStore:
             self._db.execute(
                 "UPDATE tasks SET state=?, attempt=?, pending=?, max_attempts=?, lease_expires=NULL, "
                 "not_before=NULL, started_at=NULL, finished_at=NULL, exit_code=NULL, reason=NULL, "
-                "result=NULL WHERE run_id=? AND task_id=?",
+                "result=NULL, lost_workers=NULL, resources=NULL, tries=NULL, failed_parent=NULL "
+                "WHERE run_id=? AND task_id=?",
                 (state.value, attempt, pending, max_attempts, run_id, task_id),
             )
             self._move_count(run_id, old.state.value, state.value)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from chalicelib.errors import FormatError, Problem, WorkflowError
-from chalicelib.workflow.model import Dep, InputFile, Placement, Resources, Task, Workflow
+from chalicelib.workflow.model import Dep, InputFile, Placement, PublishRule, Resources, Task, Workflow
 from chalicelib.workflow.numbers import hint_bounds, number_problem
 from chalicelib.workflow.validate import problems
 
@@ -20,10 +20,13 @@ NAME = "native"
 FORMAT_TAG = "updraft/v1"
 _TASK_KEYS = {
     "id", "command", "shell", "inputs", "outputs", "after", "resources", "placement",
-    "retries", "env", "type", "deps", "hints",
+    "retries", "env", "type", "deps", "hints", "publish",
 }
 _RESOURCE_KEYS = {"memory_mb", "cpus", "disk_mb", "timeout_s"}
-_TOP_KEYS = {"format", "name", "description", "defaults", "inputs", "tasks"}
+_TOP_KEYS = {"format", "name", "description", "defaults", "inputs", "tasks", "publish"}
+_RULE_KEYS = {"to", "outputs"}
+_RULE_SHAPE = ('a folder name ("results"), an object {"to": FOLDER, "outputs": [PATTERN, ...]}, '
+               "or a list of such objects")
 _DEFAULT_KEYS = {"resources", "placement", "retries", "env", "deps"}
 _NULL = "must not be null: leave the field out for its default"
 
@@ -96,6 +99,32 @@ class _Reader:
             return default
         return value
 
+    def publish(self, value: Any, tid: str | None) -> tuple[PublishRule, ...]:
+        """`publish`: a folder, a rule, or a list of rules (docs/workflow-format.md)."""
+        if value is None:
+            return ()
+        raw = [{"to": value}] if isinstance(value, str) else [value] if isinstance(value, dict) else value
+        if not isinstance(raw, list) or not raw:
+            self.fail(f"must be {_RULE_SHAPE}", tid, "publish")
+            return ()
+        rules: list[PublishRule] = []
+        for i, item in enumerate(raw):
+            where = "publish" if len(raw) == 1 else f"publish[{i}]"
+            if not isinstance(item, dict):
+                self.fail(f"must be {_RULE_SHAPE}", tid, where)
+                continue
+            unknown = sorted(set(item) - _RULE_KEYS)
+            if unknown:
+                self.fail(f"unknown field(s) {unknown}; a rule has 'to' (a folder) and 'outputs' (patterns)",
+                          tid, where)
+            to = item.get("to")
+            if not isinstance(to, str) or not to.strip() or "\x00" in to:
+                self.fail("'to' must name a folder (relative to --outdir, else to the workflow file's folder)",
+                          tid, f"{where}.to")
+                continue
+            rules.append(PublishRule(to, self.str_list(item.get("outputs"), tid, f"{where}.outputs")))
+        return tuple(rules)
+
     def task(self, raw: Any, index: int, defaults: dict[str, Any]) -> Task | None:
         if not isinstance(raw, dict):
             self.fail(f"tasks[{index}] must be an object", None, "tasks")
@@ -156,6 +185,7 @@ class _Reader:
             deps=tuple(defaults["deps"]) + tuple(map(Dep.parse, self.str_list(raw.get("deps"), tid, "deps"))),
             hints=hints,
             given=frozenset(given),
+            publish=self.publish(raw.get("publish"), tid),
         )
 
     def inputs(self, raw: Any) -> tuple[InputFile, ...]:
@@ -221,6 +251,7 @@ class _Reader:
         return Workflow(
             name=name, tasks=tuple(tasks), inputs=self.inputs(data.get("inputs")),
             description=description if isinstance(description, str) else "", base_dir=base_dir,
+            publish=self.publish(data.get("publish"), None),
         )
 
 
@@ -292,7 +323,13 @@ def _task_dict(task: Task) -> dict[str, Any]:
         out["type"] = task.type
     if task.hints:
         out["hints"] = dict(task.hints)
+    if task.publish:
+        out["publish"] = _rules_data(task.publish)
     return out
+
+
+def _rules_data(rules: tuple[PublishRule, ...]) -> list[dict[str, Any]]:
+    return [{"to": r.to, **({"outputs": list(r.outputs)} if r.outputs else {})} for r in rules]
 
 
 def to_data(workflow: Workflow) -> dict[str, Any]:
@@ -304,6 +341,8 @@ def to_data(workflow: Workflow) -> dict[str, Any]:
             f.path if f.source is None else {"path": f.path, "source": f.source} for f in workflow.inputs
         ]
     data["tasks"] = [_task_dict(t) for t in workflow.tasks]
+    if workflow.publish:
+        data["publish"] = _rules_data(workflow.publish)
     return data
 
 
