@@ -681,24 +681,21 @@ def _at_least(least: int) -> Callable[[str], int]:
     return parse
 
 
-def _size_mb(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of MB, not {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be 0 or more MB, not {text}")
-    return value
+def _non_negative(unit: str) -> Callable[[str], float]:
+    """An argparse type: a finite number of `unit` (MB, days), 0 or more."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number of {unit}, not {text!r}") from None
+        if not value >= 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be 0 or more {unit}, not {text}")
+        return value
+    return parse
 
 
-def _days(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of days, not {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be 0 or more days, not {text}")
-    return value
+_size_mb = _non_negative("MB")
+_days = _non_negative("days")
 
 
 # what --format takes (formats.format_names() loads every importer; a test keeps this in step)

@@ -7,6 +7,7 @@ context) or the worker's Fargate size (the stack's, or a RunTask override)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from msgspec.structs import replace
 from chalicelib.planner.pricing import fargate_size
 from tests.e2e.test_cloud_harness import EmulatedCloud, emulated_cloud
 
+Ran = tuple[str, float, int]  # (placement, vCPU or 0.0 for a function, memory MB)
 HOG = "import time; block = b'x' * ({mb} << 20); time.sleep(1.5)"  # holds `mb` MB of RSS
 
 
@@ -93,6 +95,36 @@ def _expected_container(ec: EmulatedCloud, cpus: float, memory_mb: int) -> tuple
     return fargate_size(max(cpus, 0.25), memory_mb)
 
 
+def _ran_where(ec: EmulatedCloud, workflow: Any, plans: dict[str, Any], data: str) -> Iterator[tuple[str, Any, Ran]]:
+    """Run each plan applied to `workflow` to its end on the emulated cloud, checking it
+    SUCCEEDED with every task on its first attempt, and the placement each task's attempt
+    recorded (function: Lambda's size it was invoked on and ran with, checked against the
+    deployed function of the choice's size; container: the Fargate size the worker ran at)."""
+    from chalicelib.planner.plans import FUNCTION, apply_plan
+    from chalicelib.workflow.formats import native
+
+    fn = ec.cloud.config
+    for name, plan in plans.items():
+        body = json.loads(native.dump(apply_plan(workflow, plan)))
+        resp = ec.post("/runs", {"workflow": body, "data": data})
+        assert resp.status_code == 202, resp.json_body
+        run_id = resp.json_body["run_id"]
+        final = ec.run_until_done(run_id, timeout_s=280)
+        recs = _results(ec, run_id)
+        failed = {tid: (rec.state, rec.reason, rec.result) for tid, rec in recs.items() if rec.state != "SUCCEEDED"}
+        assert final["state"] == "SUCCEEDED", (name, failed, ec.worker_log()[-3000:])
+        for tid, rec in recs.items():
+            choice = plan.choices[tid]
+            assert rec.attempt == 1, (name, tid)
+            assert rec.placement == choice.placement, (name, tid, choice)
+            if choice.placement == FUNCTION:
+                assert ec.fake_lambda.functions[(run_id, tid, 1)] == fn.function_for(choice.memory_mb)
+                assert rec.result.function_mb == choice.memory_mb, (name, tid)
+                yield name, choice, ("function", 0.0, choice.memory_mb)
+            else:
+                yield name, choice, ("container", rec.result.container_cpu, rec.result.container_memory_mb)
+
+
 @pytest.mark.slow
 @pytest.mark.tools
 def test_the_planners_montage_plans_run_on_the_sizes_they_chose(tmp_path: Path) -> None:
@@ -102,9 +134,8 @@ def test_the_planners_montage_plans_run_on_the_sizes_they_chose(tmp_path: Path) 
     if missing:
         pytest.skip(f"Montage tools missing ({', '.join(missing)}): scripts/install-tools montage")
     from chalicelib.planner import make_plan
-    from chalicelib.planner.plans import FUNCTION, apply_plan
     from chalicelib.planner.platform import Platform
-    from chalicelib.workflow.formats import load, native
+    from chalicelib.workflow.formats import load
     from tests.e2e.test_cloud_montage import upload_dir
 
     summary = montage.generate(str(tmp_path / "gen"), degrees=0.2, seed=1)
@@ -116,30 +147,13 @@ def test_the_planners_montage_plans_run_on_the_sizes_they_chose(tmp_path: Path) 
         "deadline": make_plan(workflow, deadline=(cheap.makespan_s + fast.makespan_s) / 2, platform=platform),
         "budget": make_plan(workflow, budget=(cheap.cost.total + fast.cost.total) / 2, platform=platform),
     }
-    seen: set[tuple[str, float, int]] = set()
+    seen: set[Ran] = set()
     with emulated_cloud(tmp_path) as ec:
         data = upload_dir(ec, Path(str(summary["data"])), "inputs/montage/")
-        fn = ec.cloud.config
-        for name, plan in plans.items():
-            body = json.loads(native.dump(apply_plan(workflow, plan)))
-            resp = ec.post("/runs", {"workflow": body, "data": data})
-            assert resp.status_code == 202, resp.json_body
-            run_id = resp.json_body["run_id"]
-            final = ec.run_until_done(run_id, timeout_s=280)
-            assert final["state"] == "SUCCEEDED", (name, final, ec.worker_log()[-3000:])
-            for tid, rec in _results(ec, run_id).items():
-                choice = plan.choices[tid]
-                assert rec.attempt == 1, (name, tid)
-                if choice.placement == FUNCTION:
-                    assert rec.placement == "function", (name, tid)
-                    assert ec.fake_lambda.functions[(run_id, tid, 1)] == fn.function_for(choice.memory_mb)
-                    assert rec.result.function_mb == choice.memory_mb, (name, tid)
-                    seen.add(("function", 0.0, choice.memory_mb))
-                else:
-                    assert rec.placement == "container", (name, tid)
-                    ran = (rec.result.container_cpu, rec.result.container_memory_mb)
-                    assert ran == _expected_container(ec, choice.cpus, choice.memory_mb), (name, tid, choice)
-                    seen.add(("container", *ran))
+        for name, choice, ran in _ran_where(ec, workflow, plans, data):
+            if ran[0] == "container":
+                assert ran[1:] == _expected_container(ec, choice.cpus, choice.memory_mb), (name, choice, ran)
+            seen.add(ran)
     assert len(seen) >= 2, seen  # the three plans do not all put every task on one size
 
 
@@ -158,9 +172,9 @@ def test_the_papers_worker_plans_run_on_the_worker_and_the_functions_they_chose(
     if missing:
         pytest.skip(f"Montage tools missing ({', '.join(missing)}): scripts/install-tools montage")
     from chalicelib.planner.planner import Objective, Planner
-    from chalicelib.planner.plans import CONTAINER, FUNCTION, Choice, apply_plan
+    from chalicelib.planner.plans import CONTAINER, FUNCTION, Choice
     from chalicelib.planner.platform import FixedWorkers, Platform
-    from chalicelib.workflow.formats import load, native
+    from chalicelib.workflow.formats import load
     from chalicelib.workflow.limits import DEFAULT_FUNCTION_SIZES
     from chalicelib.workflow.model import Placement
     from tests.e2e.test_cloud_montage import upload_dir
@@ -189,28 +203,10 @@ def test_the_papers_worker_plans_run_on_the_worker_and_the_functions_they_chose(
     with emulated_cloud(tmp_path, worker_cpu=256, worker_memory_mb=512,
                         function_sizes=",".join(map(str, sizes))) as ec:
         data = upload_dir(ec, Path(str(summary["data"])), "inputs/montage/")
-        fn = ec.cloud.config
-        for name, plan in plans.items():
-            body = json.loads(native.dump(apply_plan(workflow, plan)))
-            resp = ec.post("/runs", {"workflow": body, "data": data})
-            assert resp.status_code == 202, resp.json_body
-            run_id = resp.json_body["run_id"]
-            final = ec.run_until_done(run_id, timeout_s=280)
-            failed = {tid: (rec.state, rec.reason, rec.result) for tid, rec in _results(ec, run_id).items()
-                      if rec.state != "SUCCEEDED"}
-            assert final["state"] == "SUCCEEDED", (name, failed, ec.worker_log()[-3000:])
-            for tid, rec in _results(ec, run_id).items():
-                choice = plan.choices[tid]
-                assert rec.attempt == 1, (name, tid)
-                placements.setdefault(name, set()).add(choice.placement)
-                if choice.placement == FUNCTION:
-                    assert rec.placement == "function", (name, tid)
-                    assert ec.fake_lambda.functions[(run_id, tid, 1)] == fn.function_for(choice.memory_mb)
-                    assert rec.result.function_mb == choice.memory_mb, (name, tid)
-                else:
-                    assert rec.placement == "container", (name, tid)
-                    ran = (rec.result.container_cpu, rec.result.container_memory_mb)
-                    assert ran == (0.25, 512), (name, tid, choice, ran)  # the always-on worker, not a task of its own
+        for name, choice, ran in _ran_where(ec, workflow, plans, data):
+            placements.setdefault(name, set()).add(ran[0])
+            if ran[0] == "container":  # the always-on worker, not a Fargate task of its own
+                assert ran[1:] == (0.25, 512), (name, choice, ran)
     # the planner's plans are hybrids too: part of the work on the worker, part on functions
     assert placements["deadline"] == {FUNCTION, CONTAINER}, placements
     assert placements["budget"] == {FUNCTION, CONTAINER}, placements

@@ -87,7 +87,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 from msgspec.structs import replace
 
@@ -333,13 +333,18 @@ class DynamoStateStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD", **e.kwargs(),
             )
         except Exception as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            old = getattr(exc, "response", {}).get("Item")
-            if not old:
-                raise NotFoundError(f"no run {run_id!r} in table {self.table}") from None
-            raise _run_conflict(run_record(old), expect) from None
+            self._raise_run_conflict(exc, run_id, expect)
         return run_record(resp["Attributes"])
+
+    def _raise_run_conflict(self, exc: Exception, run_id: str, expect: Collection[RunState]) -> NoReturn:
+        """A failed conditional write of the run item: not found, or the conflict with the
+        state it holds (any other error as it is)."""
+        if error_code(exc) != "ConditionalCheckFailedException":
+            raise exc
+        old = getattr(exc, "response", {}).get("Item")
+        if not old:
+            raise NotFoundError(f"no run {run_id!r} in table {self.table}") from None
+        raise _run_conflict(run_record(old), expect) from None
 
     def delete_run(self, run_id: str, expect: Collection[RunState]) -> RunRecord:
         """The task, edge and counter items go first, the run item last and on condition of
@@ -372,12 +377,7 @@ class DynamoStateStore:
                                   ConditionExpression=f"{e.n('rs')} IN ({expect_vals})",
                                   ReturnValuesOnConditionCheckFailure="ALL_OLD", **e.kwargs())
         except Exception as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            old = getattr(exc, "response", {}).get("Item")
-            if not old:
-                raise NotFoundError(f"no run {run_id!r} in table {self.table}") from None
-            raise _run_conflict(run_record(old), expect) from None
+            self._raise_run_conflict(exc, run_id, expect)
         self._shards.pop(run_id, None)
         self._edge_mode = {k for k in self._edge_mode if k[0] != run_id}
         return cur
