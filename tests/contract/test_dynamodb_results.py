@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
 
+from chalicelib.attempt import AttemptResult, decode_result
 from chalicelib.backends.aws import dynamodb_state as ds
 from chalicelib.backends.aws.clients import AwsClients
 from chalicelib.backends.aws.dynamodb_results import RESULT_INLINE_BYTES
@@ -29,25 +29,22 @@ def store() -> Iterator[ds.DynamoStateStore]:
         yield store
 
 
-def test_a_large_result_is_spilled_and_the_item_keeps_what_the_engine_reads(store: ds.DynamoStateStore) -> None:
-    result = {"exit_code": 0, "duration_s": 1.5, "log_key": "runs/r/logs/a/2.log",
-              "outputs": {f"out/part-{i:04d}.dat": "f" * 64 for i in range(300)},
-              "tries": [{"attempt": 1, "reason": "OOM", "placement": "function"}],
-              "resources": {"memory_mb": 2048}, "log_tail": "z" * 10_000}
+def test_a_large_result_is_spilled_and_the_item_keeps_a_slim_copy(store: ds.DynamoStateStore) -> None:
+    result = AttemptResult(exit_code=0, duration_s=1.5, log_key="runs/r/logs/a/2.log",
+                           outputs={f"out/part-{i:04d}.dat": "f" * 64 for i in range(300)}, log_tail="z" * 10_000)
     done = store.update_task("r", "a", [TaskState.RUNNING], 2, {"state": TaskState.SUCCEEDED, "result": result})
     assert done == store.get_task("r", "a")  # the record returned is the one a read gives
     kept = done.result
-    assert kept["result_spilled"] is True and "outputs" not in kept
-    assert {k: kept[k] for k in ("exit_code", "duration_s", "log_key", "tries", "resources")} == \
-        {k: result[k] for k in ("exit_code", "duration_s", "log_key", "tries", "resources")}
-    assert kept["log_tail"] == "z" * 1024
+    assert kept is not None and kept.result_key is not None
+    assert (kept.exit_code, kept.duration_s, kept.log_key) == (0, 1.5, "runs/r/logs/a/2.log")
+    assert kept.outputs == {} and kept.outputs_omitted == 300 and kept.log_tail == "z" * 1024
     item = store._get_task_item("r", "a")
     assert item is not None and item_size(item) < RESULT_INLINE_BYTES + 1024  # a few write units, not 28
-    body = store.clients.s3.get_object(Bucket="results-bucket", Key="pre/" + kept["result_key"])["Body"].read()
-    assert json.loads(body) == result  # the whole of it
+    body = store.clients.s3.get_object(Bucket="results-bucket", Key="pre/" + kept.result_key)["Body"].read()
+    assert decode_result(body) == result  # the whole of it
 
 
 def test_a_small_result_stays_in_the_item(store: ds.DynamoStateStore) -> None:
-    result = {"exit_code": 0, "outputs": {"o.txt": "f" * 64}}
+    result = AttemptResult(exit_code=0, outputs={"o.txt": "f" * 64})
     done = store.update_task("r", "a", [TaskState.RUNNING], 2, {"state": TaskState.SUCCEEDED, "result": result})
     assert done.result == result and store.get_task("r", "a").result == result

@@ -26,6 +26,7 @@ from typing import Any
 
 from msgspec import Struct
 
+from chalicelib.attempt import AttemptResult, CacheUse
 from chalicelib.backends.aws.claims import claim
 from chalicelib.backends.aws.clients import AwsClients, error_code
 from chalicelib.backends.aws.dynamodb_state import DynamoStateStore, create_table
@@ -182,20 +183,19 @@ def layered(n: int, width: int, fan_in: int, seed: int = 1) -> Workflow:
     return Workflow(name="bench-ddb-writes", tasks=tuple(tasks))
 
 
-def runner_result(run_id: str, task_id: str, now: float, outputs: int = 1) -> dict[str, Any]:
+def runner_result(run_id: str, task_id: str, now: float, outputs: int = 1) -> AttemptResult:
     """A success as the runner reports it (execute.py): times, sizes, its cache counters, the
     content hash of each of its `outputs` files and where its log is."""
     def digest(i: int) -> str:
         return hashlib.sha256(f"{task_id}/{i}".encode()).hexdigest()
 
-    return {
-        "exit_code": 0, "started_at": now - 1.25, "finished_at": now, "duration_s": 1.250113,
-        "bytes_in": 2_048_576, "bytes_out": 1_048_576, "peak_rss_mb": 87.3,
-        "cache": {"hits": 1, "misses": 1, "bytes_from_origin": 1_048_576, "bytes_from_cache": 1_000_000,
-                  "memo": "miss"},
-        "outputs": {f"o/{task_id[1:]}" + (f"/part-{i:04d}.dat" if i else ""): digest(i) for i in range(outputs)},
-        "log_key": f"runs/{run_id}/logs/{task_id}/1.log",
-    }
+    return AttemptResult(
+        exit_code=0, started_at=now - 1.25, finished_at=now, duration_s=1.250113,
+        bytes_in=2_048_576, bytes_out=1_048_576, peak_rss_mb=87.3,
+        cache=CacheUse(hits=1, misses=1, bytes_from_origin=1_048_576, bytes_from_cache=1_000_000, memo="miss"),
+        outputs={f"o/{task_id[1:]}" + (f"/part-{i:04d}.dat" if i else ""): digest(i) for i in range(outputs)},
+        log_key=f"runs/{run_id}/logs/{task_id}/1.log",
+    )
 
 
 def measure(tasks: int = 10_000, width: int = 1000, fan_in: int = 2, task_shards: int = 32,
