@@ -28,7 +28,7 @@ def is_cwl(args: argparse.Namespace) -> bool:
 def with_publish(request: Any, workflow: Any, args: argparse.Namespace) -> Any:
     """The submission with where to publish stored in its options (a CWL run's --outdir is
     the CWL output object's, written by its own writer)."""
-    option = None if is_cwl(args) else publish_option(workflow, args.outdir)
+    option = None if is_cwl(args) else publish_option(workflow, getattr(args, "outdir", None))
     if option is None:
         return request
     return replace(request, options={**request.options, OPTION: option})

@@ -32,8 +32,10 @@ from tests.contract.awskit import make_cloud, mocked_aws
 from workers.heartbeat import PROTECTION_MINUTES, ScaleInProtection
 from workers.worker import Worker
 
+pytestmark = pytest.mark.slow
+
 HOUR = 3600.0
-LEASE_S = 900.0
+LEASE_S = 1800.0  # a long lease: fewer beats to simulate (the park comes at 12 h - 2 leases)
 
 
 class FakeClock:

@@ -343,7 +343,9 @@ class DynamoStateStore:
 
     def delete_run(self, run_id: str, expect: Collection[RunState]) -> RunRecord:
         """The task, edge and counter items go first, the run item last and on condition of
-        its state: a delete cut short leaves the run listed, and the same call finishes it."""
+        its state: a delete cut short leaves the run listed, and the same call finishes it.
+        Results spilled to S3 (`runs/RUN/results/...`) are the run's blobs: the run service's
+        delete (service/cleanup.py) removes them with the rest of `runs/RUN/`."""
         cur = self.get_run(run_id)
         if cur.state not in expect:
             raise _run_conflict(cur, expect)
