@@ -83,10 +83,9 @@ class AttemptResult(Struct, frozen=True, omit_defaults=True):
     outputs_omitted: int = 0  # how many output hashes a queue body left out
     result_shed: bool = False
     result_truncated: bool = False
-    # A large result kept whole in the data bucket, the DynamoDB item holding a slim copy
-    # (backends/aws/dynamodb_results.py): the object's key under the app's blob prefix.
+    # Set when a DynamoDB item keeps a slim copy (outputs dropped, the log tail's end): the blob
+    # key of the whole result (chalicelib/backends/aws/dynamodb_results.py).
     result_key: str | None = None
-    result_spilled: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The result as a JSON object: only the fields that are set."""

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from chalicelib.attempt import AttemptResult, CacheUse, decode_result
+from chalicelib.attempt import AttemptResult, decode_result
 from chalicelib.backends.aws import dynamodb_state as ds
 from chalicelib.backends.aws.clients import AwsClients
 from chalicelib.backends.aws.dynamodb_results import RESULT_INLINE_BYTES
-from chalicelib.engine.records import RunRecord, TaskRecord, Try
+from chalicelib.engine.records import RunRecord, TaskRecord
 from chalicelib.engine.states import RunState, TaskState
 from tests.contract.awskit import config_for, mocked_aws
 from tests.e2e.test_cloud_harness import item_size
@@ -29,22 +29,18 @@ def store() -> Iterator[ds.DynamoStateStore]:
         yield store
 
 
-def test_a_large_result_is_spilled_and_the_item_keeps_what_the_engine_reads(store: ds.DynamoStateStore) -> None:
+def test_a_large_result_is_spilled_and_the_item_keeps_a_slim_copy(store: ds.DynamoStateStore) -> None:
     result = AttemptResult(exit_code=0, duration_s=1.5, log_key="runs/r/logs/a/2.log",
-                           outputs={f"out/part-{i:04d}.dat": "f" * 64 for i in range(300)},
-                           cache=CacheUse(hits=3), log_tail="z" * 10_000)
-    tries = (Try(1, "OOM", "function"),)
-    done = store.update_task("r", "a", [TaskState.RUNNING], 2, {
-        "state": TaskState.SUCCEEDED, "result": result, "tries": tries, "resources": {"memory_mb": 2048.0}})
+                           outputs={f"out/part-{i:04d}.dat": "f" * 64 for i in range(300)}, log_tail="z" * 10_000)
+    done = store.update_task("r", "a", [TaskState.RUNNING], 2, {"state": TaskState.SUCCEEDED, "result": result})
     assert done == store.get_task("r", "a")  # the record returned is the one a read gives
     kept = done.result
-    assert kept is not None and kept.result_spilled is True and kept.outputs == {}
-    assert (kept.exit_code, kept.duration_s, kept.log_key, kept.cache) == (0, 1.5, result.log_key, CacheUse(hits=3))
-    assert (done.tries, done.resources) == (tries, {"memory_mb": 2048.0})  # the engine's own, in the item
-    assert kept.log_tail == "z" * 1024
+    assert kept is not None and kept.result_key is not None
+    assert (kept.exit_code, kept.duration_s, kept.log_key) == (0, 1.5, "runs/r/logs/a/2.log")
+    assert kept.outputs == {} and kept.outputs_omitted == 300 and kept.log_tail == "z" * 1024
     item = store._get_task_item("r", "a")
     assert item is not None and item_size(item) < RESULT_INLINE_BYTES + 1024  # a few write units, not 28
-    body = store.clients.s3.get_object(Bucket="results-bucket", Key="pre/" + str(kept.result_key))["Body"].read()
+    body = store.clients.s3.get_object(Bucket="results-bucket", Key="pre/" + kept.result_key)["Body"].read()
     assert decode_result(body) == result  # the whole of it
 
 

@@ -24,8 +24,7 @@ FULL = AttemptResult(
     outputs={"out/a.txt": "ab" * 32}, log_key="runs/r/logs/a.1.log", log_tail="done\n",
     cache=CacheUse(hits=1, misses=2, bytes_from_origin=3, bytes_from_cache=4, memo="miss"), worker="w1",
     compute_s=1.0, function_mb=1769, container_cpu=0.25, container_memory_mb=512, lambda_error="Runtime.Exit",
-    outputs_omitted=3, result_shed=True, result_truncated=True, result_key="runs/r/results/a/0.json",
-    result_spilled=True,
+    outputs_omitted=3, result_shed=True, result_truncated=True, result_key="runs/r/results/a/0123456789abcdef.json",
 )
 
 

@@ -522,13 +522,13 @@ class DynamoStateStore:
     def _spilled(self, run_id: str, task_id: str, changes: Mapping[str, Any]) -> Mapping[str, Any]:
         """The changes with a large result written to S3 and only its slim copy kept
         (dynamodb_results.py). If S3 refuses, the result stays inline (capped at 32 KB)."""
-        text = needs_spill(changes.get("result"))
-        if text is None:
+        raw = needs_spill(changes.get("result"))
+        if raw is None:
             return changes
-        key = spill_key(run_id, task_id, text)
+        key = spill_key(run_id, task_id, raw)
         try:
             self.clients.s3.put_object(Bucket=self.config.bucket, Key=self.config.blob_prefix + key,
-                                       Body=text.encode("utf-8"), ContentType="application/json")
+                                       Body=raw, ContentType="application/json")
         except Exception as exc:
             log.warning("could not spill the result of task %s to S3 (%s); keeping it in the item",
                         task_id, error_code(exc) or type(exc).__name__, extra={"run_id": run_id})
