@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from infra import chalice_config, fargate, settings, worker_image
+from infra import chalice_config, fargate, settings, warm_throughput, worker_image
 from infra.cfn import Stacks, error_code
 from infra.cli import add_common, run, session
 from infra.errors import DeployError
@@ -82,8 +82,16 @@ def bootstrap(stage: str, sess: Any, params: Mapping[str, str] | None = None,
     if wanted.get("WorkerImage"):
         worker_image.check_pinned(wanted["WorkerImage"])
     # the task runners read the inputs the stage's policies allow (UPDRAFT_INPUT_BUCKETS)
-    inputs = chalice_config.input_read_arns(chalice_config.load(config_path), stage)
+    stage_config = chalice_config.load(config_path)
+    inputs = chalice_config.input_read_arns(stage_config, stage)
     wanted.setdefault("InputReadArns", ",".join(inputs))
+    # the table takes the stage's advertised completion rate from its first second
+    rate = warm_throughput.stage_rate(stage_config, stage)
+    if warm_throughput.PARAMETER not in wanted:
+        wanted[warm_throughput.PARAMETER] = warm_throughput.stack_value(rate, previous)
+        if rate is not None and int(wanted[warm_throughput.PARAMETER]) > warm_throughput.warm_write_units(rate):
+            say(f"  note: the table keeps its warm throughput of {wanted[warm_throughput.PARAMETER]} write units/s "
+                f"({warm_throughput.SETTING}={rate} needs less; warm throughput cannot be lowered)")
     ensure_ecs_service_linked_role(sess, say, stacks.sleep)
     if "TaskFunctionDeployed" not in wanted:
         # the task function's async destinations need the function: present after `chalice deploy`
