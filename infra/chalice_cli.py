@@ -75,10 +75,28 @@ def pin_dependencies(name: str) -> None:
         cls.deployment_package_filename = tagged  # type: ignore[method-assign]
 
 
+def skip_bytecode() -> None:
+    """Leave the developer's bytecode out of the functions' zip: Chalice zips every file under
+    chalicelib/, `__pycache__` included (a test run writes it, and a moved module leaves a
+    stale .pyc behind that Lambda would import instead of failing)."""
+    from chalice.deploy import packager
+
+    base = packager.BaseLambdaDeploymentPackager
+    original = base._iter_chalice_lib_if_needed
+
+    def sources_only(self: Any, project_dir: str) -> Any:
+        for full_path, zip_path in original(self, project_dir):
+            if "__pycache__" not in Path(zip_path).parts and not zip_path.endswith(".pyc"):
+                yield full_path, zip_path
+
+    base._iter_chalice_lib_if_needed = sources_only  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> int:
     chosen = runtime()
     pin_runtime(chosen)
     pin_dependencies(chosen)
+    skip_bytecode()
     from chalice.cli import main as chalice_main
 
     sys.argv = ["chalice", *(sys.argv[1:] if argv is None else argv)]
