@@ -361,6 +361,7 @@ def _execute(rt: Any, run_id: str, total: int, args: argparse.Namespace, resume:
         final = run or rt.store.get_run(run_id)
         tracker.close(final.state.value, rt.store.counts(run_id), time.monotonic() - started)
     code = _finish_report(rt, run_id, time.monotonic() - started, args.json, extra)
+    sys.stdout.flush()  # the summary before the hint, also where both go to one pipe
     _resume_hint(run_id, final.state, rt.workdir)
     return code
 

@@ -72,7 +72,7 @@ def output_object(rt: Any, run_id: str, final: Any, outdir: str) -> dict[str, An
             local = os.path.join(scratch, tid + ".tar")
             rt.blobs.get_file(data_key(run_id, archive), local)
             with tarfile.open(local) as tar:
-                tar.extractall(dest, filter="data")
+                launch.extract(tar, dest)
             with open(os.path.join(dest, launch.OBJECT_NAME), encoding="utf-8") as fh:
                 unpacked[tid] = launch._unarc(json.load(fh), dest)
         values = _originals(final.values, final.origins)

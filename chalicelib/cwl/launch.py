@@ -54,6 +54,20 @@ def run_spec(spec: Mapping[str, Any], root: str) -> dict[str, Any]:
     return result
 
 
+def extract(tar: tarfile.TarFile, dest: str) -> None:
+    """Unpack a step's archive under `dest`: files and folders only, each inside `dest` (the
+    'data' filter where the interpreter has it, Python >= 3.11.4; checked here otherwise)."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    root = os.path.realpath(dest)
+    for member in tar.getmembers():
+        where = os.path.realpath(os.path.join(root, member.name))
+        if not (member.isfile() or member.isdir()) or os.path.commonpath([root, where]) != root:
+            raise CwlError(f"a step's archive holds {member.name!r}, which is not a file or folder under its own")
+    tar.extractall(dest)  # noqa: S202  # nosec B202 - every member checked above: a file or folder inside dest
+
+
 def _unpack_upstream(archives: Mapping[str, str], root: str, work: str) -> dict[str, dict[str, Any]]:
     """step id -> its output object, files unpacked under work/up/STEP."""
     out = {}
@@ -61,7 +75,7 @@ def _unpack_upstream(archives: Mapping[str, str], root: str, work: str) -> dict[
         dest = os.path.join(work, "up", step)
         os.makedirs(dest, exist_ok=True)
         with tarfile.open(os.path.join(root, archive)) as tar:
-            tar.extractall(dest, filter="data")
+            extract(tar, dest)
         with open(os.path.join(dest, OBJECT_NAME), encoding="utf-8") as fh:
             obj = json.load(fh)
         out[step] = _unarc(obj, dest)
