@@ -11,6 +11,7 @@ import pytest
 from chalice.test import Client
 
 from chalicelib.backends.aws.components import Cloud, install
+from chalicelib.engine.events import Schedule, Start, event_from_dict
 from chalicelib.engine.states import RunState, TaskState
 from tests.contract.awskit import make_cloud, mocked_aws
 
@@ -183,10 +184,14 @@ def test_resume_resets_what_did_not_succeed_and_restarts(app: App) -> None:
     app.events()
     resp = app.client.http.post(f"/runs/{run_id}/resume")
     assert resp.status_code == 202 and resp.json_body["reset_tasks"] == 2
+    assert store.get_run(run_id).state is RunState.RUNNING  # at once: `wait` never sees the old FAILED
+    assert store.get_task(run_id, "a").state is TaskState.FAILED  # the call resets nothing itself...
+    (resume,) = app.events()
+    assert resume == {"kind": "resume", "run_id": run_id, "token": store.get_run(run_id).options["resuming"]}
+    out = app.cloud.coordinator.handle([event_from_dict(resume)])  # ...the coordinator does, in windows
     a = store.get_task(run_id, "a")
     assert (a.state, a.attempt, a.reason) == (TaskState.READY, 2, None)
-    assert store.get_run(run_id).state is RunState.RUNNING
-    assert app.events() == [{"kind": "start", "run_id": run_id}]
+    assert out == [Schedule(Start(run_id), 0.0)]  # the last window starts the run
     store.update_run(run_id, [RunState.RUNNING], {"state": RunState.SUCCEEDED})
     assert app.client.http.post(f"/runs/{run_id}/resume").status_code == 409
     assert app.client.http.post("/runs/nope/resume").status_code == 404
