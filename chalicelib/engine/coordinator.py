@@ -190,9 +190,10 @@ class Coordinator:
             self._dispatch_many(run_id, tr.ready_children(self.store, run_id, now), out)
 
     def _on_ready_children(self, e: ev.ReadyChildren, out: Instructions, touched: set[str]) -> None:
-        run = self.store.get_run(e.run_id)
-        if run.state is not RunState.RUNNING or RESUMING in run.options:
-            return  # cancelled or failed meanwhile: nothing more to start (a resume recounts the edges)
+        if self.store.get_run(e.run_id).state is not RunState.RUNNING:
+            return  # cancelled or failed meanwhile: nothing more to start
+        # (During a resume it goes on: a child reset before this parent succeeded still needs
+        # the edge counted; one reset after it has the edge among its done parents already.)
         try:
             parent = self.store.get_task(e.run_id, e.parent_id)
         except NotFoundError:

@@ -62,7 +62,7 @@ def create_run(
     return run
 
 
-RESUMING = "resuming"  # the run's option holding the token of the resume resetting its tasks
+RESUMING = transitions.RESUMING  # the run's option holding the token of the resume resetting its tasks
 NOT_OK = [s for s in TaskState if s not in DONE_OK]  # what a resume resets
 
 

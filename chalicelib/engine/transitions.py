@@ -348,14 +348,17 @@ def reopen_run(store: StateStore, run_id: str) -> RunRecord:
     return store.update_run(run_id, list(RunState), {"state": RunState.RUNNING, "finished_at": None})
 
 
+RESUMING = "resuming"  # the run's option holding the token of the resume resetting its tasks
+
+
 def begin_resume(store: StateStore, run: RunRecord, sources: Collection[RunState], token: str) -> RunRecord:
     """`sources` -> RUNNING with the resume's `token` in the run's options (its tasks are reset
     next, a window at a time); StateConflictError when another call moved the run first."""
-    options = {**run.options, "resuming": token}
+    options = {**run.options, RESUMING: token}
     return store.update_run(run.run_id, sources, {"state": RunState.RUNNING, "finished_at": None, "options": options})
 
 
 def end_resume(store: StateStore, run: RunRecord) -> RunRecord | Refused:
     """RUNNING -> RUNNING without the resume's token: every task is reset, the run may go on."""
-    options = {k: v for k, v in run.options.items() if k != "resuming"}
+    options = {k: v for k, v in run.options.items() if k != RESUMING}
     return _run("end_resume", store, run.run_id, [RunState.RUNNING], {"options": options})

@@ -37,6 +37,6 @@ def cancel_live(rt: Runtime, run_id: str) -> RunRecord | None:
 
 def begin_resume_run(rt: Runtime, run_id: str) -> Resumed:
     """The resume transition: the run RUNNING again with a resume token, its tasks reset next
-    (`Runtime.resume`). A RUNNING run is taken over only where the runtime knows nobody
+    (`Runtime.resume_tasks`). A RUNNING run is taken over only where the runtime knows nobody
     executes it (`resumable` checked)."""
     return begin_resume(run_id, rt.store, allow_running=rt.tracks_owner)

@@ -128,7 +128,7 @@ def test_a_run_being_resumed_neither_finishes_nor_starts_tasks(tmp_path: Path) -
     out = h.fail("f0000")
     assert not any(isinstance(i, ev.RunFinished) for i in out) and h.run_state() is RunState.RUNNING
     assert h.start() == []  # a stray Start: the resume's last window starts the run
-    assert h.handle(ev.ReadyChildren(h.rid, "a", 0)) == []
+    assert launched(h.handle(ev.ReadyChildren(h.rid, "a", 0))) == []  # its children are not WAITING
     with pytest.raises(StateConflictError, match="still RUNNING"):
         begin_resume(h.rid, h.store)  # a second resume meanwhile: 409
     todo: list[ev.Event] = [ev.Resume(h.rid, begun.token)]
@@ -173,3 +173,32 @@ def test_the_resume_event_survives_the_wire() -> None:
     for e in (ev.Resume("r", "t0"), ev.Resume("r", "t0", after="f0255")):
         assert ev.event_from_dict(e.to_dict()) == e
     assert ev.Resume("r", "t0").to_dict() == {"kind": "resume", "run_id": "r", "token": "t0"}
+
+
+def test_a_parent_that_succeeds_during_the_resume_readies_every_child(tmp_path: Path) -> None:
+    """A cancelled run whose task `p` was still out: the resume resets `p`'s children (first in
+    the page order) before `p`'s success arrives. Its ReadyChildren continuations still count
+    the edges, so no child is left WAITING; a child they dispatch before its window comes is
+    reset by that window (the launched attempt fenced off: its claim is refused) and started
+    again at its new attempt, once."""
+    h = Harness(tmp_path, [*(T(f"c{i}", ("p",)) for i in range(10)), T("p"), T("x")])
+    h.co.config = CoordinatorConfig(start_batch=4)
+    drain(h, h.start(), 4)
+    h.fail("x")
+    assert h.state("p") is TaskState.DISPATCHED
+    h.co.config = CoordinatorConfig(start_batch=1)
+    h.handle(ev.Cancel(h.rid))  # the run CANCELLED, its first task (c0) too; p's Kill never came
+    assert h.run_state() is RunState.CANCELLED and h.state("p") is TaskState.DISPATCHED
+    h.co.config = CoordinatorConfig(start_batch=8)
+    begun = begin_resume(h.rid, h.store)
+    (nxt,) = resumes(h.handle(ev.Resume(h.rid, begun.token)))  # c0..c7 reset: WAITING for p
+    h.co.config = CoordinatorConfig(start_batch=4)  # p's completion counts c0..c3, then a continuation
+    everything = drain(h, h.ok("p"), 4)[2]  # p's success, from before the cancel
+    while not isinstance(nxt, ev.Start):
+        (nxt,) = resumes(h.handle(nxt))
+    everything += drain(h, h.handle(nxt), 4)[2]
+    tasks = {r.task_id: r for r in h.store.list_tasks(h.rid)}
+    assert h.store.counts(h.rid) == {"DISPATCHED": 11, "SUCCEEDED": 1}
+    current = [(i.task_id, i.attempt) for i in everything
+               if isinstance(i, ev.Launch) and i.attempt == tasks[i.task_id].attempt]
+    assert sorted(current) == sorted((t, r.attempt) for t, r in tasks.items() if t != "p")  # each once
