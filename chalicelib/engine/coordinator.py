@@ -32,6 +32,7 @@ from chalicelib.attempt import AttemptResult
 from chalicelib.engine import events as ev
 from chalicelib.engine import transitions as tr
 from chalicelib.engine.backoff import Backoff
+from chalicelib.engine.lifecycle import NOT_OK, RESUMING, reset_task
 from chalicelib.engine.ports import Clock, StateStore, SystemClock
 from chalicelib.engine.records import TaskRecord, Try
 from chalicelib.engine.sizing import capped_to_largest, next_function_memory
@@ -94,6 +95,7 @@ class Coordinator:
             ev.LeaseExpired: self._on_lease_expired,
             ev.DispatchDue: self._on_dispatch_due,
             ev.Cancel: self._on_cancel,
+            ev.Resume: self._on_resume,
             ev.ReadyChildren: self._on_ready_children,
         }
 
@@ -117,8 +119,9 @@ class Coordinator:
     # ---- handlers -----------------------------------------------------------------------
 
     def _on_start(self, e: ev.Start, out: Instructions, touched: set[str]) -> None:
-        if self.store.get_run(e.run_id).state is not RunState.RUNNING:
-            return
+        run = self.store.get_run(e.run_id)
+        if run.state is not RunState.RUNNING or RESUMING in run.options:
+            return  # a resume's last window starts it
         now = self.clock.now()
         # In windows: the first tasks start at once rather than after every READY task of a wide
         # workflow is dispatched, and one invocation never has to dispatch 100,000 tasks. Each
@@ -189,6 +192,8 @@ class Coordinator:
     def _on_ready_children(self, e: ev.ReadyChildren, out: Instructions, touched: set[str]) -> None:
         if self.store.get_run(e.run_id).state is not RunState.RUNNING:
             return  # cancelled or failed meanwhile: nothing more to start
+        # (During a resume it goes on: a child reset before this parent succeeded still needs
+        # the edge counted; one reset after it has the edge among its done parents already.)
         try:
             parent = self.store.get_task(e.run_id, e.parent_id)
         except NotFoundError:
@@ -241,6 +246,33 @@ class Coordinator:
             out.append(ev.Schedule(ev.Cancel(e.run_id, after=page.after), 0.0))
         else:
             out.append(ev.RunFinished(e.run_id, RunState.CANCELLED.value))
+
+    def _on_resume(self, e: ev.Resume, out: Instructions, touched: set[str]) -> None:
+        """Reset a window of the tasks of a run being resumed (`lifecycle.begin_resume`); the
+        window that finds none left ends the resume and starts the run. A window of another
+        resume, a duplicate after the end, or one of a run cancelled meanwhile does nothing; a
+        duplicate during the resume resets its tasks again, which changes nothing."""
+        run = self.store.get_run(e.run_id)
+        if run.state is not RunState.RUNNING or run.options.get(RESUMING) != e.token:
+            return
+        spec = self.specs.get(e.run_id)
+        done: dict[str, bool] = {}
+
+        def parent_done(task_id: str) -> bool:
+            if task_id not in done:
+                try:
+                    done[task_id] = self.store.get_task(e.run_id, task_id).state in DONE_OK
+                except NotFoundError:
+                    done[task_id] = False
+            return done[task_id]
+
+        page = self.store.page_tasks(e.run_id, NOT_OK, limit=self.config.start_batch, after=e.after)
+        for rec in page.tasks:
+            reset_task(self.store, spec, rec, parent_done)
+        if page.after is not None:
+            out.append(ev.Schedule(ev.Resume(e.run_id, e.token, after=page.after), 0.0))
+        elif not isinstance(tr.end_resume(self.store, run), tr.Refused):
+            out.append(ev.Schedule(ev.Start(e.run_id), 0.0))
 
     def _cancel_one(self, rec: TaskRecord, now: float, tries: int = 3) -> TaskRecord | None:
         """Cancel a live task as read, reading it again if it moved meanwhile (a dispatch or a
@@ -361,6 +393,11 @@ class Coordinator:
 
     def _maybe_finish(self, run_id: str, out: Instructions) -> None:
         counts = self.store.counts(run_id)
+        if any(n for state, n in counts.items() if TaskState(state) not in TERMINAL_TASK):
+            return
+        if RESUMING in self.store.get_run(run_id).options:
+            return  # its tasks are being reset: not finished, whatever they were
+        counts = self.store.counts(run_id)  # a resume that ended since the first read has reset some
         if any(n for state, n in counts.items() if TaskState(state) not in TERMINAL_TASK):
             return
         bad = sum(n for state, n in counts.items() if TaskState(state) not in DONE_OK)

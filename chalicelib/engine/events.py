@@ -80,6 +80,24 @@ class Cancel(Event, frozen=True):
         return data
 
 
+class Resume(Event, frozen=True):
+    """Reset the tasks of a run being resumed, a window at a time (what did not succeed goes
+    back to WAITING or READY with a new attempt); a window that leaves some behind ends with
+    another Resume carrying `after`, the last ends the resume and sends a Start. `token` names
+    the resume (the run's `options["resuming"]`): a window of another resume, or one arriving
+    after its resume ended, does nothing."""
+
+    kind: ClassVar[str] = "resume"
+    token: str
+    after: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        if self.after is None:
+            del data["after"]
+        return data
+
+
 class ReadyChildren(Event, frozen=True):
     """Count `parent_id`'s completion for its children from `offset` on (in the spec's order)
     and dispatch those it readies, a window at a time: what a completion with more children
@@ -93,7 +111,7 @@ class ReadyChildren(Event, frozen=True):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (Start, TaskStarted, Heartbeat, TaskSucceeded, TaskFailed, LeaseExpired, DispatchDue, Cancel,
-                ReadyChildren)
+                Resume, ReadyChildren)
 }
 
 

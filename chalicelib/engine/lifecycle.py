@@ -1,13 +1,18 @@
 """Creating a run from a validated workflow, and resuming one.
 
-Both write through the StateStore only; the caller then sends a Start event.
+Both write through the StateStore only. After `create_run` the caller sends a Start event;
+after `begin_resume` a Resume event, whose windows (the coordinator's) call `reset_task` and
+end with a Start. `resume_run` is the same resume in one call (small runs, tests).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Any
+
+from msgspec import Struct
 
 from chalicelib.engine import transitions
 from chalicelib.engine.placement import initial_placement
@@ -55,6 +60,47 @@ def create_run(
     )
     store.create_run(run, task_records(run_id, spec, function_limits))
     return run
+
+
+RESUMING = transitions.RESUMING  # the run's option holding the token of the resume resetting its tasks
+NOT_OK = [s for s in TaskState if s not in DONE_OK]  # what a resume resets
+
+
+class Resumed(Struct, frozen=True):
+    run: RunRecord
+    token: str
+    todo: int  # the tasks the resume resets
+
+
+def begin_resume(run_id: str, store: StateStore, allow_running: bool = False, token: str | None = None) -> Resumed:
+    """The part of a resume an API call does, whatever the run's size: the run RUNNING again
+    (on condition of the state it was read in) with a new resume token in its options. The
+    coordinator then resets its tasks a window at a time (`Resume` events carrying the token,
+    `reset_task` for each) and starts it; until then it neither starts tasks nor finishes the
+    run. A RUNNING run is resumed only when the caller knows its previous owner is gone."""
+    run = store.get_run(run_id)
+    if run.state is RunState.SUCCEEDED:
+        raise StateConflictError(f"run {run_id} already SUCCEEDED: nothing to resume", run)
+    if run.state not in TERMINAL_RUN and not allow_running:
+        raise StateConflictError(f"run {run_id} is still RUNNING; cancel it first or wait", run)
+    token = token or os.urandom(4).hex()
+    run = transitions.begin_resume(store, run, [run.state], token)
+    todo = sum(n for state, n in store.counts(run_id).items() if TaskState(state) not in DONE_OK)
+    return Resumed(run, token, todo)
+
+
+def reset_task(store: StateStore, spec: RunSpec, rec: TaskRecord, parent_done: Callable[[str], bool]) -> TaskRecord:
+    """A task that did not succeed back to READY (every parent done) or WAITING, its pending
+    count from its parents' states, with a fresh retry budget. An attempt that ended (or may
+    still be out: DISPATCHED, RUNNING) is fenced off by a new attempt number; a WAITING or
+    READY task keeps its own, so resetting a task twice is the same as once."""
+    task = spec.tasks[rec.task_id]
+    parents = spec.graph.parents[rec.task_id]
+    done = [p for p in parents if parent_done(p)]
+    pending = len(parents) - len(done)
+    attempt = rec.attempt if rec.state in (TaskState.WAITING, TaskState.READY) else rec.attempt + 1
+    return transitions.reset(store, rec.run_id, rec.task_id, ready=pending == 0, attempt=attempt,
+                             done_parents=done, pending=pending, max_attempts=attempt + task.retries)
 
 
 def resume_run(run_id: str, spec: RunSpec, store: StateStore, allow_running: bool = False) -> int:

@@ -89,13 +89,20 @@ TRANSITIONS: dict[str, Transition] = {t.name: t for t in (
                "its last parent's completion counted (pending 0)",
                ("store.complete_parents, called by the coordinator",)),
     Transition("reset", "task", tuple(s.value for s in TaskState), ("WAITING", "READY"),
-               "unconditional, the run not RUNNING (or its owner gone); next attempt", ("resume",)),
+               "unconditional, the run being resumed; next attempt (a WAITING or READY task keeps its own)",
+               ("coordinator (Resume)", "resume_run (one call)")),
     Transition("finish_run", "run", ("RUNNING",), ("SUCCEEDED", "FAILED"), "every task terminal",
                ("coordinator", "sweeper (finish_recounted: the same condition, storing the recounted counters)")),
     Transition("cancel_run", "run", ("RUNNING",), ("CANCELLED",), "a user asked", ("coordinator (Cancel)",)),
     Transition("fail_run", "run", ("RUNNING",), ("FAILED",), "an event of the run was dead-lettered",
                ("coordinator function (poison event)",)),
-    Transition("reopen_run", "run", tuple(s.value for s in RunState), ("RUNNING",), "not SUCCEEDED", ("resume",)),
+    Transition("reopen_run", "run", tuple(s.value for s in RunState), ("RUNNING",), "not SUCCEEDED",
+               ("resume_run (one call: tests, tools)",)),
+    Transition("begin_resume", "run", ("FAILED", "CANCELLED", "RUNNING"), ("RUNNING",),
+               "the state just read (RUNNING only when its owner is gone); sets the resume token",
+               ("resume (API call, local runtime)",)),
+    Transition("end_resume", "run", ("RUNNING",), ("RUNNING",), "every task reset; clears the resume token",
+               ("coordinator (the last Resume window)",)),
 )}
 
 
@@ -339,3 +346,19 @@ def fail_run(store: StateStore, run: RunRecord, why: str, now: float) -> RunReco
 def reopen_run(store: StateStore, run_id: str) -> RunRecord:
     """Any state -> RUNNING, for `resume` (the caller has checked it may)."""
     return store.update_run(run_id, list(RunState), {"state": RunState.RUNNING, "finished_at": None})
+
+
+RESUMING = "resuming"  # the run's option holding the token of the resume resetting its tasks
+
+
+def begin_resume(store: StateStore, run: RunRecord, sources: Collection[RunState], token: str) -> RunRecord:
+    """`sources` -> RUNNING with the resume's `token` in the run's options (its tasks are reset
+    next, a window at a time); StateConflictError when another call moved the run first."""
+    options = {**run.options, RESUMING: token}
+    return store.update_run(run.run_id, sources, {"state": RunState.RUNNING, "finished_at": None, "options": options})
+
+
+def end_resume(store: StateStore, run: RunRecord) -> RunRecord | Refused:
+    """RUNNING -> RUNNING without the resume's token: every task is reset, the run may go on."""
+    options = {k: v for k, v in run.options.items() if k != RESUMING}
+    return _run("end_resume", store, run.run_id, [RunState.RUNNING], {"options": options})

@@ -8,7 +8,7 @@ service makes is called from (so a named transition of the engine can take them 
 
 from __future__ import annotations
 
-from chalicelib.engine.lifecycle import resume_run
+from chalicelib.engine.lifecycle import Resumed, begin_resume
 from chalicelib.engine.records import RunRecord
 from chalicelib.engine.states import TERMINAL_RUN, RunState
 from chalicelib.errors import RunBusyError, StateConflictError
@@ -35,7 +35,8 @@ def cancel_live(rt: Runtime, run_id: str) -> RunRecord | None:
     return rt.cancel(run_id)
 
 
-def reset_for_resume(rt: Runtime, run_id: str) -> int:
-    """The resume transition: every task that did not succeed reset; how many. A RUNNING run
-    is taken over only where the runtime knows nobody executes it (`resumable` checked)."""
-    return resume_run(run_id, rt.specs.get(run_id), rt.store, allow_running=rt.tracks_owner)
+def begin_resume_run(rt: Runtime, run_id: str) -> Resumed:
+    """The resume transition: the run RUNNING again with a resume token, its tasks reset next
+    (`Runtime.resume_tasks`). A RUNNING run is taken over only where the runtime knows nobody
+    executes it (`resumable` checked)."""
+    return begin_resume(run_id, rt.store, allow_running=rt.tracks_owner)

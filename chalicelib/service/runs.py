@@ -201,9 +201,9 @@ def cancel_run(rt: Runtime, run_id: str) -> Reply:
 
 def resume(rt: Runtime, run_id: str) -> Reply:
     run = guards.resumable(rt, rt.store.get_run(run_id))
-    reset = guards.reset_for_resume(rt, run.run_id)
-    rt.start(run_id)
-    return 202, {"run_id": run_id, "state": RunState.RUNNING.value, "reset_tasks": reset}
+    begun = guards.begin_resume_run(rt, run.run_id)  # O(1): the tasks are reset after the reply (cloud)
+    rt.resume_tasks(run_id, begun.token)
+    return 202, {"run_id": run_id, "state": RunState.RUNNING.value, "reset_tasks": begun.todo}
 
 
 # ---- the CLI's calls --------------------------------------------------------------------------

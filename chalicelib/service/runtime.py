@@ -79,6 +79,11 @@ class Runtime(Protocol):
         """Have the run executed: a Start event (cloud), an executor process (local server),
         or nothing (the CLI executes it in the foreground next)."""
 
+    def resume_tasks(self, run_id: str, token: str) -> None:
+        """Have a run whose resume began (`lifecycle.begin_resume`) reset its tasks and go on:
+        a Resume event (cloud: the coordinator resets them a window at a time, then starts
+        it), or every window here and then `start` (local)."""
+
     def cancel(self, run_id: str) -> RunRecord | None:
         """Cancel a live run: the record once cancelled, or None when cancelling goes on
         asynchronously (the cloud's coordinator does it)."""

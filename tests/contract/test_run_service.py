@@ -105,9 +105,21 @@ class CloudBackend(Backend):
         return resp.status_code, resp.json_body
 
     def started(self) -> list[str]:
+        """The Starts queued, and those a resume's windows end with (the coordinator handles its
+        Resume events, as the coordinator function would)."""
+        from chalicelib.engine import events as ev
+
         msgs = self.cloud.events_queue.receive(10, visibility_s=30)
         self.cloud.events_queue.delete(msgs)
-        return [b["run_id"] for b in map(json.loads, (m.body for m in msgs)) if b["kind"] == "start"]
+        todo = [ev.event_from_dict(json.loads(m.body)) for m in msgs]
+        out: list[str] = []
+        while todo:
+            event = todo.pop(0)
+            if isinstance(event, ev.Start):
+                out.append(event.run_id)
+            elif isinstance(event, ev.Resume):
+                todo += [i.event for i in self.cloud.coordinator.handle([event]) if isinstance(i, ev.Schedule)]
+        return out
 
     def busy(self, run_id: str) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()  # a RUNNING run may be live: the coordinator executes it

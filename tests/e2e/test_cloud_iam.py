@@ -46,6 +46,7 @@ NOT_EXERCISED: dict[str, dict[str, str]] = {
         "iam:PassRole": "checked by ECS when RunTask names the worker's roles: not a request of its own",
         "s3:GetObject": "the run's spec on a cold start (the harness's handlers share one spec cache)",
         "dynamodb:PutItem": "the edge marker of a high fan-in child (TransactWriteItems Put), over 100 parents",
+        "dynamodb:BatchWriteItem": "a resume window resetting a high fan-in child's edge markers (over 100 parents)",
     },
     "submit": {
         "s3:DeleteObject": "removing a half-written run's files when creating it fails",

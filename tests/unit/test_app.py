@@ -11,6 +11,7 @@ import pytest
 from chalice.test import Client
 
 from chalicelib.backends.aws.components import Cloud, install
+from chalicelib.engine.events import Schedule, Start, event_from_dict
 from chalicelib.engine.states import RunState, TaskState
 from tests.contract.awskit import make_cloud, mocked_aws
 
@@ -183,13 +184,50 @@ def test_resume_resets_what_did_not_succeed_and_restarts(app: App) -> None:
     app.events()
     resp = app.client.http.post(f"/runs/{run_id}/resume")
     assert resp.status_code == 202 and resp.json_body["reset_tasks"] == 2
+    assert store.get_run(run_id).state is RunState.RUNNING  # at once: `wait` never sees the old FAILED
+    assert store.get_task(run_id, "a").state is TaskState.FAILED  # the call resets nothing itself...
+    (resume,) = app.events()
+    assert resume == {"kind": "resume", "run_id": run_id, "token": store.get_run(run_id).options["resuming"]}
+    out = app.cloud.coordinator.handle([event_from_dict(resume)])  # ...the coordinator does, in windows
     a = store.get_task(run_id, "a")
     assert (a.state, a.attempt, a.reason) == (TaskState.READY, 2, None)
-    assert store.get_run(run_id).state is RunState.RUNNING
-    assert app.events() == [{"kind": "start", "run_id": run_id}]
+    assert out == [Schedule(Start(run_id), 0.0)]  # the last window starts the run
     store.update_run(run_id, [RunState.RUNNING], {"state": RunState.SUCCEEDED})
     assert app.client.http.post(f"/runs/{run_id}/resume").status_code == 409
     assert app.client.http.post("/runs/nope/resume").status_code == 404
+
+
+def test_resume_windows_reset_a_high_fan_in_child_on_dynamodb(app: App) -> None:
+    """120 parents (the child's edges are items of their own), one of which failed: the resume's
+    window rewrites the child's edge markers, and the rerun parent's success readies it."""
+    from msgspec.structs import replace
+
+    from chalicelib.attempt import AttemptResult
+    from chalicelib.engine import events as ev
+
+    parents = [{"id": f"p{i:03d}", "command": ["true"]} for i in range(120)]
+    child = {"id": "c", "command": ["true"], "after": [p["id"] for p in parents]}
+    run_id = app.post("/runs", wf(*parents, child)).json_body["run_id"]
+    app.events()
+    co = app.cloud.coordinator
+    co.config = replace(co.config, start_batch=50)  # the Start in windows too
+    store = app.cloud.store
+    todo: list[ev.Event] = [ev.Start(run_id)]
+    while todo:
+        todo = [i.event for i in co.handle([todo.pop(0)]) if isinstance(i, ev.Schedule)] + todo
+    co.handle([ev.TaskSucceeded(run_id, p["id"], 1, AttemptResult(exit_code=0)) for p in parents[:119]])
+    co.handle([ev.TaskFailed(run_id, "p119", 1, "NONZERO_EXIT", AttemptResult(exit_code=1))])
+    assert store.get_run(run_id).state is RunState.FAILED
+    assert store.get_task(run_id, "c").state is TaskState.UPSTREAM_FAILED
+    assert app.client.http.post(f"/runs/{run_id}/resume").json_body["reset_tasks"] == 2
+    todo = [ev.event_from_dict(app.events()[0])]
+    while not isinstance(todo[0], ev.Start):
+        todo = [i.event for i in co.handle(todo) if isinstance(i, ev.Schedule)]
+    c = store.get_task(run_id, "c")
+    assert (c.state, c.pending, c.attempt) == (TaskState.WAITING, 1, 2)
+    assert [i.task_id for i in co.handle(todo) if isinstance(i, ev.Launch)] == ["p119"]
+    out = co.handle([ev.TaskSucceeded(run_id, "p119", 2, AttemptResult(exit_code=0))])
+    assert [i.task_id for i in out if isinstance(i, ev.Launch)] == ["c"]  # its edges counted exactly once
 
 
 # ---- S3 trigger ---------------------------------------------------------------------------------

@@ -319,6 +319,28 @@ def test_the_sweeper_finishes_a_run_whose_counters_lagged(h: Harness) -> None:
     assert h.cloud.blobs.exists(f"runs/{run_id}/manifest.json")
 
 
+def test_the_sweeper_sends_a_stalled_resume_again_and_never_finishes_it(h: Harness) -> None:
+    run_id = h.submit(ECHO)
+    h.take()
+    store = h.cloud.store
+    store.update_task(run_id, "a", [TaskState.READY], 1, {"state": TaskState.FAILED, "reason": "NONZERO_EXIT"})
+    store.update_run(run_id, [RunState.RUNNING], {"state": RunState.FAILED, "finished_at": 1e10})
+    assert h.client.http.post(f"/runs/{run_id}/resume").status_code == 202
+    token = store.get_run(run_id).options["resuming"]
+    resume = {"kind": "resume", "run_id": run_id, "token": token}
+    assert [json.loads(b) for b in h.take()] == [resume]  # ...and then lost
+    h.cloud.config = replace(h.cloud.config, stuck_run_after_s=0.0)
+    report = sweep(h)  # every task is terminal, but the run is being resumed: not finished
+    assert report["restarted"] == [run_id] and report["finished"] == []
+    assert store.get_run(run_id).state is RunState.RUNNING
+    again = h.take()
+    assert [json.loads(b) for b in again] == [resume]
+    assert h.coordinate(again) == {"batchItemFailures": []}  # the coordinator function resets `a`, starts the run
+    a = store.get_task(run_id, "a")
+    assert a.attempt == 2 and a.state is not TaskState.FAILED
+    assert "resuming" not in store.get_run(run_id).options
+
+
 def test_the_sweeper_writes_missing_manifests(h: Harness) -> None:
     run_id = h.submit(ECHO)
     h.cloud.store.update_run(run_id, [RunState.RUNNING], {"state": RunState.CANCELLED, "finished_at": 1e10})

@@ -26,7 +26,7 @@ from chalicelib.backends.aws.shell import CloudShell
 from chalicelib.backends.aws.sqs_queues import QueueEventSink, SqsQueue
 from chalicelib.backends.aws.wiring import TASK_EVENT_AGE_S
 from chalicelib.engine.coordinator import Coordinator, CoordinatorConfig
-from chalicelib.engine.events import Cancel, Start
+from chalicelib.engine.events import Cancel, Resume, Start
 from chalicelib.engine.records import RunRecord
 from chalicelib.engine.spec import SpecCache
 from chalicelib.service.runtime import Request, Resolved
@@ -120,6 +120,9 @@ class Cloud(Struct, dict=True):  # dict: the cached_property parts
 
     def start(self, run_id: str) -> None:
         self.sink.send([Start(run_id)])
+
+    def resume_tasks(self, run_id: str, token: str) -> None:
+        self.sink.send([Resume(run_id, token)])  # the coordinator resets the tasks, then starts it
 
     def cancel(self, run_id: str) -> RunRecord | None:
         self.sink.send([Cancel(run_id)])

@@ -47,8 +47,9 @@ ROLE_ACTIONS: dict[str, dict[str, list[str]]] = {
     # event batches: state transitions, launches (async Invoke, container queue, the service,
     # RunTask), manifests; its trigger receives and deletes (the event source mapping's needs)
     "coordinator": {
-        # PutItem: the edge marker a high fan-in child's count writes in its transaction
-        "table": [*_TABLE_READ, "dynamodb:PutItem", "dynamodb:UpdateItem"],
+        # PutItem: the edge marker a high fan-in child's count writes in its transaction;
+        # BatchWriteItem: a resume window resetting a high fan-in child rewrites its edge markers
+        "table": [*_TABLE_READ, "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"],
         "objects": ["s3:GetObject", "s3:PutObject"],
         "events": ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
                    "sqs:GetQueueUrl"],

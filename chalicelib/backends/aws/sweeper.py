@@ -6,7 +6,9 @@ Every few minutes:
   fails it.
 - quiet runs: a RUNNING run whose counters have not moved for `stuck_run_after_s` is
   re-counted from its task items. All tasks terminal -> the run is finished here (its
-  counters lagged after a coordinator crash); READY tasks nobody dispatched -> a Start event.
+  counters lagged after a coordinator crash); READY tasks nobody dispatched -> a Start event;
+  a resume whose windows stopped (its token still in the run's options) -> its first Resume
+  window again (never finished here: its tasks are terminal only until they are reset).
 - missing manifests of recently finished runs are written.
 - the worker service is scaled to the container queue's backlog.
 """
@@ -20,6 +22,7 @@ from msgspec import Struct, field
 from chalicelib.backends.aws.components import Cloud
 from chalicelib.backends.aws.manifest import manifest_key, write_manifest
 from chalicelib.engine import events as ev
+from chalicelib.engine.lifecycle import RESUMING
 from chalicelib.engine.states import DONE_OK, TERMINAL_RUN, TERMINAL_TASK, RunState, TaskState
 from chalicelib.errors import StateConflictError
 
@@ -57,6 +60,11 @@ def _quiet_runs(cloud: Cloud, now: float, report: SweepReport) -> None:
     store = cloud.store
     for run in store.list_runs(limit=1000, state=RunState.RUNNING):
         if now - store.counters_last_changed(run.run_id) < cloud.config.stuck_run_after_s:
+            continue
+        token = run.options.get(RESUMING)
+        if token is not None:  # a resume whose windows stopped: its windows again from the first (each is idempotent)
+            cloud.sink.send([ev.Resume(run.run_id, str(token))])
+            report.restarted.append(run.run_id)
             continue
         counts = store.recount(run.run_id)
         live = {s: n for s, n in counts.items() if TaskState(s) not in TERMINAL_TASK}

@@ -292,11 +292,25 @@ class LocalRuntime:
             finally:
                 self.trim_cache()
 
+    def resume_tasks(self, run_id: str, token: str) -> None:
+        """The run service's resume (local server): its tasks reset here, then the executor."""
+        self.reset_tasks(run_id, token)
+        self.start(run_id)
+
+    def reset_tasks(self, run_id: str, token: str) -> None:
+        """Every window of a resume's task resets here (as `cancel` does its windows); the last
+        window's Start is left to whoever executes the run next."""
+        todo: list[ev.Event] = [ev.Resume(run_id, token)]
+        while todo:
+            out = self.coordinator.handle(todo)
+            todo = [i.event for i in out if isinstance(i, ev.Schedule) and isinstance(i.event, ev.Resume)]
+
     def resume(self, run_id: str, progress: ProgressFn | None = None) -> RunRecord:
-        from chalicelib.service.guards import reset_for_resume
+        """`updraft resume`: reset what did not succeed and execute the run in this process."""
+        from chalicelib.service.guards import begin_resume_run
 
         with self.owning(run_id):  # the guard: RunBusyError while another process executes it
-            reset_for_resume(self, run_id)
+            self.reset_tasks(run_id, begin_resume_run(self, run_id).token)
             try:
                 return _Loop(self, run_id, progress).run()
             finally:
