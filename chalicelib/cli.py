@@ -522,7 +522,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from chalicelib.outputs.commands import after_success
 
     with _runtime(args) as rt:
-        code = _execute(rt, run.run_id, run.task_count, args, resume=True)
+        if run.state is RunState.SUCCEEDED:  # nothing to run again: its summary, then publish (again)
+            code = _finish_report(rt, run.run_id, 0.0, args.json)
+        else:
+            code = _execute(rt, run.run_id, run.task_count, args, resume=True)
         return after_success(rt, run.run_id, args) if code == 0 else code
 
 
