@@ -104,7 +104,10 @@ def test_a_task_s_end_is_when_it_ended_not_when_its_report_was_read(slot: Slot, 
     slot.send(1, [SH, "-c", "sleep 0.3"], tmp_path)
     time.sleep(1.0)  # the pool busy elsewhere: the reports wait in the pipe
     (_, _, _, started_at, _), (_, _, code, _, ended_at) = slot.wait_for(2)
-    assert code == 0 and 0.3 <= ended_at - started_at < 0.9
+    # the property: the end is the task's (about 0.3 s after its start), not the read's (1.0 s);
+    # the start is read once the spawn returns, when the child may already be running on the
+    # other core (a 0.297 s `sleep 0.3` was seen under load)
+    assert code == 0 and 0.25 <= ended_at - started_at < 0.9
 
 
 def test_a_task_killed_by_a_signal_reports_the_negative_signal(slot: Slot, tmp_path: Path) -> None:
