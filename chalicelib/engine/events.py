@@ -66,6 +66,13 @@ class DispatchDue(Event, frozen=True):
     attempt: int
 
 
+def _window_dict(data: dict[str, Any]) -> dict[str, Any]:
+    """A windowed event's body: `after` only when a window continues (the first has none)."""
+    if data.get("after") is None:
+        data.pop("after", None)
+    return data
+
+
 class Cancel(Event, frozen=True):
     """Cancel the run, then its live tasks a window at a time: a window that leaves some
     behind ends with another Cancel carrying `after` (where the next window starts)."""
@@ -74,10 +81,7 @@ class Cancel(Event, frozen=True):
     after: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = super().to_dict()
-        if self.after is None:
-            del data["after"]
-        return data
+        return _window_dict(super().to_dict())
 
 
 class Resume(Event, frozen=True):
@@ -92,10 +96,7 @@ class Resume(Event, frozen=True):
     after: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = super().to_dict()
-        if self.after is None:
-            del data["after"]
-        return data
+        return _window_dict(super().to_dict())
 
 
 class ReadyChildren(Event, frozen=True):
